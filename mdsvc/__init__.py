@@ -1,0 +1,1 @@
+"""mdsvc: an instance metadata service for OpenStack-style clouds, as one Twisted application."""

@@ -1,0 +1,22 @@
+"""Packaging for mdsvc: the mdsvc package, its twistd drop-in and the mdsvc-manage command."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mdsvc",
+    version="0.1.0",
+    description="Instance metadata service for OpenStack-style clouds, as one Twisted application",
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["tests*", "bench*"]) + ["twisted.plugins"],
+    package_data={"mdsvc": ["data/*.json"]},
+    install_requires=[
+        "twisted[tls]>=24.7",
+        "treq>=24.9",
+        "attrs>=23.1",
+        "zope.interface>=6.0",
+        "service-identity>=24.1",
+        "pyyaml>=6.0",
+    ],
+    extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14"]},
+    entry_points={"console_scripts": ["mdsvc-manage = mdsvc.manage:main"]},
+)

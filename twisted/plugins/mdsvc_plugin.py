@@ -1,0 +1,5 @@
+"""twistd drop-in: ``twistd -n mdsvc --role ROLE --config FILE``."""
+
+from twisted.application.service import ServiceMaker
+
+mdsvc = ServiceMaker("mdsvc", "mdsvc.tap", "Instance metadata service (roles: api, agent, proxy, network-node, all-in-one)", "mdsvc")
