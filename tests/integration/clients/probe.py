@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""Run one REAL, unmodified metadata client against a metadata base URL.
+
+usage: probe.py CLIENT BASE_URL [--post-password PW] [--timeout S]
+                [--retries N] [--deadline S] [--verbose]
+
+CLIENT is one of: cloud-init, cloudbase-init, botocore.
+Prints one JSON object on stdout and exits 0 when the client read the
+metadata; exits non-zero with a one-line error on stderr otherwise.
+Install the clients first with install.sh (same directory).
+
+Byte values the clients return are made JSON-safe: UTF-8 text becomes a
+string, anything else becomes {"__base64__": "..."}.
+"""
+
+import argparse
+import base64
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+
+CLIENTS_DIR = os.environ.get("MDSVC_CLIENTS_DIR", "/var/cache/mdsvc-test-clients")
+CLOUD_INIT_PKGS = os.path.join(CLIENTS_DIR, "cloud-init", "usr", "lib", "python3", "dist-packages")
+
+
+class ProbeError(Exception):
+    """The client did not manage to read the metadata."""
+
+
+def jsonable(value):
+    """Recursively turn what a client returned into JSON-serialisable data."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return {"__base64__": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if hasattr(value, "_asdict"):  # namedtuples (cloudbase-init network model)
+        return {k: jsonable(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def one_line(exc):
+    text = "%s: %s" % (type(exc).__name__, exc)
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------- cloud-init
+
+def probe_cloud_init(base_url, args):
+    if not os.path.isdir(os.path.join(CLOUD_INIT_PKGS, "cloudinit")):
+        raise ProbeError("cloud-init not unpacked in %s: run install.sh" % CLOUD_INIT_PKGS)
+    sys.path.insert(0, CLOUD_INIT_PKGS)
+    from cloudinit import url_helper, version
+    from cloudinit.sources.helpers import ec2, openstack
+
+    # 1. DataSourceOpenStack.wait_for_metadata_service(): probe
+    #    combine_url(metadata_url, "openstack") and keep the base URL.
+    md_url = url_helper.combine_url(base_url, "openstack")
+    avail_url, _resp = url_helper.wait_for_url(
+        urls=[md_url], max_wait=args.timeout, timeout=args.timeout,
+        status_cb=lambda msg: None)
+    if not avail_url:
+        raise ProbeError("metadata service not available at %s" % md_url)
+
+    # 2. DataSourceOpenStack._crawl_metadata() -> read_metadata_service(base)
+    #    == MetadataReader(base, ...).read_v2().  The only change: the stock
+    #    MetadataReader._read_ec2_metadata() calls ec2.get_instance_metadata()
+    #    with its default address http://169.254.169.254 whatever base_url
+    #    is, so we point that same call at base_url instead.  We also record
+    #    the OpenStack version _find_working_version() selected.
+    chosen = {}
+
+    class Reader(openstack.MetadataReader):
+        def _find_working_version(self):
+            chosen["version"] = super()._find_working_version()
+            return chosen["version"]
+
+        def _read_ec2_metadata(self):
+            return ec2.get_instance_metadata(
+                metadata_address=self.base_path,
+                ssl_details=self.ssl_details,
+                timeout=self.timeout,
+                retries=self.retries,
+            )
+
+    reader = Reader(base_url, ssl_details=None, timeout=args.timeout, retries=args.retries)
+    try:
+        results = reader.read_v2()
+    except (openstack.NonReadable, openstack.BrokenMetadata, IOError) as e:
+        raise ProbeError("read_v2 failed: %s" % one_line(e)) from e
+
+    out = {
+        "client": "cloud-init",
+        "client_version": version.version_string(),
+        "metadata_address": base_url,
+        "version": chosen.get("version"),
+        "available_versions": reader._versions,
+        "format_version": results.get("version"),
+    }
+    for key in ("metadata", "userdata", "vendordata", "vendordata2",
+                "networkdata", "ec2-metadata", "files", "network_config", "dsmode"):
+        if key in results:
+            out[key] = jsonable(results[key])
+    # What DataSourceOpenStack derives from it (the ssh keys cloud-init installs).
+    # SourceMixin.get_public_ssh_keys() only reads .metadata and .version.
+    keys_view = type("KeysView", (openstack.SourceMixin,), {})()
+    keys_view.metadata, keys_view.version = results["metadata"], results["version"]
+    out["public_keys"] = keys_view.get_public_ssh_keys()
+    return out
+
+
+# ------------------------------------------------------------ cloudbase-init
+
+def probe_cloudbase_init(base_url, args):
+    from cloudbaseinit import conf as cbinit_conf
+    CONF = cbinit_conf.CONF
+    # No config files, no CLI args: only what we set below.
+    CONF(args=[], project="cloudbase-init", default_config_files=[])
+    CONF.set_override("metadata_base_url", base_url, group="openstack")
+    # check_metadata_ip_route() needs the Windows osutils; not for a test.
+    CONF.set_override("add_metadata_private_ip_route", False, group="openstack")
+    CONF.set_override("retry_count", args.retries)
+    CONF.set_override("retry_count_interval", 0.2)
+
+    from cloudbaseinit.metadata.services import base as svc_base
+    from cloudbaseinit.metadata.services import httpservice
+
+    svc = httpservice.HttpService()
+    if not svc.load():
+        # load() swallows the reason; ask again to report it.
+        try:
+            svc.get_instance_id()
+        except Exception as e:
+            raise ProbeError("HttpService.load() failed: %s" % one_line(e)) from e
+        raise ProbeError("HttpService.load() returned False")
+
+    def opt(fn):
+        try:
+            return jsonable(fn())
+        except svc_base.NotExistingMetadataException:
+            return None
+
+    try:
+        out = {
+            "client": "cloudbase-init",
+            "client_version": _dist_version("cloudbase-init"),
+            "metadata_base_url": CONF.openstack.metadata_base_url,
+            "instance_id": svc.get_instance_id(),
+            "host_name": svc.get_host_name(),
+            # get_public_keys() returns list(set(...)): sort for stable output.
+            "public_keys": sorted(svc.get_public_keys() or []),
+            "user_data": opt(svc.get_decoded_user_data),
+            "network_details": opt(svc.get_network_details),
+            "network_details_v2": opt(svc.get_network_details_v2),
+            "admin_username": opt(svc.get_admin_username),
+            "admin_password": opt(svc.get_admin_password),
+            "can_post_password": svc.can_post_password,
+            "is_password_set": svc.is_password_set,
+        }
+    except Exception as e:
+        raise ProbeError("reading metadata failed: %s" % one_line(e)) from e
+
+    if args.post_password is not None:
+        # The real call SetUserPasswordPlugin makes (it passes the password
+        # already RSA-encrypted and base64-encoded; we pass PW verbatim).
+        try:
+            out["post_password"] = {"returned": svc.post_password(args.post_password)}
+        except Exception as e:
+            # e.g. 409: post_password() only catches urllib's HTTPError, but
+            # _http_request() raises requests.HTTPError, so a 409 escapes.
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            out["post_password"] = {"raised": type(e).__module__ + "." + type(e).__name__,
+                                    "status": status, "error": one_line(e)}
+        out["is_password_set_after"] = _fresh_is_password_set(svc)
+    return out
+
+
+def _fresh_is_password_set(svc):
+    svc._cache = {}  # is_password_set goes through the cache; re-read.
+    try:
+        return svc.is_password_set
+    except Exception as e:
+        return "error: " + one_line(e)
+
+
+def _dist_version(name):
+    from importlib.metadata import version
+    return version(name)
+
+
+# ------------------------------------------------------------------ botocore
+
+def probe_botocore(base_url, args):
+    # Configure botocore the way a user on an instance would: through the
+    # environment, read by the session's config chain.  Isolate from any
+    # ~/.aws files and from AWS_EC2_METADATA_DISABLED.
+    os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = base_url
+    # botocore parses this setting as an int.
+    os.environ["AWS_METADATA_SERVICE_TIMEOUT"] = str(max(1, int(round(args.timeout))))
+    os.environ["AWS_METADATA_SERVICE_NUM_ATTEMPTS"] = "1"
+    os.environ["AWS_CONFIG_FILE"] = os.devnull
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    for var in ("AWS_EC2_METADATA_DISABLED", "AWS_EC2_METADATA_V1_DISABLED",
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "AWS_PROFILE"):
+        os.environ.pop(var, None)
+
+    import botocore
+    import botocore.session
+    from botocore import utils
+
+    session = botocore.session.Session()
+    # What botocore does when it resolves the region from IMDS:
+    # IMDSRegionProvider -> InstanceMetadataRegionFetcher.retrieve_region()
+    # (PUT latest/api/token, then GET latest/meta-data/placement/availability-zone/).
+    provider = utils.IMDSRegionProvider(session)
+    region = provider.provide()
+    region_fetcher = provider._get_fetcher()
+
+    # The same IMDSFetcher machinery, given base_url directly.
+    fetcher = utils.IMDSFetcher(timeout=args.timeout, num_attempts=1, base_url=base_url,
+                                env=dict(os.environ))
+    token = fetcher._fetch_metadata_token()
+
+    def get(path):
+        try:
+            resp = fetcher._get_request(url_path=path, retry_func=None, token=token)
+        except fetcher._RETRIES_EXCEEDED_ERROR_CLS as e:
+            raise ProbeError("GET %s failed (no 200 with a body after 1 attempt)"
+                             % fetcher._construct_url(path)) from e
+        return resp.text
+
+    out = {
+        "client": "botocore",
+        "client_version": botocore.__version__,
+        "base_url": region_fetcher.get_base_url(),
+        "region": region,
+        "token": token,
+        "instance_id": get("latest/meta-data/instance-id"),
+        "hostname": get("latest/meta-data/hostname"),
+    }
+    return out
+
+
+PROBES = {
+    "cloud-init": probe_cloud_init,
+    "cloudbase-init": probe_cloudbase_init,
+    "botocore": probe_botocore,
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("client", choices=sorted(PROBES))
+    ap.add_argument("base_url", help="metadata base URL, e.g. http://127.0.0.1:8775/")
+    ap.add_argument("--post-password", metavar="PW", default=None,
+                    help="cloudbase-init: also call HttpService.post_password(PW)")
+    ap.add_argument("--timeout", type=float, default=2.0,
+                    help="per-request timeout in seconds (default 2)")
+    ap.add_argument("--retries", type=int, default=0,
+                    help="client-level retries (default 0)")
+    ap.add_argument("--deadline", type=float, default=60.0,
+                    help="kill the probe after this many seconds (default 60)")
+    ap.add_argument("--verbose", action="store_true", help="client debug logs on stderr")
+    args = ap.parse_args(argv)
+
+    # cloudbase-init's requests calls have no timeout at all: a hard deadline
+    # keeps a hung server from hanging the test.
+    def on_alarm(_signum, _frame):
+        sys.stderr.write("probe %s: deadline of %ss exceeded\n" % (args.client, args.deadline))
+        sys.stderr.flush()
+        os._exit(3)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, args.deadline)
+
+    # Never let a proxy from the environment sit between client and server.
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                "all_proxy", "ALL_PROXY"):
+        os.environ.pop(var, None)
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.CRITICAL + 1,
+                        stream=sys.stderr)
+    if not args.verbose:
+        logging.disable(logging.CRITICAL)
+
+    try:
+        result = PROBES[args.client](args.base_url, args)
+    except ProbeError as e:
+        sys.stderr.write("probe %s: %s\n" % (args.client, " ".join(str(e).split())))
+        return 1
+    except Exception as e:  # a crash in the client or in the probe
+        if args.verbose:
+            traceback.print_exc()
+        sys.stderr.write("probe %s: %s\n" % (args.client, one_line(e)))
+        return 2
+    sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
