@@ -1,0 +1,163 @@
+# -*- test-case-name: tests.test_api_resource -*-
+"""
+L{MetadataApp}: one metadata request from identified headers to an L{Answer}, independent of
+twisted.web (the resource in L{mdsvc.api.resource} is the glue).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Hashable
+
+from attrs import define, field
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from mdsvc.api.cache import RenderCache
+from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, not_found
+from mdsvc.api.identify import ByAddress, ByInstanceId, Identifier
+from mdsvc.api.metadata import HTML, JSON, Answer, InstanceMetadata, Password, VendorData2, dumps
+from mdsvc.api.vendordata import StaticJSONFile, merge_vendordata
+from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IVendordataProvider
+from mdsvc.model import Instance
+
+MAX_PASSWORD_SIZE = 4 * 255
+"""Nova stores the password in four system-metadata chunks of 255 characters (spec §2.4.7)."""
+
+
+@define
+class MetadataApp:
+    """
+    Answers metadata requests for the instances of C{store}.
+
+    @ivar providers: C{vendordata_providers} in order; C{"StaticJSON"} reads C{static_file},
+        any other name is looked up in C{dynamic} (e.g. C{{"DynamicJSON": DynamicJSON(...)}}).
+    """
+
+    store: IInstanceStore
+    identifier: Identifier
+    clock: IReactorTime
+    dhcp_domain: str = "novalocal"
+    cache_ttl: float = 15
+    static_file: StaticJSONFile = field(factory=lambda: StaticJSONFile(None))
+    providers: tuple[str, ...] = ("StaticJSON",)
+    dynamic: dict[str, IVendordataProvider] = field(factory=dict)
+    cache: RenderCache = field(default=None)
+    _log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        if self.cache is None:
+            self.cache = RenderCache(self.clock, self.cache_ttl)
+
+    def today(self) -> str:
+        """The UTC date by the injected clock, for the OpenStack version listing."""
+        return time.strftime("%Y-%m-%d", time.gmtime(self.clock.seconds()))
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _build(self, instance: Instance) -> InstanceMetadata:
+        static = self.static_file.load() if "StaticJSON" in self.providers else None
+        return InstanceMetadata(instance, self.dhcp_domain, static)
+
+    def _load_uuid(self, key: Hashable) -> Deferred[InstanceMetadata | None]:
+        _, uuid = key  # type: ignore[misc]
+        return self.store.get(uuid).addCallback(lambda i: self._build(i) if i is not None else None)
+
+    def _load_address(self, key: Hashable) -> Deferred[InstanceMetadata | None]:
+        _, address = key  # type: ignore[misc]
+        return self.store.by_address(address).addCallback(lambda i: self._build(i) if i is not None else None)
+
+    async def metadata_for(self, identity: ByInstanceId | ByAddress) -> tuple[InstanceMetadata, tuple[Hashable, ...]]:
+        """
+        The render cache entry of the identified instance, and the cache keys it lives under.
+
+        @raise MetadataError: 404 with the concrete reason, or 500 for a store failure.
+        """
+        if isinstance(identity, ByInstanceId):
+            key: tuple[str, str] = ("uuid", identity.uuid)
+            try:
+                md = await self.cache.get(key, self._load_uuid)
+            except Exception as e:
+                self._log.failure("Failed to get metadata for instance id: {uuid}", uuid=identity.uuid)
+                raise MetadataError(500, UNKNOWN_ERROR, f"instance store failed: {e!r}") from None
+            if md is None:
+                raise not_found(f"instance {identity.uuid} not found")
+            if md.instance.project_id != identity.tenant:
+                self._log.warn(
+                    "Tenant_id {tenant_id} does not match tenant_id of instance {instance_id}.",
+                    tenant_id=identity.tenant, instance_id=identity.uuid,
+                )
+                raise not_found(f"X-Tenant-ID {identity.tenant} does not match the project of instance {identity.uuid}")
+            return md, (key,)
+        key = ("address", identity.address)
+        try:
+            md = await self.cache.get(key, self._load_address)
+        except AmbiguousAddress as e:
+            raise MetadataError(500, UNKNOWN_ERROR, f"fixed IP {identity.address} is shared by instances {', '.join(e.args[1])}") from None
+        except Exception as e:
+            self._log.failure("Failed to get metadata for IP {address}", address=identity.address)
+            raise MetadataError(500, UNKNOWN_ERROR, f"instance store failed: {e!r}") from None
+        if md is None:
+            raise not_found(f"no instance has fixed IP {identity.address}")
+        return md, (key, ("uuid", md.instance.uuid))
+
+    # -- answering ----------------------------------------------------------------------------
+
+    async def answer(
+        self, method: bytes, segments: list[str], identity: ByInstanceId | ByAddress, body: Callable[[], bytes | None]
+    ) -> Answer:
+        """
+        Answer one request after identification.
+
+        @param body: reads the request body (only the password POST does).
+        @raise MetadataError: for every error status.
+        """
+        md, keys = await self.metadata_for(identity)
+        address = identity.address
+        resolved = md.resolve(segments, address, self.today())
+        if isinstance(resolved, Answer):
+            return resolved
+        if isinstance(resolved, Password):
+            return await self._password(method, md, keys, body)
+        return await self._vendor_data2(md, resolved)
+
+    async def _vendor_data2(self, md: InstanceMetadata, _: VendorData2) -> Answer:
+        parts: list[tuple[str, dict[str, Any]]] = []
+        for provider in self.providers:
+            if provider == "StaticJSON":
+                static = md.static_vendordata
+                if static is not None and static.error is not None:
+                    self._log.warn("vendor_data2.json of {uuid} without static data: {reason}", uuid=md.instance.uuid, reason=static.error)
+                parts.append((provider, {"static": static.data if static is not None and static.error is None else {}}))
+            elif provider in self.dynamic:
+                parts.append((provider, await self.dynamic[provider].vendordata(md.instance)))
+        return Answer(dumps(merge_vendordata(parts, self._log)), JSON)
+
+    async def _password(self, method: bytes, md: InstanceMetadata, keys: tuple[Hashable, ...], read_body: Callable[[], bytes | None]) -> Answer:
+        if method == b"GET":
+            return Answer((md.instance.password or "").encode("utf-8"), HTML)
+        if method != b"POST":
+            raise MetadataError(400, "GET and POST only are supported.")
+        if md.instance.password:
+            raise MetadataError(409, None, f"instance {md.instance.uuid} already has a password")
+        body = read_body()
+        if body is None:
+            raise MetadataError(400, "Request is too large.", "password POST larger than 1020 bytes")
+        try:
+            password = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MetadataError(400, "The password must be UTF-8 text.", "password POST is not UTF-8") from None
+        try:
+            stored = await self.store.set_password(md.instance.uuid, password)
+        except KeyError:
+            raise MetadataError(400, f"Instance {md.instance.uuid} could not be found.") from None
+        except Exception as e:
+            self._log.failure("storing the password of {uuid} failed", uuid=md.instance.uuid)
+            raise MetadataError(500, UNKNOWN_ERROR, f"instance store failed: {e!r}") from None
+        for key in keys:
+            self.cache.invalidate(key)
+        if not stored:
+            raise MetadataError(409, None, f"instance {md.instance.uuid} already has a password")
+        self._log.info("stored the password posted by instance {uuid}", uuid=md.instance.uuid)
+        return Answer(b"", HTML)

@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.test_api_identify -*-
+"""
+Which instance is asking (spec §4): signed proxy headers, or the remote address.
+
+Proxy mode (C{[neutron] service_metadata_proxy}) trusts C{X-Instance-ID} only with a valid
+C{X-Instance-ID-Signature} (HMAC-SHA256 of the id with C{metadata_proxy_shared_secret}, compared
+in constant time).  Otherwise the instance is found by the connection's address, or by
+C{X-Forwarded-For} only when C{[api] use_forwarded_for} says the front end can be trusted.
+Neither the secret nor an expected signature is ever logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from attrs import frozen
+from twisted.logger import Logger
+
+from mdsvc.api.errors import MetadataError
+
+log = Logger()
+
+
+def sign(secret: str | bytes, value: str | bytes) -> str:
+    """Lowercase hex HMAC-SHA256 of C{value} keyed with C{secret} (what the agent sends)."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    msg = value.encode("utf-8") if isinstance(value, str) else value
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+@frozen
+class ByInstanceId:
+    """A proxy vouched for the instance: its id, the project the port belongs to, the guest IP."""
+
+    uuid: str
+    tenant: str
+    address: str | None
+
+
+@frozen
+class ByAddress:
+    """No proxy: the instance is the one holding this fixed IP."""
+
+    address: str
+
+
+def first_forwarded(value: bytes | None) -> str | None:
+    """The first address of an C{X-Forwarded-For} value, stripped; None if empty."""
+    if not value:
+        return None
+    first = value.split(b",", 1)[0].strip()
+    return first.decode("latin-1") or None
+
+
+def _header(headers: dict[bytes, list[bytes]], name: bytes) -> bytes | None:
+    values = headers.get(name)
+    if not values:
+        return None
+    return b", ".join(values)
+
+
+@frozen
+class Identifier:
+    """Turns a request's headers and address into an identity, per the configured mode."""
+
+    service_metadata_proxy: bool
+    shared_secret: str
+    use_forwarded_for: bool = False
+
+    def identify(self, headers: dict[bytes, list[bytes]], peer: str | None) -> ByInstanceId | ByAddress:
+        """
+        @param headers: lower-cased header names to their raw values.
+        @param peer: the connection's remote address.
+        @raise MetadataError: 400 for missing or malformed headers, 403 for a bad signature,
+            500 when there is no address at all (the spec's own 500).
+        """
+        if self.service_metadata_proxy:
+            if headers.get(b"x-metadata-provider"):
+                raise MetadataError(
+                    400, "X-Metadata-Provider requests are not supported by this service.",
+                    "provider mode (X-Metadata-Provider) is not supported",
+                )
+            return self._by_instance_id(headers)
+        if headers.get(b"x-instance-id"):
+            log.warn(
+                "X-Instance-ID present in request headers. The 'service_metadata_proxy' option must be enabled to process this header."
+            )
+        address = first_forwarded(_header(headers, b"x-forwarded-for")) if self.use_forwarded_for else None
+        address = address or peer
+        if not address:
+            raise MetadataError(500, "An unknown error has occurred. Please try your request again.", "request has no remote address")
+        return ByAddress(address)
+
+    def _by_instance_id(self, headers: dict[bytes, list[bytes]]) -> ByInstanceId:
+        instance_ids = headers.get(b"x-instance-id")
+        if not instance_ids:
+            raise MetadataError(400, "X-Instance-ID header is missing from request.")
+        signature = _header(headers, b"x-instance-id-signature")
+        if signature is None:
+            raise MetadataError(400, "X-Instance-ID-Signature header is missing from request.")
+        tenants = headers.get(b"x-tenant-id")
+        if not tenants:
+            raise MetadataError(400, "X-Tenant-ID header is missing from request.")
+        if len(instance_ids) > 1:
+            raise MetadataError(400, "Multiple X-Instance-ID headers found within request.")
+        if len(tenants) > 1:
+            raise MetadataError(400, "Multiple X-Tenant-ID headers found within request.")
+        instance_id = instance_ids[0]
+        address = first_forwarded(_header(headers, b"x-forwarded-for"))
+        expected = sign(self.shared_secret, instance_id).encode("ascii")
+        if not hmac.compare_digest(expected, signature):
+            log.warn(
+                "X-Instance-ID-Signature: {signature} does not match the expected signature for id: {requestor_id}. Request From: {requestor_address}",
+                signature=signature.decode("latin-1"), requestor_id=instance_id.decode("latin-1"), requestor_address=address,
+            )
+            raise MetadataError(403, "Invalid proxy request signature.", "invalid X-Instance-ID-Signature")
+        try:
+            uuid = instance_id.decode("utf-8")
+            tenant = tenants[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise MetadataError(400, "X-Instance-ID and X-Tenant-ID must be UTF-8.") from None
+        return ByInstanceId(uuid=uuid, tenant=tenant, address=address)

@@ -1,0 +1,114 @@
+# -*- test-case-name: tests.test_api_resource -*-
+"""
+The twisted.web glue of the metadata API: one leaf resource answering every path and method.
+
+Every request ends in a status of {200, 400, 403, 404, 409, 500} (spec §3.3); every 404 and 500
+is logged with its concrete reason; an unexpected exception is logged with its traceback and
+answered with the generic 500, never with a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from mdsvc.api.app import MAX_PASSWORD_SIZE, MetadataApp
+from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, error_page
+from mdsvc.api.metadata import EC2_VERSION_LIST, TEXT, Answer, normalise_path
+
+
+class MetadataResource(Resource):
+    """The root of the metadata API: C{Site(MetadataResource(app))}."""
+
+    isLeaf = True
+    _log = Logger()
+
+    def __init__(self, app: MetadataApp) -> None:
+        super().__init__()
+        self.app = app
+
+    def render(self, request: Request) -> Any:
+        """Answer any method on any path (Nova never answers 405)."""
+        try:
+            segments = normalise_path(request.path)
+        except MetadataError as e:
+            return self._error(request, e)
+        if segments is None:
+            return self._answer(request, Answer(EC2_VERSION_LIST, TEXT))
+        try:
+            identity = self.app.identifier.identify(_headers(request), _peer(request))
+        except MetadataError as e:
+            return self._error(request, e)
+        finished = request.notifyFinish()
+        d = ensureDeferred(self.app.answer(request.method, segments, identity, lambda: _read_password(request)))
+        finished.addErrback(lambda _: d.cancel())
+        d.addCallbacks(lambda answer: self._send(request, answer), lambda f: self._failed(request, f))
+        return NOT_DONE_YET
+
+    # -- responses ------------------------------------------------------------------------------
+
+    def _answer(self, request: Request, answer: Answer) -> bytes:
+        request.setResponseCode(200)
+        request.setHeader(b"content-type", answer.content_type)
+        request.setHeader(b"content-length", b"%d" % len(answer.body))
+        return answer.body
+
+    def _send(self, request: Request, answer: Answer) -> None:
+        if request.finished or request._disconnected:
+            return
+        request.write(self._answer(request, answer))
+        request.finish()
+
+    def _error(self, request: Request, error: MetadataError) -> bytes:
+        if error.code in (404, 500):
+            self._log.info(
+                "{method} {path} from {peer}: {code} ({reason})",
+                method=request.method.decode("latin-1"), path=request.uri.decode("latin-1"), peer=_peer(request),
+                code=error.code, reason=error.reason,
+            )
+        page = error_page(error.code, error.explanation, request.getHeader(b"accept"))
+        request.setResponseCode(error.code)
+        request.setHeader(b"content-type", page.content_type)
+        request.setHeader(b"content-length", b"%d" % len(page.body))
+        return page.body
+
+    def _failed(self, request: Request, failure: Failure) -> None:
+        if failure.check(CancelledError) or request.finished or request._disconnected:
+            return
+        if failure.check(MetadataError):
+            error = failure.value
+        else:
+            self._log.failure("unhandled error answering {method} {path}", failure, method=request.method, path=request.uri)
+            error = MetadataError(500, UNKNOWN_ERROR, f"internal error: {failure.getErrorMessage()}")
+        request.write(self._error(request, error))
+        request.finish()
+
+
+def _headers(request: Request) -> dict[bytes, list[bytes]]:
+    return {name.lower(): values for name, values in request.requestHeaders.getAllRawHeaders()}
+
+
+def _peer(request: Request) -> str | None:
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    if host and host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
+
+
+def _read_password(request: Request) -> bytes | None:
+    """The POSTed password, or None when it is larger than Nova accepts (1020 bytes)."""
+    length = request.getHeader(b"content-length")
+    if length is not None and length.strip().isdigit() and int(length) > MAX_PASSWORD_SIZE:
+        return None
+    content = request.content
+    if content is None:
+        return b""
+    content.seek(0)
+    body = content.read(MAX_PASSWORD_SIZE + 1)
+    return None if len(body) > MAX_PASSWORD_SIZE else body

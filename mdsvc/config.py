@@ -1,0 +1,369 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+Configuration from INI files that use the option names of nova.conf and metadata_agent.ini.
+
+An operator's existing files work as they are: unknown sections and options are ignored,
+C{$name} / C{${name}} substitution works as in oslo.config, and a bad value stops startup with
+one line naming the file, line, section, option and what is allowed (L{ConfigError}).
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from typing import Any, Callable, Iterable, Mapping
+
+from attrs import define, field, frozen
+
+
+class ConfigError(Exception):
+    """A configuration file is unreadable or holds a bad value; C{str()} is one line for the operator."""
+
+
+# --- value types --------------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
+
+
+def boolean(text: str) -> bool:
+    """oslo.config booleans: true/false, yes/no, on/off, 1/0 (any case)."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("allowed: true or false")
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    """An integer within bounds."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"allowed: an integer{_bounds(minimum, maximum)}") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ValueError(f"allowed: an integer{_bounds(minimum, maximum)}")
+        return value
+
+    return parse
+
+
+def number(minimum: float | None = None) -> Callable[[str], float]:
+    """A float with a lower bound."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"allowed: a number{_bounds(minimum, None)}") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"allowed: a number{_bounds(minimum, None)}")
+        return value
+
+    return parse
+
+
+def _bounds(minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f" from {minimum} to {maximum}"
+    if minimum is not None:
+        return f" >= {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""
+
+
+def string(text: str) -> str:
+    """A string, stripped of surrounding whitespace."""
+    return text.strip()
+
+
+def choice(*choices: str) -> Callable[[str], str]:
+    """One of fixed choices."""
+
+    def parse(text: str) -> str:
+        value = text.strip()
+        if value not in choices:
+            raise ValueError(f"allowed: {' | '.join(choices)}")
+        return value
+
+    return parse
+
+
+def listOf(item: Callable[[str], Any] = string, sep: str | None = ",") -> Callable[[str], tuple[Any, ...]]:
+    """A comma-separated list (oslo ListOpt), or whitespace-separated when C{sep} is None."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        parts = text.split(sep) if sep else text.split()
+        return tuple(item(p.strip()) for p in parts if p.strip())
+
+    return parse
+
+
+def endpoint(text: str) -> str:
+    """A Twisted server or client endpoint string; checked for shape here, fully when used."""
+    value = text.strip()
+    if not re.match(r"^[a-z0-9]+:", value):
+        raise ValueError("allowed: a Twisted endpoint string such as tcp:8775:interface=127.0.0.1 or unix:/run/mdsvc/api.sock")
+    return value
+
+
+def store_url(text: str) -> str:
+    """An instance store: C{sqlite:PATH} (or a vendor plugin's C{name:ARG})."""
+    value = text.strip()
+    if ":" not in value or not value.split(":", 1)[1]:
+        raise ValueError("allowed: sqlite:PATH")
+    return value
+
+
+# --- the option table ------------------------------------------------------------------------
+
+@frozen
+class Option:
+    """One option: where it lives, how it parses, its default and older names it may go by."""
+
+    section: str
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    aliases: tuple[tuple[str, str], ...] = ()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("DEFAULT", "state_path", string, "/var/lib/mdsvc"),
+    Option("DEFAULT", "debug", boolean, False),
+    Option("DEFAULT", "metadata_listen", string, "0.0.0.0"),
+    Option("DEFAULT", "metadata_listen_port", integer(0, 65535), 8775),
+    Option("DEFAULT", "flat_injected", boolean, False),
+    Option("api", "metadata_cache_expiration", integer(0), 15),
+    Option("api", "dhcp_domain", string, "novalocal", aliases=(("DEFAULT", "dhcp_domain"),)),
+    Option("api", "vendordata_providers", listOf(choice("StaticJSON", "DynamicJSON")), ("StaticJSON",)),
+    Option("api", "vendordata_jsonfile_path", string, None),
+    Option("api", "vendordata_dynamic_targets", listOf(), ()),
+    Option("api", "vendordata_dynamic_ssl_certfile", string, ""),
+    Option("api", "vendordata_dynamic_connect_timeout", integer(3), 5),
+    Option("api", "vendordata_dynamic_read_timeout", integer(0), 5),
+    Option("api", "vendordata_dynamic_failure_fatal", boolean, False),
+    Option("api", "use_forwarded_for", boolean, False, aliases=(("DEFAULT", "use_forwarded_for"),)),
+    Option("api", "config_drive_skip_versions", listOf(sep=None),
+           ("1.0", "2007-01-19", "2007-03-01", "2007-08-29", "2007-10-10", "2007-12-15", "2008-02-01", "2008-09-01")),
+    Option("neutron", "service_metadata_proxy", boolean, False),
+    Option("neutron", "metadata_proxy_shared_secret", lambda s: s, "", aliases=(("DEFAULT", "metadata_proxy_shared_secret"),)),
+    Option("mdsvc", "store", store_url, None),
+    Option("mdsvc", "api_endpoint", endpoint, None),
+    Option("mdsvc", "demo", boolean, None),
+)
+
+_BY_KEY = {(o.section, o.name): o for o in OPTIONS}
+
+
+# --- the parsed configuration ------------------------------------------------------------------
+
+@frozen
+class ApiConfig:
+    """What the metadata API role needs (nova.conf names)."""
+
+    listen_endpoint: str
+    cache_expiration: int
+    dhcp_domain: str
+    vendordata_providers: tuple[str, ...]
+    vendordata_jsonfile_path: str | None
+    vendordata_dynamic_targets: tuple[str, ...]
+    vendordata_dynamic_ssl_certfile: str
+    vendordata_dynamic_connect_timeout: int
+    vendordata_dynamic_read_timeout: int
+    vendordata_dynamic_failure_fatal: bool
+    use_forwarded_for: bool
+    service_metadata_proxy: bool
+    shared_secret: str = field(repr=False)
+    flat_injected: bool
+    config_drive_skip_versions: tuple[str, ...]
+    debug: bool
+
+
+@frozen
+class Config:
+    """The whole parsed configuration of a node."""
+
+    source: str | None
+    state_path: str
+    store: str
+    demo: bool
+    api: ApiConfig
+
+
+@define
+class _Located:
+    """Line numbers of C{[section] option} in a file, for error messages."""
+
+    lines: dict[tuple[str, str], int] = field(factory=dict)
+
+    @classmethod
+    def scan(cls, text: str) -> "_Located":
+        located = cls()
+        section = "DEFAULT"
+        for number, line in enumerate(text.splitlines(), 1):
+            stripped = line.strip()
+            if not stripped or stripped[0] in "#;":
+                continue
+            if stripped.startswith("[") and "]" in stripped:
+                section = stripped[1:stripped.index("]")].strip()
+                continue
+            if line[0].isspace():
+                continue
+            m = re.match(r"([^=:]+?)\s*[=:]", stripped)
+            if m:
+                located.lines[(section, m.group(1).strip().lower())] = number
+        return located
+
+
+def _substitute(value: str, lookup: Callable[[str], str | None], where: str) -> str:
+    """oslo.config substitution: C{$name} and C{${name}}; C{$$} is a literal dollar."""
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1) or m.group(2)
+        found = lookup(name)
+        if found is None:
+            raise ConfigError(f"{where}: ${name} names no option")
+        return found
+
+    return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", repl, value)
+
+
+def read_ini(path: str) -> tuple[configparser.RawConfigParser, _Located]:
+    """Read an INI file the way oslo.config does (duplicate options: last one wins)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    parser = configparser.RawConfigParser(strict=False, interpolation=None, default_section="\x00no-default")
+    parser.optionxform = str.lower  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error as e:
+        line = getattr(e, "lineno", None)
+        message = str(e).splitlines()[0]
+        raise ConfigError(f"{path}:{line}: {message}" if line else f"{path}: {message}") from None
+    return parser, _Located.scan(text)
+
+
+def load_values(path: str | None, overrides: Mapping[tuple[str, str], str] | None = None) -> dict[tuple[str, str], Any]:
+    """
+    Parse every known option of C{path} (None: all defaults), applying C{overrides} as raw text.
+
+    @raise ConfigError: for the first bad value, in one line.
+    """
+    raw: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (text, where)
+    parser = None
+    if path is not None:
+        parser, located = read_ini(path)
+        for option in OPTIONS:
+            for section, name in ((option.section, option.name),) + option.aliases:
+                if parser.has_section(section) and parser.has_option(section, name):
+                    line = located.lines.get((section, name))
+                    where = f"{path}:{line}: [{section}] {name}" if line else f"{path}: [{section}] {name}"
+                    raw[(option.section, option.name)] = (parser.get(section, name), where)
+                    break
+    for key, text in (overrides or {}).items():
+        raw[key] = (text, f"command line: [{key[0]}] {key[1]}")
+
+    def lookup_for(section: str) -> Callable[[str], str | None]:
+        def lookup(name: str) -> str | None:
+            for s in (section, "DEFAULT"):
+                if (s, name) in raw:
+                    return raw[(s, name)][0]
+                if parser is not None and parser.has_section(s) and parser.has_option(s, name):
+                    return parser.get(s, name)
+                if (s, name) in _BY_KEY and _BY_KEY[(s, name)].default is not None:
+                    return str(_BY_KEY[(s, name)].default)
+            return None
+
+        return lookup
+
+    values: dict[tuple[str, str], Any] = {}
+    for option in OPTIONS:
+        key = (option.section, option.name)
+        if key not in raw:
+            values[key] = option.default
+            continue
+        text, where = raw[key]
+        if option.name != "metadata_proxy_shared_secret":
+            text = _substitute(text, lookup_for(option.section), where)
+        try:
+            values[key] = option.parse(text)
+        except ValueError as e:
+            raise ConfigError(f"{where} = {text.strip()!r}: {e}") from None
+    return values
+
+
+def load_config(path: str | None, overrides: Mapping[tuple[str, str], str] | None = None) -> Config:
+    """
+    Load a node's configuration from C{path} (None: the embedded defaults, demo on).
+
+    @raise ConfigError: one line naming file, line, section, option and what is allowed.
+    """
+    v = load_values(path, overrides)
+    state_path = v[("DEFAULT", "state_path")]
+    listen = v[("mdsvc", "api_endpoint")]
+    if listen is None:
+        host = v[("DEFAULT", "metadata_listen")].replace(":", r"\:")
+        port = v[("DEFAULT", "metadata_listen_port")]
+        listen = f"tcp6:{port}:interface={host}" if ":" in v[("DEFAULT", "metadata_listen")] else f"tcp:{port}:interface={host}"
+    demo = v[("mdsvc", "demo")]
+    return Config(
+        source=path,
+        state_path=state_path,
+        store=v[("mdsvc", "store")] or f"sqlite:{state_path}/mdsvc.sqlite",
+        demo=(path is None) if demo is None else demo,
+        api=ApiConfig(
+            listen_endpoint=listen,
+            cache_expiration=v[("api", "metadata_cache_expiration")],
+            dhcp_domain=v[("api", "dhcp_domain")],
+            vendordata_providers=v[("api", "vendordata_providers")],
+            vendordata_jsonfile_path=v[("api", "vendordata_jsonfile_path")] or None,
+            vendordata_dynamic_targets=v[("api", "vendordata_dynamic_targets")],
+            vendordata_dynamic_ssl_certfile=v[("api", "vendordata_dynamic_ssl_certfile")],
+            vendordata_dynamic_connect_timeout=v[("api", "vendordata_dynamic_connect_timeout")],
+            vendordata_dynamic_read_timeout=v[("api", "vendordata_dynamic_read_timeout")],
+            vendordata_dynamic_failure_fatal=v[("api", "vendordata_dynamic_failure_fatal")],
+            use_forwarded_for=v[("api", "use_forwarded_for")],
+            service_metadata_proxy=v[("neutron", "service_metadata_proxy")],
+            shared_secret=v[("neutron", "metadata_proxy_shared_secret")],
+            flat_injected=v[("DEFAULT", "flat_injected")],
+            config_drive_skip_versions=v[("api", "config_drive_skip_versions")],
+            debug=v[("DEFAULT", "debug")],
+        ),
+    )
+
+
+def check_config(path: str) -> list[str]:
+    """Every problem of a configuration file, one line each (empty: the file is good)."""
+    try:
+        parser, located = read_ini(path)
+    except ConfigError as e:
+        return [str(e)]
+    problems = []
+    for option in OPTIONS:
+        for section, name in ((option.section, option.name),) + option.aliases:
+            if parser.has_section(section) and parser.has_option(section, name):
+                try:
+                    load_values(None, {(option.section, option.name): parser.get(section, name)})
+                except ConfigError as e:
+                    line = located.lines.get((section, name))
+                    where = f"{path}:{line}: [{section}] {name}" if line else f"{path}: [{section}] {name}"
+                    problems.append(str(e).replace(f"command line: [{option.section}] {option.name}", where, 1))
+                break
+    return problems
+
+
+def known_options() -> Iterable[Option]:
+    """The options mdsvc reads (for sample configs and docs)."""
+    return OPTIONS

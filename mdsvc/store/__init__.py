@@ -1,0 +1,1 @@
+"""Instance stores: where instance and router documents live (sqlite is the embedded default)."""

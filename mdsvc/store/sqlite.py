@@ -1,0 +1,351 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The embedded instance store: instance and router documents in one SQLite file.
+
+L{SQLiteDocuments} is the synchronous core that C{mdsvc-manage} uses; every write is one
+transaction, so a reader sees a document either before or after an import, never half of it.
+L{SQLiteInstanceStore} offers the same file to the event loop as an L{IInstanceStore}, running
+each query in a thread so the reactor never waits on the disk.  Each operation opens its own
+connection (cheap for SQLite), so changes made by another process are seen at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import sqlite3
+import string
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, TypeVar
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
+from mdsvc.model import DocumentError, Instance, Router, image_ids, instanceFromDocument, routerFromDocument
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    uuid TEXT PRIMARY KEY,
+    document TEXT NOT NULL,
+    project_id TEXT,
+    password TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ports (
+    uuid TEXT NOT NULL REFERENCES instances(uuid) ON DELETE CASCADE,
+    network_id TEXT,
+    ip TEXT,
+    mac TEXT
+);
+CREATE INDEX IF NOT EXISTS ports_network_ip ON ports(network_id, ip);
+CREATE INDEX IF NOT EXISTS ports_network_mac ON ports(network_id, mac);
+CREATE INDEX IF NOT EXISTS ports_ip ON ports(ip);
+CREATE INDEX IF NOT EXISTS ports_uuid ON ports(uuid);
+CREATE TABLE IF NOT EXISTS routers (
+    id TEXT PRIMARY KEY,
+    document TEXT NOT NULL,
+    project_id TEXT
+);
+CREATE TABLE IF NOT EXISTS router_networks (
+    router_id TEXT NOT NULL REFERENCES routers(id) ON DELETE CASCADE,
+    network_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS router_networks_router ON router_networks(router_id);
+CREATE TABLE IF NOT EXISTS ec2_instance_ids (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT UNIQUE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ec2_image_ids (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_uuid TEXT UNIQUE NOT NULL
+);
+"""
+
+
+def _reservation_id() -> str:
+    """Nova's reservation id: C{r-} and 8 random characters from 0-9a-z."""
+    alphabet = string.digits + string.ascii_lowercase
+    return "r-" + "".join(random.SystemRandom().choice(alphabet) for _ in range(8))
+
+
+@frozen
+class StoredInstance:
+    """One row of the store: the document as imported plus what the store assigned."""
+
+    document: dict[str, Any]
+    password: str | None
+
+    def instance(self) -> Instance:
+        """The L{Instance} this row describes (the document was validated on import)."""
+        doc = dict(self.document)
+        doc["password"] = self.password
+        return instanceFromDocument(doc)
+
+
+class SQLiteDocuments:
+    """Synchronous access to the store file; used by mdsvc-manage and, in threads, by the API."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def connect(self, create: bool = True) -> sqlite3.Connection:
+        """Open the file (creating it and its directory when C{create}), with the schema in place."""
+        if create:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(directory, exist_ok=True)
+        elif not os.path.exists(self.path):
+            raise FileNotFoundError(self.path)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if create:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+        return conn
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def import_instances(self, documents: Iterable[Any]) -> list[str]:
+        """
+        Validate every document first, then write them all in one transaction.
+
+        Fields the store assigns (EC2 ids, reservation id, creation time) are kept across
+        re-imports; a stored password survives a re-import whose document has no C{password}.
+
+        @raise DocumentError: naming the first bad field; nothing is written then.
+        @return: the uuids imported.
+        """
+        docs = list(documents)
+        seen: dict[str, int] = {}
+        for i, doc in enumerate(docs):
+            where = f"[{i}]" if len(docs) > 1 else ""
+            instance = instanceFromDocument(doc, where)
+            if instance.uuid in seen:
+                raise DocumentError(f"{where}.uuid" if where else "uuid", f"{instance.uuid} appears twice in this import")
+            seen[instance.uuid] = i
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for doc in docs:
+                self._write_instance(conn, dict(doc))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+        return list(seen)
+
+    def _write_instance(self, conn: sqlite3.Connection, doc: dict[str, Any]) -> None:
+        uuid = doc["uuid"]
+        old = conn.execute("SELECT document, password FROM instances WHERE uuid = ?", (uuid,)).fetchone()
+        old_doc = json.loads(old[0]) if old else {}
+        password = doc.pop("password", None) if "password" in doc else (old[1] if old else None)
+        doc.pop("password", None)
+        for key in ("reservation_id", "created_at"):
+            if key not in doc and key in old_doc:
+                doc[key] = old_doc[key]
+        doc.setdefault("reservation_id", _reservation_id())
+        doc.setdefault("created_at", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        ec2 = dict(doc.get("ec2_ids") or {})
+        images = dict(ec2.get("images") or {})
+        if ec2.get("instance") is None:
+            conn.execute("INSERT OR IGNORE INTO ec2_instance_ids(uuid) VALUES (?)", (uuid,))
+            ec2["instance"] = conn.execute("SELECT id FROM ec2_instance_ids WHERE uuid = ?", (uuid,)).fetchone()[0]
+        for image in image_ids(doc):
+            if image not in images:
+                conn.execute("INSERT OR IGNORE INTO ec2_image_ids(image_uuid) VALUES (?)", (image,))
+                images[image] = conn.execute("SELECT id FROM ec2_image_ids WHERE image_uuid = ?", (image,)).fetchone()[0]
+        ec2["images"] = images
+        doc["ec2_ids"] = ec2
+        instance = instanceFromDocument(dict(doc, password=password))
+        now = datetime.now(timezone.utc).isoformat()
+        conn.execute(
+            "INSERT INTO instances(uuid, document, project_id, password, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(uuid) DO UPDATE SET document = excluded.document, project_id = excluded.project_id, "
+            "password = excluded.password, updated_at = excluded.updated_at",
+            (uuid, json.dumps(doc, sort_keys=False), instance.project_id, password, now),
+        )
+        conn.execute("DELETE FROM ports WHERE uuid = ?", (uuid,))
+        for nic in instance.nics:
+            if not nic.fixed_ips:
+                conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, NULL, ?)", (uuid, nic.network.id, nic.mac))
+            for fip in nic.fixed_ips:
+                conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, ?, ?)", (uuid, nic.network.id, fip.ip, nic.mac))
+
+    def delete_instance(self, uuid: str) -> bool:
+        """Remove an instance; True if it existed."""
+        conn = self.connect()
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                cur = conn.execute("DELETE FROM instances WHERE uuid = ?", (uuid,))
+                return cur.rowcount > 0
+        finally:
+            conn.close()
+
+    def import_routers(self, documents: Iterable[Any]) -> list[str]:
+        """Validate every router document, then write them in one transaction."""
+        docs = list(documents)
+        routers = [routerFromDocument(doc, f"[{i}]" if len(docs) > 1 else "") for i, doc in enumerate(docs)]
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for doc, router in zip(docs, routers):
+                conn.execute(
+                    "INSERT INTO routers(id, document, project_id) VALUES (?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET document = excluded.document, project_id = excluded.project_id",
+                    (router.id, json.dumps(doc), router.project_id),
+                )
+                conn.execute("DELETE FROM router_networks WHERE router_id = ?", (router.id,))
+                conn.executemany("INSERT INTO router_networks(router_id, network_id) VALUES (?, ?)", [(router.id, n) for n in router.networks])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+        return [r.id for r in routers]
+
+    def delete_router(self, router_id: str) -> bool:
+        """Remove a router; True if it existed."""
+        conn = self.connect()
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                return conn.execute("DELETE FROM routers WHERE id = ?", (router_id,)).rowcount > 0
+        finally:
+            conn.close()
+
+    def set_password(self, uuid: str, password: str) -> bool:
+        """Compare-and-set the guest's password: stored only if none is; KeyError if no instance."""
+        conn = self.connect()
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                cur = conn.execute(
+                    "UPDATE instances SET password = ? WHERE uuid = ? AND COALESCE(password, '') = ''", (password, uuid)
+                )
+                if cur.rowcount:
+                    return True
+                if conn.execute("SELECT 1 FROM instances WHERE uuid = ?", (uuid,)).fetchone() is None:
+                    raise KeyError(uuid)
+                return False
+        finally:
+            conn.close()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self.connect()
+        try:
+            return query(conn)
+        finally:
+            conn.close()
+
+    def get(self, uuid: str) -> StoredInstance | None:
+        """The stored row of one instance, or None."""
+        row = self._read(lambda c: c.execute("SELECT document, password FROM instances WHERE uuid = ?", (uuid,)).fetchone())
+        return StoredInstance(json.loads(row[0]), row[1]) if row else None
+
+    def uuids_by_address(self, ip: str) -> list[str]:
+        """The instances that hold C{ip} as a fixed IP, in any network."""
+        ip = _canonical_ip(ip)
+        if ip is None:
+            return []
+        rows = self._read(lambda c: c.execute("SELECT DISTINCT uuid FROM ports WHERE ip = ? ORDER BY uuid", (ip,)).fetchall())
+        return [r[0] for r in rows]
+
+    def list_instances(self) -> list[tuple[str, str | None, str | None, list[str]]]:
+        """(uuid, name, project_id, fixed IPs) for every instance, sorted by uuid."""
+
+        def query(c: sqlite3.Connection) -> list[tuple[str, str | None, str | None, list[str]]]:
+            out = []
+            for uuid, document, project in c.execute("SELECT uuid, document, project_id FROM instances ORDER BY uuid"):
+                ips = [r[0] for r in c.execute("SELECT ip FROM ports WHERE uuid = ? AND ip IS NOT NULL", (uuid,))]
+                out.append((uuid, json.loads(document).get("name"), project, ips))
+            return out
+
+        return self._read(query)
+
+    def list_routers(self) -> list[Router]:
+        """Every router, sorted by id."""
+        rows = self._read(lambda c: c.execute("SELECT document FROM routers ORDER BY id").fetchall())
+        return [routerFromDocument(json.loads(r[0])) for r in rows]
+
+
+def _canonical_ip(ip: str) -> str | None:
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
+
+
+@implementer(IInstanceStore)
+class SQLiteInstanceStore:
+    """
+    L{IInstanceStore} over L{SQLiteDocuments}, each query in a thread of C{threadpool}.
+
+    @param run: how to run a blocking call; by default in the reactor's thread pool.  Tests pass
+        a synchronous runner.
+    """
+
+    def __init__(self, documents: SQLiteDocuments, run: Callable[..., Deferred[Any]]) -> None:
+        self.documents = documents
+        self._run = run
+
+    @classmethod
+    def inThreads(cls, path: str, reactor: Any, threadpool: ThreadPool | None = None) -> "SQLiteInstanceStore":
+        """A store whose queries run in C{threadpool} (default: the reactor's)."""
+        pool = threadpool if threadpool is not None else reactor.getThreadPool()
+        return cls(SQLiteDocuments(path), lambda f, *a: deferToThreadPool(reactor, pool, f, *a))
+
+    def get(self, uuid: str) -> Deferred[Instance | None]:
+        """See L{IInstanceStore.get}."""
+
+        def load() -> Instance | None:
+            row = self.documents.get(uuid)
+            return row.instance() if row else None
+
+        return self._run(load)
+
+    def by_address(self, ip: str) -> Deferred[Instance | None]:
+        """See L{IInstanceStore.by_address}."""
+
+        def load() -> Instance | None:
+            uuids = self.documents.uuids_by_address(ip)
+            if len(uuids) > 1:
+                raise AmbiguousAddress(ip, uuids)
+            if not uuids:
+                return None
+            row = self.documents.get(uuids[0])
+            return row.instance() if row else None
+
+        return self._run(load)
+
+    def set_password(self, uuid: str, password: str) -> Deferred[bool]:
+        """See L{IInstanceStore.set_password}."""
+        return self._run(self.documents.set_password, uuid, password)
+
+
+def open_store(url: str, reactor: Any) -> SQLiteInstanceStore:
+    """Build the instance store a C{[mdsvc] store} URL names."""
+    kind, _, arg = url.partition(":")
+    if kind != "sqlite":
+        raise ValueError(f"unknown store kind {kind!r} (allowed: sqlite:PATH)")
+    return SQLiteInstanceStore.inThreads(arg, reactor)

@@ -1,0 +1,157 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The twistd plugin's options and service tree: one role table, wiring only.
+
+C{twistd -n mdsvc --role api --config FILE} and C{MDSVC_CONFIG=FILE twistd -ny tac/api.tac} build
+the same tree through L{makeService}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from typing import Any, Callable
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService, Service
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.server import Site
+
+from mdsvc.api.app import MetadataApp
+from mdsvc.api.identify import Identifier
+from mdsvc.api.resource import MetadataResource
+from mdsvc.api.vendordata import DynamicJSON, StaticJSONFile, parse_targets
+from mdsvc.config import Config, ConfigError, load_config
+from mdsvc.store.sqlite import SQLiteDocuments, open_store
+
+log = Logger()
+
+ROLES = ("api", "agent", "proxy", "network-node", "all-in-one")
+
+
+class Options(usage.Options):
+    """C{twistd mdsvc} options: the role and the configuration file."""
+
+    optParameters = [
+        ["role", "r", "all-in-one", "Node role: " + " | ".join(ROLES) + "."],
+        ["config", "c", None, "INI configuration file (nova.conf / metadata_agent.ini names); default $MDSVC_CONFIG, else the embedded defaults."],
+    ]
+
+    def postOptions(self) -> None:
+        """Validate the role and load the configuration; a bad file is a one-line usage error."""
+        if self["role"] not in ROLES:
+            raise usage.UsageError(f"unknown role {self['role']!r} (allowed: {', '.join(ROLES)})")
+        path = self["config"] or os.environ.get("MDSVC_CONFIG") or None
+        try:
+            self["parsed"] = load_config(path)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        store = self["parsed"].store
+        if store.startswith("sqlite:"):
+            try:
+                SQLiteDocuments(store[len("sqlite:"):]).connect().close()
+            except Exception as e:
+                raise usage.UsageError(f"{path or 'defaults'}: [mdsvc] store {store}: cannot open: {e}") from None
+
+
+class DemoSeed(Service):
+    """Imports the bundled demo instance into the store at startup, unless it is there already."""
+
+    def __init__(self, documents: SQLiteDocuments) -> None:
+        self.documents = documents
+
+    def privilegedStartService(self) -> None:
+        """Seed before the listeners accept requests."""
+        super().privilegedStartService()
+        doc = demo_document()
+        if self.documents.get(doc["uuid"]) is None:
+            self.documents.import_instances([doc])
+            log.info("imported the demo instance {uuid} (fixed IP {ip})", uuid=doc["uuid"], ip="127.0.0.1")
+
+
+def demo_document() -> dict[str, Any]:
+    """The demo instance document shipped with mdsvc."""
+    return json.loads(resources.files("mdsvc").joinpath("data/demo-instance.json").read_text("utf-8"))
+
+
+def _http_client(reactor: Any, connect_timeout: float, ca_file: str) -> Any:
+    """A pooled treq client for DynamicJSON targets (TLS verified, against C{ca_file} if given)."""
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+
+    policy = BrowserLikePolicyForHTTPS()
+    if ca_file:
+        from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+        with open(ca_file, "rb") as f:
+            pem = f.read()
+        certs = [Certificate.loadPEM(b"-----BEGIN CERTIFICATE-----" + part) for part in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+        policy = BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certs))
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = 10
+    return HTTPClient(Agent(reactor, contextFactory=policy, connectTimeout=connect_timeout, pool=pool))
+
+
+def build_api(config: Config, reactor: Any) -> IService:
+    """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
+    api = config.api
+    store = open_store(config.store, reactor)
+    dynamic = {}
+    if "DynamicJSON" in api.vendordata_providers:
+        dynamic["DynamicJSON"] = DynamicJSON(
+            targets=parse_targets(api.vendordata_dynamic_targets),
+            http=_http_client(reactor, api.vendordata_dynamic_connect_timeout, api.vendordata_dynamic_ssl_certfile),
+            clock=reactor,
+            connect_timeout=api.vendordata_dynamic_connect_timeout,
+            read_timeout=api.vendordata_dynamic_read_timeout,
+            failure_fatal=api.vendordata_dynamic_failure_fatal,
+        )
+    if api.service_metadata_proxy and not api.shared_secret:
+        log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
+    static = StaticJSONFile(api.vendordata_jsonfile_path)
+    static.load()  # logs a bad file at startup rather than at the first guest
+    app = MetadataApp(
+        store=store,
+        identifier=Identifier(api.service_metadata_proxy, api.shared_secret, api.use_forwarded_for),
+        clock=reactor,
+        dhcp_domain=api.dhcp_domain,
+        cache_ttl=api.cache_expiration,
+        static_file=static,
+        providers=api.vendordata_providers,
+        dynamic=dynamic,
+    )
+    top = MultiService()
+    if config.demo:
+        DemoSeed(store.documents).setServiceParent(top)
+    strports.service(api.listen_endpoint, Site(MetadataResource(app)), reactor=reactor).setServiceParent(top)
+    return top
+
+
+def _not_built(role_part: str) -> Callable[[Config, Any], IService]:
+    def build(config: Config, reactor: Any) -> IService:
+        raise usage.UsageError(f"the {role_part} services are not part of this release yet; run --role api")
+
+    return build
+
+
+SERVICES_BY_ROLE: dict[str, tuple[Callable[[Config, Any], IService], ...]] = {
+    "api": (build_api,),
+    "agent": (_not_built("agent"),),
+    "proxy": (_not_built("proxy"),),
+    "network-node": (_not_built("agent"),),
+    "all-in-one": (build_api,),
+}
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """Wire the services of the chosen role into one tree."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    top = MultiService()
+    for build in SERVICES_BY_ROLE[options["role"]]:
+        build(options["parsed"], reactor).setServiceParent(top)
+    return top
