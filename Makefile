@@ -1,0 +1,19 @@
+# The two commands of the README: `make demo` starts the service, `make test` runs every test.
+PYTHON ?= python3
+
+.PHONY: demo test install install-test
+
+install:
+	$(PYTHON) -m pip install -q -e . --config-settings editable_mode=compat
+
+install-test: install
+	bash .ci/install-test-deps
+
+demo: install
+	@echo "mdsvc all-in-one on the embedded store with a demo instance (fixed IP 127.0.0.1)."
+	@echo "  curl http://127.0.0.1:8775/openstack/latest/meta_data.json"
+	@echo "  curl http://127.0.0.1:8775/latest/meta-data/"
+	twistd -n --pidfile= mdsvc --role all-in-one --config etc/demo.conf
+
+test: install-test
+	$(PYTHON) -m pytest -q tests

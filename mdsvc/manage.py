@@ -1,0 +1,180 @@
+# -*- test-case-name: tests.test_manage -*-
+"""
+C{mdsvc-manage}: the operator's command line, on the same configuration file the service runs with.
+
+    mdsvc-manage [--config FILE] instance import FILE... | list | show UUID | delete UUID
+    mdsvc-manage [--config FILE] router import FILE... | list | delete ID
+    mdsvc-manage [--config FILE] sign INSTANCE_ID
+    mdsvc-manage check-config FILE
+
+Every error is one line on standard error and exit status 1; nothing is written on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence, TextIO
+
+import yaml
+
+from mdsvc.api.identify import sign
+from mdsvc.config import Config, ConfigError, check_config, load_config
+from mdsvc.model import DocumentError, instanceFromDocument, routerFromDocument
+from mdsvc.store.sqlite import SQLiteDocuments
+
+
+class CommandError(Exception):
+    """A command failed; C{str()} is the one line to print."""
+
+
+def read_documents(path: str, stdin: TextIO | None = None) -> list[Any]:
+    """
+    Parse a JSON or YAML file holding one document or a list of them (C{-}: standard input).
+
+    @raise CommandError: naming the file and the line of a syntax error.
+    """
+    try:
+        if path == "-":
+            text = (stdin or sys.stdin).read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except OSError as e:
+        raise CommandError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{path}: not UTF-8 text") from None
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CommandError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else path
+            raise CommandError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    if data is None:
+        raise CommandError(f"{path}: holds no document")
+    return data if isinstance(data, list) else [data]
+
+
+def _store(config: Config) -> SQLiteDocuments:
+    kind, _, path = config.store.partition(":")
+    if kind != "sqlite":
+        raise CommandError(f"[mdsvc] store {config.store}: mdsvc-manage handles sqlite stores only")
+    return SQLiteDocuments(path)
+
+
+def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out: TextIO) -> None:
+    """Validate every document of every file (errors name the file and field), then import all."""
+    validate = routerFromDocument if routers else instanceFromDocument
+    docs: list[Any] = []
+    for path in paths:
+        found = read_documents(path)
+        for i, doc in enumerate(found):
+            try:
+                validate(doc, f"[{i}]" if len(found) > 1 else "")
+            except DocumentError as e:
+                raise CommandError(f"{path}: {e}") from None
+        docs.extend(found)
+    try:
+        ids = documents.import_routers(docs) if routers else documents.import_instances(docs)
+    except DocumentError as e:
+        raise CommandError(f"{', '.join(paths)}: {e}") from None
+    for i in ids:
+        print(f"imported {'router' if routers else 'instance'} {i}", file=out)
+
+
+def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    """Run one command; return the exit status (errors raise L{CommandError})."""
+    parser = argparse.ArgumentParser(prog="mdsvc-manage", description="Manage mdsvc's instance store.")
+    parser.add_argument("--config", default=os.environ.get("MDSVC_CONFIG") or None, help="configuration file (default: $MDSVC_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    instance = sub.add_parser("instance", help="instance documents").add_subparsers(dest="action", required=True)
+    p = instance.add_parser("import", help="import JSON or YAML instance documents (validated first; all or nothing)")
+    p.add_argument("files", nargs="+")
+    instance.add_parser("list", help="list instances")
+    p = instance.add_parser("show", help="print one stored instance document")
+    p.add_argument("uuid")
+    p = instance.add_parser("delete", help="delete an instance")
+    p.add_argument("uuid")
+
+    router = sub.add_parser("router", help="router documents").add_subparsers(dest="action", required=True)
+    p = router.add_parser("import", help="import router documents")
+    p.add_argument("files", nargs="+")
+    router.add_parser("list", help="list routers")
+    p = router.add_parser("delete", help="delete a router")
+    p.add_argument("id")
+
+    p = sub.add_parser("sign", help="print the X-Instance-ID-Signature the agent would send")
+    p.add_argument("instance_id")
+    p = sub.add_parser("check-config", help="check a configuration file: exit 0, or one line per problem")
+    p.add_argument("file")
+
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        problems = check_config(args.file)
+        for problem in problems:
+            print(problem, file=out)
+        return 1 if problems else 0
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        raise CommandError(str(e)) from None
+    if args.command == "sign":
+        print(sign(config.api.shared_secret, args.instance_id), file=out)
+        return 0
+    documents = _store(config)
+    if args.command == "instance":
+        if args.action == "import":
+            _import(documents, args.files, routers=False, out=out)
+        elif args.action == "list":
+            for uuid, name, project, ips in documents.list_instances():
+                print(f"{uuid}\t{name or ''}\t{project or ''}\t{','.join(ips)}", file=out)
+        elif args.action == "show":
+            row = documents.get(args.uuid)
+            if row is None:
+                raise CommandError(f"no instance {args.uuid}")
+            print(json.dumps(dict(row.document, password=row.password), indent=2), file=out)
+        elif args.action == "delete":
+            if not documents.delete_instance(args.uuid):
+                raise CommandError(f"no instance {args.uuid}")
+            print(f"deleted instance {args.uuid}", file=out)
+    elif args.command == "router":
+        if args.action == "import":
+            _import(documents, args.files, routers=True, out=out)
+        elif args.action == "list":
+            for r in documents.list_routers():
+                print(f"{r.id}\t{r.project_id or ''}\t{','.join(r.networks)}", file=out)
+        elif args.action == "delete":
+            if not documents.delete_router(args.id):
+                raise CommandError(f"no router {args.id}")
+            print(f"deleted router {args.id}", file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    try:
+        status = run(sys.argv[1:] if argv is None else argv)
+    except CommandError as e:
+        print(f"mdsvc-manage: {e}", file=sys.stderr)
+        status = 1
+    except OSError as e:
+        print(f"mdsvc-manage: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        status = 1
+    except Exception as e:  # a store that cannot be opened, a locked database, ...
+        print(f"mdsvc-manage: {type(e).__name__}: {e}", file=sys.stderr)
+        status = 1
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
