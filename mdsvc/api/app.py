@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Hashable
 
 from attrs import define, field
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -78,6 +78,8 @@ class MetadataApp:
             key: tuple[str, str] = ("uuid", identity.uuid)
             try:
                 md = await self.cache.get(key, self._load_uuid)
+            except CancelledError:
+                raise
             except Exception as e:
                 self._log.failure("Failed to get metadata for instance id: {uuid}", uuid=identity.uuid)
                 raise MetadataError(500, UNKNOWN_ERROR, f"instance store failed: {e!r}") from None
@@ -93,6 +95,8 @@ class MetadataApp:
         key = ("address", identity.address)
         try:
             md = await self.cache.get(key, self._load_address)
+        except CancelledError:
+            raise
         except AmbiguousAddress as e:
             raise MetadataError(500, UNKNOWN_ERROR, f"fixed IP {identity.address} is shared by instances {', '.join(e.args[1])}") from None
         except Exception as e:

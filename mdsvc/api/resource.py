@@ -46,8 +46,14 @@ class MetadataResource(Resource):
             return self._error(request, e)
         finished = request.notifyFinish()
         d = ensureDeferred(self.app.answer(request.method, segments, identity, lambda: _read_password(request)))
-        finished.addErrback(lambda _: d.cancel())
-        d.addCallbacks(lambda answer: self._send(request, answer), lambda f: self._failed(request, f))
+        gone: list[bool] = []
+
+        def lost(_: Failure) -> None:
+            gone.append(True)
+            d.cancel()
+
+        finished.addErrback(lost)
+        d.addCallbacks(lambda answer: self._send(request, answer, gone), lambda f: self._failed(request, f, gone))
         return NOT_DONE_YET
 
     # -- responses ------------------------------------------------------------------------------
@@ -58,15 +64,16 @@ class MetadataResource(Resource):
         request.setHeader(b"content-length", b"%d" % len(answer.body))
         return answer.body
 
-    def _send(self, request: Request, answer: Answer) -> None:
-        if request.finished or request._disconnected:
+    def _send(self, request: Request, answer: Answer, gone: list[bool]) -> None:
+        if gone or request.finished:
             return
         request.write(self._answer(request, answer))
         request.finish()
 
     def _error(self, request: Request, error: MetadataError) -> bytes:
         if error.code in (404, 500):
-            self._log.info(
+            emit = self._log.info if error.code == 404 else self._log.error
+            emit(
                 "{method} {path} from {peer}: {code} ({reason})",
                 method=request.method.decode("latin-1"), path=request.uri.decode("latin-1"), peer=_peer(request),
                 code=error.code, reason=error.reason,
@@ -77,8 +84,8 @@ class MetadataResource(Resource):
         request.setHeader(b"content-length", b"%d" % len(page.body))
         return page.body
 
-    def _failed(self, request: Request, failure: Failure) -> None:
-        if failure.check(CancelledError) or request.finished or request._disconnected:
+    def _failed(self, request: Request, failure: Failure, gone: list[bool]) -> None:
+        if gone or request.finished or failure.check(CancelledError):
             return
         if failure.check(MetadataError):
             error = failure.value

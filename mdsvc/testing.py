@@ -1,0 +1,71 @@
+# -*- test-case-name: tests.test_api_resource -*-
+"""In-memory fakes of mdsvc's interfaces, for tests (here and in vendors' plugins)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import define, evolve, field
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
+from mdsvc.model import Instance
+
+
+@implementer(IInstanceStore)
+@define
+class MemoryInstanceStore:
+    """
+    An L{IInstanceStore} in a dict.
+
+    @ivar addresses: extra address -> uuid entries for remote-address lookups, on top of the
+        instances' own fixed IPs.
+    @ivar reads: how many loads it served (to check the cache coalesces).
+    @ivar broken: when set, every call fails with it.
+    """
+
+    instances: dict[str, Instance] = field(factory=dict)
+    addresses: dict[str, str] = field(factory=dict)
+    reads: int = 0
+    broken: Exception | None = None
+    hold: list[Deferred[Any]] | None = None
+
+    def add(self, instance: Instance) -> None:
+        """Store (or replace) an instance."""
+        self.instances[instance.uuid] = instance
+
+    def _result(self, value: Any) -> Deferred[Any]:
+        self.reads += 1
+        if self.broken is not None:
+            return fail(self.broken)
+        if self.hold is not None:
+            d: Deferred[Any] = Deferred()
+            self.hold.append(d)
+            d.addCallback(lambda _: value)
+            return d
+        return succeed(value)
+
+    def get(self, uuid: str) -> Deferred[Instance | None]:
+        """See L{IInstanceStore.get}."""
+        return self._result(self.instances.get(uuid))
+
+    def by_address(self, ip: str) -> Deferred[Instance | None]:
+        """See L{IInstanceStore.by_address}."""
+        uuids = {u for u, i in self.instances.items() if any(f.ip == ip for f in i.fixed_ips())}
+        if ip in self.addresses:
+            uuids.add(self.addresses[ip])
+        if len(uuids) > 1:
+            self.reads += 1
+            return fail(AmbiguousAddress(ip, sorted(uuids)))
+        return self._result(self.instances.get(uuids.pop()) if uuids else None)
+
+    def set_password(self, uuid: str, password: str) -> Deferred[bool]:
+        """See L{IInstanceStore.set_password}."""
+        instance = self.instances.get(uuid)
+        if instance is None:
+            return fail(KeyError(uuid))
+        if instance.password:
+            return succeed(False)
+        self.instances[uuid] = evolve(instance, password=password)
+        return succeed(True)
