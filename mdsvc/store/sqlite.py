@@ -153,13 +153,24 @@ class SQLiteDocuments:
         old_doc = json.loads(old[0]) if old else {}
         password = doc.pop("password", None) if "password" in doc else (old[1] if old else None)
         doc.pop("password", None)
+        # An absent field and a null one are the same (DESIGN.md): both get what the store
+        # assigned before, or a new value.
         for key in ("reservation_id", "created_at"):
-            if key not in doc and key in old_doc:
+            if doc.get(key) is None and old_doc.get(key) is not None:
                 doc[key] = old_doc[key]
-        doc.setdefault("reservation_id", _reservation_id())
-        doc.setdefault("created_at", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        if doc.get("reservation_id") is None:
+            doc["reservation_id"] = _reservation_id()
+        if doc.get("created_at") is None:
+            doc["created_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         ec2 = dict(doc.get("ec2_ids") or {})
         images = dict(ec2.get("images") or {})
+        # EC2 ids stay stable across re-imports, also when an earlier document gave them.
+        old_ec2 = old_doc.get("ec2_ids") or {}
+        if ec2.get("instance") is None and old_ec2.get("instance") is not None:
+            ec2["instance"] = old_ec2["instance"]
+        for image, number in (old_ec2.get("images") or {}).items():
+            if image in image_ids(doc):
+                images.setdefault(image, number)
         if ec2.get("instance") is None:
             conn.execute("INSERT OR IGNORE INTO ec2_instance_ids(uuid) VALUES (?)", (uuid,))
             ec2["instance"] = conn.execute("SELECT id FROM ec2_instance_ids WHERE uuid = ?", (uuid,)).fetchone()[0]
@@ -199,6 +210,11 @@ class SQLiteDocuments:
         """Validate every router document, then write them in one transaction."""
         docs = list(documents)
         routers = [routerFromDocument(doc, f"[{i}]" if len(docs) > 1 else "") for i, doc in enumerate(docs)]
+        seen: set[str] = set()
+        for i, router in enumerate(routers):
+            if router.id in seen:
+                raise DocumentError(f"[{i}].id", f"{router.id} appears twice in this import")
+            seen.add(router.id)
         conn = self.connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -286,7 +302,9 @@ class SQLiteDocuments:
         return [routerFromDocument(json.loads(r[0])) for r in rows]
 
 
-def _canonical_ip(ip: str) -> str | None:
+def _canonical_ip(ip: Any) -> str | None:
+    if not isinstance(ip, str):
+        return None
     try:
         address = ipaddress.ip_address(ip.strip())
     except ValueError:
@@ -312,8 +330,11 @@ class SQLiteInstanceStore:
     @classmethod
     def inThreads(cls, path: str, reactor: Any, threadpool: ThreadPool | None = None) -> "SQLiteInstanceStore":
         """A store whose queries run in C{threadpool} (default: the reactor's)."""
-        pool = threadpool if threadpool is not None else reactor.getThreadPool()
-        return cls(SQLiteDocuments(path), lambda f, *a: deferToThreadPool(reactor, pool, f, *a))
+        def run(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+            pool = threadpool if threadpool is not None else reactor.getThreadPool()
+            return deferToThreadPool(reactor, pool, f, *args)
+
+        return cls(SQLiteDocuments(path), run)
 
     def get(self, uuid: str) -> Deferred[Instance | None]:
         """See L{IInstanceStore.get}."""
