@@ -40,20 +40,25 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        """Validate the role and load the configuration; a bad file is a one-line usage error."""
+        """
+        Validate the role and load the configuration.
+
+        A bad file ends the process with exactly one line on standard error (C{SystemExit} with
+        the message), not with twistd's whole usage text.
+        """
         if self["role"] not in ROLES:
             raise usage.UsageError(f"unknown role {self['role']!r} (allowed: {', '.join(ROLES)})")
         path = self["config"] or os.environ.get("MDSVC_CONFIG") or None
         try:
             self["parsed"] = load_config(path)
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+            raise SystemExit(f"mdsvc: {e}") from None
         store = self["parsed"].store
         if store.startswith("sqlite:"):
             try:
                 SQLiteDocuments(store[len("sqlite:"):]).connect().close()
             except Exception as e:
-                raise usage.UsageError(f"{path or 'defaults'}: [mdsvc] store {store}: cannot open: {e}") from None
+                raise SystemExit(f"mdsvc: {path or 'defaults'}: [mdsvc] store {store}: cannot open: {e}") from None
 
 
 class DemoSeed(Service):

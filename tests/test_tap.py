@@ -43,17 +43,17 @@ class OptionsTests(SynchronousTestCase):
         self.assertIn("api, agent, proxy, network-node, all-in-one", str(e))
 
     def test_bad_config_one_line(self) -> None:
-        """A bad value is a one-line usage error naming file, line, section and option."""
+        """A bad value ends startup with one line naming file, line, section and option."""
         path = self.config("[DEFAULT]\nstate_path = STATE\n[api]\nmetadata_cache_expiration = -1\n")
-        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
-        self.assertEqual(str(e), f"{path}:4: [api] metadata_cache_expiration = '-1': allowed: an integer >= 0")
+        e = self.assertRaises(SystemExit, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertEqual(e.code, f"mdsvc: {path}:4: [api] metadata_cache_expiration = '-1': allowed: an integer >= 0")
 
     def test_unwritable_store(self) -> None:
         """A store that cannot be opened stops startup with one line."""
         path = self.config("[mdsvc]\nstore = sqlite:/proc/nope/mdsvc.sqlite\n")
-        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
-        self.assertIn("[mdsvc] store sqlite:/proc/nope/mdsvc.sqlite: cannot open", str(e))
-        self.assertNotIn("\n", str(e))
+        e = self.assertRaises(SystemExit, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertIn("[mdsvc] store sqlite:/proc/nope/mdsvc.sqlite: cannot open", e.code)
+        self.assertNotIn("\n", e.code)
 
     def test_config_from_environment(self) -> None:
         """Without --config, $MDSVC_CONFIG is read."""

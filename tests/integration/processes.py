@@ -1,0 +1,101 @@
+"""Integration helpers: a real ``twistd -n mdsvc`` process, ``mdsvc-manage`` runs and HTTP reads."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROBE = os.path.join(ROOT, "tests", "integration", "clients", "probe.py")
+TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+
+
+def write_config(directory: str, body: str) -> str:
+    """A config file in C{directory} with C{state_path} there and the API on a free loopback port."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "mdsvc.conf")
+    with open(path, "w") as f:
+        f.write(f"[DEFAULT]\nstate_path = {directory}/state\n\n[mdsvc]\napi_endpoint = tcp:0:interface=127.0.0.1\n\n{body}")
+    return path
+
+
+class Twistd:
+    """A ``twistd -n`` child process whose listening port is read from its log."""
+
+    def __init__(self, args: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str = ROOT) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            TWISTD + ["-n", "--pidfile=", "--logfile=-"] + args,
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=dict(os.environ, **(env or {})),
+        )
+        self.port = self._wait_for_port()
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def _wait_for_port(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(r"Site starting on (\d+)", self.log())
+            if found:
+                return int(found.group(1))
+            if self.process.poll() is not None:
+                raise AssertionError(f"twistd exited with {self.process.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"twistd did not listen within {timeout}s:\n{self.log()}")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def manage(config: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run mdsvc-manage as a real process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mdsvc.manage", "--config", config, *args], capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"mdsvc-manage {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request; errors are returned, not raised."""
+    req = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def probe(client: str, base: str, *extra: str) -> dict[str, Any]:
+    """Run a real metadata client (tests/integration/clients/probe.py) and return what it read."""
+    import json
+
+    result = subprocess.run([sys.executable, PROBE, client, base, "--timeout", "5", "--deadline", "90", *extra],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise AssertionError(f"{client} probe failed ({result.returncode}): {result.stderr.strip()}\n"
+                             "(the clients are installed by tests/integration/clients/install.sh)")
+    return json.loads(result.stdout)
