@@ -115,6 +115,8 @@ def build_api(config: Config, reactor: Any) -> IService:
         )
     if api.service_metadata_proxy and not api.shared_secret:
         log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
+    if api.flat_injected:
+        log.warn("[DEFAULT] flat_injected is set, but mdsvc does not render Nova's injected interfaces template (network_config)")
     static = StaticJSONFile(api.vendordata_jsonfile_path)
     static.load()  # logs a bad file at startup rather than at the first guest
     app = MetadataApp(
