@@ -132,7 +132,9 @@ def build_api(config: Config, reactor: Any) -> IService:
     top = MultiService()
     if config.demo:
         DemoSeed(store.documents).setServiceParent(top)
-    strports.service(api.listen_endpoint, Site(MetadataResource(app)), reactor=reactor).setServiceParent(top)
+    site = Site(MetadataResource(app), reactor=reactor)
+    site.displayTracebacks = False
+    strports.service(api.listen_endpoint, site, reactor=reactor).setServiceParent(top)
     return top
 
 

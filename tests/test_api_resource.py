@@ -548,3 +548,35 @@ class FakeStoreTests(SynchronousTestCase):
         self.assertNoResult(d)
         store.hold[0].callback(None)  # type: ignore[index]
         self.assertEqual(self.successResultOf(d).uuid, UUID)  # type: ignore[union-attr]
+
+
+class UnexpectedErrorTests(SynchronousTestCase):
+    """A bug inside the resource still answers a plain 500 without a traceback."""
+
+    def test_synchronous_bug(self) -> None:
+        """An exception raised while identifying is logged and answered 500."""
+        h = Harness(self)
+
+        class Broken:
+            def identify(self, headers: object, peer: object) -> None:
+                raise ZeroDivisionError("bug")
+
+        h.app.identifier = Broken()  # type: ignore[assignment]
+        r = h.get("/latest/meta-data/hostname", headers={b"accept": b"text/plain"})
+        self.assertEqual(r.code, 500)
+        self.assertNotIn(b"ZeroDivisionError", r.body)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_asynchronous_bug(self) -> None:
+        """An exception raised while answering is logged and answered 500."""
+        h = Harness(self)
+
+        class BrokenApp(MetadataApp):
+            async def answer(self, *args: object) -> None:  # type: ignore[override]
+                raise KeyError("bug")
+
+        h.resource.app = BrokenApp(store=h.store, identifier=h.app.identifier, clock=h.clock)
+        r = h.get("/latest/meta-data/hostname", headers={b"accept": b"text/plain"})
+        self.assertEqual(r.code, 500)
+        self.assertNotIn(b"KeyError", r.body)
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)

@@ -35,6 +35,13 @@ class MetadataResource(Resource):
     def render(self, request: Request) -> Any:
         """Answer any method on any path (Nova never answers 405)."""
         try:
+            return self._render(request)
+        except Exception:
+            self._log.failure("unhandled error answering {method} {path}", method=request.method, path=request.uri)
+            return self._error(request, MetadataError(500, UNKNOWN_ERROR, "internal error"))
+
+    def _render(self, request: Request) -> Any:
+        try:
             segments = normalise_path(request.path)
         except MetadataError as e:
             return self._error(request, e)
