@@ -17,7 +17,16 @@ from attrs import define, field, frozen
 
 
 class ConfigError(Exception):
-    """A configuration file is unreadable or holds a bad value; C{str()} is one line for the operator."""
+    """
+    A configuration file is unreadable or holds a bad value; C{str()} is one line for the operator.
+
+    @ivar lines: every problem found, one line each (the first is C{str()}); a file with several
+        syntax errors reports them all to C{check-config}.
+    """
+
+    def __init__(self, message: str, lines: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.lines = lines if lines else [message]
 
 
 # --- value types --------------------------------------------------------------------------------
@@ -205,7 +214,9 @@ class _Located:
     def scan(cls, text: str) -> "_Located":
         located = cls()
         section = "DEFAULT"
-        for number, line in enumerate(text.splitlines(), 1):
+        # Lines as configparser counts them: split on newlines only (str.splitlines would also
+        # split on form feeds and other separators, and the numbers would drift).
+        for number, line in enumerate(text.split("\n"), 1):
             stripped = line.strip()
             if not stripped or stripped[0] in "#;":
                 continue
@@ -218,21 +229,6 @@ class _Located:
             if m:
                 located.lines[(section, m.group(1).strip().lower())] = number
         return located
-
-
-def _substitute(value: str, lookup: Callable[[str], str | None], where: str) -> str:
-    """oslo.config substitution: C{$name} and C{${name}}; C{$$} is a literal dollar."""
-
-    def repl(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name = m.group(1) or m.group(2)
-        found = lookup(name)
-        if found is None:
-            raise ConfigError(f"{where}: ${name} names no option")
-        return found
-
-    return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", repl, value)
 
 
 def read_ini(path: str) -> tuple[configparser.RawConfigParser, _Located]:
@@ -248,6 +244,16 @@ def read_ini(path: str) -> tuple[configparser.RawConfigParser, _Located]:
     parser.optionxform = str.lower  # type: ignore[assignment,method-assign]
     try:
         parser.read_string(text, source=path)
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError(f"{path}:{e.lineno}: expected a [section] header before the first option") from None
+    except configparser.ParsingError as e:
+        # ParsingError has no lineno of its own: each error is (line number, repr of the line).
+        source = text.split("\n")
+        lines = [
+            f"{path}:{lineno}: cannot parse {source[lineno - 1].strip()!r}: expected [section] or option = value"
+            for lineno, _ in e.errors
+        ]
+        raise ConfigError(lines[0], lines) from None
     except configparser.Error as e:
         line = getattr(e, "lineno", None)
         message = str(e).splitlines()[0]
@@ -260,6 +266,16 @@ def load_values(path: str | None, overrides: Mapping[tuple[str, str], str] | Non
     Parse every known option of C{path} (None: all defaults), applying C{overrides} as raw text.
 
     @raise ConfigError: for the first bad value, in one line.
+    """
+    return _load(path, overrides, None)
+
+
+def _load(
+    path: str | None, overrides: Mapping[tuple[str, str], str] | None, problems: list[str] | None
+) -> dict[tuple[str, str], Any]:
+    """
+    L{load_values}; with a C{problems} list, bad values are appended to it (one line each) and
+    loading goes on, so that L{check_config} reports every problem the service would meet.
     """
     raw: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (text, where)
     parser = None
@@ -275,18 +291,35 @@ def load_values(path: str | None, overrides: Mapping[tuple[str, str], str] | Non
     for key, text in (overrides or {}).items():
         raw[key] = (text, f"command line: [{key[0]}] {key[1]}")
 
-    def lookup_for(section: str) -> Callable[[str], str | None]:
-        def lookup(name: str) -> str | None:
-            for s in (section, "DEFAULT"):
-                if (s, name) in raw:
-                    return raw[(s, name)][0]
-                if parser is not None and parser.has_section(s) and parser.has_option(s, name):
-                    return parser.get(s, name)
-                if (s, name) in _BY_KEY and _BY_KEY[(s, name)].default is not None:
-                    return str(_BY_KEY[(s, name)].default)
-            return None
+    def text_of(section: str, name: str) -> str | None:
+        """The unsubstituted text of C{[section] name}: set, in the file, or its default."""
+        if (section, name) in raw:
+            return raw[(section, name)][0]
+        if parser is not None and parser.has_section(section) and parser.has_option(section, name):
+            return parser.get(section, name)
+        if (section, name) in _BY_KEY and _BY_KEY[(section, name)].default is not None:
+            return str(_BY_KEY[(section, name)].default)
+        return None
 
-        return lookup
+    def substitute(value: str, section: str, where: str, active: frozenset[tuple[str, str]]) -> str:
+        """
+        oslo.config substitution: C{$name} and C{${name}} name an option of the same section,
+        else of [DEFAULT]; the value found is itself substituted; C{$$} is a literal dollar.
+        """
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name = m.group(1) or m.group(2)
+            for s in dict.fromkeys((section, "DEFAULT")):
+                found = text_of(s, name)
+                if found is not None:
+                    if (s, name) in active:
+                        raise ConfigError(f"{where}: ${name} refers to itself")
+                    return substitute(found, s, where, active | {(s, name)})
+            raise ConfigError(f"{where}: ${name} names no option")
+
+        return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", repl, value)
 
     values: dict[tuple[str, str], Any] = {}
     for option in OPTIONS:
@@ -295,12 +328,18 @@ def load_values(path: str | None, overrides: Mapping[tuple[str, str], str] | Non
             values[key] = option.default
             continue
         text, where = raw[key]
-        if option.name != "metadata_proxy_shared_secret":
-            text = _substitute(text, lookup_for(option.section), where)
         try:
-            values[key] = option.parse(text)
-        except ValueError as e:
-            raise ConfigError(f"{where} = {text.strip()!r}: {e}") from None
+            if option.name != "metadata_proxy_shared_secret":
+                text = substitute(text, option.section, where, frozenset({key}))
+            try:
+                values[key] = option.parse(text)
+            except ValueError as e:
+                raise ConfigError(f"{where} = {text.strip()!r}: {e}") from None
+        except ConfigError as e:
+            if problems is None:
+                raise
+            problems.append(str(e))
+            values[key] = option.default
     return values
 
 
@@ -346,21 +385,11 @@ def load_config(path: str | None, overrides: Mapping[tuple[str, str], str] | Non
 
 def check_config(path: str) -> list[str]:
     """Every problem of a configuration file, one line each (empty: the file is good)."""
+    problems: list[str] = []
     try:
-        parser, located = read_ini(path)
+        _load(path, None, problems)
     except ConfigError as e:
-        return [str(e)]
-    problems = []
-    for option in OPTIONS:
-        for section, name in ((option.section, option.name),) + option.aliases:
-            if parser.has_section(section) and parser.has_option(section, name):
-                try:
-                    load_values(None, {(option.section, option.name): parser.get(section, name)})
-                except ConfigError as e:
-                    line = located.lines.get((section, name))
-                    where = f"{path}:{line}: [{section}] {name}" if line else f"{path}: [{section}] {name}"
-                    problems.append(str(e).replace(f"command line: [{option.section}] {option.name}", where, 1))
-                break
+        return list(e.lines)
     return problems
 
 

@@ -58,7 +58,9 @@ def read_documents(path: str, stdin: TextIO | None = None) -> list[Any]:
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else path
-            raise CommandError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+            # str() of a YAML error spans several lines (it quotes the input): keep the first.
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise CommandError(f"{where}: invalid YAML: {problem}") from None
     if data is None:
         raise CommandError(f"{path}: holds no document")
     return data if isinstance(data, list) else [data]
@@ -75,13 +77,21 @@ def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out
     """Validate every document of every file (errors name the file and field), then import all."""
     validate = routerFromDocument if routers else instanceFromDocument
     docs: list[Any] = []
+    seen: dict[str, str] = {}  # id -> "FILE: [i]" where it was first found
     for path in paths:
         found = read_documents(path)
         for i, doc in enumerate(found):
+            where = f"[{i}]" if len(found) > 1 else ""
             try:
-                validate(doc, f"[{i}]" if len(found) > 1 else "")
+                key = validate(doc, where)
             except DocumentError as e:
                 raise CommandError(f"{path}: {e}") from None
+            # Name a duplicate by file and position here: the store only sees one merged list.
+            ident = key.id if routers else key.uuid  # type: ignore[union-attr]
+            field = f"{where}.{'id' if routers else 'uuid'}" if where else ("id" if routers else "uuid")
+            if ident in seen:
+                raise CommandError(f"{path}: {field}: {ident} appears twice in this import (also {seen[ident]})")
+            seen[ident] = f"{path}{': ' + where if where else ''}"
         docs.extend(found)
     try:
         ids = documents.import_routers(docs) if routers else documents.import_instances(docs)

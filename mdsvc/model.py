@@ -264,7 +264,7 @@ class _Reader:
             return default
         if not isinstance(value, str):
             raise DocumentError(self.path(key), f"expected a string, got {_kind(value)}")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise DocumentError(self.path(key), f"{value!r} is not valid")
         return value
 
@@ -347,7 +347,9 @@ def _ip(value: Any, where: str) -> str:
 def _base64(value: Any, where: str) -> bytes:
     text = _string(value, where)
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        # Line breaks and spaces are allowed, as in Nova (base64 tools wrap at 76 columns and
+        # YAML block scalars keep newlines); any other character outside the alphabet is not.
+        return base64.b64decode("".join(text.split()).encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
         raise DocumentError(where, "is not valid base64") from None
 
@@ -362,7 +364,7 @@ def _route(value: Any, where: str) -> tuple[str, str]:
     return destination, _ip(r.raw("nexthop"), r.path("nexthop"))
 
 
-def _subnet(value: Any, where: str) -> Subnet:
+def _subnet(value: Any, where: str, default_version: int = 4) -> Subnet:
     r = _Reader(value, where, ("id", "cidr", "ip_version", "gateway", "dns", "routes", "enable_dhcp", "ipv6_address_mode", "dhcp_server"))
     cidr = r.str("cidr")
     version = r.int("ip_version")
@@ -380,7 +382,7 @@ def _subnet(value: Any, where: str) -> Subnet:
     return Subnet(
         id=r.str("id"),
         cidr=cidr,
-        ip_version=version or 4,
+        ip_version=version or default_version,
         gateway=_ip(r.raw("gateway"), r.path("gateway")) if r.raw("gateway") is not None else None,
         dns=r.list("dns", _ip),
         routes=r.list("routes", _route),
@@ -395,8 +397,10 @@ def _fixed_ip(value: Any, where: str) -> FixedIp:
     ip = _ip(r.raw("ip") if r.has("ip") else None, r.path("ip")) if r.has("ip") else None
     if ip is None:
         raise DocumentError(r.path("ip"), "is required")
-    subnet = _subnet(r.raw("subnet"), r.path("subnet")) if r.raw("subnet") is not None else Subnet(ip_version=ipaddress.ip_address(ip).version)
-    if ipaddress.ip_address(ip).version != subnet.ip_version:
+    version = ipaddress.ip_address(ip).version
+    # A subnet that gives neither cidr nor ip_version is of the fixed IP's version.
+    subnet = _subnet(r.raw("subnet"), r.path("subnet"), version) if r.raw("subnet") is not None else Subnet(ip_version=version)
+    if version != subnet.ip_version:
         raise DocumentError(r.path("ip"), f"{ip} is not an IPv{subnet.ip_version} address like its subnet")
     return FixedIp(ip=ip, subnet=subnet, floating_ips=r.list("floating_ips", _ip))
 

@@ -1,0 +1,445 @@
+"""Tests for L{mdsvc.config}: nova.conf-compatible INI loading and its one-line errors."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from mdsvc.config import OPTIONS, ConfigError, check_config, known_options, load_config, load_values
+
+OPERATOR_NOVA_CONF = """\
+[DEFAULT]
+# Managed by the deployment tool; do not edit.
+debug = true
+state_path = /srv/nova
+my_ip = 192.0.2.10
+transport_url = rabbit://nova:secret@controller:5672/
+metadata_listen = 192.0.2.10
+metadata_listen_port = 8775
+metadata_workers = 4
+enabled_apis = osapi_compute,metadata
+log_dir = /var/log/nova
+; an ini-style comment
+flat_injected = False
+
+[api]
+auth_strategy = keystone
+metadata_cache_expiration = 30
+dhcp_domain = cloud.example
+dhcp_domain = example.org
+vendordata_providers = StaticJSON, DynamicJSON
+vendordata_jsonfile_path = $state_path/vendor_data.json
+vendordata_dynamic_targets = testing@http://127.0.0.1:123, hamster@http://127.0.0.1:124
+vendordata_dynamic_connect_timeout = 7
+vendordata_dynamic_read_timeout = 0
+vendordata_dynamic_failure_fatal = yes
+vendordata_dynamic_ssl_certfile = /etc/ssl/certs/ca.pem
+config_drive_skip_versions = 1.0 2007-01-19
+
+[database]
+connection = mysql+pymysql://nova:secret@controller/nova
+
+[api_database]
+connection = mysql+pymysql://nova:secret@controller/nova_api
+
+[keystone_authtoken]
+www_authenticate_uri = http://controller:5000/
+auth_url = http://controller:5000/
+memcached_servers = controller:11211
+auth_type = password
+password = NOVA_PASS
+
+[neutron]
+auth_url = http://controller:5000
+service_metadata_proxy = true
+metadata_proxy_shared_secret = METADATA$SECRET
+
+[glance]
+api_servers = http://controller:9292
+
+[oslo_concurrency]
+lock_path = $state_path/tmp
+"""
+
+
+class ConfigTestsMixin:
+    """Writing configuration files into the test's temporary directory."""
+
+    def writeConfig(self, text: str, name: str = "nova.conf") -> str:
+        directory = self.mktemp()  # type: ignore[attr-defined]
+        os.makedirs(directory)
+        path = os.path.join(directory, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(textwrap.dedent(text))
+        return path
+
+
+class DefaultsTests(SynchronousTestCase):
+    """Without a file, mdsvc runs on its defaults, demo on."""
+
+    def test_noFile(self) -> None:
+        """load_config(None) gives the documented defaults."""
+        config = load_config(None)
+        self.assertIsNone(config.source)
+        self.assertTrue(config.demo)
+        self.assertEqual(config.state_path, "/var/lib/mdsvc")
+        self.assertEqual(config.store, "sqlite:/var/lib/mdsvc/mdsvc.sqlite")
+        api = config.api
+        self.assertEqual(api.listen_endpoint, "tcp:8775:interface=0.0.0.0")
+        self.assertEqual(api.cache_expiration, 15)
+        self.assertEqual(api.dhcp_domain, "novalocal")
+        self.assertEqual(api.vendordata_providers, ("StaticJSON",))
+        self.assertIsNone(api.vendordata_jsonfile_path)
+        self.assertEqual(api.vendordata_dynamic_targets, ())
+        self.assertEqual(api.vendordata_dynamic_ssl_certfile, "")
+        self.assertEqual((api.vendordata_dynamic_connect_timeout, api.vendordata_dynamic_read_timeout), (5, 5))
+        self.assertIs(api.vendordata_dynamic_failure_fatal, False)
+        self.assertIs(api.use_forwarded_for, False)
+        self.assertIs(api.service_metadata_proxy, False)
+        self.assertEqual(api.shared_secret, "")
+        self.assertIs(api.flat_injected, False)
+        self.assertIs(api.debug, False)
+        self.assertEqual(
+            api.config_drive_skip_versions,
+            ("1.0", "2007-01-19", "2007-03-01", "2007-08-29", "2007-10-10", "2007-12-15", "2008-02-01", "2008-09-01"),
+        )
+
+    def test_secretNotInRepr(self) -> None:
+        """The shared secret is not shown by repr() (it ends up in logs)."""
+        config = load_config(None, {("neutron", "metadata_proxy_shared_secret"): "hush-hush"})
+        self.assertEqual(config.api.shared_secret, "hush-hush")
+        self.assertNotIn("hush-hush", repr(config))
+
+    def test_knownOptions(self) -> None:
+        """known_options lists the option table."""
+        self.assertEqual(tuple(known_options()), OPTIONS)
+
+
+class OperatorFileTests(ConfigTestsMixin, SynchronousTestCase):
+    """An operator's nova.conf works as it is."""
+
+    def setUp(self) -> None:
+        self.path = self.writeConfig(OPERATOR_NOVA_CONF)
+        self.config = load_config(self.path)
+
+    def test_loads(self) -> None:
+        """Unrelated sections and options are ignored; known ones are read."""
+        config = self.config
+        self.assertEqual(config.source, self.path)
+        self.assertFalse(config.demo)
+        self.assertEqual(config.state_path, "/srv/nova")
+        self.assertEqual(config.store, "sqlite:/srv/nova/mdsvc.sqlite")
+        api = config.api
+        self.assertTrue(api.debug)
+        self.assertEqual(api.listen_endpoint, "tcp:8775:interface=192.0.2.10")
+        self.assertEqual(api.cache_expiration, 30)
+        self.assertEqual(api.vendordata_providers, ("StaticJSON", "DynamicJSON"))
+        self.assertEqual(api.vendordata_dynamic_targets, ("testing@http://127.0.0.1:123", "hamster@http://127.0.0.1:124"))
+        self.assertEqual((api.vendordata_dynamic_connect_timeout, api.vendordata_dynamic_read_timeout), (7, 0))
+        self.assertIs(api.vendordata_dynamic_failure_fatal, True)
+        self.assertEqual(api.vendordata_dynamic_ssl_certfile, "/etc/ssl/certs/ca.pem")
+        self.assertEqual(api.config_drive_skip_versions, ("1.0", "2007-01-19"))
+        self.assertIs(api.service_metadata_proxy, True)
+        self.assertIs(api.flat_injected, False)
+
+    def test_duplicateLastWins(self) -> None:
+        """A duplicate option: the last one wins, as in oslo.config."""
+        self.assertEqual(self.config.api.dhcp_domain, "example.org")
+
+    def test_substitution(self) -> None:
+        """C{$state_path} in a value is replaced by the option's value."""
+        self.assertEqual(self.config.api.vendordata_jsonfile_path, "/srv/nova/vendor_data.json")
+
+    def test_secretVerbatim(self) -> None:
+        """The shared secret is taken as written, a dollar sign included."""
+        self.assertEqual(self.config.api.shared_secret, "METADATA$SECRET")
+
+    def test_checkConfigGood(self) -> None:
+        """check_config finds nothing wrong with a good file."""
+        self.assertEqual(check_config(self.path), [])
+
+
+class OptionTests(ConfigTestsMixin, SynchronousTestCase):
+    """Each option is read from its section, and old names still work."""
+
+    def load(self, text: str):  # type: ignore[no-untyped-def]
+        return load_config(self.writeConfig(text))
+
+    def test_optionSections(self) -> None:
+        """Every option name of the table is read from its own section."""
+        config = self.load(
+            """\
+            [DEFAULT]
+            state_path = /s
+            debug = on
+            metadata_listen = 127.0.0.1
+            metadata_listen_port = 9999
+            flat_injected = 1
+            [api]
+            metadata_cache_expiration = 0
+            dhcp_domain = d.example
+            vendordata_providers = DynamicJSON
+            vendordata_jsonfile_path = /v.json
+            vendordata_dynamic_targets = a@http://x
+            vendordata_dynamic_ssl_certfile = /ca
+            vendordata_dynamic_connect_timeout = 3
+            vendordata_dynamic_read_timeout = 9
+            vendordata_dynamic_failure_fatal = TRUE
+            use_forwarded_for = True
+            config_drive_skip_versions = 1.0
+            [neutron]
+            service_metadata_proxy = yes
+            metadata_proxy_shared_secret = s
+            [mdsvc]
+            store = sqlite:/elsewhere/db.sqlite
+            demo = true
+            """
+        )
+        api = config.api
+        self.assertEqual((config.state_path, config.store, config.demo), ("/s", "sqlite:/elsewhere/db.sqlite", True))
+        self.assertEqual(
+            (api.debug, api.listen_endpoint, api.flat_injected, api.cache_expiration, api.dhcp_domain),
+            (True, "tcp:9999:interface=127.0.0.1", True, 0, "d.example"),
+        )
+        self.assertEqual(
+            (api.vendordata_providers, api.vendordata_jsonfile_path, api.vendordata_dynamic_targets, api.vendordata_dynamic_ssl_certfile),
+            (("DynamicJSON",), "/v.json", ("a@http://x",), "/ca"),
+        )
+        self.assertEqual(
+            (api.vendordata_dynamic_connect_timeout, api.vendordata_dynamic_read_timeout, api.vendordata_dynamic_failure_fatal),
+            (3, 9, True),
+        )
+        self.assertEqual(
+            (api.use_forwarded_for, api.config_drive_skip_versions, api.service_metadata_proxy, api.shared_secret),
+            (True, ("1.0",), True, "s"),
+        )
+
+    def test_wrongSectionIgnored(self) -> None:
+        """An option in a section it does not belong to is not read."""
+        config = self.load("[api]\nmetadata_listen_port = 1\n[DEFAULT]\nmetadata_cache_expiration = 99\n")
+        self.assertEqual((config.api.listen_endpoint, config.api.cache_expiration), ("tcp:8775:interface=0.0.0.0", 15))
+
+    def test_optionNamesCaseInsensitive(self) -> None:
+        """Option names are case-insensitive, as in oslo.config."""
+        self.assertEqual(self.load("[api]\nDHCP_Domain = x\n").api.dhcp_domain, "x")
+
+    def test_apiEndpointOverridesListen(self) -> None:
+        """[mdsvc] api_endpoint wins over metadata_listen and its port."""
+        config = self.load("[DEFAULT]\nmetadata_listen = 10.0.0.1\n[mdsvc]\napi_endpoint = unix:/run/mdsvc/api.sock\n")
+        self.assertEqual(config.api.listen_endpoint, "unix:/run/mdsvc/api.sock")
+
+    def test_legacyDhcpDomain(self) -> None:
+        """[DEFAULT] dhcp_domain (the pre-Train name) is read when [api] has none."""
+        self.assertEqual(self.load("[DEFAULT]\ndhcp_domain = old.example\n").api.dhcp_domain, "old.example")
+
+    def test_newNameWins(self) -> None:
+        """When both names are set, [api] dhcp_domain wins."""
+        config = self.load("[DEFAULT]\ndhcp_domain = old.example\n[api]\ndhcp_domain = new.example\n")
+        self.assertEqual(config.api.dhcp_domain, "new.example")
+
+    def test_legacyUseForwardedFor(self) -> None:
+        """[DEFAULT] use_forwarded_for (the pre-Ocata name) is read."""
+        self.assertIs(self.load("[DEFAULT]\nuse_forwarded_for = true\n").api.use_forwarded_for, True)
+
+    def test_legacySharedSecret(self) -> None:
+        """metadata_agent.ini's [DEFAULT] metadata_proxy_shared_secret is read too."""
+        self.assertEqual(self.load("[DEFAULT]\nmetadata_proxy_shared_secret = agent-secret\n").api.shared_secret, "agent-secret")
+
+    def test_emptyDhcpDomain(self) -> None:
+        """An empty dhcp_domain is the empty string (hostnames without a domain), not the default."""
+        self.assertEqual(self.load("[api]\ndhcp_domain =\n").api.dhcp_domain, "")
+
+    def test_ipv6Listen(self) -> None:
+        """An IPv6 metadata_listen gives a tcp6 endpoint with the colons escaped."""
+        self.assertEqual(self.load("[DEFAULT]\nmetadata_listen = ::\n").api.listen_endpoint, "tcp6:8775:interface=\\:\\:")
+        self.assertEqual(
+            self.load("[DEFAULT]\nmetadata_listen = fd00::1\nmetadata_listen_port = 80\n").api.listen_endpoint,
+            "tcp6:80:interface=fd00\\:\\:1",
+        )
+
+    def test_substitutionBraces(self) -> None:
+        """C{${state_path}} works like C{$state_path}; C{$$} is a dollar."""
+        config = self.load("[DEFAULT]\nstate_path = /data\n[mdsvc]\nstore = sqlite:${state_path}/x$$y.sqlite\n")
+        self.assertEqual(config.store, "sqlite:/data/x$y.sqlite")
+
+    def test_substitutionDefault(self) -> None:
+        """C{$state_path} left unset is its default."""
+        self.assertEqual(self.load("[api]\nvendordata_jsonfile_path = $state_path/v.json\n").api.vendordata_jsonfile_path,
+                         "/var/lib/mdsvc/v.json")
+
+    def test_substitutionNested(self) -> None:
+        """A value found by substitution is substituted in turn, from any option of the file."""
+        config = self.load("[DEFAULT]\nbase = /srv\nstate_path = $base/mdsvc\n[mdsvc]\nstore = sqlite:$state_path/db\n")
+        self.assertEqual((config.state_path, config.store), ("/srv/mdsvc", "sqlite:/srv/mdsvc/db"))
+        self.assertEqual(check_config(self.writeConfig("[DEFAULT]\nbase = /srv\nstate_path = $base/mdsvc\n")), [])
+
+    def test_substitutionSameSectionFirst(self) -> None:
+        """A name is looked up in the option's own section before [DEFAULT]."""
+        config = self.load("[DEFAULT]\nzone = outer\n[api]\nzone = inner\ndhcp_domain = $zone.example\n")
+        self.assertEqual(config.api.dhcp_domain, "inner.example")
+
+    def test_overrides(self) -> None:
+        """Overrides replace file values, as raw text."""
+        path = self.writeConfig("[api]\nmetadata_cache_expiration = 1\n")
+        values = load_values(path, {("api", "metadata_cache_expiration"): "2"})
+        self.assertEqual(values[("api", "metadata_cache_expiration")], 2)
+
+
+class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
+    """Every bad value is a one-line ConfigError naming file, line, option and what is allowed."""
+
+    def assertConfigError(self, text: str, *expected: str) -> str:
+        """Loading C{text} fails with one line containing each of C{expected}; check_config agrees."""
+        path = self.writeConfig(text)
+        e = self.assertRaises(ConfigError, load_config, path)
+        message = str(e)
+        self.assertEqual(message.splitlines(), [message])
+        self.assertTrue(message.startswith(path + ":"), message)
+        for part in expected:
+            self.assertIn(part, message)
+        self.assertEqual(check_config(path), [message])
+        return message
+
+    def test_badInt(self) -> None:
+        """A non-integer gives the option, its line and the allowed range."""
+        message = self.assertConfigError(
+            "[DEFAULT]\n# comment\n\n[api]\nmetadata_cache_expiration = soon\n",
+            ":5: [api] metadata_cache_expiration", "'soon'", "allowed: an integer >= 0",
+        )
+        self.assertTrue(message.endswith("nova.conf:5: [api] metadata_cache_expiration = 'soon': allowed: an integer >= 0"), message)
+
+    def test_belowMinimum(self) -> None:
+        """A connect timeout below Nova's minimum of 3 is refused."""
+        self.assertConfigError(
+            "[api]\nvendordata_dynamic_connect_timeout = 2\n",
+            ":2: [api] vendordata_dynamic_connect_timeout = '2': allowed: an integer >= 3",
+        )
+
+    def test_portRange(self) -> None:
+        """A port beyond 65535 is refused, naming the range."""
+        self.assertConfigError("[DEFAULT]\nmetadata_listen_port = 70000\n", ":2: [DEFAULT] metadata_listen_port", "from 0 to 65535")
+
+    def test_badBool(self) -> None:
+        """A boolean that is none of oslo's spellings is refused."""
+        self.assertConfigError(
+            "[DEFAULT]\n[neutron]\nservice_metadata_proxy = maybe\n",
+            ":3: [neutron] service_metadata_proxy = 'maybe': allowed: true or false",
+        )
+
+    def test_badChoice(self) -> None:
+        """An unknown vendordata provider lists the known ones."""
+        self.assertConfigError(
+            "[api]\nvendordata_providers = StaticJSON, Magic\n",
+            ":2: [api] vendordata_providers", "allowed: StaticJSON | DynamicJSON",
+        )
+
+    def test_badEndpoint(self) -> None:
+        """An endpoint that is not an endpoint string is refused with an example."""
+        self.assertConfigError(
+            "[mdsvc]\napi_endpoint = 8775\n", ":2: [mdsvc] api_endpoint = '8775'", "allowed: a Twisted endpoint string",
+        )
+
+    def test_badStore(self) -> None:
+        """A store that is not KIND:ARG is refused."""
+        self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", "allowed: sqlite:PATH")
+
+    def test_legacyNameInError(self) -> None:
+        """An error in a legacy option names it as written in the file."""
+        self.assertConfigError("[DEFAULT]\nx = 1\nuse_forwarded_for = sure\n", ":3: [DEFAULT] use_forwarded_for = 'sure'", "true or false")
+
+    def test_duplicateLineNumber(self) -> None:
+        """With a duplicate option, the error names the line of the last one (the one used)."""
+        self.assertConfigError("[api]\nmetadata_cache_expiration = 1\nmetadata_cache_expiration = x\n", ":3: [api] metadata_cache_expiration")
+
+    def test_formFeedLineNumbers(self) -> None:
+        """A form feed in a comment (an old page break) does not shift line numbers."""
+        self.assertConfigError("[DEFAULT]\n# page\x0cbreak\n[api]\nmetadata_cache_expiration = x\n", ":4: [api] metadata_cache_expiration")
+        path = self.writeConfig("# page\x0cbreak\n[api]\nnot an option\n")
+        self.assertEqual(str(self.assertRaises(ConfigError, load_config, path)),
+                         f"{path}:3: cannot parse 'not an option': expected [section] or option = value")
+
+    def test_unknownSubstitution(self) -> None:
+        """A C{$name} naming nothing is an error naming the option."""
+        self.assertConfigError("[api]\ndhcp_domain = $nowhere\n", ":2: [api] dhcp_domain", "$nowhere names no option")
+
+    def test_selfSubstitution(self) -> None:
+        """An option referring to itself is an error, not an endless loop."""
+        self.assertConfigError("[DEFAULT]\nstate_path = $state_path/x\n", ":2: [DEFAULT] state_path", "$state_path refers to itself")
+
+    def test_multilineValueQuoted(self) -> None:
+        """A bad multi-line value is quoted so the message stays on one line."""
+        self.assertConfigError("[api]\nmetadata_cache_expiration = 1\n  2\n", ":2: [api] metadata_cache_expiration = '1\\n2'")
+
+    def test_unreadable(self) -> None:
+        """A missing file is a one-line error naming it."""
+        path = os.path.join(self.mktemp(), "missing.conf")
+        e = self.assertRaises(ConfigError, load_config, path)
+        self.assertEqual(str(e), f"{path}: cannot read: No such file or directory")
+        self.assertEqual(check_config(path), [str(e)])
+
+    def test_directory(self) -> None:
+        """A directory is not a configuration file."""
+        path = self.mktemp()
+        os.makedirs(path)
+        self.assertEqual(str(self.assertRaises(ConfigError, load_config, path)), f"{path}: cannot read: Is a directory")
+
+    def test_notUtf8(self) -> None:
+        """A file that is not UTF-8 is named."""
+        path = self.writeConfig("")
+        with open(path, "wb") as f:
+            f.write(b"[api]\ndhcp_domain = \xff\n")
+        self.assertEqual(str(self.assertRaises(ConfigError, load_config, path)), f"{path}: not UTF-8 text")
+
+    def test_syntaxError(self) -> None:
+        """A line that is neither an option nor a section header is named with its number."""
+        path = self.writeConfig("[DEFAULT]\nstate_path = /x\n\n[api]\nthis is not an option\n")
+        e = self.assertRaises(ConfigError, load_config, path)
+        self.assertEqual(str(e), f"{path}:5: cannot parse 'this is not an option': expected [section] or option = value")
+
+    def test_syntaxErrorsAllListed(self) -> None:
+        """check_config lists every syntax error, one line each."""
+        path = self.writeConfig("[api]\nbad one\nx = 1\nbad two\n")
+        self.assertEqual(
+            check_config(path),
+            [
+                f"{path}:2: cannot parse 'bad one': expected [section] or option = value",
+                f"{path}:4: cannot parse 'bad two': expected [section] or option = value",
+            ],
+        )
+
+    def test_missingSectionHeader(self) -> None:
+        """An option before any section header is named with its line."""
+        path = self.writeConfig("# comment\nstate_path = /x\n")
+        e = self.assertRaises(ConfigError, load_config, path)
+        self.assertEqual(str(e), f"{path}:2: expected a [section] header before the first option")
+
+
+class CheckConfigTests(ConfigTestsMixin, SynchronousTestCase):
+    """check_config reports every problem, one line each."""
+
+    def test_everyProblem(self) -> None:
+        """Three bad values give three lines, in option table order, each with its line number."""
+        path = self.writeConfig(
+            """\
+            [neutron]
+            service_metadata_proxy = perhaps
+            [api]
+            vendordata_dynamic_connect_timeout = 1
+            [DEFAULT]
+            metadata_listen_port = http
+            """
+        )
+        self.assertEqual(
+            check_config(path),
+            [
+                f"{path}:6: [DEFAULT] metadata_listen_port = 'http': allowed: an integer from 0 to 65535",
+                f"{path}:4: [api] vendordata_dynamic_connect_timeout = '1': allowed: an integer >= 3",
+                f"{path}:2: [neutron] service_metadata_proxy = 'perhaps': allowed: true or false",
+            ],
+        )
+
+    def test_good(self) -> None:
+        """A good file has no problems."""
+        self.assertEqual(check_config(self.writeConfig("[DEFAULT]\nstate_path = /x\n[unrelated]\nfoo = $bar\n")), [])

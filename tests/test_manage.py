@@ -1,0 +1,303 @@
+"""Tests for L{mdsvc.manage}: the mdsvc-manage command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from mdsvc.manage import CommandError, main, read_documents, run
+from mdsvc.store.sqlite import SQLiteDocuments
+
+UUID = "b65cee2f-8c69-4aeb-be2f-f79742548fc2"
+UUID2 = "0f1e2d3c-0000-4000-8000-000000000002"
+IMAGE = "6a1b2c3d-0000-4000-8000-00000000cafe"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+YAML_LIST = f"""\
+# two instances
+- uuid: {UUID}
+  name: web-1
+  project_id: proj
+  image_id: {IMAGE}
+  nics:
+    - mac: "fa:16:3e:00:00:01"
+      network: {{id: net-1}}
+      fixed_ips:
+        - ip: 10.0.0.5
+- uuid: {UUID2}
+  name: web-2
+  user_data: |
+    SGVsbG8sIHdvcmxkIQ==
+"""
+
+
+class ManageTestsMixin:
+    """A configuration file whose store lives in the test's temporary directory."""
+
+    def setUp(self) -> None:
+        self.dir = os.path.abspath(self.mktemp())  # type: ignore[attr-defined]
+        os.makedirs(self.dir)
+        self.config = self.write("mdsvc.conf", f"[DEFAULT]\nstate_path = {self.dir}/state\n[neutron]\nmetadata_proxy_shared_secret = s3cr3t\n")
+        self.store = SQLiteDocuments(os.path.join(self.dir, "state", "mdsvc.sqlite"))
+
+    def write(self, name: str, text: str) -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(textwrap.dedent(text))
+        return path
+
+    def manage(self, *argv: str) -> tuple[int, str]:
+        """Run mdsvc-manage with the test's config; (exit status, standard output)."""
+        out = io.StringIO()
+        status = run(["--config", self.config, *argv], out=out)
+        return status, out.getvalue()
+
+    def fails(self, *argv: str) -> str:
+        """Run a command that must fail; its one-line message."""
+        e = self.assertRaises(CommandError, self.manage, *argv)  # type: ignore[attr-defined]
+        message = str(e)
+        self.assertEqual(message.splitlines(), [message])  # type: ignore[attr-defined]
+        return message
+
+
+class InstanceCommandTests(ManageTestsMixin, SynchronousTestCase):
+    """mdsvc-manage instance import|list|show|delete."""
+
+    def test_importJsonObject(self) -> None:
+        """A JSON file with one object imports one instance."""
+        path = self.write("one.json", json.dumps({"uuid": UUID, "name": "web-1", "project_id": "proj"}))
+        self.assertEqual(self.manage("instance", "import", path), (0, f"imported instance {UUID}\n"))
+        row = self.store.get(UUID)
+        assert row is not None
+        self.assertEqual(row.document["name"], "web-1")
+
+    def test_importJsonList(self) -> None:
+        """A JSON file with a list imports each instance."""
+        path = self.write("two.json", json.dumps([{"uuid": UUID}, {"uuid": UUID2}]))
+        self.assertEqual(self.manage("instance", "import", path), (0, f"imported instance {UUID}\nimported instance {UUID2}\n"))
+
+    def test_importYamlObject(self) -> None:
+        """A YAML file with one mapping imports one instance."""
+        path = self.write("one.yaml", f"uuid: {UUID}\nname: from yaml\nmetadata:\n  role: web\n")
+        self.assertEqual(self.manage("instance", "import", path), (0, f"imported instance {UUID}\n"))
+        instance = self.store.get(UUID).instance()  # type: ignore[union-attr]
+        self.assertEqual((instance.name, instance.hostname, instance.metadata), ("from yaml", "from-yaml", {"role": "web"}))
+
+    def test_importYamlList(self) -> None:
+        """A YAML list imports every instance; a YAML block of base64 user data decodes."""
+        path = self.write("two.yaml", YAML_LIST)
+        self.assertEqual(self.manage("instance", "import", path), (0, f"imported instance {UUID}\nimported instance {UUID2}\n"))
+        self.assertEqual(self.store.uuids_by_address("10.0.0.5"), [UUID])
+        self.assertEqual(self.store.get(UUID2).instance().user_data, b"Hello, world!")  # type: ignore[union-attr]
+
+    def test_importSeveralFiles(self) -> None:
+        """Several files are imported together."""
+        a = self.write("a.json", json.dumps({"uuid": UUID}))
+        b = self.write("b.yaml", f"uuid: {UUID2}\n")
+        self.assertEqual(self.manage("instance", "import", a, b), (0, f"imported instance {UUID}\nimported instance {UUID2}\n"))
+
+    def test_list(self) -> None:
+        """list prints uuid, name, project and fixed IPs, tab-separated, sorted by uuid."""
+        self.manage("instance", "import", self.write("two.yaml", YAML_LIST))
+        self.assertEqual(self.manage("instance", "list"), (0, f"{UUID2}\tweb-2\t\t\n{UUID}\tweb-1\tproj\t10.0.0.5\n"))
+
+    def test_listEmpty(self) -> None:
+        """list of an empty store prints nothing."""
+        self.assertEqual(self.manage("instance", "list"), (0, ""))
+
+    def test_show(self) -> None:
+        """show prints the stored document as JSON, with the EC2 ids and reservation id assigned."""
+        self.manage("instance", "import", self.write("two.yaml", YAML_LIST))
+        status, out = self.manage("instance", "show", UUID)
+        self.assertEqual(status, 0)
+        shown = json.loads(out)
+        self.assertEqual((shown["uuid"], shown["name"], shown["password"]), (UUID, "web-1", None))
+        self.assertIsInstance(shown["ec2_ids"]["instance"], int)
+        self.assertEqual(list(shown["ec2_ids"]["images"]), [IMAGE])
+        self.assertIsInstance(shown["ec2_ids"]["images"][IMAGE], int)
+        self.assertRegex(shown["reservation_id"], r"^r-[0-9a-z]{8}$")
+        self.assertEqual(shown, dict(self.store.get(UUID).document, password=None))  # type: ignore[union-attr]
+
+    def test_showPassword(self) -> None:
+        """show includes the password the guest stored."""
+        self.manage("instance", "import", self.write("one.json", json.dumps({"uuid": UUID})))
+        self.store.set_password(UUID, "guest")
+        self.assertEqual(json.loads(self.manage("instance", "show", UUID)[1])["password"], "guest")
+
+    def test_showUnknown(self) -> None:
+        """show of an unknown uuid fails with one line."""
+        self.assertEqual(self.fails("instance", "show", UUID), f"no instance {UUID}")
+
+    def test_delete(self) -> None:
+        """delete removes the instance."""
+        self.manage("instance", "import", self.write("two.yaml", YAML_LIST))
+        self.assertEqual(self.manage("instance", "delete", UUID), (0, f"deleted instance {UUID}\n"))
+        self.assertIsNone(self.store.get(UUID))
+        self.assertEqual(self.store.uuids_by_address("10.0.0.5"), [])
+        self.assertEqual(self.manage("instance", "list"), (0, f"{UUID2}\tweb-2\t\t\n"))
+
+    def test_deleteUnknown(self) -> None:
+        """delete of an unknown uuid is a CommandError."""
+        self.assertEqual(self.fails("instance", "delete", "nope"), "no instance nope")
+
+
+class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
+    """Bad input: one line naming file and field (or line), and nothing imported."""
+
+    def assertNothingImported(self) -> None:
+        self.assertEqual(self.store.list_instances(), [])
+
+    def test_badDocument(self) -> None:
+        """A bad second document names the file and its field; the first is not imported."""
+        path = self.write("bad.json", json.dumps([{"uuid": UUID}, {"uuid": UUID2, "nics": [{"mac": "zz"}]}]))
+        self.assertEqual(self.fails("instance", "import", path), f"{path}: [1].nics[0].mac: 'zz' is not valid")
+        self.assertNothingImported()
+
+    def test_badSecondFile(self) -> None:
+        """A bad document in the second file names that file; the first file is not imported."""
+        good = self.write("good.json", json.dumps({"uuid": UUID}))
+        bad = self.write("bad.yaml", f"uuid: {UUID2}\nbogus: 1\n")
+        self.assertEqual(self.fails("instance", "import", good, bad), f"{bad}: bogus: unknown field")
+        self.assertNothingImported()
+
+    def test_duplicateAcrossFiles(self) -> None:
+        """The same uuid in two files is named by the second file and position."""
+        a = self.write("a.json", json.dumps({"uuid": UUID}))
+        b = self.write("b.json", json.dumps([{"uuid": UUID2}, {"uuid": UUID}]))
+        self.assertEqual(self.fails("instance", "import", a, b), f"{b}: [1].uuid: {UUID} appears twice in this import (also {a})")
+        self.assertNothingImported()
+
+    def test_jsonSyntax(self) -> None:
+        """A JSON syntax error names file and line."""
+        path = self.write("bad.json", '{\n  "uuid": "a",\n  "name": oops\n}\n')
+        self.assertEqual(self.fails("instance", "import", path), f"{path}:3: invalid JSON: Expecting value")
+        self.assertNothingImported()
+
+    def test_yamlSyntax(self) -> None:
+        """A YAML syntax error names file and line, in one line."""
+        path = self.write("bad.yaml", "uuid: a\nname: b\n  nested: c\n")
+        self.assertEqual(self.fails("instance", "import", path), f"{path}:3: invalid YAML: mapping values are not allowed here")
+        self.assertNothingImported()
+
+    def test_yamlBadCharacter(self) -> None:
+        """A YAML reader error (a control character) is one line too."""
+        path = self.write("ctl.yaml", "uuid: a\x01\n")
+        self.assertEqual(
+            self.fails("instance", "import", path),
+            f"{path}: invalid YAML: unacceptable character #x0001: special characters are not allowed",
+        )
+
+    def test_emptyFile(self) -> None:
+        """An empty file holds no document."""
+        path = self.write("empty.yaml", "# nothing\n")
+        self.assertEqual(self.fails("instance", "import", path), f"{path}: holds no document")
+
+    def test_missingFile(self) -> None:
+        """A missing file is named."""
+        path = os.path.join(self.dir, "missing.json")
+        self.assertEqual(self.fails("instance", "import", path), f"{path}: cannot read: No such file or directory")
+
+    def test_notAnObject(self) -> None:
+        """A list of strings is not a list of documents."""
+        path = self.write("strings.json", '["a", "b"]')
+        self.assertEqual(self.fails("instance", "import", path), f"{path}: [0]: expected an object, got a string")
+
+    def test_readDocumentsStdin(self) -> None:
+        """C{-} reads standard input."""
+        self.assertEqual(read_documents("-", io.StringIO('{"uuid": "x"}')), [{"uuid": "x"}])
+
+    def test_badConfig(self) -> None:
+        """A bad configuration file is a CommandError with the config's one-line message."""
+        self.write("mdsvc.conf", "[api]\nmetadata_cache_expiration = never\n")
+        self.assertEqual(
+            self.fails("instance", "list"),
+            f"{self.config}:2: [api] metadata_cache_expiration = 'never': allowed: an integer >= 0",
+        )
+
+    def test_otherStoreKind(self) -> None:
+        """mdsvc-manage refuses a store kind it does not handle."""
+        self.write("mdsvc.conf", "[mdsvc]\nstore = redis:localhost\n")
+        self.assertEqual(self.fails("instance", "list"), "[mdsvc] store redis:localhost: mdsvc-manage handles sqlite stores only")
+
+
+class RouterCommandTests(ManageTestsMixin, SynchronousTestCase):
+    """mdsvc-manage router import|list|delete."""
+
+    def test_importListDelete(self) -> None:
+        """Routers are imported from YAML, listed and deleted."""
+        path = self.write("routers.yaml", "- id: r1\n  project_id: p\n  networks: [n1, n2]\n- id: r0\n")
+        self.assertEqual(self.manage("router", "import", path), (0, "imported router r1\nimported router r0\n"))
+        self.assertEqual(self.manage("router", "list"), (0, "r0\t\t\nr1\tp\tn1,n2\n"))
+        self.assertEqual(self.manage("router", "delete", "r1"), (0, "deleted router r1\n"))
+        self.assertEqual(self.manage("router", "list"), (0, "r0\t\t\n"))
+
+    def test_deleteUnknown(self) -> None:
+        """delete of an unknown router fails."""
+        self.assertEqual(self.fails("router", "delete", "r9"), "no router r9")
+
+    def test_badRouter(self) -> None:
+        """A bad router document names file and field; nothing is imported."""
+        path = self.write("routers.json", json.dumps([{"id": "r1"}, {"id": "r2", "networks": [1]}]))
+        self.assertEqual(self.fails("router", "import", path), f"{path}: [1].networks[0]: expected a string, got an integer")
+        self.assertEqual(self.store.list_routers(), [])
+
+
+class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
+    """sign and check-config."""
+
+    def test_sign(self) -> None:
+        """sign prints the HMAC-SHA256 of the instance id keyed with the shared secret."""
+        self.assertEqual(
+            self.manage("sign", UUID), (0, "823491c9c66985fac0685c45d8eda8869d581ff62c4661479451ee51e2946737\n")
+        )
+
+    def test_checkConfigBad(self) -> None:
+        """check-config prints one line per problem and exits 1."""
+        path = self.write("bad.conf", "[api]\nmetadata_cache_expiration = x\n[neutron]\nservice_metadata_proxy = 2\n")
+        out = io.StringIO()
+        self.assertEqual(run(["check-config", path], out=out), 1)
+        self.assertEqual(
+            out.getvalue(),
+            f"{path}:2: [api] metadata_cache_expiration = 'x': allowed: an integer >= 0\n"
+            f"{path}:4: [neutron] service_metadata_proxy = '2': allowed: true or false\n",
+        )
+
+    def test_checkConfigGood(self) -> None:
+        """check-config of a good file prints nothing and exits 0."""
+        out = io.StringIO()
+        self.assertEqual(run(["check-config", self.config], out=out), 0)
+        self.assertEqual(out.getvalue(), "")
+
+    def test_mainExitStatus(self) -> None:
+        """main prints a CommandError as one line on stderr and exits 1."""
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        e = self.assertRaises(SystemExit, main, ["--config", self.config, "instance", "delete", "nope"])
+        self.assertEqual((e.code, stderr.getvalue()), (1, "mdsvc-manage: no instance nope\n"))
+
+
+class ConsoleScriptTests(ManageTestsMixin, SynchronousTestCase):
+    """The installed command, in its own process."""
+
+    def test_badImport(self) -> None:
+        """A bad import prints exactly one line on stderr, prefixed mdsvc-manage:, and exits 1."""
+        path = self.write("bad.yaml", f"uuid: {UUID}\nnics:\n  - mac: nope\n")
+        script = os.path.join(os.path.dirname(sys.executable), "mdsvc-manage")
+        command = [script] if os.path.exists(script) else [sys.executable, "-m", "mdsvc.manage"]
+        env = {k: v for k, v in os.environ.items() if k != "MDSVC_CONFIG"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+        result = subprocess.run(
+            [*command, "--config", self.config, "instance", "import", path],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
+        )
+        self.assertEqual(
+            (result.returncode, result.stdout, result.stderr),
+            (1, "", f"mdsvc-manage: {path}: nics[0].mac: 'nope' is not valid\n"),
+        )
+        self.assertEqual(self.store.list_instances(), [])

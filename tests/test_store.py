@@ -1,0 +1,466 @@
+"""Tests for L{mdsvc.store.sqlite}: the embedded instance store."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
+from mdsvc.model import DocumentError, Instance, Router, instanceFromDocument
+from mdsvc.store.sqlite import SQLiteDocuments, SQLiteInstanceStore, open_store
+
+IMAGE = "6a1b2c3d-0000-4000-8000-00000000cafe"
+OTHER_IMAGE = "6a1b2c3d-0000-4000-8000-00000000beef"
+
+
+def instanceDoc(uuid: str, ip: str | None = None, network: str = "net-a", **extra: Any) -> dict[str, Any]:
+    """An instance document, with one NIC holding C{ip} on C{network} when C{ip} is given."""
+    doc: dict[str, Any] = {"uuid": uuid, "name": f"vm-{uuid}", "project_id": "proj"}
+    if ip is not None:
+        doc["nics"] = [{"port_id": f"port-{uuid}", "mac": "fa:16:3e:00:00:01", "network": {"id": network},
+                        "fixed_ips": [{"ip": ip}]}]
+    doc.update(extra)
+    return doc
+
+
+class DocumentsTestsMixin:
+    """A fresh store file in a directory that does not exist yet."""
+
+    def setUp(self) -> None:
+        self.path = os.path.join(self.mktemp(), "sub", "mdsvc.sqlite")  # type: ignore[attr-defined]
+        self.docs = SQLiteDocuments(self.path)
+
+
+class ImportTests(DocumentsTestsMixin, SynchronousTestCase):
+    """Importing instance documents."""
+
+    def test_createsFile(self) -> None:
+        """The first write creates the file and its directory, in WAL mode."""
+        self.assertFalse(os.path.exists(self.path))
+        self.assertEqual(self.docs.import_instances([instanceDoc("a")]), ["a"])
+        self.assertTrue(os.path.exists(self.path))
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+
+    def test_roundTrip(self) -> None:
+        """An imported document comes back with the same Instance values plus what the store assigned."""
+        doc = instanceDoc("a", "10.0.0.5", metadata={"role": "web"}, image_id=IMAGE)
+        self.docs.import_instances([doc])
+        row = self.docs.get("a")
+        assert row is not None
+        instance = row.instance()
+        self.assertEqual(instance.uuid, "a")
+        self.assertEqual(instance.metadata, {"role": "web"})
+        self.assertEqual([f.ip for f in instance.fixed_ips()], ["10.0.0.5"])
+        self.assertEqual(
+            {k: v for k, v in row.document.items() if k not in ("reservation_id", "created_at", "ec2_ids")}, doc,
+        )
+        self.assertRegex(row.document["created_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertIsNone(row.password)
+
+    def test_getUnknown(self) -> None:
+        """get of an unknown uuid is None."""
+        self.assertIsNone(self.docs.get("nope"))
+
+    def test_secondBadWritesNothing(self) -> None:
+        """A batch whose second document is bad fails naming it, and the first is not written."""
+        e = self.assertRaises(
+            DocumentError, self.docs.import_instances, [instanceDoc("a", "10.0.0.5"), {"uuid": "b", "launch_index": -1}]
+        )
+        self.assertEqual(str(e), "[1].launch_index: must be >= 0, got -1")
+        self.assertIsNone(self.docs.get("a"))
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [])
+        self.assertEqual(self.docs.list_instances(), [])
+
+    def test_badKeepsExisting(self) -> None:
+        """A failed re-import leaves the stored document as it was."""
+        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
+        self.assertRaises(DocumentError, self.docs.import_instances, [instanceDoc("a", "10.0.0.6"), {"uuid": "b", "bogus": 1}])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), ["a"])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), [])
+
+    def test_singleDocumentErrorHasNoIndex(self) -> None:
+        """An error in a batch of one names the field without an index."""
+        e = self.assertRaises(DocumentError, self.docs.import_instances, [{"uuid": "a", "nics": [{"mac": "x"}]}])
+        self.assertEqual(str(e), "nics[0].mac: 'x' is not valid")
+
+    def test_duplicateUuid(self) -> None:
+        """The same uuid twice in one batch is an error, and nothing is written."""
+        e = self.assertRaises(DocumentError, self.docs.import_instances, [instanceDoc("a"), instanceDoc("b"), instanceDoc("a")])
+        self.assertEqual(str(e), "[2].uuid: a appears twice in this import")
+        self.assertEqual(self.docs.list_instances(), [])
+
+    def test_listInstances(self) -> None:
+        """list_instances gives (uuid, name, project, fixed IPs), sorted by uuid."""
+        self.docs.import_instances([instanceDoc("b", "10.0.0.6"), {"uuid": "a"}])
+        self.assertEqual(self.docs.list_instances(), [("a", None, None, []), ("b", "vm-b", "proj", ["10.0.0.6"])])
+
+    def test_ec2InstanceIds(self) -> None:
+        """EC2 instance ids are assigned in increasing order, one per instance."""
+        self.docs.import_instances([instanceDoc("a"), instanceDoc("b")])
+        self.docs.import_instances([instanceDoc("c")])
+        ids = [self.docs.get(u).document["ec2_ids"]["instance"] for u in "abc"]  # type: ignore[union-attr]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(set(ids)), 3)
+        self.assertEqual(self.docs.get("a").instance().ec2_instance_id, ids[0])  # type: ignore[union-attr]
+
+    def test_ec2ImageIdsShared(self) -> None:
+        """The same image uuid gets the same ami id in every instance; another image another id."""
+        self.docs.import_instances([instanceDoc("a", image_id=IMAGE)])
+        self.docs.import_instances([instanceDoc("b", image_id=IMAGE, kernel_id=OTHER_IMAGE)])
+        a = self.docs.get("a").instance()  # type: ignore[union-attr]
+        b = self.docs.get("b").instance()  # type: ignore[union-attr]
+        self.assertEqual(a.ec2_image_ids[IMAGE], b.ec2_image_ids[IMAGE])
+        self.assertEqual(set(b.ec2_image_ids), {IMAGE, OTHER_IMAGE})
+        self.assertNotEqual(b.ec2_image_ids[IMAGE], b.ec2_image_ids[OTHER_IMAGE])
+        self.assertEqual(a.ec2_image_ids, {IMAGE: a.ec2_image_ids[IMAGE]})
+
+    def test_noImageNoImageIds(self) -> None:
+        """A boot-from-volume instance (empty image id) gets no image EC2 id."""
+        self.docs.import_instances([instanceDoc("a", image_id="")])
+        self.assertEqual(self.docs.get("a").document["ec2_ids"]["images"], {})  # type: ignore[union-attr]
+
+    def test_ec2IdsStable(self) -> None:
+        """Re-importing an instance keeps its EC2 ids, also after other instances came."""
+        self.docs.import_instances([instanceDoc("a", image_id=IMAGE)])
+        first = self.docs.get("a").document["ec2_ids"]  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc("b", image_id=OTHER_IMAGE)])
+        self.docs.import_instances([instanceDoc("a", image_id=IMAGE, name="renamed")])
+        row = self.docs.get("a")
+        assert row is not None
+        self.assertEqual(row.document["name"], "renamed")
+        self.assertEqual(row.document["ec2_ids"], first)
+
+    def test_givenEc2IdsKept(self) -> None:
+        """EC2 ids given by the document are kept, and survive a re-import that omits them."""
+        self.docs.import_instances([instanceDoc("a", image_id=IMAGE, ec2_ids={"instance": 4242, "images": {IMAGE: 77}})])
+        self.docs.import_instances([instanceDoc("a", image_id=IMAGE)])
+        instance = self.docs.get("a").instance()  # type: ignore[union-attr]
+        self.assertEqual((instance.ec2_instance_id, instance.ec2_image_ids), (4242, {IMAGE: 77}))
+
+    def test_reservationId(self) -> None:
+        """A reservation id r- and 8 of [0-9a-z] is assigned, and kept on re-import."""
+        self.docs.import_instances([instanceDoc("a")])
+        first = self.docs.get("a").document["reservation_id"]  # type: ignore[union-attr]
+        self.assertRegex(first, r"^r-[0-9a-z]{8}$")
+        self.docs.import_instances([instanceDoc("a", name="again")])
+        self.assertEqual(self.docs.get("a").instance().reservation_id, first)  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc("a", reservation_id=None)])
+        self.assertEqual(self.docs.get("a").instance().reservation_id, first)  # type: ignore[union-attr]
+
+    def test_reservationIdsDiffer(self) -> None:
+        """Two instances get two reservation ids."""
+        self.docs.import_instances([instanceDoc("a"), instanceDoc("b")])
+        self.assertNotEqual(self.docs.get("a").document["reservation_id"], self.docs.get("b").document["reservation_id"])  # type: ignore[union-attr]
+
+    def test_reservationIdNull(self) -> None:
+        """A null reservation id on first import is assigned like a missing one."""
+        self.docs.import_instances([instanceDoc("a", reservation_id=None, created_at=None)])
+        row = self.docs.get("a")
+        assert row is not None
+        self.assertRegex(row.instance().reservation_id or "", r"^r-[0-9a-z]{8}$")
+        self.assertIsNotNone(row.instance().created_at)
+
+    def test_givenReservationId(self) -> None:
+        """A given reservation id is used as it is."""
+        self.docs.import_instances([instanceDoc("a", reservation_id="r-xxxxxxxx")])
+        self.assertEqual(self.docs.get("a").instance().reservation_id, "r-xxxxxxxx")  # type: ignore[union-attr]
+
+    def test_createdAtKept(self) -> None:
+        """The creation time is kept across re-imports."""
+        self.docs.import_instances([instanceDoc("a", created_at="2020-01-01T00:00:00Z")])
+        self.docs.import_instances([instanceDoc("a")])
+        self.assertEqual(self.docs.get("a").instance().created_at, "2020-01-01T00:00:00Z")  # type: ignore[union-attr]
+
+
+class PasswordTests(DocumentsTestsMixin, SynchronousTestCase):
+    """The guest's password: compare-and-set, and what re-imports do to it."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.docs.import_instances([instanceDoc("a")])
+
+    def test_compareAndSet(self) -> None:
+        """The first set_password stores; the second is refused and keeps the first."""
+        self.assertIs(self.docs.set_password("a", "first"), True)
+        self.assertIs(self.docs.set_password("a", "second"), False)
+        row = self.docs.get("a")
+        assert row is not None
+        self.assertEqual(row.password, "first")
+        self.assertEqual(row.instance().password, "first")
+
+    def test_emptyIsUnset(self) -> None:
+        """An empty stored password counts as none (as Nova's C{if password} does)."""
+        self.docs.import_instances([instanceDoc("a", password="")])
+        self.assertIs(self.docs.set_password("a", "now"), True)
+        self.assertEqual(self.docs.get("a").password, "now")  # type: ignore[union-attr]
+
+    def test_unknown(self) -> None:
+        """set_password of an unknown instance raises KeyError."""
+        e = self.assertRaises(KeyError, self.docs.set_password, "nope", "x")
+        self.assertEqual(e.args, ("nope",))
+
+    def test_reimportKeeps(self) -> None:
+        """A re-import without a password key keeps the stored password."""
+        self.docs.set_password("a", "guest-set")
+        self.docs.import_instances([instanceDoc("a", name="changed")])
+        row = self.docs.get("a")
+        assert row is not None
+        self.assertEqual((row.password, row.document["name"]), ("guest-set", "changed"))
+        self.assertNotIn("password", row.document)
+
+    def test_reimportNullClears(self) -> None:
+        """A re-import with "password": null clears it, so the guest may post again."""
+        self.docs.set_password("a", "guest-set")
+        self.docs.import_instances([instanceDoc("a", password=None)])
+        self.assertIsNone(self.docs.get("a").password)  # type: ignore[union-attr]
+        self.assertIs(self.docs.set_password("a", "again"), True)
+
+    def test_reimportSets(self) -> None:
+        """A re-import with a password string stores that password."""
+        self.docs.import_instances([instanceDoc("a", password="operator")])
+        self.assertEqual(self.docs.get("a").password, "operator")  # type: ignore[union-attr]
+        self.assertIs(self.docs.set_password("a", "x"), False)
+
+
+class AddressTests(DocumentsTestsMixin, SynchronousTestCase):
+    """Finding instances by fixed IP; deleting them."""
+
+    def test_byAddress(self) -> None:
+        """An instance is found by each of its fixed IPs, and only by those."""
+        doc = instanceDoc("a", "10.0.0.5")
+        doc["nics"].append({"mac": "fa:16:3e:00:00:02", "fixed_ips": [{"ip": "fd00::0005"}]})
+        self.docs.import_instances([doc, instanceDoc("b", "10.0.0.6")])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), ["a"])
+        self.assertEqual(self.docs.uuids_by_address("fd00::5"), ["a"])
+        self.assertEqual(self.docs.uuids_by_address("FD00:0:0::5"), ["a"])
+        self.assertEqual(self.docs.uuids_by_address(" 10.0.0.6 "), ["b"])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.7"), [])
+
+    def test_ipv4Mapped(self) -> None:
+        """An IPv4-mapped IPv6 address (a dual-stack socket's view) finds the IPv4 fixed IP."""
+        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
+        self.assertEqual(self.docs.uuids_by_address("::ffff:10.0.0.5"), ["a"])
+
+    def test_garbage(self) -> None:
+        """Input that is not an address finds nothing instead of failing."""
+        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
+        for garbage in ("", "10.0.0.256", "not-an-ip", "10.0.0.5; DROP TABLE ports", "10.0.0.5/32", None, 167772165):
+            self.assertEqual(self.docs.uuids_by_address(garbage), [], garbage)  # type: ignore[arg-type]
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), ["a"])
+
+    def test_sameIpTwoNetworks(self) -> None:
+        """Two instances with the same IP on different networks are both found."""
+        self.docs.import_instances([instanceDoc("b", "10.0.0.5", "net-b"), instanceDoc("a", "10.0.0.5", "net-a")])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), ["a", "b"])
+
+    def test_reimportMovesPorts(self) -> None:
+        """A re-import with another IP drops the old address."""
+        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
+        self.docs.import_instances([instanceDoc("a", "10.0.0.9")])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.9"), ["a"])
+
+    def test_delete(self) -> None:
+        """delete removes the instance and its ports; deleting again reports False."""
+        self.docs.import_instances([instanceDoc("a", "10.0.0.5"), instanceDoc("b", "10.0.0.6")])
+        self.assertIs(self.docs.delete_instance("a"), True)
+        self.assertIsNone(self.docs.get("a"))
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), ["b"])
+        self.assertIs(self.docs.delete_instance("a"), False)
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM ports WHERE uuid = 'a'").fetchone()[0], 0)
+
+    def test_deleteAndReimportKeepsEc2Id(self) -> None:
+        """An instance deleted and imported again gets its old EC2 id back."""
+        self.docs.import_instances([instanceDoc("a")])
+        first = self.docs.get("a").document["ec2_ids"]["instance"]  # type: ignore[union-attr]
+        self.docs.delete_instance("a")
+        self.docs.import_instances([instanceDoc("b"), instanceDoc("a")])
+        self.assertEqual(self.docs.get("a").document["ec2_ids"]["instance"], first)  # type: ignore[union-attr]
+
+
+class RouterTests(DocumentsTestsMixin, SynchronousTestCase):
+    """Router documents."""
+
+    def test_importListDelete(self) -> None:
+        """Routers are imported, listed by id, re-imported in place and deleted."""
+        self.assertEqual(
+            self.docs.import_routers([{"id": "r2", "networks": ["n3"]}, {"id": "r1", "project_id": "p", "networks": ["n1", "n2"]}]),
+            ["r2", "r1"],
+        )
+        self.assertEqual(
+            self.docs.list_routers(), [Router(id="r1", project_id="p", networks=("n1", "n2")), Router(id="r2", networks=("n3",))]
+        )
+        self.docs.import_routers([{"id": "r1", "networks": ["n9"]}])
+        self.assertEqual(self.docs.list_routers()[0], Router(id="r1", networks=("n9",)))
+        self.assertIs(self.docs.delete_router("r1"), True)
+        self.assertIs(self.docs.delete_router("r1"), False)
+        self.assertEqual(self.docs.list_routers(), [Router(id="r2", networks=("n3",))])
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT network_id FROM router_networks ORDER BY network_id").fetchall(), [("n3",)])
+
+    def test_badRouterWritesNothing(self) -> None:
+        """A bad router in a batch is named and nothing is written."""
+        e = self.assertRaises(DocumentError, self.docs.import_routers, [{"id": "r1"}, {"id": "r2", "networks": "n"}])
+        self.assertEqual(str(e), "[1].networks: expected a list, got a string")
+        self.assertEqual(self.docs.list_routers(), [])
+
+    def test_duplicateRouter(self) -> None:
+        """The same router twice in a batch is an error, as for instances."""
+        e = self.assertRaises(DocumentError, self.docs.import_routers, [{"id": "r1"}, {"id": "r1"}])
+        self.assertEqual(str(e), "[1].id: r1 appears twice in this import")
+        self.assertEqual(self.docs.list_routers(), [])
+
+
+class SharedFileTests(SynchronousTestCase):
+    """mdsvc-manage and the service are two processes on one file: writes are seen at once."""
+
+    def test_otherInstanceSeesWrites(self) -> None:
+        """A write through one SQLiteDocuments is seen at once by another on the same file."""
+        path = os.path.join(self.mktemp(), "shared.sqlite")
+        reader = SQLiteDocuments(path)
+        writer = SQLiteDocuments(path)
+        self.assertEqual(reader.uuids_by_address("10.0.0.5"), [])
+        writer.import_instances([instanceDoc("a", "10.0.0.5")])
+        self.assertEqual(reader.uuids_by_address("10.0.0.5"), ["a"])
+        self.assertIs(reader.set_password("a", "p"), True)
+        self.assertEqual(writer.get("a").password, "p")  # type: ignore[union-attr]
+        writer.delete_instance("a")
+        self.assertIsNone(reader.get("a"))
+
+    def test_openConnectionSeesWrites(self) -> None:
+        """A reader whose own connection was open during the write still reads the new data."""
+        path = os.path.join(self.mktemp(), "shared.sqlite")
+        SQLiteDocuments(path).import_instances([instanceDoc("a")])
+        held = SQLiteDocuments(path).connect()
+        self.addCleanup(held.close)
+        self.assertEqual(held.execute("SELECT COUNT(*) FROM instances").fetchone()[0], 1)
+        SQLiteDocuments(path).import_instances([instanceDoc("b")])
+        self.assertEqual(held.execute("SELECT COUNT(*) FROM instances").fetchone()[0], 2)
+
+
+def synchronous(f: Any, *args: Any) -> Deferred[Any]:
+    """Run a blocking call at once; the result as a Deferred."""
+    return maybeDeferred(f, *args)
+
+
+class InstanceStoreTests(SynchronousTestCase):
+    """L{SQLiteInstanceStore} with a synchronous runner."""
+
+    def setUp(self) -> None:
+        path = os.path.join(self.mktemp(), "store.sqlite")
+        self.documents = SQLiteDocuments(path)
+        self.store = SQLiteInstanceStore(self.documents, synchronous)
+        self.documents.import_instances(
+            [instanceDoc("a", "10.0.0.5"), instanceDoc("b", "10.0.0.7", "net-1"), instanceDoc("c", "10.0.0.7", "net-2")]
+        )
+
+    def test_interface(self) -> None:
+        """The store provides IInstanceStore."""
+        self.assertTrue(verifyObject(IInstanceStore, self.store))
+
+    def test_get(self) -> None:
+        """get fires with the Instance."""
+        instance = self.successResultOf(self.store.get("a"))
+        self.assertIsInstance(instance, Instance)
+        self.assertEqual((instance.uuid, instance.name, instance.fixed_ips()[0].ip), ("a", "vm-a", "10.0.0.5"))
+
+    def test_getUnknown(self) -> None:
+        """get of an unknown uuid fires with None."""
+        self.assertIsNone(self.successResultOf(self.store.get("zzz")))
+
+    def test_byAddress(self) -> None:
+        """by_address fires with the one instance holding the address."""
+        self.assertEqual(self.successResultOf(self.store.by_address("10.0.0.5")).uuid, "a")
+        self.assertEqual(self.successResultOf(self.store.by_address("::ffff:10.0.0.5")).uuid, "a")
+
+    def test_byAddressNone(self) -> None:
+        """by_address of an unknown or invalid address fires with None."""
+        self.assertIsNone(self.successResultOf(self.store.by_address("10.0.0.6")))
+        self.assertIsNone(self.successResultOf(self.store.by_address("garbage")))
+
+    def test_byAddressAmbiguous(self) -> None:
+        """by_address fails with AmbiguousAddress naming the address and every uuid."""
+        failure = self.failureResultOf(self.store.by_address("10.0.0.7"), AmbiguousAddress)
+        self.assertEqual(failure.value.args, ("10.0.0.7", ["b", "c"]))
+
+    def test_setPassword(self) -> None:
+        """set_password fires True, then False; an unknown instance fails with KeyError."""
+        self.assertIs(self.successResultOf(self.store.set_password("a", "pw")), True)
+        self.assertIs(self.successResultOf(self.store.set_password("a", "other")), False)
+        self.assertEqual(self.successResultOf(self.store.get("a")).password, "pw")
+        self.failureResultOf(self.store.set_password("zzz", "pw"), KeyError)
+
+    def test_instanceEqualsDocument(self) -> None:
+        """The Instance of the store is the document's, with what the store assigned."""
+        row = self.documents.get("a")
+        assert row is not None
+        expected = instanceFromDocument(row.document)
+        self.assertEqual(self.successResultOf(self.store.get("a")), expected)
+        self.assertTrue(re.match(r"^r-[0-9a-z]{8}$", expected.reservation_id or ""))
+
+
+class ThreadedStoreTests(TestCase):
+    """L{SQLiteInstanceStore.inThreads} on the reactor's real thread pool."""
+
+    def test_inThreads(self) -> None:
+        """Queries run in the reactor's threads and their results arrive in the reactor thread."""
+        path = os.path.join(self.mktemp(), "threads.sqlite")
+        SQLiteDocuments(path).import_instances([instanceDoc("a", "10.0.0.5")])
+        store = SQLiteInstanceStore.inThreads(path, reactor)
+        verifyObject(IInstanceStore, store)
+
+        d = store.by_address("10.0.0.5")
+
+        def check(instance: Instance | None) -> Deferred[bool]:
+            assert instance is not None
+            self.assertEqual(instance.uuid, "a")
+            return store.set_password("a", "threaded")
+
+        def checkPassword(stored: bool) -> Deferred[Instance | None]:
+            self.assertIs(stored, True)
+            return store.get("a")
+
+        def checkGet(instance: Instance | None) -> None:
+            assert instance is not None
+            self.assertEqual(instance.password, "threaded")
+
+        d.addCallback(check)
+        d.addCallback(checkPassword)
+        d.addCallback(checkGet)
+        return d
+
+    def test_openStore(self) -> None:
+        """open_store builds a threaded store from an sqlite: URL and refuses other kinds."""
+        path = os.path.join(self.mktemp(), "url.sqlite")
+        SQLiteDocuments(path).import_instances([instanceDoc("u")])
+        store = open_store(f"sqlite:{path}", reactor)
+        e = self.assertRaises(ValueError, open_store, "mysql://x", reactor)
+        self.assertEqual(str(e), "unknown store kind 'mysql' (allowed: sqlite:PATH)")
+        return store.get("u").addCallback(lambda instance: self.assertEqual(instance.uuid, "u"))
+
+
+class StoredDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
+    """What the file holds."""
+
+    def test_documentIsJson(self) -> None:
+        """The stored document is JSON without the password, which lives in its own column."""
+        self.docs.import_instances([instanceDoc("a", password="pw")])
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        document, password, project = conn.execute("SELECT document, password, project_id FROM instances").fetchone()
+        self.assertNotIn("password", json.loads(document))
+        self.assertEqual((password, project), ("pw", "proj"))
