@@ -234,7 +234,7 @@ class _Located:
 def read_ini(path: str) -> tuple[configparser.RawConfigParser, _Located]:
     """Read an INI file the way oslo.config does (duplicate options: last one wins)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             text = f.read()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None

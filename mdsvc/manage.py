@@ -40,30 +40,46 @@ def read_documents(path: str, stdin: TextIO | None = None) -> list[Any]:
         if path == "-":
             text = (stdin or sys.stdin).read()
         else:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:
                 text = f.read()
     except OSError as e:
         raise CommandError(f"{path}: cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
         raise CommandError(f"{path}: not UTF-8 text") from None
     stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
+    if path.endswith(".json") or (stripped.startswith(("{", "[")) and not path.endswith((".yaml", ".yml"))):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise CommandError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+            if path.endswith(".json"):
+                raise CommandError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+            data = _yaml(path, text)  # a YAML flow collection such as [{uuid: a}]
     else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else path
-            # str() of a YAML error spans several lines (it quotes the input): keep the first.
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise CommandError(f"{where}: invalid YAML: {problem}") from None
+        data = _yaml(path, text)
     if data is None:
         raise CommandError(f"{path}: holds no document")
     return data if isinstance(data, list) else [data]
+
+
+class _DocumentLoader(yaml.SafeLoader):
+    """YAML without implicit timestamps: created_at: 2020-01-01 stays the string it reads as."""
+
+
+_DocumentLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml(path: str, text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_DocumentLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        # str() of a YAML error spans several lines (it quotes the input): keep the first.
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise CommandError(f"{where}: invalid YAML: {problem}") from None
 
 
 def _store(config: Config) -> SQLiteDocuments:
@@ -178,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"mdsvc-manage: {e}", file=sys.stderr)
         status = 1
     except OSError as e:
-        print(f"mdsvc-manage: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        print(f"mdsvc-manage: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         status = 1
     except Exception as e:  # a store that cannot be opened, a locked database, ...
         print(f"mdsvc-manage: {type(e).__name__}: {e}", file=sys.stderr)

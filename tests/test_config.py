@@ -443,3 +443,16 @@ class CheckConfigTests(ConfigTestsMixin, SynchronousTestCase):
     def test_good(self) -> None:
         """A good file has no problems."""
         self.assertEqual(check_config(self.writeConfig("[DEFAULT]\nstate_path = /x\n[unrelated]\nfoo = $bar\n")), [])
+
+
+class EncodingTests(ConfigTestsMixin, SynchronousTestCase):
+    """Files written by Windows editors."""
+
+    def test_byte_order_mark(self) -> None:
+        """A UTF-8 byte-order mark before the first section is ignored."""
+        path = self.writeConfig("[api]\ndhcp_domain = example.org\n")
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(b"\xef\xbb\xbf" + data)
+        self.assertEqual(load_config(path).api.dhcp_domain, "example.org")

@@ -301,3 +301,26 @@ class ConsoleScriptTests(ManageTestsMixin, SynchronousTestCase):
             (1, "", f"mdsvc-manage: {path}: nics[0].mac: 'nope' is not valid\n"),
         )
         self.assertEqual(self.store.list_instances(), [])
+
+
+class DocumentFormatTests(ManageTestsMixin, SynchronousTestCase):
+    """What read_documents accepts."""
+
+    def test_yaml_flow_list(self) -> None:
+        """A YAML flow list in a .yaml file is YAML, not broken JSON."""
+        path = self.write("flow.yaml", "[{uuid: a}, {uuid: b}]\n")
+        self.assertEqual(self.manage("instance", "import", path)[0], 0)
+        self.assertIsNotNone(self.store.get("b"))
+
+    def test_yaml_dates_stay_strings(self) -> None:
+        """created_at: 2020-01-01 is kept as the text it is."""
+        path = self.write("d.yaml", "uuid: a\ncreated_at: 2020-01-01\n")
+        self.manage("instance", "import", path)
+        self.assertEqual(self.store.get("a").document["created_at"], "2020-01-01")  # type: ignore[union-attr]
+
+    def test_byte_order_mark(self) -> None:
+        """A UTF-8 byte-order mark is ignored."""
+        path = os.path.join(self.dir, "bom.json")
+        with open(path, "w", encoding="utf-8-sig") as f:
+            f.write('{"uuid": "a"}')
+        self.assertEqual(self.manage("instance", "import", path)[0], 0)

@@ -464,3 +464,28 @@ class StoredDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
         document, password, project = conn.execute("SELECT document, password, project_id FROM instances").fetchone()
         self.assertNotIn("password", json.loads(document))
         self.assertEqual((password, project), ("pw", "proj"))
+
+
+class ExplicitEc2IdTests(DocumentsTestsMixin, SynchronousTestCase):
+    """EC2 ids given in documents are reserved against automatic ones."""
+
+    def test_automatic_ids_skip_explicit_ones(self) -> None:
+        """After an instance with explicit id 5, automatic ids start above it."""
+        self.docs.import_instances([dict(instanceDoc("a"), ec2_ids={"instance": 5})])
+        self.docs.import_instances([instanceDoc("b")])
+        ids = {u: self.docs.get(u).instance().ec2_instance_id for u in ("a", "b")}  # type: ignore[union-attr]
+        self.assertEqual(ids["a"], 5)
+        self.assertGreater(ids["b"], 5)
+
+    def test_conflicting_explicit_id(self) -> None:
+        """Two instances cannot share an explicit EC2 id; the second import writes nothing."""
+        self.docs.import_instances([dict(instanceDoc("a"), ec2_ids={"instance": 5})])
+        e = self.assertRaises(DocumentError, self.docs.import_instances, [dict(instanceDoc("b"), ec2_ids={"instance": 5})])
+        self.assertEqual(str(e), "ec2_ids.instance: 5 is already the EC2 id of instance a")
+        self.assertIsNone(self.docs.get("b"))
+
+    def test_explicit_image_id_reserved(self) -> None:
+        """An explicit image id is not handed to another image automatically."""
+        self.docs.import_instances([dict(instanceDoc("a"), image_id="img-a", ec2_ids={"images": {"img-a": 1}})])
+        self.docs.import_instances([dict(instanceDoc("b"), image_id="img-b")])
+        self.assertNotEqual(self.docs.get("b").instance().ec2_image_ids["img-b"], 1)  # type: ignore[union-attr]

@@ -95,6 +95,7 @@ class SQLiteDocuments:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._ready = False
 
     def connect(self, create: bool = True) -> sqlite3.Connection:
         """Open the file (creating it and its directory when C{create}), with the schema in place."""
@@ -106,11 +107,13 @@ class SQLiteDocuments:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 30000")
-        if create:
+        if create and not self._ready:
+            # once per object: WAL lets readers go on while mdsvc-manage writes
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if mode != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
+            self._ready = True
         return conn
 
     # -- writes ------------------------------------------------------------------------------
@@ -172,8 +175,18 @@ class SQLiteDocuments:
             if image in image_ids(doc):
                 images.setdefault(image, number)
         if ec2.get("instance") is None:
-            conn.execute("INSERT OR IGNORE INTO ec2_instance_ids(uuid) VALUES (?)", (uuid,))
+            conn.execute("INSERT OR IGNORE INTO ec2_instance_ids(uuid) VALUES (?)", (uuid,))  # new id above every one in use
             ec2["instance"] = conn.execute("SELECT id FROM ec2_instance_ids WHERE uuid = ?", (uuid,)).fetchone()[0]
+        else:
+            # an explicit id is reserved, so automatic ones (AUTOINCREMENT) never collide with it
+            owner = conn.execute("SELECT uuid FROM ec2_instance_ids WHERE id = ?", (ec2["instance"],)).fetchone()
+            if owner is None:
+                conn.execute("DELETE FROM ec2_instance_ids WHERE uuid = ?", (uuid,))
+                conn.execute("INSERT INTO ec2_instance_ids(id, uuid) VALUES (?, ?)", (ec2["instance"], uuid))
+            elif owner[0] != uuid:
+                raise DocumentError("ec2_ids.instance", f"{ec2['instance']} is already the EC2 id of instance {owner[0]}")
+        for image, number in images.items():
+            conn.execute("INSERT OR IGNORE INTO ec2_image_ids(id, image_uuid) VALUES (?, ?)", (number, image))
         for image in image_ids(doc):
             if image not in images:
                 conn.execute("INSERT OR IGNORE INTO ec2_image_ids(image_uuid) VALUES (?)", (image,))
