@@ -489,3 +489,10 @@ class ExplicitEc2IdTests(DocumentsTestsMixin, SynchronousTestCase):
         self.docs.import_instances([dict(instanceDoc("a"), image_id="img-a", ec2_ids={"images": {"img-a": 1}})])
         self.docs.import_instances([dict(instanceDoc("b"), image_id="img-b")])
         self.assertNotEqual(self.docs.get("b").instance().ec2_image_ids["img-b"], 1)  # type: ignore[union-attr]
+
+    def test_deleted_instance_id_reusable(self) -> None:
+        """The explicit id of a deleted instance may be given to a new one."""
+        self.docs.import_instances([dict(instanceDoc("a"), ec2_ids={"instance": 5})])
+        self.docs.delete_instance("a")
+        self.docs.import_instances([dict(instanceDoc("b"), ec2_ids={"instance": 5})])
+        self.assertEqual(self.docs.get("b").instance().ec2_instance_id, 5)  # type: ignore[union-attr]

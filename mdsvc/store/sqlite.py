@@ -179,12 +179,16 @@ class SQLiteDocuments:
             ec2["instance"] = conn.execute("SELECT id FROM ec2_instance_ids WHERE uuid = ?", (uuid,)).fetchone()[0]
         else:
             # an explicit id is reserved, so automatic ones (AUTOINCREMENT) never collide with it
+            # (the id of a deleted instance may be given to a new one)
             owner = conn.execute("SELECT uuid FROM ec2_instance_ids WHERE id = ?", (ec2["instance"],)).fetchone()
+            if owner is not None and owner[0] != uuid:
+                if conn.execute("SELECT 1 FROM instances WHERE uuid = ?", (owner[0],)).fetchone():
+                    raise DocumentError("ec2_ids.instance", f"{ec2['instance']} is already the EC2 id of instance {owner[0]}")
+                conn.execute("DELETE FROM ec2_instance_ids WHERE id = ?", (ec2["instance"],))
+                owner = None
             if owner is None:
                 conn.execute("DELETE FROM ec2_instance_ids WHERE uuid = ?", (uuid,))
                 conn.execute("INSERT INTO ec2_instance_ids(id, uuid) VALUES (?, ?)", (ec2["instance"], uuid))
-            elif owner[0] != uuid:
-                raise DocumentError("ec2_ids.instance", f"{ec2['instance']} is already the EC2 id of instance {owner[0]}")
         for image, number in images.items():
             conn.execute("INSERT OR IGNORE INTO ec2_image_ids(id, image_uuid) VALUES (?, ?)", (number, image))
         for image in image_ids(doc):
