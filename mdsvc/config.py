@@ -120,6 +120,27 @@ def endpoint(text: str) -> str:
     return value
 
 
+def listeners(text: str) -> tuple["Listener", ...]:
+    """C{[proxy] listeners}: one C{network|router ID ENDPOINT} per line (or separated by C{;})."""
+    out = []
+    for line in re.split(r"[\n;]", text):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3 or parts[0] not in ("network", "router") or not re.match(r"^[a-z0-9]+:", parts[2]):
+            raise ValueError("allowed: lines of 'network ID ENDPOINT' or 'router ID ENDPOINT', e.g. network 5f3e... tcp:8080:interface=127.0.0.1")
+        out.append(Listener(parts[0], parts[1], parts[2]))
+    return tuple(out)
+
+
+def lookup_backend(text: str) -> str:
+    """C{[mdsvc] lookup}: store, neutron or static:PATH."""
+    value = text.strip()
+    if value in ("store", "neutron") or (value.startswith("static:") and len(value) > 7):
+        return value
+    raise ValueError("allowed: store | neutron | static:PATH")
+
+
 def store_url(text: str) -> str:
     """An instance store: C{sqlite:PATH} (or a vendor plugin's C{name:ARG})."""
     value = text.strip()
@@ -164,6 +185,53 @@ OPTIONS: tuple[Option, ...] = (
     Option("mdsvc", "store", store_url, None),
     Option("mdsvc", "api_endpoint", endpoint, None),
     Option("mdsvc", "demo", boolean, None),
+    # the agent (metadata_agent.ini names)
+    Option("DEFAULT", "metadata_proxy_socket", string, None),
+    Option("DEFAULT", "metadata_proxy_socket_mode", choice("deduce", "user", "group", "all"), "deduce"),
+    Option("DEFAULT", "metadata_proxy_user", string, ""),
+    Option("DEFAULT", "metadata_proxy_group", string, ""),
+    Option("DEFAULT", "metadata_backlog", integer(1), 4096),
+    Option("DEFAULT", "nova_metadata_host", string, "127.0.0.1", aliases=(("DEFAULT", "nova_metadata_ip"),)),
+    Option("DEFAULT", "nova_metadata_port", integer(1, 65535), 8775),
+    Option("DEFAULT", "nova_metadata_protocol", choice("http", "https"), "http"),
+    Option("DEFAULT", "nova_metadata_insecure", boolean, False),
+    Option("DEFAULT", "auth_ca_cert", string, ""),
+    Option("DEFAULT", "nova_client_cert", string, ""),
+    Option("DEFAULT", "nova_client_priv_key", string, ""),
+    Option("cache", "enabled", boolean, True),
+    Option("cache", "expiration_time", integer(0), 10),
+    Option("cache", "negative_expiration_time", integer(0), 2),
+    Option("metadata_rate_limiting", "rate_limit_enabled", boolean, False),
+    Option("metadata_rate_limiting", "ip_versions", listOf(choice("4", "6")), ("4",)),
+    Option("metadata_rate_limiting", "base_window_duration", integer(1), 10),
+    Option("metadata_rate_limiting", "base_query_rate_limit", integer(1), 10),
+    Option("metadata_rate_limiting", "burst_window_duration", integer(1), 10),
+    Option("metadata_rate_limiting", "burst_query_rate_limit", integer(1), 10),
+    Option("mdsvc", "agent_endpoint", endpoint, None),
+    Option("mdsvc", "lookup", lookup_backend, "store"),
+    Option("mdsvc", "api_connect_timeout", number(0.1), 5.0),
+    Option("mdsvc", "api_timeout", number(0.1), 20.0),
+    Option("mdsvc", "api_pool_size", integer(1), 64),
+    Option("mdsvc", "agent_timeout", number(0.1), 25.0),
+    # the namespace proxies
+    Option("proxy", "namespaces", string, "auto"),
+    Option("proxy", "netns_dir", string, "/run/netns"),
+    Option("proxy", "rescan_interval", number(0.1), 5.0),
+    Option("proxy", "listeners", listeners, ()),
+    Option("proxy", "metadata_port", integer(1, 65535), 9697),
+    # Neutron's REST API for the neutron lookup backend (nova.conf [neutron] keystoneauth names)
+    Option("neutron", "auth_url", string, ""),
+    Option("neutron", "username", string, ""),
+    Option("neutron", "password", lambda s: s, ""),
+    Option("neutron", "project_name", string, ""),
+    Option("neutron", "user_domain_name", string, "Default"),
+    Option("neutron", "project_domain_name", string, "Default"),
+    Option("neutron", "region_name", string, ""),
+    Option("neutron", "valid_interfaces", listOf(choice("internal", "public", "admin")), ("internal", "public")),
+    Option("neutron", "endpoint_override", string, ""),
+    Option("neutron", "cafile", string, ""),
+    Option("neutron", "insecure", boolean, False),
+    Option("neutron", "timeout", number(0.1), 10.0),
 )
 
 _BY_KEY = {(o.section, o.name): o for o in OPTIONS}
@@ -194,6 +262,84 @@ class ApiConfig:
 
 
 @frozen
+class RateLimitConfig:
+    """C{[metadata_rate_limiting]}: two sliding windows per source address (neutron spec §7)."""
+
+    enabled: bool
+    ip_version: int | None
+    base_window: int
+    base_limit: int
+    burst_window: int
+    burst_limit: int
+
+
+@frozen
+class NeutronClientConfig:
+    """How the neutron lookup backend reaches Neutron: Keystone v3 password auth."""
+
+    auth_url: str
+    username: str
+    password: str = field(repr=False)
+    project_name: str
+    user_domain_name: str
+    project_domain_name: str
+    region_name: str
+    valid_interfaces: tuple[str, ...]
+    endpoint_override: str
+    cafile: str
+    insecure: bool
+    timeout: float
+
+
+@frozen
+class AgentConfig:
+    """What the metadata agent needs (metadata_agent.ini names)."""
+
+    socket_path: str
+    socket_mode: str
+    proxy_user: str
+    proxy_group: str
+    backlog: int
+    listen_endpoint: str
+    api_url: str
+    api_insecure: bool
+    api_ca_cert: str
+    api_client_cert: str
+    api_client_key: str
+    shared_secret: str = field(repr=False)
+    api_connect_timeout: float
+    api_timeout: float
+    api_pool_size: int
+    cache_enabled: bool
+    cache_ttl: int
+    cache_negative_ttl: int
+    lookup: str
+    rate_limit: RateLimitConfig
+    neutron: NeutronClientConfig
+
+
+@frozen
+class Listener:
+    """A proxy listener with a fixed identity, for labs and the demo."""
+
+    kind: str  # "network" or "router"
+    id: str
+    endpoint: str
+
+
+@frozen
+class ProxyConfig:
+    """What the namespace proxies need."""
+
+    namespaces: str  # "auto", "none" or a comma-separated list of names
+    netns_dir: str
+    rescan_interval: float
+    listeners: tuple[Listener, ...]
+    router_port: int
+    agent_timeout: float
+
+
+@frozen
 class Config:
     """The whole parsed configuration of a node."""
 
@@ -202,6 +348,8 @@ class Config:
     store: str
     demo: bool
     api: ApiConfig
+    agent: AgentConfig
+    proxy: ProxyConfig
 
 
 @define
@@ -357,11 +505,59 @@ def load_config(path: str | None, overrides: Mapping[tuple[str, str], str] | Non
         port = v[("DEFAULT", "metadata_listen_port")]
         listen = f"tcp6:{port}:interface={host}" if ":" in v[("DEFAULT", "metadata_listen")] else f"tcp:{port}:interface={host}"
     demo = v[("mdsvc", "demo")]
+    socket_path = v[("DEFAULT", "metadata_proxy_socket")] or f"{state_path}/metadata_proxy"
+    host = v[("DEFAULT", "nova_metadata_host")]
+    versions = v[("metadata_rate_limiting", "ip_versions")]
     return Config(
         source=path,
         state_path=state_path,
         store=v[("mdsvc", "store")] or f"sqlite:{state_path}/mdsvc.sqlite",
         demo=(path is None) if demo is None else demo,
+        agent=AgentConfig(
+            socket_path=socket_path,
+            socket_mode=v[("DEFAULT", "metadata_proxy_socket_mode")],
+            proxy_user=v[("DEFAULT", "metadata_proxy_user")],
+            proxy_group=v[("DEFAULT", "metadata_proxy_group")],
+            backlog=v[("DEFAULT", "metadata_backlog")],
+            listen_endpoint=v[("mdsvc", "agent_endpoint")] or "",
+            api_url="%s://%s:%d" % (
+                v[("DEFAULT", "nova_metadata_protocol")], f"[{host}]" if ":" in host else host, v[("DEFAULT", "nova_metadata_port")]),
+            api_insecure=v[("DEFAULT", "nova_metadata_insecure")],
+            api_ca_cert=v[("DEFAULT", "auth_ca_cert")],
+            api_client_cert=v[("DEFAULT", "nova_client_cert")],
+            api_client_key=v[("DEFAULT", "nova_client_priv_key")],
+            shared_secret=v[("neutron", "metadata_proxy_shared_secret")],
+            api_connect_timeout=v[("mdsvc", "api_connect_timeout")],
+            api_timeout=v[("mdsvc", "api_timeout")],
+            api_pool_size=v[("mdsvc", "api_pool_size")],
+            cache_enabled=v[("cache", "enabled")],
+            cache_ttl=v[("cache", "expiration_time")],
+            cache_negative_ttl=v[("cache", "negative_expiration_time")],
+            lookup=v[("mdsvc", "lookup")],
+            rate_limit=RateLimitConfig(
+                enabled=v[("metadata_rate_limiting", "rate_limit_enabled")],
+                ip_version=int(versions[0]) if len(versions) == 1 else None,
+                base_window=v[("metadata_rate_limiting", "base_window_duration")],
+                base_limit=v[("metadata_rate_limiting", "base_query_rate_limit")],
+                burst_window=v[("metadata_rate_limiting", "burst_window_duration")],
+                burst_limit=v[("metadata_rate_limiting", "burst_query_rate_limit")],
+            ),
+            neutron=NeutronClientConfig(
+                auth_url=v[("neutron", "auth_url")], username=v[("neutron", "username")], password=v[("neutron", "password")],
+                project_name=v[("neutron", "project_name")], user_domain_name=v[("neutron", "user_domain_name")],
+                project_domain_name=v[("neutron", "project_domain_name")], region_name=v[("neutron", "region_name")],
+                valid_interfaces=v[("neutron", "valid_interfaces")], endpoint_override=v[("neutron", "endpoint_override")],
+                cafile=v[("neutron", "cafile")], insecure=v[("neutron", "insecure")], timeout=v[("neutron", "timeout")],
+            ),
+        ),
+        proxy=ProxyConfig(
+            namespaces=v[("proxy", "namespaces")],
+            netns_dir=v[("proxy", "netns_dir")],
+            rescan_interval=v[("proxy", "rescan_interval")],
+            listeners=v[("proxy", "listeners")],
+            router_port=v[("proxy", "metadata_port")],
+            agent_timeout=v[("mdsvc", "agent_timeout")],
+        ),
         api=ApiConfig(
             listen_endpoint=listen,
             cache_expiration=v[("api", "metadata_cache_expiration")],

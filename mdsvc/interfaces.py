@@ -35,14 +35,26 @@ class IInstanceStore(Interface):
         """
 
 
+class LookupUnavailable(Exception):
+    """The lookup backend cannot answer now (Neutron down, file unreadable); C{str()} says why."""
+
+
 class IInstanceLookup(Interface):
-    """Resolves a guest's address in a network (or behind a router) to its instance."""
+    """
+    Resolves a guest's address in a network (or behind a router) to its instance.
+
+    Exactly one of C{network_id} and C{router_id} is given.  C{ip} is the guest's address as a
+    normalised string (IPv4-mapped IPv6 already turned into IPv4); C{mac} is given instead of
+    using C{ip} when the guest came from an IPv6 link-local address (its MAC derived from it).
+    """
 
     name = Attribute("Short identifier used in config and logs.")
 
     def lookup(ip, network_id=None, router_id=None, mac=None):
         """
-        @return: a Deferred firing with C{(instance_id, project_id)}, or None if no port matches.
+        @return: a Deferred firing with C{(instance_id, project_id)}, or None if no port, or more
+            than one, matches (or the port has no device); it fails with L{LookupUnavailable}
+            when the backend cannot answer.
         """
 
 

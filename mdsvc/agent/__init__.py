@@ -1,0 +1,1 @@
+"""The metadata agent: UNIX-socket server, lookup, signing, pooled forwarding to the API, rate limits."""

@@ -1,0 +1,1 @@
+"""Instance-lookup backends: (network or router, guest address) to (instance, project)."""

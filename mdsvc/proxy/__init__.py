@@ -1,0 +1,1 @@
+"""Namespace proxies: one listener per tenant namespace, all in one event loop."""
