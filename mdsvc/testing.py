@@ -9,7 +9,7 @@ from attrs import define, evolve, field
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
+from mdsvc.interfaces import AmbiguousAddress, IInstanceLookup, IInstanceStore
 from mdsvc.model import Instance
 
 
@@ -69,3 +69,30 @@ class MemoryInstanceStore:
             return succeed(False)
         self.instances[uuid] = evolve(instance, password=password)
         return succeed(True)
+
+
+@implementer(IInstanceLookup)
+@define
+class MemoryLookup:
+    """
+    An L{IInstanceLookup} over a dict: C{{("network", id, ip or mac): (instance, project)}} (or
+    C{"router"}); records every call and can be made to fail or to forget.
+    """
+
+    entries: dict[tuple[str, str, str], tuple[str, str]] = field(factory=dict)
+    calls: list[tuple[str, str | None, str | None, str | None]] = field(factory=list)
+    forgotten: list[tuple[str, str | None, str | None, str | None]] = field(factory=list)
+    broken: Exception | None = None
+    name = "memory"
+
+    def lookup(self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None) -> Deferred[Any]:
+        """See L{IInstanceLookup.lookup}."""
+        self.calls.append((ip, network_id, router_id, mac))
+        if self.broken is not None:
+            return fail(self.broken)
+        kind, ident = ("network", network_id) if network_id else ("router", router_id)
+        return succeed(self.entries.get((kind, ident or "", mac or ip)))
+
+    def forget(self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None) -> None:
+        """Record that the agent asked to drop a cached answer."""
+        self.forgotten.append((ip, network_id, router_id, mac))

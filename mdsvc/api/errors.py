@@ -12,13 +12,20 @@ import json
 
 from attrs import frozen
 
-TITLES = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}
+TITLES = {
+    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests",
+    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+}
 DEFAULT_EXPLANATIONS = {
     400: "The server could not comply with the request since it is either malformed or otherwise incorrect.",
     403: "Access was denied to this resource.",
     404: "The resource could not be found.",
     409: "There was a conflict when trying to complete your request.",
+    429: "You have sent too many requests in a given amount of time.",
     500: "The server has either erred or is incapable of performing the requested operation.",
+    502: "Bad gateway.",
+    503: "The server is currently unavailable. Please try your request again at a later time.",
+    504: "The gateway has timed out.",
 }
 UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again."
 
@@ -27,7 +34,8 @@ class MetadataError(Exception):
     """
     A request ends with an error status.
 
-    @ivar code: one of 400, 403, 404, 409, 500 (the only statuses Nova returns).
+    @ivar code: one of 400, 403, 404, 409, 500 (the only statuses Nova returns); the agent and
+        proxies also use 429, 502, 503 and 504.
     @ivar explanation: what the guest is told, or None for the generic text of the status.
     @ivar reason: what the log is told: the concrete cause (never a secret).
     """

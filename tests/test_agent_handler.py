@@ -1,0 +1,291 @@
+"""The metadata agent: identity headers, lookups, signing, forwarding, status mapping, timeouts."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import Deferred, ensureDeferred, fail
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+
+from mdsvc.agent.forwarder import APIForwarder
+from mdsvc.agent.handler import AgentRequest, AgentResponse, MetadataAgent
+from mdsvc.agent.ratelimit import SlidingWindowLimiter
+from mdsvc.agent.server import AgentResource, socket_mode
+from mdsvc.api.identify import sign
+from mdsvc.interfaces import LookupUnavailable
+from mdsvc.testing import MemoryLookup
+from tests.http import request as raw_request, response as raw_response
+
+NET = "7f1e1b0c-1111-2222-3333-444455556666"
+
+
+class FakeAPI(Resource):
+    """Records what reaches the API and answers as told."""
+
+    isLeaf = True
+
+    def __init__(self, code: int = 200, body: bytes = b"web-1.novalocal", ctype: bytes = b"text/plain; charset=UTF-8") -> None:
+        super().__init__()
+        self.code, self.body, self.ctype = code, body, ctype
+        self.seen: list[dict[str, Any]] = []
+        self.codes: list[int] = []
+
+    def render(self, request: Any) -> bytes:
+        self.seen.append({
+            "method": request.method, "uri": request.uri, "body": request.content.read(),
+            "headers": {k.lower(): v for k, v in request.requestHeaders.getAllRawHeaders()},
+        })
+        code = self.codes.pop(0) if self.codes else self.code
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", self.ctype)
+        return self.body
+
+
+class Harness:
+    """An agent over a memory lookup and a fake API reached through RequestTraversalAgent."""
+
+    def __init__(self, api: FakeAPI | None = None, agent: Any = None, limiter: SlidingWindowLimiter | None = None) -> None:
+        self.clock = Clock()
+        self.api = api or FakeAPI()
+        self.http = agent or RequestTraversalAgent(self.api)
+        self.lookup = MemoryLookup({("network", NET, "10.0.0.5"): ("inst-1", "proj-1"),
+                                    ("router", "r1", "10.0.0.5"): ("inst-2", "proj-2"),
+                                    ("network", NET, "fa:16:3e:12:34:56"): ("inst-6", "proj-6")})
+        self.agent = MetadataAgent(self.lookup, APIForwarder(self.http, "http://9.9.9.9:8775", self.clock, 20), "secret", limiter)
+
+    def handle(self, case: SynchronousTestCase, **kw: Any) -> AgentResponse:
+        values: dict[str, Any] = dict(method=b"GET", path=b"/the_path", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))
+        values.update(kw)
+        d = ensureDeferred(self.agent.handle(AgentRequest(**values)))
+        if isinstance(self.http, RequestTraversalAgent):
+            self.http.flush()
+        return case.successResultOf(d)
+
+
+class ForwardingTests(SynchronousTestCase):
+    """What reaches the API, and what comes back (neutron spec §10 items 1-4)."""
+
+    def test_exact_upstream_request(self) -> None:
+        """One call: method, URL with path and query, exactly the four identity headers, body."""
+        h = Harness()
+        r = h.handle(self, method=b"POST", path=b"/openstack/latest/password?x=1", body=b"pw", accept=b"*/*")
+        self.assertEqual((r.code, r.body), (200, b"web-1.novalocal"))
+        self.assertEqual(len(h.api.seen), 1)
+        seen = h.api.seen[0]
+        self.assertEqual((seen["method"], seen["uri"], seen["body"]), (b"POST", b"/openstack/latest/password?x=1", b"pw"))
+        identity = {k: v for k, v in seen["headers"].items() if k.startswith(b"x-")}
+        self.assertEqual(identity, {
+            b"x-forwarded-for": [b"10.0.0.5"], b"x-instance-id": [b"inst-1"], b"x-tenant-id": [b"proj-1"],
+            b"x-instance-id-signature": [sign("secret", "inst-1").encode()],
+        })
+        self.assertNotIn(b"accept", seen["headers"])
+
+    def test_content_type_relayed(self) -> None:
+        """A 200 keeps the API's content type and body."""
+        h = Harness(FakeAPI(200, b'{"uuid": "x"}', b"application/json"))
+        r = h.handle(self)
+        self.assertIn((b"Content-Type", b"application/json"), r.headers)
+        self.assertEqual(r.body, b'{"uuid": "x"}')
+
+    def test_statuses_relayed(self) -> None:
+        """400, 403, 409, 500, 502, 503 and 504 of the API reach the guest as they are."""
+        for code in (400, 403, 409, 500, 502, 503, 504):
+            with capturedLogs():
+                r = Harness(FakeAPI(code, b"nova says")).handle(self)
+            self.assertEqual((r.code, r.body), (code, b"nova says"))
+
+    def test_forbidden_warns_about_secret(self) -> None:
+        """A 403 logs the shared-secret warning."""
+        with capturedLogs() as events:
+            Harness(FakeAPI(403)).handle(self)
+        self.assertTrue(any("shared secrets do not match" in e.get("log_format", "") for e in events))
+
+    def test_unexpected_status_is_502(self) -> None:
+        """A redirect or other status the API never sends is the agent's 502."""
+        with capturedLogs():
+            r = Harness(FakeAPI(302)).handle(self, accept=b"text/plain")
+        self.assertEqual(r.code, 502)
+        self.assertIn(b"unexpected status 302", r.body)
+
+    def test_api_unreachable_is_503(self) -> None:
+        """A refused connection is 503 with Neutron's text."""
+
+        class Refusing:
+            def request(self, *a: Any) -> Deferred[Any]:
+                return fail(ConnectionRefusedError())
+
+        with capturedLogs():
+            r = Harness(agent=Refusing()).handle(self, accept=b"text/plain")
+        self.assertEqual(r.code, 503)
+        self.assertIn(b"The remote metadata server is temporarily unavailable. Please try again later.", r.body)
+
+    def test_api_timeout_is_504(self) -> None:
+        """An API that does not answer within the timeout is the agent's 504, not a hang."""
+
+        class Hanging:
+            def request(self, *a: Any) -> Deferred[Any]:
+                return Deferred()
+
+        h = Harness(agent=Hanging())
+        d = ensureDeferred(h.agent.handle(AgentRequest(b"GET", b"/x", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))))
+        h.clock.advance(19.9)
+        self.assertNoResult(d)
+        with capturedLogs():
+            h.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d).code, 504)
+
+    def test_router_lookup(self) -> None:
+        """A router header looks up behind the router."""
+        h = Harness()
+        h.handle(self, network_ids=(), router_ids=(b"r1",))
+        self.assertEqual(h.lookup.calls, [("10.0.0.5", None, "r1", None)])
+        self.assertEqual(h.api.seen[0]["headers"][b"x-instance-id"], [b"inst-2"])
+
+    def test_ovn_network_header(self) -> None:
+        """X-OVN-Network-ID counts as the network header (the server passes it in network_ids)."""
+        h = Harness()
+        _, channel = raw_request(AgentResource(h.agent), b"GET", b"/latest", {b"X-OVN-Network-ID": NET.encode(), b"X-Forwarded-For": b"10.0.0.5"})
+        h.http.flush()
+        self.assertEqual(raw_response(channel).code, 200)  # type: ignore[union-attr]
+
+
+class AddressTests(SynchronousTestCase):
+    """Guest addresses (neutron spec §10 item 5)."""
+
+    def test_ipv4_mapped(self) -> None:
+        """::ffff:10.0.0.5 is looked up (and forwarded) as 10.0.0.5."""
+        h = Harness()
+        h.handle(self, forwarded_for=(b"::ffff:10.0.0.5",))
+        self.assertEqual(h.lookup.calls[0][0], "10.0.0.5")
+        self.assertEqual(h.api.seen[0]["headers"][b"x-forwarded-for"], [b"10.0.0.5"])
+
+    def test_link_local_by_mac(self) -> None:
+        """An IPv6 link-local address is looked up by the MAC it derives from."""
+        h = Harness()
+        r = h.handle(self, forwarded_for=(b"fe80::f816:3eff:fe12:3456",))
+        self.assertEqual(h.lookup.calls[0][3], "fa:16:3e:12:34:56")
+        self.assertEqual((r.code, h.api.seen[0]["headers"][b"x-instance-id"]), (200, [b"inst-6"]))
+
+
+class RefusalTests(SynchronousTestCase):
+    """Malformed proxy requests are refused before any lookup."""
+
+    def check(self, code: int, text: bytes, **kw: Any) -> None:
+        h = Harness()
+        with capturedLogs():
+            r = h.handle(self, accept=b"text/plain", **kw)
+        self.assertEqual(r.code, code)
+        self.assertIn(text, r.body)
+        self.assertEqual((h.lookup.calls, h.api.seen), ([], []))
+
+    def test_both_headers(self) -> None:
+        """Network and router headers together: 400, no lookup (spec §10 item 8)."""
+        self.check(400, f"Both network {NET} and router r1 defined.".encode(), router_ids=(b"r1",))
+
+    def test_no_identity(self) -> None:
+        """Neither header: 400."""
+        self.check(400, b"Neither a network nor a router ID", network_ids=())
+
+    def test_multi_valued_forwarded_for(self) -> None:
+        """A guest-supplied X-Forwarded-For next to the proxy's is refused, in both forms."""
+        self.check(400, b"exactly one address", forwarded_for=(b"10.0.0.99", b"10.0.0.5"))
+        self.check(400, b"exactly one address", forwarded_for=(b"10.0.0.99, 10.0.0.5",))
+        self.check(400, b"exactly one address", forwarded_for=())
+
+    def test_bad_address(self) -> None:
+        """An X-Forwarded-For that is no address: 400."""
+        self.check(400, b"is not an IP address", forwarded_for=(b"nonsense",))
+
+    def test_two_network_values(self) -> None:
+        """Two different network ids (a forged OVN header next to the real one): 400."""
+        self.check(400, b"Only one network or router ID", network_ids=(NET.encode(), b"forged"))
+
+
+class LookupOutcomeTests(SynchronousTestCase):
+    """What the lookup says, the guest sees."""
+
+    def test_not_found(self) -> None:
+        """No port: 404 naming the network, no API call."""
+        h = Harness()
+        with capturedLogs():
+            r = h.handle(self, forwarded_for=(b"10.0.0.77",), accept=b"text/plain")
+        self.assertEqual(r.code, 404)
+        self.assertIn(f"Instance was not found on network {NET}.".encode(), r.body)
+        self.assertEqual(h.api.seen, [])
+
+    def test_backend_down(self) -> None:
+        """A failing backend: 503 at once."""
+        h = Harness()
+        h.lookup.broken = LookupUnavailable("neutron: connection refused")
+        with capturedLogs():
+            r = h.handle(self)
+        self.assertEqual(r.code, 503)
+
+    def test_relookup_after_404(self) -> None:
+        """An API 404 makes the agent forget the cached answer and, if the port moved, ask again once."""
+        api = FakeAPI(200)
+        api.codes = [404]
+        h = Harness(api)
+
+        class Moving(MemoryLookup):
+            """The port gets a new instance right after the first lookup."""
+
+            def lookup(self, ip: str, network_id: Any = None, router_id: Any = None, mac: Any = None) -> Any:
+                d = super().lookup(ip, network_id, router_id, mac)
+                self.entries[("network", NET, "10.0.0.5")] = ("inst-new", "proj-1")
+                return d
+
+        h.lookup = Moving(dict(h.lookup.entries))
+        h.agent.lookup = h.lookup
+        with capturedLogs():
+            r = h.handle(self)
+        self.assertEqual(r.code, 200)
+        self.assertEqual(h.lookup.forgotten, [("10.0.0.5", NET, None, None)])
+        self.assertEqual([s["headers"][b"x-instance-id"] for s in api.seen], [[b"inst-1"], [b"inst-new"]])
+
+    def test_404_same_instance_not_retried(self) -> None:
+        """When the fresh lookup finds the same instance, the 404 stands and the API is asked once."""
+        h = Harness(FakeAPI(404))
+        with capturedLogs():
+            r = h.handle(self)
+        self.assertEqual((r.code, len(h.api.seen)), (404, 1))
+
+
+class RateLimitTests(SynchronousTestCase):
+    """Rate limiting in the agent answers 429."""
+
+    def test_429(self) -> None:
+        """Past the limit a guest gets 429; another guest is unaffected."""
+        clock = Clock()
+        h = Harness(limiter=SlidingWindowLimiter(clock, ((10, 2),)))
+        with capturedLogs():
+            codes = [h.handle(self).code for _ in range(3)]
+        self.assertEqual(codes, [200, 200, 429])
+        h.lookup.entries[("network", NET, "10.0.0.6")] = ("inst-3", "p")
+        self.assertEqual(h.handle(self, forwarded_for=(b"10.0.0.6",)).code, 200)
+
+
+class SocketModeTests(SynchronousTestCase):
+    """metadata_proxy_socket_mode (neutron spec §6, §10 item 13)."""
+
+    def test_modes(self) -> None:
+        """Fixed modes and deduction."""
+        self.assertEqual(socket_mode("user", "", ""), 0o644)
+        self.assertEqual(socket_mode("group", "", ""), 0o664)
+        self.assertEqual(socket_mode("all", "", ""), 0o666)
+        self.assertEqual(socket_mode("deduce", "", ""), 0o644)
+        self.assertEqual(socket_mode("deduce", str(os.geteuid()), ""), 0o644)
+        self.assertEqual(socket_mode("deduce", "nobody", ""), 0o664 if os.geteuid() != 65534 else 0o644)
+        self.assertEqual(socket_mode("deduce", "nobody", str(os.getegid())), 0o664)
+        self.assertEqual(socket_mode("deduce", "nobody", "nogroup"), 0o666 if os.getegid() != 65534 else 0o664)
+
+    def test_unknown_user(self) -> None:
+        """An unknown user is a clear error."""
+        e = self.assertRaises(ValueError, socket_mode, "deduce", "no-such-user-xyz", "")
+        self.assertEqual(str(e), "Invalid user/uid: 'no-such-user-xyz'")
