@@ -138,7 +138,9 @@ def lookup_backend(text: str) -> str:
     value = text.strip()
     if value in ("store", "neutron") or (value.startswith("static:") and len(value) > 7):
         return value
-    raise ValueError("allowed: store | neutron | static:PATH")
+    if re.match(r"^[a-z][a-z0-9_-]*(:.+)?$", value) and not value.startswith("static"):
+        return value  # a vendor plugin's NAME[:ARG]; checked when the agent is built
+    raise ValueError("allowed: store | neutron | static:PATH | a plugin's NAME[:ARG]")
 
 
 def store_url(text: str) -> str:

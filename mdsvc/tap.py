@@ -138,19 +138,109 @@ def build_api(config: Config, reactor: Any) -> IService:
     return top
 
 
-def _not_built(role_part: str) -> Callable[[Config, Any], IService]:
-    def build(config: Config, reactor: Any) -> IService:
-        raise usage.UsageError(f"the {role_part} services are not part of this release yet; run --role api")
+def _api_agent(config: Config, reactor: Any) -> Any:
+    """The pooled HTTP client the agent forwards to the API with (TLS as metadata_agent.ini says)."""
+    from twisted.web.client import Agent, HTTPConnectionPool
 
-    return build
+    from mdsvc.agent.tls import AgentTLSPolicy
+
+    agent = config.agent
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = agent.api_pool_size
+    pool.cachedConnectionTimeout = 120
+    policy = AgentTLSPolicy(agent.api_ca_cert, agent.api_client_cert, agent.api_client_key, agent.api_insecure)
+    return Agent(reactor, contextFactory=policy, connectTimeout=agent.api_connect_timeout, pool=pool), pool
 
 
-SERVICES_BY_ROLE: dict[str, tuple[Callable[[Config, Any], IService], ...]] = {
-    "api": (build_api,),
-    "agent": (_not_built("agent"),),
-    "proxy": (_not_built("proxy"),),
-    "network-node": (_not_built("agent"),),
-    "all-in-one": (build_api,),
+class PoolCloser(Service):
+    """Closes an HTTP connection pool when the node stops (twistd waits for it)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def stopService(self) -> Any:
+        """Close the cached connections."""
+        super().stopService()
+        return self.pool.closeCachedConnections()
+
+
+def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
+    """The metadata agent: lookup (cached), signing, forwarding, on its UNIX socket."""
+    from twisted.application.internet import StreamServerEndpointService
+    from twisted.internet.endpoints import UNIXServerEndpoint
+
+    from mdsvc.agent.forwarder import APIForwarder
+    from mdsvc.agent.handler import MetadataAgent
+    from mdsvc.agent.ratelimit import SlidingWindowLimiter
+    from mdsvc.agent.server import AgentResource, SocketDirectory, socket_mode
+    from mdsvc.lookup import build_lookup
+    from mdsvc.lookup.cache import CachingLookup
+    from mdsvc.proxy.service import QuietSite
+
+    agent = config.agent
+    try:
+        lookup = build_lookup(agent.lookup, config.store, reactor, agent.neutron)
+        mode = socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
+        http, pool = _api_agent(config, reactor)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
+    if agent.cache_enabled:
+        lookup = CachingLookup(lookup, reactor, agent.cache_ttl, agent.cache_negative_ttl)
+    limit = agent.rate_limit
+    limiter = None
+    if limit.enabled:
+        if limit.ip_version is None:
+            log.warn("Invalid metadata address IP versions. Metadata rate limiting will not be enabled.")
+        else:
+            limiter = SlidingWindowLimiter(reactor, ((limit.base_window, limit.base_limit), (limit.burst_window, limit.burst_limit)))
+    handler = MetadataAgent(
+        lookup, APIForwarder(http, agent.api_url, reactor, agent.api_timeout), agent.shared_secret, limiter, limit.ip_version,
+    )
+    parts["agent"] = handler
+    site = QuietSite(AgentResource(handler), reactor=reactor)
+    top = MultiService()
+    SocketDirectory(agent.socket_path).setServiceParent(top)
+    endpoint = UNIXServerEndpoint(reactor, agent.socket_path, backlog=agent.backlog, mode=mode, wantPID=False)
+    StreamServerEndpointService(endpoint, site).setServiceParent(top)
+    if agent.listen_endpoint:
+        strports.service(agent.listen_endpoint, site, reactor=reactor).setServiceParent(top)
+    PoolCloser(pool).setServiceParent(top)
+    return top
+
+
+def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
+    """Namespace proxies, calling the agent in-process when it runs here, else over its socket."""
+    from mdsvc.proxy.http import AgentSocketUpstream, InProcessUpstream, NamespaceProxyResource
+    from mdsvc.proxy.service import NamespaceProxies, QuietSite
+
+    proxy = config.proxy
+    top = MultiService()
+    if "agent" in parts:
+        upstream: Any = InProcessUpstream(parts["agent"])
+    else:
+        upstream = AgentSocketUpstream(reactor, config.agent.socket_path, reactor, proxy.agent_timeout)
+        PoolCloser(upstream.pool).setServiceParent(top)
+    if proxy.namespaces != "none":
+        NamespaceProxies(
+            reactor, upstream, directory=proxy.netns_dir, wanted=proxy.namespaces, interval=proxy.rescan_interval,
+            router_port=proxy.router_port,
+        ).setServiceParent(top)
+    for listener in proxy.listeners:
+        site = QuietSite(NamespaceProxyResource(listener.kind, listener.id, upstream), reactor=reactor)
+        strports.service(listener.endpoint, site, reactor=reactor).setServiceParent(top)
+    return top
+
+
+def _api(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
+    return build_api(config, reactor)
+
+
+SERVICES_BY_ROLE: dict[str, tuple[Callable[[Config, Any, dict[str, Any]], IService], ...]] = {
+    "api": (_api,),
+    "agent": (build_agent,),
+    "proxy": (build_proxy,),
+    "network-node": (build_agent, build_proxy),
+    "all-in-one": (_api, build_agent, build_proxy),
 }
 
 
@@ -161,6 +251,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = global_reactor
     top = MultiService()
+    parts: dict[str, Any] = {}
     for build in SERVICES_BY_ROLE[options["role"]]:
-        build(options["parsed"], reactor).setServiceParent(top)
+        build(options["parsed"], reactor, parts).setServiceParent(top)
     return top

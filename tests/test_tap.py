@@ -102,11 +102,61 @@ class MakeServiceTests(SynchronousTestCase):
         DemoSeed(documents).privilegedStartService()
         self.assertEqual(documents.get(uuid).document["name"], "renamed")  # type: ignore[union-attr]
 
-    def test_roles_not_built(self) -> None:
-        """Roles of later releases say so clearly."""
+    def role(self, role: str, extra: str = "") -> tuple[IService, MemoryReactorClock, str]:
+        state = os.path.abspath(self.mktemp())
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\napi_endpoint = tcp:0\n[proxy]\nnamespaces = none\n{extra}")
         options = Options()
-        options.parseOptions(["--role", "agent"])
-        self.assertRaises(UsageError, makeService, options, MemoryReactorClock())
+        options.parseOptions(["--role", role, "--config", path])
+        reactor = MemoryReactorClock()
+        top = makeService(options, reactor)
+        top.privilegedStartService()
+        top.startService()
+        self.addCleanup(top.stopService)
+        return top, reactor, state
+
+    def test_agent_role(self) -> None:
+        """The agent listens on its UNIX socket with the backlog and mode of the config, and no TCP."""
+        _, reactor, state = self.role("agent", "[DEFAULT]\nmetadata_backlog = 77\nmetadata_proxy_socket_mode = all\n")
+        self.assertEqual([(u[0], u[2], u[3]) for u in reactor.unixServers], [(f"{state}/metadata_proxy", 77, 0o666)])
+        self.assertEqual(reactor.tcpServers, [])
+
+    def test_proxy_role_listeners(self) -> None:
+        """The proxy role opens the fixed listeners and forwards to the agent's socket."""
+        top, reactor, _ = self.role("proxy", "listeners = network n1 tcp:18080:interface=127.0.0.1\n")
+        self.assertEqual([(p[0], p[3]) for p in reactor.tcpServers], [(18080, "127.0.0.1")])
+        self.assertEqual(reactor.unixServers, [])
+        from mdsvc.proxy.http import AgentSocketUpstream, NamespaceProxyResource
+        site = reactor.tcpServers[0][1]
+        resource = site.resource
+        self.assertIsInstance(resource, NamespaceProxyResource)
+        self.assertIsInstance(resource.upstream, AgentSocketUpstream)
+
+    def test_network_node_in_process(self) -> None:
+        """network-node: the proxies call the agent in-process, and the agent socket stays open."""
+        _, reactor, state = self.role("network-node", "listeners = router r1 tcp:18081\n")
+        from mdsvc.proxy.http import InProcessUpstream
+        self.assertIsInstance(reactor.tcpServers[0][1].resource.upstream, InProcessUpstream)
+        self.assertEqual(reactor.unixServers[0][0], f"{state}/metadata_proxy")
+
+    def test_all_in_one_has_everything(self) -> None:
+        """all-in-one: API on TCP, agent on its socket, proxies in-process."""
+        _, reactor, _ = self.role("all-in-one", "listeners = network n1 tcp:18082\n")
+        self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [0, 18082])
+        self.assertEqual(len(reactor.unixServers), 1)
+
+    def test_bad_lookup_one_line(self) -> None:
+        """A lookup backend that cannot be built stops startup with one line."""
+        state = os.path.abspath(self.mktemp())
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\nlookup = nosuch:thing\n")
+        options = Options()
+        options.parseOptions(["--role", "agent", "--config", path])
+        e = self.assertRaises(SystemExit, makeService, options, MemoryReactorClock())
+        self.assertIn("nosuch", e.code)
+        self.assertNotIn("\n", e.code)
 
 
 class PluginTests(SynchronousTestCase):
