@@ -1,1 +1,121 @@
-"""Instance-lookup backends: (network or router, guest address) to (instance, project)."""
+# -*- test-case-name: tests.test_lookup_build -*-
+"""
+Instance-lookup backends: (network or router, guest address) to (instance, project).
+
+C{[mdsvc] lookup} names one:
+
+  - C{store}: the embedded instance store (L{mdsvc.lookup.store.StoreLookup}), the default;
+  - C{neutron}: Neutron's REST API (L{mdsvc.lookup.neutron.NeutronLookup});
+  - C{static:PATH}: a JSON or YAML file (L{mdsvc.lookup.static.StaticLookup});
+  - C{NAME:ARG} (or C{NAME}): a vendor backend, an object in a module of C{mdsvc/plugins/} that
+    provides both L{twisted.plugin.IPlugin} and L{ILookupBackendFactory}.
+
+L{build_lookup} builds the backend alone; the agent wraps it in
+L{mdsvc.lookup.cache.CachingLookup} when C{[cache] enabled}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from zope.interface import Attribute, Interface
+
+from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
+
+BUILTIN = ("store", "neutron", "static:PATH")
+
+
+class ILookupBackendFactory(Interface):
+    """
+    A vendor lookup backend, found with C{getPlugins(ILookupBackendFactory, mdsvc.plugins)}.
+
+    The object must also provide L{twisted.plugin.IPlugin}, e.g.::
+
+        @implementer(IPlugin, ILookupBackendFactory)
+        class ContrailLookupFactory:
+            name = "contrail"
+            def build(self, argument, reactor):
+                return ContrailLookup(argument, reactor)
+
+        contrail = ContrailLookupFactory()
+    """
+
+    name = Attribute("The NAME of C{[mdsvc] lookup = NAME:ARG}.")
+
+    def build(argument, reactor):
+        """
+        Build the backend.
+
+        @param argument: the text after the first colon of the option (C{""} if none).
+        @param reactor: the reactor (time, threads, network).
+        @return: a provider of L{IInstanceLookup}.
+        @raise ValueError: C{argument} is unusable (one line for the operator).
+        """
+
+
+def lookup_plugins() -> list[Any]:
+    """The vendor lookup backend factories installed in C{mdsvc/plugins/}."""
+    from twisted.plugin import getPlugins
+
+    import mdsvc.plugins
+
+    return list(getPlugins(ILookupBackendFactory, mdsvc.plugins))
+
+
+def build_lookup(
+    spec: str,
+    documents_or_store_path: Any,
+    reactor: Any,
+    neutron_config: Any,
+    plugins: Iterable[Any] | None = None,
+) -> IInstanceLookup:
+    """
+    Build the lookup backend C{[mdsvc] lookup} names, without a cache.
+
+    @param spec: C{store}, C{neutron}, C{static:PATH}, or a vendor C{NAME[:ARG]}.
+    @param documents_or_store_path: for C{store}: a L{mdsvc.store.sqlite.SQLiteDocuments}, a
+        path, or a C{sqlite:PATH} store URL.
+    @param neutron_config: the L{mdsvc.config.NeutronClientConfig}, for C{neutron}.
+    @param plugins: the vendor factories to choose from (default: L{lookup_plugins}).
+    @raise ValueError: one line: an unknown backend (listing those available) or a bad argument.
+    """
+    spec = spec.strip()
+    kind, colon, argument = spec.partition(":")
+    if spec == "store":
+        from mdsvc.lookup.store import StoreLookup
+        from mdsvc.store.sqlite import SQLiteDocuments
+
+        documents = documents_or_store_path
+        if isinstance(documents, str):
+            if documents.startswith("sqlite:"):
+                documents = documents[len("sqlite:"):]
+            elif ":" in documents and not documents.startswith(("/", ".")):
+                raise ValueError(f"lookup = store needs the sqlite instance store, not {documents}")
+            documents = SQLiteDocuments(documents)
+        return StoreLookup.inThreads(documents, reactor)
+    if spec == "neutron":
+        from mdsvc.lookup.neutron import NeutronLookup, build_http_client
+
+        if neutron_config is None:
+            raise ValueError("lookup = neutron needs the [neutron] options")
+        return NeutronLookup(neutron_config, build_http_client(reactor, neutron_config), reactor)
+    if kind == "static" and colon:
+        from mdsvc.lookup.static import StaticLookup
+
+        if not argument.strip():
+            raise ValueError("lookup = static:PATH needs a file path")
+        static = StaticLookup(argument.strip())
+        try:
+            static.load()  # a bad or missing file is logged at startup, not first at a guest's request
+        except LookupUnavailable:
+            pass
+        return static
+    factories = list(lookup_plugins() if plugins is None else plugins)
+    for factory in factories:
+        if getattr(factory, "name", None) == kind:
+            backend = factory.build(argument, reactor)
+            if not IInstanceLookup.providedBy(backend):
+                raise ValueError(f"lookup backend {kind!r} built {backend!r}, which does not provide IInstanceLookup")
+            return backend  # type: ignore[no-any-return]
+    available = list(BUILTIN) + sorted(f"{getattr(f, 'name', '?')}:ARG" for f in factories)
+    raise ValueError(f"unknown lookup backend {spec!r} (available: {', '.join(available)})")

@@ -318,6 +318,44 @@ class SQLiteDocuments:
         rows = self._read(lambda c: c.execute("SELECT document FROM routers ORDER BY id").fetchall())
         return [routerFromDocument(json.loads(r[0])) for r in rows]
 
+    def router_networks(self, router_id: str) -> list[str] | None:
+        """The networks attached to a router, in document order; None if there is no such router."""
+
+        def query(c: sqlite3.Connection) -> list[str] | None:
+            if c.execute("SELECT 1 FROM routers WHERE id = ?", (router_id,)).fetchone() is None:
+                return None
+            rows = c.execute("SELECT network_id FROM router_networks WHERE router_id = ? ORDER BY rowid", (router_id,))
+            return list(dict.fromkeys(r[0] for r in rows))
+
+        return self._read(query)
+
+    def ports_by_network_ip(self, network_ids: Iterable[str], ip: str) -> list[tuple[str, str | None]]:
+        """
+        C{(uuid, project_id)} of the instances holding C{ip} as a fixed IP in one of
+        C{network_ids}, sorted by uuid; an empty C{network_ids} matches nothing.
+        """
+        canonical = _canonical_ip(ip)
+        return self._ports_by("ip", network_ids, canonical if canonical is not None else ip)
+
+    def ports_by_network_mac(self, network_ids: Iterable[str], mac: str) -> list[tuple[str, str | None]]:
+        """
+        C{(uuid, project_id)} of the instances with a NIC of MAC C{mac} (any case) in one of
+        C{network_ids}, sorted by uuid; an empty C{network_ids} matches nothing.
+        """
+        return self._ports_by("mac", network_ids, mac.strip().lower())
+
+    def _ports_by(self, column: str, network_ids: Iterable[str], value: str) -> list[tuple[str, str | None]]:
+        networks = list(dict.fromkeys(network_ids))
+        if not networks:
+            return []
+        marks = ", ".join("?" * len(networks))
+        sql = (
+            "SELECT DISTINCT p.uuid, i.project_id FROM ports p JOIN instances i ON i.uuid = p.uuid "
+            f"WHERE p.{column} = ? AND p.network_id IN ({marks}) ORDER BY p.uuid"
+        )
+        rows = self._read(lambda c: c.execute(sql, (value, *networks)).fetchall())
+        return [(r[0], r[1]) for r in rows]
+
 
 def _canonical_ip(ip: Any) -> str | None:
     if not isinstance(ip, str):
