@@ -166,13 +166,10 @@ class PoolCloser(Service):
 
 def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
     """The metadata agent: lookup (cached), signing, forwarding, on its UNIX socket."""
-    from twisted.application.internet import StreamServerEndpointService
-    from twisted.internet.endpoints import UNIXServerEndpoint
-
     from mdsvc.agent.forwarder import APIForwarder
     from mdsvc.agent.handler import MetadataAgent
     from mdsvc.agent.ratelimit import SlidingWindowLimiter
-    from mdsvc.agent.server import AgentResource, SocketDirectory, socket_mode
+    from mdsvc.agent.server import AgentResource, UnixSocketListener, socket_mode
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
     from mdsvc.proxy.service import QuietSite
@@ -199,9 +196,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     parts["agent"] = handler
     site = QuietSite(AgentResource(handler), reactor=reactor)
     top = MultiService()
-    SocketDirectory(agent.socket_path).setServiceParent(top)
-    endpoint = UNIXServerEndpoint(reactor, agent.socket_path, backlog=agent.backlog, mode=mode, wantPID=False)
-    StreamServerEndpointService(endpoint, site).setServiceParent(top)
+    UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(top)
     if agent.listen_endpoint:
         strports.service(agent.listen_endpoint, site, reactor=reactor).setServiceParent(top)
     PoolCloser(pool).setServiceParent(top)

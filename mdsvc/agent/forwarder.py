@@ -98,9 +98,14 @@ class APIForwarder:
         producer = _Bytes(body) if body or method in (b"POST", b"PUT", b"PATCH") else None
         d = self._agent.request(method, self._base + path, headers, producer)
         d.addCallback(self._read)
-        d.addTimeout(self._timeout, self._clock)
+        d.addTimeout(self._timeout, self._clock, onTimeoutCancel=self._timed_out)
         d.addErrback(self._classify)
         return d
+
+    def _timed_out(self, result: Any, timeout: float) -> Any:
+        # A cancelled Agent request fails with ResponseNeverReceived([CancelledError]), which
+        # addTimeout's default translation does not recognise: say what happened ourselves.
+        raise UpstreamTimeout(f"no answer from {self._base.decode()} within {timeout:g}s")
 
     def _read(self, response: Any) -> Deferred[UpstreamResponse]:
         relayed = tuple(
@@ -112,6 +117,8 @@ class APIForwarder:
         return readBody(response).addCallback(lambda body: UpstreamResponse(response.code, relayed, body))
 
     def _classify(self, failure: Any) -> Any:
+        if failure.check(UpstreamTimeout):
+            return failure
         if failure.check(DeferredTimeout):
             raise UpstreamTimeout(f"no answer from {self._base.decode()} within {self._timeout:g}s")
         if failure.check(

@@ -134,20 +134,54 @@ def _gid(group: str) -> int:
         raise ValueError(f"Invalid group/gid: '{group}'") from None
 
 
-class SocketDirectory(Service):
+class UnixSocketListener(Service):
     """
-    Prepares the socket path before the listener binds it: creates the directory (0755) and
-    removes a stale socket left by a crashed agent.  A non-socket file there is an error.
+    Owns the agent's UNIX socket: creates its directory (0755), removes a stale socket left by a
+    crashed agent, listens with the configured backlog and mode, and listens again by itself if
+    the socket file is removed or replaced while it runs (checked every C{interval} seconds).
+    A non-socket file at the path is an error.
     """
 
     _log = Logger()
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, reactor: Any, path: str, factory: Any, backlog: int, mode: int, interval: float = 2.0) -> None:
+        self.reactor = reactor
         self.path = path
+        self.factory = factory
+        self.backlog = backlog
+        self.mode = mode
+        self.interval = interval
+        self.port: Any = None
+        self._inode: int | None = None
+        self._loop: Any = None
 
     def privilegedStartService(self) -> None:
-        """Runs before the listener's own privilegedStartService (it is added first)."""
+        """Listen before privileges are dropped."""
         super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        """Start watching the socket file."""
+        from twisted.internet.task import LoopingCall
+
+        super().startService()
+        if self.port is None:
+            self._listen()
+        self._loop = LoopingCall(self.check)
+        self._loop.clock = self.reactor
+        self._loop.start(self.interval, now=False)
+
+    def stopService(self) -> Any:
+        """Stop listening and remove the socket."""
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
+
+    def _prepare(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             os.makedirs(directory, mode=0o755, exist_ok=True)
@@ -162,3 +196,35 @@ class SocketDirectory(Service):
             self._log.info("removed stale socket {path}", path=self.path)
         except FileNotFoundError:
             pass
+
+    def _listen(self) -> None:
+        self._prepare()
+        self.port = self.reactor.listenUNIX(self.path, self.factory, backlog=self.backlog, mode=self.mode, wantPID=False)
+        self._inode = _inode(self.path)
+        self._log.info("agent listening on {path} (mode {mode:o}, backlog {backlog})", path=self.path, mode=self.mode, backlog=self.backlog)
+
+    def check(self) -> None:
+        """Listen again if our socket file is gone or is no longer ours."""
+        if self._inode is None and self.port is not None:
+            return  # a reactor that makes no file (tests' memory reactor): nothing to watch
+        if _inode(self.path) == self._inode and self.port is not None:
+            return
+        self._log.warn("socket {path} was removed or replaced; listening again", path=self.path)
+        port, self.port = self.port, None
+        if port is not None:
+            # The path is no longer ours, and the new socket will be there by the time the old
+            # port's connectionLost runs: point the old port at an abstract-namespace name so
+            # Twisted does not unlink whatever is at the path then.
+            port._bindPath = b"\0mdsvc-replaced-socket"
+            port.stopListening()
+        try:
+            self._listen()
+        except Exception as e:
+            self._log.error("cannot listen on {path}: {error}", path=self.path, error=str(e))
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None

@@ -97,7 +97,7 @@ class AgentSocketUpstream:
         producer = _Bytes(request.body) if request.body or request.method in (b"POST", b"PUT", b"PATCH") else None
         d = self._agent.request(request.method, b"http://agent" + request.path, Headers(raw), producer)
         d.addCallback(self._read)
-        d.addTimeout(self._timeout, self._clock)
+        d.addTimeout(self._timeout, self._clock, onTimeoutCancel=_timed_out)
         d.addErrback(self._failed, request)
         return d
 
@@ -115,6 +115,11 @@ class AgentSocketUpstream:
             self._log.warn("agent at {path} is unavailable: {reason}", path=self.path, reason=failure.getErrorMessage())
             return MetadataAgent.error(503, "No server is available to handle this request.", request.accept)
         return failure
+
+
+def _timed_out(result: Any, timeout: float) -> Any:
+    # a cancelled Agent request fails with ResponseNeverReceived([CancelledError]): name it
+    raise DeferredTimeout(f"no answer within {timeout:g}s")
 
 
 def guest_address(request: Request) -> bytes:
