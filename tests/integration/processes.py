@@ -29,14 +29,36 @@ def write_config(directory: str, body: str) -> str:
 class Twistd:
     """A ``twistd -n`` child process whose listening port is read from its log."""
 
-    def __init__(self, args: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str = ROOT) -> None:
+    def __init__(
+        self, args: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str = ROOT,
+        ready: Any = None,
+    ) -> None:
+        """
+        @param ready: None to wait for a TCP listener (and learn its port), or a callable
+            C{ready(self) -> bool} polled until true.
+        """
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
             TWISTD + ["-n", "--pidfile=", "--logfile=-"] + args,
             stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=dict(os.environ, **(env or {})),
         )
-        self.port = self._wait_for_port()
+        if ready is None:
+            self.port = self._wait_for_port()
+        else:
+            self.port = 0
+            self.wait_until(lambda: ready(self), f"{args} to be ready")
+
+    def wait_until(self, condition: Any, what: str, timeout: float = 30) -> None:
+        """Poll C{condition()} until true; fail naming C{what} (with the log) if it never is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"twistd exited with {self.process.returncode} waiting for {what}:\n{self.log()[-4000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-4000:]}")
 
     def log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
@@ -60,6 +82,7 @@ class Twistd:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(10)
