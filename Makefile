@@ -11,8 +11,9 @@ install-test: install
 
 demo: install
 	@echo "mdsvc all-in-one on the embedded store with a demo instance (fixed IP 127.0.0.1)."
-	@echo "  curl http://127.0.0.1:8775/openstack/latest/meta_data.json"
-	@echo "  curl http://127.0.0.1:8775/latest/meta-data/"
+	@echo "Through the whole chain (proxy listener -> agent -> API):"
+	@echo "  curl http://127.0.0.1:8080/openstack/latest/meta_data.json"
+	@echo "  curl http://127.0.0.1:8080/latest/meta-data/"
 	twistd -n --pidfile= mdsvc --role all-in-one --config etc/demo.conf
 
 test: install-test

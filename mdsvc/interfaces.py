@@ -26,6 +26,15 @@ class IInstanceStore(Interface):
             L{AmbiguousAddress} when several instances share the address.
         """
 
+    def by_provider(provider_id, ip):
+        """
+        The ports holding C{ip} in the networks of a metadata provider (an NSX edge or load
+        balancer: a router document in the embedded store).
+
+        @return: a Deferred firing with a list of C{(instance_id, project_id)}, or None when
+            there is no such provider or it has no networks.
+        """
+
     def set_password(uuid, password):
         """
         Store the password the guest posted, only if none is stored yet (compare-and-set).

@@ -27,6 +27,7 @@ class MemoryInstanceStore:
 
     instances: dict[str, Instance] = field(factory=dict)
     addresses: dict[str, str] = field(factory=dict)
+    providers: dict[str, list[str]] = field(factory=dict)
     reads: int = 0
     broken: Exception | None = None
     hold: list[Deferred[Any]] | None = None
@@ -59,6 +60,15 @@ class MemoryInstanceStore:
             self.reads += 1
             return fail(AmbiguousAddress(ip, sorted(uuids)))
         return self._result(self.instances.get(uuids.pop()) if uuids else None)
+
+    def by_provider(self, provider_id: str, ip: str) -> Deferred[list[tuple[str, str | None]] | None]:
+        """See L{IInstanceStore.by_provider}: C{providers} maps a provider to its network ids."""
+        networks = self.providers.get(provider_id)
+        if not networks:
+            return succeed(None)
+        found = sorted({(i.uuid, i.project_id) for i in self.instances.values() for nic in i.nics
+                        if nic.network.id in networks and any(f.ip == ip for f in nic.fixed_ips)})
+        return succeed(found)
 
     def set_password(self, uuid: str, password: str) -> Deferred[bool]:
         """See L{IInstanceStore.set_password}."""

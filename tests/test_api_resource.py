@@ -398,10 +398,52 @@ class ProxyModeTests(SynchronousTestCase):
         headers = self.h.signed("a-b-c-d", "test", xff="10.1.2.3")
         self.assertEqual(self.h.get("/latest/meta-data/local-ipv4", headers=headers, signed=False).body, b"10.1.2.3")
 
-    def test_provider_mode_refused(self) -> None:
-        """X-Metadata-Provider requests are answered 400, not served unauthenticated."""
-        r = self.get({b"X-Metadata-Provider": b"edge-x", b"X-Forwarded-For": b"192.192.192.2"})
-        self.assertEqual(r.code, 400)
+
+class ProviderModeTests(SynchronousTestCase):
+    """Provider mode (spec §4.4) with the vectors of §11: the provider is a router document."""
+
+    def harness(self, secret: str = "", ports: int = 1) -> Harness:
+        h = Harness(self, secret=secret)
+        h.store.providers["edge-x"] = ["net-1"]
+        for n in range(ports):
+            nic = Nic(port_id=f"p{n}", mac="fa:16:3e:00:00:01", network=Network(id="net-1"),
+                      fixed_ips=(FixedIp(ip="192.192.192.2", subnet=Subnet(cidr="192.192.192.0/24")),))
+            h.store.add(fixture(uuid=f"inst-{n}", nics=(nic,)))
+        return h
+
+    def get(self, h: Harness, headers: dict[bytes, bytes]) -> RawResponse:
+        base = {b"X-Metadata-Provider": b"edge-x", b"X-Forwarded-For": b"192.192.192.2, 10.10.10.10", b"accept": b"text/plain"}
+        base.update(headers)
+        return h.get("/latest/meta-data/hostname", headers={k: v for k, v in base.items() if v}, signed=False)
+
+    def test_no_secret(self) -> None:
+        """Without a secret no signature is needed; the first X-Forwarded-For address is used."""
+        r = self.get(self.harness(), {})
+        self.assertEqual((r.code, r.body), (200, b"test.novalocal"))
+
+    def test_signature(self) -> None:
+        """With a secret the provider's HMAC is required."""
+        h = self.harness("testing1234")
+        self.assertEqual(self.get(h, {}).code, 403)
+        sig = b"5d37735f52821318eb7c6413329c6b25932b030930bda5e83593563ab833c23d"
+        self.assertEqual(self.get(h, {b"X-Metadata-Provider-Signature": sig}).code, 200)
+
+    def test_unknown_provider(self) -> None:
+        """A provider with no networks: 400 Could not find any subnets."""
+        r = self.get(self.harness(), {b"X-Metadata-Provider": b"edge-y"})
+        self.assertEqual((r.code, r.body.split(b"\n")[2]), (400, b"Could not find any subnets for provider edge-y"))
+
+    def test_port_count(self) -> None:
+        """Zero or two matching ports: 400 naming the count."""
+        for count in (0, 2):
+            r = self.get(self.harness(ports=count), {})
+            self.assertEqual(r.code, 400)
+            self.assertIn(f"Expected a single port matching provider edge-x and IP 192.192.192.2. Found {count}.".encode(), r.body)
+
+    def test_no_forwarded_for(self) -> None:
+        """No X-Forwarded-For: 400."""
+        r = self.get(self.harness(), {b"X-Forwarded-For": b""})
+        self.assertEqual((r.code, r.body.split(b"\n")[2]), (400, b"X-Forwarded-For is missing from request."))
 
 
 class RemoteAddressModeTests(SynchronousTestCase):

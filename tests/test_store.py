@@ -372,6 +372,14 @@ class InstanceStoreTests(SynchronousTestCase):
         """The store provides IInstanceStore."""
         self.assertTrue(verifyObject(IInstanceStore, self.store))
 
+    def test_by_provider(self) -> None:
+        """A provider is a router document: ports with the address in its networks, or None for none."""
+        self.documents.import_routers([{"id": "edge-x", "networks": ["net-1", "net-2"]}, {"id": "empty", "networks": []}])
+        self.assertEqual(self.successResultOf(self.store.by_provider("edge-x", "10.0.0.7")), [("b", "proj"), ("c", "proj")])
+        self.assertEqual(self.successResultOf(self.store.by_provider("edge-x", "10.0.0.9")), [])
+        self.assertIsNone(self.successResultOf(self.store.by_provider("empty", "10.0.0.7")))
+        self.assertIsNone(self.successResultOf(self.store.by_provider("nope", "10.0.0.7")))
+
     def test_get(self) -> None:
         """get fires with the Instance."""
         instance = self.successResultOf(self.store.get("a"))

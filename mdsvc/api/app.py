@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from mdsvc.api.cache import RenderCache
 from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, not_found
-from mdsvc.api.identify import ByAddress, ByInstanceId, Identifier
+from mdsvc.api.identify import ByAddress, ByInstanceId, ByProvider, Identifier
 from mdsvc.api.metadata import HTML, JSON, Answer, InstanceMetadata, Password, VendorData2, dumps
 from mdsvc.api.vendordata import StaticJSONFile, merge_vendordata
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IVendordataProvider
@@ -68,12 +68,37 @@ class MetadataApp:
         _, address = key  # type: ignore[misc]
         return self.store.by_address(address).addCallback(lambda i: self._build(i) if i is not None else None)
 
-    async def metadata_for(self, identity: ByInstanceId | ByAddress) -> tuple[InstanceMetadata, tuple[Hashable, ...]]:
+    async def by_provider(self, identity: ByProvider) -> ByInstanceId:
+        """
+        Resolve provider mode to the instance (spec §4.4): exactly one port must hold the address
+        in the provider's networks; the tenant is the port's.
+
+        @raise MetadataError: 400 as Nova words it, or 500 for a store failure.
+        """
+        try:
+            ports = await self.store.by_provider(identity.provider, identity.address)
+        except CancelledError:
+            raise
+        except Exception as e:
+            self._log.failure("provider lookup for {provider} failed", provider=identity.provider)
+            raise MetadataError(400, UNKNOWN_ERROR, f"provider lookup failed: {e!r}") from None
+        if ports is None:
+            raise MetadataError(400, f"Could not find any subnets for provider {identity.provider}")
+        if len(ports) != 1:
+            raise MetadataError(
+                400, f"Expected a single port matching provider {identity.provider} and IP {identity.address}. Found {len(ports)}.")
+        uuid, project = ports[0]
+        return ByInstanceId(uuid, project or "", identity.address)
+
+    async def metadata_for(self, identity: ByInstanceId | ByAddress | ByProvider) -> tuple[InstanceMetadata, tuple[Hashable, ...]]:
         """
         The render cache entry of the identified instance, and the cache keys it lives under.
 
-        @raise MetadataError: 404 with the concrete reason, or 500 for a store failure.
+        @raise MetadataError: 404 with the concrete reason, 400 for provider-mode failures, or 500
+            for a store failure.
         """
+        if isinstance(identity, ByProvider):
+            identity = await self.by_provider(identity)
         if isinstance(identity, ByInstanceId):
             key: tuple[str, str] = ("uuid", identity.uuid)
             try:
@@ -85,7 +110,7 @@ class MetadataApp:
                 raise MetadataError(500, UNKNOWN_ERROR, f"instance store failed: {e!r}") from None
             if md is None:
                 raise not_found(f"instance {identity.uuid} not found")
-            if md.instance.project_id != identity.tenant:
+            if (md.instance.project_id or "") != identity.tenant:
                 self._log.warn(
                     "Tenant_id {tenant_id} does not match tenant_id of instance {instance_id}.",
                     tenant_id=identity.tenant, instance_id=identity.uuid,
@@ -109,7 +134,7 @@ class MetadataApp:
     # -- answering ----------------------------------------------------------------------------
 
     async def answer(
-        self, method: bytes, segments: list[str], identity: ByInstanceId | ByAddress, body: Callable[[], bytes | None]
+        self, method: bytes, segments: list[str], identity: ByInstanceId | ByAddress | ByProvider, body: Callable[[], bytes | None]
     ) -> Answer:
         """
         Answer one request after identification.

@@ -39,6 +39,14 @@ class ByInstanceId:
 
 
 @frozen
+class ByProvider:
+    """A provider (NSX edge, load balancer) vouched for the guest's address in its networks."""
+
+    provider: str
+    address: str
+
+
+@frozen
 class ByAddress:
     """No proxy: the instance is the one holding this fixed IP."""
 
@@ -77,10 +85,7 @@ class Identifier:
         """
         if self.service_metadata_proxy:
             if headers.get(b"x-metadata-provider"):
-                raise MetadataError(
-                    400, "X-Metadata-Provider requests are not supported by this service.",
-                    "provider mode (X-Metadata-Provider) is not supported",
-                )
+                return self._by_provider(headers)
             return self._by_instance_id(headers)
         if headers.get(b"x-instance-id"):
             log.warn(
@@ -91,6 +96,30 @@ class Identifier:
         if not address:
             raise MetadataError(500, "An unknown error has occurred. Please try your request again.", "request has no remote address")
         return ByAddress(address)
+
+    def _by_provider(self, headers: dict[bytes, list[bytes]]) -> ByProvider:
+        """Provider mode (spec §4.4): the first X-Forwarded-For address within the provider."""
+        forwarded = _header(headers, b"x-forwarded-for")
+        if not forwarded:
+            raise MetadataError(400, "X-Forwarded-For is missing from request.")
+        providers = headers[b"x-metadata-provider"]
+        if len(providers) > 1:
+            raise MetadataError(400, "Multiple X-Metadata-Provider headers found within request.")
+        provider = providers[0]
+        address = first_forwarded(forwarded) or ""
+        if self.shared_secret:
+            expected = sign(self.shared_secret, provider).encode("ascii")
+            signature = _header(headers, b"x-metadata-provider-signature") or b""
+            if not hmac.compare_digest(expected, signature):
+                log.warn(
+                    "X-Instance-ID-Signature: {signature} does not match the expected signature for id: {requestor_id}. Request From: {requestor_address}",
+                    signature=signature.decode("latin-1"), requestor_id=provider.decode("latin-1"), requestor_address=address,
+                )
+                raise MetadataError(403, "Invalid proxy request signature.", "invalid X-Metadata-Provider-Signature")
+        try:
+            return ByProvider(provider.decode("utf-8"), address)
+        except UnicodeDecodeError:
+            raise MetadataError(400, "X-Metadata-Provider must be UTF-8.") from None
 
     def _by_instance_id(self, headers: dict[bytes, list[bytes]]) -> ByInstanceId:
         instance_ids = headers.get(b"x-instance-id")

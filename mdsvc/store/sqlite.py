@@ -414,6 +414,17 @@ class SQLiteInstanceStore:
 
         return self._run(load)
 
+    def by_provider(self, provider_id: str, ip: str) -> Deferred[list[tuple[str, str | None]] | None]:
+        """See L{IInstanceStore.by_provider}."""
+
+        def load() -> list[tuple[str, str | None]] | None:
+            networks = self.documents.router_networks(provider_id)
+            if not networks:
+                return None
+            return self.documents.ports_by_network_ip(networks, ip)
+
+        return self._run(load)
+
     def set_password(self, uuid: str, password: str) -> Deferred[bool]:
         """See L{IInstanceStore.set_password}."""
         return self._run(self.documents.set_password, uuid, password)
