@@ -231,20 +231,32 @@ class StartupTests(SynchronousTestCase):
         self.assertEqual(fetch(api.base + "latest/meta-data/instance-id")[2], b"i-0000002a")
 
     def test_demo_default(self) -> None:
-        """The demo config serves the demo instance to curl on this machine (the README's first command)."""
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
+        """The demo config serves the demo instance through the whole chain (the README's first command)."""
+        import socket as socketlib
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="mdsvc-")  # short: it holds the agent's socket
+        self.addCleanup(__import__("shutil").rmtree, directory, True)
+        with socketlib.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            proxy_port = s.getsockname()[1]
+        with socketlib.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            api_port = s.getsockname()[1]
         with open(os.path.join(ROOT, "etc", "demo.conf")) as f:
-            text = f.read().replace("tcp:8775:interface=127.0.0.1", "tcp:0:interface=127.0.0.1")
+            text = f.read().replace("tcp:8775:", f"tcp:{api_port}:").replace("tcp:8080:", f"tcp:{proxy_port}:")
         config = os.path.join(directory, "demo.conf")
         with open(config, "w") as f:
-            f.write(text)
-        api = Twistd(["mdsvc", "--config", config], os.path.join(directory, "demo.log"), cwd=directory)
+            f.write(text + f"\n[DEFAULT]\nnova_metadata_port = {api_port}\n")
+        api = Twistd(["mdsvc", "--config", config], os.path.join(directory, "demo.log"), cwd=directory,
+                     ready=lambda p: os.path.exists(os.path.join(directory, ".demo-state", "metadata_proxy")))
         self.addCleanup(api.stop)
-        status, headers, body = fetch(api.base + "openstack/latest/meta_data.json")
-        self.assertEqual((status, headers["content-type"]), (200, "application/json"))
+        base = f"http://127.0.0.1:{proxy_port}/"
+        status, headers, body = fetch(base + "openstack/latest/meta_data.json")
+        self.assertEqual((status, headers["content-type"]), (200, "application/json"), body)
         self.assertEqual(json.loads(body)["name"], "demo-1")
-        self.assertIn(b"instance-id", fetch(api.base + "latest/meta-data/")[2])
+        self.assertIn(b"instance-id", fetch(base + "latest/meta-data/")[2])
+        self.assertEqual(fetch(f"http://127.0.0.1:{api_port}/latest/meta-data/")[0], 400)  # the API wants signed requests
         self.assertTrue(os.path.exists(os.path.join(directory, ".demo-state", "mdsvc.sqlite")))
 
     def test_bad_config_one_line(self) -> None:
