@@ -10,7 +10,7 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import TestCase
 
 from mdsvc.agent.server import UnixSocketListener
 
@@ -26,8 +26,11 @@ def connectable(path: str) -> bool:
         s.close()
 
 
-class UnixSocketListenerTests(SynchronousTestCase):
-    """UnixSocketListener on the real reactor (listening is synchronous for UNIX sockets)."""
+class UnixSocketListenerTests(TestCase):
+    """
+    UnixSocketListener on the real reactor (listening is synchronous for UNIX sockets; stopping is
+    not, so cleanups return the Deferred and the reactor runs until the socket is gone).
+    """
 
     def mktemp(self) -> str:
         """A short path: UNIX socket paths are limited to 108 bytes."""
@@ -38,7 +41,8 @@ class UnixSocketListenerTests(SynchronousTestCase):
     def listener(self, path: str) -> UnixSocketListener:
         svc = UnixSocketListener(reactor, path, Factory.forProtocol(Protocol), 16, 0o660, interval=3600)
         svc.privilegedStartService()
-        self.addCleanup(lambda: svc.port and svc.port.stopListening())
+        svc.running = True
+        self.addCleanup(svc.stopService)
         return svc
 
     def test_creates_directory_and_mode(self) -> None:
