@@ -19,10 +19,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
-from mdsvc.api.app import MetadataApp
-from mdsvc.api.identify import Identifier
+from mdsvc.api.factory import app_from_config
 from mdsvc.api.resource import MetadataResource
-from mdsvc.api.vendordata import DynamicJSON, StaticJSONFile, parse_targets
 from mdsvc.config import Config, ConfigError, load_config
 from mdsvc.store.sqlite import SQLiteDocuments, open_store
 
@@ -81,54 +79,16 @@ def demo_document() -> dict[str, Any]:
     return json.loads(resources.files("mdsvc").joinpath("data/demo-instance.json").read_text("utf-8"))
 
 
-def _http_client(reactor: Any, connect_timeout: float, ca_file: str) -> Any:
-    """A pooled treq client for DynamicJSON targets (TLS verified, against C{ca_file} if given)."""
-    from treq.client import HTTPClient
-    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
-
-    policy = BrowserLikePolicyForHTTPS()
-    if ca_file:
-        from twisted.internet.ssl import Certificate, trustRootFromCertificates
-
-        with open(ca_file, "rb") as f:
-            pem = f.read()
-        certs = [Certificate.loadPEM(b"-----BEGIN CERTIFICATE-----" + part) for part in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]]
-        policy = BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certs))
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = 10
-    return HTTPClient(Agent(reactor, contextFactory=policy, connectTimeout=connect_timeout, pool=pool))
-
-
 def build_api(config: Config, reactor: Any) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
     api = config.api
     store = open_store(config.store, reactor)
-    dynamic = {}
-    if "DynamicJSON" in api.vendordata_providers:
-        dynamic["DynamicJSON"] = DynamicJSON(
-            targets=parse_targets(api.vendordata_dynamic_targets),
-            http=_http_client(reactor, api.vendordata_dynamic_connect_timeout, api.vendordata_dynamic_ssl_certfile),
-            clock=reactor,
-            connect_timeout=api.vendordata_dynamic_connect_timeout,
-            read_timeout=api.vendordata_dynamic_read_timeout,
-            failure_fatal=api.vendordata_dynamic_failure_fatal,
-        )
     if api.service_metadata_proxy and not api.shared_secret:
         log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
     if api.flat_injected:
         log.warn("[DEFAULT] flat_injected is set, but mdsvc does not render Nova's injected interfaces template (network_config)")
-    static = StaticJSONFile(api.vendordata_jsonfile_path)
-    static.load()  # logs a bad file at startup rather than at the first guest
-    app = MetadataApp(
-        store=store,
-        identifier=Identifier(api.service_metadata_proxy, api.shared_secret, api.use_forwarded_for),
-        clock=reactor,
-        dhcp_domain=api.dhcp_domain,
-        cache_ttl=api.cache_expiration,
-        static_file=static,
-        providers=api.vendordata_providers,
-        dynamic=dynamic,
-    )
+    app = app_from_config(config, store, reactor)
+    app.static_file.load()  # logs a bad file at startup rather than at the first guest
     top = MultiService()
     if config.demo:
         DemoSeed(store.documents).setServiceParent(top)

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from mdsvc.api.cache import RenderCache
 from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, not_found
 from mdsvc.api.identify import ByAddress, ByInstanceId, ByProvider, Identifier
-from mdsvc.api.metadata import HTML, JSON, Answer, InstanceMetadata, Password, VendorData2, dumps
+from mdsvc.api.metadata import HTML, JSON, Answer, InstanceMetadata, Password, dumps
 from mdsvc.api.vendordata import StaticJSONFile, merge_vendordata
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IVendordataProvider
 from mdsvc.model import Instance
@@ -56,17 +56,18 @@ class MetadataApp:
 
     # -- loading ------------------------------------------------------------------------------
 
-    def _build(self, instance: Instance) -> InstanceMetadata:
+    def render(self, instance: Instance) -> InstanceMetadata:
+        """A fresh render cache entry for C{instance} (StaticJSON data as of now)."""
         static = self.static_file.load() if "StaticJSON" in self.providers else None
         return InstanceMetadata(instance, self.dhcp_domain, static)
 
     def _load_uuid(self, key: Hashable) -> Deferred[InstanceMetadata | None]:
         _, uuid = key  # type: ignore[misc]
-        return self.store.get(uuid).addCallback(lambda i: self._build(i) if i is not None else None)
+        return self.store.get(uuid).addCallback(lambda i: self.render(i) if i is not None else None)
 
     def _load_address(self, key: Hashable) -> Deferred[InstanceMetadata | None]:
         _, address = key  # type: ignore[misc]
-        return self.store.by_address(address).addCallback(lambda i: self._build(i) if i is not None else None)
+        return self.store.by_address(address).addCallback(lambda i: self.render(i) if i is not None else None)
 
     async def by_provider(self, identity: ByProvider) -> ByInstanceId:
         """
@@ -149,9 +150,10 @@ class MetadataApp:
             return resolved
         if isinstance(resolved, Password):
             return await self._password(method, md, keys, body)
-        return await self._vendor_data2(md, resolved)
+        return Answer(await self.vendor_data2_json(md), JSON)
 
-    async def _vendor_data2(self, md: InstanceMetadata, _: VendorData2) -> Answer:
+    async def vendor_data2_json(self, md: InstanceMetadata) -> bytes:
+        """C{vendor_data2.json}: the providers' data merged in C{vendordata_providers} order."""
         parts: list[tuple[str, dict[str, Any]]] = []
         for provider in self.providers:
             if provider == "StaticJSON":
@@ -161,7 +163,7 @@ class MetadataApp:
                 parts.append((provider, {"static": static.data if static is not None and static.error is None else {}}))
             elif provider in self.dynamic:
                 parts.append((provider, await self.dynamic[provider].vendordata(md.instance)))
-        return Answer(dumps(merge_vendordata(parts, self._log)), JSON)
+        return dumps(merge_vendordata(parts, self._log))
 
     async def _password(self, method: bytes, md: InstanceMetadata, keys: tuple[Hashable, ...], read_body: Callable[[], bytes | None]) -> Answer:
         if method == b"GET":

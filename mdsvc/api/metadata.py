@@ -118,8 +118,26 @@ class InstanceMetadata:
             self._ec2_trees[version] = tree
         return tree
 
-    def meta_data_json(self, version: str, seed: Callable[[], str] = random_seed) -> bytes:
-        """C{meta_data.json} of OpenStack C{version}, with a fresh C{random_seed}."""
+    def ec2_meta_data_json(self, version: str, address: str | None = None) -> bytes:
+        """The EC2 C{meta-data} dict as JSON (the config drive's C{ec2/<version>/meta-data.json})."""
+        md = dict(self.ec2_tree(version)["meta-data"])
+        if md.get("local-ipv4") is LOCAL_IPV4_FROM_REQUEST:
+            md["local-ipv4"] = address
+        return dumps(md)
+
+    def meta_data_json(
+        self, version: str, seed: Callable[[], str] = random_seed, *,
+        files: list[dict[str, str]] | None = None, extra: dict[str, Any] | None = None,
+    ) -> bytes:
+        """
+        C{meta_data.json} of OpenStack C{version}, with a fresh C{random_seed}.
+
+        @param files: config drive only: the injected files' C{{"path", "content_path"}}.
+        @param extra: config drive only: C{{"admin_pass": ...}}.
+        """
+        if files or extra:
+            # (meta_data embeds the seed only from GRIZZLY on)
+            return dumps(ostack.meta_data(self.instance, version, self.dhcp_domain, files=files, extra=extra, random_seed=seed()))
         template = self._meta_data.get(version)
         if template is None:
             template = dumps(ostack.meta_data(self.instance, version, self.dhcp_domain))
