@@ -16,6 +16,8 @@ setup(
         "zope.interface>=6.0",
         "service-identity>=24.1",
         "pyyaml>=6.0",
+        "pycdlib>=1.14",
+        "pyfatfs>=1.0",
     ],
     extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14"]},
     entry_points={"console_scripts": ["mdsvc-manage = mdsvc.manage:main"]},

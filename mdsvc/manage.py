@@ -4,6 +4,7 @@ C{mdsvc-manage}: the operator's command line, on the same configuration file the
 
     mdsvc-manage [--config FILE] instance import FILE... | list | show UUID | delete UUID
     mdsvc-manage [--config FILE] router import FILE... | list | delete ID
+    mdsvc-manage [--config FILE] configdrive build UUID -o FILE [--format iso|vfat]
     mdsvc-manage [--config FILE] sign INSTANCE_ID
     mdsvc-manage check-config FILE
 
@@ -117,6 +118,45 @@ def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out
         print(f"imported {'router' if routers else 'instance'} {i}", file=out)
 
 
+def _build_config_drive(config: Config, documents: SQLiteDocuments, uuid: str, output: str, fmt: str) -> None:
+    """Render the drive's files with the API's own code and write the image (all or nothing)."""
+    from twisted.internet.defer import ensureDeferred
+
+    from mdsvc import __version__
+    from mdsvc.api.factory import app_from_config
+    from mdsvc.configdrive import ConfigDriveError, drive_files, write_image
+    from mdsvc.store.sqlite import SQLiteInstanceStore
+
+    row = documents.get(uuid)
+    if row is None:
+        raise CommandError(f"no instance {uuid}")
+    instance = row.instance()
+    from twisted.internet import reactor
+
+    app = app_from_config(config, SQLiteInstanceStore.inThreads(documents.path, reactor), reactor)
+    try:
+        files = _wait(ensureDeferred(drive_files(app, instance, config.api.config_drive_skip_versions)))
+        write_image(files, output, fmt, publisher=f"mdsvc {__version__}")
+    except ConfigDriveError as e:
+        raise CommandError(str(e)) from None
+
+
+def _wait(d: Any) -> Any:
+    """The result of a Deferred, running the reactor only if it has not fired yet (DynamicJSON)."""
+    from twisted.python.failure import Failure
+
+    results: list[Any] = []
+    d.addBoth(results.append)
+    if not results:
+        from twisted.internet import reactor
+
+        d.addBoth(lambda _: reactor.stop())
+        reactor.run()
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
+
 def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     """Run one command; return the exit status (errors raise L{CommandError})."""
     parser = argparse.ArgumentParser(prog="mdsvc-manage", description="Manage mdsvc's instance store.")
@@ -139,6 +179,12 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     p = router.add_parser("delete", help="delete a router")
     p.add_argument("id")
 
+    drive = sub.add_parser("configdrive", help="config drives").add_subparsers(dest="action", required=True)
+    p = drive.add_parser("build", help="write the config drive of an instance (ISO 9660 + Rock Ridge + Joliet, or VFAT)")
+    p.add_argument("uuid")
+    p.add_argument("-o", "--output", required=True, help="image file to write")
+    p.add_argument("--format", choices=("iso", "vfat"), default="iso", help="iso (default, like config_drive_format = iso9660) or vfat")
+
     p = sub.add_parser("sign", help="print the X-Instance-ID-Signature the agent would send")
     p.add_argument("instance_id")
     p = sub.add_parser("check-config", help="check a configuration file: exit 0, or one line per problem")
@@ -158,6 +204,10 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         print(sign(config.api.shared_secret, args.instance_id), file=out)
         return 0
     documents = _store(config)
+    if args.command == "configdrive":
+        _build_config_drive(config, documents, args.uuid, args.output, args.format)
+        print(f"wrote the {args.format} config drive of {args.uuid} to {args.output}", file=out)
+        return 0
     if args.command == "instance":
         if args.action == "import":
             _import(documents, args.files, routers=False, out=out)

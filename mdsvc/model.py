@@ -491,6 +491,8 @@ def _injected_file(value: Any, where: str) -> InjectedFile:
     path = r.str("path", required=True)
     if not path.startswith("/"):
         raise DocumentError(r.path("path"), f"{path!r} is not an absolute path")
+    if "\x00" in path or ".." in path.split("/"):
+        raise DocumentError(r.path("path"), f"{path!r} leads outside the guest's root ('..')")
     contents = r.raw("contents_b64")
     return InjectedFile(path=path, contents=_base64(contents, r.path("contents_b64")) if contents is not None else b"")
 

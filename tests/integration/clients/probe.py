@@ -197,6 +197,135 @@ def _dist_version(name):
     return version(name)
 
 
+# ------------------------------------------------------------- config drives
+#
+# The "base_url" argument of these probes is the path of an image file (ISO 9660 or VFAT).
+# Guests see a config drive as a block device; this machine cannot mount ISO 9660, so each
+# probe reads the image the way its client does where that needs no mount: cloudbase-init
+# extracts ISO drives with bsdtar and VFAT drives with mtools (its own vfat module is used
+# unmodified); cloud-init mounts the device, which is replaced by extracting it with bsdtar or
+# mcopy, after which its own read_config_drive() reads the tree.
+
+def _image_kind(path):
+    with open(path, "rb") as f:
+        f.seek(0x8001)
+        if f.read(5) == b"CD001":
+            return "iso"
+    return "vfat"
+
+
+def _extract(path, target):
+    import subprocess
+    if _image_kind(path) == "iso":
+        # cloudbase-init's _extract_files_from_iso: [bsdtar, '-xf', iso, '-C', target]
+        subprocess.run(["bsdtar", "-xf", path, "-C", target], check=True, capture_output=True)
+    else:
+        subprocess.run(["mcopy", "-s", "-n", "-i", path, "::/", target + "/"], check=True, capture_output=True)
+
+
+def _blkid_label(path):
+    import subprocess
+    result = subprocess.run(["blkid", "-o", "value", "-s", "LABEL", path], capture_output=True, text=True)
+    return result.stdout.strip() or None
+
+
+def probe_cloud_init_drive(image, args):
+    import tempfile
+    if not os.path.isdir(os.path.join(CLOUD_INIT_PKGS, "cloudinit")):
+        raise ProbeError("cloud-init not unpacked in %s: run install.sh" % CLOUD_INIT_PKGS)
+    sys.path.insert(0, CLOUD_INIT_PKGS)
+    from cloudinit.sources import DataSourceConfigDrive
+    from cloudinit.sources.helpers import openstack
+
+    label = _blkid_label(image)
+    labels = getattr(DataSourceConfigDrive, "FS_LABELS", ("config-2", "CONFIG-2"))
+    if label not in labels:
+        raise ProbeError("blkid finds label %r, cloud-init looks for config-2" % label)
+    target = tempfile.mkdtemp(prefix="probe-drive-")
+    _extract(image, target)
+    try:
+        results = DataSourceConfigDrive.read_config_drive(target)
+    except (openstack.NonReadable, openstack.BrokenMetadata) as e:
+        raise ProbeError("read_config_drive failed: %s" % one_line(e)) from e
+    out = {"client": "cloud-init-drive", "label": label, "kind": _image_kind(image)}
+    for key in ("metadata", "userdata", "vendordata", "vendordata2", "networkdata", "ec2-metadata", "files", "version", "dsmode"):
+        if key in results:
+            out[key] = jsonable(results[key])
+    return out
+
+
+def probe_cloudbase_init_drive(image, args):
+    from cloudbaseinit import conf as cbinit_conf
+    CONF = cbinit_conf.CONF
+    CONF(args=[], project="cloudbase-init", default_config_files=[])
+    kind = _image_kind(image)
+
+    import subprocess
+    import tempfile
+
+    from cloudbaseinit.metadata.services import base as svc_base
+    from cloudbaseinit.metadata.services import configdrive
+    from cloudbaseinit.metadata.services.osconfigdrive import base as drive_base
+    from cloudbaseinit.metadata.services.osconfigdrive import factory
+    from cloudbaseinit.utils.windows import vfat
+
+    # mtools under the names cloudbase-init calls them by
+    tools = tempfile.mkdtemp(prefix="probe-mtools-")
+    for name in ("mlabel", "mcopy"):  # mtools dispatches on argv[0]: wrap, don't link
+        wrapper = os.path.join(tools, name + ".exe")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\nexec /usr/bin/%s "$@"\n' % name)
+        os.chmod(wrapper, 0o755)
+    CONF.set_override("mtools_path", tools)
+
+    class LinuxOSUtils:
+        """execute_process as cloudbase-init's osutils has it: (out, err, exit code)."""
+
+        def execute_process(self, args, shell=True, decode_output=False):
+            result = subprocess.run(args, capture_output=True)
+            return result.stdout, result.stderr, result.returncode
+
+    class LinuxDriveManager(drive_base.BaseConfigDriveManager):
+        """The Windows manager's extraction steps, on an image file instead of a physical drive."""
+
+        def get_config_drive_files(self, drive_label, metadata_file, searched_types=None, searched_locations=None):
+            if kind == "iso":
+                out, err, code = LinuxOSUtils().execute_process(["bsdtar", "-xf", image, "-C", self.target_path], False)
+                if code:
+                    raise ProbeError("bsdtar failed: %s" % err.decode(errors="replace"))
+                return os.path.exists(os.path.join(self.target_path, metadata_file.replace("\\", "/")))
+            osutils = LinuxOSUtils()
+            if not vfat.is_vfat_drive(osutils, image, drive_label):
+                raise ProbeError("cloudbase-init's is_vfat_drive does not see label %s" % drive_label)
+            vfat.copy_from_vfat_drive(osutils, image, self.target_path)
+            return True
+
+    factory.get_config_drive_manager = lambda: LinuxDriveManager()
+    svc = configdrive.ConfigDriveService()
+    if not svc.load():
+        raise ProbeError("ConfigDriveService.load() found no drive")
+    svc._metadata_file = "openstack/latest/meta_data.json"
+
+    def opt(fn):
+        try:
+            return jsonable(fn())
+        except svc_base.NotExistingMetadataException:
+            return None
+
+    return {
+        "client": "cloudbase-init-drive",
+        "kind": kind,
+        "instance_id": svc.get_instance_id(),
+        "host_name": svc.get_host_name(),
+        "public_keys": sorted(svc.get_public_keys() or []),
+        "user_data": opt(svc.get_decoded_user_data),
+        "admin_password": opt(svc.get_admin_password),
+        "network_details_v2": opt(svc.get_network_details_v2),
+        "files": sorted(os.path.relpath(os.path.join(d, f), svc._metadata_path)
+                        for d, _, fs in os.walk(svc._metadata_path) for f in fs),
+    }
+
+
 # ------------------------------------------------------------------ botocore
 
 def probe_botocore(base_url, args):
@@ -254,6 +383,8 @@ PROBES = {
     "cloud-init": probe_cloud_init,
     "cloudbase-init": probe_cloudbase_init,
     "botocore": probe_botocore,
+    "cloud-init-drive": probe_cloud_init_drive,
+    "cloudbase-init-drive": probe_cloudbase_init_drive,
 }
 
 
