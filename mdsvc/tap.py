@@ -79,7 +79,7 @@ def demo_document() -> dict[str, Any]:
     return json.loads(resources.files("mdsvc").joinpath("data/demo-instance.json").read_text("utf-8"))
 
 
-def build_api(config: Config, reactor: Any) -> IService:
+def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
     api = config.api
     store = open_store(config.store, reactor)
@@ -89,6 +89,8 @@ def build_api(config: Config, reactor: Any) -> IService:
         log.warn("[DEFAULT] flat_injected is set, but mdsvc does not render Nova's injected interfaces template (network_config)")
     app = app_from_config(config, store, reactor)
     app.static_file.load()  # logs a bad file at startup rather than at the first guest
+    if parts is not None:
+        parts["app"] = app
     top = MultiService()
     if config.demo:
         DemoSeed(store.documents).setServiceParent(top)
@@ -128,6 +130,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     """The metadata agent: lookup (cached), signing, forwarding, on its UNIX socket."""
     from mdsvc.agent.forwarder import APIForwarder
     from mdsvc.agent.handler import MetadataAgent
+    from mdsvc.agent.inprocess import InProcessAPI
     from mdsvc.agent.ratelimit import SlidingWindowLimiter
     from mdsvc.agent.server import AgentResource, UnixSocketListener, socket_mode
     from mdsvc.lookup import build_lookup
@@ -150,9 +153,12 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
             log.warn("Invalid metadata address IP versions. Metadata rate limiting will not be enabled.")
         else:
             limiter = SlidingWindowLimiter(reactor, ((limit.base_window, limit.base_limit), (limit.burst_window, limit.burst_limit)))
-    handler = MetadataAgent(
-        lookup, APIForwarder(http, agent.api_url, reactor, agent.api_timeout), agent.shared_secret, limiter, limit.ip_version,
-    )
+    if "app" in parts:
+        # all-in-one: the API is in this process; signed requests go straight to its code
+        forwarder: Any = InProcessAPI(parts["app"])
+    else:
+        forwarder = APIForwarder(http, agent.api_url, reactor, agent.api_timeout)
+    handler = MetadataAgent(lookup, forwarder, agent.shared_secret, limiter, limit.ip_version)
     parts["agent"] = handler
     site = QuietSite(AgentResource(handler), reactor=reactor)
     top = MultiService()
@@ -187,7 +193,7 @@ def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
 
 
 def _api(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
-    return build_api(config, reactor)
+    return build_api(config, reactor, parts)
 
 
 SERVICES_BY_ROLE: dict[str, tuple[Callable[[Config, Any, dict[str, Any]], IService], ...]] = {

@@ -145,6 +145,9 @@ class MakeServiceTests(SynchronousTestCase):
         _, reactor, _ = self.role("all-in-one", "listeners = network n1 tcp:18082\n")
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [0, 18082])
         self.assertEqual(len(reactor.unixServers), 1)
+        from mdsvc.agent.inprocess import InProcessAPI
+        agent = [p[1] for p in reactor.tcpServers if p[0] == 18082][0].resource.upstream.agent
+        self.assertIsInstance(agent.forwarder, InProcessAPI)
 
     def test_bad_lookup_one_line(self) -> None:
         """A lookup backend that cannot be built stops startup with one line."""

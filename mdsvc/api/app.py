@@ -17,10 +17,13 @@ from twisted.logger import Logger
 from mdsvc.api.cache import RenderCache
 from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, not_found
 from mdsvc.api.identify import ByAddress, ByInstanceId, ByProvider, Identifier
-from mdsvc.api.metadata import HTML, JSON, Answer, InstanceMetadata, Password, dumps
+from mdsvc.api.metadata import EC2_VERSION_LIST, HTML, JSON, TEXT, Answer, InstanceMetadata, Password, dumps, normalise_path
 from mdsvc.api.vendordata import StaticJSONFile, merge_vendordata
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IVendordataProvider
 from mdsvc.model import Instance
+
+ROOT_ANSWER = Answer(EC2_VERSION_LIST, TEXT)
+"""C{GET /}: the EC2 versions, answered without identifying anyone."""
 
 MAX_PASSWORD_SIZE = 4 * 255
 """Nova stores the password in four system-metadata chunks of 255 characters (spec §2.4.7)."""
@@ -133,6 +136,28 @@ class MetadataApp:
         return md, (key, ("uuid", md.instance.uuid))
 
     # -- answering ----------------------------------------------------------------------------
+
+    def log_error(self, error: MetadataError, method: bytes, path: bytes, peer: str | None) -> None:
+        """Every 404 and 500 is logged with its concrete reason (spec §9.6)."""
+        if error.code in (404, 500):
+            emit = self._log.info if error.code == 404 else self._log.error
+            emit("{method} {path} from {peer}: {code} ({reason})", method=method.decode("latin-1"),
+                 path=path.decode("latin-1"), peer=peer, code=error.code, reason=error.reason)
+
+    async def handle(
+        self, method: bytes, raw_path: bytes, headers: dict[bytes, list[bytes]], peer: str | None,
+        body: Callable[[], bytes | None],
+    ) -> Answer:
+        """
+        One request from the raw path (without query) and lower-cased headers to an answer.
+
+        @raise MetadataError: for every error status.
+        """
+        segments = normalise_path(raw_path)
+        if segments is None:
+            return ROOT_ANSWER
+        identity = self.identifier.identify(headers, peer)
+        return await self.answer(method, segments, identity, body)
 
     async def answer(
         self, method: bytes, segments: list[str], identity: ByInstanceId | ByAddress | ByProvider, body: Callable[[], bytes | None]

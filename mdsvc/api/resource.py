@@ -19,7 +19,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from mdsvc.api.app import MAX_PASSWORD_SIZE, MetadataApp
 from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, error_page
-from mdsvc.api.metadata import EC2_VERSION_LIST, TEXT, Answer, normalise_path
+from mdsvc.api.metadata import Answer
 
 
 class MetadataResource(Resource):
@@ -41,18 +41,15 @@ class MetadataResource(Resource):
             return self._error(request, MetadataError(500, UNKNOWN_ERROR, "internal error"))
 
     def _render(self, request: Request) -> Any:
-        try:
-            segments = normalise_path(request.path)
-        except MetadataError as e:
-            return self._error(request, e)
-        if segments is None:
-            return self._answer(request, Answer(EC2_VERSION_LIST, TEXT))
-        try:
-            identity = self.app.identifier.identify(_headers(request), _peer(request))
-        except MetadataError as e:
-            return self._error(request, e)
+        d = ensureDeferred(self.app.handle(request.method, request.path, _headers(request), _peer(request),
+                                           lambda: _read_password(request)))
+        if d.called:  # answered without waiting (the root, an error, a cached instance)
+            result: list[Any] = []
+            d.addBoth(result.append)
+            if isinstance(result[0], Failure):
+                return self._failure_page(request, result[0])
+            return self._answer(request, result[0])
         finished = request.notifyFinish()
-        d = ensureDeferred(self.app.answer(request.method, segments, identity, lambda: _read_password(request)))
         gone: list[bool] = []
 
         def lost(_: Failure) -> None:
@@ -78,28 +75,25 @@ class MetadataResource(Resource):
         request.finish()
 
     def _error(self, request: Request, error: MetadataError) -> bytes:
-        if error.code in (404, 500):
-            emit = self._log.info if error.code == 404 else self._log.error
-            emit(
-                "{method} {path} from {peer}: {code} ({reason})",
-                method=request.method.decode("latin-1"), path=request.uri.decode("latin-1"), peer=_peer(request),
-                code=error.code, reason=error.reason,
-            )
+        self.app.log_error(error, request.method, request.uri, _peer(request))
         page = error_page(error.code, error.explanation, request.getHeader(b"accept"))
         request.setResponseCode(error.code)
         request.setHeader(b"content-type", page.content_type)
         request.setHeader(b"content-length", b"%d" % len(page.body))
         return page.body
 
-    def _failed(self, request: Request, failure: Failure, gone: list[bool]) -> None:
-        if gone or request.finished or failure.check(CancelledError):
-            return
+    def _failure_page(self, request: Request, failure: Failure) -> bytes:
         if failure.check(MetadataError):
             error = failure.value
         else:
             self._log.failure("unhandled error answering {method} {path}", failure, method=request.method, path=request.uri)
             error = MetadataError(500, UNKNOWN_ERROR, f"internal error: {failure.getErrorMessage()}")
-        request.write(self._error(request, error))
+        return self._error(request, error)
+
+    def _failed(self, request: Request, failure: Failure, gone: list[bool]) -> None:
+        if gone or request.finished or failure.check(CancelledError):
+            return
+        request.write(self._failure_page(request, failure))
         request.finish()
 
 
