@@ -187,6 +187,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("mdsvc", "store", store_url, None),
     Option("mdsvc", "api_endpoint", endpoint, None),
     Option("mdsvc", "demo", boolean, None),
+    Option("mdsvc", "access_log", boolean, False),
     # the agent (metadata_agent.ini names)
     Option("DEFAULT", "metadata_proxy_socket", string, None),
     Option("DEFAULT", "metadata_proxy_socket_mode", choice("deduce", "user", "group", "all"), "deduce"),
@@ -351,6 +352,7 @@ class Config:
     demo: bool
     api: ApiConfig
     agent: AgentConfig
+    access_log: bool
     proxy: ProxyConfig
 
 
@@ -515,6 +517,7 @@ def load_config(path: str | None, overrides: Mapping[tuple[str, str], str] | Non
         state_path=state_path,
         store=v[("mdsvc", "store")] or f"sqlite:{state_path}/mdsvc.sqlite",
         demo=(path is None) if demo is None else demo,
+        access_log=v[("mdsvc", "access_log")],
         agent=AgentConfig(
             socket_path=socket_path,
             socket_mode=v[("DEFAULT", "metadata_proxy_socket_mode")],

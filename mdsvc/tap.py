@@ -79,6 +79,15 @@ def demo_document() -> dict[str, Any]:
     return json.loads(resources.files("mdsvc").joinpath("data/demo-instance.json").read_text("utf-8"))
 
 
+def _site(config: Config, resource: Any, reactor: Any) -> Site:
+    """A Site for one of our resources: access log only when C{[mdsvc] access_log} asks for it."""
+    from mdsvc.proxy.service import QuietSite
+
+    site = (Site if config.access_log else QuietSite)(resource, reactor=reactor)
+    site.displayTracebacks = False
+    return site
+
+
 def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
     api = config.api
@@ -94,8 +103,7 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     top = MultiService()
     if config.demo:
         DemoSeed(store.documents).setServiceParent(top)
-    site = Site(MetadataResource(app), reactor=reactor)
-    site.displayTracebacks = False
+    site = _site(config, MetadataResource(app), reactor)
     strports.service(api.listen_endpoint, site, reactor=reactor).setServiceParent(top)
     return top
 
@@ -135,7 +143,6 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.agent.server import AgentResource, UnixSocketListener, socket_mode
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
-    from mdsvc.proxy.service import QuietSite
 
     agent = config.agent
     try:
@@ -160,7 +167,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         forwarder = APIForwarder(http, agent.api_url, reactor, agent.api_timeout)
     handler = MetadataAgent(lookup, forwarder, agent.shared_secret, limiter, limit.ip_version)
     parts["agent"] = handler
-    site = QuietSite(AgentResource(handler), reactor=reactor)
+    site = _site(config, AgentResource(handler), reactor)
     top = MultiService()
     UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(top)
     if agent.listen_endpoint:
@@ -172,7 +179,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
 def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
     """Namespace proxies, calling the agent in-process when it runs here, else over its socket."""
     from mdsvc.proxy.http import AgentSocketUpstream, InProcessUpstream, NamespaceProxyResource
-    from mdsvc.proxy.service import NamespaceProxies, QuietSite
+    from mdsvc.proxy.service import NamespaceProxies
 
     proxy = config.proxy
     top = MultiService()
@@ -187,7 +194,7 @@ def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
             router_port=proxy.router_port,
         ).setServiceParent(top)
     for listener in proxy.listeners:
-        site = QuietSite(NamespaceProxyResource(listener.kind, listener.id, upstream), reactor=reactor)
+        site = _site(config, NamespaceProxyResource(listener.kind, listener.id, upstream), reactor)
         strports.service(listener.endpoint, site, reactor=reactor).setServiceParent(top)
     return top
 
