@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` starts the service, `make test` runs every test.
 PYTHON ?= python3
 
-.PHONY: demo test install install-test
+.PHONY: demo test install install-test bench
 
 install:
 	$(PYTHON) -m pip install -q -e . --config-settings editable_mode=compat
@@ -18,3 +18,7 @@ demo: install
 
 test: install-test
 	$(PYTHON) -m pytest -q tests
+
+# The benchmark table of bench/README.md (installs wrk, haproxy and the Nova peer first).
+bench:
+	bash bench/install.sh && $(PYTHON) bench/run.py

@@ -1,0 +1,55 @@
+"""
+The benchmark harness (bench/run.py) in its smoke mode: every deployment shape starts, answers a
+cloud-init boot right, and takes a couple of seconds of wrk without a single error; the boot storm
+and the namespace scale run small. Speed is not checked here: only that the figures are of correct
+answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests.integration.processes import ROOT
+
+NOVA_VENV = os.environ.get("MDSVC_BENCH_NOVA_VENV", "/var/cache/mdsvc-bench/nova-venv")
+SHAPES = ("1 bare twisted.web", "2 haproxy", "3 mdsvc api", "4 mdsvc network-node", "5 mdsvc all-in-one", "6 nova metadata")
+
+
+class BenchSmokeTests(SynchronousTestCase):
+    """C{python3 bench/run.py --smoke} as CI runs it."""
+
+    def setUp(self) -> None:
+        missing = [tool for tool in ("wrk", "haproxy") if shutil.which(tool) is None]
+        if not os.path.exists(os.path.join(NOVA_VENV, "bin", "gunicorn")):
+            missing.append(f"the Nova venv {NOVA_VENV}")
+        if missing:
+            raise SkipTest(f"bench smoke needs {', '.join(missing)}: run bash bench/install.sh")
+        if os.geteuid() != 0:
+            raise SkipTest("bench smoke needs root (its own network namespace, SNAT rules, qdhcp- namespaces)")
+
+    def test_smoke(self) -> None:
+        """
+        The smoke run exits 0, its table has a line for each of the six shapes with 0 errors, and
+        the boot storm and the namespace scale report their results.
+        """
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run.py"), "--smoke"],
+                                capture_output=True, text=True, timeout=900, cwd=ROOT)
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 0, output[-6000:])
+        rows = {}
+        for line in result.stdout.splitlines():
+            for shape in SHAPES:
+                if line.startswith(shape):
+                    rows[shape] = line
+        self.assertEqual(sorted(rows), sorted(SHAPES), output[-6000:])
+        for shape, line in rows.items():
+            self.assertNotIn("FAILED", line, output[-6000:])
+            # columns from the right: ... errors, RSS MiB, CPU us/req
+            self.assertEqual(line.split()[-3], "0", f"{shape}: {line}")
+        self.assertRegex(result.stdout, r"boot storm \(shape 5\): 20 guests .* errors 0,")
+        self.assertRegex(result.stdout, r"namespace scale: 20 qdhcp- namespaces .* all served")
