@@ -17,10 +17,9 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.server import Site
 
 from mdsvc.api.factory import app_from_config
-from mdsvc.api.resource import MetadataResource
+from mdsvc.api.handler import APIHandler
 from mdsvc.config import Config, ConfigError, load_config
 from mdsvc.store.sqlite import SQLiteDocuments, open_store
 
@@ -79,13 +78,33 @@ def demo_document() -> dict[str, Any]:
     return json.loads(resources.files("mdsvc").joinpath("data/demo-instance.json").read_text("utf-8"))
 
 
-def _site(config: Config, resource: Any, reactor: Any) -> Site:
-    """A Site for one of our resources: access log only when C{[mdsvc] access_log} asks for it."""
-    from mdsvc.proxy.service import QuietSite
+def _http(config: Config, handler: Any, reactor: Any, name: str) -> Any:
+    """The HTTP factory for one of our handlers, with an access log line per request if asked."""
+    from mdsvc.http import LeanHTTPFactory
 
-    site = (Site if config.access_log else QuietSite)(resource, reactor=reactor)
-    site.displayTracebacks = False
-    return site
+    if config.access_log:
+        handler = AccessLog(handler)
+    return LeanHTTPFactory(handler, reactor, name=name)
+
+
+class AccessLog:
+    """Wraps a handler to log one line per answered request (C{[mdsvc] access_log = true})."""
+
+    _log = Logger()
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+
+    def __call__(self, request: Any) -> Any:
+        from twisted.internet.defer import maybeDeferred
+
+        def logged(response: Any) -> Any:
+            self._log.info("{peer} {method} {target} {code} {size}", peer=request.peer, method=request.method.decode("latin-1"),
+                           target=request.target.decode("latin-1"), code=getattr(response, "code", "-"),
+                           size=len(getattr(response, "body", b"")))
+            return response
+
+        return maybeDeferred(self.handler, request).addCallback(logged)
 
 
 def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
@@ -103,7 +122,7 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     top = MultiService()
     if config.demo:
         DemoSeed(store.documents).setServiceParent(top)
-    site = _site(config, MetadataResource(app), reactor)
+    site = _http(config, APIHandler(app), reactor, "metadata-api")
     strports.service(api.listen_endpoint, site, reactor=reactor).setServiceParent(top)
     return top
 
@@ -140,7 +159,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.agent.handler import MetadataAgent
     from mdsvc.agent.inprocess import InProcessAPI
     from mdsvc.agent.ratelimit import SlidingWindowLimiter
-    from mdsvc.agent.server import AgentResource, UnixSocketListener, socket_mode
+    from mdsvc.agent.server import AgentHandler, UnixSocketListener, socket_mode
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
 
@@ -167,7 +186,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         forwarder = APIForwarder(http, agent.api_url, reactor, agent.api_timeout)
     handler = MetadataAgent(lookup, forwarder, agent.shared_secret, limiter, limit.ip_version)
     parts["agent"] = handler
-    site = _site(config, AgentResource(handler), reactor)
+    site = _http(config, AgentHandler(handler), reactor, "metadata-agent")
     top = MultiService()
     UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(top)
     if agent.listen_endpoint:
@@ -178,7 +197,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
 
 def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
     """Namespace proxies, calling the agent in-process when it runs here, else over its socket."""
-    from mdsvc.proxy.http import AgentSocketUpstream, InProcessUpstream, NamespaceProxyResource
+    from mdsvc.proxy.http import AgentSocketUpstream, InProcessUpstream, NamespaceProxyHandler
     from mdsvc.proxy.service import NamespaceProxies
 
     proxy = config.proxy
@@ -194,7 +213,7 @@ def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
             router_port=proxy.router_port,
         ).setServiceParent(top)
     for listener in proxy.listeners:
-        site = _site(config, NamespaceProxyResource(listener.kind, listener.id, upstream), reactor)
+        site = _http(config, NamespaceProxyHandler(listener.kind, listener.id, upstream), reactor, f"metadata-proxy {listener.kind} {listener.id}")
         strports.service(listener.endpoint, site, reactor=reactor).setServiceParent(top)
     return top
 

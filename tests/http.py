@@ -1,14 +1,15 @@
-"""Test helper: drive a twisted.web resource with a raw HTTP request and parse the raw response."""
+"""Test helper: drive an HTTP handler with a raw request over L{LeanHTTPProtocol} and parse the raw answer."""
 
 from __future__ import annotations
 
-from io import BytesIO
+from typing import Any
 
 from attrs import frozen
-from twisted.internet.address import IPv4Address
-from twisted.web.resource import IResource
-from twisted.web.server import Request, Site
-from twisted.web.test.requesthelper import DummyChannel
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from mdsvc.http import LeanHTTPFactory, LeanHTTPProtocol
 
 
 @frozen
@@ -26,7 +27,7 @@ class RawResponse:
 
 
 def parse_response(raw: bytes) -> RawResponse:
-    """Parse one HTTP/1.x response with a Content-Length (or none, for HEAD)."""
+    """Parse one HTTP/1.x response (its Content-Length says where the body ends; HEAD has none)."""
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     code = int(lines[0].split(b" ")[1])
@@ -37,31 +38,41 @@ def parse_response(raw: bytes) -> RawResponse:
     return RawResponse(code, headers, body, raw)
 
 
+class Connection:
+    """A client connection to a handler, over a StringTransport."""
+
+    def __init__(self, handler: Any, peer: str = "127.0.0.1", clock: Clock | None = None) -> None:
+        self.factory = LeanHTTPFactory(handler, clock or Clock())
+        self.protocol: LeanHTTPProtocol = self.factory.buildProtocol(None)
+        address = IPv6Address("TCP", peer, 40000) if ":" in peer else IPv4Address("TCP", peer, 40000)
+        self.transport = StringTransport(peerAddress=address)
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, method: bytes, path: bytes, headers: dict[bytes, bytes | list[bytes]] | None = None, body: bytes = b"") -> None:
+        lines = [method + b" " + path + b" HTTP/1.1", b"Host: 169.254.169.254"]
+        for name, value in (headers or {}).items():
+            name = name.encode("ascii") if isinstance(name, str) else name
+            for v in value if isinstance(value, list) else [value]:
+                lines.append(name + b": " + v)
+        if body and not any(n.lower() == b"content-length" for n in (headers or {})):
+            lines.append(b"Content-Length: %d" % len(body))
+        self.protocol.dataReceived(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+
+    def written(self) -> bytes:
+        return self.transport.value()
+
+
 def request(
-    resource: IResource,
-    method: bytes,
-    path: bytes,
-    headers: dict[bytes, bytes | list[bytes]] | None = None,
-    body: bytes = b"",
+    handler: Any, method: bytes, path: bytes, headers: dict[bytes, bytes | list[bytes]] | None = None, body: bytes = b"",
     peer: str = "127.0.0.1",
-) -> tuple[Request, DummyChannel]:
-    """
-    Start a real L{twisted.web.server.Request} for C{resource}; the response bytes collect in
-    C{channel.transport.written}.
-    """
-    channel = DummyChannel(peer=IPv4Address("TCP", peer, 40000))
-    channel.site = Site(resource)
-    req = Request(channel)
-    for name, value in (headers or {}).items():
-        req.requestHeaders.setRawHeaders(name, value if isinstance(value, list) else [value])
-    if body and not req.requestHeaders.hasHeader(b"content-length"):
-        req.requestHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
-    req.content = BytesIO(body)
-    req.requestReceived(method, path, b"HTTP/1.1")
-    return req, channel
+) -> tuple[LeanHTTPProtocol, Connection]:
+    """Send one request to C{handler}; the answer collects in the returned connection."""
+    connection = Connection(handler, peer)
+    connection.send(method, path, headers, body)
+    return connection.protocol, connection
 
 
-def response(channel: DummyChannel) -> RawResponse | None:
+def response(connection: Connection) -> RawResponse | None:
     """The response written so far, or None if nothing has been written."""
-    raw = channel.transport.written.getvalue()
+    raw = connection.written()
     return parse_response(raw) if raw else None

@@ -14,9 +14,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
 from mdsvc.agent.forwarder import APIForwarder
-from mdsvc.agent.handler import AgentRequest, AgentResponse, MetadataAgent
+from mdsvc.agent.handler import AgentRequest, MetadataAgent
+from mdsvc.http import HTTPResponse
 from mdsvc.agent.ratelimit import SlidingWindowLimiter
-from mdsvc.agent.server import AgentResource, socket_mode
+from mdsvc.agent.server import AgentHandler, socket_mode
 from mdsvc.api.identify import sign
 from mdsvc.interfaces import LookupUnavailable
 from mdsvc.testing import MemoryLookup
@@ -59,7 +60,7 @@ class Harness:
                                     ("network", NET, "fa:16:3e:12:34:56"): ("inst-6", "proj-6")})
         self.agent = MetadataAgent(self.lookup, APIForwarder(self.http, "http://9.9.9.9:8775", self.clock, 20), "secret", limiter)
 
-    def handle(self, case: SynchronousTestCase, **kw: Any) -> AgentResponse:
+    def handle(self, case: SynchronousTestCase, **kw: Any) -> HTTPResponse:
         values: dict[str, Any] = dict(method=b"GET", path=b"/the_path", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))
         values.update(kw)
         d = ensureDeferred(self.agent.handle(AgentRequest(**values)))
@@ -150,7 +151,7 @@ class ForwardingTests(SynchronousTestCase):
     def test_ovn_network_header(self) -> None:
         """X-OVN-Network-ID counts as the network header (the server passes it in network_ids)."""
         h = Harness()
-        _, channel = raw_request(AgentResource(h.agent), b"GET", b"/latest", {b"X-OVN-Network-ID": NET.encode(), b"X-Forwarded-For": b"10.0.0.5"})
+        _, channel = raw_request(AgentHandler(h.agent), b"GET", b"/latest", {b"X-OVN-Network-ID": NET.encode(), b"X-Forwarded-For": b"10.0.0.5"})
         h.http.flush()
         self.assertEqual(raw_response(channel).code, 200)  # type: ignore[union-attr]
 

@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 
 from mdsvc.api.app import MetadataApp
 from mdsvc.api.identify import Identifier, sign
-from mdsvc.api.resource import MetadataResource
+from mdsvc.api.handler import APIHandler
 from mdsvc.interfaces import IInstanceStore
 from mdsvc.model import FixedIp, Instance, KeyPair, Network, Nic, Subnet, Flavor
 from mdsvc.testing import MemoryInstanceStore
@@ -52,7 +52,7 @@ class Harness:
         self.clock.advance(NOW)
         self.store = MemoryInstanceStore()
         self.app = MetadataApp(store=self.store, identifier=Identifier(proxy, secret, forwarded), clock=self.clock, cache_ttl=ttl, **app)  # type: ignore[arg-type]
-        self.resource = MetadataResource(self.app)
+        self.resource = APIHandler(self.app)
         self.secret = secret
 
     def signed(self, uuid: str = UUID, tenant: str = "test", xff: str = "192.192.192.2") -> dict[bytes, bytes]:
@@ -303,8 +303,10 @@ class PasswordTests(SynchronousTestCase):
 
     def test_big_content_length_is_400(self) -> None:
         """A Content-Length over the limit is refused before the body is read."""
-        r = self.h.get("/openstack/latest/password", b"POST", headers={b"content-length": b"5000"}, body=b"short")
+        r = self.h.get("/openstack/latest/password", b"POST", headers={b"content-length": b"100000"}, body=b"short")
         self.assertEqual(r.code, 400)
+        self.assertIn(b"Request is too large.", r.body)
+        self.assertEqual(self.h.get("/openstack/latest/password", b"POST", body=b"x" * 5000).code, 400)
 
     def test_not_utf8_is_400(self) -> None:
         """Q12: a body that is not UTF-8 is 400, not Nova's 500."""
@@ -536,7 +538,7 @@ class ErrorTests(SynchronousTestCase):
         from twisted.python.failure import Failure
         req.connectionLost(Failure(ConnectionLost()))
         h.store.hold[0].callback(None)
-        self.assertEqual(channel.transport.written.getvalue(), b"")
+        self.assertEqual(channel.written(), b"")
 
 
 class CacheTests(SynchronousTestCase):

@@ -17,8 +17,9 @@ from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from mdsvc.agent.handler import AgentRequest, AgentResponse
-from mdsvc.proxy.http import AgentSocketUpstream, InProcessUpstream, IUpstream, NamespaceProxyResource, guest_address
+from mdsvc.agent.handler import AgentRequest
+from mdsvc.http import HTTPRequest, HTTPResponse
+from mdsvc.proxy.http import AgentSocketUpstream, InProcessUpstream, IUpstream, NamespaceProxyHandler, guest_address
 from tests.http import request, response
 
 
@@ -29,18 +30,18 @@ class Recording:
     def __init__(self) -> None:
         self.seen: list[AgentRequest] = []
 
-    def forward(self, req: AgentRequest) -> Deferred[AgentResponse]:
+    def forward(self, req: AgentRequest) -> Deferred[HTTPResponse]:
         self.seen.append(req)
-        return succeed(AgentResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"ok"))
+        return succeed(HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"ok"))
 
 
 class ResourceTests(SynchronousTestCase):
-    """NamespaceProxyResource."""
+    """NamespaceProxyHandler."""
 
     def test_identity_headers_stripped(self) -> None:
         """Guest-sent identity headers never pass; the listener's identity and the peer address do."""
         up = Recording()
-        res = NamespaceProxyResource("network", "net-a", up)
+        res = NamespaceProxyHandler("network", "net-a", up)
         _, channel = request(res, b"GET", b"/latest/meta-data/?x=1", {
             b"X-Neutron-Network-ID": b"net-b", b"X-Neutron-Router-ID": b"r", b"X-OVN-Network-ID": b"net-c",
             b"X-Forwarded-For": b"10.0.0.99", b"X-Instance-ID": b"someone", b"Accept": b"*/*",
@@ -53,25 +54,21 @@ class ResourceTests(SynchronousTestCase):
     def test_router_identity_and_body(self) -> None:
         """A router listener states the router; a POST body is passed on."""
         up = Recording()
-        _, channel = request(NamespaceProxyResource("router", "r-1", up), b"POST", b"/openstack/latest/password", body=b"pw")
+        _, channel = request(NamespaceProxyHandler("router", "r-1", up), b"POST", b"/openstack/latest/password", body=b"pw")
         self.assertEqual((up.seen[0].router_ids, up.seen[0].network_ids, up.seen[0].body), ((b"r-1",), (), b"pw"))
 
     def test_kind_checked(self) -> None:
         """Only network and router listeners exist."""
-        self.assertRaises(ValueError, NamespaceProxyResource, "subnet", "x", Recording())
+        self.assertRaises(ValueError, NamespaceProxyHandler, "subnet", "x", Recording())
 
     def test_guest_address(self) -> None:
         """The zone is dropped and IPv4-mapped addresses become IPv4."""
 
-        class Req:
-            def __init__(self, host: str) -> None:
-                self.host = host
+        def req(host: str) -> HTTPRequest:
+            return HTTPRequest(b"GET", b"/", b"HTTP/1.1", {}, b"", host)
 
-            def getClientAddress(self) -> IPv6Address:
-                return IPv6Address("TCP", self.host, 1)
-
-        self.assertEqual(guest_address(Req("::ffff:10.0.0.5")), b"10.0.0.5")  # type: ignore[arg-type]
-        self.assertEqual(guest_address(Req("fe80::f816:3eff:feaa:1%ifb1")), b"fe80::f816:3eff:feaa:1")  # type: ignore[arg-type]
+        self.assertEqual(guest_address(req("::ffff:10.0.0.5")), b"10.0.0.5")
+        self.assertEqual(guest_address(req("fe80::f816:3eff:feaa:1%ifb1")), b"fe80::f816:3eff:feaa:1")
 
     def test_interfaces(self) -> None:
         """Both upstreams provide IUpstream."""

@@ -127,17 +127,16 @@ class MakeServiceTests(SynchronousTestCase):
         top, reactor, _ = self.role("proxy", "listeners = network n1 tcp:18080:interface=127.0.0.1\n")
         self.assertEqual([(p[0], p[3]) for p in reactor.tcpServers], [(18080, "127.0.0.1")])
         self.assertEqual(reactor.unixServers, [])
-        from mdsvc.proxy.http import AgentSocketUpstream, NamespaceProxyResource
-        site = reactor.tcpServers[0][1]
-        resource = site.resource
-        self.assertIsInstance(resource, NamespaceProxyResource)
+        from mdsvc.proxy.http import AgentSocketUpstream, NamespaceProxyHandler
+        resource = reactor.tcpServers[0][1].handler
+        self.assertIsInstance(resource, NamespaceProxyHandler)
         self.assertIsInstance(resource.upstream, AgentSocketUpstream)
 
     def test_network_node_in_process(self) -> None:
         """network-node: the proxies call the agent in-process, and the agent socket stays open."""
         _, reactor, state = self.role("network-node", "listeners = router r1 tcp:18081\n")
         from mdsvc.proxy.http import InProcessUpstream
-        self.assertIsInstance(reactor.tcpServers[0][1].resource.upstream, InProcessUpstream)
+        self.assertIsInstance(reactor.tcpServers[0][1].handler.upstream, InProcessUpstream)
         self.assertEqual(reactor.unixServers[0][0], f"{state}/metadata_proxy")
 
     def test_all_in_one_has_everything(self) -> None:
@@ -146,7 +145,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [0, 18082])
         self.assertEqual(len(reactor.unixServers), 1)
         from mdsvc.agent.inprocess import InProcessAPI
-        agent = [p[1] for p in reactor.tcpServers if p[0] == 18082][0].resource.upstream.agent
+        agent = [p[1] for p in reactor.tcpServers if p[0] == 18082][0].handler.upstream.agent
         self.assertIsInstance(agent.forwarder, InProcessAPI)
 
     def test_bad_lookup_one_line(self) -> None:

@@ -20,6 +20,7 @@ from mdsvc.agent.forwarder import APIForwarder, UpstreamResponse, UpstreamTimeou
 from mdsvc.agent.ratelimit import SlidingWindowLimiter
 from mdsvc.api.errors import error_page
 from mdsvc.api.identify import sign
+from mdsvc.http import HTTPResponse
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup.address import normalise_address
 
@@ -44,15 +45,6 @@ class AgentRequest:
     network_ids: tuple[bytes, ...] = ()
     router_ids: tuple[bytes, ...] = ()
     accept: bytes | None = None
-
-
-@frozen
-class AgentResponse:
-    """What goes back to the guest."""
-
-    code: int
-    headers: tuple[tuple[bytes, bytes], ...]
-    body: bytes
 
 
 class AgentError(Exception):
@@ -81,7 +73,7 @@ class MetadataAgent:
     rate_limit_family: int | None = 4
     _log = Logger()
 
-    async def handle(self, request: AgentRequest) -> AgentResponse:
+    async def handle(self, request: AgentRequest) -> HTTPResponse:
         """Answer one proxied request; never raises (except cancellation)."""
         try:
             return await self._handle(request)
@@ -96,12 +88,12 @@ class MetadataAgent:
             return self.error(500, "An unknown error has occurred. Please try your request again.", request.accept)
 
     @staticmethod
-    def error(code: int, explanation: str, accept: bytes | None) -> AgentResponse:
+    def error(code: int, explanation: str, accept: bytes | None) -> HTTPResponse:
         """The agent's own error page (HTML for browsers and curl, like Nova's)."""
         page = error_page(code, explanation, accept)
-        return AgentResponse(code, ((b"Content-Type", page.content_type),), page.body)
+        return HTTPResponse(code, ((b"Content-Type", page.content_type),), page.body)
 
-    async def _handle(self, request: AgentRequest) -> AgentResponse:
+    async def _handle(self, request: AgentRequest) -> HTTPResponse:
         network_id, router_id = self._identity(request)
         if len(request.forwarded_for) != 1 or b"," in request.forwarded_for[0]:
             raise AgentError(400, "X-Forwarded-For must hold exactly one address.")
@@ -161,11 +153,11 @@ class MetadataAgent:
         except UpstreamTimeout as e:
             raise AgentError(504, "The remote metadata server did not answer in time.", "warn") from e
 
-    def _relay(self, response: UpstreamResponse) -> AgentResponse:
+    def _relay(self, response: UpstreamResponse) -> HTTPResponse:
         if response.code == 200 or response.code in RELAYED_ERRORS:
             if response.code == 403:
                 self._log.warn("The remote metadata server responded with Forbidden. This response usually occurs when shared secrets do not match.")
             elif response.code == 500:
                 self._log.warn("Remote metadata server experienced an internal server error.")
-            return AgentResponse(response.code, response.headers, response.body)
+            return HTTPResponse(response.code, response.headers, response.body)
         raise AgentError(502, f"The remote metadata server answered with unexpected status {response.code}.", "error")

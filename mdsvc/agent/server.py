@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_agent_server -*-
 """
-The agent's HTTP/1.1 server: a twisted.web resource on the UNIX socket that namespace proxies
-(ours, or Neutron's haproxy) forward to, and the service that owns the socket file.
+The agent's HTTP/1.1 server: the handler namespace proxies (ours, or Neutron's haproxy) reach on
+the UNIX socket, and the service that owns the socket file.
 """
 
 from __future__ import annotations
@@ -10,92 +10,38 @@ import grp
 import os
 import pwd
 import stat
-from typing import Any, Callable
+from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
 
-from mdsvc.agent.handler import AgentRequest, AgentResponse, MetadataAgent
+from mdsvc.agent.handler import AgentRequest, MetadataAgent
+from mdsvc.http import HTTPRequest, HTTPResponse
 
-MAX_BODY = 64 * 1024
-"""Metadata requests carry at most a password (1020 bytes); anything far larger is refused."""
-
-
-def agent_request(request: Request) -> AgentRequest:
+def agent_request(request: HTTPRequest) -> AgentRequest:
     """The identity headers and the request line of a proxied request."""
-    headers = request.requestHeaders
-    content = request.content
-    body = b""
-    if content is not None:
-        content.seek(0)
-        body = content.read(MAX_BODY + 1)
+    headers = request.headers
     return AgentRequest(
         method=request.method,
-        path=request.uri,
-        body=body,
-        forwarded_for=tuple(headers.getRawHeaders(b"x-forwarded-for") or ()),
-        network_ids=tuple((headers.getRawHeaders(b"x-neutron-network-id") or []) + (headers.getRawHeaders(b"x-ovn-network-id") or [])),
-        router_ids=tuple(headers.getRawHeaders(b"x-neutron-router-id") or ()),
-        accept=headers.getRawHeaders(b"accept", [None])[0],
+        path=request.target,
+        body=request.body,
+        forwarded_for=tuple(headers.get(b"x-forwarded-for", ())),
+        network_ids=tuple(headers.get(b"x-neutron-network-id", []) + headers.get(b"x-ovn-network-id", [])),
+        router_ids=tuple(headers.get(b"x-neutron-router-id", ())),
+        accept=request.header(b"accept"),
     )
 
 
-def write_response(request: Request, response: AgentResponse) -> None:
-    """Send an L{AgentResponse} (status, relayed headers, exact Content-Length, body)."""
-    request.setResponseCode(response.code)
-    for name, value in response.headers:
-        request.responseHeaders.addRawHeader(name, value)
-    request.setHeader(b"content-length", b"%d" % len(response.body))
-    request.write(response.body)
-    request.finish()
-
-
-def serve(request: Request, answer: Callable[[], Any], log: Logger) -> Any:
-    """Run the coroutine C{answer()} for C{request}, cancelling it if the client goes away."""
-    finished = request.notifyFinish()
-    d = ensureDeferred(answer())
-    gone: list[bool] = []
-
-    def lost(_: Failure) -> None:
-        gone.append(True)
-        d.cancel()
-
-    def send(response: AgentResponse) -> None:
-        if not gone and not request.finished:
-            write_response(request, response)
-
-    def failed(failure: Failure) -> None:
-        if gone or request.finished or failure.check(CancelledError):
-            return
-        log.failure("unhandled error answering {path}", failure, path=request.uri)
-        write_response(request, MetadataAgent.error(500, "An unknown error has occurred. Please try your request again.", None))
-
-    finished.addErrback(lost)
-    d.addCallbacks(send, failed)
-    return NOT_DONE_YET
-
-
-class AgentResource(Resource):
-    """The root of the agent's server: every path and method is a proxied metadata request."""
-
-    isLeaf = True
-    _log = Logger()
+class AgentHandler:
+    """C{LeanHTTPFactory(AgentHandler(agent))}: every path and method is a proxied metadata request."""
 
     def __init__(self, agent: MetadataAgent) -> None:
-        super().__init__()
         self.agent = agent
 
-    def render(self, request: Request) -> Any:
+    def __call__(self, request: HTTPRequest) -> Deferred[HTTPResponse]:
         """Hand the request to the agent."""
-        parsed = agent_request(request)
-        if len(parsed.body) > MAX_BODY:
-            write_response(request, MetadataAgent.error(400, "Request is too large.", parsed.accept))
-            return NOT_DONE_YET
-        return serve(request, lambda: self.agent.handle(parsed), self._log)
+        return ensureDeferred(self.agent.handle(agent_request(request)))
 
 
 def socket_mode(mode: str, proxy_user: str, proxy_group: str) -> int:

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_proxy_http -*-
 """
 The namespace proxy's HTTP side: what haproxy does in Neutron's namespaces (neutron spec §1 hop 1),
-as a twisted.web resource with a fixed identity per listener.
+as a handler with a fixed identity per listener.
 
 Whatever identity headers the guest sent are dropped: the proxy itself states the network or
 router the listener belongs to and the guest's address as the connection shows it.  The request
@@ -23,13 +23,11 @@ from twisted.web._newclient import RequestTransmissionFailed, ResponseNeverRecei
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import Interface, implementer
 
 from mdsvc.agent.forwarder import HOP_BY_HOP, _Bytes
-from mdsvc.agent.handler import AgentRequest, AgentResponse, MetadataAgent
-from mdsvc.agent.server import MAX_BODY, serve, write_response
+from mdsvc.agent.handler import AgentRequest, MetadataAgent
+from mdsvc.http import HTTPRequest, HTTPResponse
 
 
 class IUpstream(Interface):
@@ -38,7 +36,7 @@ class IUpstream(Interface):
     def forward(request):
         """
         @param request: an L{AgentRequest} with the proxy's identity and the guest's address.
-        @return: a Deferred of an L{AgentResponse}; never fails except on cancellation.
+        @return: a Deferred of an L{HTTPResponse}; never fails except on cancellation.
         """
 
 
@@ -49,7 +47,7 @@ class InProcessUpstream:
 
     agent: MetadataAgent
 
-    def forward(self, request: AgentRequest) -> Deferred[AgentResponse]:
+    def forward(self, request: AgentRequest) -> Deferred[HTTPResponse]:
         """See L{IUpstream.forward}."""
         return ensureDeferred(self.agent.handle(request))
 
@@ -85,7 +83,7 @@ class AgentSocketUpstream:
         self._timeout = timeout
         self.path = path
 
-    def forward(self, request: AgentRequest) -> Deferred[AgentResponse]:
+    def forward(self, request: AgentRequest) -> Deferred[HTTPResponse]:
         """See L{IUpstream.forward}."""
         raw: dict[bytes, list[bytes]] = {b"X-Forwarded-For": list(request.forwarded_for)}
         if request.network_ids:
@@ -101,11 +99,11 @@ class AgentSocketUpstream:
         d.addErrback(self._failed, request)
         return d
 
-    def _read(self, response: Any) -> Deferred[AgentResponse]:
+    def _read(self, response: Any) -> Deferred[HTTPResponse]:
         headers = tuple(
             (name, value) for name, values in response.headers.getAllRawHeaders() if name.lower() not in HOP_BY_HOP for value in values
         )
-        return readBody(response).addCallback(lambda body: AgentResponse(response.code, headers, body))
+        return readBody(response).addCallback(lambda body: HTTPResponse(response.code, headers, body))
 
     def _failed(self, failure: Any, request: AgentRequest) -> Any:
         if failure.check(DeferredTimeout):
@@ -122,10 +120,9 @@ def _timed_out(result: Any, timeout: float) -> Any:
     raise DeferredTimeout(f"no answer within {timeout:g}s")
 
 
-def guest_address(request: Request) -> bytes:
+def guest_address(request: HTTPRequest) -> bytes:
     """The guest's address as the connection shows it: zone dropped, IPv4-mapped as IPv4."""
-    host = getattr(request.getClientAddress(), "host", "") or ""
-    host = host.split("%", 1)[0]
+    host = (request.peer or "").split("%", 1)[0]
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -135,38 +132,26 @@ def guest_address(request: Request) -> bytes:
     return str(address).encode("ascii")
 
 
-class NamespaceProxyResource(Resource):
-    """One listener's resource: C{kind} is C{"network"} or C{"router"}, C{ident} its id."""
-
-    isLeaf = True
-    _log = Logger()
+class NamespaceProxyHandler:
+    """One listener's handler: C{kind} is C{"network"} or C{"router"}, C{ident} its id."""
 
     def __init__(self, kind: str, ident: str, upstream: IUpstream) -> None:
-        super().__init__()
         if kind not in ("network", "router"):
             raise ValueError(f"kind must be network or router, not {kind!r}")
         self.kind = kind
         self.ident = ident.encode("ascii")
         self.upstream = upstream
+        self._networks = (self.ident,) if kind == "network" else ()
+        self._routers = (self.ident,) if kind == "router" else ()
 
-    def render(self, request: Request) -> Any:
+    def __call__(self, request: HTTPRequest) -> Deferred[HTTPResponse]:
         """Forward with the listener's identity; the guest's own identity headers never pass."""
-        content = request.content
-        body = b""
-        if content is not None:
-            content.seek(0)
-            body = content.read(MAX_BODY + 1)
-        accept = request.getHeader(b"accept")
-        if len(body) > MAX_BODY:
-            write_response(request, MetadataAgent.error(400, "Request is too large.", accept))
-            return NOT_DONE_YET
-        forwarded = AgentRequest(
+        return self.upstream.forward(AgentRequest(
             method=request.method,
-            path=request.uri,
-            body=body,
+            path=request.target,
+            body=request.body,
             forwarded_for=(guest_address(request),),
-            network_ids=(self.ident,) if self.kind == "network" else (),
-            router_ids=(self.ident,) if self.kind == "router" else (),
-            accept=accept,
-        )
-        return serve(request, lambda: self.upstream.forward(forwarded), self._log)
+            network_ids=self._networks,
+            router_ids=self._routers,
+            accept=request.header(b"accept"),
+        ))

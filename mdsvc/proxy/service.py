@@ -26,21 +26,14 @@ from twisted.application.service import MultiService
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.web.server import Site
 
+from mdsvc.http import LeanHTTPFactory
 from mdsvc.proxy.discovery import NamespaceWatcher, classify
-from mdsvc.proxy.http import IUpstream, NamespaceProxyResource
+from mdsvc.proxy.http import IUpstream, NamespaceProxyHandler
 from mdsvc.proxy.netns import NamespaceError, adopt, interfaces_with_address, listening_socket_in_namespace
 
 METADATA_V4 = "169.254.169.254"
 METADATA_V6 = "fe80::a9fe:a9fe"
-
-
-class QuietSite(Site):
-    """A Site without the per-request access log line (the agent logs what matters)."""
-
-    def log(self, request: Any) -> None:
-        """No access log."""
 
 
 class NamespaceProxies(MultiService):
@@ -62,7 +55,7 @@ class NamespaceProxies(MultiService):
         self.directory = directory
         self.router_port = router_port
         self.ports: dict[str, dict[str, IListeningPort]] = {}
-        self._sites: dict[str, Site] = {}
+        self._sites: dict[str, LeanHTTPFactory] = {}
         self.watcher = NamespaceWatcher(
             on_added=self.added, on_removed=self.removed, clock=reactor, directory=directory,
             wanted=_wanted(wanted), interval=interval, use_inotify=use_inotify, reactor=reactor,
@@ -91,7 +84,7 @@ class NamespaceProxies(MultiService):
         kind = classify(name)
         if kind is None:
             return
-        self._sites[name] = QuietSite(NamespaceProxyResource(kind.kind, kind.id, self.upstream), reactor=self.reactor)
+        self._sites[name] = LeanHTTPFactory(NamespaceProxyHandler(kind.kind, kind.id, self.upstream), self.reactor, name=f"metadata-proxy {name}")
         self.ports.setdefault(name, {})
         try:
             self._complete(name)

@@ -67,7 +67,7 @@ class Twistd:
     def _wait_for_port(self, timeout: float = 30) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = re.search(r"\bSite starting on (\d+)", self.log())
+            found = re.search(r"metadata-api starting on (\d+)", self.log())
             if found:
                 return int(found.group(1))
             if self.process.poll() is not None:
