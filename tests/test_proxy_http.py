@@ -8,7 +8,6 @@ import tempfile
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.address import IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
