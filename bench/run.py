@@ -5,9 +5,10 @@ process, one table; a boot storm through the whole chain; a thousand namespaces 
 
     bash bench/install.sh && python3 bench/run.py          # the whole run (about 5 minutes)
     python3 bench/run.py --smoke                            # CI: every shape starts and answers right
-    python3 bench/run.py --shapes 4,5 --duration 10         # some shapes only
+    python3 bench/run.py --shapes 4,5 --duration 10         # some shapes only (no storm, no namespaces)
     python3 bench/run.py --storm 1000                       # only the boot storm
     python3 bench/run.py --namespaces 1000                  # only the namespace scale
+    python3 bench/run.py --shapes 5 --profile /tmp/p        # py-spy of shape 5 under load: top frames
 
 Shapes (bench/README.md says more):
   1  bare twisted.web resource answering 200 bytes
@@ -496,9 +497,18 @@ def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Se
         argv = ["taskset", "-c", opts.client_cpu] + argv
     pids = [s.pid for s in servers]
     with RSSSampler(pids) as rss:
-        stop_profile = profile() if profile else None
         ticks0 = cpu_ticks(pids)
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=opts.duration + 120)
+        load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stop_profile = None
+        if profile:
+            time.sleep(1)  # py-spy attached to a process under load, not before it
+            stop_profile = profile()
+        try:
+            stdout, stderr = load.communicate(timeout=opts.duration + 120)
+        except subprocess.TimeoutExpired:
+            load.kill()
+            stdout, stderr = load.communicate()
+        result = subprocess.CompletedProcess(argv, load.returncode, stdout, stderr)
         ticks = cpu_ticks(pids) - ticks0
         if stop_profile:
             stop_profile()
@@ -609,7 +619,7 @@ def py_spy(opts: argparse.Namespace, pid: int) -> Callable[[], Any]:
     # not pinned: on the load generator's core it would starve behind wrk. It pauses the target
     # for each sample (100 a second), which costs the profiled run a few per cent.
     argv = [exe, "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "-o", raw,
-            "--duration", str(max(1, opts.duration - 2))]
+            "--duration", str(max(1, opts.duration - 3))]
     log = open(base + ".log", "wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
@@ -627,26 +637,50 @@ IDLE_LEAVES = ("Condition.wait (threading.py", "EPollReactor.doPoll (twisted/int
 """Leaf frames that are waiting, not working: idle thread-pool workers, the reactor in epoll_wait."""
 
 
-def own_time_top(raw_path: str, n: int = 15) -> tuple[list[tuple[float, int, str]], int, int]:
+KEY_FRAMES = (
+    "HTTPChannel.dataReceived (twisted/web/http.py",  # an HTTP server parsing a request and rendering it
+    "Agent.request (twisted/web/client.py",  # the HTTP client sending a request
+    "HTTP11ClientProtocol.dataReceived (twisted/web/_newclient.py",  # ... and parsing the answer
+    "LogPublisher.__call__ (twisted/logger/_observer.py",  # every log event
+    "FileDescriptor.doWrite (twisted/internet/abstract.py",  # socket writes
+    "Connection.doRead (twisted/internet/tcp.py",  # socket reads (and all that follows from them)
+)
+"""Twisted frames whose inclusive share says what the chain spends its time on."""
+
+
+def _function(frame: str) -> str:
+    """C{Class.method (path/file.py:123)} -> C{Class.method (path/file.py)}: samples of all lines of a function together."""
+    return re.sub(r":\d+\)$", ")", frame)
+
+
+def own_time_top(raw_path: str, n: int = 15) -> tuple[list[tuple[float, int, str]], list[tuple[float, int, str]], int, int]:
     """
-    Top C{n} frames by own (self) time from py-spy's raw (collapsed stack) output, as shares of
-    the busy samples (idle leaves left out); and the busy and idle sample counts.
+    From py-spy's raw (collapsed stack) output: the top C{n} functions by own (self) time, and
+    mdsvc's and a few key Twisted functions (L{KEY_FRAMES}) by inclusive time, as shares of the busy samples (idle leaves left
+    out); and the busy and idle sample counts.
     """
     own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
     busy = idle = 0
     with open(raw_path) as f:
         for line in f:
             stack, _, count = line.rstrip("\n").rpartition(" ")
             if not stack:
                 continue
-            leaf = stack.split(";")[-1]
-            if leaf.startswith(IDLE_LEAVES):
+            frames = stack.split(";")
+            if frames[-1].startswith(IDLE_LEAVES):
                 idle += int(count)
                 continue
+            leaf = _function(frames[-1])
             own[leaf] = own.get(leaf, 0) + int(count)
+            for name in {_function(f) for f in frames if "mdsvc/" in f or f.startswith(KEY_FRAMES)}:
+                inclusive[name] = inclusive.get(name, 0) + int(count)
             busy += int(count)
-    top = sorted(own.items(), key=lambda kv: -kv[1])[:n]
-    return [(100.0 * c / max(1, busy), c, frame) for frame, c in top], busy, idle
+
+    def top(table: dict[str, int], k: int) -> list[tuple[float, int, str]]:
+        return [(100.0 * c / max(1, busy), c, name) for name, c in sorted(table.items(), key=lambda kv: -kv[1])[:k]]
+
+    return top(own, n), top(inclusive, n), busy, idle
 
 
 # ---------------------------------------------------------------------------------------- modes
@@ -801,7 +835,8 @@ def describe_tree() -> str:
 def print_table(results: dict[int, dict[str, Any]], opts: argparse.Namespace, out: Any = sys.stdout) -> None:
     print(f"\nmdsvc ({describe_tree()}) bench: wrk -t1 -c{opts.connections} -d{opts.duration}s, cloud-init boot mix ({len(BOOT_PATHS)} GETs a boot) "
           f"over {opts.instances} instances; servers on CPU {opts.server_cpu or 'any'}, wrk on CPU {opts.client_cpu or 'any'}", file=out)
-    head = f"{'shape':<38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} {'RSS MiB':>8} {'CPU us/req':>10}"
+    head = (f"{'shape':<38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'errors':>7} {'RSS MiB':>8} "
+            f"{'CPU us/req':>10} {'core %':>6}")
     print(head, file=out)
     print("-" * len(head), file=out)
     for shape in sorted(results):
@@ -810,8 +845,11 @@ def print_table(results: dict[int, dict[str, Any]], opts: argparse.Namespace, ou
             print(f"{SHAPE_NAMES[shape]:<38} FAILED: {r['failed']}", file=out)
             continue
         print(f"{SHAPE_NAMES[shape]:<38} {r['rps']:>9.0f} {ms(r['p50']):>8} {ms(r['p99']):>8} {ms(r['p999']):>9} "
-              f"{r['errors']:>7} {r['rss_kib'] / 1024:>8.1f} {r['cpu_us']:>10.0f}", file=out)
+              f"{r['errors']:>7} {r['rss_kib'] / 1024:>8.1f} {r['cpu_us']:>10.0f} {r['cpu_us'] * r['rps'] / 1e4:>6.0f}", file=out)
     print("-" * len(head), file=out)
+    if opts.server_cpu is not None and any(r.get("cpu_us", 0) * r.get("rps", 0) < 0.9e6 for r in results.values()):
+        print("note: a shape whose servers used under 90% of their core was held back by something else "
+              "(another load on the machine, or latency): run it again before trusting its req/s", file=out)
     for a, b, target in ((4, 2, 1.0), (5, 1, 0.5), (3, 6, 5.0)):
         ra, rb = results.get(a), results.get(b)
         if ra and rb and "rps" in ra and "rps" in rb and rb["rps"]:
@@ -844,9 +882,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "git archive COMMIT | tar -x -C DIR); default this repository")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     opts = p.parse_args(argv)
-    modes_given = opts.storm is not None or opts.namespaces is not None
+    # nothing selected: everything; --smoke: everything, small; else only what was asked for
+    selected = opts.shapes is not None or opts.storm is not None or opts.namespaces is not None
+    everything = opts.smoke or not selected
     if opts.shapes is None:
-        opts.shapes = "1,2,3,4,5,6" if (opts.smoke or not modes_given) else ""
+        opts.shapes = "1,2,3,4,5,6" if everything else ""
     opts.shape_list = [int(s) for s in opts.shapes.split(",") if s.strip()]
     if opts.smoke:
         opts.duration = opts.duration or 2
@@ -857,9 +897,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         opts.duration = opts.duration or 20
         opts.instances = opts.instances or 200
         if opts.storm is None:
-            opts.storm = 0 if modes_given else 1000
+            opts.storm = 1000 if everything else 0
         if opts.namespaces is None:
-            opts.namespaces = 0 if modes_given else 1000
+            opts.namespaces = 1000 if everything else 0
     cpus = sorted(os.sched_getaffinity(0))
     if opts.no_pin or len(cpus) < 2:
         opts.server_cpu = opts.client_cpu = None
@@ -925,10 +965,13 @@ def main(argv: list[str] | None = None) -> int:
         if opts.shape_list:
             print_table(results, opts)
         if opts.profile and "rps" in results.get(opts.profile_shape, {}):
-            top, busy, idle = own_time_top(opts.profile + ".txt")
-            print(f"\npy-spy (100 Hz), shape {SHAPE_NAMES[opts.profile_shape]} under load: top frames by own time "
+            top, ours, busy, idle = own_time_top(opts.profile + ".txt")
+            print(f"\npy-spy (100 Hz), shape {SHAPE_NAMES[opts.profile_shape]} under load: top functions by own time "
                   f"({busy} busy samples; {idle} idle ones left out: pool threads waiting, epoll_wait)", flush=True)
             for pct, samples, frame in top:
+                print(f"  {pct:5.1f}%  {samples:6d}  {frame}")
+            print("mdsvc functions and key Twisted ones by inclusive time (callees included):")
+            for pct, samples, frame in ours:
                 print(f"  {pct:5.1f}%  {samples:6d}  {frame}")
         if opts.storm:
             clear_snat()

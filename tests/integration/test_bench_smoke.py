@@ -49,7 +49,7 @@ class BenchSmokeTests(SynchronousTestCase):
         self.assertEqual(sorted(rows), sorted(SHAPES), output[-6000:])
         for shape, line in rows.items():
             self.assertNotIn("FAILED", line, output[-6000:])
-            # columns from the right: ... errors, RSS MiB, CPU us/req
-            self.assertEqual(line.split()[-3], "0", f"{shape}: {line}")
+            # columns from the right: ... errors, RSS MiB, CPU us/req, core %
+            self.assertEqual(line.split()[-4], "0", f"{shape}: {line}")
         self.assertRegex(result.stdout, r"boot storm \(shape 5\): 20 guests .* errors 0,")
         self.assertRegex(result.stdout, r"namespace scale: 20 qdhcp- namespaces .* all served")
