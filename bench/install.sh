@@ -43,7 +43,7 @@ fi
 # The Nova peer in its own virtualenv. A stamp file marks a complete install, so an interrupted
 # one is finished the next time.
 if [ ! -f "$VENV/.mdsvc-bench-complete" ] || ! "$VENV/bin/python" -W ignore -c "import nova.api.metadata.handler, gunicorn" >/dev/null 2>&1; then
-  echo "bench/install.sh: nova + gunicorn into $VENV (a few minutes the first time)"
+  echo "bench/install.sh: nova + gunicorn into $VENV (about half a minute the first time)"
   mkdir -p "$(dirname "$VENV")"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: '  || true
