@@ -305,6 +305,8 @@ class AgentConfig:
     backlog: int
     listen_endpoint: str
     api_url: str
+    api_host: str
+    api_port: int
     api_insecure: bool
     api_ca_cert: str
     api_client_cert: str
@@ -527,6 +529,8 @@ def load_config(path: str | None, overrides: Mapping[tuple[str, str], str] | Non
             listen_endpoint=v[("mdsvc", "agent_endpoint")] or "",
             api_url="%s://%s:%d" % (
                 v[("DEFAULT", "nova_metadata_protocol")], f"[{host}]" if ":" in host else host, v[("DEFAULT", "nova_metadata_port")]),
+            api_host=host,
+            api_port=v[("DEFAULT", "nova_metadata_port")],
             api_insecure=v[("DEFAULT", "nova_metadata_insecure")],
             api_ca_cert=v[("DEFAULT", "auth_ca_cert")],
             api_client_cert=v[("DEFAULT", "nova_client_cert")],

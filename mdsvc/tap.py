@@ -127,18 +127,21 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     return top
 
 
-def _api_agent(config: Config, reactor: Any) -> Any:
-    """The pooled HTTP client the agent forwards to the API with (TLS as metadata_agent.ini says)."""
-    from twisted.web.client import Agent, HTTPConnectionPool
+def _api_pool(config: Config, reactor: Any) -> Any:
+    """Persistent connections from the agent to the API (TLS as metadata_agent.ini says)."""
+    from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
     from mdsvc.agent.tls import AgentTLSPolicy
+    from mdsvc.httpclient import HTTPPool
 
     agent = config.agent
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = agent.api_pool_size
-    pool.cachedConnectionTimeout = 120
-    policy = AgentTLSPolicy(agent.api_ca_cert, agent.api_client_cert, agent.api_client_key, agent.api_insecure)
-    return Agent(reactor, contextFactory=policy, connectTimeout=agent.api_connect_timeout, pool=pool), pool
+    host, port = agent.api_host, agent.api_port
+    endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=agent.api_connect_timeout)
+    if agent.api_url.startswith("https:"):
+        policy = AgentTLSPolicy(agent.api_ca_cert, agent.api_client_cert, agent.api_client_key, agent.api_insecure)
+        endpoint = wrapClientTLS(policy.creatorForNetloc(host.encode("idna"), port), endpoint)
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return HTTPPool(endpoint.connect, netloc.encode("idna"), agent.api_pool_size)
 
 
 class PoolCloser(Service):
@@ -148,9 +151,9 @@ class PoolCloser(Service):
         self.pool = pool
 
     def stopService(self) -> Any:
-        """Close the cached connections."""
+        """Close the idle connections."""
         super().stopService()
-        return self.pool.closeCachedConnections()
+        return self.pool.close()
 
 
 def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
@@ -167,7 +170,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     try:
         lookup = build_lookup(agent.lookup, config.store, reactor, agent.neutron)
         mode = socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
-        http, pool = _api_agent(config, reactor)
+        pool = _api_pool(config, reactor)
     except (ValueError, OSError) as e:
         raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
     if agent.cache_enabled:
@@ -183,7 +186,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         # all-in-one: the API is in this process; signed requests go straight to its code
         forwarder: Any = InProcessAPI(parts["app"])
     else:
-        forwarder = APIForwarder(http, agent.api_url, reactor, agent.api_timeout)
+        forwarder = APIForwarder(pool, agent.api_url, reactor, agent.api_timeout)
     handler = MetadataAgent(lookup, forwarder, agent.shared_secret, limiter, limit.ip_version)
     parts["agent"] = handler
     site = _http(config, AgentHandler(handler), reactor, "metadata-agent")

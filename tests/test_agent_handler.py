@@ -5,68 +5,57 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.resource import Resource
 
 from mdsvc.agent.forwarder import APIForwarder
 from mdsvc.agent.handler import AgentRequest, MetadataAgent
-from mdsvc.http import HTTPResponse
+from mdsvc.http import HTTPRequest, HTTPResponse
+from mdsvc.httpclient import HTTPPool
 from mdsvc.agent.ratelimit import SlidingWindowLimiter
 from mdsvc.agent.server import AgentHandler, socket_mode
 from mdsvc.api.identify import sign
 from mdsvc.interfaces import LookupUnavailable
 from mdsvc.testing import MemoryLookup
 from tests.http import request as raw_request, response as raw_response
+from tests.loopback import connect_to
 
 NET = "7f1e1b0c-1111-2222-3333-444455556666"
 
 
-class FakeAPI(Resource):
-    """Records what reaches the API and answers as told."""
-
-    isLeaf = True
+class FakeAPI:
+    """An API handler that records what reaches it and answers as told."""
 
     def __init__(self, code: int = 200, body: bytes = b"web-1.novalocal", ctype: bytes = b"text/plain; charset=UTF-8") -> None:
-        super().__init__()
         self.code, self.body, self.ctype = code, body, ctype
         self.seen: list[dict[str, Any]] = []
         self.codes: list[int] = []
 
-    def render(self, request: Any) -> bytes:
-        self.seen.append({
-            "method": request.method, "uri": request.uri, "body": request.content.read(),
-            "headers": {k.lower(): v for k, v in request.requestHeaders.getAllRawHeaders()},
-        })
+    def __call__(self, request: HTTPRequest) -> HTTPResponse:
+        self.seen.append({"method": request.method, "uri": request.target, "body": request.body, "headers": request.headers})
         code = self.codes.pop(0) if self.codes else self.code
-        request.setResponseCode(code)
-        request.setHeader(b"content-type", self.ctype)
-        return self.body
+        return HTTPResponse(code, ((b"Content-Type", self.ctype),), self.body)
 
 
 class Harness:
-    """An agent over a memory lookup and a fake API reached through RequestTraversalAgent."""
+    """An agent over a memory lookup and a fake API reached over an in-memory connection pool."""
 
-    def __init__(self, api: FakeAPI | None = None, agent: Any = None, limiter: SlidingWindowLimiter | None = None) -> None:
+    def __init__(self, api: Any = None, connect: Any = None, limiter: SlidingWindowLimiter | None = None) -> None:
         self.clock = Clock()
         self.api = api or FakeAPI()
-        self.http = agent or RequestTraversalAgent(self.api)
+        self.pool = HTTPPool(connect or connect_to(self.api), b"9.9.9.9:8775")
         self.lookup = MemoryLookup({("network", NET, "10.0.0.5"): ("inst-1", "proj-1"),
                                     ("router", "r1", "10.0.0.5"): ("inst-2", "proj-2"),
                                     ("network", NET, "fa:16:3e:12:34:56"): ("inst-6", "proj-6")})
-        self.agent = MetadataAgent(self.lookup, APIForwarder(self.http, "http://9.9.9.9:8775", self.clock, 20), "secret", limiter)
+        self.agent = MetadataAgent(self.lookup, APIForwarder(self.pool, "http://9.9.9.9:8775", self.clock, 20), "secret", limiter)
 
     def handle(self, case: SynchronousTestCase, **kw: Any) -> HTTPResponse:
         values: dict[str, Any] = dict(method=b"GET", path=b"/the_path", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))
         values.update(kw)
-        d = ensureDeferred(self.agent.handle(AgentRequest(**values)))
-        if isinstance(self.http, RequestTraversalAgent):
-            self.http.flush()
-        return case.successResultOf(d)
+        return case.successResultOf(ensureDeferred(self.agent.handle(AgentRequest(**values))))
 
 
 class ForwardingTests(SynchronousTestCase):
@@ -116,24 +105,14 @@ class ForwardingTests(SynchronousTestCase):
 
     def test_api_unreachable_is_503(self) -> None:
         """A refused connection is 503 with Neutron's text."""
-
-        class Refusing:
-            def request(self, *a: Any) -> Deferred[Any]:
-                return fail(ConnectionRefusedError())
-
         with capturedLogs():
-            r = Harness(agent=Refusing()).handle(self, accept=b"text/plain")
+            r = Harness(connect=lambda factory: fail(ConnectionRefusedError())).handle(self, accept=b"text/plain")
         self.assertEqual(r.code, 503)
         self.assertIn(b"The remote metadata server is temporarily unavailable. Please try again later.", r.body)
 
     def test_api_timeout_is_504(self) -> None:
         """An API that does not answer within the timeout is the agent's 504, not a hang."""
-
-        class Hanging:
-            def request(self, *a: Any) -> Deferred[Any]:
-                return Deferred()
-
-        h = Harness(agent=Hanging())
+        h = Harness(api=lambda request: Deferred())
         d = ensureDeferred(h.agent.handle(AgentRequest(b"GET", b"/x", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))))
         h.clock.advance(19.9)
         self.assertNoResult(d)
@@ -152,7 +131,6 @@ class ForwardingTests(SynchronousTestCase):
         """X-OVN-Network-ID counts as the network header (the server passes it in network_ids)."""
         h = Harness()
         _, channel = raw_request(AgentHandler(h.agent), b"GET", b"/latest", {b"X-OVN-Network-ID": NET.encode(), b"X-Forwarded-For": b"10.0.0.5"})
-        h.http.flush()
         self.assertEqual(raw_response(channel).code, 200)  # type: ignore[union-attr]
 
 

@@ -97,7 +97,7 @@ class SocketUpstreamTests(TestCase):
         self.addCleanup(shutil.rmtree, directory, True)
         self.path = os.path.join(directory, "agent")
         self.upstream = AgentSocketUpstream(reactor, self.path, reactor, timeout=0.5)
-        self.addCleanup(self.upstream.pool.closeCachedConnections)
+        self.addCleanup(self.upstream.pool.close)
 
     def listen(self) -> None:
         port = reactor.listenUNIX(self.path, Site(Slow()))

@@ -16,7 +16,7 @@ from attrs import define, field, frozen
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
-from mdsvc.agent.forwarder import APIForwarder, UpstreamResponse, UpstreamTimeout, UpstreamUnavailable
+from mdsvc.agent.forwarder import APIForwarder, UpstreamTimeout, UpstreamUnavailable
 from mdsvc.agent.ratelimit import SlidingWindowLimiter
 from mdsvc.api.errors import error_page
 from mdsvc.api.identify import sign
@@ -140,7 +140,7 @@ class MetadataAgent:
             raise AgentError(404, f"Instance was not found on {where}.")
         return found
 
-    async def _forward(self, request: AgentRequest, forwarded_for: bytes, found: tuple[str, str]) -> UpstreamResponse:
+    async def _forward(self, request: AgentRequest, forwarded_for: bytes, found: tuple[str, str]) -> HTTPResponse:
         instance_id, project_id = found
         try:
             return await self.forwarder.forward(
@@ -153,7 +153,7 @@ class MetadataAgent:
         except UpstreamTimeout as e:
             raise AgentError(504, "The remote metadata server did not answer in time.", "warn") from e
 
-    def _relay(self, response: UpstreamResponse) -> HTTPResponse:
+    def _relay(self, response: HTTPResponse) -> HTTPResponse:
         if response.code == 200 or response.code in RELAYED_ERRORS:
             if response.code == 403:
                 self._log.warn("The remote metadata server responded with Forbidden. This response usually occurs when shared secrets do not match.")

@@ -9,9 +9,9 @@ from __future__ import annotations
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 
-from mdsvc.agent.forwarder import UpstreamResponse
 from mdsvc.api.app import MAX_PASSWORD_SIZE, MetadataApp
 from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, error_page
+from mdsvc.http import HTTPResponse
 
 
 class InProcessAPI:
@@ -24,7 +24,7 @@ class InProcessAPI:
 
     def forward(
         self, method: bytes, path: bytes, body: bytes, forwarded_for: bytes, instance_id: str, tenant_id: str, signature: str
-    ) -> Deferred[UpstreamResponse]:
+    ) -> Deferred[HTTPResponse]:
         """Answer as the API would over HTTP (the agent sends no Accept: plain-text error pages)."""
         headers = {
             b"x-forwarded-for": [forwarded_for],
@@ -34,7 +34,7 @@ class InProcessAPI:
         }
         return ensureDeferred(self._answer(method, path, body, headers))
 
-    async def _answer(self, method: bytes, path: bytes, body: bytes, headers: dict[bytes, list[bytes]]) -> UpstreamResponse:
+    async def _answer(self, method: bytes, path: bytes, body: bytes, headers: dict[bytes, list[bytes]]) -> HTTPResponse:
         raw_path = path.split(b"?", 1)[0]
         try:
             answer = await self.app.handle(method, raw_path, headers, None, lambda: body if len(body) <= MAX_PASSWORD_SIZE else None)
@@ -46,10 +46,10 @@ class InProcessAPI:
         except Exception:
             self._log.failure("unhandled error answering {path}", path=path)
             return _page(MetadataError(500, UNKNOWN_ERROR, "internal error"))
-        return UpstreamResponse(200, ((b"Content-Type", answer.content_type),), answer.body)
+        return HTTPResponse(200, ((b"Content-Type", answer.content_type),), answer.body)
 
 
-def _page(error: MetadataError) -> UpstreamResponse:
+def _page(error: MetadataError) -> HTTPResponse:
     page = error_page(error.code, error.explanation, None)
-    return UpstreamResponse(error.code, ((b"Content-Type", page.content_type),), page.body)
+    return HTTPResponse(error.code, ((b"Content-Type", page.content_type),), page.body)
 

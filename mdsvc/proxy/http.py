@@ -14,20 +14,15 @@ import ipaddress
 from typing import Any
 
 from attrs import frozen
-from twisted.internet import error as netError
 from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeout, ensureDeferred
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web._newclient import RequestTransmissionFailed, ResponseNeverReceived
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, readBody
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import Interface, implementer
 
-from mdsvc.agent.forwarder import HOP_BY_HOP, _Bytes
 from mdsvc.agent.handler import AgentRequest, MetadataAgent
 from mdsvc.http import HTTPRequest, HTTPResponse
+from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, relayed_headers
 
 
 class IUpstream(Interface):
@@ -52,19 +47,6 @@ class InProcessUpstream:
         return ensureDeferred(self.agent.handle(request))
 
 
-@implementer(IAgentEndpointFactory)
-@frozen
-class _AgentSocket:
-    """Every request goes to the agent's UNIX socket (one host name, so the pool keys are right)."""
-
-    reactor: Any
-    path: str
-    connect_timeout: float
-
-    def endpointForURI(self, uri: Any) -> UNIXClientEndpoint:
-        return UNIXClientEndpoint(self.reactor, self.path, timeout=self.connect_timeout)
-
-
 @implementer(IUpstream)
 class AgentSocketUpstream:
     """
@@ -75,41 +57,30 @@ class AgentSocketUpstream:
     _log = Logger()
 
     def __init__(self, reactor: Any, path: str, clock: IReactorTime, timeout: float, pool_size: int = 64) -> None:
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
-        self.pool.maxPersistentPerHost = pool_size
-        self.pool.cachedConnectionTimeout = 120
-        self._agent = Agent.usingEndpointFactory(reactor, _AgentSocket(reactor, path, min(timeout, 5)), pool=self.pool)
+        endpoint = UNIXClientEndpoint(reactor, path, timeout=min(timeout, 5))
+        self.pool = HTTPPool(endpoint.connect, b"169.254.169.254", pool_size)
         self._clock = clock
         self._timeout = timeout
         self.path = path
 
     def forward(self, request: AgentRequest) -> Deferred[HTTPResponse]:
         """See L{IUpstream.forward}."""
-        raw: dict[bytes, list[bytes]] = {b"X-Forwarded-For": list(request.forwarded_for)}
-        if request.network_ids:
-            raw[b"X-Neutron-Network-ID"] = list(request.network_ids)
-        if request.router_ids:
-            raw[b"X-Neutron-Router-ID"] = list(request.router_ids)
+        headers = [(b"X-Forwarded-For", v) for v in request.forwarded_for]
+        headers += [(b"X-Neutron-Network-ID", v) for v in request.network_ids]
+        headers += [(b"X-Neutron-Router-ID", v) for v in request.router_ids]
         if request.accept:
-            raw[b"Accept"] = [request.accept]
-        producer = _Bytes(request.body) if request.body or request.method in (b"POST", b"PUT", b"PATCH") else None
-        d = self._agent.request(request.method, b"http://agent" + request.path, Headers(raw), producer)
-        d.addCallback(self._read)
+            headers.append((b"Accept", request.accept))
+        d = self.pool.request(request.method, request.path, headers, request.body)
+        d.addCallback(lambda r: HTTPResponse(r.code, relayed_headers(r), r.body))
         d.addTimeout(self._timeout, self._clock, onTimeoutCancel=_timed_out)
         d.addErrback(self._failed, request)
         return d
-
-    def _read(self, response: Any) -> Deferred[HTTPResponse]:
-        headers = tuple(
-            (name, value) for name, values in response.headers.getAllRawHeaders() if name.lower() not in HOP_BY_HOP for value in values
-        )
-        return readBody(response).addCallback(lambda body: HTTPResponse(response.code, headers, body))
 
     def _failed(self, failure: Any, request: AgentRequest) -> Any:
         if failure.check(DeferredTimeout):
             self._log.warn("agent at {path} did not answer within {timeout}s", path=self.path, timeout=self._timeout)
             return MetadataAgent.error(504, "The server didn't respond in time.", request.accept)
-        if failure.check(netError.ConnectError, netError.ConnectionLost, ResponseFailed, ResponseNeverReceived, RequestTransmissionFailed):
+        if failure.check(ConnectionFailed, BadResponse):
             self._log.warn("agent at {path} is unavailable: {reason}", path=self.path, reason=failure.getErrorMessage())
             return MetadataAgent.error(503, "No server is available to handle this request.", request.accept)
         return failure
