@@ -214,7 +214,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("mdsvc", "lookup", lookup_backend, "store"),
     Option("mdsvc", "api_connect_timeout", number(0.1), 5.0),
     Option("mdsvc", "api_timeout", number(0.1), 20.0),
-    Option("mdsvc", "api_pool_size", integer(1), 64),
+    Option("mdsvc", "api_pool_size", integer(1), 4),
+    Option("mdsvc", "api_pipeline_depth", integer(1, 128), 16),
     Option("mdsvc", "agent_timeout", number(0.1), 25.0),
     # the namespace proxies
     Option("proxy", "namespaces", string, "auto"),
@@ -315,6 +316,7 @@ class AgentConfig:
     api_connect_timeout: float
     api_timeout: float
     api_pool_size: int
+    api_pipeline_depth: int
     cache_enabled: bool
     cache_ttl: int
     cache_negative_ttl: int
@@ -539,6 +541,7 @@ def load_config(path: str | None, overrides: Mapping[tuple[str, str], str] | Non
             api_connect_timeout=v[("mdsvc", "api_connect_timeout")],
             api_timeout=v[("mdsvc", "api_timeout")],
             api_pool_size=v[("mdsvc", "api_pool_size")],
+            api_pipeline_depth=v[("mdsvc", "api_pipeline_depth")],
             cache_enabled=v[("cache", "enabled")],
             cache_ttl=v[("cache", "expiration_time")],
             cache_negative_ttl=v[("cache", "negative_expiration_time")],

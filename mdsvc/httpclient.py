@@ -3,10 +3,14 @@
 A lean pooled HTTP/1.1 client for mdsvc's own hops (agent to API, proxy to agent socket).
 
 Both ends of these hops are known: small requests, small answers with a Content-Length (or
-chunked, which is decoded), one server.  The pool keeps up to C{size} persistent connections;
-a request takes an idle one, opens a new one, or waits its turn.  A request that fails on a
-reused connection before any answer arrived (the server closed it while idle) is sent once more
-on a fresh connection if it is idempotent.  Cancelling a request aborts its connection.
+chunked, which is decoded), one server.  The pool keeps up to C{size} persistent connections.
+A request takes an idle connection, or opens a new one; when all C{size} are busy, a GET is
+pipelined behind the connection with the fewest requests in flight (at most C{depth}), so a
+burst of guests costs a few writes and reads on this hop instead of one each.  POSTs are never
+pipelined, nor is anything pipelined behind them.  A request that fails on a shared connection
+before its answer arrived (the server closed it) is sent once more on a fresh connection if it
+is idempotent.  Cancelling the request whose answer the connection is waiting for aborts the
+connection (the others on it are retried); cancelling one further back just drops its answer.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
+from attrs import define, field
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -36,104 +41,126 @@ class BadResponse(Exception):
     """The server's answer is not HTTP/1.x as expected."""
 
 
+@define(eq=False)
+class _Pending:
+    """A request sent on a connection, waiting for its answer."""
+
+    deferred: Deferred[HTTPResponse]
+    head_only: bool
+    pipelinable: bool
+    sent_at: float
+    cancelled: bool = False
+
+
+@define(eq=False)
+class _Response:
+    """The answer being read."""
+
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(factory=list)
+    length: int | None = None
+    chunked: bool = False
+    close: bool = False
+    body: list[bytes] = field(factory=list)
+    received: int = 0
+
+
 class _ClientProtocol(Protocol):
-    """One connection; one request at a time."""
+    """One connection; answers come back in the order the requests went out."""
 
     def __init__(self, pool: "HTTPPool") -> None:
         self.pool = pool
         self._buffer = b""
-        self._waiting: Deferred[HTTPResponse] | None = None
-        self._state = "idle"
-        self._status = 0
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._length: int | None = None
-        self._chunked = False
-        self._close = False
-        self._body: list[bytes] = []
-        self._received = 0
-        self._head_only = False
+        self.pending: deque[_Pending] = deque()
+        self._response: _Response | None = None
         self.used = 0
-        self.answered_any = False
+        self.dead = False
 
-    def send(self, data: bytes, head_only: bool) -> Deferred[HTTPResponse]:
-        waiting: Deferred[HTTPResponse] = Deferred(self._cancel)
-        self._waiting = waiting
-        self._state = "head"
-        self._head_only = head_only
+    @property
+    def pipelinable(self) -> bool:
+        """Whether a GET may go behind what is in flight (no POST among it, not closing)."""
+        return not self.dead and all(p.pipelinable for p in self.pending)
+
+    def send(self, data: bytes, head_only: bool, pipelinable: bool) -> Deferred[HTTPResponse]:
+        entry = _Pending(Deferred(self._cancel), head_only, pipelinable, self.pool.clock.seconds())
+        self.pending.append(entry)
         self.used += 1
         self.transport.write(data)  # (an in-memory server may answer before this returns)
-        return waiting
+        return entry.deferred
 
-    def _cancel(self, waiting: Deferred[HTTPResponse]) -> None:
-        """The caller gave up: the connection is in an unknown state, so it goes."""
-        if self._waiting is waiting:
-            self._waiting = None
-            self._state = "dead"
-        self.transport.abortConnection()
+    def _cancel(self, deferred: Deferred[HTTPResponse]) -> None:
+        for entry in self.pending:
+            if entry.deferred is deferred:
+                entry.cancelled = True
+                if entry is self.pending[0]:
+                    # its answer is the one the connection waits for: the connection goes
+                    self.dead = True
+                    self.transport.abortConnection()
+                return
 
     def dataReceived(self, data: bytes) -> None:
-        if self._waiting is None:
-            # unsolicited bytes: the connection is no longer in a known state
+        if not self.pending:
+            self.dead = True  # unsolicited bytes: the connection is in no known state
             self.transport.abortConnection()
             return
         self._buffer += data
         try:
-            self._parse()
+            while self.pending and self._buffer and self._parse():
+                pass
         except BadResponse as e:
-            self._fail(Failure(e))
+            self.dead = True
+            self._fail_all(Failure(e))
             self.transport.abortConnection()
 
-    def _parse(self) -> None:
-        if self._state == "head":
+    def _parse(self) -> bool:
+        """Parse what is buffered; True when an answer was completed (more may follow)."""
+        if self._response is None:
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buffer) > MAX_RESPONSE_HEAD:
                     raise BadResponse("response head too large")
-                return
+                return False
             head, self._buffer = self._buffer[:end], self._buffer[end + 4:]
             lines = head.split(b"\r\n")
             status = lines[0].split(b" ", 2)
             if len(status) < 2 or not status[0].startswith(b"HTTP/1.") or not status[1].isdigit():
                 raise BadResponse(f"bad status line {lines[0][:80]!r}")
-            self._status = int(status[1])
-            if self._status == 100:  # 100 Continue: the real answer follows
-                self._parse()
-                return
-            headers = []
+            if status[1] == b"100":  # 100 Continue: the real answer follows
+                return True
+            response = _Response(status=int(status[1]))
             for line in lines[1:]:
                 name, colon, value = line.partition(b":")
                 if not colon:
                     raise BadResponse("bad header line")
-                headers.append((name.strip(), value.strip()))
-            self._headers = headers
-            lowered = {n.lower(): v for n, v in headers}
-            self._close = b"close" in lowered.get(b"connection", b"").lower() or status[0] == b"HTTP/1.0"
-            self._chunked = b"chunked" in lowered.get(b"transfer-encoding", b"").lower()
+                response.headers.append((name.strip(), value.strip()))
+            lowered = {n.lower(): v for n, v in response.headers}
+            response.close = b"close" in lowered.get(b"connection", b"").lower() or status[0] == b"HTTP/1.0"
+            response.chunked = b"chunked" in lowered.get(b"transfer-encoding", b"").lower()
             length = lowered.get(b"content-length")
-            self._length = int(length) if length is not None and length.isdigit() else None
-            if self._head_only or self._status in (204, 304):
-                self._length = 0
-                self._chunked = False
-            if self._length is not None and self._length > MAX_RESPONSE_BODY:
+            response.length = int(length) if length is not None and length.isdigit() else None
+            if self.pending[0].head_only or response.status in (204, 304):
+                response.length, response.chunked = 0, False
+            if response.length is not None and response.length > MAX_RESPONSE_BODY:
                 raise BadResponse("response body too large")
-            self._state = "body"
-        if self._state == "body":
-            if self._chunked:
-                self._parse_chunks()
-            elif self._length is not None:
-                if len(self._buffer) >= self._length:
-                    body, self._buffer = self._buffer[:self._length], self._buffer[self._length:]
-                    self._done(body)
-            # no length and not chunked: the body ends when the connection does
+            self._response = response
+        response = self._response
+        if response.chunked:
+            return self._parse_chunks(response)
+        if response.length is not None:
+            if len(self._buffer) < response.length:
+                return False
+            body, self._buffer = self._buffer[:response.length], self._buffer[response.length:]
+            self._done(response, body)
+            return True
+        return False  # no length, not chunked: the body ends when the connection does
 
-    def _parse_chunks(self) -> None:
+    def _parse_chunks(self, response: _Response) -> bool:
         while True:
             end = self._buffer.find(b"\r\n")
             if end < 0:
-                return
-            size_text = self._buffer[:end].split(b";", 1)[0].strip()
+                return False
             try:
-                size = int(size_text, 16)
+                size = int(self._buffer[:end].split(b";", 1)[0].strip(), 16)
             except ValueError:
                 raise BadResponse("bad chunk size") from None
             if size == 0:
@@ -143,45 +170,42 @@ class _ClientProtocol(Protocol):
                 else:  # trailers, ended by an empty line
                     trailers_end = rest.find(b"\r\n\r\n")
                     if trailers_end < 0:
-                        return
+                        return False
                     self._buffer = rest[trailers_end + 4:]
-                self._done(b"".join(self._body))
-                return
+                self._done(response, b"".join(response.body))
+                return True
             if len(self._buffer) < end + 2 + size + 2:
-                return
-            self._body.append(self._buffer[end + 2:end + 2 + size])
-            self._received += size
-            if self._received > MAX_RESPONSE_BODY:
+                return False
+            response.body.append(self._buffer[end + 2:end + 2 + size])
+            response.received += size
+            if response.received > MAX_RESPONSE_BODY:
                 raise BadResponse("response body too large")
             self._buffer = self._buffer[end + 2 + size + 2:]
 
-    def _done(self, body: bytes) -> None:
-        waiting, self._waiting = self._waiting, None
-        response = HTTPResponse(self._status, tuple(self._headers), body)
-        self._state = "idle"
-        self._body = []
-        self._received = 0
-        self.answered_any = True
-        if self._close or self._buffer:
+    def _done(self, response: _Response, body: bytes) -> None:
+        entry = self.pending.popleft()
+        self._response = None
+        if response.close:
+            self.dead = True
             self.transport.loseConnection()
-        else:
-            self.pool._release(self)
-        if waiting is not None:
-            waiting.callback(response)
+        if not self.dead and not self.pending:
+            self.pool._release(self)  # before the callback, which may send the next request
+        if not entry.cancelled:
+            entry.deferred.callback(HTTPResponse(response.status, tuple(response.headers), body))
 
-    def _fail(self, failure: Failure) -> None:
-        waiting, self._waiting = self._waiting, None
-        self._state = "dead"
-        if waiting is not None:
-            waiting.errback(failure)
+    def _fail_all(self, failure: Failure) -> None:
+        pending, self.pending = self.pending, deque()
+        for entry in pending:
+            if not entry.cancelled:
+                entry.deferred.errback(failure)
 
     def connectionLost(self, reason: Failure) -> None:
+        self.dead = True
         self.pool._lost(self)
-        if self._waiting is not None:
-            if self._state == "body" and self._length is None and not self._chunked:
-                self._done(self._buffer)  # the body ran to the end of the connection
-                return
-            self._fail(Failure(ConnectionFailed(f"connection closed before a whole answer ({reason.getErrorMessage()})")))
+        response = self._response
+        if response is not None and self.pending and response.length is None and not response.chunked:
+            self._done(response, self._buffer)  # the body ran to the end of the connection
+        self._fail_all(Failure(ConnectionFailed(f"connection closed before a whole answer ({reason.getErrorMessage()})")))
 
 
 class HTTPPool:
@@ -191,17 +215,32 @@ class HTTPPool:
     @param connect: returns a Deferred connecting a protocol made by the given factory (an
         endpoint's C{connect}, e.g. C{TCP4ClientEndpoint(...).connect}).
     @param host: the C{Host} header value.
-    @param size: most connections open at once.
+    @param size: connections to keep; more are opened only when every one is stalled.
+    @param depth: most requests in flight on one connection (1: no pipelining).
+    @param clock: tells how long a connection has waited for its answer.
+    @param stall: seconds after which a connection waiting for an answer takes no more GETs
+        behind it (a slow answer, say dynamic vendordata, holds up no one else).
+    @param ceiling: most connections ever open at once.
     """
 
     _log = Logger()
 
-    def __init__(self, connect: Callable[[Factory], Deferred[Any]], host: bytes, size: int = 64) -> None:
+    def __init__(
+        self, connect: Callable[[Factory], Deferred[Any]], host: bytes, size: int = 64, depth: int = 1,
+        clock: Any = None, stall: float = 0.05, ceiling: int | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
         self._connect = connect
         self.host = host
         self.size = size
+        self.depth = depth
+        self.clock = clock
+        self.stall = stall
+        self.ceiling = max(size, ceiling if ceiling is not None else 16 * size)
         self._idle: deque[_ClientProtocol] = deque()
-        self._open = 0
+        self._live: list[_ClientProtocol] = []
+        self._opening = 0
         self._queue: deque[tuple[Deferred[_ClientProtocol], bool]] = deque()
         self.connections_made = 0
 
@@ -218,61 +257,82 @@ class HTTPPool:
         data = b"\r\n".join(lines) + b"\r\n\r\n" + body
         result: Deferred[HTTPResponse] = Deferred(lambda d: attempt.cancel())
         retry = method in IDEMPOTENT
+        pipelinable = method in (b"GET", b"HEAD")
+        head_only = method == b"HEAD"
 
         def send(protocol: _ClientProtocol) -> Deferred[HTTPResponse]:
-            reused = protocol.used > 0
-            d = protocol.send(data, method == b"HEAD")
+            shared = protocol.used > 0 or bool(protocol.pending)
+            d = protocol.send(data, head_only, pipelinable)
 
             def again(failure: Failure) -> Any:
-                if reused and retry and failure.check(ConnectionFailed):
-                    return self._get(fresh=True).addCallback(lambda p: p.send(data, method == b"HEAD"))
+                if shared and retry and failure.check(ConnectionFailed):
+                    return self._get(pipelinable, fresh=True).addCallback(lambda p: p.send(data, head_only, pipelinable))
                 return failure
 
             return d.addErrback(again)
 
-        attempt = self._get().addCallback(send)
+        attempt = self._get(pipelinable).addCallback(send)
         attempt.addBoth(lambda r: None if result.called else (result.errback(r) if isinstance(r, Failure) else result.callback(r)))
         return result
 
-    def _get(self, fresh: bool = False) -> Deferred[_ClientProtocol]:
+    def _get(self, pipelinable: bool, fresh: bool = False) -> Deferred[_ClientProtocol]:
         while self._idle and not fresh:
             protocol = self._idle.pop()
-            if protocol.transport is not None and protocol.transport.connected and protocol._state == "idle":
+            if not protocol.dead and not protocol.pending:
                 return _succeed(protocol)
-        if self._open < self.size or fresh:
+        open_now = len(self._live) + self._opening
+        if fresh or open_now < self.size:
             return self._new()
+        if pipelinable and self.depth > 1:
+            recent = self.clock.seconds() - self.stall
+            candidates = [p for p in self._live
+                          if p.pipelinable and len(p.pending) < self.depth and p.pending[0].sent_at > recent]
+            if candidates:
+                return _succeed(min(candidates, key=lambda p: len(p.pending)))
+        if open_now < self.ceiling:
+            return self._new()  # every connection is full or stalled
         waiter: Deferred[_ClientProtocol] = Deferred(lambda d: self._drop_waiter(d))
-        self._queue.append((waiter, fresh))
+        self._queue.append((waiter, pipelinable))
         return waiter
 
     def _drop_waiter(self, d: Deferred[_ClientProtocol]) -> None:
         self._queue = deque(w for w in self._queue if w[0] is not d)
 
     def _new(self) -> Deferred[_ClientProtocol]:
-        self._open += 1
+        self._opening += 1
         self.connections_made += 1
         factory = Factory.forProtocol(lambda: _ClientProtocol(self))
         factory.noisy = False
         d = self._connect(factory)
 
+        def made(protocol: _ClientProtocol) -> _ClientProtocol:
+            self._opening -= 1
+            self._live.append(protocol)
+            return protocol
+
         def failed(failure: Failure) -> Failure:
-            self._open -= 1
+            self._opening -= 1
             self._serve_queue()
             if failure.check(CancelledError):
                 return failure
             raise ConnectionFailed(failure.getErrorMessage() or failure.type.__name__)
 
-        return d.addErrback(failed)
+        return d.addCallbacks(made, failed)
 
     def _release(self, protocol: _ClientProtocol) -> None:
         if self._queue:
             waiter, _ = self._queue.popleft()
             waiter.callback(protocol)
             return
+        if len(self._live) > self.size:
+            protocol.dead = True  # an extra opened while the others stalled: not kept
+            protocol.transport.loseConnection()
+            return
         self._idle.append(protocol)
 
     def _lost(self, protocol: _ClientProtocol) -> None:
-        self._open -= 1
+        if protocol in self._live:
+            self._live.remove(protocol)
         try:
             self._idle.remove(protocol)
         except ValueError:
@@ -280,7 +340,7 @@ class HTTPPool:
         self._serve_queue()
 
     def _serve_queue(self) -> None:
-        while self._queue and self._open < self.size:
+        while self._queue and len(self._live) + self._opening < self.ceiling:
             waiter, _ = self._queue.popleft()
             self._new().chainDeferred(waiter)
 

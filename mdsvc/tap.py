@@ -141,7 +141,7 @@ def _api_pool(config: Config, reactor: Any) -> Any:
         policy = AgentTLSPolicy(agent.api_ca_cert, agent.api_client_cert, agent.api_client_key, agent.api_insecure)
         endpoint = wrapClientTLS(policy.creatorForNetloc(host.encode("idna"), port), endpoint)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return HTTPPool(endpoint.connect, netloc.encode("idna"), agent.api_pool_size)
+    return HTTPPool(endpoint.connect, netloc.encode("idna"), agent.api_pool_size, agent.api_pipeline_depth)
 
 
 class PoolCloser(Service):

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdsvc.http import HTTPRequest, HTTPResponse, LeanHTTPFactory
@@ -73,13 +74,69 @@ class PoolTests(SynchronousTestCase):
             waiting.append(d)
             return d
 
-        pool = HTTPPool(connect_to(slow), b"api", size=2)
+        pool = HTTPPool(connect_to(slow), b"api", size=2, ceiling=2)
         results = [pool.request(b"GET", b"/%d" % n, []) for n in range(5)]
         self.assertEqual((pool.connections_made, len(waiting)), (2, 2))
         while waiting:
             waiting.pop(0).callback(HTTPResponse(200, (), b"ok"))
         self.assertEqual([self.successResultOf(d).body for d in results], [b"ok"] * 5)
         self.assertEqual(pool.connections_made, 2)
+
+    def slow_pool(self, **kw: Any) -> tuple[HTTPPool, list[tuple[HTTPRequest, Deferred[HTTPResponse]]], Clock]:
+        waiting: list[tuple[HTTPRequest, Deferred[HTTPResponse]]] = []
+
+        def slow(request: HTTPRequest) -> Deferred[HTTPResponse]:
+            d: Deferred[HTTPResponse] = Deferred()
+            waiting.append((request, d))
+            return d
+
+        clock = Clock()
+        return HTTPPool(connect_to(slow), b"api", clock=clock, **kw), waiting, clock
+
+    def test_pipelining(self) -> None:
+        """With the pool full, GETs go behind in-flight ones (up to depth) and come back in order."""
+        pool, waiting, _ = self.slow_pool(size=1, depth=3, ceiling=1)
+        results = [pool.request(b"GET", b"/%d" % n, []) for n in range(4)]
+        self.assertEqual(pool.connections_made, 1)
+        answered = []
+        while waiting:
+            request, d = waiting.pop(0)
+            answered.append(request.target)
+            d.callback(HTTPResponse(200, (), request.target))
+        self.assertEqual(answered, [b"/0", b"/1", b"/2", b"/3"])
+        self.assertEqual([self.successResultOf(d).body for d in results], [b"/0", b"/1", b"/2", b"/3"])
+
+    def test_post_not_pipelined(self) -> None:
+        """A POST waits for a connection of its own, and nothing goes behind a POST."""
+        pool, waiting, _ = self.slow_pool(size=1, depth=8, ceiling=1)
+        post = pool.request(b"POST", b"/password", [], b"pw")
+        get = pool.request(b"GET", b"/x", [])
+        self.assertEqual(len(pool._live[0].pending), 1)
+        waiting.pop(0)[1].callback(HTTPResponse(200, (), b"stored"))
+        self.assertEqual(self.successResultOf(post).body, b"stored")
+        waiting.pop(0)[1].callback(HTTPResponse(200, (), b"x"))
+        self.assertEqual(self.successResultOf(get).body, b"x")
+
+    def test_stalled_connection_skipped(self) -> None:
+        """A connection waiting too long for an answer takes no more GETs: another is opened."""
+        pool, waiting, clock = self.slow_pool(size=1, depth=8, stall=0.05, ceiling=4)
+        pool.request(b"GET", b"/slow", [])
+        clock.advance(0.1)
+        pool.request(b"GET", b"/quick", [])
+        self.assertEqual(pool.connections_made, 2)
+        self.assertEqual([r.target for r, _ in waiting], [b"/slow", b"/quick"])
+
+    def test_cancel_behind_keeps_connection(self) -> None:
+        """Cancelling a pipelined request drops only its answer; the one ahead is still answered."""
+        pool, waiting, _ = self.slow_pool(size=1, depth=4, ceiling=1)
+        first = pool.request(b"GET", b"/1", [])
+        second = pool.request(b"GET", b"/2", [])
+        second.cancel()
+        self.failureResultOf(second)
+        waiting.pop(0)[1].callback(HTTPResponse(200, (), b"one"))
+        self.assertEqual(self.successResultOf(first).body, b"one")
+        waiting.pop(0)[1].callback(HTTPResponse(200, (), b"two"))
+        self.assertEqual(len(pool._live), 1)
 
     def test_retry_idempotent_on_stale_connection(self) -> None:
         """A GET on a reused connection the server dropped is sent again on a fresh one."""
@@ -119,7 +176,7 @@ class PoolTests(SynchronousTestCase):
         d = pool.request(b"GET", b"/", [])
         d.cancel()
         self.failureResultOf(d)
-        self.assertEqual(pool._open, 0)
+        self.assertEqual(pool._live, [])
 
 
 class RealSocketTests(TestCase):
