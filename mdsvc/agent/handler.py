@@ -24,6 +24,9 @@ from mdsvc.http import HTTPResponse
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup.address import normalise_address
 
+MEMO_SIZE = 65536
+"""Parsed guest addresses and instance signatures kept (both are pure functions of their key)."""
+
 RELAYED_ERRORS = {400, 403, 404, 409, 500, 502, 503, 504}
 """API statuses passed through to the guest (spec §5.1); any other non-200 is the agent's 502."""
 
@@ -71,6 +74,8 @@ class MetadataAgent:
     shared_secret: str = field(repr=False)
     limiter: SlidingWindowLimiter | None = None
     rate_limit_family: int | None = 4
+    _addresses: dict[bytes, tuple[str, str | None]] = field(factory=dict, init=False, repr=False)
+    _signatures: dict[str, str] = field(factory=dict, init=False, repr=False)
     _log = Logger()
 
     async def handle(self, request: AgentRequest) -> HTTPResponse:
@@ -98,10 +103,16 @@ class MetadataAgent:
         if len(request.forwarded_for) != 1 or b"," in request.forwarded_for[0]:
             raise AgentError(400, "X-Forwarded-For must hold exactly one address.")
         raw = request.forwarded_for[0].strip()
-        try:
-            ip, mac = normalise_address(raw.decode("ascii"))
-        except (ValueError, UnicodeDecodeError):
-            raise AgentError(400, f"X-Forwarded-For {raw.decode('latin-1')!r} is not an IP address.") from None
+        address = self._addresses.get(raw)
+        if address is None:
+            try:
+                address = normalise_address(raw.decode("ascii"))
+            except (ValueError, UnicodeDecodeError):
+                raise AgentError(400, f"X-Forwarded-For {raw.decode('latin-1')!r} is not an IP address.") from None
+            if len(self._addresses) >= MEMO_SIZE:
+                self._addresses.clear()
+            self._addresses[raw] = address
+        ip, mac = address
         if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
             if not self.limiter.allow((network_id, router_id, ip)):
                 raise AgentError(429, "You have sent too many requests in a given amount of time.", "info")
@@ -119,6 +130,10 @@ class MetadataAgent:
         return self._relay(response)
 
     def _identity(self, request: AgentRequest) -> tuple[str | None, str | None]:
+        if len(request.network_ids) == 1 and not request.router_ids:  # what every proxy sends
+            only = request.network_ids[0].strip()
+            if only and b"," not in only:
+                return only.decode("latin-1"), None
         networks = {v.strip() for v in request.network_ids if v.strip()}
         routers = {v.strip() for v in request.router_ids if v.strip()}
         if len(networks) > 1 or len(routers) > 1 or any(b"," in v for v in networks | routers):
@@ -143,9 +158,13 @@ class MetadataAgent:
     async def _forward(self, request: AgentRequest, forwarded_for: bytes, found: tuple[str, str]) -> HTTPResponse:
         instance_id, project_id = found
         try:
+            signature = self._signatures.get(instance_id)
+            if signature is None:
+                if len(self._signatures) >= MEMO_SIZE:
+                    self._signatures.clear()
+                signature = self._signatures[instance_id] = sign(self.shared_secret, instance_id)
             return await self.forwarder.forward(
-                request.method, request.path, request.body, forwarded_for, instance_id, project_id or "",
-                sign(self.shared_secret, instance_id),
+                request.method, request.path, request.body, forwarded_for, instance_id, project_id or "", signature,
             )
         except UpstreamUnavailable as e:
             self._log.warn("The remote metadata server is temporarily unavailable. Please try again later. ({reason})", reason=str(e))
