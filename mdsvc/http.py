@@ -109,7 +109,7 @@ class LeanHTTPProtocol(Protocol):
         self._head: tuple[bytes, bytes, bytes, dict[bytes, list[bytes]], int, bool] | None = None
         self._pending: Deferred[Any] | None = None
         self._closing = False
-        self._timer: Any = None
+        self.deadline: float | None = None
         self._peer: str | None = None
         self._processing = False
 
@@ -119,18 +119,16 @@ class LeanHTTPProtocol(Protocol):
         self._arm(self.factory.request_timeout)
 
     def _arm(self, seconds: float) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(seconds)
-        else:
-            self._timer = self.factory.clock.callLater(seconds, self._timed_out)
+        # a deadline the factory's sweep checks, not a timer per connection (cheaper per request)
+        self.deadline = self.factory.clock.seconds() + seconds
+        self.factory._watch(self)
 
     def _disarm(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self.deadline = None
 
-    def _timed_out(self) -> None:
-        self._timer = None
+    def timed_out(self) -> None:
+        """The factory's sweep found the deadline passed: 408 mid-request, else just close."""
+        self.deadline = None
         if self._pending is None:
             if self._buffer or self._head is not None:
                 self._write(plain_response(408, "The request was not sent in time."), close=True)
@@ -259,6 +257,7 @@ class LeanHTTPProtocol(Protocol):
         """Cancel whatever the handler still works on for this client."""
         self._closing = True
         self._disarm()
+        self.factory._unwatch(self)
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.cancel()
@@ -270,6 +269,7 @@ class LeanHTTPFactory(Factory):
 
     @param request_timeout: seconds a client has to send a whole request.
     @param idle_timeout: seconds a kept-alive connection may stay idle.
+    (Both are checked once a second, so a connection goes within a second of its deadline.)
     @param name: how logs name the server (C{metadata-api starting on 8775}).
     """
 
@@ -285,6 +285,30 @@ class LeanHTTPFactory(Factory):
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
         self.date = _DateCache(clock)
+        self.sweep_interval = 1.0
+        self._watched: dict[LeanHTTPProtocol, None] = {}
+        self._sweeper: Any = None
+
+    def _watch(self, protocol: LeanHTTPProtocol) -> None:
+        if protocol not in self._watched:
+            self._watched[protocol] = None
+            if self._sweeper is None or not self._sweeper.running:
+                from twisted.internet.task import LoopingCall
+
+                self._sweeper = LoopingCall(self._sweep)
+                self._sweeper.clock = self.clock
+                self._sweeper.start(self.sweep_interval, now=False)
+
+    def _unwatch(self, protocol: LeanHTTPProtocol) -> None:
+        self._watched.pop(protocol, None)
+        if not self._watched and self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+
+    def _sweep(self) -> None:
+        """Time out the connections whose deadline has passed (checked every C{sweep_interval})."""
+        now = self.clock.seconds()
+        for protocol in [p for p in self._watched if p.deadline is not None and p.deadline <= now]:
+            protocol.timed_out()
 
     def logPrefix(self) -> str:
         """What the listening port's log lines call this server (metadata-api, ...)."""
