@@ -41,6 +41,10 @@ class BadResponse(Exception):
     """The server's answer is not HTTP/1.x as expected."""
 
 
+class RequestTimedOut(Exception):
+    """No whole answer within the request's timeout."""
+
+
 @define(eq=False)
 class _Pending:
     """A request sent on a connection, waiting for its answer."""
@@ -242,13 +246,21 @@ class HTTPPool:
         self._live: list[_ClientProtocol] = []
         self._opening = 0
         self._queue: deque[tuple[Deferred[_ClientProtocol], bool]] = deque()
+        self._deadlines: dict[Deferred[HTTPResponse], float] = {}
+        self._expired: set[Deferred[HTTPResponse]] = set()
+        self._sweeper: Any = None
         self.connections_made = 0
 
-    def request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> Deferred[HTTPResponse]:
+    def request(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes = b"", timeout: float | None = None,
+    ) -> Deferred[HTTPResponse]:
         """
         Send one request; fires with the whole L{HTTPResponse}.
 
+        @param timeout: seconds for the whole answer, waiting for a connection included
+            (checked by one sweep of the pool, within a quarter second).
         @raise ConnectionFailed: (as a failure) the server cannot be reached or dropped the connection.
+        @raise RequestTimedOut: (as a failure) no whole answer in time.
         """
         lines = [method + b" " + target + b" HTTP/1.1", b"Host: " + self.host]
         lines.extend(name + b": " + value for name, value in headers)
@@ -271,9 +283,38 @@ class HTTPPool:
 
             return d.addErrback(again)
 
+        if timeout is not None:
+            self._deadlines[result] = self.clock.seconds() + timeout
+            result.addBoth(self._settled, result)
+            self._start_sweep()
         attempt = self._get(pipelinable).addCallback(send)
         attempt.addBoth(lambda r: None if result.called else (result.errback(r) if isinstance(r, Failure) else result.callback(r)))
         return result
+
+    def _settled(self, outcome: Any, result: Deferred[HTTPResponse]) -> Any:
+        self._deadlines.pop(result, None)
+        if result in self._expired:
+            self._expired.discard(result)
+            if isinstance(outcome, Failure) and outcome.check(CancelledError):
+                return Failure(RequestTimedOut(f"no answer from {self.host.decode('latin-1')} in time"))
+        return outcome
+
+    def _start_sweep(self) -> None:
+        if self._sweeper is None or not self._sweeper.running:
+            from twisted.internet.task import LoopingCall
+
+            self._sweeper = LoopingCall(self._sweep)
+            self._sweeper.clock = self.clock
+            self._sweeper.start(0.25, now=False)
+
+    def _sweep(self) -> None:
+        """Cancel, as timed out, the requests past their deadline (one timer for the pool)."""
+        now = self.clock.seconds()
+        for result in [r for r, deadline in self._deadlines.items() if deadline <= now]:
+            self._expired.add(result)
+            result.cancel()
+        if not self._deadlines and self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
 
     def _get(self, pipelinable: bool, fresh: bool = False) -> Deferred[_ClientProtocol]:
         while self._idle and not fresh:
@@ -345,9 +386,11 @@ class HTTPPool:
             self._new().chainDeferred(waiter)
 
     def close(self) -> Deferred[None]:
-        """Close the idle connections (the node is stopping)."""
+        """Close the idle connections and stop the timeout sweep (the node is stopping)."""
         from twisted.internet.defer import succeed
 
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
         while self._idle:
             protocol = self._idle.pop()
             if protocol.transport is not None:

@@ -141,7 +141,7 @@ def _api_pool(config: Config, reactor: Any) -> Any:
         policy = AgentTLSPolicy(agent.api_ca_cert, agent.api_client_cert, agent.api_client_key, agent.api_insecure)
         endpoint = wrapClientTLS(policy.creatorForNetloc(host.encode("idna"), port), endpoint)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return HTTPPool(endpoint.connect, netloc.encode("idna"), agent.api_pool_size, agent.api_pipeline_depth)
+    return HTTPPool(endpoint.connect, netloc.encode("idna"), agent.api_pool_size, agent.api_pipeline_depth, clock=reactor)
 
 
 class PoolCloser(Service):
@@ -186,7 +186,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         # all-in-one: the API is in this process; signed requests go straight to its code
         forwarder: Any = InProcessAPI(parts["app"])
     else:
-        forwarder = APIForwarder(pool, agent.api_url, reactor, agent.api_timeout)
+        forwarder = APIForwarder(pool, agent.api_url, agent.api_timeout)
     handler = MetadataAgent(lookup, forwarder, agent.shared_secret, limiter, limit.ip_version)
     parts["agent"] = handler
     site = _http(config, AgentHandler(handler), reactor, "metadata-agent")

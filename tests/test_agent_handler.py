@@ -46,11 +46,11 @@ class Harness:
     def __init__(self, api: Any = None, connect: Any = None, limiter: SlidingWindowLimiter | None = None) -> None:
         self.clock = Clock()
         self.api = api or FakeAPI()
-        self.pool = HTTPPool(connect or connect_to(self.api), b"9.9.9.9:8775")
+        self.pool = HTTPPool(connect or connect_to(self.api), b"9.9.9.9:8775", clock=self.clock)
         self.lookup = MemoryLookup({("network", NET, "10.0.0.5"): ("inst-1", "proj-1"),
                                     ("router", "r1", "10.0.0.5"): ("inst-2", "proj-2"),
                                     ("network", NET, "fa:16:3e:12:34:56"): ("inst-6", "proj-6")})
-        self.agent = MetadataAgent(self.lookup, APIForwarder(self.pool, "http://9.9.9.9:8775", self.clock, 20), "secret", limiter)
+        self.agent = MetadataAgent(self.lookup, APIForwarder(self.pool, "http://9.9.9.9:8775", 20), "secret", limiter)
 
     def handle(self, case: SynchronousTestCase, **kw: Any) -> HTTPResponse:
         values: dict[str, Any] = dict(method=b"GET", path=b"/the_path", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))

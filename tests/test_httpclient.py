@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdsvc.http import HTTPRequest, HTTPResponse, LeanHTTPFactory
-from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, relayed_headers
+from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed_headers
 from tests.loopback import Pipe, connect_to
 
 
@@ -137,6 +137,21 @@ class PoolTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(first).body, b"one")
         waiting.pop(0)[1].callback(HTTPResponse(200, (), b"two"))
         self.assertEqual(len(pool._live), 1)
+
+    def test_timeout(self) -> None:
+        """A request without an answer in time fails as timed out, also one still waiting for a connection."""
+        pool, waiting, clock = self.slow_pool(size=1, depth=1, ceiling=1)
+        sent = pool.request(b"GET", b"/hang", [], timeout=1)
+        queued = pool.request(b"GET", b"/later", [], timeout=2)
+        clock.advance(0.75)
+        self.assertNoResult(sent)
+        clock.advance(0.25)
+        self.failureResultOf(sent, RequestTimedOut)
+        # the connection waiting for that answer is gone; the queued request got a new one
+        self.assertEqual((pool.connections_made, len(pool._live)), (2, 1))
+        clock.advance(1)
+        self.failureResultOf(queued, RequestTimedOut)
+        self.assertFalse(pool._sweeper.running)
 
     def test_retry_idempotent_on_stale_connection(self) -> None:
         """A GET on a reused connection the server dropped is sent again on a fresh one."""

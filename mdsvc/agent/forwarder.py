@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from mdsvc.http import HTTPResponse
-from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, relayed_headers
+from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed_headers
 
 
 class UpstreamUnavailable(Exception):
@@ -33,10 +32,9 @@ class APIForwarder:
     @param where: the API's URL, for messages.
     """
 
-    def __init__(self, pool: HTTPPool, where: str, clock: IReactorTime, timeout: float) -> None:
+    def __init__(self, pool: HTTPPool, where: str, timeout: float) -> None:
         self.pool = pool
         self.where = where
-        self._clock = clock
         self._timeout = timeout
 
     def forward(
@@ -54,16 +52,14 @@ class APIForwarder:
             (b"X-Tenant-ID", tenant_id.encode("utf-8")),
             (b"X-Instance-ID-Signature", signature.encode("ascii")),
         ]
-        d = self.pool.request(method, path, headers, body)
+        d = self.pool.request(method, path, headers, body, timeout=self._timeout)
         d.addCallback(lambda r: HTTPResponse(r.code, relayed_headers(r), r.body))
-        d.addTimeout(self._timeout, self._clock, onTimeoutCancel=self._timed_out)
         d.addErrback(self._classify)
         return d
 
-    def _timed_out(self, result: Any, timeout: float) -> Any:
-        raise UpstreamTimeout(f"no answer from {self.where} within {timeout:g}s")
-
     def _classify(self, failure: Failure) -> Any:
+        if failure.check(RequestTimedOut):
+            raise UpstreamTimeout(f"no answer from {self.where} within {self._timeout:g}s")
         if failure.check(ConnectionFailed, BadResponse):
             raise UpstreamUnavailable(f"{self.where}: {failure.getErrorMessage()}")
         return failure

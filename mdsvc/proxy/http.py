@@ -14,7 +14,7 @@ import ipaddress
 from typing import Any
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeout, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -22,7 +22,7 @@ from zope.interface import Interface, implementer
 
 from mdsvc.agent.handler import AgentRequest, MetadataAgent
 from mdsvc.http import HTTPRequest, HTTPResponse
-from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, relayed_headers
+from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed_headers
 
 
 class IUpstream(Interface):
@@ -58,8 +58,7 @@ class AgentSocketUpstream:
 
     def __init__(self, reactor: Any, path: str, clock: IReactorTime, timeout: float, pool_size: int = 64) -> None:
         endpoint = UNIXClientEndpoint(reactor, path, timeout=min(timeout, 5))
-        self.pool = HTTPPool(endpoint.connect, b"169.254.169.254", pool_size)
-        self._clock = clock
+        self.pool = HTTPPool(endpoint.connect, b"169.254.169.254", pool_size, clock=clock)
         self._timeout = timeout
         self.path = path
 
@@ -70,25 +69,19 @@ class AgentSocketUpstream:
         headers += [(b"X-Neutron-Router-ID", v) for v in request.router_ids]
         if request.accept:
             headers.append((b"Accept", request.accept))
-        d = self.pool.request(request.method, request.path, headers, request.body)
+        d = self.pool.request(request.method, request.path, headers, request.body, timeout=self._timeout)
         d.addCallback(lambda r: HTTPResponse(r.code, relayed_headers(r), r.body))
-        d.addTimeout(self._timeout, self._clock, onTimeoutCancel=_timed_out)
         d.addErrback(self._failed, request)
         return d
 
     def _failed(self, failure: Any, request: AgentRequest) -> Any:
-        if failure.check(DeferredTimeout):
+        if failure.check(RequestTimedOut):
             self._log.warn("agent at {path} did not answer within {timeout}s", path=self.path, timeout=self._timeout)
             return MetadataAgent.error(504, "The server didn't respond in time.", request.accept)
         if failure.check(ConnectionFailed, BadResponse):
             self._log.warn("agent at {path} is unavailable: {reason}", path=self.path, reason=failure.getErrorMessage())
             return MetadataAgent.error(503, "No server is available to handle this request.", request.accept)
         return failure
-
-
-def _timed_out(result: Any, timeout: float) -> Any:
-    # a cancelled Agent request fails with ResponseNeverReceived([CancelledError]): name it
-    raise DeferredTimeout(f"no answer within {timeout:g}s")
 
 
 def guest_address(request: HTTPRequest) -> bytes:
