@@ -47,6 +47,7 @@ class MetadataApp:
     providers: tuple[str, ...] = ("StaticJSON",)
     dynamic: dict[str, IVendordataProvider] = field(factory=dict)
     cache: RenderCache = field(default=None)
+    _day: tuple[float, float, str] = field(default=(0.0, 0.0, ""), init=False, repr=False)
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -55,7 +56,11 @@ class MetadataApp:
 
     def today(self) -> str:
         """The UTC date by the injected clock, for the OpenStack version listing."""
-        return time.strftime("%Y-%m-%d", time.gmtime(self.clock.seconds()))
+        now = self.clock.seconds()
+        if not self._day[0] <= now < self._day[1]:
+            start = now - now % 86400
+            self._day = (start, start + 86400, time.strftime("%Y-%m-%d", time.gmtime(now)))
+        return self._day[2]
 
     # -- loading ------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.logger import Logger
 
 from mdsvc.api.errors import MetadataError
@@ -73,8 +73,10 @@ class Identifier:
     """Turns a request's headers and address into an identity, per the configured mode."""
 
     service_metadata_proxy: bool
-    shared_secret: str
+    shared_secret: str = field(repr=False)
     use_forwarded_for: bool = False
+    _expected: dict[bytes, bytes] = field(factory=dict, init=False, repr=False, eq=False)
+    """The expected signature of each instance id seen (a pure function of id and secret)."""
 
     def identify(self, headers: dict[bytes, list[bytes]], peer: str | None) -> ByInstanceId | ByAddress:
         """
@@ -137,8 +139,12 @@ class Identifier:
             raise MetadataError(400, "Multiple X-Tenant-ID headers found within request.")
         instance_id = instance_ids[0]
         address = first_forwarded(_header(headers, b"x-forwarded-for"))
-        expected = sign(self.shared_secret, instance_id).encode("ascii")
-        if not hmac.compare_digest(expected, signature):
+        expected = self._expected.get(instance_id)
+        if expected is None:
+            if len(self._expected) >= 65536:
+                self._expected.clear()
+            expected = self._expected[instance_id] = sign(self.shared_secret, instance_id).encode("ascii")
+        if not hmac.compare_digest(expected, signature):  # still constant-time, every request
             log.warn(
                 "X-Instance-ID-Signature: {signature} does not match the expected signature for id: {requestor_id}. Request From: {requestor_address}",
                 signature=signature.decode("latin-1"), requestor_id=instance_id.decode("latin-1"), requestor_address=address,

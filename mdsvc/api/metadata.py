@@ -88,6 +88,8 @@ def random_seed() -> str:
 
 
 _SEED_MARK = json.dumps(ostack.RANDOM_SEED).encode("ascii")
+_NEEDS_ADDRESS = Answer(b"")
+"""Stands for local-ipv4 from the request's address: answered per request, never cached."""
 
 
 @define
@@ -105,6 +107,8 @@ class InstanceMetadata:
     _ec2_trees: dict[str, dict[str, Any]] = field(factory=dict, init=False, repr=False)
     _meta_data: dict[str, bytes] = field(factory=dict, init=False, repr=False)
     _network_data: bytes | None = field(default=None, init=False, repr=False)
+    _answers: dict[tuple[tuple[str, ...], str], Any] = field(factory=dict, init=False, repr=False)
+    """Answers by path, for everything that is the same on every request of this entry."""
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -172,11 +176,20 @@ class InstanceMetadata:
         @param today: the UTC date as C{YYYY-MM-DD}, for the OpenStack version listing.
         @raise MetadataError: 404 for anything that is not there.
         """
+        key = (tuple(segments), today)
+        known = self._answers.get(key)
+        if known is not None:
+            return known
         if segments[0] == "openstack":
-            return self._resolve_openstack(segments[1:], today)
-        if segments[0] != "ec2":
-            segments = ["ec2"] + segments
-        return self._resolve_ec2(segments[1:], address)
+            answer = self._resolve_openstack(segments[1:], today)
+        else:
+            answer = self._resolve_ec2(segments[1:] if segments[0] == "ec2" else segments, address)
+            if answer is _NEEDS_ADDRESS:
+                return Answer(render_value(address))
+        # meta_data.json carries a fresh random_seed per request; a bounded cache per entry
+        if segments[-1] != "meta_data.json" and len(self._answers) < 256:
+            self._answers[key] = answer
+        return answer
 
     def _resolve_ec2(self, rest: list[str], address: str | None) -> Answer:
         if not rest:
@@ -190,7 +203,7 @@ class InstanceMetadata:
                 raise not_found(f"no {'/'.join(rest[: depth])!r} in EC2 version {rest[0]}")
             node = node[segment]
         if node is LOCAL_IPV4_FROM_REQUEST:
-            node = address
+            return _NEEDS_ADDRESS  # type: ignore[return-value]
         return Answer(render_value(node))
 
     def _resolve_openstack(self, rest: list[str], today: str) -> Answer | Password | VendorData2:
