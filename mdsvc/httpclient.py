@@ -79,15 +79,18 @@ class _ClientProtocol(Protocol):
         self._response: _Response | None = None
         self.used = 0
         self.dead = False
+        self._unpipelinable = 0
 
     @property
     def pipelinable(self) -> bool:
         """Whether a GET may go behind what is in flight (no POST among it, not closing)."""
-        return not self.dead and all(p.pipelinable for p in self.pending)
+        return not self.dead and not self._unpipelinable
 
     def send(self, data: bytes, head_only: bool, pipelinable: bool) -> Deferred[HTTPResponse]:
         entry = _Pending(Deferred(self._cancel), head_only, pipelinable, self.pool.clock.seconds())
         self.pending.append(entry)
+        if not pipelinable:
+            self._unpipelinable += 1
         self.used += 1
         self.transport.write(data)  # (an in-memory server may answer before this returns)
         return entry.deferred
@@ -188,6 +191,8 @@ class _ClientProtocol(Protocol):
 
     def _done(self, response: _Response, body: bytes) -> None:
         entry = self.pending.popleft()
+        if not entry.pipelinable:
+            self._unpipelinable -= 1
         self._response = None
         if response.close:
             self.dead = True
