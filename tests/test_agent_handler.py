@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, fail
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
@@ -55,7 +55,7 @@ class Harness:
     def handle(self, case: SynchronousTestCase, **kw: Any) -> HTTPResponse:
         values: dict[str, Any] = dict(method=b"GET", path=b"/the_path", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))
         values.update(kw)
-        return case.successResultOf(ensureDeferred(self.agent.handle(AgentRequest(**values))))
+        return case.successResultOf(self.agent.handle(AgentRequest(**values)))
 
 
 class ForwardingTests(SynchronousTestCase):
@@ -113,7 +113,7 @@ class ForwardingTests(SynchronousTestCase):
     def test_api_timeout_is_504(self) -> None:
         """An API that does not answer within the timeout is the agent's 504, not a hang."""
         h = Harness(api=lambda request: Deferred())
-        d = ensureDeferred(h.agent.handle(AgentRequest(b"GET", b"/x", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))))
+        d = h.agent.handle(AgentRequest(b"GET", b"/x", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),)))
         h.clock.advance(19.9)
         self.assertNoResult(d)
         with capturedLogs():

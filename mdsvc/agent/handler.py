@@ -12,9 +12,12 @@ unavailable, 504 when the API is too slow, 502 for an answer the API should neve
 
 from __future__ import annotations
 
+from typing import Any
+
 from attrs import define, field, frozen
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mdsvc.agent.forwarder import APIForwarder, UpstreamTimeout, UpstreamUnavailable
 from mdsvc.agent.ratelimit import SlidingWindowLimiter
@@ -78,19 +81,20 @@ class MetadataAgent:
     _signatures: dict[str, str] = field(factory=dict, init=False, repr=False)
     _log = Logger()
 
-    async def handle(self, request: AgentRequest) -> HTTPResponse:
-        """Answer one proxied request; never raises (except cancellation)."""
-        try:
-            return await self._handle(request)
-        except CancelledError:
-            raise
-        except AgentError as e:
+    def handle(self, request: AgentRequest) -> Deferred[HTTPResponse]:
+        """Answer one proxied request; the Deferred never fails (except on cancellation)."""
+        return ensureDeferred(self._handle(request)).addErrback(self._failed, request)
+
+    def _failed(self, failure: Failure, request: AgentRequest) -> Any:
+        if failure.check(CancelledError):
+            return failure
+        if failure.check(AgentError):
+            e = failure.value
             getattr(self._log, e.log_level)("{method} {path}: {code} {reason}", method=request.method.decode("latin-1"),
                                             path=request.path.decode("latin-1"), code=e.code, reason=e.explanation)
             return self.error(e.code, e.explanation, request.accept)
-        except Exception:
-            self._log.failure("Unexpected error answering {path}", path=request.path.decode("latin-1"))
-            return self.error(500, "An unknown error has occurred. Please try your request again.", request.accept)
+        self._log.failure("Unexpected error answering {path}", failure, path=request.path.decode("latin-1"))
+        return self.error(500, "An unknown error has occurred. Please try your request again.", request.accept)
 
     @staticmethod
     def error(code: int, explanation: str, accept: bytes | None) -> HTTPResponse:
@@ -116,15 +120,14 @@ class MetadataAgent:
         if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
             if not self.limiter.allow((network_id, router_id, ip)):
                 raise AgentError(429, "You have sent too many requests in a given amount of time.", "info")
-        where = f"network {network_id}" if network_id else f"router {router_id}"
-        found = await self._lookup(ip, network_id, router_id, mac, where)
+        found = await self._lookup(ip, network_id, router_id, mac)
         forwarded = ip.encode("ascii")  # normalised: no ::ffff: form reaches the API (spec §11.7)
         response = await self._forward(request, forwarded, found)
         if response.code == 404 and hasattr(self.lookup, "forget"):
             # the port may have moved to a new instance since it was cached (neutron spec §4)
             self._log.info("The instance: {instance} is not present anymore, skipping cache...", instance=found[0])
             self.lookup.forget(ip, network_id, router_id, mac)
-            again = await self._lookup(ip, network_id, router_id, mac, where)
+            again = await self._lookup(ip, network_id, router_id, mac)
             if again != found:
                 response = await self._forward(request, forwarded, again)
         return self._relay(response)
@@ -146,12 +149,13 @@ class MetadataAgent:
             raise AgentError(400, "Neither a network nor a router ID was given.")
         return network, router
 
-    async def _lookup(self, ip: str, network_id: str | None, router_id: str | None, mac: str | None, where: str) -> tuple[str, str]:
+    async def _lookup(self, ip: str, network_id: str | None, router_id: str | None, mac: str | None) -> tuple[str, str]:
         try:
             found = await self.lookup.lookup(ip, network_id=network_id, router_id=router_id, mac=mac)
         except LookupUnavailable as e:
             raise AgentError(503, "The instance lookup service is temporarily unavailable. Please try again later.", "warn") from e
         if not found or not found[0]:
+            where = f"network {network_id}" if network_id else f"router {router_id}"
             raise AgentError(404, f"Instance was not found on {where}.")
         return found
 

@@ -13,7 +13,7 @@ import stat
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from mdsvc.agent.handler import AgentRequest, MetadataAgent
@@ -41,7 +41,7 @@ class AgentHandler:
 
     def __call__(self, request: HTTPRequest) -> Deferred[HTTPResponse]:
         """Hand the request to the agent."""
-        return ensureDeferred(self.agent.handle(agent_request(request)))
+        return self.agent.handle(agent_request(request))
 
 
 def socket_mode(mode: str, proxy_user: str, proxy_group: str) -> int:

@@ -14,7 +14,7 @@ import ipaddress
 from typing import Any
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -44,7 +44,7 @@ class InProcessUpstream:
 
     def forward(self, request: AgentRequest) -> Deferred[HTTPResponse]:
         """See L{IUpstream.forward}."""
-        return ensureDeferred(self.agent.handle(request))
+        return self.agent.handle(request)
 
 
 @implementer(IUpstream)
