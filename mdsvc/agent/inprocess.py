@@ -6,11 +6,15 @@ API's own identification and answering code, without a socket or HTTP in between
 
 from __future__ import annotations
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mdsvc.api.app import MAX_PASSWORD_SIZE, MetadataApp
 from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, error_page
+from mdsvc.api.metadata import Answer
 from mdsvc.http import HTTPResponse
 
 
@@ -32,21 +36,27 @@ class InProcessAPI:
             b"x-tenant-id": [tenant_id.encode("utf-8")],
             b"x-instance-id-signature": [signature.encode("ascii")],
         }
-        return ensureDeferred(self._answer(method, path, body, headers))
-
-    async def _answer(self, method: bytes, path: bytes, body: bytes, headers: dict[bytes, list[bytes]]) -> HTTPResponse:
         raw_path = path.split(b"?", 1)[0]
         try:
-            answer = await self.app.handle(method, raw_path, headers, None, lambda: body if len(body) <= MAX_PASSWORD_SIZE else None)
-        except MetadataError as e:
-            self.app.log_error(e, method, path, headers[b"x-forwarded-for"][0].decode("latin-1"))
-            return _page(e)
-        except CancelledError:
-            raise
+            answer = self.app.handle(method, raw_path, headers, None, lambda: body if len(body) <= MAX_PASSWORD_SIZE else None)
         except Exception:
-            self._log.failure("unhandled error answering {path}", path=path)
-            return _page(MetadataError(500, UNKNOWN_ERROR, "internal error"))
-        return HTTPResponse(200, ((b"Content-Type", answer.content_type),), answer.body)
+            return succeed(self._failed(Failure(), method, path, forwarded_for))
+        if isinstance(answer, Answer):
+            return succeed(_ok(answer))
+        return answer.addCallbacks(_ok, self._failed, errbackArgs=(method, path, forwarded_for))
+
+    def _failed(self, failure: Failure, method: bytes, path: bytes, forwarded_for: bytes) -> Any:
+        if failure.check(CancelledError):
+            return failure
+        if failure.check(MetadataError):
+            self.app.log_error(failure.value, method, path, forwarded_for.decode("latin-1"))
+            return _page(failure.value)
+        self._log.failure("unhandled error answering {path}", failure, path=path)
+        return _page(MetadataError(500, UNKNOWN_ERROR, "internal error"))
+
+
+def _ok(answer: Answer) -> HTTPResponse:
+    return HTTPResponse(200, ((b"Content-Type", answer.content_type),), answer.body)
 
 
 def _page(error: MetadataError) -> HTTPResponse:

@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Hashable
 
 from attrs import define, field
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -149,20 +149,43 @@ class MetadataApp:
             emit("{method} {path} from {peer}: {code} ({reason})", method=method.decode("latin-1"),
                  path=path.decode("latin-1"), peer=peer, code=error.code, reason=error.reason)
 
-    async def handle(
+    def handle(
         self, method: bytes, raw_path: bytes, headers: dict[bytes, list[bytes]], peer: str | None,
         body: Callable[[], bytes | None],
-    ) -> Answer:
+    ) -> Answer | Deferred[Answer]:
         """
-        One request from the raw path (without query) and lower-cased headers to an answer.
+        One request from the raw path (without query) and lower-cased headers to an answer: at
+        once when the instance is in the render cache and the path is a plain document (most
+        requests of a boot), else a Deferred.
 
-        @raise MetadataError: for every error status.
+        @raise MetadataError: (raised, or as the Deferred's failure) for every error status.
         """
         segments = normalise_path(raw_path)
         if segments is None:
             return ROOT_ANSWER
         identity = self.identifier.identify(headers, peer)
-        return await self.answer(method, segments, identity, body)
+        answer = self._answer_cached(segments, identity)
+        if answer is not None:
+            return answer
+        return ensureDeferred(self.answer(method, segments, identity, body))
+
+    def _answer_cached(self, segments: list[str], identity: ByInstanceId | ByAddress | ByProvider) -> Answer | None:
+        """The answer without waiting, or None when it needs the store, a check that fails, or I/O."""
+        if isinstance(identity, ByInstanceId):
+            md = self.cache.peek(("uuid", identity.uuid))
+            if md is None or (md.instance.project_id or "") != identity.tenant:
+                return None
+        elif isinstance(identity, ByAddress):
+            md = self.cache.peek(("address", identity.address))
+            if md is None:
+                return None
+        else:
+            return None
+        try:
+            resolved = md.resolve(segments, identity.address, self.today())
+        except MetadataError:
+            return None  # answered (and logged) by the full path
+        return resolved if isinstance(resolved, Answer) else None
 
     async def answer(
         self, method: bytes, segments: list[str], identity: ByInstanceId | ByAddress | ByProvider, body: Callable[[], bytes | None]

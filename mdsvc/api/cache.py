@@ -32,6 +32,13 @@ class RenderCache:
     _next_sweep: float = field(default=0.0, init=False)
     loads: int = field(default=0, init=False)
 
+    def peek(self, key: Hashable) -> Any:
+        """The fresh value of C{key}, or None (nothing is loaded)."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self.clock.seconds():
+            return entry[1]
+        return None
+
     def get(self, key: Hashable, load: Callable[[Hashable], Any]) -> Deferred[Any]:
         """See L{ICache.get}.  Each caller gets its own Deferred, so one cancelling hurts no other."""
         entry = self._entries.get(key)

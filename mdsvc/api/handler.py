@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -34,10 +34,12 @@ class APIHandler:
     def __call__(self, request: HTTPRequest) -> HTTPResponse | Deferred[HTTPResponse]:
         """Answer any method on any path (Nova never answers 405)."""
         try:
-            d = ensureDeferred(self.app.handle(request.method, request.path, request.headers, _peer(request), lambda: _password(request)))
+            answer = self.app.handle(request.method, request.path, request.headers, _peer(request), lambda: _password(request))
         except Exception:
             return self._failure(request, Failure())
-        return d.addBoth(self._done, request)
+        if isinstance(answer, Answer):
+            return HTTPResponse(200, ((b"Content-Type", answer.content_type),), answer.body)
+        return answer.addBoth(self._done, request)
 
     def _done(self, result: Answer | Failure, request: HTTPRequest) -> Any:
         if isinstance(result, Failure):
