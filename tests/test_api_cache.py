@@ -9,16 +9,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from mdsvc.api.cache import RenderCache
+from mdsvc.cache import ExpiringCache
 from mdsvc.interfaces import ICache
 
 
-class RenderCacheTests(SynchronousTestCase):
-    """RenderCache behaviour."""
+class ExpiringCacheTests(SynchronousTestCase):
+    """ExpiringCache behaviour."""
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.cache = RenderCache(self.clock, 10)
+        self.cache = ExpiringCache(self.clock, 10)
         self.calls: list[Any] = []
 
     def load(self, key: Any) -> Deferred[Any]:
@@ -26,7 +26,7 @@ class RenderCacheTests(SynchronousTestCase):
         return succeed(f"value-{key}-{len(self.calls)}")
 
     def test_interface(self) -> None:
-        """RenderCache provides ICache."""
+        """ExpiringCache provides ICache."""
         self.assertTrue(verifyObject(ICache, self.cache))
 
     def test_hit_until_expiry(self) -> None:
@@ -63,7 +63,7 @@ class RenderCacheTests(SynchronousTestCase):
 
     def test_ttl_zero(self) -> None:
         """With ttl 0 nothing is kept."""
-        cache = RenderCache(self.clock, 0)
+        cache = ExpiringCache(self.clock, 0)
         cache.get("a", self.load)
         cache.get("a", self.load)
         self.assertEqual(len(self.calls), 2)

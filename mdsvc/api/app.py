@@ -14,7 +14,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from mdsvc.api.cache import RenderCache
+from mdsvc.cache import ExpiringCache
 from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, not_found
 from mdsvc.api.identify import ByAddress, ByInstanceId, ByProvider, Identifier
 from mdsvc.api.metadata import EC2_VERSION_LIST, HTML, JSON, TEXT, Answer, InstanceMetadata, Password, dumps, normalise_path
@@ -46,13 +46,13 @@ class MetadataApp:
     static_file: StaticJSONFile = field(factory=lambda: StaticJSONFile(None))
     providers: tuple[str, ...] = ("StaticJSON",)
     dynamic: dict[str, IVendordataProvider] = field(factory=dict)
-    cache: RenderCache = field(default=None)
+    cache: ExpiringCache = field(default=None)
     _day: tuple[float, float, str] = field(default=(0.0, 0.0, ""), init=False, repr=False)
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
         if self.cache is None:
-            self.cache = RenderCache(self.clock, self.cache_ttl)
+            self.cache = ExpiringCache(self.clock, self.cache_ttl)
 
     def today(self) -> str:
         """The UTC date by the injected clock, for the OpenStack version listing."""
