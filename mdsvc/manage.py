@@ -23,7 +23,7 @@ import yaml
 
 from mdsvc.api.identify import sign
 from mdsvc.config import Config, ConfigError, check_config, load_config
-from mdsvc.model import DocumentError, instanceFromDocument, routerFromDocument
+from mdsvc.model import DocumentError, YAMLDocumentLoader, instanceFromDocument, routerFromDocument
 from mdsvc.store.sqlite import SQLiteDocuments
 
 
@@ -62,19 +62,9 @@ def read_documents(path: str, stdin: TextIO | None = None) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
-class _DocumentLoader(yaml.SafeLoader):
-    """YAML without implicit timestamps: created_at: 2020-01-01 stays the string it reads as."""
-
-
-_DocumentLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
 def _yaml(path: str, text: str) -> Any:
     try:
-        return yaml.load(text, Loader=_DocumentLoader)
+        return yaml.load(text, Loader=YAMLDocumentLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path

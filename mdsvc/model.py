@@ -15,6 +15,7 @@ import ipaddress
 import re
 from typing import Any, Callable, Mapping, Sequence
 
+import yaml
 from attrs import field, frozen
 
 
@@ -221,7 +222,7 @@ class Router:
 # --- document parsing -------------------------------------------------------------------------
 
 _UUIDISH = re.compile(r"^[^\s/]{1,255}$")
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MAC_PATTERN = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
 def sanitize_hostname(hostname: str, default_name: str | None = None) -> str:
@@ -240,7 +241,7 @@ class _Reader:
 
     def __init__(self, obj: Any, where: str, allowed: Sequence[str]) -> None:
         if not isinstance(obj, dict):
-            raise DocumentError(where, f"expected an object, got {_kind(obj)}")
+            raise DocumentError(where, f"expected an object, got {kind_of(obj)}")
         for key in obj:
             if key not in allowed:
                 raise DocumentError(_join(where, str(key)), "unknown field")
@@ -263,7 +264,7 @@ class _Reader:
                 raise DocumentError(self.path(key), "is required")
             return default
         if not isinstance(value, str):
-            raise DocumentError(self.path(key), f"expected a string, got {_kind(value)}")
+            raise DocumentError(self.path(key), f"expected a string, got {kind_of(value)}")
         if pattern is not None and not pattern.fullmatch(value):
             raise DocumentError(self.path(key), f"{value!r} is not valid")
         return value
@@ -273,7 +274,7 @@ class _Reader:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise DocumentError(self.path(key), f"expected an integer, got {_kind(value)}")
+            raise DocumentError(self.path(key), f"expected an integer, got {kind_of(value)}")
         if minimum is not None and value < minimum:
             raise DocumentError(self.path(key), f"must be >= {minimum}, got {value}")
         return value
@@ -283,7 +284,7 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise DocumentError(self.path(key), f"expected true or false, got {_kind(value)}")
+            raise DocumentError(self.path(key), f"expected true or false, got {kind_of(value)}")
         return value
 
     def list(self, key: str, item: Callable[[Any, str], Any], default: Any = ()) -> Any:
@@ -291,7 +292,7 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, list):
-            raise DocumentError(self.path(key), f"expected a list, got {_kind(value)}")
+            raise DocumentError(self.path(key), f"expected a list, got {kind_of(value)}")
         return tuple(item(v, f"{self.path(key)}[{i}]") for i, v in enumerate(value))
 
     def strmap(self, key: str) -> dict[str, str]:
@@ -299,10 +300,10 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise DocumentError(self.path(key), f"expected an object, got {_kind(value)}")
+            raise DocumentError(self.path(key), f"expected an object, got {kind_of(value)}")
         for k, v in value.items():
             if not isinstance(v, str):
-                raise DocumentError(_join(self.path(key), k), f"expected a string, got {_kind(v)}")
+                raise DocumentError(_join(self.path(key), k), f"expected a string, got {kind_of(v)}")
         return dict(value)
 
     def choice(self, key: str, choices: Sequence[str], default: Any = None) -> Any:
@@ -316,23 +317,34 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any, mapping: str = "an object") -> str:
+    """How an error message names the type of a parsed JSON/YAML value (C{mapping} for dicts)."""
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: mapping}.get(
         type(value), type(value).__name__
     )
 
 
+class YAMLDocumentLoader(yaml.SafeLoader):
+    """YAML without implicit timestamps: C{created_at: 2020-01-01} stays the string it reads as."""
+
+
+YAMLDocumentLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _string(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise DocumentError(where, f"expected a string, got {_kind(value)}")
+        raise DocumentError(where, f"expected a string, got {kind_of(value)}")
     return value
 
 
 def _int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DocumentError(where, f"expected an integer, got {_kind(value)}")
+        raise DocumentError(where, f"expected an integer, got {kind_of(value)}")
     return value
 
 
@@ -415,7 +427,7 @@ def _network(value: Any, where: str) -> Network:
 
 def _nic(value: Any, where: str) -> Nic:
     r = _Reader(value, where, ("port_id", "mac", "vif_type", "vnic_type", "security_groups", "network", "fixed_ips"))
-    mac = r.str("mac", pattern=_MAC)
+    mac = r.str("mac", pattern=MAC_PATTERN)
     return Nic(
         port_id=r.str("port_id"),
         mac=mac.lower() if mac else None,
@@ -455,7 +467,7 @@ def _block_device(value: Any, where: str) -> BlockDevice:
 def _device(value: Any, where: str) -> Device:
     names = [a.name for a in Device.__attrs_attrs__]  # type: ignore[attr-defined]
     r = _Reader(value, where, names)
-    mac = r.str("mac", pattern=_MAC)
+    mac = r.str("mac", pattern=MAC_PATTERN)
     return Device(
         type=r.choice("type", ("nic", "disk", "share"), None) or _missing(r.path("type")),
         bus=r.choice("bus", ("pci", "usb", "scsi", "ide", "xen", "none")),
@@ -501,7 +513,7 @@ def _ec2_ids(value: Any, where: str) -> tuple[int | None, dict[str, int]]:
     r = _Reader(value, where, ("instance", "images"))
     images = r.raw("images") or {}
     if not isinstance(images, dict):
-        raise DocumentError(r.path("images"), f"expected an object, got {_kind(images)}")
+        raise DocumentError(r.path("images"), f"expected an object, got {kind_of(images)}")
     parsed = {}
     for k, v in images.items():
         parsed[k] = _int(v, _join(r.path("images"), k))

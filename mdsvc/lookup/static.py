@@ -30,8 +30,8 @@ from zope.interface import implementer
 
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup._match import choose, no_networks
+from mdsvc.model import MAC_PATTERN, YAMLDocumentLoader, kind_of
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _PORT_KEYS = ("network_id", "ip_address", "mac_address", "device_id", "project_id")
 
 
@@ -54,22 +54,8 @@ class StaticPorts:
     routers: dict[str, tuple[str, ...]] = field(factory=dict)
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML without implicit timestamps (ids stay the strings they read as)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}.get(
-        type(value), type(value).__name__
-    )
+    return kind_of(value, mapping="a mapping")
 
 
 def parse_static(path: str, text: str) -> StaticPorts:
@@ -86,7 +72,7 @@ def parse_static(path: str, text: str) -> StaticPorts:
             raise StaticFileError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
     else:
         try:
-            data = yaml.load(text, Loader=_Loader)
+            data = yaml.load(text, Loader=YAMLDocumentLoader)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else path
@@ -147,7 +133,7 @@ def parse_static(path: str, text: str) -> StaticPorts:
         mac = port.get("mac_address")
         if mac is not None:
             text = string(mac, f"{where}.mac_address")
-            if not _MAC.match(text):
+            if not MAC_PATTERN.match(text):
                 raise bad(f"{where}.mac_address", f"{text!r} is not a MAC address (expected six colon-separated hex bytes)")
             result.by_mac.setdefault((network, text.lower()), []).append(owner)
         elif not addresses:
