@@ -19,7 +19,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 from typing import Any
 
 import yaml
