@@ -15,7 +15,6 @@ from typing import Any
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -73,8 +72,3 @@ class _Unverified:
         connection = SSL.Connection(self._options.getContext(), tlsProtocol)
         connection.set_connect_state()
         return connection
-
-
-def default_policy() -> IPolicyForHTTPS:
-    """System CAs, host name verified."""
-    return BrowserLikePolicyForHTTPS()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
 from attrs import define, field, frozen
 from twisted.internet.defer import Deferred, gatherResults
@@ -25,10 +25,6 @@ from zope.interface import implementer
 from mdsvc.api.errors import MetadataError
 from mdsvc.interfaces import IVendordataProvider
 from mdsvc.model import Instance
-
-
-class VendordataUnavailable(Exception):
-    """The StaticJSON file cannot be used; C{str()} says why, as Nova's log line does."""
 
 
 @frozen
@@ -194,5 +190,3 @@ def merge_vendordata(parts: list[tuple[str, dict[str, Any]]], log: Logger | None
             merged[key] = value
     return merged
 
-
-VendordataSource = Callable[[Instance], Deferred[dict[str, Any]]]
