@@ -189,4 +189,3 @@ def merge_vendordata(parts: list[tuple[str, dict[str, Any]]], log: Logger | None
                 continue
             merged[key] = value
     return merged
-
