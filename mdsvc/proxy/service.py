@@ -34,6 +34,8 @@ from mdsvc.proxy.netns import NamespaceError, adopt, interfaces_with_address, li
 
 METADATA_V4 = "169.254.169.254"
 METADATA_V6 = "fe80::a9fe:a9fe"
+MAX_RECHECK = 300.0
+"""Seconds between looks, at most, for the IPv6 address of a namespace that has none yet."""
 
 
 class NamespaceProxies(MultiService):
@@ -61,6 +63,7 @@ class NamespaceProxies(MultiService):
             wanted=_wanted(wanted), interval=interval, use_inotify=use_inotify, reactor=reactor,
         )
         self.watcher.setServiceParent(self)
+        self._recheck: dict[str, tuple[float, float]] = {}
         self._v6_loop = LoopingCall(self._complete_all)
         self._v6_loop.clock = reactor
         self._interval = interval
@@ -100,16 +103,33 @@ class NamespaceProxies(MultiService):
             self._log.info("namespace {namespace} is gone; its listeners are closed", namespace=name)
 
     def _close(self, name: str) -> None:
+        self._recheck.pop(name, None)
         for port in self.ports.pop(name, {}).values():
             port.stopListening()
         self._sites.pop(name, None)
 
     def _complete_all(self) -> None:
+        """
+        Look again at namespaces still missing a listener (their IPv6 address comes later),
+        each less often the longer it stays incomplete (up to every C{MAX_RECHECK} seconds): a
+        thousand IPv4-only networks must not cost a thousand namespace switches per rescan.
+        """
+        now = self.reactor.seconds()
         for name in list(self.ports):
+            due, wait = self._recheck.get(name, (0.0, self._interval))
+            if now < due or self._complete_already(name):
+                continue
             try:
                 self._complete(name)
             except NamespaceError as e:
                 self._log.warn("{error}", error=str(e))
+            if not self._complete_already(name):
+                self._recheck[name] = (now + wait, min(wait * 2, MAX_RECHECK))
+
+    def _complete_already(self, name: str) -> bool:
+        kind = classify(name)
+        ports = self.ports.get(name, {})
+        return kind is None or ("router" in ports if kind.prefix == "qrouter" else {"v4", "v6"} <= set(ports))
 
     def _complete(self, name: str) -> None:
         """Create whichever listeners of C{name} are missing and possible now."""
