@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -456,3 +457,26 @@ class EncodingTests(ConfigTestsMixin, SynchronousTestCase):
         with open(path, "wb") as f:
             f.write(b"\xef\xbb\xbf" + data)
         self.assertEqual(load_config(path).api.dhcp_domain, "example.org")
+
+
+class SampleConfigTests(SynchronousTestCase):
+    """The sample configs under etc/ are valid and name every option mdsvc reads."""
+
+    def test_samples_valid(self) -> None:
+        """check-config finds nothing wrong in any sample, and each loads."""
+        import glob
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        samples = sorted(glob.glob(os.path.join(root, "etc", "*.conf")))
+        self.assertGreaterEqual(len(samples), 6)
+        for path in samples:
+            self.assertEqual(check_config(path), [], path)
+            load_config(path)
+
+    def test_all_in_one_names_every_option(self) -> None:
+        """etc/all-in-one.conf sets or mentions every option of the table."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "etc", "all-in-one.conf")) as f:
+            text = f.read()
+        missing = [f"[{o.section}] {o.name}" for o in OPTIONS if not re.search(rf"^#?{o.name} =", text, re.M)]
+        self.assertEqual(missing, [])
