@@ -122,7 +122,7 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     top = MultiService()
     if config.demo:
         DemoSeed(store.documents).setServiceParent(top)
-    site = _http(config, APIHandler(app), reactor, "metadata-api")
+    site = _http(config, APIHandler(app, config.api.debug), reactor, "metadata-api")
     strports.service(api.listen_endpoint, site, reactor=reactor).setServiceParent(top)
     return top
 

@@ -624,3 +624,23 @@ class UnexpectedErrorTests(SynchronousTestCase):
         self.assertEqual(r.code, 500)
         self.assertNotIn(b"KeyError", r.body)
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
+
+class DebugLogTests(SynchronousTestCase):
+    """[DEFAULT] debug logs every request's headers, with secrets masked."""
+
+    def test_masked(self) -> None:
+        """The signature is masked; other headers are logged; nothing without debug."""
+        h = Harness(self)
+        h.store.add(fixture())
+        h.resource.debug = True
+        with capturedLogs() as events:
+            h.get("/latest/meta-data/hostname", headers={b"User-Agent": b"cloud-init/22.4"})
+        logged = [e["headers"] for e in events if "headers" in e]
+        self.assertEqual(len(logged), 1)
+        self.assertEqual(logged[0]["x-instance-id-signature"], "***")
+        self.assertEqual((logged[0]["x-instance-id"], logged[0]["user-agent"]), (UUID, "cloud-init/22.4"))
+        h.resource.debug = False
+        with capturedLogs() as events:
+            h.get("/latest/meta-data/hostname")
+        self.assertEqual([e for e in events if "headers" in e], [])

@@ -6,7 +6,8 @@ L{MetadataApp}, for L{mdsvc.http.LeanHTTPFactory}.
 Every request ends in a status of {200, 400, 403, 404, 409, 500} (spec §3.3); every 404 and 500
 is logged with its concrete reason; an unexpected exception is logged with its traceback and
 answered with the generic 500, never with a traceback.  HEAD is answered like GET without the
-body (the protocol drops it).
+body (the protocol drops it). With C{[DEFAULT] debug} every request's headers are logged at
+debug level, secrets masked.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ class APIHandler:
 
     _log = Logger()
 
-    def __init__(self, app: MetadataApp) -> None:
+    def __init__(self, app: MetadataApp, debug: bool = False) -> None:
         self.app = app
+        self.debug = debug
 
     def __call__(self, request: HTTPRequest) -> HTTPResponse | Deferred[HTTPResponse]:
         """Answer any method on any path (Nova never answers 405)."""
+        if self.debug:
+            self._log.debug("Metadata request headers: {headers}", headers=masked_headers(request.headers))
         try:
             answer = self.app.handle(request.method, request.path, request.headers, _peer(request), lambda: _password(request))
         except Exception:
@@ -69,3 +73,14 @@ def _peer(request: HTTPRequest) -> str | None:
 def _password(request: HTTPRequest) -> bytes | None:
     """The POSTed password, or None when it is larger than Nova accepts (1020 bytes)."""
     return None if len(request.body) > MAX_PASSWORD_SIZE else request.body
+
+
+_SECRET_HEADERS = (b"signature", b"password", b"token", b"authorization", b"cookie")
+
+
+def masked_headers(headers: dict[bytes, list[bytes]]) -> dict[str, str]:
+    """Headers for a debug log line, with signatures, tokens and the like masked (as Nova does)."""
+    return {
+        name.decode("latin-1"): "***" if any(word in name for word in _SECRET_HEADERS) else b", ".join(values).decode("latin-1")
+        for name, values in headers.items()
+    }
