@@ -368,6 +368,7 @@ class _Located:
 
     @classmethod
     def scan(cls, text: str) -> "_Located":
+        """Index every C{option = value} line by section and option name."""
         located = cls()
         section = "DEFAULT"
         # Lines as configparser counts them: split on newlines only (str.splitlines would also

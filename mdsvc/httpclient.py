@@ -87,6 +87,7 @@ class _ClientProtocol(Protocol):
         return not self.dead and not self._unpipelinable
 
     def send(self, data: bytes, head_only: bool, pipelinable: bool) -> Deferred[HTTPResponse]:
+        """Write one whole request; the Deferred fires with its answer, in order."""
         entry = _Pending(Deferred(self._cancel), head_only, pipelinable, self.pool.clock.seconds())
         self.pending.append(entry)
         if not pipelinable:
@@ -106,6 +107,7 @@ class _ClientProtocol(Protocol):
                 return
 
     def dataReceived(self, data: bytes) -> None:
+        """Parse as many whole answers as have arrived."""
         if not self.pending:
             self.dead = True  # unsolicited bytes: the connection is in no known state
             self.transport.abortConnection()
@@ -209,6 +211,7 @@ class _ClientProtocol(Protocol):
                 entry.deferred.errback(failure)
 
     def connectionLost(self, reason: Failure) -> None:
+        """Fail what is still waiting (a close-delimited body ends here instead)."""
         self.dead = True
         self.pool._lost(self)
         response = self._response

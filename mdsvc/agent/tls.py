@@ -69,6 +69,7 @@ class _Unverified:
         self._options = options
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        """A client-side OpenSSL connection that checks nothing about the server."""
         connection = SSL.Connection(self._options.getContext(), None)
         connection.set_app_data(tlsProtocol)
         connection.set_connect_state()
