@@ -55,8 +55,13 @@ class HTTPRequest:
 
     @property
     def path(self) -> bytes:
-        """The target without its query string."""
-        return self.target.split(b"?", 1)[0]
+        """The target's path: no query string, and no scheme and host if the client sent the
+        absolute form (C{GET http://169.254.169.254/latest/...}, as through an HTTP proxy)."""
+        target = self.target.split(b"?", 1)[0]
+        if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+            slash = target.find(b"/", target.find(b"//") + 2)
+            return target[slash:] if slash >= 0 else b"/"
+        return target
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (lower-case name), or None."""

@@ -162,3 +162,13 @@ class ProtocolTests(SynchronousTestCase):
         c.protocol.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
         self.assertEqual(parse_response(c.written()).code, 500)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
+
+
+class RequestTests(SynchronousTestCase):
+    """HTTPRequest helpers."""
+
+    def test_path(self) -> None:
+        """The path drops the query, and scheme and host of the absolute form."""
+        for target, path in [(b"/a/b?c=d", b"/a/b"), (b"http://169.254.169.254/latest/meta-data?x", b"/latest/meta-data"),
+                             (b"HTTP://h", b"/"), (b"https://h:443/x", b"/x"), (b"*", b"*")]:
+            self.assertEqual(HTTPRequest(b"GET", target, b"HTTP/1.1", {}, b"", None).path, path, target)
