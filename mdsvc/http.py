@@ -63,6 +63,13 @@ class HTTPRequest:
             return target[slash:] if slash >= 0 else b"/"
         return target
 
+    @property
+    def origin_target(self) -> bytes:
+        """The target in origin form (path and query), whatever form the client sent."""
+        path = self.path
+        query = self.target.partition(b"?")[2]
+        return path + b"?" + query if b"?" in self.target else path
+
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header (lower-case name), or None."""
         values = self.headers.get(name)

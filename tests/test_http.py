@@ -172,3 +172,5 @@ class RequestTests(SynchronousTestCase):
         for target, path in [(b"/a/b?c=d", b"/a/b"), (b"http://169.254.169.254/latest/meta-data?x", b"/latest/meta-data"),
                              (b"HTTP://h", b"/"), (b"https://h:443/x", b"/x"), (b"*", b"*")]:
             self.assertEqual(HTTPRequest(b"GET", target, b"HTTP/1.1", {}, b"", None).path, path, target)
+        absolute = HTTPRequest(b"GET", b"http://169.254.169.254/latest?x=1", b"HTTP/1.1", {}, b"", None)
+        self.assertEqual(absolute.origin_target, b"/latest?x=1")

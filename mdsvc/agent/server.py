@@ -24,7 +24,7 @@ def agent_request(request: HTTPRequest) -> AgentRequest:
     headers = request.headers
     return AgentRequest(
         method=request.method,
-        path=request.target,
+        path=request.origin_target,
         body=request.body,
         forwarded_for=tuple(headers.get(b"x-forwarded-for", ())),
         network_ids=tuple(headers.get(b"x-neutron-network-id", []) + headers.get(b"x-ovn-network-id", [])),

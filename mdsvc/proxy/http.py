@@ -112,7 +112,7 @@ class NamespaceProxyHandler:
         """Forward with the listener's identity; the guest's own identity headers never pass."""
         return self.upstream.forward(AgentRequest(
             method=request.method,
-            path=request.target,
+            path=request.origin_target,
             body=request.body,
             forwarded_for=(guest_address(request),),
             network_ids=self._networks,
