@@ -17,8 +17,9 @@ import os
 import random
 import sqlite3
 import string
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
@@ -118,6 +119,21 @@ class SQLiteDocuments:
 
     # -- writes ------------------------------------------------------------------------------
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken at once, so writers queue): committed, or rolled back on any error."""
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
     def import_instances(self, documents: Iterable[Any]) -> list[str]:
         """
         Validate every document first, then write them all in one transaction.
@@ -136,18 +152,9 @@ class SQLiteDocuments:
             if instance.uuid in seen:
                 raise DocumentError(f"{where}.uuid" if where else "uuid", f"{instance.uuid} appears twice in this import")
             seen[instance.uuid] = i
-        conn = self.connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._transaction() as conn:
             for doc in docs:
                 self._write_instance(conn, dict(doc))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
         return list(seen)
 
     def _write_instance(self, conn: sqlite3.Connection, doc: dict[str, Any]) -> None:
@@ -214,14 +221,8 @@ class SQLiteDocuments:
 
     def delete_instance(self, uuid: str) -> bool:
         """Remove an instance; True if it existed."""
-        conn = self.connect()
-        try:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                cur = conn.execute("DELETE FROM instances WHERE uuid = ?", (uuid,))
-                return cur.rowcount > 0
-        finally:
-            conn.close()
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM instances WHERE uuid = ?", (uuid,)).rowcount > 0
 
     def import_routers(self, documents: Iterable[Any]) -> list[str]:
         """Validate every router document, then write them in one transaction."""
@@ -232,9 +233,7 @@ class SQLiteDocuments:
             if router.id in seen:
                 raise DocumentError(f"[{i}].id", f"{router.id} appears twice in this import")
             seen.add(router.id)
-        conn = self.connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._transaction() as conn:
             for doc, router in zip(docs, routers):
                 conn.execute(
                     "INSERT INTO routers(id, document, project_id) VALUES (?, ?, ?) "
@@ -243,41 +242,22 @@ class SQLiteDocuments:
                 )
                 conn.execute("DELETE FROM router_networks WHERE router_id = ?", (router.id,))
                 conn.executemany("INSERT INTO router_networks(router_id, network_id) VALUES (?, ?)", [(router.id, n) for n in router.networks])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
         return [r.id for r in routers]
 
     def delete_router(self, router_id: str) -> bool:
         """Remove a router; True if it existed."""
-        conn = self.connect()
-        try:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                return conn.execute("DELETE FROM routers WHERE id = ?", (router_id,)).rowcount > 0
-        finally:
-            conn.close()
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM routers WHERE id = ?", (router_id,)).rowcount > 0
 
     def set_password(self, uuid: str, password: str) -> bool:
         """Compare-and-set the guest's password: stored only if none is; KeyError if no instance."""
-        conn = self.connect()
-        try:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                cur = conn.execute(
-                    "UPDATE instances SET password = ? WHERE uuid = ? AND COALESCE(password, '') = ''", (password, uuid)
-                )
-                if cur.rowcount:
-                    return True
-                if conn.execute("SELECT 1 FROM instances WHERE uuid = ?", (uuid,)).fetchone() is None:
-                    raise KeyError(uuid)
-                return False
-        finally:
-            conn.close()
+        with self._transaction() as conn:
+            cur = conn.execute("UPDATE instances SET password = ? WHERE uuid = ? AND COALESCE(password, '') = ''", (password, uuid))
+            if cur.rowcount:
+                return True
+            if conn.execute("SELECT 1 FROM instances WHERE uuid = ?", (uuid,)).fetchone() is None:
+                raise KeyError(uuid)
+            return False
 
     # -- reads -------------------------------------------------------------------------------
 

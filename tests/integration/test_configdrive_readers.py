@@ -70,8 +70,8 @@ def vfat_files(path: str) -> dict[str, bytes]:
         fs.close()
 
 
-class ConfigDriveTests(SynchronousTestCase):
-    """One instance, its ISO and VFAT drives, and the API serving it for comparison."""
+class StoreCase(SynchronousTestCase):
+    """A config and a store holding the instance of L{document}."""
 
     def setUp(self) -> None:
         self.dir = os.path.abspath(self.mktemp())
@@ -80,6 +80,13 @@ class ConfigDriveTests(SynchronousTestCase):
         with open(path, "w") as f:
             json.dump(document(), f)
         manage(self.config, "instance", "import", path)
+
+
+class ConfigDriveTests(StoreCase):
+    """One instance, its ISO and VFAT drives, and the API serving it for comparison."""
+
+    def setUp(self) -> None:
+        super().setUp()
         self.iso = os.path.join(self.dir, "config.iso")
         self.vfat = os.path.join(self.dir, "config.vfat")
         manage(self.config, "configdrive", "build", UUID, "-o", self.iso)
@@ -176,16 +183,8 @@ class ConfigDriveTests(SynchronousTestCase):
             self.assertIn("openstack/content/0001", seen["files"])  # type: ignore[operator]
 
 
-class ConfigDriveErrorTests(SynchronousTestCase):
+class ConfigDriveErrorTests(StoreCase):
     """Bad input is a one-line error and leaves no file behind."""
-
-    def setUp(self) -> None:
-        self.dir = os.path.abspath(self.mktemp())
-        self.config = write_config(self.dir, "")
-        path = os.path.join(self.dir, "doc.json")
-        with open(path, "w") as f:
-            json.dump(document(), f)
-        manage(self.config, "instance", "import", path)
 
     def fails(self, *args: str) -> str:
         result = manage(self.config, *args, check=False)
