@@ -18,6 +18,7 @@ setup(
         "pyyaml>=6.0",
         "pycdlib>=1.14",
         "pyfatfs>=1.0",
+        "httptools>=0.6.2",
     ],
     extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14"]},
     entry_points={"console_scripts": ["mdsvc-manage = mdsvc.manage:main"]},

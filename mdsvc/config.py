@@ -236,6 +236,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("neutron", "cafile", string, ""),
     Option("neutron", "insecure", boolean, False),
     Option("neutron", "timeout", number(0.1), 10.0),
+    # what one guest, and all guests together, may hold (every role's HTTP listeners)
+    Option("mdsvc", "request_timeout", number(0.1), 30.0),
+    Option("mdsvc", "idle_timeout", number(0.1), 60.0),
+    Option("mdsvc", "max_connections", integer(0), 4096),
+    Option("mdsvc", "max_connections_per_guest", integer(0), 64),
 )
 
 _BY_KEY = {(o.section, o.name): o for o in OPTIONS}
@@ -347,6 +352,20 @@ class ProxyConfig:
 
 
 @frozen
+class GuestLimits:
+    """
+    What the HTTP listeners allow a client: the time to send a request, the idle time of a
+    kept-alive connection, connections per process and per guest (a source address on one
+    listener; for the agent, requests in flight per guest address and network).
+    """
+
+    request_timeout: float
+    idle_timeout: float
+    max_connections: int
+    max_connections_per_guest: int
+
+
+@frozen
 class Config:
     """The whole parsed configuration of a node."""
 
@@ -358,6 +377,7 @@ class Config:
     agent: AgentConfig
     access_log: bool
     proxy: ProxyConfig
+    limits: GuestLimits
 
 
 @define
@@ -588,6 +608,12 @@ def load_config(path: str | None, overrides: Mapping[tuple[str, str], str] | Non
             flat_injected=v[("DEFAULT", "flat_injected")],
             config_drive_skip_versions=v[("api", "config_drive_skip_versions")],
             debug=v[("DEFAULT", "debug")],
+        ),
+        limits=GuestLimits(
+            request_timeout=v[("mdsvc", "request_timeout")],
+            idle_timeout=v[("mdsvc", "idle_timeout")],
+            max_connections=v[("mdsvc", "max_connections")],
+            max_connections_per_guest=v[("mdsvc", "max_connections_per_guest")],
         ),
     )
 

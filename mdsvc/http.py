@@ -1,38 +1,79 @@
 # -*- test-case-name: tests.test_http -*-
 """
-A lean HTTP/1.1 server protocol for mdsvc's hot paths (API, agent socket, namespace proxies).
+mdsvc's HTTP/1.1 server protocol, for the API, the agent socket and the namespace proxies.
 
-Metadata requests are small GETs and, rarely, a password POST of at most 1020 bytes, so the
-protocol does only what they need, and does it with little per-request machinery: the request
-head is parsed in one pass, the response written in one call.  It keeps connections alive
-(HTTP/1.1, and HTTP/1.0 with C{Connection: keep-alive}), answers pipelined requests in order,
-honours C{Expect: 100-continue}, and bounds everything a client controls: head size, body size,
-time to send a request, idle time.  Chunked request bodies are refused with 400 (no metadata
-client sends one; Nova fails on them, spec §2.6 Q12).
+Every byte it reads may come from a hostile guest, so parsing is llhttp's (Node.js's parser,
+through C{httptools}) in strict mode, and mdsvc adds what llhttp leaves to its user: only
+HTTP/1.0 and HTTP/1.1, exactly one C{Host} on 1.1, no C{Transfer-Encoding} (no metadata client
+sends a chunked body; Nova fails on them), no C{CONNECT}, and limits on the target, the head,
+the number of fields and the body.  A malformed request is answered 400 (413, 414 or 431 for
+the limits) after the requests before it, and the connection is closed.
+
+What one connection may hold is bounded: at most C{MAX_PIPELINE} parsed requests wait behind the
+one being answered, and one read's worth of bytes behind them; beyond that, and whenever the
+client does not read its answers (the transport's write buffer is full), the protocol stops
+reading from the socket.  Every request has one deadline for its head and body together, from
+its first byte; a kept-alive connection one idle deadline; a connection being closed is aborted
+if the client will not take the last bytes.  The deadlines are checked by one sweep per
+listener, not a timer per connection.
+
+Answers keep the order of requests; HEAD answers carry the length GET would have; HTTP/1.0
+keep-alive is confirmed in the answer; C{100 Continue} goes only to HTTP/1.1 clients that wait
+for it; a client that half-closes after its request still gets its answer.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from email.utils import formatdate
 from typing import Any, Callable
 
 from attrs import frozen
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mdsvc.limits import ConnectionLimits
 
 MAX_HEAD = 16 * 1024
-"""Request line and headers; haproxy's default buffer is 16 KiB too."""
+"""Request line and header fields (their text, as parsed); haproxy's default buffer is 16 KiB."""
+
+MAX_HEAD_BYTES = 4 * MAX_HEAD
+"""Bytes a head may take on the wire, whitespace included (a backstop to L{MAX_HEAD})."""
+
+MAX_TARGET = 8 * 1024
+"""The request target.  Each hop adds well under 1 KiB of its own headers to what it forwards,
+so a request the guest-facing hop accepts is never too large for the hops behind it."""
+
+MAX_FIELDS = 100
+"""Header fields in one request."""
 
 MAX_BODY = 64 * 1024
 """Metadata requests carry at most a password (1020 bytes)."""
 
+MAX_PIPELINE = 16
+"""Parsed requests that may wait behind the one being answered on one connection."""
+
+FEED_SLICE = 2048
+"""Bytes handed to the parser at a time, so a burst of tiny pipelined requests in one read
+cannot queue more than a slice's worth of requests past L{MAX_PIPELINE}."""
+
+CLOSE_GRACE = 5.0
+"""Seconds a closing connection has to take its last answer before it is aborted."""
+
+CORRELATION_HEADER = b"x-mdsvc-request-id"
+"""Set by mdsvc's HTTP client on each request and echoed in the answer by mdsvc's servers, so
+the client can tell an answer to its request from a stray one."""
+
 REASONS = {
     100: b"Continue", 200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 408: b"Request Timeout",
-    409: b"Conflict", 413: b"Payload Too Large", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
+    409: b"Conflict", 413: b"Payload Too Large", 414: b"URI Too Long", 429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 502: b"Bad Gateway",
+    503: b"Service Unavailable", 504: b"Gateway Timeout",
 }
 
 
@@ -41,8 +82,12 @@ class HTTPRequest:
     """
     One parsed request.
 
-    @ivar target: the request target as sent (path and query).
-    @ivar headers: lower-cased names to every value sent, in order.
+    @ivar target: the request target as sent (path and query), checked by the parser: visible
+        ASCII only.
+    @ivar version: C{b"HTTP/1.0"} or C{b"HTTP/1.1"}.
+    @ivar headers: lower-cased names to every value sent, in order (surrounding whitespace
+        removed; values hold no control bytes but may hold bytes above 0x7f, so check one
+        before passing it on).
     @ivar peer: the client's host (IP address), or None (UNIX sockets).
     """
 
@@ -78,11 +123,17 @@ class HTTPRequest:
 
 @frozen
 class HTTPResponse:
-    """What a handler answers: status, headers (name, value) and the whole body."""
+    """
+    What a handler answers: status, headers (name, value) and the whole body.
+
+    @ivar length: for an answer to HEAD relayed from another server, the C{Content-Length} that
+        server announced (the body is empty); None means C{len(body)}.
+    """
 
     code: int
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
+    length: int | None = None
 
 
 Handler = Callable[[HTTPRequest], "HTTPResponse | Deferred[HTTPResponse]"]
@@ -110,184 +161,391 @@ def plain_response(code: int, text: str) -> HTTPResponse:
     return HTTPResponse(code, ((b"Content-Type", b"text/plain; charset=UTF-8"),), body)
 
 
+class _Refusal(Exception):
+    """Ends parsing: the request is answered with C{code} and the connection closed."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(code, text)
+        self.code = code
+        self.text = text
+
+
+class _Message:
+    """The request being parsed."""
+
+    __slots__ = ("started", "url", "headers", "fields", "head_size", "raw_head", "in_head", "body", "body_size", "wants_continue")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.url = b""
+        self.headers: dict[bytes, list[bytes]] = {}
+        self.fields = 0
+        self.head_size = 0
+        self.raw_head = 0
+        self.in_head = True
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.wants_continue = False
+
+
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class LeanHTTPProtocol(Protocol):
     """One connection: parse, hand each request to the handler in turn, write the answers."""
 
     _log = Logger()
 
-    def __init__(self, factory: "LeanHTTPFactory") -> None:
+    def __init__(self, factory: "LeanHTTPFactory", source: str | None = None) -> None:
         self.factory = factory
-        self._buffer = b""
-        self._head: tuple[bytes, bytes, bytes, dict[bytes, list[bytes]], int, bool] | None = None
+        self.source = source
+        self._parser = HttpRequestParser(self)
+        self._message: _Message | None = None
+        self._queue: deque[tuple[HTTPRequest, bool] | _Refusal] = deque()
+        self._unfed = b""
         self._pending: Deferred[Any] | None = None
+        self._refused = False
         self._closing = False
+        self._read_closed = False
+        self._write_paused = False
+        self._reading = True
+        self._processing = False
+        self._idle_since = 0.0
+        self._idle_limit = factory.request_timeout
+        self._stalled_since = 0.0
+        self._close_by = 0.0
         self.deadline: float | None = None
         self._peer: str | None = None
-        self._processing = False
+
+    # -- the connection ----------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        """Remember the peer and start the timer for the first request."""
+        """Remember the peer, watch the transport's write buffer, start the first deadline."""
         self._peer = getattr(self.transport.getPeer(), "host", None)
-        self._arm(self.factory.request_timeout)
-
-    def _arm(self, seconds: float) -> None:
-        # a deadline the factory's sweep checks, not a timer per connection (cheaper per request)
-        self.deadline = self.factory.clock.seconds() + seconds
-        self.factory._watch(self)
-
-    def _disarm(self) -> None:
-        self.deadline = None
-
-    def timed_out(self) -> None:
-        """The factory's sweep found the deadline passed: 408 mid-request, else just close."""
-        self.deadline = None
-        if self._pending is None:
-            if self._buffer or self._head is not None:
-                self._write(plain_response(408, "The request was not sent in time."), close=True)
-            else:
-                self.transport.loseConnection()
+        self.transport.registerProducer(self, True)
+        self._idle_since = self.factory.clock.seconds()
+        self._rearm()
+        self.factory.connection_opened(self)
 
     def dataReceived(self, data: bytes) -> None:
-        """Buffer, then answer every complete request (one at a time)."""
-        if self._closing:
-            return
-        self._buffer += data
-        self._process()
+        """Parse what arrived (within the bounds), then answer what can be answered."""
+        if self._closing or self._refused or self._read_closed:
+            return  # bytes after a refusal are read and dropped while the connection closes
+        if self._unfed:
+            self._unfed += data  # at most one more read: reading is paused already
+        else:
+            self._feed(data)
+        self._advance()
 
-    def _process(self) -> None:
+    def readConnectionLost(self) -> None:
+        """The client half-closed: answer what it sent in full, then close."""
+        self._read_closed = True
+        self._message = None  # a request cut short can never complete
+        self._advance()
+
+    def writeConnectionLost(self) -> None:
+        """The client will read no more: nothing left to do on this connection."""
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        """Cancel whatever the handler still works on for this client; free its slot."""
+        self._closing = True
+        self.deadline = None
+        self.factory.connection_closed(self)
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+
+    # -- IPushProducer: the transport tells when the client stops taking our answers ---------
+
+    def pauseProducing(self) -> None:
+        """The write buffer is full (the client does not read): answer and read nothing more."""
+        self._write_paused = True
+        self._stalled_since = self.factory.clock.seconds()
+        self._rearm()
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        """The write buffer drained: go on."""
+        self._write_paused = False
+        self._advance()
+
+    def stopProducing(self) -> None:
+        """The connection is going away; connectionLost follows."""
+
+    # -- parsing (httptools callbacks) --------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        end = len(data)
+        position = 0
+        while position < end:
+            if len(self._queue) >= MAX_PIPELINE:
+                self._unfed = bytes(view[position:])
+                return
+            piece = view[position:position + FEED_SLICE]
+            position += len(piece)
+            try:
+                self._parser.feed_data(piece)
+                message = self._message
+                if message is not None and message.in_head:
+                    message.raw_head += len(piece)
+                    if message.raw_head > MAX_HEAD_BYTES:
+                        raise _Refusal(431, "The request head is too large.")
+            except HttpParserUpgrade:
+                # the request before the upgrade is complete and queued; nothing after it is read
+                self._refused = True
+                return
+            except HttpParserCallbackError as e:
+                cause = e.__context__
+                if not isinstance(cause, _Refusal):
+                    raise
+                self._refuse(cause)
+                return
+            except HttpParserError as e:
+                self._refuse(_Refusal(400, f"Malformed request: {e}."))
+                return
+            except _Refusal as refusal:
+                self._refuse(refusal)
+                return
+
+    def _refuse(self, refusal: _Refusal) -> None:
+        self._refused = True
+        self._message = None
+        self._unfed = b""
+        self._queue.append(refusal)
+
+    def on_message_begin(self) -> None:
+        """httptools: a request starts; its deadline runs from now."""
+        self._message = _Message(self.factory.clock.seconds())
+        self._rearm()
+
+    def on_url(self, url: bytes) -> None:
+        """httptools: (part of) the target."""
+        message = self._message
+        assert message is not None
+        message.url += url
+        message.head_size += len(url)
+        if len(message.url) > MAX_TARGET:
+            raise _Refusal(414, "The request target is too long.")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """httptools: one header field, whole."""
+        message = self._message
+        assert message is not None
+        message.fields += 1
+        message.head_size += len(name) + len(value) + 4
+        if message.head_size > MAX_HEAD:
+            raise _Refusal(431, "The request head is too large.")
+        if message.fields > MAX_FIELDS:
+            raise _Refusal(431, "The request has too many header fields.")
+        if b"\t" in value.strip(b" \t"):
+            raise _Refusal(400, "Malformed request: a header value holds a TAB.")
+        message.headers.setdefault(name.lower(), []).append(value.rstrip(b" \t"))
+
+    def on_headers_complete(self) -> None:
+        """httptools: the head is complete; refuse what mdsvc does not serve."""
+        message = self._message
+        assert message is not None
+        message.in_head = False
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise _Refusal(400, "Only HTTP/1.0 and HTTP/1.1 are supported.")
+        headers = message.headers
+        if version == "1.1" and len(headers.get(b"host", ())) != 1:
+            raise _Refusal(400, "An HTTP/1.1 request must carry exactly one Host header.")
+        if len(headers.get(b"host", ())) > 1:
+            raise _Refusal(400, "An HTTP/1.0 request may carry one Host header at most.")
+        if parser.get_method() == b"CONNECT":
+            raise _Refusal(400, "CONNECT is not supported.")
+        if b"transfer-encoding" in headers:
+            raise _Refusal(400, "Chunked request bodies are not supported; send Content-Length.")
+        lengths = headers.get(b"content-length")
+        if lengths:
+            length = int(lengths[0])  # llhttp allows digits only, and one value
+            if length > MAX_BODY:
+                raise _Refusal(413, "Request is too large.")
+            if length and version == "1.1":
+                expect = headers.get(b"expect")
+                message.wants_continue = bool(expect) and expect[0].lower() == b"100-continue"
+                if message.wants_continue:
+                    self._send_continue()
+
+    def on_body(self, data: bytes) -> None:
+        """httptools: part of the body (never more than the announced, bounded, length)."""
+        message = self._message
+        assert message is not None
+        message.body.append(data)
+
+    def on_message_complete(self) -> None:
+        """httptools: a whole request; it joins the queue."""
+        message = self._message
+        assert message is not None
+        self._message = None
+        parser = self._parser
+        request = HTTPRequest(
+            parser.get_method(), message.url, b"HTTP/" + parser.get_http_version().encode("ascii"), message.headers,
+            b"".join(message.body), self._peer,
+        )
+        self._queue.append((request, parser.should_keep_alive() and not parser.should_upgrade()))
+
+    def _send_continue(self) -> None:
+        """Tell an HTTP/1.1 client waiting with its body to send it, once its turn has come."""
+        message = self._message
+        if message is not None and message.wants_continue and self._pending is None and not self._queue and not self._closing:
+            message.wants_continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    # -- answering ----------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Answer queued requests in order, parse held-back bytes, and decide whether to read."""
         if self._processing:
             return  # an answer that came synchronously, inside this loop: the loop goes on
         self._processing = True
         try:
-            self._process_buffer()
+            while not self._closing and self._pending is None and not self._write_paused:
+                if self._queue:
+                    self._serve(self._queue.popleft())
+                elif self._unfed:
+                    data, self._unfed = self._unfed, b""
+                    self._feed(data)
+                else:
+                    break
+            if self._closing:
+                return
+            if self._pending is None and not self._queue:
+                if self._read_closed or self._refused:
+                    self._close()
+                    return
+                self._send_continue()
+            self._rearm()
+            self._update_reading()
         finally:
             self._processing = False
 
-    def _process_buffer(self) -> None:
-        while self._pending is None and not self._closing:
-            if self._head is None:
-                end = self._buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(self._buffer) > MAX_HEAD:
-                        self._write(plain_response(431, "The request head is too large."), close=True)
-                    return
-                if end > MAX_HEAD:
-                    self._write(plain_response(431, "The request head is too large."), close=True)
-                    return
-                head = self._buffer[:end]
-                self._buffer = self._buffer[end + 4:]
-                try:
-                    self._head = self._parse(head)
-                except ValueError as e:
-                    self._write(plain_response(400, str(e)), close=True)
-                    return
-                if self._head[4] and self._head[3].get(b"expect", [b""])[0].lower() == b"100-continue":
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            method, target, version, headers, length, keep = self._head
-            if len(self._buffer) < length:
-                self._arm(self.factory.request_timeout)
-                return
-            body, self._buffer = self._buffer[:length], self._buffer[length:]
-            self._head = None
-            self._dispatch(HTTPRequest(method, target, version, headers, body, self._peer), keep)
-
-    def _parse(self, head: bytes) -> tuple[bytes, bytes, bytes, dict[bytes, list[bytes]], int, bool]:
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or not parts[0].isalpha():
-            raise ValueError("Malformed request line.")
-        method, target, version = parts
-        headers: dict[bytes, list[bytes]] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
-                raise ValueError("Malformed header line.")
-            headers.setdefault(name.lower(), []).append(value.strip())
-        if b"transfer-encoding" in headers:
-            raise ValueError("Chunked request bodies are not supported; send Content-Length.")
-        lengths = headers.get(b"content-length")
-        length = 0
-        if lengths:
-            if len(set(lengths)) != 1 or not lengths[0].isdigit():
-                raise ValueError("Malformed Content-Length.")
-            length = int(lengths[0])
-            if length > MAX_BODY:
-                raise ValueError("Request is too large.")
-        connection = b",".join(headers.get(b"connection", [])).lower()
-        keep = (b"close" not in connection) if version == b"HTTP/1.1" else (b"keep-alive" in connection)
-        return method.upper(), target, version, headers, length, keep
-
-    def _dispatch(self, request: HTTPRequest, keep: bool) -> None:
-        self._disarm()
+    def _serve(self, item: tuple[HTTPRequest, bool] | _Refusal) -> None:
+        if isinstance(item, _Refusal):
+            self._write(plain_response(item.code, item.text), None, keep=False)
+            return
+        request, keep = item
+        if (self._refused or self._read_closed) and not self._queue:
+            keep = False  # nothing will follow this answer
         try:
             result = self.factory.handler(request)
         except Exception:
             self._log.failure("unhandled error answering {path}", path=request.target)
             result = plain_response(500, "An unknown error has occurred. Please try your request again.")
         if isinstance(result, Deferred):
-            # it may fire now (a cached answer) or later; either way _finished answers
             self._pending = result
-            result.addBoth(self._finished, request, keep)
+            result.addBoth(self._answered, result, request, keep)
             return
-        self._answer(result, request, keep)
+        self._write(result, request, keep)
 
-    def _finished(self, result: Any, request: HTTPRequest, keep: bool) -> None:
+    def _answered(self, result: Any, deferred: Deferred[Any], request: HTTPRequest, keep: bool) -> None:
+        if self._pending is not deferred:
+            return None  # the connection is gone and the answer with it
         self._pending = None
-        if isinstance(result, Failure) and result.check(CancelledError):
-            return
-        if self._closing:
-            return
-        self._answer(result, request, keep)
-        if not self._closing:
-            self._process()
-
-    def _answer(self, result: Any, request: HTTPRequest, keep: bool) -> None:
         if isinstance(result, Failure):
+            if result.check(CancelledError):
+                return None
             self._log.failure("unhandled error answering {path}", result, path=request.target)
             result = plain_response(500, "An unknown error has occurred. Please try your request again.")
-        self._write(result, close=not keep, head_only=request.method == b"HEAD")
-        if keep:
-            self._arm(self.factory.idle_timeout)
+        self._write(result, request, keep)
+        self._advance()
+        return None
 
-    def _write(self, response: HTTPResponse, close: bool, head_only: bool = False) -> None:
+    def _write(self, response: HTTPResponse, request: HTTPRequest | None, keep: bool) -> None:
+        head_only = request is not None and request.method == b"HEAD"
+        length = response.length if head_only and response.length is not None else len(response.body)
         reason = REASONS.get(response.code, b"Unknown")
-        parts = [b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %d\r\n" % (response.code, reason, self.factory.date.now(), len(response.body))]
+        parts = [b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %d\r\n" % (response.code, reason, self.factory.date.now(), length)]
         for name, value in response.headers:
             parts.append(name + b": " + value + b"\r\n")
-        if close:
+        if not keep:
             parts.append(b"Connection: close\r\n")
+        elif request is not None and request.version == b"HTTP/1.0":
+            parts.append(b"Connection: keep-alive\r\n")
+        if request is not None:
+            correlation = request.headers.get(CORRELATION_HEADER)
+            if correlation and len(correlation) == 1 and len(correlation[0]) <= 32 and correlation[0].isalnum():
+                parts.append(b"X-Mdsvc-Request-Id: " + correlation[0] + b"\r\n")
         parts.append(b"\r\n")
         if not head_only:
             parts.append(response.body)
         self.transport.write(b"".join(parts))
-        if close:
-            self._closing = True
-            self._disarm()
-            self.transport.loseConnection()
+        if keep:
+            self._idle_since = self.factory.clock.seconds()
+            self._idle_limit = self.factory.idle_timeout
+        else:
+            self._close()
 
-    def connectionLost(self, reason: Failure) -> None:
-        """Cancel whatever the handler still works on for this client."""
+    def _close(self) -> None:
+        if self._closing:
+            return
         self._closing = True
-        self._disarm()
-        self.factory._unwatch(self)
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.cancel()
+        self._close_by = self.factory.clock.seconds() + CLOSE_GRACE
+        self._rearm()
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    # -- reading and deadlines ----------------------------------------------------------------
+
+    def _update_reading(self) -> None:
+        """Read only while what was read so far fits the bounds and the client takes its answers."""
+        if self._closing:
+            return  # the transport stops reading by itself
+        want = not (self._write_paused or self._unfed or len(self._queue) >= MAX_PIPELINE)
+        if want != self._reading:
+            self._reading = want
+            if want:
+                self.transport.resumeProducing()
+            else:
+                self.transport.pauseProducing()
+
+    def _rearm(self) -> None:
+        """The moment this connection has overstayed, from its state (checked by the sweep)."""
+        if self._closing:
+            self.deadline = self._close_by
+        elif self._write_paused:
+            self.deadline = self._stalled_since + self.factory.idle_timeout
+        elif self._pending is not None or self._queue:
+            self.deadline = None  # the handler's own timeouts bound the wait
+        elif self._message is not None:
+            self.deadline = self._message.started + self.factory.request_timeout
+        else:
+            self.deadline = self._idle_since + self._idle_limit
+
+    def timed_out(self) -> None:
+        """The sweep found the deadline passed: 408 mid-request, else close (abort if stuck)."""
+        self.deadline = None
+        if self._closing or self._write_paused:
+            self.transport.abortConnection()  # it does not take the bytes we owe it
+        elif self._message is not None:
+            self._refuse(_Refusal(408, "The request was not sent in time."))
+            self._advance()
+        else:
+            self._close()
 
 
 class LeanHTTPFactory(Factory):
     """
     Serves C{handler} over L{LeanHTTPProtocol}.
 
-    @param request_timeout: seconds a client has to send a whole request.
-    @param idle_timeout: seconds a kept-alive connection may stay idle.
-    (Both are checked once a second, so a connection goes within a second of its deadline.)
+    @param request_timeout: seconds a client has to send a whole request (head and body), from
+        its first byte; also how long a new connection may stay silent.
+    @param idle_timeout: seconds a kept-alive connection may stay idle, and a client may leave
+        an answer unread.
     @param name: how logs name the server (C{metadata-api starting on 8775}).
+    @param limits: admission of connections, shared by the process's listeners; None admits all.
+    @param guest_facing: whether each source address is a guest, held to the per-guest limit
+        (the namespace proxies; not the API behind agents or a load balancer, whose few
+        sources carry every guest's requests).
+    (Deadlines are checked once a second, so a connection goes within a second of its deadline.)
     """
 
     def __init__(
         self, handler: Handler, clock: IReactorTime | None = None, request_timeout: float = 30, idle_timeout: float = 60,
-        name: str = "http",
+        name: str = "http", limits: ConnectionLimits | None = None, guest_facing: bool = True,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[assignment]
@@ -296,25 +554,22 @@ class LeanHTTPFactory(Factory):
         self.clock = clock
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
+        self.limits = limits
+        self.guest_facing = guest_facing
         self.date = _DateCache(clock)
         self.sweep_interval = 1.0
         self._watched: dict[LeanHTTPProtocol, None] = {}
         self._sweeper: Any = None
 
-    def _watch(self, protocol: LeanHTTPProtocol) -> None:
-        if protocol not in self._watched:
-            self._watched[protocol] = None
-            if self._sweeper is None or not self._sweeper.running:
-                from twisted.internet.task import LoopingCall
+    def connection_opened(self, protocol: LeanHTTPProtocol) -> None:
+        """A connection built here is up: its deadlines are watched."""
+        self._watched[protocol] = None
+        if self._sweeper is None or not self._sweeper.running:
+            from twisted.internet.task import LoopingCall
 
-                self._sweeper = LoopingCall(self._sweep)
-                self._sweeper.clock = self.clock
-                self._sweeper.start(self.sweep_interval, now=False)
-
-    def _unwatch(self, protocol: LeanHTTPProtocol) -> None:
-        self._watched.pop(protocol, None)
-        if not self._watched and self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
+            self._sweeper = LoopingCall(self._sweep)
+            self._sweeper.clock = self.clock
+            self._sweeper.start(self.sweep_interval, now=False)
 
     def _sweep(self) -> None:
         """Time out the connections whose deadline has passed (checked every C{sweep_interval})."""
@@ -326,9 +581,24 @@ class LeanHTTPFactory(Factory):
         """What the listening port's log lines call this server (metadata-api, ...)."""
         return self.name
 
-    def buildProtocol(self, addr: Any) -> LeanHTTPProtocol:
-        """One protocol per connection."""
-        return LeanHTTPProtocol(self)
+    def buildProtocol(self, addr: Any) -> LeanHTTPProtocol | None:
+        """One protocol per admitted connection; None (the connection is closed) past a limit."""
+        source = getattr(addr, "host", None)
+        if isinstance(source, str) and self.guest_facing:
+            source = source.split("%", 1)[0]
+        else:
+            source = None
+        if self.limits is not None and not self.limits.admit(self, source, self.name):
+            return None
+        return LeanHTTPProtocol(self, source)
+
+    def connection_closed(self, protocol: LeanHTTPProtocol) -> None:
+        """A connection built here is gone: no more deadlines, its admission released."""
+        if self._watched.pop(protocol, False) is None:
+            if self.limits is not None:
+                self.limits.release(self, protocol.source)
+            if not self._watched and self._sweeper is not None and self._sweeper.running:
+                self._sweeper.stop()
 
     def doStart(self) -> None:
         """Quiet: no log line per listener start (a proxy may own a thousand)."""

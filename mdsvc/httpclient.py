@@ -4,18 +4,27 @@ A lean pooled HTTP/1.1 client for mdsvc's own hops (agent to API, proxy to agent
 
 Both ends of these hops are known: small requests, small answers with a Content-Length (or
 chunked, which is decoded), one server.  The pool keeps up to C{size} persistent connections.
-A request takes an idle connection, or opens a new one; when all C{size} are busy, a GET is
-pipelined behind the connection with the fewest requests in flight (at most C{depth}), so a
-burst of guests costs a few writes and reads on this hop instead of one each.  POSTs are never
-pipelined, nor is anything pipelined behind them.  A request that fails on a shared connection
-before its answer arrived (the server closed it) is sent once more on a fresh connection if it
-is idempotent.  Cancelling the request whose answer the connection is waiting for aborts the
-connection (the others on it are retried); cancelling one further back just drops its answer.
+A request takes an idle connection, or opens a new one.  POSTs are never pipelined, nor is
+anything pipelined behind them.  A request that fails on a shared connection before its answer
+arrived (the server closed it) is sent once more on a fresh connection if it is idempotent.
+Cancelling the request whose answer the connection is waiting for aborts the connection (the
+others on it are retried); cancelling one further back just drops its answer.
+
+Nothing is written that could be read as more than one request: every request head is checked
+by L{mdsvc.wire.check_request} before it is sent.  Every request carries a correlation id
+(C{X-Mdsvc-Request-Id}) that mdsvc's own servers echo; on a connection whose server echoes, an
+answer with another id is a stray and kills the connection, and only such connections take
+pipelined GETs (when all C{size} are busy, behind the one with the fewest in flight, at most
+C{depth}), so a burst of guests costs a few writes and reads on this hop instead of one each.
+A server that does not echo (Nova) gets one request at a time per connection, and a connection
+on which anything arrives that no request awaits is aborted, never reused.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
+from itertools import count
 from typing import Any, Callable
 
 from attrs import define, field
@@ -24,13 +33,14 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mdsvc.http import HTTPResponse
+from mdsvc.http import CORRELATION_HEADER, HTTPResponse
+from mdsvc.wire import check_request
 
 MAX_RESPONSE_HEAD = 64 * 1024
 MAX_RESPONSE_BODY = 16 * 1024 * 1024
 IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"}
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
-              b"transfer-encoding", b"upgrade", b"content-length", b"date", b"server"}
+              b"transfer-encoding", b"upgrade", b"content-length", b"date", b"server", CORRELATION_HEADER}
 
 
 class ConnectionFailed(Exception):
@@ -53,6 +63,7 @@ class _Pending:
     head_only: bool
     pipelinable: bool
     sent_at: float
+    correlation: bytes
     cancelled: bool = False
 
 
@@ -63,14 +74,27 @@ class _Response:
     status: int = 0
     headers: list[tuple[bytes, bytes]] = field(factory=list)
     length: int | None = None
+    announced: int | None = None
     chunked: bool = False
     close: bool = False
     body: list[bytes] = field(factory=list)
     received: int = 0
 
 
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
+_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,8})(?:;[\t\x20-\x7e]*)?")
+
+
 class _ClientProtocol(Protocol):
-    """One connection; answers come back in the order the requests went out."""
+    """
+    One connection; answers come back in the order the requests went out.
+
+    Answers are parsed strictly (status line, header lines, one Content-Length or chunked, never
+    both); anything else, bytes that arrive when no answer is awaited, bytes left over after the
+    last awaited answer, or an answer carrying another request's correlation id, make the
+    connection dead and aborted: no stray answer is ever handed to a request.
+    """
 
     def __init__(self, pool: "HTTPPool") -> None:
         self.pool = pool
@@ -79,16 +103,18 @@ class _ClientProtocol(Protocol):
         self._response: _Response | None = None
         self.used = 0
         self.dead = False
+        self.echoes = False
         self._unpipelinable = 0
 
     @property
     def pipelinable(self) -> bool:
-        """Whether a GET may go behind what is in flight (no POST among it, not closing)."""
-        return not self.dead and not self._unpipelinable
+        """Whether a GET may go behind what is in flight: the server has shown it echoes request
+        ids (so every answer is checked against its request), no POST among it, not closing."""
+        return self.echoes and not self.dead and not self._unpipelinable
 
-    def send(self, data: bytes, head_only: bool, pipelinable: bool) -> Deferred[HTTPResponse]:
+    def send(self, data: bytes, head_only: bool, pipelinable: bool, correlation: bytes) -> Deferred[HTTPResponse]:
         """Write one whole request; the Deferred fires with its answer, in order."""
-        entry = _Pending(Deferred(self._cancel), head_only, pipelinable, self.pool.clock.seconds())
+        entry = _Pending(Deferred(self._cancel), head_only, pipelinable, self.pool.clock.seconds(), correlation)
         self.pending.append(entry)
         if not pipelinable:
             self._unpipelinable += 1
@@ -102,24 +128,33 @@ class _ClientProtocol(Protocol):
                 entry.cancelled = True
                 if entry is self.pending[0]:
                     # its answer is the one the connection waits for: the connection goes
-                    self.dead = True
-                    self.transport.abortConnection()
+                    self._kill()
                 return
+
+    def _kill(self) -> None:
+        self.dead = True
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         """Parse as many whole answers as have arrived."""
+        if self.dead:
+            return
         if not self.pending:
-            self.dead = True  # unsolicited bytes: the connection is in no known state
-            self.transport.abortConnection()
+            self._stray("bytes arrived while no answer was awaited")
             return
         self._buffer += data
         try:
-            while self.pending and self._buffer and self._parse():
+            while self.pending and self._buffer and not self.dead and self._parse():
                 pass
         except BadResponse as e:
             self.dead = True
             self._fail_all(Failure(e))
-            self.transport.abortConnection()
+            self._kill()
+
+    def _stray(self, what: str) -> None:
+        self.pool._log.warn("{host}: {what}; connection dropped", host=self.pool.host.decode("latin-1"), what=what)
+        self._kill()
 
     def _parse(self) -> bool:
         """Parse what is buffered; True when an answer was completed (more may follow)."""
@@ -131,23 +166,51 @@ class _ClientProtocol(Protocol):
                 return False
             head, self._buffer = self._buffer[:end], self._buffer[end + 4:]
             lines = head.split(b"\r\n")
-            status = lines[0].split(b" ", 2)
-            if len(status) < 2 or not status[0].startswith(b"HTTP/1.") or not status[1].isdigit():
+            status = _STATUS_LINE.fullmatch(lines[0])
+            if status is None:
                 raise BadResponse(f"bad status line {lines[0][:80]!r}")
-            if status[1] == b"100":  # 100 Continue: the real answer follows
+            code = int(status.group(2))
+            if code == 101:
+                raise BadResponse("the server switched protocols")
+            if code < 200:  # 100 Continue, 103 Early Hints: the real answer follows
                 return True
-            response = _Response(status=int(status[1]))
+            response = _Response(status=code)
             for line in lines[1:]:
-                name, colon, value = line.partition(b":")
-                if not colon:
+                field = _HEADER_LINE.fullmatch(line)
+                if field is None:
                     raise BadResponse("bad header line")
-                response.headers.append((name.strip(), value.strip()))
-            lowered = {n.lower(): v for n, v in response.headers}
-            response.close = b"close" in lowered.get(b"connection", b"").lower() or status[0] == b"HTTP/1.0"
-            response.chunked = b"chunked" in lowered.get(b"transfer-encoding", b"").lower()
-            length = lowered.get(b"content-length")
-            response.length = int(length) if length is not None and length.isdigit() else None
-            if self.pending[0].head_only or response.status in (204, 304):
+                response.headers.append((field.group(1), field.group(2)))
+            lowered: dict[bytes, list[bytes]] = {}
+            for name, value in response.headers:
+                lowered.setdefault(name.lower(), []).append(value)
+            connection = b",".join(lowered.get(b"connection", [])).lower()
+            response.close = b"close" in connection or status.group(1) == b"0"
+            encodings = lowered.get(b"transfer-encoding")
+            lengths = lowered.get(b"content-length")
+            if encodings is not None:
+                if lengths is not None:
+                    raise BadResponse("both Content-Length and Transfer-Encoding")
+                if b",".join(encodings).strip().lower() != b"chunked":
+                    raise BadResponse("a transfer coding other than chunked")
+                response.chunked = True
+            elif lengths is not None:
+                values = {v.strip() for length in lengths for v in length.split(b",")}
+                if len(values) != 1:
+                    raise BadResponse("conflicting Content-Length values")
+                (length,) = values
+                if not length.isdigit() or len(length) > 12:
+                    raise BadResponse("bad Content-Length")
+                response.length = int(length)
+            entry = self.pending[0]
+            correlation = lowered.get(b"x-mdsvc-request-id")
+            if correlation is not None:
+                if correlation != [entry.correlation]:
+                    raise BadResponse("an answer to another request (correlation id mismatch)")
+                self.echoes = True
+            elif self.echoes:
+                raise BadResponse("an answer without the correlation id this server always sends")
+            if entry.head_only or code in (204, 304):
+                response.announced = response.length
                 response.length, response.chunked = 0, False
             if response.length is not None and response.length > MAX_RESPONSE_BODY:
                 raise BadResponse("response body too large")
@@ -161,17 +224,21 @@ class _ClientProtocol(Protocol):
             body, self._buffer = self._buffer[:response.length], self._buffer[response.length:]
             self._done(response, body)
             return True
+        if len(self._buffer) > MAX_RESPONSE_BODY:
+            raise BadResponse("response body too large")
         return False  # no length, not chunked: the body ends when the connection does
 
     def _parse_chunks(self, response: _Response) -> bool:
         while True:
             end = self._buffer.find(b"\r\n")
             if end < 0:
+                if len(self._buffer) > 1024:
+                    raise BadResponse("bad chunk size line")
                 return False
-            try:
-                size = int(self._buffer[:end].split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadResponse("bad chunk size") from None
+            size_line = _CHUNK_SIZE.fullmatch(self._buffer[:end])
+            if size_line is None:
+                raise BadResponse("bad chunk size")
+            size = int(size_line.group(1), 16)
             if size == 0:
                 rest = self._buffer[end + 2:]
                 if rest.startswith(b"\r\n"):
@@ -179,16 +246,20 @@ class _ClientProtocol(Protocol):
                 else:  # trailers, ended by an empty line
                     trailers_end = rest.find(b"\r\n\r\n")
                     if trailers_end < 0:
+                        if len(rest) > MAX_RESPONSE_HEAD:
+                            raise BadResponse("trailers too large")
                         return False
                     self._buffer = rest[trailers_end + 4:]
                 self._done(response, b"".join(response.body))
                 return True
+            if response.received + size > MAX_RESPONSE_BODY:
+                raise BadResponse("response body too large")
             if len(self._buffer) < end + 2 + size + 2:
                 return False
+            if self._buffer[end + 2 + size:end + 2 + size + 2] != b"\r\n":
+                raise BadResponse("chunk not followed by CRLF")
             response.body.append(self._buffer[end + 2:end + 2 + size])
             response.received += size
-            if response.received > MAX_RESPONSE_BODY:
-                raise BadResponse("response body too large")
             self._buffer = self._buffer[end + 2 + size + 2:]
 
     def _done(self, response: _Response, body: bytes) -> None:
@@ -196,13 +267,17 @@ class _ClientProtocol(Protocol):
         if not entry.pipelinable:
             self._unpipelinable -= 1
         self._response = None
-        if response.close:
+        if not self.pending and self._buffer:
+            # more than was asked for: whatever it is, it is nobody's answer
+            self._buffer = b""
+            self._stray("bytes beyond the last awaited answer")
+        elif response.close:
             self.dead = True
             self.transport.loseConnection()
         if not self.dead and not self.pending:
             self.pool._release(self)  # before the callback, which may send the next request
         if not entry.cancelled:
-            entry.deferred.callback(HTTPResponse(response.status, tuple(response.headers), body))
+            entry.deferred.callback(HTTPResponse(response.status, tuple(response.headers), body, response.announced))
 
     def _fail_all(self, failure: Failure) -> None:
         pending, self.pending = self.pending, deque()
@@ -216,7 +291,8 @@ class _ClientProtocol(Protocol):
         self.pool._lost(self)
         response = self._response
         if response is not None and self.pending and response.length is None and not response.chunked:
-            self._done(response, self._buffer)  # the body ran to the end of the connection
+            body, self._buffer = self._buffer, b""
+            self._done(response, body)  # the body ran to the end of the connection
         self._fail_all(Failure(ConnectionFailed(f"connection closed before a whole answer ({reason.getErrorMessage()})")))
 
 
@@ -257,20 +333,26 @@ class HTTPPool:
         self._deadlines: dict[Deferred[HTTPResponse], float] = {}
         self._expired: set[Deferred[HTTPResponse]] = set()
         self._sweeper: Any = None
+        self._ids = count(1)
         self.connections_made = 0
 
     def request(
         self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes = b"", timeout: float | None = None,
     ) -> Deferred[HTTPResponse]:
         """
-        Send one request; fires with the whole L{HTTPResponse}.
+        Send one request; fires with the whole L{HTTPResponse} (for HEAD: no body, and the
+        length the server announced in C{length}).
 
         @param timeout: seconds for the whole answer, waiting for a connection included
             (checked by one sweep of the pool, within a quarter second).
+        @raise mdsvc.wire.UnsafeRequest: (raised at once) the method, target or a header holds
+            bytes that must not be written; nothing is sent.
         @raise ConnectionFailed: (as a failure) the server cannot be reached or dropped the connection.
         @raise RequestTimedOut: (as a failure) no whole answer in time.
         """
-        lines = [method + b" " + target + b" HTTP/1.1", b"Host: " + self.host]
+        check_request(method, target, headers)
+        correlation = b"%x" % next(self._ids)
+        lines = [method + b" " + target + b" HTTP/1.1", b"Host: " + self.host, b"X-Mdsvc-Request-Id: " + correlation]
         lines.extend(name + b": " + value for name, value in headers)
         if body or method in (b"POST", b"PUT", b"PATCH"):
             lines.append(b"Content-Length: %d" % len(body))
@@ -282,11 +364,11 @@ class HTTPPool:
 
         def send(protocol: _ClientProtocol) -> Deferred[HTTPResponse]:
             shared = protocol.used > 0 or bool(protocol.pending)
-            d = protocol.send(data, head_only, pipelinable)
+            d = protocol.send(data, head_only, pipelinable, correlation)
 
             def again(failure: Failure) -> Any:
                 if shared and retry and failure.check(ConnectionFailed):
-                    return self._get(pipelinable, fresh=True).addCallback(lambda p: p.send(data, head_only, pipelinable))
+                    return self._get(pipelinable, fresh=True).addCallback(lambda p: p.send(data, head_only, pipelinable, correlation))
                 return failure
 
             return d.addErrback(again)
@@ -335,7 +417,7 @@ class HTTPPool:
         if pipelinable and self.depth > 1:
             recent = self.clock.seconds() - self.stall
             candidates = [p for p in self._live
-                          if p.pipelinable and len(p.pending) < self.depth and p.pending[0].sent_at > recent]
+                          if p.pipelinable and p.pending and len(p.pending) < self.depth and p.pending[0].sent_at > recent]
             if candidates:
                 return _succeed(min(candidates, key=lambda p: len(p.pending)))
         if open_now < self.ceiling:
@@ -413,5 +495,10 @@ def _succeed(value: Any) -> Deferred[Any]:
 
 
 def relayed_headers(response: HTTPResponse) -> tuple[tuple[bytes, bytes], ...]:
-    """The headers of an answer worth passing on (no hop-by-hop or length headers)."""
+    """The headers of an answer worth passing on (no hop-by-hop, length or correlation headers)."""
     return tuple((n, v) for n, v in response.headers if n.lower() not in HOP_BY_HOP)
+
+
+def relayed(response: HTTPResponse) -> HTTPResponse:
+    """An upstream answer as a hop passes it on: its own headers only, and a HEAD answer's length."""
+    return HTTPResponse(response.code, relayed_headers(response), response.body, response.length)

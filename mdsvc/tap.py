@@ -78,13 +78,29 @@ def demo_document() -> dict[str, Any]:
     return json.loads(resources.files("mdsvc").joinpath("data/demo-instance.json").read_text("utf-8"))
 
 
-def _http(config: Config, handler: Any, reactor: Any, name: str) -> Any:
+def _http(config: Config, handler: Any, reactor: Any, name: str, parts: dict[str, Any], guest_facing: bool = True) -> Any:
     """The HTTP factory for one of our handlers, with an access log line per request if asked."""
     from mdsvc.http import LeanHTTPFactory
 
     if config.access_log:
         handler = AccessLog(handler)
-    return LeanHTTPFactory(handler, reactor, name=name)
+    limits = config.limits
+    return LeanHTTPFactory(handler, reactor, request_timeout=limits.request_timeout, idle_timeout=limits.idle_timeout,
+                           name=name, limits=_connection_limits(config, reactor, parts), guest_facing=guest_facing)
+
+
+def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> Any:
+    """The process's one L{ConnectionLimits}: made with the first listener, shared by every one."""
+    from mdsvc.limits import ConnectionLimits, connection_budget, raise_descriptor_limit
+
+    if "limits" not in parts:
+        soft, hard = raise_descriptor_limit()
+        total = connection_budget(config.limits.max_connections, soft)
+        if config.limits.max_connections and total < config.limits.max_connections:
+            log.warn("[mdsvc] max_connections = {wanted} does not fit the open-files limit ({soft}); using {total} "
+                     "(raise LimitNOFILE)", wanted=config.limits.max_connections, soft=soft, total=total)
+        parts["limits"] = ConnectionLimits(reactor, config.limits.max_connections_per_guest, total)
+    return parts["limits"]
 
 
 class AccessLog:
@@ -122,7 +138,10 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     top = MultiService()
     if config.demo:
         DemoSeed(store.documents).setServiceParent(top)
-    site = _http(config, APIHandler(app, config.api.debug), reactor, "metadata-api")
+    # Guests reach the API themselves only when it identifies them by address; behind agents or
+    # a load balancer a few sources carry every guest's requests.
+    guest_facing = not api.service_metadata_proxy and not api.use_forwarded_for
+    site = _http(config, APIHandler(app, config.api.debug), reactor, "metadata-api", parts if parts is not None else {}, guest_facing)
     strports.service(api.listen_endpoint, site, reactor=reactor).setServiceParent(top)
     return top
 
@@ -187,9 +206,12 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         forwarder: Any = InProcessAPI(parts["app"])
     else:
         forwarder = APIForwarder(pool, agent.api_url, agent.api_timeout)
-    handler = MetadataAgent(lookup, forwarder, agent.shared_secret, limiter, limit.ip_version)
+    handler = MetadataAgent(
+        lookup, forwarder, agent.shared_secret, limiter, limit.ip_version, clock=reactor,
+        relookup_interval=max(agent.cache_negative_ttl, 1), max_in_flight=config.limits.max_connections_per_guest,
+    )
     parts["agent"] = handler
-    site = _http(config, AgentHandler(handler), reactor, "metadata-agent")
+    site = _http(config, AgentHandler(handler), reactor, "metadata-agent", parts)
     top = MultiService()
     UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(top)
     if agent.listen_endpoint:
@@ -213,10 +235,11 @@ def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     if proxy.namespaces != "none":
         NamespaceProxies(
             reactor, upstream, directory=proxy.netns_dir, wanted=proxy.namespaces, interval=proxy.rescan_interval,
-            router_port=proxy.router_port,
+            router_port=proxy.router_port, site=lambda handler, name: _http(config, handler, reactor, name, parts),
         ).setServiceParent(top)
     for listener in proxy.listeners:
-        site = _http(config, NamespaceProxyHandler(listener.kind, listener.id, upstream), reactor, f"metadata-proxy {listener.kind} {listener.id}")
+        site = _http(config, NamespaceProxyHandler(listener.kind, listener.id, upstream), reactor,
+                     f"metadata-proxy {listener.kind} {listener.id}", parts)
         strports.service(listener.endpoint, site, reactor=reactor).setServiceParent(top)
     return top
 

@@ -45,6 +45,21 @@ class Pipe:
     def getPeer(self) -> IPv4Address:
         return self.peer
 
+    # the producer side of a transport: writes are delivered at once, so the buffer never fills
+    producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
     def getHost(self) -> IPv4Address:
         return self.host
 

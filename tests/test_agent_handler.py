@@ -50,7 +50,7 @@ class Harness:
         self.lookup = MemoryLookup({("network", NET, "10.0.0.5"): ("inst-1", "proj-1"),
                                     ("router", "r1", "10.0.0.5"): ("inst-2", "proj-2"),
                                     ("network", NET, "fa:16:3e:12:34:56"): ("inst-6", "proj-6")})
-        self.agent = MetadataAgent(self.lookup, APIForwarder(self.pool, "http://9.9.9.9:8775", 20), "secret", limiter)
+        self.agent = MetadataAgent(self.lookup, APIForwarder(self.pool, "http://9.9.9.9:8775", 20), "secret", limiter, clock=self.clock)
 
     def handle(self, case: SynchronousTestCase, **kw: Any) -> HTTPResponse:
         values: dict[str, Any] = dict(method=b"GET", path=b"/the_path", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))
@@ -73,6 +73,7 @@ class ForwardingTests(SynchronousTestCase):
         self.assertEqual(identity, {
             b"x-forwarded-for": [b"10.0.0.5"], b"x-instance-id": [b"inst-1"], b"x-tenant-id": [b"proj-1"],
             b"x-instance-id-signature": [sign("secret", "inst-1").encode()],
+            b"x-mdsvc-request-id": [b"1"],  # the pool's correlation id, echoed by mdsvc's API
         })
         self.assertNotIn(b"accept", seen["headers"])
 
@@ -234,6 +235,90 @@ class LookupOutcomeTests(SynchronousTestCase):
         with capturedLogs():
             r = h.handle(self)
         self.assertEqual((r.code, len(h.api.seen)), (404, 1))
+
+
+class HostileInputTests(SynchronousTestCase):
+    """Nothing a guest (or a tenant's port) sends reaches the API unchecked."""
+
+    def test_malformed_ids_refused(self) -> None:
+        """Network or router ids with controls, spaces or punctuation get 400 and no lookup, no forward."""
+        h = Harness()
+        for field in ("network_ids", "router_ids"):
+            for bad in [b"net\r\nX-Instance-ID: victim", b"a b", b"net\x00", b"../x", b"n" * 300]:
+                with capturedLogs():
+                    r = h.handle(self, **{"network_ids": (), field: (bad,)})
+                self.assertEqual(r.code, 400, bad)
+                self.assertNotIn(b"victim", r.body)
+        self.assertEqual(h.api.seen, [])
+
+    def test_unsafe_target_refused(self) -> None:
+        """A target that is not an origin-form path of visible ASCII gets 400 and is not forwarded."""
+        h = Harness()
+        for path in [b"/a\r\nX-Instance-ID: v", b"/a b", b"*", b"http://h/x", b"/\xff"]:
+            with capturedLogs():
+                self.assertEqual(h.handle(self, path=path).code, 400, path)
+        self.assertEqual(h.api.seen, [])
+
+    def test_hostile_device_id_never_forwarded(self) -> None:
+        """A port whose device_id holds header-injection bytes (a tenant sets it freely) is no instance: 404."""
+        h = Harness()
+        h.lookup.entries[("network", NET, "10.0.0.5")] = ("inst-1\r\nX-Instance-ID: victim", "proj-1")
+        with capturedLogs():
+            r = h.handle(self)
+        self.assertEqual(r.code, 404)
+        self.assertEqual(h.api.seen, [])
+
+    def test_bad_forwarded_for_not_echoed(self) -> None:
+        """A malformed X-Forwarded-For gets 400 without its bytes in the page."""
+        h = Harness()
+        with capturedLogs():
+            r = h.handle(self, forwarded_for=(b"<script>" + b"x" * 5000,))
+        self.assertEqual(r.code, 400)
+        self.assertNotIn(b"<script>", r.body)
+        self.assertLess(len(r.body), 1000)
+
+    def test_missing_paths_bounded_relookup(self) -> None:
+        """
+        A guest asking for 100 missing paths costs one forget of its cached lookup (and one log
+        line) per interval, not one each; after the interval the next 404 looks afresh again.
+        """
+        h = Harness(FakeAPI(404))
+        h.agent.relookup_interval = 2.0
+        with capturedLogs() as events:
+            codes = [h.handle(self, path=b"/missing/%d" % i).code for i in range(100)]
+        self.assertEqual(set(codes), {404})
+        self.assertEqual(len(h.lookup.forgotten), 1)
+        self.assertEqual(len([e for e in events if "not present anymore" in e["log_format"]]), 1)
+        self.assertEqual(len(h.api.seen), 100)
+        h.clock.advance(2)
+        with capturedLogs():
+            h.handle(self, path=b"/missing/again")
+        self.assertEqual(len(h.lookup.forgotten), 2)
+
+    def test_in_flight_cap(self) -> None:
+        """Past its in-flight limit a guest gets 429; its other requests and other guests go on."""
+        waiting: list[Deferred[HTTPResponse]] = []
+
+        def slow(request: HTTPRequest) -> Deferred[HTTPResponse]:
+            d: Deferred[HTTPResponse] = Deferred()
+            waiting.append(d)
+            return d
+
+        h = Harness(api=slow)
+        h.pool.size = h.pool.ceiling = 10
+        h.agent.max_in_flight = 2
+        base: dict[str, Any] = dict(method=b"GET", path=b"/p", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))
+        pending = [h.agent.handle(AgentRequest(**base)) for _ in range(2)]
+        with capturedLogs():
+            self.assertEqual(h.handle(self).code, 429)
+        h.lookup.entries[("network", NET, "10.0.0.6")] = ("inst-3", "p")
+        other = h.agent.handle(AgentRequest(**dict(base, forwarded_for=(b"10.0.0.6",))))
+        for d in waiting:
+            d.callback(HTTPResponse(200, (), b"ok"))
+        self.assertEqual([self.successResultOf(d).code for d in pending + [other]], [200, 200, 200])
+        again = h.agent.handle(AgentRequest(**base))
+        waiting[-1].callback(HTTPResponse(200, (), b"ok"))
+        self.assertEqual(self.successResultOf(again).code, 200, "the slots were given back")
 
 
 class RateLimitTests(SynchronousTestCase):

@@ -55,3 +55,21 @@ class IdentifierTests(SynchronousTestCase):
         self.assertEqual(first_forwarded(b" 1.2.3.4 ,5.6.7.8"), "1.2.3.4")
         self.assertIsNone(first_forwarded(b""))
         self.assertIsNone(first_forwarded(None))
+
+    def test_failed_signatures_cache_nothing(self) -> None:
+        """
+        20,000 requests with 12 KB instance ids and wrong signatures (all 403) leave nothing
+        behind: only a verified id's expected signature is remembered.
+        """
+        from twisted.logger import capturedLogs
+
+        identifier = Identifier(True, "k")
+        with capturedLogs() as events:
+            for n in range(20000):
+                headers = {b"x-instance-id": [b"%d" % n + b"x" * 12000], b"x-tenant-id": [b"p"], b"x-instance-id-signature": [b"0" * 64]}
+                self.assertRaises(MetadataError, identifier.identify, headers, None)
+        self.assertEqual(len(identifier._expected), 0)
+        self.assertLess(max(len(e["requestor_id"]) for e in events), 200, "log lines do not carry 12 KB ids")
+        good = {b"x-instance-id": [b"u1"], b"x-tenant-id": [b"p1"], b"x-instance-id-signature": [sign("k", "u1").encode()]}
+        identifier.identify(good, None)
+        self.assertEqual(list(identifier._expected), [b"u1"])

@@ -301,10 +301,10 @@ class PasswordTests(SynchronousTestCase):
         self.assertEqual(self.h.get("/openstack/latest/password", b"POST", body=b"x" * 1020).code, 200)
         self.assertEqual(len(self.h.store.instances[UUID].password), 1020)
 
-    def test_big_content_length_is_400(self) -> None:
-        """A Content-Length over the limit is refused before the body is read."""
+    def test_big_content_length_is_413(self) -> None:
+        """A Content-Length over the protocol's limit is refused (413) before the body is read."""
         r = self.h.get("/openstack/latest/password", b"POST", headers={b"content-length": b"100000"}, body=b"short")
-        self.assertEqual(r.code, 400)
+        self.assertEqual(r.code, 413)
         self.assertIn(b"Request is too large.", r.body)
         self.assertEqual(self.h.get("/openstack/latest/password", b"POST", body=b"x" * 5000).code, 400)
 

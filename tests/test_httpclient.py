@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdsvc.http import HTTPRequest, HTTPResponse, LeanHTTPFactory
-from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed_headers
+from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed, relayed_headers
 from tests.loopback import Pipe, connect_to
 
 
@@ -91,13 +91,20 @@ class PoolTests(SynchronousTestCase):
             return d
 
         clock = Clock()
-        return HTTPPool(connect_to(slow), b"api", clock=clock, **kw), waiting, clock
+        pool = HTTPPool(connect_to(slow), b"api", clock=clock, **kw)
+        # one answered request first: the server echoes its correlation id, so the connection
+        # may take pipelined GETs from now on
+        warm = pool.request(b"GET", b"/warm", [])
+        waiting.pop(0)[1].callback(HTTPResponse(200, (), b"warm"))
+        self.successResultOf(warm)
+        return pool, waiting, clock
 
     def test_pipelining(self) -> None:
         """With the pool full, GETs go behind in-flight ones (up to depth) and come back in order."""
         pool, waiting, _ = self.slow_pool(size=1, depth=3, ceiling=1)
         results = [pool.request(b"GET", b"/%d" % n, []) for n in range(4)]
         self.assertEqual(pool.connections_made, 1)
+        self.assertEqual(len(pool._live[0].pending), 3)
         answered = []
         while waiting:
             request, d = waiting.pop(0)
@@ -212,3 +219,125 @@ class RealSocketTests(TestCase):
         await port.stopListening()
         with self.assertRaises(ConnectionFailed):
             await pool.request(b"GET", b"/x", [])
+
+
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+
+
+def answer(body: bytes, *headers: bytes) -> bytes:
+    """A raw 200 answer with C{body} and extra header lines."""
+    extra = b"".join(h + b"\r\n" for h in headers)
+    return b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class WireSafetyTests(SynchronousTestCase):
+    """Nothing unsafe is written; nothing stray is delivered."""
+
+    def test_unsafe_requests_never_sent(self) -> None:
+        """A target or header value with CR, LF, NUL, TAB, SP or non-ASCII is refused before any byte is written."""
+        from mdsvc.wire import UnsafeRequest
+
+        connect = raw_server([])
+        pool = HTTPPool(connect, b"api")
+        for target, headers in [
+            (b"/x HTTP/1.1\r\nX-Instance-ID: victim\r\n\r\nGET /y", []),
+            (b"/a\nb", []), (b"/a\x00", []), (b"/a\tb", []), (b"/a b", []), (b"/\xff", []), (b"relative", []),
+            (b"/", [(b"Accept", b"a\r\nX-Instance-ID: victim")]), (b"/", [(b"Accept", b"a\nb")]),
+            (b"/", [(b"X Y", b"1")]), (b"/", [(b"X-Ok", b"\tx")]),
+        ]:
+            with self.assertRaises(UnsafeRequest):
+                pool.request(b"GET", target, headers)
+        with self.assertRaises(UnsafeRequest):
+            pool.request(b"GE T", b"/", [])
+        self.assertEqual(connect.made, [])
+
+    def test_extra_answer_in_same_read_never_delivered(self) -> None:
+        """A server answering one request twice: the first answer is used, the second goes to no one and the connection is dropped."""
+        connect = raw_server([answer(b"mine") + answer(b"attacker"), answer(b"next")])
+        pool = HTTPPool(connect, b"api")
+        self.assertEqual(self.successResultOf(pool.request(b"GET", b"/a", [])).body, b"mine")
+        self.assertTrue(connect.made[0].dead)
+        self.assertEqual(self.successResultOf(pool.request(b"GET", b"/b", [])).body, b"next")
+        self.assertEqual(len(connect.made), 2)
+
+    def test_late_stray_answer_kills_idle_connection(self) -> None:
+        """Bytes arriving on an idle pooled connection abort it; the next request gets a fresh connection."""
+        connect = raw_server([answer(b"one"), answer(b"two")])
+        pool = HTTPPool(connect, b"api")
+        self.assertEqual(self.successResultOf(pool.request(b"GET", b"/a", [])).body, b"one")
+        connect.made[0].dataReceived(answer(b"attacker"))
+        self.assertEqual(self.successResultOf(pool.request(b"GET", b"/b", [])).body, b"two")
+        self.assertEqual(len(connect.made), 2)
+
+    def test_correlation_mismatch(self) -> None:
+        """An answer carrying another request's correlation id fails the request; the connection goes."""
+        connect = raw_server([answer(b"stray", b"X-Mdsvc-Request-Id: 99")])
+        pool = HTTPPool(connect, b"api")
+        self.failureResultOf(pool.request(b"GET", b"/a", []), BadResponse)
+        self.assertTrue(connect.made[0].dead)
+
+    def test_echoing_server_must_keep_echoing(self) -> None:
+        """Once a connection's server echoed ids, an answer without one is a stray."""
+        connect = raw_server([answer(b"a", b"X-Mdsvc-Request-Id: 1"), answer(b"b")])
+        pool = HTTPPool(connect, b"api")
+        self.assertEqual(self.successResultOf(pool.request(b"GET", b"/a", [])).body, b"a")
+        self.failureResultOf(pool.request(b"GET", b"/b", []), BadResponse)
+
+    def test_no_pipelining_to_servers_that_do_not_echo(self) -> None:
+        """
+        A server that does not echo correlation ids (Nova) never gets a request behind another
+        on one connection; mdsvc's own server, once it has echoed, does.
+        """
+        for echo_ids, expected in [(False, 1), (True, 2)]:
+            servers: list[Any] = []
+
+            class Held(Protocol):
+                def connectionMade(self) -> None:
+                    servers.append(self)
+                    self.requests = 0
+
+                def dataReceived(self, data: bytes) -> None:
+                    self.requests += data.count(b"\r\n\r\n")
+
+            def connect(factory: Any) -> Deferred[Any]:
+                a, b = IPv4Address("TCP", "127.0.0.1", 1), IPv4Address("TCP", "127.0.0.1", 2)
+                to_server, to_client = Pipe(a, b), Pipe(b, a)
+                to_server.other, to_client.other = to_client, to_server
+                client, server = factory.buildProtocol(b), Held()
+                to_server.protocol, to_client.protocol = client, server
+                server.makeConnection(to_client)
+                client.makeConnection(to_server)
+                return succeed(client)
+
+            pool = HTTPPool(connect, b"api", size=1, depth=8, ceiling=1)
+            warm = pool.request(b"GET", b"/warm", [])
+            servers[0].transport.write(answer(b"w", b"X-Mdsvc-Request-Id: 1") if echo_ids else answer(b"w"))
+            self.successResultOf(warm)
+            pool.request(b"GET", b"/1", [])
+            pool.request(b"GET", b"/2", [])
+            self.assertEqual(servers[0].requests, 1 + expected, echo_ids)
+
+    def test_strict_answers(self) -> None:
+        """Ambiguous framing and malformed answers are BadResponse, never guessed at."""
+        for raw in [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX : a\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1x 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        ]:
+            self.failureResultOf(HTTPPool(raw_server([raw]), b"api").request(b"GET", b"/", []), BadResponse)
+
+    def test_head_length_kept(self) -> None:
+        """A HEAD answer has no body; the length the server announced is kept for the next hop."""
+        connect = raw_server([b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", answer(b"after")])
+        pool = HTTPPool(connect, b"api")
+        r = self.successResultOf(pool.request(b"HEAD", b"/", []))
+        self.assertEqual((r.body, r.length, relayed(r).length), (b"", 1234, 1234))
+        self.assertEqual(self.successResultOf(pool.request(b"GET", b"/", [])).body, b"after")

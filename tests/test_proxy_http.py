@@ -50,6 +50,17 @@ class ResourceTests(SynchronousTestCase):
         self.assertEqual((seen.method, seen.path, seen.forwarded_for, seen.network_ids, seen.router_ids, seen.accept),
                          (b"GET", b"/latest/meta-data/?x=1", (b"10.0.0.5",), (b"net-a",), (), b"*/*"))
 
+    def test_only_checked_bytes_pass(self) -> None:
+        """An Accept with anything but visible ASCII is dropped; a target that is not a path gets 400, not forwarded."""
+        up = Recording()
+        res = NamespaceProxyHandler("network", "net-a", up)
+        for accept in [b"text/plain\xff", b"a" * 2000]:
+            request(res, b"GET", b"/latest", {b"Accept": accept})
+        self.assertEqual([s.accept for s in up.seen], [None, None])
+        _, channel = request(res, b"OPTIONS", b"*")
+        self.assertEqual(response(channel).code, 400)  # type: ignore[union-attr]
+        self.assertEqual(len(up.seen), 2)
+
     def test_router_identity_and_body(self) -> None:
         """A router listener states the router; a POST body is passed on."""
         up = Recording()

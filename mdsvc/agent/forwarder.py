@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from mdsvc.http import HTTPResponse
-from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed_headers
+from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed
 
 
 class UpstreamUnavailable(Exception):
@@ -53,7 +53,7 @@ class APIForwarder:
             (b"X-Instance-ID-Signature", signature.encode("ascii")),
         ]
         d = self.pool.request(method, path, headers, body, timeout=self._timeout)
-        d.addCallback(lambda r: HTTPResponse(r.code, relayed_headers(r), r.body))
+        d.addCallback(relayed)
         d.addErrback(self._classify)
         return d
 

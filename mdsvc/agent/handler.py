@@ -12,10 +12,12 @@ unavailable, 504 when the API is too slow, 502 for an answer the API should neve
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from attrs import define, field, frozen
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -26,12 +28,23 @@ from mdsvc.api.identify import sign
 from mdsvc.http import HTTPResponse
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup.address import normalise_address
+from mdsvc.wire import UnsafeRequest, is_origin_target
 
 MEMO_SIZE = 65536
 """Parsed guest addresses and instance signatures kept (both are pure functions of their key)."""
 
 RELAYED_ERRORS = {400, 403, 404, 409, 500, 502, 503, 504}
 """API statuses passed through to the guest (spec §5.1); any other non-200 is the agent's 502."""
+
+_IDENTIFIER = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,254}")
+"""What a network, router, instance or project id may look like to be used or passed on: Neutron
+and Nova ids are UUIDs; anything with spaces, controls or punctuation is refused (a tenant sets
+its ports' device_id freely, so even a lookup backend's answer is checked)."""
+
+
+def is_identifier(value: str) -> bool:
+    """Whether C{value} may be used as a network, router, instance or project id."""
+    return _IDENTIFIER.fullmatch(value) is not None
 
 
 @frozen
@@ -70,6 +83,11 @@ class MetadataAgent:
     @ivar limiter: None when rate limiting is off.
     @ivar rate_limit_family: the IP version rate limiting applies to (4 or 6), as Neutron's
         C{ip_versions} allows only one.
+    @ivar clock: tells when a 404 last made the agent look an address up afresh.
+    @ivar relookup_interval: seconds during which a 404 from the API for the same guest does
+        not make the agent forget its cached lookup again (the lookup cache's negative TTL).
+    @ivar max_in_flight: requests one guest may have in flight at once (0: no limit); beyond,
+        429.
     """
 
     lookup: IInstanceLookup
@@ -77,9 +95,20 @@ class MetadataAgent:
     shared_secret: str = field(repr=False)
     limiter: SlidingWindowLimiter | None = None
     rate_limit_family: int | None = 4
+    clock: IReactorTime | None = None
+    relookup_interval: float = 2.0
+    max_in_flight: int = 0
     _addresses: dict[bytes, tuple[str, str | None]] = field(factory=dict, init=False, repr=False)
     _signatures: dict[str, str] = field(factory=dict, init=False, repr=False)
+    _forgotten: dict[tuple[Any, ...], float] = field(factory=dict, init=False, repr=False)
+    _in_flight: dict[tuple[Any, ...], int] = field(factory=dict, init=False, repr=False)
     _log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        if self.clock is None:
+            from twisted.internet import reactor
+
+            self.clock = reactor  # type: ignore[assignment]
 
     def handle(self, request: AgentRequest) -> Deferred[HTTPResponse]:
         """Answer one proxied request; the Deferred never fails (except on cancellation)."""
@@ -91,9 +120,9 @@ class MetadataAgent:
         if failure.check(AgentError):
             e = failure.value
             getattr(self._log, e.log_level)("{method} {path}: {code} {reason}", method=request.method.decode("latin-1"),
-                                            path=request.path.decode("latin-1"), code=e.code, reason=e.explanation)
+                                            path=loggable(request.path), code=e.code, reason=e.explanation)
             return self.error(e.code, e.explanation, request.accept)
-        self._log.failure("Unexpected error answering {path}", failure, path=request.path.decode("latin-1"))
+        self._log.failure("Unexpected error answering {path}", failure, path=loggable(request.path))
         return self.error(500, "An unknown error has occurred. Please try your request again.", request.accept)
 
     @staticmethod
@@ -103,6 +132,8 @@ class MetadataAgent:
         return HTTPResponse(code, ((b"Content-Type", page.content_type),), page.body)
 
     async def _handle(self, request: AgentRequest) -> HTTPResponse:
+        if not is_origin_target(request.path):
+            raise AgentError(400, "The request target must be a path.")
         network_id, router_id = self._identity(request)
         if len(request.forwarded_for) != 1 or b"," in request.forwarded_for[0]:
             raise AgentError(400, "X-Forwarded-For must hold exactly one address.")
@@ -112,7 +143,7 @@ class MetadataAgent:
             try:
                 address = normalise_address(raw.decode("ascii"))
             except (ValueError, UnicodeDecodeError):
-                raise AgentError(400, f"X-Forwarded-For {raw.decode('latin-1')!r} is not an IP address.") from None
+                raise AgentError(400, "X-Forwarded-For is not an IP address.") from None
             if len(self._addresses) >= MEMO_SIZE:
                 self._addresses.clear()
             self._addresses[raw] = address
@@ -120,29 +151,61 @@ class MetadataAgent:
         if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
             if not self.limiter.allow((network_id, router_id, ip)):
                 raise AgentError(429, "You have sent too many requests in a given amount of time.", "info")
+        guest = (network_id, router_id, ip, mac)
+        held = self._in_flight.get(guest, 0)
+        if self.max_in_flight and held >= self.max_in_flight:
+            raise AgentError(429, "Too many requests of this guest are in flight.", "info")
+        self._in_flight[guest] = held + 1
+        try:
+            return await self._answer(request, guest)
+        finally:
+            left = self._in_flight[guest] - 1
+            if left:
+                self._in_flight[guest] = left
+            else:
+                del self._in_flight[guest]
+
+    async def _answer(self, request: AgentRequest, guest: tuple[Any, ...]) -> HTTPResponse:
+        network_id, router_id, ip, mac = guest
         found = await self._lookup(ip, network_id, router_id, mac)
         forwarded = ip.encode("ascii")  # normalised: no ::ffff: form reaches the API (spec §11.7)
         response = await self._forward(request, forwarded, found)
         if response.code == 404 and hasattr(self.lookup, "forget"):
-            # the port may have moved to a new instance since it was cached (neutron spec §4)
-            self._log.info("The instance: {instance} is not present anymore, skipping cache...", instance=found[0])
-            self.lookup.forget(ip, network_id, router_id, mac)
+            # The port may have moved to a new instance since it was cached (neutron spec §4):
+            # look again, but forget the cached answer at most once per interval per guest, so
+            # a guest asking for missing paths costs a cache hit, not a backend lookup each.
+            if self._may_forget(guest, found[0]):
+                self.lookup.forget(ip, network_id, router_id, mac)
             again = await self._lookup(ip, network_id, router_id, mac)
             if again != found:
                 response = await self._forward(request, forwarded, again)
         return self._relay(response)
 
+    def _may_forget(self, guest: tuple[Any, ...], instance: str) -> bool:
+        """Whether a 404 for C{guest} may drop its cached lookup now (logged when it does)."""
+        now = self.clock.seconds()  # type: ignore[union-attr]
+        last = self._forgotten.get(guest)
+        if last is not None and now - last < self.relookup_interval:
+            return False
+        if len(self._forgotten) >= MEMO_SIZE:
+            self._forgotten = {k: t for k, t in self._forgotten.items() if now - t < self.relookup_interval}
+        self._forgotten[guest] = now
+        self._log.info("The instance: {instance} is not present anymore, skipping cache...", instance=instance)
+        return True
+
     def _identity(self, request: AgentRequest) -> tuple[str | None, str | None]:
         if len(request.network_ids) == 1 and not request.router_ids:  # what every proxy sends
-            only = request.network_ids[0].strip()
-            if only and b"," not in only:
-                return only.decode("latin-1"), None
-        networks = {v.strip() for v in request.network_ids if v.strip()}
-        routers = {v.strip() for v in request.router_ids if v.strip()}
-        if len(networks) > 1 or len(routers) > 1 or any(b"," in v for v in networks | routers):
+            only = request.network_ids[0].strip().decode("latin-1")
+            if is_identifier(only):
+                return only, None
+        networks = {v.strip().decode("latin-1") for v in request.network_ids if v.strip()}
+        routers = {v.strip().decode("latin-1") for v in request.router_ids if v.strip()}
+        if not all(is_identifier(v) for v in networks | routers):
+            raise AgentError(400, "The network or router ID is malformed.")
+        if len(networks) > 1 or len(routers) > 1:
             raise AgentError(400, "Only one network or router ID may be given.")
-        network = networks.pop().decode("latin-1") if networks else None
-        router = routers.pop().decode("latin-1") if routers else None
+        network = networks.pop() if networks else None
+        router = routers.pop() if routers else None
         if network and router:
             raise AgentError(400, f"Both network {network} and router {router} defined.")
         if not network and not router:
@@ -155,6 +218,10 @@ class MetadataAgent:
         except LookupUnavailable as e:
             raise AgentError(503, "The instance lookup service is temporarily unavailable. Please try again later.", "warn") from e
         if not found or not found[0]:
+            where = f"network {network_id}" if network_id else f"router {router_id}"
+            raise AgentError(404, f"Instance was not found on {where}.")
+        if not is_identifier(found[0]) or not (found[1] is None or found[1] == "" or is_identifier(found[1])):
+            self._log.warn("The port of {ip} names a malformed instance or project id; treated as no instance", ip=ip)
             where = f"network {network_id}" if network_id else f"router {router_id}"
             raise AgentError(404, f"Instance was not found on {where}.")
         return found
@@ -175,6 +242,8 @@ class MetadataAgent:
             raise AgentError(503, "The remote metadata server is temporarily unavailable. Please try again later.", "debug") from e
         except UpstreamTimeout as e:
             raise AgentError(504, "The remote metadata server did not answer in time.", "warn") from e
+        except UnsafeRequest as e:
+            raise AgentError(400, f"The request cannot be forwarded: {e}.", "error") from e
 
     def _relay(self, response: HTTPResponse) -> HTTPResponse:
         if response.code == 200 or response.code in RELAYED_ERRORS:
@@ -184,3 +253,9 @@ class MetadataAgent:
                 self._log.warn("Remote metadata server experienced an internal server error.")
             return HTTPResponse(response.code, response.headers, response.body)
         raise AgentError(502, f"The remote metadata server answered with unexpected status {response.code}.", "error")
+
+
+def loggable(path: bytes, limit: int = 200) -> str:
+    """A request path for a log line: at most C{limit} characters (a target may be 8 KiB)."""
+    text = path.decode("latin-1")
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"

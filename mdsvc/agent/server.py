@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from mdsvc.agent.handler import AgentRequest, MetadataAgent
 from mdsvc.http import HTTPRequest, HTTPResponse
+from mdsvc.wire import forwardable_value
 
 def agent_request(request: HTTPRequest) -> AgentRequest:
     """The identity headers and the request line of a proxied request."""
@@ -29,7 +30,7 @@ def agent_request(request: HTTPRequest) -> AgentRequest:
         forwarded_for=tuple(headers.get(b"x-forwarded-for", ())),
         network_ids=tuple(headers.get(b"x-neutron-network-id", []) + headers.get(b"x-ovn-network-id", [])),
         router_ids=tuple(headers.get(b"x-neutron-router-id", ())),
-        accept=request.header(b"accept"),
+        accept=forwardable_value(request.header(b"accept")),
     )
 
 

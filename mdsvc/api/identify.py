@@ -115,7 +115,7 @@ class Identifier:
             if not hmac.compare_digest(expected, signature):
                 log.warn(
                     "X-Instance-ID-Signature: {signature} does not match the expected signature for id: {requestor_id}. Request From: {requestor_address}",
-                    signature=signature.decode("latin-1"), requestor_id=provider.decode("latin-1"), requestor_address=address,
+                    signature=_loggable(signature), requestor_id=_loggable(provider), requestor_address=_loggable(address),
                 )
                 raise MetadataError(403, "Invalid proxy request signature.", "invalid X-Metadata-Provider-Signature")
         try:
@@ -139,20 +139,29 @@ class Identifier:
             raise MetadataError(400, "Multiple X-Tenant-ID headers found within request.")
         instance_id = instance_ids[0]
         address = first_forwarded(_header(headers, b"x-forwarded-for"))
-        expected = self._expected.get(instance_id)
-        if expected is None:
-            if len(self._expected) >= 65536:
-                self._expected.clear()
-            expected = self._expected[instance_id] = sign(self.shared_secret, instance_id).encode("ascii")
+        known = self._expected.get(instance_id)
+        expected = known if known is not None else sign(self.shared_secret, instance_id).encode("ascii")
         if not hmac.compare_digest(expected, signature):  # still constant-time, every request
             log.warn(
                 "X-Instance-ID-Signature: {signature} does not match the expected signature for id: {requestor_id}. Request From: {requestor_address}",
-                signature=signature.decode("latin-1"), requestor_id=instance_id.decode("latin-1"), requestor_address=address,
+                signature=_loggable(signature), requestor_id=_loggable(instance_id), requestor_address=_loggable(address or ""),
             )
             raise MetadataError(403, "Invalid proxy request signature.", "invalid X-Instance-ID-Signature")
+        if known is None:
+            # remembered only once verified: nothing a caller without the secret sends is kept
+            if len(self._expected) >= 65536:
+                self._expected.clear()
+            self._expected[instance_id] = expected
         try:
             uuid = instance_id.decode("utf-8")
             tenant = tenants[0].decode("utf-8")
         except UnicodeDecodeError:
             raise MetadataError(400, "X-Instance-ID and X-Tenant-ID must be UTF-8.") from None
         return ByInstanceId(uuid=uuid, tenant=tenant, address=address)
+
+
+def _loggable(value: bytes | str, limit: int = 100) -> str:
+    """A header value for a log line: printable, at most C{limit} characters (it may be 16 KiB)."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    text = "".join(c if " " <= c < "\x7f" else "?" for c in text[:limit])
+    return text + "..." if len(value) > limit else text

@@ -14,7 +14,7 @@ import ipaddress
 from typing import Any
 
 from attrs import frozen
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -22,7 +22,8 @@ from zope.interface import Interface, implementer
 
 from mdsvc.agent.handler import AgentRequest, MetadataAgent
 from mdsvc.http import HTTPRequest, HTTPResponse
-from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed_headers
+from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed
+from mdsvc.wire import UnsafeRequest, forwardable_value, is_origin_target
 
 
 class IUpstream(Interface):
@@ -69,8 +70,12 @@ class AgentSocketUpstream:
         headers += [(b"X-Neutron-Router-ID", v) for v in request.router_ids]
         if request.accept:
             headers.append((b"Accept", request.accept))
-        d = self.pool.request(request.method, request.path, headers, request.body, timeout=self._timeout)
-        d.addCallback(lambda r: HTTPResponse(r.code, relayed_headers(r), r.body))
+        try:
+            d = self.pool.request(request.method, request.path, headers, request.body, timeout=self._timeout)
+        except UnsafeRequest as e:
+            self._log.error("refused to forward a request to the agent: {reason}", reason=str(e))
+            return succeed(MetadataAgent.error(400, "The request cannot be forwarded.", request.accept))
+        d.addCallback(relayed)
         d.addErrback(self._failed, request)
         return d
 
@@ -109,13 +114,22 @@ class NamespaceProxyHandler:
         self._routers = (self.ident,) if kind == "router" else ()
 
     def __call__(self, request: HTTPRequest) -> Deferred[HTTPResponse]:
-        """Forward with the listener's identity; the guest's own identity headers never pass."""
+        """
+        Forward with the listener's identity; the guest's own identity headers never pass, and
+        of the rest only what was checked does: the method (a token, by the parser), the target
+        in origin form (visible ASCII, by the parser; anything but a path is refused here),
+        C{Accept} if it is plain visible ASCII, and the body (framed by its length).
+        """
+        accept = forwardable_value(request.header(b"accept"))
+        path = request.origin_target
+        if not is_origin_target(path):
+            return succeed(MetadataAgent.error(400, "The request target must be a path.", accept))
         return self.upstream.forward(AgentRequest(
             method=request.method,
-            path=request.origin_target,
+            path=path,
             body=request.body,
             forwarded_for=(guest_address(request),),
             network_ids=self._networks,
             router_ids=self._routers,
-            accept=request.header(b"accept"),
+            accept=accept,
         ))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import IListeningPort
@@ -43,6 +43,8 @@ class NamespaceProxies(MultiService):
     The proxy role's namespace listeners.
 
     @ivar ports: namespace name -> {bind description: listening port}.
+    @param site: makes a namespace's HTTP factory from its handler and log name (the node's
+        timeouts and connection limits); default: a plain L{LeanHTTPFactory}.
     """
 
     _log = Logger()
@@ -50,12 +52,14 @@ class NamespaceProxies(MultiService):
     def __init__(
         self, reactor: Any, upstream: IUpstream, *, directory: str = "/run/netns", wanted: str = "auto",
         interval: float = 5.0, router_port: int = 9697, use_inotify: bool = True,
+        site: Callable[[NamespaceProxyHandler, str], LeanHTTPFactory] | None = None,
     ) -> None:
         super().__init__()
         self.reactor = reactor
         self.upstream = upstream
         self.directory = directory
         self.router_port = router_port
+        self._site = site or (lambda handler, name: LeanHTTPFactory(handler, reactor, name=name))
         self.ports: dict[str, dict[str, IListeningPort]] = {}
         self._sites: dict[str, LeanHTTPFactory] = {}
         self.watcher = NamespaceWatcher(
@@ -87,7 +91,7 @@ class NamespaceProxies(MultiService):
         kind = classify(name)
         if kind is None:
             return
-        self._sites[name] = LeanHTTPFactory(NamespaceProxyHandler(kind.kind, kind.id, self.upstream), self.reactor, name=f"metadata-proxy {name}")
+        self._sites[name] = self._site(NamespaceProxyHandler(kind.kind, kind.id, self.upstream), f"metadata-proxy {name}")
         self.ports.setdefault(name, {})
         try:
             self._complete(name)

@@ -1,0 +1,72 @@
+# -*- test-case-name: tests.test_wire -*-
+"""
+What may be written into an HTTP/1.1 request head, checked byte by byte.
+
+Every hop of mdsvc builds its upstream requests from fields it parsed out of a guest's request;
+these checks decide which of those bytes may travel on.  A method is a token, a target is an
+origin-form path of visible ASCII, a header name a token and a value visible ASCII with inner
+spaces: no byte that could end a line, a field or the request line (CR, LF, NUL, TAB, SP, other
+controls, DEL, non-ASCII) ever reaches an upstream connection.  The HTTP client calls
+L{check_request} on everything it writes (defence in depth: the callers validated already), so
+a request that would be read as two by a proxy in between is refused before it is sent.
+"""
+
+from __future__ import annotations
+
+import re
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_ORIGIN_TARGET = re.compile(rb"/[\x21-\x7e]*")
+_FIELD_VALUE = re.compile(rb"(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?")
+
+MAX_FORWARDED_VALUE = 1024
+"""The longest header value a hop passes on from a guest (C{Accept}); longer ones are dropped."""
+
+
+class UnsafeRequest(ValueError):
+    """A request head field holds bytes that must not be written to an upstream connection."""
+
+
+def is_token(value: bytes) -> bool:
+    """Whether C{value} is an RFC 9110 token (a method or a header name)."""
+    return _TOKEN.fullmatch(value) is not None
+
+
+def is_origin_target(value: bytes) -> bool:
+    """Whether C{value} is an origin-form request target: C{/}, then visible ASCII only."""
+    return _ORIGIN_TARGET.fullmatch(value) is not None
+
+
+def is_field_value(value: bytes) -> bool:
+    """Whether C{value} is visible ASCII with single inner spaces allowed (no TAB, no controls)."""
+    return _FIELD_VALUE.fullmatch(value) is not None
+
+
+def forwardable_value(value: bytes | None) -> bytes | None:
+    """
+    A guest's header value as a hop may pass it on (C{Accept}), or None when it may not: too
+    long, or holding anything but visible ASCII and spaces.  Surrounding whitespace is dropped.
+    """
+    if value is None:
+        return None
+    value = value.strip(b" \t")
+    if not value or len(value) > MAX_FORWARDED_VALUE or not is_field_value(value):
+        return None
+    return value
+
+
+def check_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """
+    Refuse a request head that is not safe to write.
+
+    @raise UnsafeRequest: naming the field (never echoing its bytes).
+    """
+    if not is_token(method):
+        raise UnsafeRequest("the method is not a token")
+    if not is_origin_target(target):
+        raise UnsafeRequest("the target is not an origin-form path of visible ASCII")
+    for name, value in headers:
+        if not is_token(name):
+            raise UnsafeRequest("a header name is not a token")
+        if not is_field_value(value):
+            raise UnsafeRequest(f"the value of {name.decode('ascii')} holds bytes other than visible ASCII")
