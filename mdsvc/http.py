@@ -171,21 +171,24 @@ class _Refusal(Exception):
 
 
 class _Message:
-    """The request being parsed."""
+    """The request being parsed (class attributes are the defaults, so a request costs little)."""
 
-    __slots__ = ("started", "url", "headers", "fields", "head_size", "raw_head", "in_head", "body", "body_size", "wants_continue")
+    started: float | None = None  # set after the read it began in, if it did not end there
+    size = 0
+    raw_head = 0
+    in_head = True
+    version = b"HTTP/1.1"
+    body: list[bytes] | None = None
+    wants_continue = False
 
-    def __init__(self, started: float) -> None:
-        self.started = started
-        self.url = b""
+    def __init__(self, url: bytes) -> None:
+        self.url = url
         self.headers: dict[bytes, list[bytes]] = {}
-        self.fields = 0
-        self.head_size = 0
-        self.raw_head = 0
-        self.in_head = True
-        self.body: list[bytes] = []
-        self.body_size = 0
-        self.wants_continue = False
+
+
+_OWS = (b" ", b"\t")
+
+_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
 
 
 @implementer(IPushProducer, IHalfCloseableProtocol)
@@ -274,22 +277,17 @@ class LeanHTTPProtocol(Protocol):
     # -- parsing (httptools callbacks) --------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        view = memoryview(data)
         end = len(data)
+        view = memoryview(data) if end > FEED_SLICE else data
         position = 0
         while position < end:
             if len(self._queue) >= MAX_PIPELINE:
                 self._unfed = bytes(view[position:])
                 return
-            piece = view[position:position + FEED_SLICE]
+            piece = view[position:position + FEED_SLICE] if end > FEED_SLICE else data
             position += len(piece)
             try:
                 self._parser.feed_data(piece)
-                message = self._message
-                if message is not None and message.in_head:
-                    message.raw_head += len(piece)
-                    if message.raw_head > MAX_HEAD_BYTES:
-                        raise _Refusal(431, "The request head is too large.")
             except HttpParserUpgrade:
                 # the request before the upgrade is complete and queued; nothing after it is read
                 self._refused = True
@@ -303,9 +301,16 @@ class LeanHTTPProtocol(Protocol):
             except HttpParserError as e:
                 self._refuse(_Refusal(400, f"Malformed request: {e}."))
                 return
-            except _Refusal as refusal:
-                self._refuse(refusal)
-                return
+            message = self._message
+            if message is not None:
+                # a request still incomplete after this read: its deadline runs from now
+                if message.started is None:
+                    message.started = self.factory.clock.seconds()
+                if message.in_head:
+                    message.raw_head += len(piece)
+                    if message.raw_head > MAX_HEAD_BYTES:
+                        self._refuse(_Refusal(431, "The request head is too large."))
+                        return
 
     def _refuse(self, refusal: _Refusal) -> None:
         self._refused = True
@@ -313,50 +318,60 @@ class LeanHTTPProtocol(Protocol):
         self._unfed = b""
         self._queue.append(refusal)
 
-    def on_message_begin(self) -> None:
-        """httptools: a request starts; its deadline runs from now."""
-        self._message = _Message(self.factory.clock.seconds())
-        self._rearm()
-
     def on_url(self, url: bytes) -> None:
-        """httptools: (part of) the target."""
+        """httptools: (part of) the target; the first call starts a request."""
         message = self._message
-        assert message is not None
-        message.url += url
-        message.head_size += len(url)
+        if message is None:
+            self._message = message = _Message(url)
+        else:
+            message.url += url
         if len(message.url) > MAX_TARGET:
             raise _Refusal(414, "The request target is too long.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """httptools: one header field, whole."""
+        """httptools: one header field, whole (its name, and its value without leading whitespace)."""
         message = self._message
-        assert message is not None
-        message.fields += 1
-        message.head_size += len(name) + len(value) + 4
-        if message.head_size > MAX_HEAD:
+        size = message.size + len(name) + len(value) + 4  # type: ignore[union-attr]
+        message.size = size  # type: ignore[union-attr]
+        if size > MAX_HEAD:
             raise _Refusal(431, "The request head is too large.")
-        if message.fields > MAX_FIELDS:
-            raise _Refusal(431, "The request has too many header fields.")
-        if b"\t" in value.strip(b" \t"):
+        if value.endswith(_OWS):
+            value = value.rstrip(b" \t")
+        if b"\t" in value:
             raise _Refusal(400, "Malformed request: a header value holds a TAB.")
-        message.headers.setdefault(name.lower(), []).append(value.rstrip(b" \t"))
+        key = name.lower()
+        headers = message.headers  # type: ignore[union-attr]
+        if key in headers:
+            headers[key].append(value)
+        else:
+            headers[key] = [value]
 
     def on_headers_complete(self) -> None:
         """httptools: the head is complete; refuse what mdsvc does not serve."""
         message = self._message
         assert message is not None
         message.in_head = False
-        parser = self._parser
-        version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
+        if message.size + len(message.url) > MAX_HEAD:
+            raise _Refusal(431, "The request head is too large.")
+        if message.size > MAX_FIELDS * 5 and sum(map(len, message.headers.values())) > MAX_FIELDS:
+            raise _Refusal(431, "The request has too many header fields.")
+        version = _VERSIONS.get(self._parser.get_http_version())
+        if version is None:
             raise _Refusal(400, "Only HTTP/1.0 and HTTP/1.1 are supported.")
+        message.version = version
         headers = message.headers
-        if version == "1.1" and len(headers.get(b"host", ())) != 1:
-            raise _Refusal(400, "An HTTP/1.1 request must carry exactly one Host header.")
-        if len(headers.get(b"host", ())) > 1:
-            raise _Refusal(400, "An HTTP/1.0 request may carry one Host header at most.")
-        if parser.get_method() == b"CONNECT":
+        hosts = headers.get(b"host")
+        if hosts is None:
+            if version == b"HTTP/1.1":
+                raise _Refusal(400, "An HTTP/1.1 request must carry exactly one Host header.")
+        elif len(hosts) > 1:
+            raise _Refusal(400, "A request may carry one Host header at most.")
+        if self._parser.should_upgrade() and self._parser.get_method() == b"CONNECT":
             raise _Refusal(400, "CONNECT is not supported.")
+        if b"transfer-encoding" in headers or b"content-length" in headers:
+            self._check_body(message, headers)
+
+    def _check_body(self, message: _Message, headers: dict[bytes, list[bytes]]) -> None:
         if b"transfer-encoding" in headers:
             raise _Refusal(400, "Chunked request bodies are not supported; send Content-Length.")
         lengths = headers.get(b"content-length")
@@ -364,9 +379,9 @@ class LeanHTTPProtocol(Protocol):
             length = int(lengths[0])  # llhttp allows digits only, and one value
             if length > MAX_BODY:
                 raise _Refusal(413, "Request is too large.")
-            if length and version == "1.1":
+            if length and message.version == b"HTTP/1.1":
                 expect = headers.get(b"expect")
-                message.wants_continue = bool(expect) and expect[0].lower() == b"100-continue"
+                message.wants_continue = bool(expect) and expect[0].lower() == b"100-continue"  # type: ignore[index]
                 if message.wants_continue:
                     self._send_continue()
 
@@ -374,7 +389,10 @@ class LeanHTTPProtocol(Protocol):
         """httptools: part of the body (never more than the announced, bounded, length)."""
         message = self._message
         assert message is not None
-        message.body.append(data)
+        if message.body is None:
+            message.body = [data]
+        else:
+            message.body.append(data)
 
     def on_message_complete(self) -> None:
         """httptools: a whole request; it joins the queue."""
@@ -382,11 +400,10 @@ class LeanHTTPProtocol(Protocol):
         assert message is not None
         self._message = None
         parser = self._parser
-        request = HTTPRequest(
-            parser.get_method(), message.url, b"HTTP/" + parser.get_http_version().encode("ascii"), message.headers,
-            b"".join(message.body), self._peer,
-        )
-        self._queue.append((request, parser.should_keep_alive() and not parser.should_upgrade()))
+        headers = message.headers
+        body = message.body
+        request = HTTPRequest(parser.get_method(), message.url, message.version, headers, b"".join(body) if body else b"", self._peer)
+        self._queue.append((request, parser.should_keep_alive() and b"upgrade" not in headers))
 
     def _send_continue(self) -> None:
         """Tell an HTTP/1.1 client waiting with its body to send it, once its turn has come."""
@@ -417,9 +434,17 @@ class LeanHTTPProtocol(Protocol):
                 if self._read_closed or self._refused:
                     self._close()
                     return
-                self._send_continue()
-            self._rearm()
-            self._update_reading()
+                message = self._message
+                if message is None and not self._write_paused:
+                    self.deadline = self._idle_since + self._idle_limit  # the usual case, inline
+                else:
+                    if message is not None and message.wants_continue:
+                        self._send_continue()
+                    self._rearm()
+            else:
+                self._rearm()
+            if self._reading is (self._write_paused or bool(self._unfed) or len(self._queue) >= MAX_PIPELINE):
+                self._update_reading()
         finally:
             self._processing = False
 
