@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mdsvc.limits import ConnectionLimits
+from mdsvc.wire import loggable
 
 MAX_HEAD = 16 * 1024
 """Request line and header fields (their text, as parsed); haproxy's default buffer is 16 KiB."""
@@ -458,7 +459,7 @@ class LeanHTTPProtocol(Protocol):
         try:
             result = self.factory.handler(request)
         except Exception:
-            self._log.failure("unhandled error answering {path}", path=request.target)
+            self._log.failure("unhandled error answering {path}", path=loggable(request.target))
             result = plain_response(500, "An unknown error has occurred. Please try your request again.")
         if isinstance(result, Deferred):
             self._pending = result
@@ -473,7 +474,7 @@ class LeanHTTPProtocol(Protocol):
         if isinstance(result, Failure):
             if result.check(CancelledError):
                 return None
-            self._log.failure("unhandled error answering {path}", result, path=request.target)
+            self._log.failure("unhandled error answering {path}", result, path=loggable(request.target))
             result = plain_response(500, "An unknown error has occurred. Please try your request again.")
         self._write(result, request, keep)
         self._advance()

@@ -35,6 +35,7 @@ class LogThrottle:
     interval: float = 60.0
     _next: dict[Hashable, float] = field(factory=dict, init=False)
     _held: dict[Hashable, int] = field(factory=dict, init=False)
+    _pruned_at: float = field(default=0.0, init=False)
 
     def allow(self, key: Hashable) -> int | None:
         """None to stay quiet; else how many lines of C{key} were held back since the last one."""
@@ -42,8 +43,11 @@ class LogThrottle:
         if now < self._next.get(key, 0.0):
             self._held[key] = self._held.get(key, 0) + 1
             return None
-        if len(self._next) > 4096:  # keys are few (kinds, guests); never let them pile up
-            self._next = {k: t for k, t in self._next.items() if t > now}
+        if now >= self._pruned_at + self.interval:
+            # keys may be many (one per guest): once per interval, drop those quiet for a whole one
+            self._next = {k: t for k, t in self._next.items() if t > now - self.interval}
+            self._held = {k: n for k, n in self._held.items() if k in self._next}
+            self._pruned_at = now
         self._next[key] = now + self.interval
         return self._held.pop(key, 0)
 

@@ -22,6 +22,7 @@ from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
 from mdsvc.config import Config, ConfigError, load_config
 from mdsvc.store.sqlite import SQLiteDocuments, open_store
+from mdsvc.wire import loggable
 
 log = Logger()
 
@@ -116,7 +117,7 @@ class AccessLog:
 
         def logged(response: Any) -> Any:
             self._log.info("{peer} {method} {target} {code} {size}", peer=request.peer, method=request.method.decode("latin-1"),
-                           target=request.target.decode("latin-1"), code=getattr(response, "code", "-"),
+                           target=loggable(request.target), code=getattr(response, "code", "-"),
                            size=len(getattr(response, "body", b"")))
             return response
 

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_wire -*-
 """
-What may be written into an HTTP/1.1 request head, checked byte by byte.
+What may be written into an HTTP/1.1 request head, checked byte by byte, and how a guest's bytes
+may appear in a log line.
 
 Every hop of mdsvc builds its upstream requests from fields it parsed out of a guest's request;
 these checks decide which of those bytes may travel on.  A method is a token, a target is an
@@ -70,3 +71,15 @@ def check_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes
             raise UnsafeRequest("a header name is not a token")
         if not is_field_value(value):
             raise UnsafeRequest(f"the value of {name.decode('ascii')} holds bytes other than visible ASCII")
+
+
+def loggable(value: bytes | str | None, limit: int = 200) -> str:
+    """
+    A guest-supplied value (a path, a header) for a log line: printable ASCII only (anything else
+    as C{?}) and at most C{limit} characters, with the full length said when cut.
+    """
+    if value is None:
+        return ""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    shown = "".join(c if " " <= c < "\x7f" else "?" for c in text[:limit])
+    return shown if len(text) <= limit else f"{shown}... ({len(text)} characters)"

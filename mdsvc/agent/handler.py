@@ -28,7 +28,7 @@ from mdsvc.api.identify import sign
 from mdsvc.http import HTTPResponse
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup.address import normalise_address
-from mdsvc.wire import UnsafeRequest, is_origin_target
+from mdsvc.wire import UnsafeRequest, is_origin_target, loggable
 
 MEMO_SIZE = 65536
 """Parsed guest addresses and instance signatures kept (both are pure functions of their key)."""
@@ -254,8 +254,3 @@ class MetadataAgent:
             return HTTPResponse(response.code, response.headers, response.body)
         raise AgentError(502, f"The remote metadata server answered with unexpected status {response.code}.", "error")
 
-
-def loggable(path: bytes, limit: int = 200) -> str:
-    """A request path for a log line: at most C{limit} characters (a target may be 8 KiB)."""
-    text = path.decode("latin-1")
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"

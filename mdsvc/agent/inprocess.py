@@ -16,6 +16,7 @@ from mdsvc.api.app import MAX_PASSWORD_SIZE, MetadataApp
 from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, error_page
 from mdsvc.api.metadata import Answer
 from mdsvc.http import HTTPResponse
+from mdsvc.wire import loggable
 
 
 class InProcessAPI:
@@ -51,7 +52,7 @@ class InProcessAPI:
         if failure.check(MetadataError):
             self.app.log_error(failure.value, method, path, forwarded_for.decode("latin-1"))
             return _page(failure.value)
-        self._log.failure("unhandled error answering {path}", failure, path=path)
+        self._log.failure("unhandled error answering {path}", failure, path=loggable(path))
         return _page(MetadataError(500, UNKNOWN_ERROR, "internal error"))
 
 

@@ -20,7 +20,9 @@ from mdsvc.api.identify import ByAddress, ByInstanceId, ByProvider, Identifier
 from mdsvc.api.metadata import EC2_VERSION_LIST, HTML, JSON, TEXT, Answer, InstanceMetadata, Password, dumps, normalise_path
 from mdsvc.api.vendordata import StaticJSONFile, merge_vendordata
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IVendordataProvider
+from mdsvc.limits import LogThrottle
 from mdsvc.model import Instance
+from mdsvc.wire import loggable
 
 ROOT_ANSWER = Answer(EC2_VERSION_LIST, TEXT)
 """C{GET /}: the EC2 versions, answered without identifying anyone."""
@@ -47,12 +49,14 @@ class MetadataApp:
     providers: tuple[str, ...] = ("StaticJSON",)
     dynamic: dict[str, IVendordataProvider] = field(factory=dict)
     cache: ExpiringCache = field(default=None)
+    _not_found_lines: LogThrottle = field(default=None, init=False, repr=False)
     _day: tuple[float, float, str] = field(default=(0.0, 0.0, ""), init=False, repr=False)
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
         if self.cache is None:
             self.cache = ExpiringCache(self.clock, self.cache_ttl)
+        self._not_found_lines = LogThrottle(self.clock)
 
     def today(self) -> str:
         """The UTC date by the injected clock, for the OpenStack version listing."""
@@ -143,11 +147,20 @@ class MetadataApp:
     # -- answering ----------------------------------------------------------------------------
 
     def log_error(self, error: MetadataError, method: bytes, path: bytes, peer: str | None) -> None:
-        """Every 404 and 500 is logged with its concrete reason (spec §9.6)."""
-        if error.code in (404, 500):
-            emit = self._log.info if error.code == 404 else self._log.error
-            emit("{method} {path} from {peer}: {code} ({reason})", method=method.decode("latin-1"),
-                 path=path.decode("latin-1"), peer=peer, code=error.code, reason=error.reason)
+        """
+        Every 500 is logged with its concrete reason (spec §9.6), and so is a guest's first 404
+        of a minute; the guest's further 404s of that minute are counted in its next line, so
+        a guest asking for missing paths in a loop costs a line a minute, not one per request.
+        """
+        if error.code == 500:
+            self._log.error("{method} {path} from {peer}: {code} ({reason})", method=method.decode("latin-1"),
+                            path=loggable(path), peer=peer, code=error.code, reason=error.reason)
+        elif error.code == 404:
+            held = self._not_found_lines.allow(peer)
+            if held is not None:
+                self._log.info("{method} {path} from {peer}: {code} ({reason}){more}", method=method.decode("latin-1"),
+                               path=loggable(path), peer=peer, code=error.code, reason=error.reason,
+                               more=f"; {held} more 404s from {peer} in the last minute" if held else "")
 
     def handle(
         self, method: bytes, raw_path: bytes, headers: dict[bytes, list[bytes]], peer: str | None,

@@ -22,6 +22,7 @@ from mdsvc.api.app import MAX_PASSWORD_SIZE, MetadataApp
 from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, error_page
 from mdsvc.api.metadata import Answer
 from mdsvc.http import HTTPRequest, HTTPResponse
+from mdsvc.wire import loggable
 
 
 class APIHandler:
@@ -56,7 +57,7 @@ class APIHandler:
         if failure.check(MetadataError):
             error = failure.value
         else:
-            self._log.failure("unhandled error answering {method} {path}", failure, method=request.method, path=request.target)
+            self._log.failure("unhandled error answering {method} {path}", failure, method=request.method, path=loggable(request.target))
             error = MetadataError(500, UNKNOWN_ERROR, f"internal error: {failure.getErrorMessage()}")
         self.app.log_error(error, request.method, request.target, _peer(request))
         page = error_page(error.code, error.explanation, request.header(b"accept"))

@@ -18,6 +18,7 @@ from attrs import field, frozen
 from twisted.logger import Logger
 
 from mdsvc.api.errors import MetadataError
+from mdsvc.wire import loggable
 
 log = Logger()
 
@@ -115,7 +116,7 @@ class Identifier:
             if not hmac.compare_digest(expected, signature):
                 log.warn(
                     "X-Instance-ID-Signature: {signature} does not match the expected signature for id: {requestor_id}. Request From: {requestor_address}",
-                    signature=_loggable(signature), requestor_id=_loggable(provider), requestor_address=_loggable(address),
+                    signature=loggable(signature), requestor_id=loggable(provider), requestor_address=loggable(address),
                 )
                 raise MetadataError(403, "Invalid proxy request signature.", "invalid X-Metadata-Provider-Signature")
         try:
@@ -144,7 +145,7 @@ class Identifier:
         if not hmac.compare_digest(expected, signature):  # still constant-time, every request
             log.warn(
                 "X-Instance-ID-Signature: {signature} does not match the expected signature for id: {requestor_id}. Request From: {requestor_address}",
-                signature=_loggable(signature), requestor_id=_loggable(instance_id), requestor_address=_loggable(address or ""),
+                signature=loggable(signature), requestor_id=loggable(instance_id), requestor_address=loggable(address or ""),
             )
             raise MetadataError(403, "Invalid proxy request signature.", "invalid X-Instance-ID-Signature")
         if known is None:
@@ -159,9 +160,3 @@ class Identifier:
             raise MetadataError(400, "X-Instance-ID and X-Tenant-ID must be UTF-8.") from None
         return ByInstanceId(uuid=uuid, tenant=tenant, address=address)
 
-
-def _loggable(value: bytes | str, limit: int = 100) -> str:
-    """A header value for a log line: printable, at most C{limit} characters (it may be 16 KiB)."""
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    text = "".join(c if " " <= c < "\x7f" else "?" for c in text[:limit])
-    return text + "..." if len(value) > limit else text
