@@ -206,10 +206,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache", "negative_expiration_time", integer(0), 2),
     Option("metadata_rate_limiting", "rate_limit_enabled", boolean, False),
     Option("metadata_rate_limiting", "ip_versions", listOf(choice("4", "6")), ("4",)),
-    Option("metadata_rate_limiting", "base_window_duration", integer(1), 10),
-    Option("metadata_rate_limiting", "base_query_rate_limit", integer(1), 10),
+    # Not Neutron's 10 requests per 10 s, which cut a cloud-init boot (28-32 GETs within a few
+    # seconds) short: the burst window admits two whole boots back to back, the base window
+    # about eight boots a minute (4 requests/s sustained); a flood is refused after its first 60
+    # requests and stays refused while it goes on (refused requests count).
+    Option("metadata_rate_limiting", "base_window_duration", integer(1), 60),
+    Option("metadata_rate_limiting", "base_query_rate_limit", integer(1), 240),
     Option("metadata_rate_limiting", "burst_window_duration", integer(1), 10),
-    Option("metadata_rate_limiting", "burst_query_rate_limit", integer(1), 10),
+    Option("metadata_rate_limiting", "burst_query_rate_limit", integer(1), 60),
     Option("mdsvc", "agent_endpoint", endpoint, None),
     Option("mdsvc", "lookup", lookup_backend, "store"),
     Option("mdsvc", "api_connect_timeout", number(0.1), 5.0),
@@ -267,7 +271,10 @@ class ApiConfig:
 
 @frozen
 class RateLimitConfig:
-    """C{[metadata_rate_limiting]}: two sliding windows per source address (neutron spec §7)."""
+    """
+    C{[metadata_rate_limiting]}: two sliding windows per source address (neutron spec §7), with
+    Neutron's option names but defaults that let a whole cloud-init boot through.
+    """
 
     enabled: bool
     ip_version: int | None
