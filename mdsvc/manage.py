@@ -33,7 +33,8 @@ class CommandError(Exception):
 
 def read_documents(path: str, stdin: TextIO | None = None) -> list[Any]:
     """
-    Parse a JSON or YAML file holding one document or a list of them (C{-}: standard input).
+    Parse a JSON or YAML file holding one document or a list of them (C{-}: standard input);
+    an empty file, C{null} or C{[]} hold none (an empty list).
 
     @raise CommandError: naming the file and the line of a syntax error.
     """
@@ -58,7 +59,7 @@ def read_documents(path: str, stdin: TextIO | None = None) -> list[Any]:
     else:
         data = _yaml(path, text)
     if data is None:
-        raise CommandError(f"{path}: holds no document")
+        return []
     return data if isinstance(data, list) else [data]
 
 
@@ -87,6 +88,9 @@ def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out
     seen: dict[str, str] = {}  # id -> "FILE: [i]" where it was first found
     for path in paths:
         found = read_documents(path)
+        if not found:
+            # an import that imports nothing is a mistake (a wrong file, an export that failed)
+            raise CommandError(f"{path}: no {'router' if routers else 'instance'} documents")
         for i, doc in enumerate(found):
             where = f"[{i}]" if len(found) > 1 else ""
             try:

@@ -194,9 +194,49 @@ class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
         )
 
     def test_emptyFile(self) -> None:
-        """An empty file holds no document."""
+        """A file with no document (only comments) is an error, not a silent success."""
         path = self.write("empty.yaml", "# nothing\n")
-        self.assertEqual(self.fails("instance", "import", path), f"{path}: holds no document")
+        self.assertEqual(self.fails("instance", "import", path), f"{path}: no instance documents")
+
+    def test_emptyList(self) -> None:
+        """An empty list imports nothing: an error naming the file, for instances and routers."""
+        for name, text in (("empty.json", "[]"), ("empty.yaml", "[]\n"), ("null.json", "null"), ("blank.yaml", "")):
+            path = self.write(name, text)
+            self.assertEqual(self.fails("instance", "import", path), f"{path}: no instance documents")
+            self.assertEqual(self.fails("router", "import", path), f"{path}: no router documents")
+        self.assertNothingImported()
+
+    def test_emptyListAmongOthers(self) -> None:
+        """An empty file among good ones fails the whole import, naming the empty one."""
+        good = self.write("good.json", json.dumps({"uuid": UUID}))
+        empty = self.write("empty.json", "[]")
+        self.assertEqual(self.fails("instance", "import", good, empty), f"{empty}: no instance documents")
+        self.assertNothingImported()
+
+    def test_emptyListExitStatus(self) -> None:
+        """mdsvc-manage exits non-zero with one line for an empty list."""
+        path = self.write("empty.json", "[]")
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        e = self.assertRaises(SystemExit, main, ["--config", self.config, "instance", "import", path])
+        self.assertEqual((e.code, stderr.getvalue()), (1, f"mdsvc-manage: {path}: no instance documents\n"))
+
+    def test_userDataTooLong(self) -> None:
+        """user_data above Nova's 65,535 base64 characters is an import error naming file, field and limit."""
+        import base64
+
+        path = self.write("big.json", json.dumps({"uuid": UUID, "user_data": base64.b64encode(b"x" * 60000).decode()}))
+        message = self.fails("instance", "import", path)
+        self.assertTrue(message.startswith(f"{path}: user_data: "), message)
+        self.assertIn("65535", message)
+        self.assertNothingImported()
+
+    def test_hostnameWithLineFeed(self) -> None:
+        """A hostname with an embedded line feed (YAML makes one easily) is an import error."""
+        path = self.write("lf.yaml", f'uuid: {UUID}\nhostname: "web-1\\nevil"\n')
+        message = self.fails("instance", "import", path)
+        self.assertTrue(message.startswith(f"{path}: hostname: 'web-1\\nevil' is not a valid hostname"), message)
+        self.assertNothingImported()
 
     def test_missingFile(self) -> None:
         """A missing file is named."""

@@ -474,6 +474,21 @@ class StoredDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
         self.assertEqual((password, project), ("pw", "proj"))
 
 
+class OlderDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
+    """Documents imported under older, laxer rules are still served."""
+
+    def test_storedBeforeStricterRules(self) -> None:
+        """A stored document that today's import would refuse (empty hostname) still reads back."""
+        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        with conn:
+            conn.execute("UPDATE instances SET document = ? WHERE uuid = 'a'", (json.dumps(dict(instanceDoc("a", "10.0.0.5"), hostname="")),))
+        store = SQLiteInstanceStore(self.docs, synchronous)
+        self.assertEqual(self.successResultOf(store.by_address("10.0.0.5")).hostname, "")
+        self.assertRaises(DocumentError, self.docs.import_instances, [self.docs.get("a").document])  # type: ignore[union-attr]
+
+
 class ExplicitEc2IdTests(DocumentsTestsMixin, SynchronousTestCase):
     """EC2 ids given in documents are reserved against automatic ones."""
 

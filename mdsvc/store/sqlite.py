@@ -85,10 +85,14 @@ class StoredInstance:
     password: str | None
 
     def instance(self) -> Instance:
-        """The L{Instance} this row describes (the document was validated on import)."""
+        """
+        The L{Instance} this row describes.  The document was validated when it was imported,
+        perhaps under older rules: it is read back without the import-only checks, so that an
+        upgrade never turns a stored instance into errors for its guest.
+        """
         doc = dict(self.document)
         doc["password"] = self.password
-        return instanceFromDocument(doc)
+        return instanceFromDocument(doc, strict=False)
 
 
 class SQLiteDocuments:
@@ -296,7 +300,7 @@ class SQLiteDocuments:
     def list_routers(self) -> list[Router]:
         """Every router, sorted by id."""
         rows = self._read(lambda c: c.execute("SELECT document FROM routers ORDER BY id").fetchall())
-        return [routerFromDocument(json.loads(r[0])) for r in rows]
+        return [routerFromDocument(json.loads(r[0]), strict=False) for r in rows]
 
     def router_networks(self, router_id: str) -> list[str] | None:
         """The networks attached to a router, in document order; None if there is no such router."""
