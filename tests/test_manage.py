@@ -147,6 +147,62 @@ class InstanceCommandTests(ManageTestsMixin, SynchronousTestCase):
         self.assertEqual(self.fails("instance", "delete", "nope"), "no instance nope")
 
 
+class PasswordImportTests(ManageTestsMixin, SynchronousTestCase):
+    """Re-importing never destroys the password a guest stored, unless asked to."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.manage("instance", "import", self.write("one.json", json.dumps({"uuid": UUID, "name": "web-1"})))
+        self.assertIs(self.store.set_password(UUID, "guest-secret"), True)  # as the guest's POST does
+
+    def password(self) -> str | None:
+        row = self.store.get(UUID)
+        assert row is not None
+        return row.password
+
+    def test_reimportNull(self) -> None:
+        """Re-importing the document with "password": null keeps the guest's password."""
+        self.manage("instance", "import", self.write("null.json", json.dumps({"uuid": UUID, "name": "web-1", "password": None})))
+        self.assertEqual(self.password(), "guest-secret")
+
+    def test_reimportWithout(self) -> None:
+        """Re-importing the document without password keeps the guest's password."""
+        self.manage("instance", "import", self.write("one.json", json.dumps({"uuid": UUID, "name": "renamed"})))
+        self.assertEqual(self.password(), "guest-secret")
+
+    def test_reimportYamlNull(self) -> None:
+        """An empty YAML value (C{password:}) is null too, and keeps the guest's password."""
+        self.manage("instance", "import", self.write("null.yaml", f"uuid: {UUID}\npassword:\n"))
+        self.assertEqual(self.password(), "guest-secret")
+
+    def test_reimportString(self) -> None:
+        """A document's password does not replace the guest's."""
+        self.manage("instance", "import", self.write("pw.json", json.dumps({"uuid": UUID, "password": "from-nova"})))
+        self.assertEqual(self.password(), "guest-secret")
+
+    def test_resetPassword(self) -> None:
+        """--reset-password clears the stored password (the guest may post a new one)."""
+        status, out = self.manage("instance", "import", "--reset-password", self.write("one.json", json.dumps({"uuid": UUID})))
+        self.assertEqual((status, out), (0, f"imported instance {UUID}\n"))
+        self.assertIsNone(self.password())
+        self.assertIs(self.store.set_password(UUID, "new"), True)
+
+    def test_resetPasswordToDocument(self) -> None:
+        """--reset-password with a password in the document stores the document's."""
+        self.manage("instance", "import", "--reset-password", self.write("pw.json", json.dumps({"uuid": UUID, "password": "from-nova"})))
+        self.assertEqual(self.password(), "from-nova")
+
+    def test_help(self) -> None:
+        """instance import --help says what happens to stored passwords."""
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        e = self.assertRaises(SystemExit, self.manage, "instance", "import", "--help")
+        self.assertEqual(e.code, 0)
+        text = " ".join(stdout.getvalue().split())
+        self.assertIn("--reset-password", text)
+        self.assertIn("A password the guest stored (through the password endpoint) is kept", text)
+
+
 class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
     """Bad input: one line naming file and field (or line), and nothing imported."""
 

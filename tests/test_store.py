@@ -218,18 +218,46 @@ class PasswordTests(DocumentsTestsMixin, SynchronousTestCase):
         self.assertEqual((row.password, row.document["name"]), ("guest-set", "changed"))
         self.assertNotIn("password", row.document)
 
-    def test_reimportNullClears(self) -> None:
-        """A re-import with "password": null clears it, so the guest may post again."""
+    def test_reimportNullKeeps(self) -> None:
+        """A re-import with "password": null keeps the password the guest stored (null is absent)."""
         self.docs.set_password("a", "guest-set")
         self.docs.import_instances([instanceDoc("a", password=None)])
-        self.assertIsNone(self.docs.get("a").password)  # type: ignore[union-attr]
-        self.assertIs(self.docs.set_password("a", "again"), True)
+        self.assertEqual(self.docs.get("a").password, "guest-set")  # type: ignore[union-attr]
+        self.assertIs(self.docs.set_password("a", "again"), False)
+
+    def test_reimportStringKeepsGuests(self) -> None:
+        """A document's password does not overwrite one the guest stored."""
+        self.docs.set_password("a", "guest-set")
+        self.docs.import_instances([instanceDoc("a", password="operator")])
+        self.assertEqual(self.docs.get("a").password, "guest-set")  # type: ignore[union-attr]
 
     def test_reimportSets(self) -> None:
-        """A re-import with a password string stores that password."""
+        """A re-import with a password string stores that password when none is stored."""
         self.docs.import_instances([instanceDoc("a", password="operator")])
         self.assertEqual(self.docs.get("a").password, "operator")  # type: ignore[union-attr]
         self.assertIs(self.docs.set_password("a", "x"), False)
+
+    def test_resetClears(self) -> None:
+        """With reset_password, a document without a password (or with null) clears the stored one."""
+        for doc in (instanceDoc("a"), instanceDoc("a", password=None)):
+            self.docs.set_password("a", "guest-set")
+            self.docs.import_instances([doc], reset_password=True)
+            self.assertIsNone(self.docs.get("a").password)  # type: ignore[union-attr]
+        self.assertIs(self.docs.set_password("a", "again"), True)
+
+    def test_resetReplaces(self) -> None:
+        """With reset_password, the document's password replaces the stored one."""
+        self.docs.set_password("a", "guest-set")
+        self.docs.import_instances([instanceDoc("a", password="operator")], reset_password=True)
+        self.assertEqual(self.docs.get("a").password, "operator")  # type: ignore[union-attr]
+
+    def test_resetOnlyImported(self) -> None:
+        """reset_password touches the imported instances only."""
+        self.docs.import_instances([instanceDoc("b")])
+        self.docs.set_password("a", "pa")
+        self.docs.set_password("b", "pb")
+        self.docs.import_instances([instanceDoc("b")], reset_password=True)
+        self.assertEqual((self.docs.get("a").password, self.docs.get("b").password), ("pa", None))  # type: ignore[union-attr]
 
 
 class AddressTests(DocumentsTestsMixin, SynchronousTestCase):

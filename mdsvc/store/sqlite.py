@@ -138,13 +138,17 @@ class SQLiteDocuments:
         finally:
             conn.close()
 
-    def import_instances(self, documents: Iterable[Any]) -> list[str]:
+    def import_instances(self, documents: Iterable[Any], reset_password: bool = False) -> list[str]:
         """
         Validate every document first, then write them all in one transaction.
 
         Fields the store assigns (EC2 ids, reservation id, creation time) are kept across
-        re-imports; a stored password survives a re-import whose document has no C{password}.
+        re-imports.  So is a stored password (the guest posted it, and only the guest knows
+        the key it is encrypted with): a document's C{password} is stored only for an instance
+        that has none, and C{null} or no C{password} never clear one.
 
+        @param reset_password: replace the stored passwords of these instances with their
+            documents' (none when a document gives none), so that their guests may post again.
         @raise DocumentError: naming the first bad field; nothing is written then.
         @return: the uuids imported.
         """
@@ -158,15 +162,17 @@ class SQLiteDocuments:
             seen[instance.uuid] = i
         with self._transaction() as conn:
             for doc in docs:
-                self._write_instance(conn, dict(doc))
+                self._write_instance(conn, dict(doc), reset_password)
         return list(seen)
 
-    def _write_instance(self, conn: sqlite3.Connection, doc: dict[str, Any]) -> None:
+    def _write_instance(self, conn: sqlite3.Connection, doc: dict[str, Any], reset_password: bool) -> None:
         uuid = doc["uuid"]
         old = conn.execute("SELECT document, password FROM instances WHERE uuid = ?", (uuid,)).fetchone()
         old_doc = json.loads(old[0]) if old else {}
-        password = doc.pop("password", None) if "password" in doc else (old[1] if old else None)
-        doc.pop("password", None)
+        given = doc.pop("password", None)
+        stored = old[1] if old else None
+        # An empty stored password counts as none, as in set_password.
+        password = stored if stored and not reset_password else given
         # An absent field and a null one are the same (DESIGN.md): both get what the store
         # assigned before, or a new value.
         for key in ("reservation_id", "created_at"):
