@@ -5,8 +5,12 @@ The embedded instance store: instance and router documents in one SQLite file.
 L{SQLiteDocuments} is the synchronous core that C{mdsvc-manage} uses; every write is one
 transaction, so a reader sees a document either before or after an import, never half of it.
 L{SQLiteInstanceStore} offers the same file to the event loop as an L{IInstanceStore}, running
-each query in a thread so the reactor never waits on the disk.  Each operation opens its own
-connection (cheap for SQLite), so changes made by another process are seen at once.
+each query in a thread so the reactor never waits on the disk.
+
+Connections are kept and reused (one per concurrent call): a new connection to a WAL database
+must create the C{-shm} file when no other is open, which fails on a full disk, while a kept one
+reads on.  Every call is its own short transaction and none is left open between calls, so
+changes made by another process (C{mdsvc-manage}) are seen by the next call.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import random
 import sqlite3
 import string
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -96,47 +101,94 @@ class StoredInstance:
 
 
 class SQLiteDocuments:
-    """Synchronous access to the store file; used by mdsvc-manage and, in threads, by the API."""
+    """
+    Synchronous access to the store file; used by mdsvc-manage and, in threads, by the API.
+
+    Calls may come from several threads at once; each borrows a kept connection for its
+    duration (L{close} closes those kept).
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._ready = False
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
 
     def connect(self, create: bool = True) -> sqlite3.Connection:
-        """Open the file (creating it and its directory when C{create}), with the schema in place."""
+        """
+        Open a new connection, which the caller closes (creating the file and its directory when
+        C{create}), with the schema in place.
+        """
+        return self._open(create, check_same_thread=True)
+
+    def _open(self, create: bool, check_same_thread: bool) -> sqlite3.Connection:
         if create:
             directory = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(directory, exist_ok=True)
         elif not os.path.exists(self.path):
             raise FileNotFoundError(self.path)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 30000")
-        if create and not self._ready:
-            # once per object: WAL lets readers go on while mdsvc-manage writes
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
-            self._ready = True
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=check_same_thread)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if create and not self._ready:
+                # once per object: WAL lets readers go on while mdsvc-manage writes
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+                self._ready = True
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A kept connection for one call (a new one only when every kept one is busy)."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            # used by one thread at a time, but not always the thread that opened it
+            conn = self._open(create=True, check_same_thread=False)
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                # what ended the call also ended the transaction, or the connection is unsound
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    conn.close()
+                    conn = None  # type: ignore[assignment]
+            if conn is not None:
+                with self._lock:
+                    self._idle.append(conn)
+
+    def close(self) -> None:
+        """Close the kept connections (a later call opens a new one)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     # -- writes ------------------------------------------------------------------------------
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (taken at once, so writers queue): committed, or rolled back on any error."""
-        conn = self.connect()
-        try:
+        with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the first error is the one to report; _connection drops the connection
+                raise
 
     def import_instances(self, documents: Iterable[Any], reset_password: bool = False) -> list[str]:
         """
@@ -272,11 +324,12 @@ class SQLiteDocuments:
     # -- reads -------------------------------------------------------------------------------
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self.connect()
-        try:
-            return query(conn)
-        finally:
-            conn.close()
+        """Run C{query} in one read transaction, ended before returning (the next call sees new commits)."""
+        with self._connection() as conn:
+            conn.execute("BEGIN")
+            result = query(conn)
+            conn.execute("COMMIT")
+            return result
 
     def get(self, uuid: str) -> StoredInstance | None:
         """The stored row of one instance, or None."""
@@ -296,8 +349,8 @@ class SQLiteDocuments:
 
         def query(c: sqlite3.Connection) -> list[tuple[str, str | None, str | None, list[str]]]:
             out = []
-            for uuid, document, project in c.execute("SELECT uuid, document, project_id FROM instances ORDER BY uuid"):
-                ips = [r[0] for r in c.execute("SELECT ip FROM ports WHERE uuid = ? AND ip IS NOT NULL", (uuid,))]
+            for uuid, document, project in c.execute("SELECT uuid, document, project_id FROM instances ORDER BY uuid").fetchall():
+                ips = [r[0] for r in c.execute("SELECT ip FROM ports WHERE uuid = ? AND ip IS NOT NULL", (uuid,)).fetchall()]
                 out.append((uuid, json.loads(document).get("name"), project, ips))
             return out
 
@@ -314,7 +367,7 @@ class SQLiteDocuments:
         def query(c: sqlite3.Connection) -> list[str] | None:
             if c.execute("SELECT 1 FROM routers WHERE id = ?", (router_id,)).fetchone() is None:
                 return None
-            rows = c.execute("SELECT network_id FROM router_networks WHERE router_id = ? ORDER BY rowid", (router_id,))
+            rows = c.execute("SELECT network_id FROM router_networks WHERE router_id = ? ORDER BY rowid", (router_id,)).fetchall()
             return list(dict.fromkeys(r[0] for r in rows))
 
         return self._read(query)
