@@ -20,11 +20,13 @@ import sys
 from typing import Any, Sequence, TextIO
 
 import yaml
+from twisted.logger import Logger, formatEvent
 
 from mdsvc.api.identify import sign
 from mdsvc.config import Config, ConfigError, check_config, load_config
 from mdsvc.model import DocumentError, YAMLDocumentLoader, instanceFromDocument, routerFromDocument
 from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
 
 class CommandError(Exception):
@@ -75,10 +77,20 @@ def _yaml(path: str, text: str) -> Any:
 
 
 def _store(config: Config) -> SQLiteDocuments:
+    """The configured store, checked as the service checks it at startup (modes, soundness)."""
     kind, _, path = config.store.partition(":")
     if kind != "sqlite":
         raise CommandError(f"[mdsvc] store {config.store}: mdsvc-manage handles sqlite stores only")
+    try:
+        prepare_configured_store(config, Logger(observer=_warn))
+    except StoreProblem as e:
+        raise CommandError(f"{config.source or 'defaults'}: {e}") from None
     return SQLiteDocuments(path)
+
+
+def _warn(event: dict[str, Any]) -> None:
+    """Print a warning logged by the store checks (mdsvc-manage has no log) on standard error."""
+    print(f"mdsvc-manage: warning: {formatEvent(event)}", file=sys.stderr)
 
 
 def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out: TextIO, reset_password: bool = False) -> None:

@@ -123,8 +123,7 @@ class SQLiteDocuments:
 
     def _open(self, create: bool, check_same_thread: bool) -> sqlite3.Connection:
         if create:
-            directory = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(directory, exist_ok=True)
+            self._create()
         elif not os.path.exists(self.path):
             raise FileNotFoundError(self.path)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=check_same_thread)
@@ -142,6 +141,24 @@ class SQLiteDocuments:
             conn.close()
             raise
         return conn
+
+    def _create(self) -> None:
+        """
+        Create the file (0600) and its directory (0700) when missing, before SQLite does: it holds
+        passwords and user data, and SQLite gives its -wal and -shm files the database's mode.
+        """
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            os.makedirs(directory, exist_ok=True)
+            os.chmod(directory, 0o700)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            return
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
