@@ -504,6 +504,8 @@ def _load(
                 found = text_of(s, name)
                 if found is not None:
                     if (s, name) in active:
+                        if secret:
+                            raise ConfigError(f"{where} = <secret>: a $ in it refers to the option itself (write $$ for a dollar sign)")
                         raise ConfigError(f"{where}: ${name} refers to itself")
                     return substitute(found, s, where, active | {(s, name)})
             if secret:
@@ -519,14 +521,16 @@ def _load(
         if key not in raw:
             values[key] = option.default
             continue
-        text, where = raw[key]
+        written, where = raw[key]
         try:
+            text = written
             if option.name != "metadata_proxy_shared_secret":
                 text = substitute(text, option.section, where, frozenset({key}))
             try:
                 values[key] = option.parse(text)
             except ValueError as e:
-                shown = "<secret>" if holds_secret(option.name) else repr(text.strip())
+                # the value as written: what $name brought in may be another option's secret
+                shown = "<secret>" if holds_secret(option.name) else repr(written.strip())
                 raise ConfigError(f"{where} = {shown}: {e}") from None
         except ConfigError as e:
             if problems is None:

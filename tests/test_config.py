@@ -451,6 +451,19 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
         self.assertIn("<secret>", message)
         self.assertIn("$$", message)
 
+    def test_substitutedSecretNotEchoed(self) -> None:
+        """A bad value made by substituting a secret shows the value as written, not the secret."""
+        message = self.assertConfigError(
+            "[DEFAULT]\ntransport_url = rabbit://nova:rabbit-pw@controller\n[api]\nmetadata_cache_expiration = $transport_url\n",
+            ":4: [api] metadata_cache_expiration = '$transport_url': allowed: an integer >= 0",
+        )
+        self.assertNotIn("rabbit-pw", message)
+
+    def test_secretSelfReferenceNotEchoed(self) -> None:
+        """A password whose $ names the password itself is an error that does not quote it."""
+        message = self.assertConfigError("[neutron]\npassword = x$password\n", ":2: [neutron] password = <secret>")
+        self.assertNotIn("$password", message)
+
     def test_badSecretValueNotEchoed(self) -> None:
         """A bad value of an option holding a secret is shown as C{<secret>}, never as written."""
         from mdsvc import config
