@@ -212,9 +212,9 @@ class SQLiteDocuments:
         Validate every document first, then write them all in one transaction.
 
         Fields the store assigns (EC2 ids, reservation id, creation time) are kept across
-        re-imports.  So is a stored password (the guest posted it, and only the guest knows
-        the key it is encrypted with): a document's C{password} is stored only for an instance
-        that has none, and C{null} or no C{password} never clear one.
+        re-imports.  So is a stored password (the guest made it up and posted it, encrypted
+        with the instance's public key: nobody can make it again): a document's C{password} is
+        stored only for an instance that has none, and C{null} or no C{password} never clear one.
 
         @param reset_password: replace the stored passwords of these instances with their
             documents' (none when a document gives none), so that their guests may post again.
