@@ -206,10 +206,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache", "negative_expiration_time", integer(0), 2),
     Option("metadata_rate_limiting", "rate_limit_enabled", boolean, False),
     Option("metadata_rate_limiting", "ip_versions", listOf(choice("4", "6")), ("4",)),
-    Option("metadata_rate_limiting", "base_window_duration", integer(1), 10),
-    Option("metadata_rate_limiting", "base_query_rate_limit", integer(1), 10),
+    # Not Neutron's 10 requests per 10 s, which cut a cloud-init boot (28-32 GETs within a few
+    # seconds) short: the burst window admits two whole boots back to back, the base window
+    # about eight boots a minute (4 requests/s sustained); a flood is refused after its first 60
+    # requests and stays refused while it goes on (refused requests count).
+    Option("metadata_rate_limiting", "base_window_duration", integer(1), 60),
+    Option("metadata_rate_limiting", "base_query_rate_limit", integer(1), 240),
     Option("metadata_rate_limiting", "burst_window_duration", integer(1), 10),
-    Option("metadata_rate_limiting", "burst_query_rate_limit", integer(1), 10),
+    Option("metadata_rate_limiting", "burst_query_rate_limit", integer(1), 60),
     Option("mdsvc", "agent_endpoint", endpoint, None),
     Option("mdsvc", "lookup", lookup_backend, "store"),
     Option("mdsvc", "api_connect_timeout", number(0.1), 5.0),
@@ -272,7 +276,10 @@ class ApiConfig:
 
 @frozen
 class RateLimitConfig:
-    """C{[metadata_rate_limiting]}: two sliding windows per source address (neutron spec §7)."""
+    """
+    C{[metadata_rate_limiting]}: two sliding windows per source address (neutron spec §7), with
+    Neutron's option names but defaults that let a whole cloud-init boot through.
+    """
 
     enabled: bool
     ip_version: int | None
@@ -425,9 +432,10 @@ def read_ini(path: str) -> tuple[configparser.RawConfigParser, _Located]:
         raise ConfigError(f"{path}:{e.lineno}: expected a [section] header before the first option") from None
     except configparser.ParsingError as e:
         # ParsingError has no lineno of its own: each error is (line number, repr of the line).
+        # The line itself is never shown: it may hold a secret (a password, a URL with one).
         source = text.split("\n")
         lines = [
-            f"{path}:{lineno}: cannot parse {source[lineno - 1].strip()!r}: expected [section] or option = value"
+            f"{path}:{lineno}: cannot parse this line{_option_hint(source[lineno - 1])}: expected [section] or option = value"
             for lineno, _ in e.errors
         ]
         raise ConfigError(lines[0], lines) from None
@@ -436,6 +444,28 @@ def read_ini(path: str) -> tuple[configparser.RawConfigParser, _Located]:
         message = str(e).splitlines()[0]
         raise ConfigError(f"{path}:{line}: {message}" if line else f"{path}: {message}") from None
     return parser, _Located.scan(text)
+
+
+_SECRET_WORDS = ("secret", "password", "passwd", "key", "token", "connection", "transport_url")
+
+
+def holds_secret(name: str) -> bool:
+    """
+    Whether an option's value must never be shown: its name says it holds a secret (a
+    password, a shared secret, a private key, a token, a URL with credentials).
+    """
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+def _option_hint(line: str) -> str:
+    """
+    C{ (option "NAME"?)} for a malformed line that starts with an option-like word followed by
+    more text, else nothing: only that first word is ever shown, never what follows it (a line
+    of one word may be a secret on its own, so it is not named).
+    """
+    m = re.match(r"([A-Za-z_][A-Za-z0-9_.-]{0,63})\s+\S", line.strip())
+    return f' (option "{m.group(1)}"?)' if m else ""
 
 
 def load_values(path: str | None, overrides: Mapping[tuple[str, str], str] | None = None) -> dict[tuple[str, str], Any]:
@@ -484,6 +514,8 @@ def _load(
         else of [DEFAULT]; the value found is itself substituted; C{$$} is a literal dollar.
         """
 
+        secret = any(holds_secret(n) for _, n in active)
+
         def repl(m: re.Match[str]) -> str:
             if m.group(0) == "$$":
                 return "$"
@@ -492,8 +524,13 @@ def _load(
                 found = text_of(s, name)
                 if found is not None:
                     if (s, name) in active:
+                        if secret:
+                            raise ConfigError(f"{where} = <secret>: a $ in it refers to the option itself (write $$ for a dollar sign)")
                         raise ConfigError(f"{where}: ${name} refers to itself")
                     return substitute(found, s, where, active | {(s, name)})
+            if secret:
+                # the name after $ is part of the secret as written: do not show it
+                raise ConfigError(f"{where} = <secret>: a $ in it names no option (write $$ for a dollar sign)")
             raise ConfigError(f"{where}: ${name} names no option")
 
         return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", repl, value)
@@ -504,14 +541,17 @@ def _load(
         if key not in raw:
             values[key] = option.default
             continue
-        text, where = raw[key]
+        written, where = raw[key]
         try:
+            text = written
             if option.name != "metadata_proxy_shared_secret":
                 text = substitute(text, option.section, where, frozenset({key}))
             try:
                 values[key] = option.parse(text)
             except ValueError as e:
-                raise ConfigError(f"{where} = {text.strip()!r}: {e}") from None
+                # the value as written: what $name brought in may be another option's secret
+                shown = "<secret>" if holds_secret(option.name) else repr(written.strip())
+                raise ConfigError(f"{where} = {shown}: {e}") from None
         except ConfigError as e:
             if problems is None:
                 raise

@@ -2,7 +2,7 @@
 """
 C{mdsvc-manage}: the operator's command line, on the same configuration file the service runs with.
 
-    mdsvc-manage [--config FILE] instance import FILE... | list | show UUID | delete UUID
+    mdsvc-manage [--config FILE] instance import [--reset-password] FILE... | list | show UUID | delete UUID
     mdsvc-manage [--config FILE] router import FILE... | list | delete ID
     mdsvc-manage [--config FILE] configdrive build UUID -o FILE [--format iso|vfat]
     mdsvc-manage [--config FILE] sign INSTANCE_ID
@@ -20,11 +20,13 @@ import sys
 from typing import Any, Sequence, TextIO
 
 import yaml
+from twisted.logger import Logger, formatEvent
 
 from mdsvc.api.identify import sign
 from mdsvc.config import Config, ConfigError, check_config, load_config
 from mdsvc.model import DocumentError, YAMLDocumentLoader, instanceFromDocument, routerFromDocument
 from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
 
 class CommandError(Exception):
@@ -33,7 +35,8 @@ class CommandError(Exception):
 
 def read_documents(path: str, stdin: TextIO | None = None) -> list[Any]:
     """
-    Parse a JSON or YAML file holding one document or a list of them (C{-}: standard input).
+    Parse a JSON or YAML file holding one document or a list of them (C{-}: standard input);
+    an empty file, C{null} or C{[]} hold none (an empty list).
 
     @raise CommandError: naming the file and the line of a syntax error.
     """
@@ -58,7 +61,7 @@ def read_documents(path: str, stdin: TextIO | None = None) -> list[Any]:
     else:
         data = _yaml(path, text)
     if data is None:
-        raise CommandError(f"{path}: holds no document")
+        return []
     return data if isinstance(data, list) else [data]
 
 
@@ -74,19 +77,36 @@ def _yaml(path: str, text: str) -> Any:
 
 
 def _store(config: Config) -> SQLiteDocuments:
+    """The configured store, checked as the service checks it at startup (modes, soundness)."""
     kind, _, path = config.store.partition(":")
     if kind != "sqlite":
         raise CommandError(f"[mdsvc] store {config.store}: mdsvc-manage handles sqlite stores only")
+    try:
+        prepare_configured_store(config, Logger(observer=_warn))
+    except StoreProblem as e:
+        raise CommandError(f"{config.source or 'defaults'}: {e}") from None
     return SQLiteDocuments(path)
 
 
-def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out: TextIO) -> None:
-    """Validate every document of every file (errors name the file and field), then import all."""
+def _warn(event: dict[str, Any]) -> None:
+    """Print a warning logged by the store checks (mdsvc-manage has no log) on standard error."""
+    print(f"mdsvc-manage: warning: {formatEvent(event)}", file=sys.stderr)
+
+
+def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out: TextIO, reset_password: bool = False) -> None:
+    """
+    Validate every document of every file (errors name the file and field), then import all.
+
+    @param reset_password: instances only: replace their stored passwords with the documents'.
+    """
     validate = routerFromDocument if routers else instanceFromDocument
     docs: list[Any] = []
     seen: dict[str, str] = {}  # id -> "FILE: [i]" where it was first found
     for path in paths:
         found = read_documents(path)
+        if not found:
+            # an import that imports nothing is a mistake (a wrong file, an export that failed)
+            raise CommandError(f"{path}: no {'router' if routers else 'instance'} documents")
         for i, doc in enumerate(found):
             where = f"[{i}]" if len(found) > 1 else ""
             try:
@@ -101,7 +121,7 @@ def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out
             seen[ident] = f"{path}{': ' + where if where else ''}"
         docs.extend(found)
     try:
-        ids = documents.import_routers(docs) if routers else documents.import_instances(docs)
+        ids = documents.import_routers(docs) if routers else documents.import_instances(docs, reset_password=reset_password)
     except DocumentError as e:
         raise CommandError(f"{', '.join(paths)}: {e}") from None
     for i in ids:
@@ -154,8 +174,19 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     instance = sub.add_parser("instance", help="instance documents").add_subparsers(dest="action", required=True)
-    p = instance.add_parser("import", help="import JSON or YAML instance documents (validated first; all or nothing)")
-    p.add_argument("files", nargs="+")
+    p = instance.add_parser(
+        "import", help="import JSON or YAML instance documents (validated first; all or nothing)",
+        description="Import JSON or YAML instance documents: every file is validated first, then all are written "
+        "in one transaction (all or nothing). A password the guest stored (through the password endpoint) is kept "
+        "when an instance is re-imported, whether its document omits \"password\" or gives null or another "
+        "password; a document's password is stored only for an instance that has none, or with --reset-password.",
+    )
+    p.add_argument("files", nargs="+", help="JSON or YAML files of one document or a list of them (- reads standard input)")
+    p.add_argument(
+        "--reset-password", action="store_true",
+        help="replace the stored password of each imported instance with its document's (none when the document "
+        "gives none), so that its guest may post a new one",
+    )
     instance.add_parser("list", help="list instances")
     p = instance.add_parser("show", help="print one stored instance document")
     p.add_argument("uuid")
@@ -200,7 +231,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         return 0
     if args.command == "instance":
         if args.action == "import":
-            _import(documents, args.files, routers=False, out=out)
+            _import(documents, args.files, routers=False, out=out, reset_password=args.reset_password)
         elif args.action == "list":
             for uuid, name, project, ips in documents.list_instances():
                 print(f"{uuid}\t{name or ''}\t{project or ''}\t{','.join(ips)}", file=out)

@@ -13,6 +13,7 @@ import base64
 import binascii
 import ipaddress
 import re
+from contextvars import ContextVar
 from typing import Any, Callable, Mapping, Sequence
 
 import yaml
@@ -221,8 +222,25 @@ class Router:
 
 # --- document parsing -------------------------------------------------------------------------
 
-_UUIDISH = re.compile(r"^[^\s/]{1,255}$")
+# An instance uuid or router id: canonical UUIDs, and the short ids labs and tests use ("i-1");
+# never a control character, a blank, a slash or anything outside ASCII, nor "." or "..".
+INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+# Every other id (project, user, network, port, subnet, image, volume...): printable ASCII
+# without blanks (Keystone ids from LDAP may hold '@' or '=').
+ID_PATTERN = re.compile(r"[!-~]{1,255}")
 MAC_PATTERN = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+# A hostname or FQDN as Nova's API takes it (2.90 hostname / 2.94 fqdn): dot-separated labels
+# of letters, digits, '-' and '_', each 1 to 63 long and starting and ending with a letter or
+# digit (RFC 1123: no "-rf"), 255 characters in all.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_PATTERN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+HOSTNAME_MAX = 255
+# Nova's limit on user_data: 65,535 characters of base64 text (the servers API schema).
+MAX_USERDATA_SIZE = 65535
+
+# False while a stored document is read back: the checks that guard imports (ids, hostname,
+# user_data size) are not applied again to documents imported under older rules.
+_STRICT: ContextVar[bool] = ContextVar("mdsvc_model_strict", default=True)
 
 
 def sanitize_hostname(hostname: str, default_name: str | None = None) -> str:
@@ -266,7 +284,17 @@ class _Reader:
         if not isinstance(value, str):
             raise DocumentError(self.path(key), f"expected a string, got {kind_of(value)}")
         if pattern is not None and not pattern.fullmatch(value):
-            raise DocumentError(self.path(key), f"{value!r} is not valid")
+            raise DocumentError(self.path(key), f"{shown(value)} is not valid")
+        return value
+
+    def id(self, key: str, *, required: bool = False, pattern: re.Pattern[str] = ID_PATTERN, empty: bool = False) -> Any:
+        """
+        An id: a string matching C{pattern} on import (C{empty}: C{""} is allowed too, as a
+        meaning of its own); any string when a stored document is read back.
+        """
+        value = self.str(key, required=required)
+        if value is not None and _STRICT.get() and not (empty and value == "") and not pattern.fullmatch(value):
+            raise DocumentError(self.path(key), f"{shown(value)} is not a valid id{_ID_RULES[pattern]}")
         return value
 
     def int(self, key: str, default: Any = None, minimum: int | None = None) -> Any:
@@ -313,8 +341,52 @@ class _Reader:
         return value
 
 
+_ID_RULES = {
+    INSTANCE_ID_PATTERN: " (1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit)",
+    ID_PATTERN: " (1 to 255 printable ASCII characters, no blanks)",
+}
+
+
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """How an error quotes a bad value: its repr, cut after C{limit} characters."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
+def _id(value: Any, where: str) -> str:
+    """A list item that is an id (a router's networks)."""
+    text = _string(value, where)
+    if _STRICT.get() and not ID_PATTERN.fullmatch(text):
+        raise DocumentError(where, f"{shown(text)} is not a valid id{_ID_RULES[ID_PATTERN]}")
+    return text
+
+
+def _hostname(value: str, where: str) -> str:
+    """A hostname given by the document: what Nova's API would take."""
+    if not _STRICT.get():
+        return value
+    if value == "":
+        raise DocumentError(where, "must not be empty")
+    if len(value) > HOSTNAME_MAX or not HOSTNAME_PATTERN.fullmatch(value):
+        raise DocumentError(
+            where,
+            f"{shown(value)} is not a valid hostname (dot-separated labels of 1 to 63 letters, digits, '-' and '_',"
+            f" each starting and ending with a letter or digit; {HOSTNAME_MAX} characters in all)",
+        )
+    return value
+
+
+def _user_data(value: Any, where: str) -> bytes:
+    """user_data: base64 text of at most Nova's 65,535 characters (line breaks not counted)."""
+    text = _string(value, where)
+    if _STRICT.get():
+        length = len("".join(text.split()))  # what _base64 decodes
+        if length > MAX_USERDATA_SIZE:
+            raise DocumentError(where, f"{length} base64 characters, more than Nova's limit of {MAX_USERDATA_SIZE}")
+    return _base64(text, where)
 
 
 def kind_of(value: Any, mapping: str = "an object") -> str:
@@ -392,7 +464,7 @@ def _subnet(value: Any, where: str, default_version: int = 4) -> Subnet:
     if version not in (None, 4, 6):
         raise DocumentError(r.path("ip_version"), f"must be 4 or 6, got {version}")
     return Subnet(
-        id=r.str("id"),
+        id=r.id("id"),
         cidr=cidr,
         ip_version=version or default_version,
         gateway=_ip(r.raw("gateway"), r.path("gateway")) if r.raw("gateway") is not None else None,
@@ -420,7 +492,7 @@ def _fixed_ip(value: Any, where: str) -> FixedIp:
 def _network(value: Any, where: str) -> Network:
     r = _Reader(value, where, ("id", "name", "mtu", "network_type", "physical_network"))
     return Network(
-        id=r.str("id"), name=r.str("name"), mtu=r.int("mtu", minimum=68),
+        id=r.id("id"), name=r.str("name"), mtu=r.int("mtu", minimum=68),
         network_type=r.str("network_type"), physical_network=r.str("physical_network"),
     )
 
@@ -429,7 +501,7 @@ def _nic(value: Any, where: str) -> Nic:
     r = _Reader(value, where, ("port_id", "mac", "vif_type", "vnic_type", "security_groups", "network", "fixed_ips"))
     mac = r.str("mac", pattern=MAC_PATTERN)
     return Nic(
-        port_id=r.str("port_id"),
+        port_id=r.id("port_id"),
         mac=mac.lower() if mac else None,
         vif_type=r.str("vif_type"),
         vnic_type=r.str("vnic_type"),
@@ -453,10 +525,10 @@ def _block_device(value: Any, where: str) -> BlockDevice:
         device_name=r.str("device_name"),
         guest_format=r.str("guest_format"),
         boot_index=r.int("boot_index"),
-        volume_id=r.str("volume_id"),
+        volume_id=r.id("volume_id"),
         volume_size=r.int("volume_size", minimum=0),
-        image_id=r.str("image_id"),
-        snapshot_id=r.str("snapshot_id"),
+        image_id=r.id("image_id"),
+        snapshot_id=r.id("snapshot_id"),
         tag=r.str("tag"),
         delete_on_termination=r.bool("delete_on_termination"),
         disk_bus=r.str("disk_bus"),
@@ -478,7 +550,7 @@ def _device(value: Any, where: str) -> Device:
         tags=r.list("tags", _string),
         vlan=r.int("vlan", minimum=0),
         vf_trusted=r.bool("vf_trusted"),
-        share_id=r.str("share_id"),
+        share_id=r.id("share_id"),
         tag=r.str("tag"),
     )
 
@@ -511,11 +583,15 @@ def _injected_file(value: Any, where: str) -> InjectedFile:
 
 def _ec2_ids(value: Any, where: str) -> tuple[int | None, dict[str, int]]:
     r = _Reader(value, where, ("instance", "images"))
-    images = r.raw("images") or {}
+    images = r.raw("images")
+    if images is None:
+        images = {}
     if not isinstance(images, dict):
         raise DocumentError(r.path("images"), f"expected an object, got {kind_of(images)}")
     parsed = {}
     for k, v in images.items():
+        if _STRICT.get() and not ID_PATTERN.fullmatch(k):
+            raise DocumentError(r.path("images"), f"{shown(k)} is not a valid image id{_ID_RULES[ID_PATTERN]}")
         parsed[k] = _int(v, _join(r.path("images"), k))
         if not 0 <= parsed[k] <= 0xFFFFFFFF:
             raise DocumentError(_join(r.path("images"), k), "must be between 0 and 4294967295")
@@ -534,20 +610,33 @@ INSTANCE_FIELDS = (
 )
 
 
-def instanceFromDocument(doc: Any, where: str = "") -> Instance:
+def instanceFromDocument(doc: Any, where: str = "", *, strict: bool = True) -> Instance:
     """
     Validate an instance document and build the L{Instance} it describes.
 
+    @param strict: check everything an import checks; False for a document read back from the
+        store, which was checked when it was imported (perhaps under older rules: it is served
+        rather than failed).
     @raise DocumentError: naming the first invalid or unknown field.
     """
+    token = _STRICT.set(strict)
+    try:
+        return _instance(doc, where)
+    finally:
+        _STRICT.reset(token)
+
+
+def _instance(doc: Any, where: str) -> Instance:
     r = _Reader(doc, where, INSTANCE_FIELDS)
-    uuid = r.str("uuid", required=True, pattern=_UUIDISH)
+    uuid = r.id("uuid", required=True, pattern=INSTANCE_ID_PATTERN)
     name = r.str("name")
     if name is None:
         name = f"Server {uuid}"
     hostname = r.str("hostname")
     if hostname is None:
         hostname = sanitize_hostname(name, f"Server-{uuid}")
+    else:
+        hostname = _hostname(hostname, r.path("hostname"))
     ec2_instance, ec2_images = _ec2_ids(r.raw("ec2_ids"), r.path("ec2_ids")) if r.raw("ec2_ids") is not None else (None, {})
     cpus = r.list("dedicated_cpus", _int)
     for i, cpu in enumerate(cpus):
@@ -558,16 +647,16 @@ def instanceFromDocument(doc: Any, where: str = "") -> Instance:
         uuid=uuid,
         name=name,
         hostname=hostname,
-        project_id=r.str("project_id"),
-        user_id=r.str("user_id"),
+        project_id=r.id("project_id"),
+        user_id=r.id("user_id"),
         availability_zone=r.str("availability_zone", "nova"),
         launch_index=r.int("launch_index", 0, minimum=0),
-        reservation_id=r.str("reservation_id"),
+        reservation_id=r.id("reservation_id"),
         created_at=r.str("created_at"),
         flavor=_flavor(r.raw("flavor"), r.path("flavor")) if r.raw("flavor") is not None else None,
-        image_id=r.str("image_id", ""),
-        kernel_id=r.str("kernel_id") or None,
-        ramdisk_id=r.str("ramdisk_id") or None,
+        image_id=r.id("image_id", empty=True) or "",
+        kernel_id=r.id("kernel_id", empty=True) or None,
+        ramdisk_id=r.id("ramdisk_id", empty=True) or None,
         ec2_instance_id=ec2_instance,
         ec2_image_ids=ec2_images,
         root_device_name=r.str("root_device_name"),
@@ -575,7 +664,7 @@ def instanceFromDocument(doc: Any, where: str = "") -> Instance:
         default_swap_device=r.str("default_swap_device"),
         block_device_mappings=r.list("block_device_mappings", _block_device),
         key_pairs=r.list("key_pairs", _key_pair),
-        user_data=_base64(user_data, r.path("user_data")) if user_data is not None else None,
+        user_data=_user_data(user_data, r.path("user_data")) if user_data is not None else None,
         metadata=r.strmap("metadata"),
         system_metadata=r.strmap("system_metadata"),
         password=r.str("password"),
@@ -588,14 +677,21 @@ def instanceFromDocument(doc: Any, where: str = "") -> Instance:
     )
 
 
-def routerFromDocument(doc: Any, where: str = "") -> Router:
+def routerFromDocument(doc: Any, where: str = "", *, strict: bool = True) -> Router:
     """
     Validate a router document (C{{"id", "project_id", "networks": [...]}}).
 
+    @param strict: as for L{instanceFromDocument}.
     @raise DocumentError: naming the first invalid or unknown field.
     """
-    r = _Reader(doc, where, ("id", "project_id", "networks"))
-    return Router(id=r.str("id", required=True, pattern=_UUIDISH), project_id=r.str("project_id"), networks=r.list("networks", _string))
+    token = _STRICT.set(strict)
+    try:
+        r = _Reader(doc, where, ("id", "project_id", "networks"))
+        return Router(
+            id=r.id("id", required=True, pattern=INSTANCE_ID_PATTERN), project_id=r.id("project_id"), networks=r.list("networks", _id),
+        )
+    finally:
+        _STRICT.reset(token)
 
 
 def image_ids(instance_doc: Mapping[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
 from mdsvc.config import Config, ConfigError, load_config
 from mdsvc.store.sqlite import SQLiteDocuments, open_store
+from mdsvc.store.startup import StoreProblem, prepare_configured_store
 from mdsvc.wire import loggable
 
 log = Logger()
@@ -51,12 +52,18 @@ class Options(usage.Options):
             self["parsed"] = load_config(path)
         except ConfigError as e:
             raise SystemExit(f"mdsvc: {e}") from None
-        store = self["parsed"].store
-        if store.startswith("sqlite:"):
+        config = self["parsed"]
+        if uses_store(self["role"], config):
+            # before anything reads it: private modes, a sound database (one line if not)
             try:
-                SQLiteDocuments(store[len("sqlite:"):]).connect().close()
-            except Exception as e:
-                raise SystemExit(f"mdsvc: {path or 'defaults'}: [mdsvc] store {store}: cannot open: {e}") from None
+                prepare_configured_store(config)
+            except StoreProblem as e:
+                raise SystemExit(f"mdsvc: {path or 'defaults'}: {e}") from None
+
+
+def uses_store(role: str, config: Config) -> bool:
+    """Whether a role opens the embedded store: the API always, the agent with C{lookup = store}."""
+    return role in ("api", "all-in-one") or (role in ("agent", "network-node") and config.agent.lookup == "store")
 
 
 class DemoSeed(Service):

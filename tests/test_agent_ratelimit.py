@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.agent.ratelimit import SlidingWindowLimiter
+from mdsvc.tap import Options, build_agent
 
 
 class LimiterTests(SynchronousTestCase):
@@ -68,3 +73,56 @@ class LimiterTests(SynchronousTestCase):
             allowed.append(limiter.allow("guest"))
             clock.advance(0.1)
         self.assertTrue(all(allowed))
+
+
+class DefaultLimitsTests(SynchronousTestCase):
+    """
+    The limiter the agent builds from the default C{[metadata_rate_limiting]} options (only
+    C{rate_limit_enabled} set) lets whole cloud-init boots through and still stops a flood.
+    """
+
+    def limiter(self) -> tuple[SlidingWindowLimiter, MemoryReactorClock]:
+        """The agent role's limiter, built by mdsvc.tap from a file that only turns limiting on."""
+        path = os.path.abspath(self.mktemp())
+        os.makedirs(path)
+        config = os.path.join(path, "agent.conf")
+        with open(config, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = {path}/state\n[metadata_rate_limiting]\nrate_limit_enabled = true\n")
+        options = Options()
+        options.parseOptions(["--role", "agent", "--config", config])
+        reactor = MemoryReactorClock()
+        parts: dict[str, Any] = {}
+        build_agent(options["parsed"], reactor, parts)
+        limiter = parts["agent"].limiter
+        self.assertIsInstance(limiter, SlidingWindowLimiter)
+        return limiter, reactor
+
+    def boot(self, limiter: SlidingWindowLimiter, clock: MemoryReactorClock, requests: int = 30, seconds: float = 3.0) -> list[bool]:
+        """A cloud-init crawl: C{requests} GETs spread over C{seconds}."""
+        allowed = []
+        for _ in range(requests):
+            allowed.append(limiter.allow("guest"))
+            clock.advance(seconds / requests)
+        return allowed
+
+    def test_boot_allowed(self) -> None:
+        """A 30-GET boot over 3 s is allowed whole, and so is a second boot 20 s later."""
+        limiter, clock = self.limiter()
+        self.assertEqual(self.boot(limiter, clock), [True] * 30)
+        clock.advance(17)
+        self.assertEqual(self.boot(limiter, clock), [True] * 30)
+
+    def test_reboots_within_a_minute(self) -> None:
+        """Four 32-GET boots within a minute (cloudbase-init reboots while it configures) pass."""
+        limiter, clock = self.limiter()
+        for _ in range(4):
+            self.assertEqual(self.boot(limiter, clock, 32), [True] * 32)
+            clock.advance(12)
+
+    def test_flood_refused(self) -> None:
+        """A flood of 1,000 requests in 10 s is mostly refused, and stays refused while it goes on."""
+        limiter, clock = self.limiter()
+        allowed = self.boot(limiter, clock, 1000, 10.0)
+        self.assertGreaterEqual(allowed.count(False), 900)
+        self.assertEqual(self.boot(limiter, clock, 1000, 10.0).count(True), 0)
+        self.assertTrue(limiter.allow("another-guest"))

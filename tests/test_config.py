@@ -359,7 +359,7 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
         self.assertConfigError("[DEFAULT]\n# page\x0cbreak\n[api]\nmetadata_cache_expiration = x\n", ":4: [api] metadata_cache_expiration")
         path = self.writeConfig("# page\x0cbreak\n[api]\nnot an option\n")
         self.assertEqual(str(self.assertRaises(ConfigError, load_config, path)),
-                         f"{path}:3: cannot parse 'not an option': expected [section] or option = value")
+                         f"{path}:3: cannot parse this line (option \"not\"?): expected [section] or option = value")
 
     def test_unknownSubstitution(self) -> None:
         """A C{$name} naming nothing is an error naming the option."""
@@ -397,7 +397,7 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
         """A line that is neither an option nor a section header is named with its number."""
         path = self.writeConfig("[DEFAULT]\nstate_path = /x\n\n[api]\nthis is not an option\n")
         e = self.assertRaises(ConfigError, load_config, path)
-        self.assertEqual(str(e), f"{path}:5: cannot parse 'this is not an option': expected [section] or option = value")
+        self.assertEqual(str(e), f"{path}:5: cannot parse this line (option \"this\"?): expected [section] or option = value")
 
     def test_syntaxErrorsAllListed(self) -> None:
         """check_config lists every syntax error, one line each."""
@@ -405,10 +405,90 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
         self.assertEqual(
             check_config(path),
             [
-                f"{path}:2: cannot parse 'bad one': expected [section] or option = value",
-                f"{path}:4: cannot parse 'bad two': expected [section] or option = value",
+                f"{path}:2: cannot parse this line (option \"bad\"?): expected [section] or option = value",
+                f"{path}:4: cannot parse this line (option \"bad\"?): expected [section] or option = value",
             ],
         )
+
+    def test_malformedSecretLineNotEchoed(self) -> None:
+        """
+        A secret option written without C{=} is named by its first word only: the value (the
+        secret) never reaches the error, which ends up in logs and terminals.
+        """
+        path = self.writeConfig("[neutron]\nservice_metadata_proxy = true\nmetadata_proxy_shared_secret s3cr3t-value\n")
+        e = self.assertRaises(ConfigError, load_config, path)
+        self.assertEqual(
+            str(e),
+            f'{path}:3: cannot parse this line (option "metadata_proxy_shared_secret"?): expected [section] or option = value',
+        )
+        self.assertEqual(check_config(path), [str(e)])
+
+    def test_malformedLineNeverEchoed(self) -> None:
+        """
+        No malformed line is echoed beyond its first word (a password continued on a line of
+        its own, a URL holding credentials); a line of one word is not named at all.
+        """
+        path = self.writeConfig(
+            "[DEFAULT]\nadmin_token rabbit-pw\n"
+            "[database]\nconnection: mysql://nova:db-pw@controller/nova\n  continued\n"
+            "[neutron]\npassword = first-part\nhunter2\n"
+        )
+        problems = check_config(path)
+        self.assertEqual(
+            problems,
+            [
+                f'{path}:2: cannot parse this line (option "admin_token"?): expected [section] or option = value',
+                f"{path}:8: cannot parse this line: expected [section] or option = value",
+            ],
+        )
+        for secret in ("rabbit-pw", "hunter2", "db-pw"):
+            self.assertNotIn(secret, "\n".join(problems))
+
+    def test_secretSubstitutionErrorNotEchoed(self) -> None:
+        """A C{$} in a password that names no option is an error that does not quote the password."""
+        message = self.assertConfigError("[neutron]\npassword = pa$sw0rd\n", ":2: [neutron] password")
+        self.assertNotIn("sw0rd", message)
+        self.assertIn("<secret>", message)
+        self.assertIn("$$", message)
+
+    def test_substitutedSecretNotEchoed(self) -> None:
+        """A bad value made by substituting a secret shows the value as written, not the secret."""
+        message = self.assertConfigError(
+            "[DEFAULT]\ntransport_url = rabbit://nova:rabbit-pw@controller\n[api]\nmetadata_cache_expiration = $transport_url\n",
+            ":4: [api] metadata_cache_expiration = '$transport_url': allowed: an integer >= 0",
+        )
+        self.assertNotIn("rabbit-pw", message)
+
+    def test_secretSelfReferenceNotEchoed(self) -> None:
+        """A password whose $ names the password itself is an error that does not quote it."""
+        message = self.assertConfigError("[neutron]\npassword = x$password\n", ":2: [neutron] password = <secret>")
+        self.assertNotIn("$password", message)
+
+    def test_badSecretValueNotEchoed(self) -> None:
+        """A bad value of an option holding a secret is shown as C{<secret>}, never as written."""
+        from mdsvc import config
+
+        def url(text: str) -> str:
+            raise ValueError("allowed: a database URL such as mysql+pymysql://USER:PASSWORD@HOST/DB")
+
+        extra = config.Option("database", "connection", url, None)
+        self.patch(config, "OPTIONS", config.OPTIONS + (extra,))
+        self.patch(config, "_BY_KEY", {**config._BY_KEY, ("database", "connection"): extra})
+        message = self.assertConfigError(
+            "[database]\nconnection = mysql://nova:db-pw@controller\n",
+            ":2: [database] connection = <secret>: allowed: a database URL",
+        )
+        self.assertNotIn("db-pw", message)
+
+    def test_secretNames(self) -> None:
+        """Options whose names say they hold secrets are recognised; others are not."""
+        from mdsvc.config import holds_secret
+
+        for name in ("metadata_proxy_shared_secret", "password", "admin_passwd", "nova_client_priv_key", "auth_token",
+                     "connection", "transport_url", "ovn_sb_private_key", "PASSWORD"):
+            self.assertTrue(holds_secret(name), name)
+        for name in ("debug", "state_path", "metadata_cache_expiration", "dhcp_domain", "username"):
+            self.assertFalse(holds_secret(name), name)
 
     def test_missingSectionHeader(self) -> None:
         """An option before any section header is named with its line."""

@@ -147,6 +147,62 @@ class InstanceCommandTests(ManageTestsMixin, SynchronousTestCase):
         self.assertEqual(self.fails("instance", "delete", "nope"), "no instance nope")
 
 
+class PasswordImportTests(ManageTestsMixin, SynchronousTestCase):
+    """Re-importing never destroys the password a guest stored, unless asked to."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.manage("instance", "import", self.write("one.json", json.dumps({"uuid": UUID, "name": "web-1"})))
+        self.assertIs(self.store.set_password(UUID, "guest-secret"), True)  # as the guest's POST does
+
+    def password(self) -> str | None:
+        row = self.store.get(UUID)
+        assert row is not None
+        return row.password
+
+    def test_reimportNull(self) -> None:
+        """Re-importing the document with "password": null keeps the guest's password."""
+        self.manage("instance", "import", self.write("null.json", json.dumps({"uuid": UUID, "name": "web-1", "password": None})))
+        self.assertEqual(self.password(), "guest-secret")
+
+    def test_reimportWithout(self) -> None:
+        """Re-importing the document without password keeps the guest's password."""
+        self.manage("instance", "import", self.write("one.json", json.dumps({"uuid": UUID, "name": "renamed"})))
+        self.assertEqual(self.password(), "guest-secret")
+
+    def test_reimportYamlNull(self) -> None:
+        """An empty YAML value (C{password:}) is null too, and keeps the guest's password."""
+        self.manage("instance", "import", self.write("null.yaml", f"uuid: {UUID}\npassword:\n"))
+        self.assertEqual(self.password(), "guest-secret")
+
+    def test_reimportString(self) -> None:
+        """A document's password does not replace the guest's."""
+        self.manage("instance", "import", self.write("pw.json", json.dumps({"uuid": UUID, "password": "from-nova"})))
+        self.assertEqual(self.password(), "guest-secret")
+
+    def test_resetPassword(self) -> None:
+        """--reset-password clears the stored password (the guest may post a new one)."""
+        status, out = self.manage("instance", "import", "--reset-password", self.write("one.json", json.dumps({"uuid": UUID})))
+        self.assertEqual((status, out), (0, f"imported instance {UUID}\n"))
+        self.assertIsNone(self.password())
+        self.assertIs(self.store.set_password(UUID, "new"), True)
+
+    def test_resetPasswordToDocument(self) -> None:
+        """--reset-password with a password in the document stores the document's."""
+        self.manage("instance", "import", "--reset-password", self.write("pw.json", json.dumps({"uuid": UUID, "password": "from-nova"})))
+        self.assertEqual(self.password(), "from-nova")
+
+    def test_help(self) -> None:
+        """instance import --help says what happens to stored passwords."""
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        e = self.assertRaises(SystemExit, self.manage, "instance", "import", "--help")
+        self.assertEqual(e.code, 0)
+        text = " ".join(stdout.getvalue().split())
+        self.assertIn("--reset-password", text)
+        self.assertIn("A password the guest stored (through the password endpoint) is kept", text)
+
+
 class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
     """Bad input: one line naming file and field (or line), and nothing imported."""
 
@@ -194,9 +250,49 @@ class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
         )
 
     def test_emptyFile(self) -> None:
-        """An empty file holds no document."""
+        """A file with no document (only comments) is an error, not a silent success."""
         path = self.write("empty.yaml", "# nothing\n")
-        self.assertEqual(self.fails("instance", "import", path), f"{path}: holds no document")
+        self.assertEqual(self.fails("instance", "import", path), f"{path}: no instance documents")
+
+    def test_emptyList(self) -> None:
+        """An empty list imports nothing: an error naming the file, for instances and routers."""
+        for name, text in (("empty.json", "[]"), ("empty.yaml", "[]\n"), ("null.json", "null"), ("blank.yaml", "")):
+            path = self.write(name, text)
+            self.assertEqual(self.fails("instance", "import", path), f"{path}: no instance documents")
+            self.assertEqual(self.fails("router", "import", path), f"{path}: no router documents")
+        self.assertNothingImported()
+
+    def test_emptyListAmongOthers(self) -> None:
+        """An empty file among good ones fails the whole import, naming the empty one."""
+        good = self.write("good.json", json.dumps({"uuid": UUID}))
+        empty = self.write("empty.json", "[]")
+        self.assertEqual(self.fails("instance", "import", good, empty), f"{empty}: no instance documents")
+        self.assertNothingImported()
+
+    def test_emptyListExitStatus(self) -> None:
+        """mdsvc-manage exits non-zero with one line for an empty list."""
+        path = self.write("empty.json", "[]")
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        e = self.assertRaises(SystemExit, main, ["--config", self.config, "instance", "import", path])
+        self.assertEqual((e.code, stderr.getvalue()), (1, f"mdsvc-manage: {path}: no instance documents\n"))
+
+    def test_userDataTooLong(self) -> None:
+        """user_data above Nova's 65,535 base64 characters is an import error naming file, field and limit."""
+        import base64
+
+        path = self.write("big.json", json.dumps({"uuid": UUID, "user_data": base64.b64encode(b"x" * 60000).decode()}))
+        message = self.fails("instance", "import", path)
+        self.assertTrue(message.startswith(f"{path}: user_data: "), message)
+        self.assertIn("65535", message)
+        self.assertNothingImported()
+
+    def test_hostnameWithLineFeed(self) -> None:
+        """A hostname with an embedded line feed (YAML makes one easily) is an import error."""
+        path = self.write("lf.yaml", f'uuid: {UUID}\nhostname: "web-1\\nevil"\n')
+        message = self.fails("instance", "import", path)
+        self.assertTrue(message.startswith(f"{path}: hostname: 'web-1\\nevil' is not a valid hostname"), message)
+        self.assertNothingImported()
 
     def test_missingFile(self) -> None:
         """A missing file is named."""

@@ -309,12 +309,14 @@ class ValidationTests(SynchronousTestCase):
 
     def test_uuidWithSpace(self) -> None:
         """A uuid with whitespace or a slash is refused (it ends up in URLs and file names)."""
-        self.assertBad({"uuid": "a b"}, "uuid", "'a b' is not valid")
-        self.assertBad({"uuid": "a/b"}, "uuid", "'a/b' is not valid")
+        rules = " (1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit)"
+        self.assertBad({"uuid": "a b"}, "uuid", "'a b' is not a valid id" + rules)
+        self.assertBad({"uuid": "a/b"}, "uuid", "'a/b' is not a valid id" + rules)
 
     def test_uuidTrailingNewline(self) -> None:
         """A trailing newline (from a YAML block scalar) does not slip through the pattern."""
-        self.assertBad({"uuid": "abc\n"}, "uuid", "'abc\\n' is not valid")
+        self.assertBad({"uuid": "abc\n"}, "uuid")
+        self.assertIn("'abc\\n' is not a valid id", str(self.assertRaises(DocumentError, instanceFromDocument, {"uuid": "abc\n"})))
 
     def test_unknownTopLevel(self) -> None:
         """An unknown top-level field is named."""
@@ -460,6 +462,122 @@ class ValidationTests(SynchronousTestCase):
         """Security group names are strings."""
         self.assertBad({"uuid": UUID, "security_groups": ["a", 1]}, "security_groups[1]", "expected a string, got an integer")
         self.assertBad({"uuid": UUID, "security_groups": "default"}, "security_groups", "expected a list, got a string")
+
+
+class HostileDocumentTests(SynchronousTestCase):
+    """
+    Fields a guest ends up parsing (its hostname, its ids) or that size what it is served are
+    checked on import: each bad value is an error naming the field.
+    """
+
+    def assertBad(self, doc: Any, where: str, problem: str | None = None, function: Any = instanceFromDocument) -> DocumentError:
+        """Parsing C{doc} fails at C{where} in one line (with C{problem}, when given)."""
+        e = self.assertRaises(DocumentError, function, doc)
+        self.assertEqual(e.where, where)
+        if problem is not None:
+            self.assertEqual(e.problem, problem)
+        self.assertEqual(str(e).splitlines(), [str(e)])
+        return e
+
+    def test_userDataLimit(self) -> None:
+        """user_data of more than 65,535 base64 characters (Nova's limit) is refused, naming the limit."""
+        encoded = base64.b64encode(b"x" * 49152).decode("ascii")  # 65,536 characters
+        e = self.assertBad({"uuid": UUID, "user_data": encoded}, "user_data")
+        self.assertIn("65535", e.problem)
+        self.assertIn("65536", e.problem)
+        huge = base64.b64encode(b"x" * (17 * 1024 * 1024)).decode("ascii")
+        self.assertBad({"uuid": UUID, "user_data": huge}, "user_data")
+
+    def test_userDataAtLimit(self) -> None:
+        """The longest user_data Nova takes passes, also wrapped over lines (line breaks do not count)."""
+        data = b"y" * 49149  # 65,532 base64 characters, the most below 65,535
+        encoded = base64.b64encode(data).decode("ascii")
+        self.assertEqual(len(encoded), 65532)
+        self.assertEqual(instanceFromDocument({"uuid": UUID, "user_data": encoded}).user_data, data)
+        wrapped = base64.encodebytes(data).decode("ascii")
+        self.assertEqual(instanceFromDocument({"uuid": UUID, "user_data": wrapped}).user_data, data)
+
+    def test_hostnameEmpty(self) -> None:
+        """An empty hostname is refused (a missing one defaults to the sanitised name)."""
+        self.assertBad({"uuid": UUID, "hostname": ""}, "hostname", "must not be empty")
+
+    def test_hostnameInjection(self) -> None:
+        """Line feeds, NUL, control characters, blanks and other characters are refused."""
+        for bad in ("web-1\nevil", "web-1\r\nX-Injected: 1", "web\x00", "web\t1", "web 1", "w\u00e9b", "web;reboot",
+                    "$(reboot)", "web/1", "caf\u00e9"):
+            e = self.assertBad({"uuid": UUID, "hostname": bad}, "hostname")
+            self.assertIn("is not a valid hostname", e.problem)
+
+    def test_hostnameShape(self) -> None:
+        """Labels start and end with a letter or digit, are 1 to 63 long, and the whole is at most 255."""
+        for bad in ("-rf", "web-", "a..b", ".web", "web.", "a" * 64, ".".join(["a" * 63] * 4) + ".abcd"):
+            self.assertBad({"uuid": UUID, "hostname": bad}, "hostname")
+
+    def test_hostnameGood(self) -> None:
+        """Hostnames and FQDNs Nova accepts are kept as given."""
+        for good in ("web-1", "Custom.Host", "a", "x1", "web_1", "a" * 63, ".".join(["a" * 63] * 4)[:255].rstrip("."),
+                     "web-1.example.org", "1st"):
+            self.assertEqual(instanceFromDocument({"uuid": UUID, "hostname": good}).hostname, good)
+
+    def test_longBadValueShortened(self) -> None:
+        """An error quoting a bad value quotes its start only."""
+        e = self.assertBad({"uuid": UUID, "hostname": "x\n" * 100000}, "hostname")
+        self.assertLess(len(str(e)), 400)
+
+    def test_uuidControlCharacters(self) -> None:
+        """An instance uuid with NUL, control characters, non-ASCII or punctuation is refused."""
+        for bad in ("abc\x00", "\x00", "a\x01b", "a\x7fb", "\u00e9t\u00e9", "a\u2028b", "a\tb", "..", ".", "-rf", "a;b",
+                    "a:b", "a" * 256, ""):
+            self.assertBad({"uuid": bad}, "uuid")
+
+    def test_uuidGood(self) -> None:
+        """Canonical UUIDs and short lab ids (letters, digits, '.', '_', '-') are accepted."""
+        for good in (UUID, UUID.upper(), "a", "i-1", "u_1", "vm.1", "x" * 255):
+            self.assertEqual(instanceFromDocument({"uuid": good}).uuid, good)
+
+    def test_idsNoControlCharacters(self) -> None:
+        """Every id a document carries refuses control characters, NUL, blanks and non-ASCII, naming the field."""
+        for bad in ("p\x00", "p\nq", "p q", "\u00e9", "p\x7f", ""):
+            self.assertBad({"uuid": UUID, "project_id": bad}, "project_id")
+            self.assertBad({"uuid": UUID, "user_id": bad}, "user_id")
+            self.assertBad({"uuid": UUID, "reservation_id": bad}, "reservation_id")
+            self.assertBad({"uuid": UUID, "nics": [{"port_id": bad}]}, "nics[0].port_id")
+            self.assertBad({"uuid": UUID, "nics": [{"network": {"id": bad}}]}, "nics[0].network.id")
+            self.assertBad({"uuid": UUID, "nics": [{"fixed_ips": [{"ip": "10.0.0.5", "subnet": {"id": bad}}]}]},
+                           "nics[0].fixed_ips[0].subnet.id")
+            self.assertBad({"uuid": UUID, "block_device_mappings": [{"volume_id": bad}]}, "block_device_mappings[0].volume_id")
+            self.assertBad({"id": bad}, "id", function=routerFromDocument)
+            self.assertBad({"id": "r1", "project_id": bad}, "project_id", function=routerFromDocument)
+            self.assertBad({"id": "r1", "networks": ["n1", bad]}, "networks[1]", function=routerFromDocument)
+        for bad in ("img\x00", "img\n", "img \u00e9"):
+            for field in ("image_id", "kernel_id", "ramdisk_id"):
+                self.assertBad({"uuid": UUID, field: bad}, field)
+            e = self.assertBad({"uuid": UUID, "ec2_ids": {"images": {bad: 7}}}, "ec2_ids.images")
+            self.assertIn(repr(bad), e.problem)
+
+    def test_emptyImageIdsAllowed(self) -> None:
+        """An empty image id still means boot from volume, an empty kernel or ramdisk id none."""
+        instance = instanceFromDocument({"uuid": UUID, "image_id": "", "kernel_id": "", "ramdisk_id": ""})
+        self.assertEqual((instance.image_id, instance.kernel_id, instance.ramdisk_id), ("", None, None))
+
+    def test_ec2ImagesList(self) -> None:
+        """ec2_ids.images must map image ids to integers: a list, even an empty one, is refused."""
+        self.assertBad({"uuid": UUID, "ec2_ids": {"images": []}}, "ec2_ids.images", "expected an object, got a list")
+        self.assertBad({"uuid": UUID, "ec2_ids": {"images": [7]}}, "ec2_ids.images", "expected an object, got a list")
+        self.assertBad({"uuid": UUID, "ec2_ids": {"images": ""}}, "ec2_ids.images", "expected an object, got a string")
+        self.assertEqual(instanceFromDocument({"uuid": UUID, "ec2_ids": {"images": {}}}).ec2_image_ids, {})
+        self.assertEqual(instanceFromDocument({"uuid": UUID, "ec2_ids": {"images": None}}).ec2_image_ids, {})
+
+    def test_storedDocumentsReadLeniently(self) -> None:
+        """
+        A document stored before a rule existed is still read (strict=False): the rules above
+        apply to imports, and the API never fails an instance over them.
+        """
+        doc = {"uuid": "old\u00e9", "hostname": "", "project_id": "p q", "user_data": base64.b64encode(b"z" * 60000).decode()}
+        self.assertRaises(DocumentError, instanceFromDocument, doc)
+        instance = instanceFromDocument(doc, strict=False)
+        self.assertEqual((instance.uuid, instance.hostname, instance.project_id), ("old\u00e9", "", "p q"))
+        self.assertRaises(DocumentError, instanceFromDocument, {"uuid": UUID, "launch_index": -1}, strict=False)
 
 
 class RouterTests(SynchronousTestCase):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import errno
 import json
 import os
 import re
 import sqlite3
 from typing import Any
+from unittest import SkipTest
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -218,18 +221,46 @@ class PasswordTests(DocumentsTestsMixin, SynchronousTestCase):
         self.assertEqual((row.password, row.document["name"]), ("guest-set", "changed"))
         self.assertNotIn("password", row.document)
 
-    def test_reimportNullClears(self) -> None:
-        """A re-import with "password": null clears it, so the guest may post again."""
+    def test_reimportNullKeeps(self) -> None:
+        """A re-import with "password": null keeps the password the guest stored (null is absent)."""
         self.docs.set_password("a", "guest-set")
         self.docs.import_instances([instanceDoc("a", password=None)])
-        self.assertIsNone(self.docs.get("a").password)  # type: ignore[union-attr]
-        self.assertIs(self.docs.set_password("a", "again"), True)
+        self.assertEqual(self.docs.get("a").password, "guest-set")  # type: ignore[union-attr]
+        self.assertIs(self.docs.set_password("a", "again"), False)
+
+    def test_reimportStringKeepsGuests(self) -> None:
+        """A document's password does not overwrite one the guest stored."""
+        self.docs.set_password("a", "guest-set")
+        self.docs.import_instances([instanceDoc("a", password="operator")])
+        self.assertEqual(self.docs.get("a").password, "guest-set")  # type: ignore[union-attr]
 
     def test_reimportSets(self) -> None:
-        """A re-import with a password string stores that password."""
+        """A re-import with a password string stores that password when none is stored."""
         self.docs.import_instances([instanceDoc("a", password="operator")])
         self.assertEqual(self.docs.get("a").password, "operator")  # type: ignore[union-attr]
         self.assertIs(self.docs.set_password("a", "x"), False)
+
+    def test_resetClears(self) -> None:
+        """With reset_password, a document without a password (or with null) clears the stored one."""
+        for doc in (instanceDoc("a"), instanceDoc("a", password=None)):
+            self.docs.set_password("a", "guest-set")
+            self.docs.import_instances([doc], reset_password=True)
+            self.assertIsNone(self.docs.get("a").password)  # type: ignore[union-attr]
+        self.assertIs(self.docs.set_password("a", "again"), True)
+
+    def test_resetReplaces(self) -> None:
+        """With reset_password, the document's password replaces the stored one."""
+        self.docs.set_password("a", "guest-set")
+        self.docs.import_instances([instanceDoc("a", password="operator")], reset_password=True)
+        self.assertEqual(self.docs.get("a").password, "operator")  # type: ignore[union-attr]
+
+    def test_resetOnlyImported(self) -> None:
+        """reset_password touches the imported instances only."""
+        self.docs.import_instances([instanceDoc("b")])
+        self.docs.set_password("a", "pa")
+        self.docs.set_password("b", "pb")
+        self.docs.import_instances([instanceDoc("b")], reset_password=True)
+        self.assertEqual((self.docs.get("a").password, self.docs.get("b").password), ("pa", None))  # type: ignore[union-attr]
 
 
 class AddressTests(DocumentsTestsMixin, SynchronousTestCase):
@@ -352,6 +383,188 @@ class SharedFileTests(SynchronousTestCase):
         self.assertEqual(held.execute("SELECT COUNT(*) FROM instances").fetchone()[0], 2)
 
 
+class KeptConnectionTests(SynchronousTestCase):
+    """
+    Store calls reuse their connections (a new one must recreate the -shm file, which fails on
+    a full disk) without keeping a read transaction open (writers would not be seen).
+    """
+
+    def setUp(self) -> None:
+        self.path = os.path.join(self.mktemp(), "kept.sqlite")
+        self.docs = SQLiteDocuments(self.path)
+        self.addCleanup(self.docs.close)
+        self.docs.import_instances([instanceDoc("a", "10.0.0.5"), instanceDoc("b", "10.0.0.6")])
+
+    def test_connectionsKept(self) -> None:
+        """Many reads and writes in one thread open one connection."""
+        opened = []
+        real = sqlite3.connect
+
+        def counting(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+            opened.append(args)
+            return real(*args, **kwargs)
+
+        self.patch(sqlite3, "connect", counting)
+        for _ in range(10):
+            self.assertEqual(self.docs.get("a").document["uuid"], "a")  # type: ignore[union-attr]
+            self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), ["b"])
+            self.assertEqual(len(self.docs.list_instances()), 2)
+        self.docs.set_password("a", "pw")
+        self.docs.import_instances([instanceDoc("c")])
+        self.assertLessEqual(len(opened), 1)
+
+    def test_noReadTransactionLeftOpen(self) -> None:
+        """After a read, another writer's commit is seen, and a full checkpoint is not blocked by us."""
+        self.assertIsNone(self.docs.get("c"))
+        self.assertEqual(len(self.docs.list_instances()), 2)
+        other = SQLiteDocuments(self.path)
+        self.addCleanup(other.close)
+        other.import_instances([instanceDoc("c", "10.0.0.7")])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.7"), ["c"])
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0], 0)  # 0: not blocked by a reader
+
+    def test_failedQueryEndsTransaction(self) -> None:
+        """A read that fails leaves no transaction behind; the next read works."""
+        def failing(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT * FROM instances").fetchone()
+            raise RuntimeError("query failed")
+
+        self.assertRaises(RuntimeError, self.docs._read, failing)
+        SQLiteDocuments(self.path).import_instances([instanceDoc("d")])
+        self.assertIsNotNone(self.docs.get("d"))
+
+    def test_close(self) -> None:
+        """close() closes the kept connections; a later call opens a new one."""
+        self.docs.close()
+        self.assertEqual(self.docs.get("a").document["uuid"], "a")  # type: ignore[union-attr]
+
+
+class FullDiskTests(SynchronousTestCase):
+    """
+    A store on a filesystem with no byte left (a real tmpfs, filled with another file): every
+    read still answers; a write fails with an error, and the password POST is Nova's 500.
+    """
+
+    COUNT = 40
+
+    def setUp(self) -> None:
+        import subprocess
+        import tempfile
+
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            raise SkipTest("mounting a tmpfs to fill needs root")
+        self.mountpoint = tempfile.mkdtemp(prefix="mdsvc-full-")
+        self.addCleanup(os.rmdir, self.mountpoint)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", self.mountpoint],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SkipTest(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+        self.addCleanup(subprocess.run, ["umount", "-l", self.mountpoint], check=True)
+        self.path = os.path.join(self.mountpoint, "state", "mdsvc.sqlite")
+        self.docs = SQLiteDocuments(self.path)
+        self.addCleanup(self.docs.close)
+        self.uuids = [f"full-{i}" for i in range(self.COUNT)]
+        self.docs.import_instances(
+            [instanceDoc(u, f"10.0.1.{i + 1}", user_data=base64.b64encode(b"#cloud-config\n" * 20).decode())
+             for i, u in enumerate(self.uuids)]
+        )
+        self.docs.import_routers([{"id": "r1", "networks": ["net-a"]}])
+        self.fill()
+
+    def fill(self) -> None:
+        """Write a file until the filesystem has not one byte left."""
+        fd = os.open(os.path.join(self.mountpoint, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for size in (65536, 4096, 1):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * size)
+                except OSError as e:
+                    self.assertEqual(e.errno, errno.ENOSPC)
+        finally:
+            os.close(fd)
+        self.assertEqual(os.statvfs(self.mountpoint).f_bavail, 0)
+
+    def test_documentsRead(self) -> None:
+        """Every instance, address, list and router reads through SQLiteDocuments."""
+        for i, uuid in enumerate(self.uuids):
+            row = self.docs.get(uuid)
+            assert row is not None
+            self.assertEqual(row.instance().uuid, uuid)
+            self.assertEqual(self.docs.uuids_by_address(f"10.0.1.{i + 1}"), [uuid])
+            self.assertEqual(self.docs.ports_by_network_ip(["net-a"], f"10.0.1.{i + 1}"), [(uuid, "proj")])
+        self.assertEqual(len(self.docs.list_instances()), self.COUNT)
+        self.assertEqual(self.docs.router_networks("r1"), ["net-a"])
+
+    def test_storeReads(self) -> None:
+        """Every instance reads through SQLiteInstanceStore, by uuid and by address."""
+        store = SQLiteInstanceStore(self.docs, synchronous)
+        for i, uuid in enumerate(self.uuids):
+            self.assertEqual(self.successResultOf(store.get(uuid)).uuid, uuid)
+            self.assertEqual(self.successResultOf(store.by_address(f"10.0.1.{i + 1}")).uuid, uuid)
+        self.assertEqual(self.successResultOf(store.by_provider("r1", "10.0.1.1")), [(self.uuids[0], "proj")])
+
+    def test_otherStoreObjectReads(self) -> None:
+        """A second store object on the same file (the lookup's) reads too while the first is open."""
+        other = SQLiteDocuments(self.path)
+        self.addCleanup(other.close)
+        for uuid in self.uuids:
+            self.assertEqual(other.get(uuid).document["uuid"], uuid)  # type: ignore[union-attr]
+
+    def test_writeFailsReadsGoOn(self) -> None:
+        """A write fails with an error and changes nothing; reads go on working."""
+        big = [instanceDoc(f"new-{i}", metadata={"k": "v" * 200}) for i in range(200)]
+        e = self.assertRaises(sqlite3.OperationalError, self.docs.import_instances, big)
+        self.assertIn("full", str(e))
+        self.assertIsNone(self.docs.get("new-0"))
+        for uuid in self.uuids:
+            self.assertEqual(self.docs.get(uuid).document["uuid"], uuid)  # type: ignore[union-attr]
+
+    def test_passwordPost(self) -> None:
+        """
+        Through the API every instance's metadata answers 200; a password POST that cannot be
+        written is Nova's 500, logged, with no traceback to the guest.
+        """
+        from twisted.internet.task import Clock
+        from twisted.logger import capturedLogs
+
+        from mdsvc.api.app import MetadataApp
+        from mdsvc.api.handler import APIHandler
+        from mdsvc.api.identify import Identifier, sign
+        from tests.http import request, response
+
+        store = SQLiteInstanceStore(self.docs, synchronous)
+        handler = APIHandler(MetadataApp(store=store, identifier=Identifier(True, "s", False), clock=Clock(), cache_ttl=0))
+
+        def call(uuid: str, path: bytes, method: bytes = b"GET", body: bytes = b"") -> Any:
+            headers = {b"X-Instance-ID": uuid.encode(), b"X-Tenant-ID": b"proj", b"X-Instance-ID-Signature": sign("s", uuid).encode(),
+                       b"X-Forwarded-For": b"10.0.1.1"}
+            _, channel = request(handler, method, path, headers, body)
+            return response(channel)
+
+        for uuid in self.uuids:
+            r = call(uuid, b"/openstack/latest/meta_data.json")
+            self.assertEqual(r.code, 200, r.body)
+            self.assertEqual(json.loads(r.body)["uuid"], uuid)
+            self.assertEqual(call(uuid, b"/latest/user-data").code, 200)
+        password = "x" * 1000
+        for uuid in self.uuids:  # enough to need new pages, whatever free space the WAL had
+            with capturedLogs() as events:
+                r = call(uuid, b"/openstack/latest/password", b"POST", password.encode())
+            if r.code == 500:
+                break
+            self.assertEqual(r.code, 200)
+        self.assertEqual(r.code, 500)
+        self.assertIn(b"An unknown error has occurred. Please try your request again.", r.body)
+        self.assertNotIn(b"Traceback", r.body)
+        self.assertNotIn(b"full", r.body)
+        self.assertTrue(any("storing the password" in str(e.get("log_format")) for e in events))
+        self.flushLoggedErrors(sqlite3.OperationalError)
+        self.assertEqual(call(self.uuids[-1], b"/openstack/latest/meta_data.json").code, 200)
+
+
 def synchronous(f: Any, *args: Any) -> Deferred[Any]:
     """Run a blocking call at once; the result as a Deferred."""
     return maybeDeferred(f, *args)
@@ -472,6 +685,21 @@ class StoredDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
         document, password, project = conn.execute("SELECT document, password, project_id FROM instances").fetchone()
         self.assertNotIn("password", json.loads(document))
         self.assertEqual((password, project), ("pw", "proj"))
+
+
+class OlderDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
+    """Documents imported under older, laxer rules are still served."""
+
+    def test_storedBeforeStricterRules(self) -> None:
+        """A stored document that today's import would refuse (empty hostname) still reads back."""
+        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        with conn:
+            conn.execute("UPDATE instances SET document = ? WHERE uuid = 'a'", (json.dumps(dict(instanceDoc("a", "10.0.0.5"), hostname="")),))
+        store = SQLiteInstanceStore(self.docs, synchronous)
+        self.assertEqual(self.successResultOf(store.by_address("10.0.0.5")).hostname, "")
+        self.assertRaises(DocumentError, self.docs.import_instances, [self.docs.get("a").document])  # type: ignore[union-attr]
 
 
 class ExplicitEc2IdTests(DocumentsTestsMixin, SynchronousTestCase):

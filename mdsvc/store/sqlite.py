@@ -5,8 +5,12 @@ The embedded instance store: instance and router documents in one SQLite file.
 L{SQLiteDocuments} is the synchronous core that C{mdsvc-manage} uses; every write is one
 transaction, so a reader sees a document either before or after an import, never half of it.
 L{SQLiteInstanceStore} offers the same file to the event loop as an L{IInstanceStore}, running
-each query in a thread so the reactor never waits on the disk.  Each operation opens its own
-connection (cheap for SQLite), so changes made by another process are seen at once.
+each query in a thread so the reactor never waits on the disk.
+
+Connections are kept and reused (one per concurrent call): a new connection to a WAL database
+must create the C{-shm} file when no other is open, which fails on a full disk, while a kept one
+reads on.  Every call is its own short transaction and none is left open between calls, so
+changes made by another process (C{mdsvc-manage}) are seen by the next call.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import random
 import sqlite3
 import string
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -85,62 +90,134 @@ class StoredInstance:
     password: str | None
 
     def instance(self) -> Instance:
-        """The L{Instance} this row describes (the document was validated on import)."""
+        """
+        The L{Instance} this row describes.  The document was validated when it was imported,
+        perhaps under older rules: it is read back without the import-only checks, so that an
+        upgrade never turns a stored instance into errors for its guest.
+        """
         doc = dict(self.document)
         doc["password"] = self.password
-        return instanceFromDocument(doc)
+        return instanceFromDocument(doc, strict=False)
 
 
 class SQLiteDocuments:
-    """Synchronous access to the store file; used by mdsvc-manage and, in threads, by the API."""
+    """
+    Synchronous access to the store file; used by mdsvc-manage and, in threads, by the API.
+
+    Calls may come from several threads at once; each borrows a kept connection for its
+    duration (L{close} closes those kept).
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._ready = False
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
 
     def connect(self, create: bool = True) -> sqlite3.Connection:
-        """Open the file (creating it and its directory when C{create}), with the schema in place."""
+        """
+        Open a new connection, which the caller closes (creating the file and its directory when
+        C{create}), with the schema in place.
+        """
+        return self._open(create, check_same_thread=True)
+
+    def _open(self, create: bool, check_same_thread: bool) -> sqlite3.Connection:
         if create:
-            directory = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(directory, exist_ok=True)
+            self._create()
         elif not os.path.exists(self.path):
             raise FileNotFoundError(self.path)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 30000")
-        if create and not self._ready:
-            # once per object: WAL lets readers go on while mdsvc-manage writes
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
-            self._ready = True
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=check_same_thread)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if create and not self._ready:
+                # once per object: WAL lets readers go on while mdsvc-manage writes
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+                self._ready = True
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _create(self) -> None:
+        """
+        Create the file (0600) and its directory (0700) when missing, before SQLite does: it holds
+        passwords and user data, and SQLite gives its -wal and -shm files the database's mode.
+        """
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            os.makedirs(directory, exist_ok=True)
+            os.chmod(directory, 0o700)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            return
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A kept connection for one call (a new one only when every kept one is busy)."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            # used by one thread at a time, but not always the thread that opened it
+            conn = self._open(create=True, check_same_thread=False)
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                # what ended the call also ended the transaction, or the connection is unsound
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    conn.close()
+                    conn = None  # type: ignore[assignment]
+            if conn is not None:
+                with self._lock:
+                    self._idle.append(conn)
+
+    def close(self) -> None:
+        """Close the kept connections (a later call opens a new one)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     # -- writes ------------------------------------------------------------------------------
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (taken at once, so writers queue): committed, or rolled back on any error."""
-        conn = self.connect()
-        try:
+        with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the first error is the one to report; _connection drops the connection
+                raise
 
-    def import_instances(self, documents: Iterable[Any]) -> list[str]:
+    def import_instances(self, documents: Iterable[Any], reset_password: bool = False) -> list[str]:
         """
         Validate every document first, then write them all in one transaction.
 
         Fields the store assigns (EC2 ids, reservation id, creation time) are kept across
-        re-imports; a stored password survives a re-import whose document has no C{password}.
+        re-imports.  So is a stored password (the guest made it up and posted it, encrypted
+        with the instance's public key: nobody can make it again): a document's C{password} is
+        stored only for an instance that has none, and C{null} or no C{password} never clear one.
 
+        @param reset_password: replace the stored passwords of these instances with their
+            documents' (none when a document gives none), so that their guests may post again.
         @raise DocumentError: naming the first bad field; nothing is written then.
         @return: the uuids imported.
         """
@@ -154,15 +231,17 @@ class SQLiteDocuments:
             seen[instance.uuid] = i
         with self._transaction() as conn:
             for doc in docs:
-                self._write_instance(conn, dict(doc))
+                self._write_instance(conn, dict(doc), reset_password)
         return list(seen)
 
-    def _write_instance(self, conn: sqlite3.Connection, doc: dict[str, Any]) -> None:
+    def _write_instance(self, conn: sqlite3.Connection, doc: dict[str, Any], reset_password: bool) -> None:
         uuid = doc["uuid"]
         old = conn.execute("SELECT document, password FROM instances WHERE uuid = ?", (uuid,)).fetchone()
         old_doc = json.loads(old[0]) if old else {}
-        password = doc.pop("password", None) if "password" in doc else (old[1] if old else None)
-        doc.pop("password", None)
+        given = doc.pop("password", None)
+        stored = old[1] if old else None
+        # An empty stored password counts as none, as in set_password.
+        password = stored if stored and not reset_password else given
         # An absent field and a null one are the same (DESIGN.md): both get what the store
         # assigned before, or a new value.
         for key in ("reservation_id", "created_at"):
@@ -262,11 +341,12 @@ class SQLiteDocuments:
     # -- reads -------------------------------------------------------------------------------
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self.connect()
-        try:
-            return query(conn)
-        finally:
-            conn.close()
+        """Run C{query} in one read transaction, ended before returning (the next call sees new commits)."""
+        with self._connection() as conn:
+            conn.execute("BEGIN")
+            result = query(conn)
+            conn.execute("COMMIT")
+            return result
 
     def get(self, uuid: str) -> StoredInstance | None:
         """The stored row of one instance, or None."""
@@ -286,8 +366,8 @@ class SQLiteDocuments:
 
         def query(c: sqlite3.Connection) -> list[tuple[str, str | None, str | None, list[str]]]:
             out = []
-            for uuid, document, project in c.execute("SELECT uuid, document, project_id FROM instances ORDER BY uuid"):
-                ips = [r[0] for r in c.execute("SELECT ip FROM ports WHERE uuid = ? AND ip IS NOT NULL", (uuid,))]
+            for uuid, document, project in c.execute("SELECT uuid, document, project_id FROM instances ORDER BY uuid").fetchall():
+                ips = [r[0] for r in c.execute("SELECT ip FROM ports WHERE uuid = ? AND ip IS NOT NULL", (uuid,)).fetchall()]
                 out.append((uuid, json.loads(document).get("name"), project, ips))
             return out
 
@@ -296,7 +376,7 @@ class SQLiteDocuments:
     def list_routers(self) -> list[Router]:
         """Every router, sorted by id."""
         rows = self._read(lambda c: c.execute("SELECT document FROM routers ORDER BY id").fetchall())
-        return [routerFromDocument(json.loads(r[0])) for r in rows]
+        return [routerFromDocument(json.loads(r[0]), strict=False) for r in rows]
 
     def router_networks(self, router_id: str) -> list[str] | None:
         """The networks attached to a router, in document order; None if there is no such router."""
@@ -304,7 +384,7 @@ class SQLiteDocuments:
         def query(c: sqlite3.Connection) -> list[str] | None:
             if c.execute("SELECT 1 FROM routers WHERE id = ?", (router_id,)).fetchone() is None:
                 return None
-            rows = c.execute("SELECT network_id FROM router_networks WHERE router_id = ? ORDER BY rowid", (router_id,))
+            rows = c.execute("SELECT network_id FROM router_networks WHERE router_id = ? ORDER BY rowid", (router_id,)).fetchall()
             return list(dict.fromkeys(r[0] for r in rows))
 
         return self._read(query)
