@@ -21,17 +21,17 @@ broken build costs seconds and a bounded amount of memory.
 The framing test sends by hand what real clients may send and checks the answers through the
 whole chain: proxy -> agent (network-node) -> API (its own process), and all-in-one.
 
-Knobs the tests assume mdsvc has (today it ignores unknown options, so they are written into
-every config and take effect once implemented; the constants below are the one place to adapt):
+Options the tests set (mdsvc ignores options it does not know, so they take effect where it has
+them; the constants below are the one place to adapt):
   - C{[mdsvc] request_timeout = REQUEST_TIMEOUT}: a whole request (head and body) must arrive
     within this many seconds of its first byte (of the connection, for the first request), however
     slowly it trickles;
   - C{[mdsvc] idle_timeout = IDLE_TIMEOUT}: a connection that makes no progress, neither a request
     coming in nor its answers going out, is closed (aborted if answers are stuck) after this long;
-  - C{[proxy] max_connections_per_source = PER_SOURCE_CAP}: connections one guest address may
-    hold at the proxy; past it new ones are closed at once (or answered 429/503 and closed);
-  - a process-wide cap derived from C{RLIMIT_NOFILE} that keeps L{FD_RESERVE} descriptors free
-    for the process's own work (no option needed).
+  - C{[mdsvc] max_connections_per_guest = PER_SOURCE_CAP}: connections one guest address may
+    hold on a listener; past it new ones are closed at once (or answered 429/503 and closed);
+and mdsvc's own process-wide cap, below C{RLIMIT_NOFILE} by at least L{FD_RESERVE} descriptors
+kept for the process's own work (C{[mdsvc] max_connections} keeps its default).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import hmac
 import http.client
 import json
 import os
+import resource
 import selectors
 import shutil
 import socket
@@ -114,7 +115,7 @@ OPEN_BATCH = 25
 TRICKLE_INTERVAL = 1.0
 """Seconds between two bytes of a slowloris head."""
 PER_SOURCE_CAP = 64
-"""Connections one guest address may hold; written as C{[proxy] max_connections_per_source}."""
+"""Connections one guest address may hold on a listener; written as C{[mdsvc] max_connections_per_guest}."""
 PER_SOURCE_ATTEMPTS = 1_000
 """Connections the greedy guest tries before the test says there is no per-source cap."""
 PROCESS_NOFILE = 1024
@@ -124,6 +125,8 @@ FLOOD_SOURCES = 150
 """The process-wide flood: more connections than PROCESS_NOFILE, 10 per address (under any sane per-source cap)."""
 FLOOD_HOLD_SECONDS = 2.0
 """Seconds the flood is held, idle, while the proxy's CPU and log are watched."""
+CLIENT_NOFILE = 4096
+"""Descriptors this test process needs: the 2,000 slowloris connections and the 1,500 of the flood, with room."""
 FD_RESERVE = 32
 """Descriptors the proxy keeps free at its process-wide cap (upstream connections, the store, the log)."""
 FLOOD_CPU_SHARE = 0.5
@@ -189,11 +192,11 @@ api_timeout = {int(SLOW_SECONDS) + 15}
 agent_timeout = {int(SLOW_SECONDS) + 15}
 request_timeout = {REQUEST_TIMEOUT}
 idle_timeout = {IDLE_TIMEOUT}
+max_connections_per_guest = {PER_SOURCE_CAP}
 
 [proxy]
 namespaces = none
 listeners = network {NETWORK_ID} tcp:{listener_port}:interface=127.0.0.1
-max_connections_per_source = {PER_SOURCE_CAP}
 """)
     return path
 
@@ -527,11 +530,14 @@ class SlowTarget:
                 target.called.set()
                 target.released.wait(target.delay)
                 body = b'{"slow": true}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the API gave up on us (it timed out, or stopped)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -551,14 +557,24 @@ class SlowTarget:
         self.server.server_close()
 
 
-def require_loopback_guests() -> None:
-    """Skip, saying why, where guests cannot have their own loopback addresses or /proc is missing."""
+def require_guest_addresses() -> None:
+    """Skip, saying why, where /proc is missing or guests cannot have their own loopback addresses."""
     if not os.path.isdir("/proc/self/fd"):
         raise SkipTest("needs Linux /proc to measure the processes")
     try:
         guest_socket(GUEST_B).close()
     except OSError as e:
         raise SkipTest(f"needs 127.1.0.0/16 on loopback for guest source addresses: {e}") from None
+
+
+def require_client_descriptors() -> None:
+    """Raise this process's soft limit on open files to L{CLIENT_NOFILE}; skip, saying why, where the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= CLIENT_NOFILE:
+        return
+    if hard != resource.RLIM_INFINITY and hard < CLIENT_NOFILE:
+        raise SkipTest(f"needs {CLIENT_NOFILE} open files for the attacking clients (hard limit {hard}): ulimit -n {CLIENT_NOFILE}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (CLIENT_NOFILE, hard))
 
 
 class GuestCase(SynchronousTestCase):
@@ -572,7 +588,7 @@ class GuestCase(SynchronousTestCase):
     target_delay = SLOW_SECONDS
 
     def setUp(self) -> None:
-        require_loopback_guests()
+        require_guest_addresses()
         self.dir = tempfile.mkdtemp(prefix="mdsvc-gl-")  # short: it holds the agent's UNIX socket
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.target = SlowTarget(self.target_delay)
@@ -619,6 +635,7 @@ class AttackCase(GuestCase):
     """The common frame of the attacks: warm-up, watching, and checks (a) to (d)."""
 
     def setUp(self) -> None:
+        require_client_descriptors()
         super().setUp()
         # both guests once, so that lookups, renders and the API pool are warm before the baseline
         self.assertEqual(http_get(GUEST_A, self.port, "/openstack/latest/user_data", 10)[0], 200)
@@ -794,8 +811,8 @@ class ConnectionCapTests(AttackCase):
     def test_per_source_cap(self) -> None:
         """
         Guest A opens connections (sending nothing) until the proxy refuses one (closes it at once,
-        or answers 429/503 and closes): it is refused after at most C{[proxy]
-        max_connections_per_source}, the proxy holds no more than that many for it, and guest B,
+        or answers 429/503 and closes): it is refused after at most C{[mdsvc]
+        max_connections_per_guest}, the proxy holds no more than that many for it, and guest B,
         at another address, keeps being answered.
         """
         findings = Findings("per-source cap")
@@ -839,11 +856,11 @@ class ProcessCapTests(AttackCase):
             socks.extend(open_many(self.port, pid, FLOOD_CONNECTIONS, FLOOD_SOURCES, "127.1.1", settle=0))
             flooded = time.monotonic() - started
             time.sleep(0.5)
+            established = sum(tcp_state(s) == TCP_ESTABLISHED for s in socks)
             cpu = cpu_seconds(pid)
             time.sleep(FLOOD_HOLD_SECONDS)
             cpu_share = (cpu_seconds(pid) - cpu) / FLOOD_HOLD_SECONDS
             logged = len(log_lines(self.front)) - lines
-            established = sum(tcp_state(s) == TCP_ESTABLISHED for s in socks)
         findings.measured(f"{FLOOD_CONNECTIONS} connections tried in {flooded:.1f} s, {established} established; proxy peak "
                           f"{sampler.peak_fds} descriptors of {PROCESS_NOFILE}; {logged} log lines; {cpu_share:.0%} of a core while held")
         findings.expect(sampler.peak_fds <= PROCESS_NOFILE - FD_RESERVE,
