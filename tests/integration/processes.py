@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -31,17 +32,20 @@ class Twistd:
 
     def __init__(
         self, args: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str = ROOT,
-        ready: Any = None,
+        ready: Any = None, nofile: int | None = None,
     ) -> None:
         """
         @param ready: None to wait for a TCP listener (and learn its port), or a callable
             C{ready(self) -> bool} polled until true.
+        @param nofile: the child's descriptor limit (soft and hard), as systemd's C{LimitNOFILE=}
+            sets it; None: this process's.
         """
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
             TWISTD + ["-n", "--pidfile=", "--logfile=-"] + args,
             stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=dict(os.environ, **(env or {})),
+            preexec_fn=None if nofile is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)),
         )
         if ready is None:
             self.port = self._wait_for_port()
