@@ -240,9 +240,16 @@ class LeanHTTPProtocol(Protocol):
         self._advance()
 
     def readConnectionLost(self) -> None:
-        """The client half-closed: answer what it sent in full, then close."""
+        """
+        The client half-closed: answer what it sent in full, then close.  A client whose bytes
+        were refused gets nothing more: the connection goes at once, and so does whatever was
+        still being answered for it.
+        """
         self._read_closed = True
         self._message = None  # a request cut short can never complete
+        if self._refused:
+            self.transport.abortConnection()
+            return
         self._advance()
 
     def writeConnectionLost(self) -> None:

@@ -546,3 +546,18 @@ class RequestTests(SynchronousTestCase):
             self.assertEqual(HTTPRequest(b"GET", target, b"HTTP/1.1", {}, b"", None).path, path, target)
         absolute = HTTPRequest(b"GET", b"http://169.254.169.254/latest?x=1", b"HTTP/1.1", {}, b"", None)
         self.assertEqual(absolute.origin_target, b"/latest?x=1")
+
+
+class RefusedThenGoneTests(SynchronousTestCase):
+    """A client whose bytes were refused and who then closes is not waited for."""
+
+    def test_refused_and_closed_while_pending(self) -> None:
+        """Garbage streamed behind a pending request, then a close: aborted at once, the pending answer cancelled."""
+        h = Recorder(defer=True)
+        c = Connection(h)
+        c.protocol.dataReceived(GET + b"x" * 65536)
+        c.protocol.dataReceived(b"x" * 65536)
+        c.protocol.readConnectionLost()
+        self.assertTrue(c.transport.disconnected)
+        c.protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(h.cancelled, h.seen)

@@ -251,6 +251,6 @@ class MetadataAgent:
                 self._log.warn("The remote metadata server responded with Forbidden. This response usually occurs when shared secrets do not match.")
             elif response.code == 500:
                 self._log.warn("Remote metadata server experienced an internal server error.")
-            return HTTPResponse(response.code, response.headers, response.body)
+            return response
         raise AgentError(502, f"The remote metadata server answered with unexpected status {response.code}.", "error")
 
