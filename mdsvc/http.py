@@ -171,22 +171,6 @@ class _Refusal(Exception):
         self.text = text
 
 
-class _Message:
-    """The request being parsed (class attributes are the defaults, so a request costs little)."""
-
-    started: float | None = None  # set after the read it began in, if it did not end there
-    size = 0
-    raw_head = 0
-    in_head = True
-    version = b"HTTP/1.1"
-    body: list[bytes] | None = None
-    wants_continue = False
-
-    def __init__(self, url: bytes) -> None:
-        self.url = url
-        self.headers: dict[bytes, list[bytes]] = {}
-
-
 _OWS = (b" ", b"\t")
 
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
@@ -202,7 +186,16 @@ class LeanHTTPProtocol(Protocol):
         self.factory = factory
         self.source = source
         self._parser = HttpRequestParser(self)
-        self._message: _Message | None = None
+        # the request being parsed: its target (None between requests), raw header fields, body
+        self._url: bytes | None = None
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._headers: dict[bytes, list[bytes]] = {}
+        self._body: list[bytes] | None = None
+        self._version = b"HTTP/1.1"
+        self._in_head = True
+        self._raw_head = 0
+        self._started: float | None = None  # set after the read it began in, if it did not end there
+        self._wants_continue = False
         self._queue: deque[tuple[HTTPRequest, bool] | _Refusal] = deque()
         self._unfed = b""
         self._pending: Deferred[Any] | None = None
@@ -246,7 +239,7 @@ class LeanHTTPProtocol(Protocol):
         still being answered for it.
         """
         self._read_closed = True
-        self._message = None  # a request cut short can never complete
+        self._next_request()  # a request cut short can never complete
         if self._refused:
             self.transport.abortConnection()
             return
@@ -309,77 +302,82 @@ class LeanHTTPProtocol(Protocol):
             except HttpParserError as e:
                 self._refuse(_Refusal(400, f"Malformed request: {e}."))
                 return
-            message = self._message
-            if message is not None:
+            if self._url is not None:
                 # a request still incomplete after this read: its deadline runs from now
-                if message.started is None:
-                    message.started = self.factory.clock.seconds()
-                if message.in_head:
-                    message.raw_head += len(piece)
-                    if message.raw_head > MAX_HEAD_BYTES:
+                if self._started is None:
+                    self._started = self.factory.clock.seconds()
+                if self._in_head:
+                    self._raw_head += len(piece)
+                    if self._raw_head > MAX_HEAD_BYTES:
                         self._refuse(_Refusal(431, "The request head is too large."))
                         return
 
     def _refuse(self, refusal: _Refusal) -> None:
         self._refused = True
-        self._message = None
+        self._next_request()
         self._unfed = b""
         self._queue.append(refusal)
 
+    def _next_request(self) -> None:
+        """Forget the request being parsed (it is complete, refused or cut short)."""
+        self._url = None
+        self._fields = []
+        self._headers = {}
+        self._body = None
+        self._in_head = True
+        self._raw_head = 0
+        self._started = None
+        self._wants_continue = False
+
     def on_url(self, url: bytes) -> None:
-        """httptools: (part of) the target; the first call starts a request."""
-        message = self._message
-        if message is None:
-            self._message = message = _Message(url)
+        """httptools: (part of) the target; the first part starts a request."""
+        if self._url is None:
+            self._url = url
         else:
-            message.url += url
-        if len(message.url) > MAX_TARGET:
+            self._url += url
+        if len(self._url) > MAX_TARGET:
             raise _Refusal(414, "The request target is too long.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """httptools: one header field, whole (its name, and its value without leading whitespace)."""
-        message = self._message
-        size = message.size + len(name) + len(value) + 4  # type: ignore[union-attr]
-        message.size = size  # type: ignore[union-attr]
-        if size > MAX_HEAD:
-            raise _Refusal(431, "The request head is too large.")
-        if value.endswith(_OWS):
-            value = value.rstrip(b" \t")
-        if b"\t" in value:
-            raise _Refusal(400, "Malformed request: a header value holds a TAB.")
-        key = name.lower()
-        headers = message.headers  # type: ignore[union-attr]
-        if key in headers:
-            headers[key].append(value)
-        else:
-            headers[key] = [value]
+        """httptools: one header field, whole: kept as it is, checked with the others at the end of the head."""
+        fields = self._fields
+        fields.append((name, value))
+        if len(fields) > MAX_FIELDS:
+            raise _Refusal(431, "The request has too many header fields.")
 
     def on_headers_complete(self) -> None:
-        """httptools: the head is complete; refuse what mdsvc does not serve."""
-        message = self._message
-        assert message is not None
-        message.in_head = False
-        if message.size + len(message.url) > MAX_HEAD:
+        """httptools: the head is complete; check it, and refuse what mdsvc does not serve."""
+        self._in_head = False
+        size = len(self._url or b"")
+        headers = self._headers
+        for name, value in self._fields:
+            size += len(name) + len(value)
+            value = value.rstrip(b" \t")  # (llhttp drops leading whitespace, not trailing)
+            key = name.lower()
+            values = headers.get(key)
+            if values is None:
+                headers[key] = [value]
+            else:
+                values.append(value)
+        if size + 4 * len(self._fields) > MAX_HEAD:
             raise _Refusal(431, "The request head is too large.")
-        if message.size > MAX_FIELDS * 5 and sum(map(len, message.headers.values())) > MAX_FIELDS:
-            raise _Refusal(431, "The request has too many header fields.")
-        version = _VERSIONS.get(self._parser.get_http_version())
+        for values in headers.values():
+            for value in values:
+                if value.find(b"\t") >= 0:  # (not `b"\t" in value`: that tries the byte as an int first, and raises inside)
+                    raise _Refusal(400, "Malformed request: a header value holds a TAB.")
+        parser = self._parser
+        version = _VERSIONS.get(parser.get_http_version())
         if version is None:
             raise _Refusal(400, "Only HTTP/1.0 and HTTP/1.1 are supported.")
-        message.version = version
-        headers = message.headers
+        self._version = version
         hosts = headers.get(b"host")
         if hosts is None:
             if version == b"HTTP/1.1":
                 raise _Refusal(400, "An HTTP/1.1 request must carry exactly one Host header.")
         elif len(hosts) > 1:
             raise _Refusal(400, "A request may carry one Host header at most.")
-        if self._parser.should_upgrade() and self._parser.get_method() == b"CONNECT":
+        if parser.should_upgrade() and parser.get_method() == b"CONNECT":
             raise _Refusal(400, "CONNECT is not supported.")
-        if b"transfer-encoding" in headers or b"content-length" in headers:
-            self._check_body(message, headers)
-
-    def _check_body(self, message: _Message, headers: dict[bytes, list[bytes]]) -> None:
         if b"transfer-encoding" in headers:
             raise _Refusal(400, "Chunked request bodies are not supported; send Content-Length.")
         lengths = headers.get(b"content-length")
@@ -387,37 +385,32 @@ class LeanHTTPProtocol(Protocol):
             length = int(lengths[0])  # llhttp allows digits only, and one value
             if length > MAX_BODY:
                 raise _Refusal(413, "Request is too large.")
-            if length and message.version == b"HTTP/1.1":
+            if length and version == b"HTTP/1.1":
                 expect = headers.get(b"expect")
-                message.wants_continue = bool(expect) and expect[0].lower() == b"100-continue"  # type: ignore[index]
-                if message.wants_continue:
+                if expect and expect[0].lower() == b"100-continue":
+                    self._wants_continue = True
                     self._send_continue()
 
     def on_body(self, data: bytes) -> None:
         """httptools: part of the body (never more than the announced, bounded, length)."""
-        message = self._message
-        assert message is not None
-        if message.body is None:
-            message.body = [data]
+        if self._body is None:
+            self._body = [data]
         else:
-            message.body.append(data)
+            self._body.append(data)
 
     def on_message_complete(self) -> None:
         """httptools: a whole request; it joins the queue."""
-        message = self._message
-        assert message is not None
-        self._message = None
         parser = self._parser
-        headers = message.headers
-        body = message.body
-        request = HTTPRequest(parser.get_method(), message.url, message.version, headers, b"".join(body) if body else b"", self._peer)
+        headers = self._headers
+        body = self._body
+        request = HTTPRequest(parser.get_method(), self._url, self._version, headers, b"".join(body) if body else b"", self._peer)
         self._queue.append((request, parser.should_keep_alive() and b"upgrade" not in headers))
+        self._next_request()
 
     def _send_continue(self) -> None:
         """Tell an HTTP/1.1 client waiting with its body to send it, once its turn has come."""
-        message = self._message
-        if message is not None and message.wants_continue and self._pending is None and not self._queue and not self._closing:
-            message.wants_continue = False
+        if self._wants_continue and self._pending is None and not self._queue and not self._closing:
+            self._wants_continue = False
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     # -- answering ----------------------------------------------------------------------------
@@ -442,11 +435,10 @@ class LeanHTTPProtocol(Protocol):
                 if self._read_closed or self._refused:
                     self._close()
                     return
-                message = self._message
-                if message is None and not self._write_paused:
+                if self._url is None and not self._write_paused:
                     self.deadline = self._idle_since + self._idle_limit  # the usual case, inline
                 else:
-                    if message is not None and message.wants_continue:
+                    if self._wants_continue:
                         self._send_continue()
                     self._rearm()
             else:
@@ -543,8 +535,9 @@ class LeanHTTPProtocol(Protocol):
             self.deadline = self._stalled_since + self.factory.idle_timeout
         elif self._pending is not None or self._queue:
             self.deadline = None  # the handler's own timeouts bound the wait
-        elif self._message is not None:
-            self.deadline = self._message.started + self.factory.request_timeout
+        elif self._url is not None:
+            started = self._started if self._started is not None else self.factory.clock.seconds()
+            self.deadline = started + self.factory.request_timeout
         else:
             self.deadline = self._idle_since + self._idle_limit
 
@@ -553,7 +546,7 @@ class LeanHTTPProtocol(Protocol):
         self.deadline = None
         if self._closing or self._write_paused:
             self.transport.abortConnection()  # it does not take the bytes we owe it
-        elif self._message is not None:
+        elif self._url is not None:
             self._refuse(_Refusal(408, "The request was not sent in time."))
             self._advance()
         else:

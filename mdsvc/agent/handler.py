@@ -135,7 +135,7 @@ class MetadataAgent:
         if not is_origin_target(request.path):
             raise AgentError(400, "The request target must be a path.")
         network_id, router_id = self._identity(request)
-        if len(request.forwarded_for) != 1 or b"," in request.forwarded_for[0]:
+        if len(request.forwarded_for) != 1 or request.forwarded_for[0].find(b",") >= 0:
             raise AgentError(400, "X-Forwarded-For must hold exactly one address.")
         raw = request.forwarded_for[0].strip()
         address = self._addresses.get(raw)
