@@ -275,6 +275,8 @@ def _size_attacks(victim: Guest) -> Iterable[Attack]:
     yield _one("head just below 16 KiB (one long field)", request(HOSTNAME, HOST + b"X-Pad: " + b"a" * (MAX_HEAD - 512) + b"\r\n"), _ok())
     yield _one("head just above 16 KiB (one long field)", request(HOSTNAME, HOST + b"X-Pad: " + b"a" * (MAX_HEAD + 512) + b"\r\n"), _reject())
     yield _one("target just below 16 KiB", request(HOSTNAME + "?" + "a" * (MAX_HEAD - 512)), _any())
+    # the head fits the guest's hop, but not once the next hop has added its own fields
+    yield _one("head 100 bytes below 16 KiB", request(HOSTNAME + "?" + "a" * (MAX_HEAD - 100 - len(request(HOSTNAME + "?")))), _any())
     yield _one("target just above 16 KiB", request(HOSTNAME + "?" + "a" * (MAX_HEAD + 512)), _reject())
     yield _one("head above 16 KiB, never ended", request(HOSTNAME, HOST + b"X-Pad: " + b"a" * (MAX_HEAD + 512))[:-4], _reject(), complete=False)
     yield _one("1000 small fields", request(HOSTNAME, HOST + b"".join(b"X-%d: 1\r\n" % i for i in range(1000))), _any())
@@ -387,12 +389,14 @@ class VictimLoop:
     connection or a new connection per request, checking every answer exactly.
     """
 
-    def __init__(self, port: int, guest: Guest, guests: list[Guest], keep_alive: bool, timeout: float = 6.0) -> None:
+    def __init__(self, port: int, guest: Guest, guests: list[Guest], keep_alive: bool, timeout: float = 6.0, pause: float = 0.0) -> None:
+        """@param pause: seconds between two requests (0: as fast as the chain answers)."""
         self.port = port
         self.guest = guest
         self.guests = guests
         self.keep_alive = keep_alive
         self.timeout = timeout
+        self.pause = pause
         self.requests = 0
         self.failures: list[VictimFailure] = []
         self._stop = threading.Event()
@@ -413,6 +417,8 @@ class VictimLoop:
         while not self._stop.is_set():
             for path in VICTIM_PATHS:
                 sock = self._one(path, sock)
+                if self.pause:
+                    time.sleep(self.pause)
         if sock is not None:
             sock.close()
 

@@ -38,6 +38,9 @@ class ResponseReader:
     """
 
     head_only: frozenset[int] = frozenset()
+    maybe_head_from: int | None = None
+    """From this answer on, a request may have been HEAD: an answer whose body is not there
+    (the next answer or the end follows its head) is taken as bodiless."""
     answers: list[Answer] = field(factory=list)
     interim: int = 0
     _buffer: bytes = b""
@@ -52,11 +55,16 @@ class ResponseReader:
             pass
 
     def finish(self) -> None:
-        """The connection closed: a close-delimited body ends; leftover bytes are an error."""
+        """The connection closed: leftover bytes are an error (unless a bodiless answer to a HEAD)."""
+        while self._buffer and self._parse_one(at_end=True):
+            pass
         if self._buffer:
             raise BadAnswer(f"{len(self._buffer)} bytes of an incomplete answer: {self._buffer[:120]!r}")
 
-    def _parse_one(self) -> bool:
+    def _maybe_head(self) -> bool:
+        return self.maybe_head_from is not None and len(self.answers) >= self.maybe_head_from
+
+    def _parse_one(self, at_end: bool = False) -> bool:
         end = self._buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(self._buffer) > 65536 or not b"HTTP/1.".startswith(self._buffer[:7]):
@@ -79,18 +87,22 @@ class ResponseReader:
             self.interim += 1
             self._buffer = rest
             return True
-        if len(self.answers) in self.head_only or status in (204, 304):
-            length = 0
-        else:
-            raw_length = headers.get(b"content-length")
-            if raw_length is None or not raw_length.isdigit():
-                raise BadAnswer(f"answer {status} without a usable Content-Length: {raw_length!r}")
-            length = int(raw_length)
+        length = self._body_length(status, headers, rest, at_end)
         if len(rest) < length:
             return False
         self.answers.append(Answer(status, headers, rest[:length]))
         self._buffer = rest[length:]
         return True
+
+    def _body_length(self, status: int, headers: dict[bytes, bytes], rest: bytes, at_end: bool) -> int:
+        if len(self.answers) in self.head_only or status in (204, 304):
+            return 0
+        if self._maybe_head() and (rest[:9] == b"HTTP/1.1 " or (at_end and not rest)):
+            return 0
+        raw_length = headers.get(b"content-length")
+        if raw_length is None or not raw_length.isdigit():
+            raise BadAnswer(f"answer {status} without a usable Content-Length: {raw_length!r}")
+        return int(raw_length)
 
 
 @frozen
