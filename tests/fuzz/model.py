@@ -344,7 +344,8 @@ VIOLATIONS = ("wrong-guest", "desync", "smuggled", "refused-valid", "status", "h
 """Kinds of violation, worst first: another guest's data; the answer to another of the guest's
 requests; an answer from the API to a request the agent never sent (L{SMUGGLED_SIGNS}); a valid
 request answered 4xx; a status outside the allowed set; a hang; a valid request left unanswered
-by a close; the same after the client half-closed; bytes that are not HTTP."""
+by a close; the same after the client half-closed; bytes that are not HTTP, or a connection that
+cannot be made."""
 
 
 SMUGGLED_SIGNS = (b"X-Instance-ID header is missing", b"Invalid proxy request signature")
