@@ -12,12 +12,13 @@ others on it are retried); cancelling one further back just drops its answer.
 
 Nothing is written that could be read as more than one request: every request head is checked
 by L{mdsvc.wire.check_request} before it is sent.  Every request carries a correlation id
-(C{X-Mdsvc-Request-Id}) that mdsvc's own servers echo; on a connection whose server echoes, an
-answer with another id is a stray and kills the connection, and only such connections take
-pipelined GETs (when all C{size} are busy, behind the one with the fewest in flight, at most
-C{depth}), so a burst of guests costs a few writes and reads on this hop instead of one each.
-A server that does not echo (Nova) gets one request at a time per connection, and a connection
-on which anything arrives that no request awaits is aborted, never reused.
+(C{X-Mdsvc-Request-Id}) that mdsvc's own servers echo: an answer with another id is a stray and
+kills its connection.  GETs are pipelined (when all C{size} connections are busy, behind the one
+with the fewest in flight, at most C{depth}) only while the server echoes, so every pipelined
+answer is checked against its request; an answer without an id (Nova, or a load balancer that
+mixes servers) makes whatever was pipelined behind it go again on another connection, and
+nothing is pipelined until ids come back.  A connection on which anything arrives that no
+request awaits is aborted, never reused.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class _Response:
     announced: int | None = None
     chunked: bool = False
     close: bool = False
+    unverified: bool = False
     body: list[bytes] = field(factory=list)
     received: int = 0
 
@@ -103,13 +105,13 @@ class _ClientProtocol(Protocol):
         self._response: _Response | None = None
         self.used = 0
         self.dead = False
-        self.echoes = False
+        self.echoes = pool.echoes
         self._unpipelinable = 0
 
     @property
     def pipelinable(self) -> bool:
-        """Whether a GET may go behind what is in flight: the server has shown it echoes request
-        ids (so every answer is checked against its request), no POST among it, not closing."""
+        """Whether a GET may go behind what is in flight: the server echoes request ids (so every
+        answer is checked against its request), no POST among it, not closing."""
         return self.echoes and not self.dead and not self._unpipelinable
 
     def send(self, data: bytes, head_only: bool, pipelinable: bool, correlation: bytes) -> Deferred[HTTPResponse]:
@@ -206,9 +208,12 @@ class _ClientProtocol(Protocol):
             if correlation is not None:
                 if correlation != [entry.correlation]:
                     raise BadResponse("an answer to another request (correlation id mismatch)")
-                self.echoes = True
-            elif self.echoes:
-                raise BadResponse("an answer without the correlation id this server always sends")
+                self.echoes = self.pool.echoes = True
+            else:
+                # an answer that cannot be checked (Nova, or a load balancer mixing servers):
+                # fine alone on its connection, but nothing may stay pipelined behind it
+                self.echoes = self.pool.echoes = False
+                response.unverified = len(self.pending) > 1
             if entry.head_only or code in (204, 304):
                 response.announced = response.length
                 response.length, response.chunked = 0, False
@@ -271,6 +276,13 @@ class _ClientProtocol(Protocol):
             # more than was asked for: whatever it is, it is nobody's answer
             self._buffer = b""
             self._stray("bytes beyond the last awaited answer")
+        elif response.unverified:
+            # requests pipelined behind an answer without an id: theirs could not be told apart
+            # from strays, so they are sent again on another connection
+            self._buffer = b""
+            self.dead = True
+            self._fail_all(Failure(ConnectionFailed("the server stopped echoing request ids")))
+            self.transport.abortConnection()
         elif response.close:
             self.dead = True
             self.transport.loseConnection()
@@ -334,6 +346,8 @@ class HTTPPool:
         self._expired: set[Deferred[HTTPResponse]] = set()
         self._sweeper: Any = None
         self._ids = count(1)
+        self.echoes = False
+        """Whether the server's last answer echoed its request id (mdsvc's own servers do)."""
         self.connections_made = 0
 
     def request(
@@ -385,7 +399,9 @@ class HTTPPool:
         self._deadlines.pop(result, None)
         if result in self._expired:
             self._expired.discard(result)
-            if isinstance(outcome, Failure) and outcome.check(CancelledError):
+            if isinstance(outcome, Failure):
+                # cancelled by the sweep: however the cancellation surfaced (a connect being made
+                # fails as a lookup or connect error), the request ran out of time
                 return Failure(RequestTimedOut(f"no answer from {self.host.decode('latin-1')} in time"))
         return outcome
 

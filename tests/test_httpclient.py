@@ -276,12 +276,14 @@ class WireSafetyTests(SynchronousTestCase):
         self.failureResultOf(pool.request(b"GET", b"/a", []), BadResponse)
         self.assertTrue(connect.made[0].dead)
 
-    def test_echoing_server_must_keep_echoing(self) -> None:
-        """Once a connection's server echoed ids, an answer without one is a stray."""
+    def test_answer_without_id_stops_pipelining(self) -> None:
+        """A lone answer without an id is delivered (it cannot be a stray's victim), and pipelining stops."""
         connect = raw_server([answer(b"a", b"X-Mdsvc-Request-Id: 1"), answer(b"b")])
         pool = HTTPPool(connect, b"api")
         self.assertEqual(self.successResultOf(pool.request(b"GET", b"/a", [])).body, b"a")
-        self.failureResultOf(pool.request(b"GET", b"/b", []), BadResponse)
+        self.assertTrue(pool.echoes)
+        self.assertEqual(self.successResultOf(pool.request(b"GET", b"/b", [])).body, b"b")
+        self.assertFalse(pool.echoes)
 
     def test_no_pipelining_to_servers_that_do_not_echo(self) -> None:
         """
@@ -341,3 +343,47 @@ class WireSafetyTests(SynchronousTestCase):
         r = self.successResultOf(pool.request(b"HEAD", b"/", []))
         self.assertEqual((r.body, r.length, relayed(r).length), (b"", 1234, 1234))
         self.assertEqual(self.successResultOf(pool.request(b"GET", b"/", [])).body, b"after")
+
+    def test_unverified_answer_resends_what_was_pipelined_behind_it(self) -> None:
+        """An answer without an id on a pipelined connection: it is delivered, the requests behind it go again elsewhere."""
+        servers: list[Any] = []
+
+        class Held(Protocol):
+            def connectionMade(self) -> None:
+                servers.append(self)
+
+        def connect(factory: Any) -> Deferred[Any]:
+            a, b = IPv4Address("TCP", "127.0.0.1", 1), IPv4Address("TCP", "127.0.0.1", 2)
+            to_server, to_client = Pipe(a, b), Pipe(b, a)
+            to_server.other, to_client.other = to_client, to_server
+            client, server = factory.buildProtocol(b), Held()
+            to_server.protocol, to_client.protocol = client, server
+            server.makeConnection(to_client)
+            client.makeConnection(to_server)
+            return succeed(client)
+
+        pool = HTTPPool(connect, b"api", size=1, depth=8, ceiling=2)
+        pool.echoes = True  # the server echoed before
+        first = pool.request(b"GET", b"/1", [])
+        second = pool.request(b"GET", b"/2", [])
+        self.assertEqual(len(pool._live[0].pending), 2, "pipelined")
+        servers[0].transport.write(answer(b"one"))  # no id: cannot be checked
+        self.assertEqual(self.successResultOf(first).body, b"one")
+        self.assertEqual(len(servers), 2, "the second request went again on a new connection")
+        servers[1].transport.write(answer(b"two"))
+        self.assertEqual(self.successResultOf(second).body, b"two")
+        self.assertFalse(pool.echoes)
+
+    def test_timeout_while_connecting_is_a_timeout(self) -> None:
+        """A request whose connection is still being made when its time runs out fails as timed out, not as unreachable."""
+        from twisted.internet.error import DNSLookupError
+
+        clock = Clock()
+
+        def connect(factory: Any) -> Deferred[Any]:
+            return Deferred(lambda d: d.errback(DNSLookupError("Couldn't find the hostname")))
+
+        pool = HTTPPool(connect, b"api", clock=clock)
+        d = pool.request(b"GET", b"/", [], timeout=1)
+        clock.advance(1.25)
+        self.failureResultOf(d, RequestTimedOut)
