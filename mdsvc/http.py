@@ -2,12 +2,16 @@
 """
 mdsvc's HTTP/1.1 server protocol, for the API, the agent socket and the namespace proxies.
 
-Every byte it reads may come from a hostile guest, so parsing is llhttp's (Node.js's parser,
-through C{httptools}) in strict mode, and mdsvc adds what llhttp leaves to its user: only
-HTTP/1.0 and HTTP/1.1, exactly one C{Host} on 1.1, no C{Transfer-Encoding} (no metadata client
-sends a chunked body; Nova fails on them), no C{CONNECT}, and limits on the target, the head,
-the number of fields and the body.  A malformed request is answered 400 (413, 414 or 431 for
-the limits) after the requests before it, and the connection is closed.
+Every byte it reads may come from a hostile guest.  The stream is cut into requests one at a
+time (the head ends at the first empty line, the body after Content-Length bytes), and each
+request's bytes are checked by llhttp (Node.js's parser, through C{httptools}) in strict mode,
+which must find exactly that one request in them: the two can never read the stream
+differently, and anything llhttp would not accept is refused.  mdsvc adds what llhttp leaves
+to its user: only HTTP/1.0 and HTTP/1.1, exactly one C{Host} on 1.1, no C{Transfer-Encoding}
+(no metadata client sends a chunked body; Nova fails on them), no C{CONNECT}, and limits on
+the head (exact in bytes, however it is split into reads), the target, the number of fields
+and the body.  A malformed request is answered 400 (413, 414 or 431 for the limits) after the
+requests before it, and the connection is closed.
 
 What one connection may hold is bounded: at most C{MAX_PIPELINE} parsed requests wait behind the
 one being answered, and one read's worth of bytes behind them; beyond that, and whenever the
@@ -28,8 +32,8 @@ from collections import deque
 from email.utils import formatdate
 from typing import Any, Callable
 
-from attrs import frozen
-from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
+from attrs import define, frozen
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -41,10 +45,8 @@ from mdsvc.limits import ConnectionLimits
 from mdsvc.wire import loggable
 
 MAX_HEAD = 16 * 1024
-"""Request line and header fields (their text, as parsed); haproxy's default buffer is 16 KiB."""
-
-MAX_HEAD_BYTES = 4 * MAX_HEAD
-"""Bytes a head may take on the wire, whitespace included (a backstop to L{MAX_HEAD})."""
+"""Bytes of a request head, request line to empty line; haproxy's default buffer is 16 KiB.
+Exact, whatever the reads the head arrives in."""
 
 MAX_TARGET = 8 * 1024
 """The request target.  Each hop adds well under 1 KiB of its own headers to what it forwards,
@@ -58,10 +60,6 @@ MAX_BODY = 64 * 1024
 
 MAX_PIPELINE = 16
 """Parsed requests that may wait behind the one being answered on one connection."""
-
-FEED_SLICE = 2048
-"""Bytes handed to the parser at a time, so a burst of tiny pipelined requests in one read
-cannot queue more than a slice's worth of requests past L{MAX_PIPELINE}."""
 
 CLOSE_GRACE = 5.0
 """Seconds a closing connection has to take its last answer before it is aborted."""
@@ -78,17 +76,18 @@ REASONS = {
 }
 
 
-@frozen
+@define(eq=False)
 class HTTPRequest:
     """
-    One parsed request.
+    One parsed request (treat it as read-only; it is not frozen because a frozen class costs
+    a microsecond more per request to build).
 
     @ivar target: the request target as sent (path and query), checked by the parser: visible
         ASCII only.
     @ivar version: C{b"HTTP/1.0"} or C{b"HTTP/1.1"}.
     @ivar headers: lower-cased names to every value sent, in order (surrounding whitespace
-        removed; values hold no control bytes but may hold bytes above 0x7f, so check one
-        before passing it on).
+        removed; values may hold TAB, which HTTP allows inside a value, and bytes above
+        0x7f, so check one before passing it on: L{mdsvc.wire.forwardable_value}).
     @ivar peer: the client's host (IP address), or None (UNIX sockets).
     """
 
@@ -171,9 +170,19 @@ class _Refusal(Exception):
         self.text = text
 
 
-_OWS = (b" ", b"\t")
-
-_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
+def _keeps_alive(version: bytes, headers: dict[bytes, list[bytes]]) -> bool:
+    """HTTP/1.1 keeps the connection unless told C{close}; HTTP/1.0 only if told C{keep-alive}."""
+    values = headers.get(b"connection")
+    if values is None:
+        return version == b"HTTP/1.1"
+    if len(values) == 1:
+        value = values[0].lower()
+        if value == b"keep-alive":
+            return True
+        if value == b"close":
+            return False
+    tokens = {t.strip().lower() for v in values for t in v.split(b",")}
+    return b"close" not in tokens if version == b"HTTP/1.1" else b"keep-alive" in tokens
 
 
 @implementer(IPushProducer, IHalfCloseableProtocol)
@@ -186,18 +195,18 @@ class LeanHTTPProtocol(Protocol):
         self.factory = factory
         self.source = source
         self._parser = HttpRequestParser(self)
-        # the request being parsed: its target (None between requests), raw header fields, body
-        self._url: bytes | None = None
-        self._fields: list[tuple[bytes, bytes]] = []
-        self._headers: dict[bytes, list[bytes]] = {}
-        self._body: list[bytes] | None = None
-        self._version = b"HTTP/1.1"
-        self._in_head = True
-        self._raw_head = 0
-        self._started: float | None = None  # set after the read it began in, if it did not end there
-        self._wants_continue = False
+        self._heads_seen = 0
+        self._messages_seen = 0
+        self._upgrade = False
+        self._buffer = b""  # bytes read and not yet cut into requests, from _position on
+        self._position = 0
+        self._scanned = 0  # where the search for the end of the head goes on
+        self._fed = 0  # how far llhttp has read
+        self._head: tuple[HTTPRequest, int, bool] | None = None  # the request whose body is awaited
+        self._continue = False  # its client waits for 100 Continue
+        self._started: float | None = None  # when the first byte of the request being read came
+        self._backlog = False  # whole requests may wait in the buffer: the queue was full
         self._queue: deque[tuple[HTTPRequest, bool] | _Refusal] = deque()
-        self._unfed = b""
         self._pending: Deferred[Any] | None = None
         self._refused = False
         self._closing = False
@@ -223,13 +232,22 @@ class LeanHTTPProtocol(Protocol):
         self.factory.connection_opened(self)
 
     def dataReceived(self, data: bytes) -> None:
-        """Parse what arrived (within the bounds), then answer what can be answered."""
+        """Cut what arrived into requests (within the bounds), then answer what can be answered."""
         if self._closing or self._refused or self._read_closed:
             return  # bytes after a refusal are read and dropped while the connection closes
-        if self._unfed:
-            self._unfed += data  # at most one more read: reading is paused already
+        if self._position < len(self._buffer):
+            self._buffer = self._buffer[self._position:] + data  # one copy per read, never per request
+            self._scanned -= self._position
+            self._fed -= self._position
         else:
-            self._feed(data)
+            self._buffer = data
+            self._scanned = self._fed = 0
+            if self._head is None:
+                self._started = None
+        self._position = 0
+        if self._started is None:
+            self._started = self.factory.clock.seconds()
+        self._frame()
         self._advance()
 
     def readConnectionLost(self) -> None:
@@ -239,7 +257,7 @@ class LeanHTTPProtocol(Protocol):
         still being answered for it.
         """
         self._read_closed = True
-        self._next_request()  # a request cut short can never complete
+        self._forget_partial()  # a request cut short can never complete
         if self._refused:
             self.transport.abortConnection()
             return
@@ -275,111 +293,143 @@ class LeanHTTPProtocol(Protocol):
     def stopProducing(self) -> None:
         """The connection is going away; connectionLost follows."""
 
-    # -- parsing (httptools callbacks) --------------------------------------------------------
+    # -- cutting requests out of the stream --------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
-        end = len(data)
-        view = memoryview(data) if end > FEED_SLICE else data
-        position = 0
-        while position < end:
-            if len(self._queue) >= MAX_PIPELINE:
-                self._unfed = bytes(view[position:])
-                return
-            piece = view[position:position + FEED_SLICE] if end > FEED_SLICE else data
-            position += len(piece)
-            try:
-                self._parser.feed_data(piece)
-            except HttpParserUpgrade:
-                # the request before the upgrade is complete and queued; nothing after it is read
-                self._refused = True
-                return
-            except HttpParserCallbackError as e:
-                cause = e.__context__
-                if not isinstance(cause, _Refusal):
-                    raise
-                self._refuse(cause)
-                return
-            except HttpParserError as e:
-                self._refuse(_Refusal(400, f"Malformed request: {e}."))
-                return
-            if self._url is not None:
-                # a request still incomplete after this read: its deadline runs from now
-                if self._started is None:
-                    self._started = self.factory.clock.seconds()
-                if self._in_head:
-                    self._raw_head += len(piece)
-                    if self._raw_head > MAX_HEAD_BYTES:
-                        self._refuse(_Refusal(431, "The request head is too large."))
-                        return
+    @property
+    def _reading_request(self) -> bool:
+        """Whether part of a request has arrived and not all of it."""
+        return self._head is not None or self._position < len(self._buffer)
+
+    def _forget_partial(self) -> None:
+        self._buffer, self._position, self._scanned, self._fed, self._head, self._started = b"", 0, 0, 0, None, None
+        self._continue = False
 
     def _refuse(self, refusal: _Refusal) -> None:
         self._refused = True
-        self._next_request()
-        self._unfed = b""
+        self._forget_partial()
         self._queue.append(refusal)
 
-    def _next_request(self) -> None:
-        """Forget the request being parsed (it is complete, refused or cut short)."""
-        self._url = None
-        self._fields = []
-        self._headers = {}
-        self._body = None
-        self._in_head = True
-        self._raw_head = 0
-        self._started = None
-        self._wants_continue = False
+    def _frame(self) -> None:
+        """
+        Cut whole requests out of the buffer, one at a time, while the queue has room: the head
+        ends at the first empty line (CR LF CR LF: llhttp allows no bare CR or LF), the body
+        after as many bytes as Content-Length says.  Each request's bytes, and only those, are
+        handed to llhttp, which must find exactly one request in them: any disagreement is a
+        refusal, so the two can never read the stream differently.
+        """
+        buffer = self._buffer
+        self._backlog = False
+        try:
+            while True:
+                if len(self._queue) >= MAX_PIPELINE:
+                    self._backlog = self._position < len(buffer)  # the rest waits, unread beyond
+                    return
+                position = self._position
+                if self._head is None:
+                    while buffer.startswith(b"\r\n", position) and self._fed <= position:
+                        position += 2  # empty lines before a request line are ignored
+                        self._position = self._scanned = self._fed = position
+                    if position >= len(buffer):
+                        return
+                    end = buffer.find(b"\r\n\r\n", max(self._scanned, position))
+                    if end < 0:
+                        if len(buffer) - position > MAX_HEAD:
+                            raise _Refusal(431, "The request head is too large.")
+                        # llhttp reads the head as it comes, so a malformed one is refused at once
+                        self._feed(buffer[self._fed:], "head")
+                        self._fed = len(buffer)
+                        if self._heads_seen:
+                            raise _Refusal(400, "Malformed request: the head does not end where it should.")
+                        self._scanned = max(position, len(buffer) - 3)
+                        return
+                    end += 4
+                    if end - position > MAX_HEAD:
+                        raise _Refusal(431, "The request head is too large.")
+                    self._feed(buffer[self._fed:end] if self._fed or end < len(buffer) else buffer, "head")
+                    self._fed = end
+                    self._head = self._parse_head(buffer[position:end] if position or end < len(buffer) else buffer)
+                    self._position = position = end
+                request, length, keep = self._head
+                if length:
+                    if len(buffer) - position < length:
+                        return  # (a client waiting for 100 Continue gets it when its turn comes: _advance)
+                    request.body = buffer[position:position + length]
+                    self._feed(request.body, "body")
+                if self._messages_seen != 1:
+                    raise _Refusal(400, "Malformed request: the request does not end where its length says.")
+                self._position = self._scanned = self._fed = position + length
+                self._heads_seen = self._messages_seen = 0
+                self._head = None
+                self._continue = False
+                self._started = None if self._position >= len(buffer) else self.factory.clock.seconds()
+                self._queue.append((request, keep))
+                if self._upgrade:
+                    self._refused = True  # nothing after a request to upgrade is read
+                    self._forget_partial()
+                    return
+        except _Refusal as refusal:
+            self._refuse(refusal)
 
-    def on_url(self, url: bytes) -> None:
-        """httptools: (part of) the target; the first part starts a request."""
-        if self._url is None:
-            self._url = url
-        else:
-            self._url += url
-        if len(self._url) > MAX_TARGET:
-            raise _Refusal(414, "The request target is too long.")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """httptools: one header field, whole: kept as it is, checked with the others at the end of the head."""
-        fields = self._fields
-        fields.append((name, value))
-        if len(fields) > MAX_FIELDS:
-            raise _Refusal(431, "The request has too many header fields.")
+    def _feed(self, data: bytes, what: str) -> None:
+        """Hand bytes of one request to llhttp; its errors become a 400 naming them."""
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade:
+            self._upgrade = True
+        except HttpParserError as e:
+            raise _Refusal(400, f"Malformed request {what}: {e}.") from None
 
     def on_headers_complete(self) -> None:
-        """httptools: the head is complete; check it, and refuse what mdsvc does not serve."""
-        self._in_head = False
-        size = len(self._url or b"")
-        headers = self._headers
-        for name, value in self._fields:
-            size += len(name) + len(value)
-            value = value.rstrip(b" \t")  # (llhttp drops leading whitespace, not trailing)
+        """httptools: llhttp found the end of the head."""
+        self._heads_seen += 1
+
+    def on_message_complete(self) -> None:
+        """httptools: llhttp found the end of a request."""
+        self._messages_seen += 1
+
+    def _parse_head(self, head: bytes) -> tuple[HTTPRequest, int, bool]:
+        """
+        Take apart one whole head that llhttp has just accepted (the same bytes, so there is
+        nothing left to guess), and refuse what mdsvc does not serve.
+
+        @return: the request (its body still to come), the body's length, whether to keep the
+            connection after the answer.
+        @raise _Refusal: with the status to answer.
+        """
+        if self._heads_seen != 1:
+            raise _Refusal(400, "Malformed request: the head does not end where it should.")
+        lines = head[:-4].split(b"\r\n")
+        request_line = lines[0].split(b" ")
+        if len(request_line) != 3 or request_line[0] != self._parser.get_method():
+            raise _Refusal(400, "Malformed request line.")
+        method, target, version = request_line
+        if len(target) > MAX_TARGET:
+            raise _Refusal(414, "The request target is too long.")
+        if version != b"HTTP/1.1" and version != b"HTTP/1.0":
+            raise _Refusal(400, "Only HTTP/1.0 and HTTP/1.1 are supported.")
+        if len(lines) > MAX_FIELDS + 1:
+            raise _Refusal(431, "The request has too many header fields.")
+        headers: dict[bytes, list[bytes]] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
             key = name.lower()
+            value = value.strip(b" \t")
             values = headers.get(key)
             if values is None:
                 headers[key] = [value]
             else:
                 values.append(value)
-        if size + 4 * len(self._fields) > MAX_HEAD:
-            raise _Refusal(431, "The request head is too large.")
-        for values in headers.values():
-            for value in values:
-                if value.find(b"\t") >= 0:  # (not `b"\t" in value`: that tries the byte as an int first, and raises inside)
-                    raise _Refusal(400, "Malformed request: a header value holds a TAB.")
-        parser = self._parser
-        version = _VERSIONS.get(parser.get_http_version())
-        if version is None:
-            raise _Refusal(400, "Only HTTP/1.0 and HTTP/1.1 are supported.")
-        self._version = version
         hosts = headers.get(b"host")
         if hosts is None:
             if version == b"HTTP/1.1":
                 raise _Refusal(400, "An HTTP/1.1 request must carry exactly one Host header.")
         elif len(hosts) > 1:
             raise _Refusal(400, "A request may carry one Host header at most.")
-        if parser.should_upgrade() and parser.get_method() == b"CONNECT":
+        if method == b"CONNECT":
             raise _Refusal(400, "CONNECT is not supported.")
         if b"transfer-encoding" in headers:
             raise _Refusal(400, "Chunked request bodies are not supported; send Content-Length.")
+        length = 0
         lengths = headers.get(b"content-length")
         if lengths:
             length = int(lengths[0])  # llhttp allows digits only, and one value
@@ -387,30 +437,16 @@ class LeanHTTPProtocol(Protocol):
                 raise _Refusal(413, "Request is too large.")
             if length and version == b"HTTP/1.1":
                 expect = headers.get(b"expect")
-                if expect and expect[0].lower() == b"100-continue":
-                    self._wants_continue = True
-                    self._send_continue()
-
-    def on_body(self, data: bytes) -> None:
-        """httptools: part of the body (never more than the announced, bounded, length)."""
-        if self._body is None:
-            self._body = [data]
-        else:
-            self._body.append(data)
-
-    def on_message_complete(self) -> None:
-        """httptools: a whole request; it joins the queue."""
-        parser = self._parser
-        headers = self._headers
-        body = self._body
-        request = HTTPRequest(parser.get_method(), self._url, self._version, headers, b"".join(body) if body else b"", self._peer)
-        self._queue.append((request, parser.should_keep_alive() and b"upgrade" not in headers))
-        self._next_request()
+                self._continue = expect is not None and expect[0].lower() == b"100-continue"
+        if (length == 0) != (self._messages_seen == 1):
+            raise _Refusal(400, "Malformed request: llhttp and the Content-Length disagree.")
+        request = HTTPRequest(method, target, version, headers, b"", self._peer)
+        return request, length, _keeps_alive(version, headers) and not self._upgrade
 
     def _send_continue(self) -> None:
         """Tell an HTTP/1.1 client waiting with its body to send it, once its turn has come."""
-        if self._wants_continue and self._pending is None and not self._queue and not self._closing:
-            self._wants_continue = False
+        if self._continue and self._pending is None and not self._queue and not self._closing:
+            self._continue = False
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     # -- answering ----------------------------------------------------------------------------
@@ -424,9 +460,8 @@ class LeanHTTPProtocol(Protocol):
             while not self._closing and self._pending is None and not self._write_paused:
                 if self._queue:
                     self._serve(self._queue.popleft())
-                elif self._unfed:
-                    data, self._unfed = self._unfed, b""
-                    self._feed(data)
+                elif self._backlog:
+                    self._frame()
                 else:
                     break
             if self._closing:
@@ -435,15 +470,14 @@ class LeanHTTPProtocol(Protocol):
                 if self._read_closed or self._refused:
                     self._close()
                     return
-                if self._url is None and not self._write_paused:
+                if not self._write_paused and self._position >= len(self._buffer) and self._head is None:
                     self.deadline = self._idle_since + self._idle_limit  # the usual case, inline
                 else:
-                    if self._wants_continue:
-                        self._send_continue()
+                    self._send_continue()
                     self._rearm()
             else:
                 self._rearm()
-            if self._reading is (self._write_paused or bool(self._unfed) or len(self._queue) >= MAX_PIPELINE):
+            if self._reading is (self._write_paused or self._backlog or len(self._queue) >= MAX_PIPELINE):
                 self._update_reading()
         finally:
             self._processing = False
@@ -519,7 +553,7 @@ class LeanHTTPProtocol(Protocol):
         """Read only while what was read so far fits the bounds and the client takes its answers."""
         if self._closing:
             return  # the transport stops reading by itself
-        want = not (self._write_paused or self._unfed or len(self._queue) >= MAX_PIPELINE)
+        want = not (self._write_paused or self._backlog or len(self._queue) >= MAX_PIPELINE)
         if want != self._reading:
             self._reading = want
             if want:
@@ -535,7 +569,7 @@ class LeanHTTPProtocol(Protocol):
             self.deadline = self._stalled_since + self.factory.idle_timeout
         elif self._pending is not None or self._queue:
             self.deadline = None  # the handler's own timeouts bound the wait
-        elif self._url is not None:
+        elif self._reading_request:
             started = self._started if self._started is not None else self.factory.clock.seconds()
             self.deadline = started + self.factory.request_timeout
         else:
@@ -546,7 +580,7 @@ class LeanHTTPProtocol(Protocol):
         self.deadline = None
         if self._closing or self._write_paused:
             self.transport.abortConnection()  # it does not take the bytes we owe it
-        elif self._url is not None:
+        elif self._reading_request:
             self._refuse(_Refusal(408, "The request was not sent in time."))
             self._advance()
         else:
