@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, field
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -47,10 +47,11 @@ def is_identifier(value: str) -> bool:
     return _IDENTIFIER.fullmatch(value) is not None
 
 
-@frozen
+@define
 class AgentRequest:
     """
-    A guest request as the namespace proxy hands it over.
+    A guest request as the namespace proxy hands it over (read-only; not frozen, as it is made
+    per request).
 
     @ivar forwarded_for: the raw C{X-Forwarded-For} values (normally exactly one).
     @ivar network_ids: the network header values (C{X-Neutron-Network-ID} / C{X-OVN-Network-ID}).

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from attrs import field, frozen
+from attrs import define, field, frozen
 from twisted.logger import Logger
 
 from mdsvc.api.errors import MetadataError
@@ -30,16 +30,19 @@ def sign(secret: str | bytes, value: str | bytes) -> str:
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
-@frozen
+@define
 class ByInstanceId:
-    """A proxy vouched for the instance: its id, the project the port belongs to, the guest IP."""
+    """
+    A proxy vouched for the instance: its id, the project the port belongs to, the guest IP.
+    (Read-only; these identities are not frozen, as one is made per request.)
+    """
 
     uuid: str
     tenant: str
     address: str | None
 
 
-@frozen
+@define
 class ByProvider:
     """A provider (NSX edge, load balancer) vouched for the guest's address in its networks."""
 
@@ -47,7 +50,7 @@ class ByProvider:
     address: str
 
 
-@frozen
+@define
 class ByAddress:
     """No proxy: the instance is the one holding this fixed IP."""
 
