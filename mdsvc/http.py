@@ -425,15 +425,10 @@ class LeanHTTPProtocol(Protocol):
         if len(lines) > MAX_FIELDS + 1:
             raise _Refusal(431, "The request has too many header fields.")
         headers: dict[bytes, list[bytes]] = {}
+        setdefault = headers.setdefault
         for line in lines[1:]:
             name, _, value = line.partition(b":")
-            key = name.lower()
-            value = value.strip(b" \t")
-            values = headers.get(key)
-            if values is None:
-                headers[key] = [value]
-            else:
-                values.append(value)
+            setdefault(name.lower(), []).append(value.strip(b" \t"))
         hosts = headers.get(b"host")
         if hosts is None:
             if version == b"HTTP/1.1":

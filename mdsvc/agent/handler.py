@@ -42,9 +42,20 @@ and Nova ids are UUIDs; anything with spaces, controls or punctuation is refused
 its ports' device_id freely, so even a lookup backend's answer is checked)."""
 
 
+_KNOWN_IDENTIFIERS: set[str] = set()
+
+
 def is_identifier(value: str) -> bool:
-    """Whether C{value} may be used as a network, router, instance or project id."""
-    return _IDENTIFIER.fullmatch(value) is not None
+    """Whether C{value} may be used as a network, router, instance or project id (the ids seen
+    pass again without the pattern: a node serves a few thousand of them, over and over)."""
+    if value in _KNOWN_IDENTIFIERS:
+        return True
+    if _IDENTIFIER.fullmatch(value) is None:
+        return False
+    if len(_KNOWN_IDENTIFIERS) >= MEMO_SIZE:
+        _KNOWN_IDENTIFIERS.clear()
+    _KNOWN_IDENTIFIERS.add(value)
+    return True
 
 
 @define

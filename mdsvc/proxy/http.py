@@ -89,16 +89,27 @@ class AgentSocketUpstream:
         return failure
 
 
+_GUEST_ADDRESSES: dict[str | None, bytes] = {}
+
+
 def guest_address(request: HTTPRequest) -> bytes:
-    """The guest's address as the connection shows it: zone dropped, IPv4-mapped as IPv4."""
-    host = (request.peer or "").split("%", 1)[0]
+    """The guest's address as the connection shows it: zone dropped, IPv4-mapped as IPv4
+    (remembered per peer: a guest sends its whole boot from the same address)."""
+    peer = request.peer
+    known = _GUEST_ADDRESSES.get(peer)
+    if known is not None:
+        return known
+    host = (peer or "").split("%", 1)[0]
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return host.encode("ascii", "replace")
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    return str(address).encode("ascii")
+    if len(_GUEST_ADDRESSES) >= 65536:
+        _GUEST_ADDRESSES.clear()
+    known = _GUEST_ADDRESSES[peer] = str(address).encode("ascii")
+    return known
 
 
 class NamespaceProxyHandler:

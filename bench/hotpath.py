@@ -1,0 +1,111 @@
+"""
+The Python cost of one guest request, without sockets: the cloud-init boot mix driven through
+mdsvc's own objects in one process, over in-memory transports, for a tree of mdsvc (this one, or
+another commit's with --mdsvc-tree).
+
+    python3 bench/hotpath.py                      # µs per request, per path
+    python3 bench/hotpath.py --mdsvc-tree DIR     # the same for another commit (git archive C | tar -x -C DIR)
+    valgrind --tool=callgrind python3 bench/hotpath.py --requests 5600 --path api   # instructions
+
+Paths: C{api} is what the metadata API does for a signed request (shape 3 of run.py without the
+kernel); C{all-in-one} is a proxy listener calling the agent and the API in-process (shape 5
+without the kernel); C{server} is the HTTP protocol alone with a trivial handler.  Every request
+is parsed from the bytes cloud-init sends and its answer written to a StringTransport; caches are
+warm (as in a boot after its first request).  The kernel's share of a real request (send, recv,
+epoll) is the same for every tree, so differences here are differences in mdsvc's own code: the
+wrk table of run.py is what guests see, this is where the difference comes from, with little
+noise (use the minimum of several repeats, or callgrind for exact instruction counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+REQUEST = (
+    b"GET %s HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: Cloud-Init/22.4.2\r\nAccept-Encoding: gzip, deflate\r\n"
+    b"Accept: */*\r\nConnection: keep-alive\r\n%s\r\n"
+)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mdsvc-tree", help="measure the mdsvc package of this directory instead of this checkout's")
+    p.add_argument("--path", choices=("server", "api", "all-in-one", "all"), default="all")
+    p.add_argument("--requests", type=int, default=28000, help="requests per path and repeat")
+    p.add_argument("--repeats", type=int, default=5, help="the minimum of this many timed repeats is printed")
+    opts = p.parse_args()
+    sys.path.insert(0, opts.mdsvc_tree or os.path.dirname(HERE))
+    from storm import BOOT_PATHS  # the 28 GETs of a cloud-init boot
+
+    import mdsvc
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from mdsvc.agent.handler import MetadataAgent
+    from mdsvc.agent.inprocess import InProcessAPI
+    from mdsvc.api.app import MetadataApp
+    from mdsvc.api.handler import APIHandler
+    from mdsvc.api.identify import Identifier, sign
+    from mdsvc.http import HTTPResponse, LeanHTTPFactory
+    from mdsvc.model import instanceFromDocument
+    from mdsvc.proxy.http import InProcessUpstream, NamespaceProxyHandler
+    from mdsvc.testing import MemoryInstanceStore, MemoryLookup
+
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    with open(os.path.join(os.path.dirname(mdsvc.__file__), "data", "demo-instance.json")) as f:
+        doc = json.load(f)
+    instance = instanceFromDocument(doc)
+    network = doc["nics"][0]["network"]["id"]
+    ip = doc["nics"][0]["fixed_ips"][0]["ip"]
+    store = MemoryInstanceStore()
+    store.add(instance)
+    app = MetadataApp(store=store, identifier=Identifier(True, "secret"), clock=clock)
+    agent = MetadataAgent(MemoryLookup({("network", network, ip): (instance.uuid, instance.project_id)}), InProcessAPI(app),
+                          "secret")
+    signed = (f"X-Instance-ID: {instance.uuid}\r\nX-Tenant-ID: {instance.project_id}\r\n"
+              f"X-Instance-ID-Signature: {sign('secret', instance.uuid)}\r\nX-Forwarded-For: {ip}\r\n").encode()
+    answer = HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"x" * 200)
+    paths = {
+        "server": (lambda r: answer, b""),
+        "api": (APIHandler(app), signed),
+        "all-in-one": (NamespaceProxyHandler("network", network, InProcessUpstream(agent)), b""),
+    }
+    chosen = list(paths) if opts.path == "all" else [opts.path]
+    print(f"mdsvc at {os.path.dirname(mdsvc.__file__)}: {opts.requests} requests of the boot mix per repeat, minimum of {opts.repeats}")
+    for name in chosen:
+        handler, extra = paths[name]
+        protocol = LeanHTTPFactory(handler, clock).buildProtocol(IPv4Address("TCP", ip, 40000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", ip, 40000))
+        protocol.makeConnection(transport)
+        requests = [REQUEST % (path.encode(), extra) for path in BOOT_PATHS]
+        for request in requests:  # warm the caches; every answer must be a 200
+            protocol.dataReceived(request)
+        statuses = {line.split(b" ")[1] for line in transport.value().split(b"\r\n") if line.startswith(b"HTTP/1.1 ")}
+        if statuses != {b"200"}:
+            print(f"{name}: answers other than 200 while warming up: {sorted(statuses)}")
+            return 1
+        best = float("inf")
+        for _ in range(opts.repeats):
+            transport.clear()
+            started = time.perf_counter()
+            for n in range(opts.requests):
+                protocol.dataReceived(requests[n % len(requests)])
+                if n % 512 == 0:
+                    transport.clear()
+            best = min(best, time.perf_counter() - started)
+        print(f"{name:12} {best / opts.requests * 1e6:7.2f} µs per request")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
