@@ -413,6 +413,12 @@ class LeanHTTPProtocol(Protocol):
         """
         if self._heads_seen != 1:
             raise _Refusal(400, "Malformed request: the head does not end where it should.")
+        crlf = head.count(b"\r\n")
+        if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
+            # llhttp ends an HTTP/0.9 request line at a bare LF even in strict mode (so
+            # "GET http://a<LF>X-Instance-ID: v/latest HTTP/1.1" is, to it, a 0.9 request with a
+            # header); lines here end at CR LF only, and nothing else may look like a line end
+            raise _Refusal(400, "Malformed request: a bare CR or LF in the head.")
         lines = head[:-4].split(b"\r\n")
         request_line = lines[0].split(b" ")
         if len(request_line) != 3 or request_line[0] != self._parser.get_method():

@@ -300,6 +300,16 @@ class StrictParsingTests(SynchronousTestCase):
         for bad in [b"\t", b"\r", b"\n", b"\x00", b"\x7f", b"\x01", b"\x1b", b"\xff", b" x"]:
             rejected(self, b"GET /latest" + bad + b"meta-data HTTP/1.1\r\nHost: h\r\n\r\n")
 
+    def test_http09_line_end_inside_absolute_target(self) -> None:
+        """
+        A bare LF inside an absolute-form target, which llhttp reads as the end of an HTTP/0.9
+        request line (making the rest of the line a header): refused, as are bare CRs and LFs
+        anywhere else in a head, whatever llhttp would make of them.
+        """
+        rejected(self, b"GET http://a\nX-Instance-ID:\tvictim/latest/meta-data/hostname HTTP/1.1\r\nHost: h\r\n\r\n")
+        rejected(self, b"GET /a HTTP/1.1\r\nHost: h\nX-Instance-ID: victim\r\n\r\n")
+        rejected(self, b"GET /a HTTP/1.1\r\nHost: h\rX-Instance-ID: victim\r\n\r\n")
+
     def test_smuggled_request_in_target(self) -> None:
         """A target carrying a request line and identity headers of its own is refused, not split."""
         rejected(self, b"GET /x HTTP/1.1\r\nX-Instance-ID: victim\r\n\r\nGET /openstack/latest/user_data HTTP/1.1\r\nHost: h\r\n\r\n",
