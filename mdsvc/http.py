@@ -210,6 +210,7 @@ class LeanHTTPProtocol(Protocol):
         self._queue: deque[tuple[HTTPRequest, bool] | _Refusal] = deque()
         self._pending: Deferred[Any] | None = None
         self._refused = False
+        self._last = False  # a request that ends the connection has been read
         self._closing = False
         self._read_closed = False
         self._write_paused = False
@@ -234,8 +235,8 @@ class LeanHTTPProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Cut what arrived into requests (within the bounds), then answer what can be answered."""
-        if self._closing or self._refused or self._read_closed:
-            return  # bytes after a refusal are read and dropped while the connection closes
+        if self._closing or self._refused or self._read_closed or self._last:
+            return  # bytes after a refusal or a last request are read and dropped while the connection closes
         if self._position < len(self._buffer):
             self._buffer = self._buffer[self._position:] + data  # one copy per read, never per request
             self._scanned -= self._position
@@ -259,6 +260,9 @@ class LeanHTTPProtocol(Protocol):
         """
         self._read_closed = True
         self._forget_partial()  # a request cut short can never complete
+        if self._closing:
+            self.transport.loseConnection()  # the close we began: both sides are done
+            return
         if self._refused:
             self.transport.abortConnection()
             return
@@ -372,15 +376,14 @@ class LeanHTTPProtocol(Protocol):
                 self._head = None
                 self._continue = False
                 queue.append((request, keep))
+                if not keep:  # (HTTP/1.0 without keep-alive, Connection: close, or a request to upgrade)
+                    self._last = True  # nothing after it will be answered: the rest is read and dropped
+                    self._forget_partial()
+                    return
                 if position < len(buffer):
                     self._started = self.factory.clock.seconds()
                 else:
                     self._started = None
-                    if not self._upgrade:
-                        return
-                if self._upgrade:
-                    self._refused = True  # nothing after a request to upgrade is read
-                    self._forget_partial()
                     return
         except _Refusal as refusal:
             self._refuse(refusal)
@@ -486,7 +489,7 @@ class LeanHTTPProtocol(Protocol):
             if self._closing:
                 return
             if self._pending is None and not self._queue:
-                if self._read_closed or self._refused:
+                if self._read_closed or self._refused or self._last:
                     self._close()
                     return
                 if not self._write_paused and self._position >= len(self._buffer) and self._head is None:
@@ -558,13 +561,26 @@ class LeanHTTPProtocol(Protocol):
             self._close()
 
     def _close(self) -> None:
+        """
+        End the connection after the last answer.  Where the transport can half-close, only our
+        side is closed, and whatever the client still sends is read and dropped until it closes
+        too (at most C{CLOSE_GRACE} seconds): closing a socket with unread bytes in it makes the
+        kernel send a reset, which can destroy the last answer before the client has read it.
+        """
         if self._closing:
             return
         self._closing = True
         self._close_by = self.factory.clock.seconds() + CLOSE_GRACE
         self._rearm()
         self.transport.unregisterProducer()
-        self.transport.loseConnection()
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is None or self._read_closed:
+            self.transport.loseConnection()
+            return
+        half_close()
+        if not self._reading:
+            self._reading = True
+            self.transport.resumeProducing()
 
     # -- reading and deadlines ----------------------------------------------------------------
 

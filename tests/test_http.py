@@ -572,3 +572,56 @@ class RefusedThenGoneTests(SynchronousTestCase):
         self.assertTrue(c.transport.disconnected)
         c.protocol.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(h.cancelled, h.seen)
+
+
+class HalfClosingTransport:
+    """A StringTransport that can close its writing side, as TCP and UNIX transports can."""
+
+    @staticmethod
+    def connect(handler: Any, clock: Clock) -> Connection:
+        """A connection whose transport records loseWriteConnection."""
+        c = Connection(handler, clock=clock)
+        c.transport.write_closed = False  # type: ignore[attr-defined]
+
+        def lose_write() -> None:
+            c.transport.write_closed = True  # type: ignore[attr-defined]
+
+        c.transport.loseWriteConnection = lose_write  # type: ignore[attr-defined]
+        return c
+
+
+class LingeringCloseTests(SynchronousTestCase):
+    """Closing after a last answer never destroys that answer with a reset."""
+
+    def test_last_answer_then_half_close(self) -> None:
+        """
+        After a request that ends the connection, only our side is closed; what the client still
+        sends is read and dropped (never answered, never left unread to turn the close into a
+        reset); the connection goes when the client closes its side.
+        """
+        clock = Clock()
+        h = Recorder()
+        c = HalfClosingTransport.connect(h, clock)
+        c.protocol.dataReceived(b"HEAD / HTTP/1.0\r\n\r\n" + GET + GET)
+        self.assertEqual((len(h.seen), codes(c.written())), (1, [200]))
+        self.assertTrue(c.transport.write_closed)  # type: ignore[attr-defined]
+        self.assertFalse(c.transport.disconnecting)
+        c.protocol.dataReceived(GET * 50)
+        self.assertEqual(len(h.seen), 1)
+        c.protocol.readConnectionLost()
+        self.assertTrue(c.transport.disconnecting)
+
+    def test_lingering_has_an_end(self) -> None:
+        """A client that never closes its side is aborted after the grace."""
+        clock = Clock()
+        c = HalfClosingTransport.connect(Recorder(), clock)
+        c.protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        clock.advance(6)
+        self.assertTrue(c.transport.disconnected)
+
+    def test_refusal_lingers_too(self) -> None:
+        """A 400 is not lost to a reset either: the client's further bytes are drained."""
+        c = HalfClosingTransport.connect(Recorder(), Clock())
+        c.protocol.dataReceived(b"GET /\x00 HTTP/1.1\r\nHost: h\r\n\r\n" + b"x" * 5000)
+        self.assertEqual(codes(c.written()), [400])
+        self.assertTrue(c.transport.write_closed)  # type: ignore[attr-defined]
