@@ -64,6 +64,11 @@ MAX_PIPELINE = 16
 CLOSE_GRACE = 5.0
 """Seconds a closing connection has to take its last answer before it is aborted."""
 
+REFUSED_GRACE = 2.0
+"""Seconds the answers still owed to a client whose bytes were refused and who then closed its
+side may take before the connection is aborted (an attacker that streams garbage behind a slow
+request and leaves does not hold the connection for as long as the request takes)."""
+
 CORRELATION_HEADER = b"x-mdsvc-request-id"
 """Set by mdsvc's HTTP client on each request and echoed in the answer by mdsvc's servers, so
 the client can tell an answer to its request from a stray one."""
@@ -255,8 +260,8 @@ class LeanHTTPProtocol(Protocol):
     def readConnectionLost(self) -> None:
         """
         The client half-closed: answer what it sent in full, then close.  A client whose bytes
-        were refused gets nothing more: the connection goes at once, and so does whatever was
-        still being answered for it.
+        were refused gets its answers only if they come within C{REFUSED_GRACE} seconds; then
+        the connection goes, and whatever was still being answered for it is cancelled.
         """
         self._read_closed = True
         self._forget_partial()  # a request cut short can never complete
@@ -264,8 +269,7 @@ class LeanHTTPProtocol(Protocol):
             self.transport.loseConnection()  # the close we began: both sides are done
             return
         if self._refused:
-            self.transport.abortConnection()
-            return
+            self._close_by = self.factory.clock.seconds() + REFUSED_GRACE
         self._advance()
 
     def writeConnectionLost(self) -> None:
@@ -341,13 +345,14 @@ class LeanHTTPProtocol(Protocol):
                         return
                     end = buffer.find(b"\r\n\r\n", self._scanned if self._scanned > position else position)
                     if end < 0:
-                        if len(buffer) - position > MAX_HEAD:
-                            raise _Refusal(431, "The request head is too large.")
                         # llhttp reads the head as it comes, so a malformed one is refused at once
-                        self._feed(buffer[fed:], "head")
-                        self._fed = len(buffer)
+                        upto = min(len(buffer), position + MAX_HEAD + 1)
+                        self._feed(buffer[fed:upto], "head")
+                        self._fed = upto
                         if self._heads_seen:
                             raise _Refusal(400, "Malformed request: the head does not end where it should.")
+                        if len(buffer) - position > MAX_HEAD:
+                            raise _Refusal(431, "The request head is too large.")
                         self._scanned = max(position, len(buffer) - 3)
                         return
                     end += 4
@@ -598,7 +603,7 @@ class LeanHTTPProtocol(Protocol):
 
     def _rearm(self) -> None:
         """The moment this connection has overstayed, from its state (checked by the sweep)."""
-        if self._closing:
+        if self._closing or (self._refused and self._read_closed):
             self.deadline = self._close_by
         elif self._write_paused:
             self.deadline = self._stalled_since + self.factory.idle_timeout
@@ -613,8 +618,8 @@ class LeanHTTPProtocol(Protocol):
     def timed_out(self) -> None:
         """The sweep found the deadline passed: 408 mid-request, else close (abort if stuck)."""
         self.deadline = None
-        if self._closing or self._write_paused:
-            self.transport.abortConnection()  # it does not take the bytes we owe it
+        if self._closing or self._write_paused or (self._refused and self._read_closed):
+            self.transport.abortConnection()  # it does not take the bytes we owe it, or is gone
         elif self._reading_request:
             self._refuse(_Refusal(408, "The request was not sent in time."))
             self._advance()

@@ -563,12 +563,26 @@ class RefusedThenGoneTests(SynchronousTestCase):
     """A client whose bytes were refused and who then closes is not waited for."""
 
     def test_refused_and_closed_while_pending(self) -> None:
-        """Garbage streamed behind a pending request, then a close: aborted at once, the pending answer cancelled."""
+        """
+        Garbage streamed behind a pending request, then a close: the pending answer still goes
+        out if it comes within the grace (the 400 after it), else the connection is aborted
+        and the pending answer cancelled.
+        """
+        clock = Clock()
         h = Recorder(defer=True)
-        c = Connection(h)
+        c = Connection(h, clock=clock)
         c.protocol.dataReceived(GET + b"x" * 65536)
         c.protocol.dataReceived(b"x" * 65536)
         c.protocol.readConnectionLost()
+        h.waiting[0].callback(OK)
+        self.assertEqual(codes(c.written()), [200, 400])
+        self.assertTrue(c.transport.disconnecting)
+
+        h = Recorder(defer=True)
+        c = Connection(h, clock=clock)
+        c.protocol.dataReceived(GET + b"x" * 65536)
+        c.protocol.readConnectionLost()
+        clock.advance(3)
         self.assertTrue(c.transport.disconnected)
         c.protocol.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(h.cancelled, h.seen)

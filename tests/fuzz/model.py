@@ -283,7 +283,9 @@ def strict_prefix(stream: bytes) -> tuple[list[Framed], bool]:
             break
         method, target, version, fields = parsed
         lengths = fields.get(b"content-length", [])
-        if (version == b"HTTP/1.1" and len(fields.get(b"host", [])) != 1) or b"transfer-encoding" in fields or len(lengths) > 1 \
+        hosts = fields.get(b"host", [])
+        # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for ANY request with more than one
+        if (version == b"HTTP/1.1" and len(hosts) != 1) or len(hosts) > 1 or b"transfer-encoding" in fields or len(lengths) > 1 \
                 or (lengths and not lengths[0].isdigit()):
             break
         length = int(lengths[0]) if lengths else 0
