@@ -40,3 +40,20 @@ class LimitsTests(SynchronousTestCase):
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
         self.assertEqual(raise_descriptor_limit(), (hard, hard))
         self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE), (hard, hard))
+
+    def test_node_startup_raises_limit_and_fits_total(self) -> None:
+        """Building a node's listeners raises the soft limit and keeps the connection total below it."""
+        from mdsvc.config import load_config
+        from mdsvc.tap import _connection_limits
+
+        before = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, before)
+        hard = before[1]
+        if hard == resource.RLIM_INFINITY or hard < 1024:
+            self.skipTest(f"hard limit {hard} leaves nothing to raise here")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+        parts: dict[str, object] = {}
+        limits = _connection_limits(load_config(None), Clock(), parts)
+        self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)
+        self.assertEqual(limits.total, connection_budget(4096, hard))
+        self.assertIs(_connection_limits(load_config(None), Clock(), parts), limits, "one per process")
