@@ -321,8 +321,8 @@ class LeanHTTPProtocol(Protocol):
     def _frame(self) -> None:
         """
         Cut whole requests out of the buffer, one at a time, while the queue has room: the head
-        ends at the first empty line (CR LF CR LF: llhttp allows no bare CR or LF), the body
-        after as many bytes as Content-Length says.  Each request's bytes, and only those, are
+        ends at the first empty line (CR LF CR LF; a bare CR or LF anywhere in a head is
+        refused), the body after as many bytes as Content-Length says.  Each request's bytes, and only those, are
         handed to llhttp, which must find exactly one request in them: any disagreement is a
         refusal, so the two can never read the stream differently.
         """
