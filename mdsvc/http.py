@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from attrs import define
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -627,6 +627,25 @@ class LeanHTTPProtocol(Protocol):
             self._close()
 
 
+class AccessLog:
+    """Wraps a handler to log one line per answered request (C{[mdsvc] access_log = true})."""
+
+    _log = Logger()
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+
+    def __call__(self, request: HTTPRequest) -> Deferred[HTTPResponse]:
+        """Answer through the wrapped handler, then log the request and its status."""
+        def logged(response: Any) -> Any:
+            self._log.info("{peer} {method} {target} {code} {size}", peer=request.peer, method=request.method.decode("latin-1"),
+                           target=loggable(request.target), code=getattr(response, "code", "-"),
+                           size=len(getattr(response, "body", b"")))
+            return response
+
+        return maybeDeferred(self.handler, request).addCallback(logged)
+
+
 class LeanHTTPFactory(Factory):
     """
     Serves C{handler} over L{LeanHTTPProtocol}.
@@ -709,4 +728,4 @@ class LeanHTTPFactory(Factory):
         self.numPorts -= 1
 
 
-__all__ = ["HTTPRequest", "HTTPResponse", "LeanHTTPFactory", "LeanHTTPProtocol", "plain_response"]
+__all__ = ["AccessLog", "HTTPRequest", "HTTPResponse", "LeanHTTPFactory", "LeanHTTPProtocol", "plain_response"]

@@ -29,6 +29,7 @@ from itertools import count
 from typing import Any, Callable
 
 from attrs import define, field
+from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -518,3 +519,15 @@ def relayed_headers(response: HTTPResponse) -> tuple[tuple[bytes, bytes], ...]:
 def relayed(response: HTTPResponse) -> HTTPResponse:
     """An upstream answer as a hop passes it on: its own headers only, and a HEAD answer's length."""
     return HTTPResponse(response.code, relayed_headers(response), response.body, response.length)
+
+
+class PoolService(Service):
+    """Closes an L{HTTPPool}'s connections when the node stops (twistd waits for it)."""
+
+    def __init__(self, pool: HTTPPool) -> None:
+        self.pool = pool
+
+    def stopService(self) -> Deferred[None]:
+        """Close the idle connections."""
+        super().stopService()
+        return self.pool.close()

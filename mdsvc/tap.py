@@ -8,22 +8,19 @@ the same tree through L{makeService}.
 
 from __future__ import annotations
 
-import json
 import os
-from importlib import resources
 from typing import Any, Callable
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
 from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
 from mdsvc.config import Config, ConfigError, load_config
-from mdsvc.store.sqlite import SQLiteDocuments, open_store
+from mdsvc.store.sqlite import open_store
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
-from mdsvc.wire import loggable
 
 log = Logger()
 
@@ -66,29 +63,9 @@ def uses_store(role: str, config: Config) -> bool:
     return role in ("api", "all-in-one") or (role in ("agent", "network-node") and config.agent.lookup == "store")
 
 
-class DemoSeed(Service):
-    """Imports the bundled demo instance into the store at startup, unless it is there already."""
-
-    def __init__(self, documents: SQLiteDocuments) -> None:
-        self.documents = documents
-
-    def privilegedStartService(self) -> None:
-        """Seed before the listeners accept requests."""
-        super().privilegedStartService()
-        doc = demo_document()
-        if self.documents.get(doc["uuid"]) is None:
-            self.documents.import_instances([doc])
-            log.info("imported the demo instance {uuid} (fixed IP {ip})", uuid=doc["uuid"], ip="127.0.0.1")
-
-
-def demo_document() -> dict[str, Any]:
-    """The demo instance document shipped with mdsvc."""
-    return json.loads(resources.files("mdsvc").joinpath("data/demo-instance.json").read_text("utf-8"))
-
-
 def _http(config: Config, handler: Any, reactor: Any, name: str, parts: dict[str, Any], guest_facing: bool = True) -> Any:
     """The HTTP factory for one of our handlers, with an access log line per request if asked."""
-    from mdsvc.http import LeanHTTPFactory
+    from mdsvc.http import AccessLog, LeanHTTPFactory
 
     if config.access_log:
         handler = AccessLog(handler)
@@ -111,26 +88,6 @@ def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> A
     return parts["limits"]
 
 
-class AccessLog:
-    """Wraps a handler to log one line per answered request (C{[mdsvc] access_log = true})."""
-
-    _log = Logger()
-
-    def __init__(self, handler: Any) -> None:
-        self.handler = handler
-
-    def __call__(self, request: Any) -> Any:
-        from twisted.internet.defer import maybeDeferred
-
-        def logged(response: Any) -> Any:
-            self._log.info("{peer} {method} {target} {code} {size}", peer=request.peer, method=request.method.decode("latin-1"),
-                           target=loggable(request.target), code=getattr(response, "code", "-"),
-                           size=len(getattr(response, "body", b"")))
-            return response
-
-        return maybeDeferred(self.handler, request).addCallback(logged)
-
-
 def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
     api = config.api
@@ -145,6 +102,8 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
         parts["app"] = app
     top = MultiService()
     if config.demo:
+        from mdsvc.store.demo import DemoSeed
+
         DemoSeed(store.documents).setServiceParent(top)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.
@@ -154,41 +113,13 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     return top
 
 
-def _api_pool(config: Config, reactor: Any) -> Any:
-    """Persistent connections from the agent to the API (TLS as metadata_agent.ini says)."""
-    from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-
-    from mdsvc.agent.tls import AgentTLSPolicy
-    from mdsvc.httpclient import HTTPPool
-
-    agent = config.agent
-    host, port = agent.api_host, agent.api_port
-    endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=agent.api_connect_timeout)
-    if agent.api_url.startswith("https:"):
-        policy = AgentTLSPolicy(agent.api_ca_cert, agent.api_client_cert, agent.api_client_key, agent.api_insecure)
-        endpoint = wrapClientTLS(policy.creatorForNetloc(host.encode("idna"), port), endpoint)
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return HTTPPool(endpoint.connect, netloc.encode("idna"), agent.api_pool_size, agent.api_pipeline_depth, clock=reactor)
-
-
-class PoolCloser(Service):
-    """Closes an HTTP connection pool when the node stops (twistd waits for it)."""
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-
-    def stopService(self) -> Any:
-        """Close the idle connections."""
-        super().stopService()
-        return self.pool.close()
-
-
 def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
     """The metadata agent: lookup (cached), signing, forwarding, on its UNIX socket."""
-    from mdsvc.agent.forwarder import APIForwarder
+    from mdsvc.agent.forwarder import APIForwarder, api_pool
     from mdsvc.agent.handler import MetadataAgent
-    from mdsvc.agent.inprocess import InProcessAPI
     from mdsvc.agent.ratelimit import SlidingWindowLimiter
+    from mdsvc.api.inprocess import InProcessAPI
+    from mdsvc.httpclient import PoolService
     from mdsvc.agent.server import AgentHandler, UnixSocketListener, socket_mode
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
@@ -197,7 +128,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     try:
         lookup = build_lookup(agent.lookup, config.store, reactor, agent.neutron)
         mode = socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
-        pool = _api_pool(config, reactor)
+        pool = api_pool(agent, reactor)
     except (ValueError, OSError) as e:
         raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
     if agent.cache_enabled:
@@ -211,11 +142,11 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
             limiter = SlidingWindowLimiter(reactor, ((limit.base_window, limit.base_limit), (limit.burst_window, limit.burst_limit)))
     if "app" in parts:
         # all-in-one: the API is in this process; signed requests go straight to its code
-        forwarder: Any = InProcessAPI(parts["app"])
+        api: Any = InProcessAPI(parts["app"])
     else:
-        forwarder = APIForwarder(pool, agent.api_url, agent.api_timeout)
+        api = APIForwarder(pool, agent.api_url, agent.api_timeout)
     handler = MetadataAgent(
-        lookup, forwarder, agent.shared_secret, limiter, limit.ip_version, clock=reactor,
+        lookup, api, agent.shared_secret, limiter, limit.ip_version, clock=reactor,
         relookup_interval=max(agent.cache_negative_ttl, 1), max_in_flight=config.limits.max_connections_per_guest,
     )
     parts["agent"] = handler
@@ -224,22 +155,23 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(top)
     if agent.listen_endpoint:
         strports.service(agent.listen_endpoint, site, reactor=reactor).setServiceParent(top)
-    PoolCloser(pool).setServiceParent(top)
+    PoolService(pool).setServiceParent(top)
     return top
 
 
 def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:
     """Namespace proxies, calling the agent in-process when it runs here, else over its socket."""
-    from mdsvc.proxy.http import AgentSocketUpstream, InProcessUpstream, NamespaceProxyHandler
+    from mdsvc.httpclient import PoolService
+    from mdsvc.proxy.http import AgentSocketUpstream, NamespaceProxyHandler
     from mdsvc.proxy.service import NamespaceProxies
 
     proxy = config.proxy
     top = MultiService()
     if "agent" in parts:
-        upstream: Any = InProcessUpstream(parts["agent"])
+        upstream: Any = parts["agent"]  # the agent in this process: no socket, no HTTP, just a call
     else:
         upstream = AgentSocketUpstream(reactor, config.agent.socket_path, reactor, proxy.agent_timeout)
-        PoolCloser(upstream.pool).setServiceParent(top)
+        PoolService(upstream.pool).setServiceParent(top)
     if proxy.namespaces != "none":
         NamespaceProxies(
             reactor, upstream, directory=proxy.netns_dir, wanted=proxy.namespaces, interval=proxy.rescan_interval,

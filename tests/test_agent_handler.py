@@ -5,19 +5,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.agent.forwarder import APIForwarder
-from mdsvc.agent.handler import AgentRequest, MetadataAgent
+from mdsvc.agent.handler import MetadataAgent
 from mdsvc.http import HTTPRequest, HTTPResponse
 from mdsvc.httpclient import HTTPPool
 from mdsvc.agent.ratelimit import SlidingWindowLimiter
 from mdsvc.agent.server import AgentHandler, socket_mode
-from mdsvc.api.identify import sign
+from mdsvc.hop import sign
 from mdsvc.interfaces import LookupUnavailable
 from mdsvc.testing import MemoryLookup
 from tests.http import request as raw_request, response as raw_response
@@ -52,10 +52,27 @@ class Harness:
                                     ("network", NET, "fa:16:3e:12:34:56"): ("inst-6", "proj-6")})
         self.agent = MetadataAgent(self.lookup, APIForwarder(self.pool, "http://9.9.9.9:8775", 20), "secret", limiter, clock=self.clock)
 
-    def handle(self, case: SynchronousTestCase, **kw: Any) -> HTTPResponse:
-        values: dict[str, Any] = dict(method=b"GET", path=b"/the_path", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))
+    def request(self, **kw: Any) -> Deferred[HTTPResponse]:
+        """
+        A proxied request on the agent's socket, as our proxies and Neutron's haproxy send it:
+        C{forwarded_for}, C{network_ids}, C{router_ids} are the identity headers' values.
+        """
+        values: dict[str, Any] = dict(method=b"GET", path=b"/the_path", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),),
+                                      router_ids=(), accept=None, body=b"")
         values.update(kw)
-        return case.successResultOf(self.agent.handle(AgentRequest(**values)))
+        headers: dict[bytes, list[bytes]] = {}
+        for name, key in ((b"x-forwarded-for", "forwarded_for"), (b"x-neutron-network-id", "network_ids"),
+                          (b"x-neutron-router-id", "router_ids")):
+            if values[key]:
+                headers[name] = list(values[key])
+        if values["accept"]:
+            headers[b"accept"] = [values["accept"]]
+        request = HTTPRequest(values["method"], values["path"], b"HTTP/1.1", headers, values["body"], None)
+        return maybeDeferred(AgentHandler(self.agent), request)
+
+    def handle(self, case: SynchronousTestCase, **kw: Any) -> HTTPResponse:
+        """The answer to L{request}, which must come at once."""
+        return case.successResultOf(self.request(**kw))
 
 
 class ForwardingTests(SynchronousTestCase):
@@ -114,7 +131,7 @@ class ForwardingTests(SynchronousTestCase):
     def test_api_timeout_is_504(self) -> None:
         """An API that does not answer within the timeout is the agent's 504, not a hang."""
         h = Harness(api=lambda request: Deferred())
-        d = h.agent.handle(AgentRequest(b"GET", b"/x", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),)))
+        d = h.request(path=b"/x")
         h.clock.advance(19.9)
         self.assertNoResult(d)
         with capturedLogs():
@@ -254,7 +271,7 @@ class HostileInputTests(SynchronousTestCase):
     def test_unsafe_target_refused(self) -> None:
         """A target that is not an origin-form path of visible ASCII gets 400 and is not forwarded."""
         h = Harness()
-        for path in [b"/a\r\nX-Instance-ID: v", b"/a b", b"*", b"http://h/x", b"/\xff"]:
+        for path in [b"/a\r\nX-Instance-ID: v", b"/a b", b"*", b"h:80", b"/\xff"]:
             with capturedLogs():
                 self.assertEqual(h.handle(self, path=path).code, 400, path)
         self.assertEqual(h.api.seen, [])
@@ -307,16 +324,15 @@ class HostileInputTests(SynchronousTestCase):
         h = Harness(api=slow)
         h.pool.size = h.pool.ceiling = 10
         h.agent.max_in_flight = 2
-        base: dict[str, Any] = dict(method=b"GET", path=b"/p", forwarded_for=(b"10.0.0.5",), network_ids=(NET.encode(),))
-        pending = [h.agent.handle(AgentRequest(**base)) for _ in range(2)]
+        pending = [h.request(path=b"/p") for _ in range(2)]
         with capturedLogs():
             self.assertEqual(h.handle(self).code, 429)
         h.lookup.entries[("network", NET, "10.0.0.6")] = ("inst-3", "p")
-        other = h.agent.handle(AgentRequest(**dict(base, forwarded_for=(b"10.0.0.6",))))
+        other = h.request(path=b"/p", forwarded_for=(b"10.0.0.6",))
         for d in waiting:
             d.callback(HTTPResponse(200, (), b"ok"))
         self.assertEqual([self.successResultOf(d).code for d in pending + [other]], [200, 200, 200])
-        again = h.agent.handle(AgentRequest(**base))
+        again = h.request(path=b"/p")
         waiting[-1].callback(HTTPResponse(200, (), b"ok"))
         self.assertEqual(self.successResultOf(again).code, 200, "the slots were given back")
 

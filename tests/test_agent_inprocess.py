@@ -1,11 +1,11 @@
-"""The agent's in-process hop to the API (all-in-one): the API's own code, signature and all."""
+"""The agent's in-process hop to the API (all-in-one): the API's own code, without headers."""
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mdsvc.agent.inprocess import InProcessAPI
-from mdsvc.api.identify import sign
+from mdsvc.api.inprocess import InProcessAPI
+from mdsvc.hop import IAPIHop, SignedRequest, sign
 from tests.test_api_resource import UUID, Harness, fixture
 
 
@@ -19,7 +19,13 @@ class InProcessAPITests(SynchronousTestCase):
 
     def forward(self, path: bytes, method: bytes = b"GET", body: bytes = b"", signature: str | None = None, tenant: str = "test"):
         sig = signature if signature is not None else sign("k", UUID)
-        return self.successResultOf(self.api.forward(method, path, body, b"10.0.0.5", UUID, tenant, sig))
+        return self.successResultOf(self.api.forward(SignedRequest(method, path, body, "10.0.0.5", UUID, tenant, sig)))
+
+    def test_interface(self) -> None:
+        """It is an IAPIHop, as the HTTP forwarder is."""
+        from zope.interface.verify import verifyObject
+
+        self.assertTrue(verifyObject(IAPIHop, self.api))
 
     def test_answer(self) -> None:
         """A signed request: 200, the API's content type and body; the query string is ignored."""
@@ -27,10 +33,16 @@ class InProcessAPITests(SynchronousTestCase):
         self.assertEqual((r.code, r.headers), (200, ((b"Content-Type", b"application/json"),)))
         self.assertIn(UUID.encode(), r.body)
 
-    def test_signature_checked(self) -> None:
-        """A wrong signature is the API's 403, in plain text (the agent sends no Accept)."""
-        r = self.forward(b"/latest/meta-data/hostname", signature=sign("other", UUID))
-        self.assertEqual((r.code, r.body), (403, b"403 Forbidden\n\nInvalid proxy request signature.\n\n   "))
+    def test_identity_without_headers(self) -> None:
+        """
+        The agent in this process vouches for the instance itself: no headers are built and no
+        signature is checked (there is no hop to protect); error pages are plain text, as the
+        agent sends no Accept.
+        """
+        r = self.forward(b"/latest/meta-data/hostname", signature="not checked in-process")
+        self.assertEqual(r.code, 200)
+        r = self.forward(b"/latest/nothing")
+        self.assertEqual(r.headers, ((b"Content-Type", b"text/plain; charset=UTF-8"),))
 
     def test_tenant_and_path(self) -> None:
         """A wrong tenant and an unknown path are 404; the root needs nothing."""

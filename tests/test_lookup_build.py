@@ -89,7 +89,7 @@ class BuildTests(SynchronousTestCase):
             lookup = build_lookup(f"static:{path}", None, self.reactor, None)
         self.assertIsInstance(lookup, StaticLookup)
         self.assertEqual(lookup.path, path)  # type: ignore[attr-defined]
-        self.assertEqual([e["reason"] for e in events], [f"{path}: cannot read: No such file or directory"])
+        self.assertEqual([e["reason"] for e in events], [f"{path}: file does not exist"])
 
     def test_staticWithoutPath(self) -> None:
         """static: without a path: ValueError."""

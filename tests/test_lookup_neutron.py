@@ -19,7 +19,7 @@ from zope.interface.verify import verifyObject
 
 from mdsvc.config import NeutronClientConfig
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
-from mdsvc.lookup.address import normalise_address
+from mdsvc.hop import normalise_address
 from mdsvc.lookup.neutron import (
     NETWORKS_PER_QUERY,
     NeutronLookup,

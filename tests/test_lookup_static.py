@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
-from mdsvc.lookup.address import normalise_address
+from mdsvc.hop import normalise_address
 from mdsvc.lookup.static import StaticFileError, StaticLookup, parse_static
 
 CONTENT: dict[str, Any] = {
@@ -152,7 +152,7 @@ class ReloadTests(StaticTestsMixin, SynchronousTestCase):
         with capturedLogs() as events:
             first = self.failureResultOf(lookup.lookup("10.0.0.5", network_id="net1"), LookupUnavailable)
             self.failureResultOf(lookup.lookup("10.0.0.5", network_id="net1"), LookupUnavailable)
-        self.assertEqual(str(first.value), f"{path}: cannot read: No such file or directory")
+        self.assertEqual(str(first.value), f"{path}: file does not exist")
         self.assertEqual([e["reason"] for e in events], [str(first.value)])
 
     def test_badFileNoGoodContent(self) -> None:
@@ -191,7 +191,7 @@ class ReloadTests(StaticTestsMixin, SynchronousTestCase):
         os.remove(path)
         with capturedLogs() as events:
             self.assertEqual(self.successResultOf(lookup.lookup("10.0.0.5", network_id="net1")), ("vm-1", "p1"))
-        self.assertEqual([e["reason"] for e in events], [f"{path}: cannot read: No such file or directory"])
+        self.assertEqual([e["reason"] for e in events], [f"{path}: file does not exist"])
 
 
 class ValidationTests(SynchronousTestCase):

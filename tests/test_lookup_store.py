@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
-from mdsvc.lookup.address import normalise_address
+from mdsvc.hop import normalise_address
 from mdsvc.lookup.store import StoreLookup
 from mdsvc.store.sqlite import SQLiteDocuments
 

@@ -1,40 +1,38 @@
-"""The namespace proxy's HTTP side: identity stripping, the guest's address, the agent upstreams."""
+"""The namespace proxy's HTTP side: identity stripping, the guest's address, the agent's socket."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from mdsvc.agent.handler import AgentRequest
-from mdsvc.http import HTTPRequest, HTTPResponse
-from mdsvc.proxy.http import AgentSocketUpstream, InProcessUpstream, IUpstream, NamespaceProxyHandler, guest_address
+from mdsvc.hop import GuestRequest, IAgentHop
+from mdsvc.http import HTTPRequest, HTTPResponse, LeanHTTPFactory
+from mdsvc.proxy.http import AgentSocketUpstream, NamespaceProxyHandler
 from tests.http import request, response
 
 
-@implementer(IUpstream)
+@implementer(IAgentHop)
 class Recording:
-    """An upstream that records requests and answers 200."""
+    """An agent that records requests and answers 200."""
 
     def __init__(self) -> None:
-        self.seen: list[AgentRequest] = []
+        self.seen: list[GuestRequest] = []
 
-    def forward(self, req: AgentRequest) -> Deferred[HTTPResponse]:
+    def handle(self, req: GuestRequest) -> Deferred[HTTPResponse]:
         self.seen.append(req)
         return succeed(HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"ok"))
 
 
-class ResourceTests(SynchronousTestCase):
+class HandlerTests(SynchronousTestCase):
     """NamespaceProxyHandler."""
 
     def test_identity_headers_stripped(self) -> None:
@@ -46,9 +44,7 @@ class ResourceTests(SynchronousTestCase):
             b"X-Forwarded-For": b"10.0.0.99", b"X-Instance-ID": b"someone", b"Accept": b"*/*",
         }, peer="10.0.0.5")
         self.assertEqual(response(channel).body, b"ok")  # type: ignore[union-attr]
-        seen = up.seen[0]
-        self.assertEqual((seen.method, seen.path, seen.forwarded_for, seen.network_ids, seen.router_ids, seen.accept),
-                         (b"GET", b"/latest/meta-data/?x=1", (b"10.0.0.5",), (b"net-a",), (), b"*/*"))
+        self.assertEqual(up.seen, [GuestRequest(b"GET", b"/latest/meta-data/?x=1", b"", "10.0.0.5", None, "net-a", None, b"*/*")])
 
     def test_only_checked_bytes_pass(self) -> None:
         """An Accept with anything but visible ASCII is dropped; a target that is not a path gets 400, not forwarded."""
@@ -64,75 +60,68 @@ class ResourceTests(SynchronousTestCase):
     def test_router_identity_and_body(self) -> None:
         """A router listener states the router; a POST body is passed on."""
         up = Recording()
-        _, channel = request(NamespaceProxyHandler("router", "r-1", up), b"POST", b"/openstack/latest/password", body=b"pw")
-        self.assertEqual((up.seen[0].router_ids, up.seen[0].network_ids, up.seen[0].body), ((b"r-1",), (), b"pw"))
+        request(NamespaceProxyHandler("router", "r-1", up), b"POST", b"/openstack/latest/password", body=b"pw")
+        self.assertEqual((up.seen[0].router_id, up.seen[0].network_id, up.seen[0].body), ("r-1", None, b"pw"))
 
     def test_kind_checked(self) -> None:
         """Only network and router listeners exist."""
         self.assertRaises(ValueError, NamespaceProxyHandler, "subnet", "x", Recording())
 
     def test_guest_address(self) -> None:
-        """The zone is dropped and IPv4-mapped addresses become IPv4."""
-
-        def req(host: str) -> HTTPRequest:
-            return HTTPRequest(b"GET", b"/", b"HTTP/1.1", {}, b"", host)
-
-        self.assertEqual(guest_address(req("::ffff:10.0.0.5")), b"10.0.0.5")
-        self.assertEqual(guest_address(req("fe80::f816:3eff:feaa:1%ifb1")), b"fe80::f816:3eff:feaa:1")
+        """The peer as the guest's address: IPv4-mapped as IPv4, link-local with its MAC, zone dropped."""
+        up = Recording()
+        res = NamespaceProxyHandler("network", "n", up)
+        for peer in ("::ffff:10.0.0.5", "fe80::f816:3eff:feaa:1%ifb1"):
+            request(res, b"GET", b"/", peer=peer)
+        self.assertEqual([(s.address, s.mac) for s in up.seen],
+                         [("10.0.0.5", None), ("fe80::f816:3eff:feaa:1", "fa:16:3e:aa:00:01")])
 
     def test_interfaces(self) -> None:
-        """Both upstreams provide IUpstream."""
-        self.assertTrue(verifyObject(IUpstream, InProcessUpstream(None)))  # type: ignore[arg-type]
-        self.assertTrue(verifyObject(IUpstream, AgentSocketUpstream(reactor, "/nonexistent", reactor, 1)))
+        """The socket upstream is an IAgentHop, as the agent itself is."""
+        self.assertTrue(verifyObject(IAgentHop, AgentSocketUpstream(reactor, "/nonexistent", reactor, 1)))
 
 
-class Slow(Resource):
-    """An agent that answers some paths never."""
-
-    isLeaf = True
-
-    def render(self, req: Any) -> Any:
-        if req.path == b"/hang":
-            return NOT_DONE_YET
-        req.setHeader(b"content-type", b"application/json")
-        headers = {k.decode().lower(): [v.decode() for v in vs] for k, vs in req.requestHeaders.getAllRawHeaders()}
-        import json
-        return json.dumps(headers).encode()
+def _echo_agent(request: HTTPRequest) -> HTTPResponse | Deferred[HTTPResponse]:
+    """An agent socket server that answers with the identity headers it got (or hangs on /hang)."""
+    if request.path == b"/hang":
+        return Deferred()
+    seen = b"|".join(b"%s=%s" % (n, b",".join(v)) for n, v in sorted(request.headers.items()) if n.startswith(b"x-"))
+    return HTTPResponse(200, ((b"Content-Type", b"text/plain"),), seen)
 
 
-class SocketUpstreamTests(TestCase):
-    """AgentSocketUpstream against a real UNIX socket on the real reactor."""
+class AgentSocketTests(TestCase):
+    """AgentSocketUpstream against a real UNIX socket."""
 
     def setUp(self) -> None:
-        directory = tempfile.mkdtemp(prefix="mdsvc-")
-        self.addCleanup(shutil.rmtree, directory, True)
-        self.path = os.path.join(directory, "agent")
-        self.upstream = AgentSocketUpstream(reactor, self.path, reactor, timeout=0.5)
+        self.dir = tempfile.mkdtemp(prefix="mdsvc-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.path = os.path.join(self.dir, "agent.sock")
+        self.upstream = AgentSocketUpstream(reactor, self.path, reactor, 1)
         self.addCleanup(self.upstream.pool.close)
 
-    def listen(self) -> None:
-        port = reactor.listenUNIX(self.path, Site(Slow()))
-        self.addCleanup(port.stopListening)
-
     async def test_headers_to_agent(self) -> None:
-        """The agent receives the identity, the guest address and Accept, and the answer comes back."""
-        self.listen()
-        r = await self.upstream.forward(AgentRequest(b"GET", b"/x", forwarded_for=(b"10.0.0.5",), network_ids=(b"n1",), accept=b"*/*"))
-        import json
-        seen = json.loads(r.body)
-        self.assertEqual((seen["x-forwarded-for"], seen["x-neutron-network-id"], seen["accept"]), (["10.0.0.5"], ["n1"], ["*/*"]))
-        self.assertIn((b"Content-Type", b"application/json"), r.headers)
+        """The guest request goes out with Neutron's haproxy headers."""
+        port = reactor.listenUNIX(self.path, LeanHTTPFactory(_echo_agent, reactor))
+        self.addCleanup(port.stopListening)
+        r = await self.upstream.handle(GuestRequest(b"GET", b"/x", b"", "10.0.0.5", None, "n1", None, None))
+        self.assertEqual(r.code, 200)
+        self.assertIn(b"x-forwarded-for=10.0.0.5", r.body)
+        self.assertIn(b"x-neutron-network-id=n1", r.body)
 
     async def test_no_agent_is_503(self) -> None:
-        """No socket: 503 at once."""
+        """No socket: 503 at once, as haproxy."""
         with capturedLogs():
-            r = await self.upstream.forward(AgentRequest(b"GET", b"/x", forwarded_for=(b"10.0.0.5",), network_ids=(b"n1",)))
+            r = await self.upstream.handle(GuestRequest(b"GET", b"/x", b"", "10.0.0.5", None, "n1", None, None))
         self.assertEqual(r.code, 503)
-        self.assertIn(b"No server is available to handle this request.", r.body)
 
     async def test_slow_agent_is_504(self) -> None:
-        """An agent that does not answer within the timeout: 504."""
-        self.listen()
+        """An agent that does not answer in time: 504."""
+        factory = LeanHTTPFactory(_echo_agent, reactor)
+        port = reactor.listenUNIX(self.path, factory)
+        self.addCleanup(port.stopListening)
         with capturedLogs():
-            r = await self.upstream.forward(AgentRequest(b"GET", b"/hang", forwarded_for=(b"10.0.0.5",), network_ids=(b"n1",)))
+            r = await self.upstream.handle(GuestRequest(b"GET", b"/hang", b"", "10.0.0.5", None, "n1", None, None))
         self.assertEqual(r.code, 504)
+        for server in list(factory._watched):  # the agent's side of the aborted connection
+            server.transport.abortConnection()
+        await deferLater(reactor, 0, lambda: None)

@@ -12,7 +12,8 @@ from twisted.plugin import IPlugin, getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from mdsvc.tap import DemoSeed, Options, demo_document, makeService
+from mdsvc.store.demo import DemoSeed, demo_document
+from mdsvc.tap import Options, makeService
 from mdsvc.store.sqlite import SQLiteDocuments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,8 +136,8 @@ class MakeServiceTests(SynchronousTestCase):
     def test_network_node_in_process(self) -> None:
         """network-node: the proxies call the agent in-process, and the agent socket stays open."""
         _, reactor, state = self.role("network-node", "listeners = router r1 tcp:18081\n")
-        from mdsvc.proxy.http import InProcessUpstream
-        self.assertIsInstance(reactor.tcpServers[0][1].handler.upstream, InProcessUpstream)
+        from mdsvc.agent.handler import MetadataAgent
+        self.assertIsInstance(reactor.tcpServers[0][1].handler.upstream, MetadataAgent)
         self.assertEqual(reactor.unixServers[0][0], f"{state}/metadata_proxy")
 
     def test_all_in_one_has_everything(self) -> None:
@@ -144,9 +145,9 @@ class MakeServiceTests(SynchronousTestCase):
         _, reactor, _ = self.role("all-in-one", "listeners = network n1 tcp:18082\n")
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [0, 18082])
         self.assertEqual(len(reactor.unixServers), 1)
-        from mdsvc.agent.inprocess import InProcessAPI
-        agent = [p[1] for p in reactor.tcpServers if p[0] == 18082][0].handler.upstream.agent
-        self.assertIsInstance(agent.forwarder, InProcessAPI)
+        from mdsvc.api.inprocess import InProcessAPI
+        agent = [p[1] for p in reactor.tcpServers if p[0] == 18082][0].handler.upstream
+        self.assertIsInstance(agent.api, InProcessAPI)
 
     def test_bad_lookup_one_line(self) -> None:
         """A lookup backend that cannot be built stops startup with one line."""

@@ -11,19 +11,15 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from mdsvc.config import AgentConfig
+from mdsvc.hop import IAPIHop, SignedRequest, UpstreamTimeout, UpstreamUnavailable, signed_request_headers
 from mdsvc.http import HTTPResponse
 from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed
 
 
-class UpstreamUnavailable(Exception):
-    """The API could not be reached (refused, unresolvable, TLS failure, connect timeout)."""
-
-
-class UpstreamTimeout(Exception):
-    """The API did not answer within the configured time."""
-
-
+@implementer(IAPIHop)
 class APIForwarder:
     """
     Sends one guest request to the metadata API and reads the whole answer.
@@ -37,22 +33,15 @@ class APIForwarder:
         self.where = where
         self._timeout = timeout
 
-    def forward(
-        self, method: bytes, path: bytes, body: bytes, forwarded_for: bytes, instance_id: str, tenant_id: str, signature: str
-    ) -> Deferred[HTTPResponse]:
+    def forward(self, request: SignedRequest) -> Deferred[HTTPResponse]:
         """
-        Forward C{method} C{path} (with its query) and C{body}.
+        See L{IAPIHop.forward}: the request with exactly Neutron's four identity headers.
 
-        @raise UpstreamUnavailable: the API cannot be reached.
-        @raise UpstreamTimeout: no complete answer within the timeout.
+        @raise UpstreamUnavailable: (as a failure) the API cannot be reached.
+        @raise UpstreamTimeout: (as a failure) no complete answer within the timeout.
+        @raise mdsvc.wire.UnsafeRequest: (raised) a field holds bytes that must not be sent.
         """
-        headers = [
-            (b"X-Forwarded-For", forwarded_for),
-            (b"X-Instance-ID", instance_id.encode("utf-8")),
-            (b"X-Tenant-ID", tenant_id.encode("utf-8")),
-            (b"X-Instance-ID-Signature", signature.encode("ascii")),
-        ]
-        d = self.pool.request(method, path, headers, body, timeout=self._timeout)
+        d = self.pool.request(request.method, request.target, signed_request_headers(request), request.body, timeout=self._timeout)
         d.addCallback(relayed)
         d.addErrback(self._classify)
         return d
@@ -63,3 +52,22 @@ class APIForwarder:
         if failure.check(ConnectionFailed, BadResponse):
             raise UpstreamUnavailable(f"{self.where}: {failure.getErrorMessage()}")
         return failure
+
+
+def api_pool(agent: AgentConfig, reactor: Any) -> HTTPPool:
+    """
+    Persistent connections from the agent to the API, TLS as metadata_agent.ini says.
+
+    @raise ValueError: or L{OSError}, for certificates that cannot be read.
+    """
+    from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+
+    from mdsvc.agent.tls import AgentTLSPolicy
+
+    host, port = agent.api_host, agent.api_port
+    endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=agent.api_connect_timeout)
+    if agent.api_url.startswith("https:"):
+        policy = AgentTLSPolicy(agent.api_ca_cert, agent.api_client_cert, agent.api_client_key, agent.api_insecure)
+        endpoint = wrapClientTLS(policy.creatorForNetloc(host.encode("idna"), port), endpoint)
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return HTTPPool(endpoint.connect, netloc.encode("idna"), agent.api_pool_size, agent.api_pipeline_depth, clock=reactor)

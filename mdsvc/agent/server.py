@@ -16,33 +16,28 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from mdsvc.agent.handler import AgentRequest, MetadataAgent
+from mdsvc.hop import HopError, IAgentHop, error_response, read_guest_request
 from mdsvc.http import HTTPRequest, HTTPResponse
-from mdsvc.wire import forwardable_value
-
-def agent_request(request: HTTPRequest) -> AgentRequest:
-    """The identity headers and the request line of a proxied request."""
-    headers = request.headers
-    return AgentRequest(
-        method=request.method,
-        path=request.origin_target,
-        body=request.body,
-        forwarded_for=tuple(headers.get(b"x-forwarded-for", ())),
-        network_ids=tuple(headers.get(b"x-neutron-network-id", []) + headers.get(b"x-ovn-network-id", [])),
-        router_ids=tuple(headers.get(b"x-neutron-router-id", ())),
-        accept=forwardable_value(request.header(b"accept")),
-    )
+from mdsvc.wire import forwardable_value, loggable
 
 
 class AgentHandler:
     """C{LeanHTTPFactory(AgentHandler(agent))}: every path and method is a proxied metadata request."""
 
-    def __init__(self, agent: MetadataAgent) -> None:
+    _log = Logger()
+
+    def __init__(self, agent: IAgentHop) -> None:
         self.agent = agent
 
-    def __call__(self, request: HTTPRequest) -> Deferred[HTTPResponse]:
-        """Hand the request to the agent."""
-        return self.agent.handle(agent_request(request))
+    def __call__(self, request: HTTPRequest) -> HTTPResponse | Deferred[HTTPResponse]:
+        """Read the proxy's identity headers, then hand the request to the agent (400 if they are wrong)."""
+        try:
+            guest = read_guest_request(request)
+        except HopError as e:
+            self._log.warn("{method} {path}: {code} {reason}", method=request.method.decode("latin-1"),
+                           path=loggable(request.target), code=e.code, reason=e.explanation)
+            return error_response(e.code, e.explanation, forwardable_value(request.header(b"accept")))
+        return self.agent.handle(guest)
 
 
 def socket_mode(mode: str, proxy_user: str, proxy_group: str) -> int:

@@ -18,20 +18,12 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from mdsvc.files import read_certificates
+
 
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-def load_certificates(path: str) -> list[ssl.Certificate]:
-    """Every certificate of a PEM bundle."""
-    pem = _read(path)
-    marker = b"-----BEGIN CERTIFICATE-----"
-    certs = [ssl.Certificate.loadPEM(marker + part) for part in pem.split(marker)[1:]]
-    if not certs:
-        raise ValueError(f"{path}: no PEM certificate found")
-    return certs
 
 
 @implementer(IPolicyForHTTPS)
@@ -40,7 +32,7 @@ class AgentTLSPolicy:
 
     def __init__(self, ca_cert: str = "", client_cert: str = "", client_key: str = "", insecure: bool = False) -> None:
         self._insecure = insecure
-        self._trust = ssl.trustRootFromCertificates(load_certificates(ca_cert)) if ca_cert else None
+        self._trust = ssl.trustRootFromCertificates(read_certificates(ca_cert)) if ca_cert else None
         self._client = None
         if client_cert and client_key:
             self._client = ssl.PrivateCertificate.loadPEM(_read(client_cert) + b"\n" + _read(client_key))

@@ -1,24 +1,28 @@
 # -*- test-case-name: tests.test_api_resource -*-
 """
-L{MetadataApp}: one metadata request from identified headers to an L{Answer}, independent of
-twisted.web (the resource in L{mdsvc.api.resource} is the glue).
+L{MetadataApp}: one metadata request from its headers (or, in the same process as the agent, its
+already established identity) to an L{Answer}, independent of HTTP: L{mdsvc.api.handler} serves
+it on a socket, L{mdsvc.api.inprocess} to an agent in the same process.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Hashable
+from typing import Any, Hashable
 
 from attrs import define, field
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from mdsvc.cache import ExpiringCache
-from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, not_found
+from mdsvc.api.errors import MetadataError, not_found
 from mdsvc.api.identify import ByAddress, ByInstanceId, ByProvider, Identifier
 from mdsvc.api.metadata import EC2_VERSION_LIST, HTML, JSON, TEXT, Answer, InstanceMetadata, Password, dumps, normalise_path
 from mdsvc.api.vendordata import StaticJSONFile, merge_vendordata
+from mdsvc.cache import ExpiringCache
+from mdsvc.hop import UNKNOWN_ERROR, error_response
+from mdsvc.http import HTTPResponse
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IVendordataProvider
 from mdsvc.limits import LogThrottle
 from mdsvc.model import Instance
@@ -163,24 +167,50 @@ class MetadataApp:
                                more=f"; {held} more 404s from {peer} in the last minute" if held else "")
 
     def handle(
-        self, method: bytes, raw_path: bytes, headers: dict[bytes, list[bytes]], peer: str | None,
-        body: Callable[[], bytes | None],
+        self, method: bytes, raw_path: bytes, headers: dict[bytes, list[bytes]], peer: str | None, body: bytes,
     ) -> Answer | Deferred[Answer]:
         """
         One request from the raw path (without query) and lower-cased headers to an answer: at
         once when the instance is in the render cache and the path is a plain document (most
         requests of a boot), else a Deferred.
 
+        @param body: the request's body (only the password POST reads it).
         @raise MetadataError: (raised, or as the Deferred's failure) for every error status.
         """
         segments = normalise_path(raw_path)
         if segments is None:
             return ROOT_ANSWER
-        identity = self.identifier.identify(headers, peer)
+        return self._answer_for(method, segments, self.identifier.identify(headers, peer), body)
+
+    def handle_identified(self, method: bytes, raw_path: bytes, identity: ByInstanceId, body: bytes) -> Answer | Deferred[Answer]:
+        """
+        L{handle} for an agent in this process, which vouches for the instance itself: no
+        headers to read, no signature to check (there is no hop to protect).
+        """
+        segments = normalise_path(raw_path)
+        if segments is None:
+            return ROOT_ANSWER
+        return self._answer_for(method, segments, identity, body)
+
+    def _answer_for(self, method: bytes, segments: list[str], identity: Any, body: bytes) -> Answer | Deferred[Answer]:
         answer = self._answer_cached(segments, identity)
         if answer is not None:
             return answer
         return ensureDeferred(self.answer(method, segments, identity, body))
+
+    def failed(self, failure: Failure, method: bytes, path: bytes, peer: str | None, accept: bytes | None) -> HTTPResponse:
+        """
+        The error page for a request that failed: a L{MetadataError}'s status and text, or, for
+        anything else, the generic 500 (logged with its traceback); 404s and 500s logged with
+        their reason (L{log_error}).
+        """
+        if failure.check(MetadataError):
+            error = failure.value
+        else:
+            self._log.failure("unhandled error answering {method} {path}", failure, method=method, path=loggable(path))
+            error = MetadataError(500, UNKNOWN_ERROR, f"internal error: {failure.getErrorMessage()}")
+        self.log_error(error, method, path, peer)
+        return error_response(error.code, error.explanation, accept)
 
     def _answer_cached(self, segments: list[str], identity: ByInstanceId | ByAddress | ByProvider) -> Answer | None:
         """The answer without waiting, or None when it needs the store, a check that fails, or I/O."""
@@ -200,13 +230,11 @@ class MetadataApp:
             return None  # answered (and logged) by the full path
         return resolved if isinstance(resolved, Answer) else None
 
-    async def answer(
-        self, method: bytes, segments: list[str], identity: ByInstanceId | ByAddress | ByProvider, body: Callable[[], bytes | None]
-    ) -> Answer:
+    async def answer(self, method: bytes, segments: list[str], identity: ByInstanceId | ByAddress | ByProvider, body: bytes) -> Answer:
         """
         Answer one request after identification.
 
-        @param body: reads the request body (only the password POST does).
+        @param body: the request body (only the password POST reads it).
         @raise MetadataError: for every error status.
         """
         md, keys = await self.metadata_for(identity)
@@ -231,15 +259,14 @@ class MetadataApp:
                 parts.append((provider, await self.dynamic[provider].vendordata(md.instance)))
         return dumps(merge_vendordata(parts, self._log))
 
-    async def _password(self, method: bytes, md: InstanceMetadata, keys: tuple[Hashable, ...], read_body: Callable[[], bytes | None]) -> Answer:
+    async def _password(self, method: bytes, md: InstanceMetadata, keys: tuple[Hashable, ...], body: bytes) -> Answer:
         if method == b"GET":
             return Answer((md.instance.password or "").encode("utf-8"), HTML)
         if method != b"POST":
             raise MetadataError(400, "GET and POST only are supported.")
         if md.instance.password:
             raise MetadataError(409, None, f"instance {md.instance.uuid} already has a password")
-        body = read_body()
-        if body is None:
+        if len(body) > MAX_PASSWORD_SIZE:
             raise MetadataError(400, "Request is too large.", "password POST larger than 1020 bytes")
         try:
             password = body.decode("utf-8")
@@ -258,3 +285,8 @@ class MetadataApp:
             raise MetadataError(409, None, f"instance {md.instance.uuid} already has a password")
         self._log.info("stored the password posted by instance {uuid}", uuid=md.instance.uuid)
         return Answer(b"", HTML)
+
+
+def ok(answer: Answer) -> HTTPResponse:
+    """A successful answer as the HTTP response every hop passes on."""
+    return HTTPResponse(200, ((b"Content-Type", answer.content_type),), answer.body)

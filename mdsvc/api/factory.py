@@ -17,13 +17,13 @@ def vendordata_http_client(reactor: Any, connect_timeout: float, ca_file: str) -
     from treq.client import HTTPClient
     from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 
-    from mdsvc.agent.tls import load_certificates
+    from mdsvc.files import read_certificates
 
     policy = BrowserLikePolicyForHTTPS()
     if ca_file:
         from twisted.internet.ssl import trustRootFromCertificates
 
-        policy = BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(load_certificates(ca_file)))
+        policy = BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(read_certificates(ca_file)))
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 10
     return HTTPClient(Agent(reactor, contextFactory=policy, connectTimeout=connect_timeout, pool=pool))

@@ -18,11 +18,10 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mdsvc.api.app import MAX_PASSWORD_SIZE, MetadataApp
-from mdsvc.api.errors import UNKNOWN_ERROR, MetadataError, error_page
+from mdsvc.api.app import MetadataApp, ok
 from mdsvc.api.metadata import Answer
+from mdsvc.hop import canonical_ip
 from mdsvc.http import HTTPRequest, HTTPResponse
-from mdsvc.wire import loggable
 
 
 class APIHandler:
@@ -39,11 +38,11 @@ class APIHandler:
         if self.debug:
             self._log.debug("Metadata request headers: {headers}", headers=masked_headers(request.headers))
         try:
-            answer = self.app.handle(request.method, request.path, request.headers, _peer(request), lambda: _password(request))
+            answer = self.app.handle(request.method, request.path, request.headers, _peer(request), request.body)
         except Exception:
             return self._failure(request, Failure())
         if isinstance(answer, Answer):
-            return HTTPResponse(200, ((b"Content-Type", answer.content_type),), answer.body)
+            return ok(answer)
         return answer.addBoth(self._done, request)
 
     def _done(self, result: Answer | Failure, request: HTTPRequest) -> Any:
@@ -51,29 +50,18 @@ class APIHandler:
             if result.check(CancelledError):
                 return result
             return self._failure(request, result)
-        return HTTPResponse(200, ((b"Content-Type", result.content_type),), result.body)
+        return ok(result)
 
     def _failure(self, request: HTTPRequest, failure: Failure) -> HTTPResponse:
-        if failure.check(MetadataError):
-            error = failure.value
-        else:
-            self._log.failure("unhandled error answering {method} {path}", failure, method=request.method, path=loggable(request.target))
-            error = MetadataError(500, UNKNOWN_ERROR, f"internal error: {failure.getErrorMessage()}")
-        self.app.log_error(error, request.method, request.target, _peer(request))
-        page = error_page(error.code, error.explanation, request.header(b"accept"))
-        return HTTPResponse(error.code, ((b"Content-Type", page.content_type),), page.body)
+        return self.app.failed(failure, request.method, request.target, _peer(request), request.header(b"accept"))
 
 
 def _peer(request: HTTPRequest) -> str | None:
+    """The connection's address in normal form (an IPv4-mapped address as IPv4)."""
     host = request.peer
-    if host and host.startswith("::ffff:") and "." in host:
-        return host[7:]
-    return host
-
-
-def _password(request: HTTPRequest) -> bytes | None:
-    """The POSTed password, or None when it is larger than Nova accepts (1020 bytes)."""
-    return None if len(request.body) > MAX_PASSWORD_SIZE else request.body
+    if not host:
+        return host
+    return canonical_ip(host) or host
 
 
 _SECRET_HEADERS = (b"signature", b"password", b"token", b"authorization", b"cookie")

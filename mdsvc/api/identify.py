@@ -11,23 +11,16 @@ Neither the secret nor an expected signature is ever logged.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from attrs import define, field, frozen
 from twisted.logger import Logger
 
 from mdsvc.api.errors import MetadataError
+from mdsvc.hop import sign
 from mdsvc.wire import loggable
 
 log = Logger()
-
-
-def sign(secret: str | bytes, value: str | bytes) -> str:
-    """Lowercase hex HMAC-SHA256 of C{value} keyed with C{secret} (what the agent sends)."""
-    key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    msg = value.encode("utf-8") if isinstance(value, str) else value
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
 @define
@@ -163,3 +156,5 @@ class Identifier:
             raise MetadataError(400, "X-Instance-ID and X-Tenant-ID must be UTF-8.") from None
         return ByInstanceId(uuid=uuid, tenant=tenant, address=address)
 
+
+__all__ = ["ByAddress", "ByInstanceId", "ByProvider", "Identifier", "first_forwarded", "sign"]

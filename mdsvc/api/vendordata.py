@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from typing import Any
 
 from attrs import define, field, frozen
@@ -23,6 +22,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mdsvc.api.errors import MetadataError
+from mdsvc.files import WatchedFile
 from mdsvc.interfaces import IVendordataProvider
 from mdsvc.model import Instance
 
@@ -38,45 +38,41 @@ class StaticVendordata:
 @define
 class StaticJSONFile:
     """
-    The C{vendordata_jsonfile_path} file, parsed once per change.
+    The C{vendordata_jsonfile_path} file, parsed once per change (L{WatchedFile}).
 
     @ivar path: the file, or None for no file (the data is then C{{}}).
     """
 
     path: str | None
     _log = Logger()
-    _stamp: tuple[int, int] | None = field(default=None, init=False)
+    _file: WatchedFile[Any] | None = field(default=None, init=False)
     _current: StaticVendordata = field(factory=StaticVendordata, init=False)
 
+    def __attrs_post_init__(self) -> None:
+        if self.path:
+            self._file = WatchedFile(self.path, _json)
+
     def load(self) -> StaticVendordata:
-        """The file's data now (re-read only if its mtime or size changed)."""
-        if not self.path:
+        """The file's data now (re-read only if its mtime or size changed); a bad file is logged once."""
+        if self._file is None:
             return StaticVendordata({})
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return self._fail(None, f"vendordata_jsonfile_path[{self.path}]: file does not exist")
-        except OSError as e:
-            return self._fail(None, f"vendordata_jsonfile_path[{self.path}]: unexpected IOError when reading: {e.strerror}")
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
+        loaded = self._file.load()
+        if not loaded.changed:
             return self._current
-        try:
-            with open(self.path, "rb") as f:
-                data = json.loads(f.read())
-        except OSError as e:
-            return self._fail(stamp, f"vendordata_jsonfile_path[{self.path}]: unexpected IOError when reading: {e.strerror}")
-        except ValueError as e:
-            return self._fail(stamp, f"vendordata_jsonfile_path[{self.path}]: failed to load json: {e}")
-        self._stamp, self._current = stamp, StaticVendordata(data)
-        self._log.info("loaded vendor data from {path}", path=self.path)
+        if loaded.error is not None:
+            self._log.warn("vendordata_jsonfile_path[{path}]: {reason}", path=self.path, reason=loaded.error)
+            self._current = StaticVendordata(error=f"vendordata_jsonfile_path[{self.path}]: {loaded.error}")
+        else:
+            self._log.info("loaded vendor data from {path}", path=self.path)
+            self._current = StaticVendordata(loaded.value)
         return self._current
 
-    def _fail(self, stamp: tuple[int, int] | None, reason: str) -> StaticVendordata:
-        if stamp is None or stamp != self._stamp or self._current.error is None:
-            self._log.warn("{reason}", reason=reason)
-        self._stamp, self._current = stamp, StaticVendordata(error=reason)
-        return self._current
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise ValueError(f"failed to load json: {e}") from None
 
 
 def parse_targets(targets: tuple[str, ...], log: Logger | None = None) -> list[tuple[str, str]]:

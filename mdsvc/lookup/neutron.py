@@ -385,20 +385,14 @@ def build_http_client(reactor: Any, config: NeutronClientConfig, pool_size: int 
     if config.insecure:
         policy = NoVerificationPolicy()
     elif config.cafile:
-        from twisted.internet.ssl import Certificate, trustRootFromCertificates
+        from twisted.internet.ssl import trustRootFromCertificates
+
+        from mdsvc.files import read_certificates
 
         try:
-            with open(config.cafile, "rb") as f:
-                pem = f.read()
-        except OSError as e:
-            raise ValueError(f"[neutron] cafile {config.cafile}: cannot read: {e.strerror or e}") from None
-        marker = b"-----BEGIN CERTIFICATE-----"
-        try:
-            certs = [Certificate.loadPEM(marker + part) for part in pem.split(marker)[1:]]
-        except Exception as e:
-            raise ValueError(f"[neutron] cafile {config.cafile}: not PEM certificates: {_one_line(str(e))}") from None
-        if not certs:
-            raise ValueError(f"[neutron] cafile {config.cafile}: holds no PEM certificate")
+            certs = read_certificates(config.cafile)
+        except ValueError as e:
+            raise ValueError(f"[neutron] cafile {e}") from None
         policy = BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(certs))
     else:
         policy = BrowserLikePolicyForHTTPS()

@@ -16,9 +16,7 @@ and the last good content, if any, goes on being served.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import os
 from typing import Any
 
 import yaml
@@ -27,6 +25,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mdsvc.files import WatchedFile
+from mdsvc.hop import canonical_ip
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup._match import choose, no_networks
 from mdsvc.model import MAC_PATTERN, YAMLDocumentLoader, kind_of
@@ -124,10 +124,9 @@ def parse_static(path: str, text: str) -> StaticPorts:
             addresses = [(raw_ips, f"{where}.ip_address")]
         for raw, ip_at in addresses:
             text = string(raw, ip_at)
-            try:
-                ip = str(ipaddress.ip_address(text))
-            except ValueError:
-                raise bad(ip_at, f"{text!r} is not an IP address") from None
+            ip = canonical_ip(text)
+            if ip is None:
+                raise bad(ip_at, f"{text!r} is not an IP address")
             result.by_ip.setdefault((network, ip), []).append(owner)
         mac = port.get("mac_address")
         if mac is not None:
@@ -160,9 +159,20 @@ class StaticLookup:
     path: str
     name = "static"
     _log = Logger()
-    _stamp: tuple[int, int] | None = field(default=None, init=False)
-    _good: StaticPorts | None = field(default=None, init=False)
-    _error: str | None = field(default=None, init=False)
+    _file: WatchedFile[StaticPorts] = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._file = WatchedFile(self.path, self._parse, keep_last_good=True)
+
+    def _parse(self, data: bytes) -> StaticPorts:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValueError(f"{self.path}: not UTF-8 text") from None
+        try:
+            return parse_static(self.path, text)
+        except StaticFileError as e:
+            raise ValueError(str(e)) from None
 
     def load(self) -> StaticPorts:
         """
@@ -173,44 +183,25 @@ class StaticLookup:
 
         @raise LookupUnavailable: the file is bad and there was no good content before.
         """
-        try:
-            st = os.stat(self.path)
-        except OSError as e:
-            return self._failed(None, f"{self.path}: cannot read: {e.strerror or e}")
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
-            if self._error is not None:
-                return self._failed(stamp, self._error)
-            assert self._good is not None
-            return self._good
-        try:
-            with open(self.path, encoding="utf-8-sig") as f:
-                text = f.read()
-        except OSError as e:
-            return self._failed(stamp, f"{self.path}: cannot read: {e.strerror or e}")
-        except UnicodeDecodeError:
-            return self._failed(stamp, f"{self.path}: not UTF-8 text")
-        try:
-            content = parse_static(self.path, text)
-        except StaticFileError as e:
-            return self._failed(stamp, str(e))
-        self._stamp, self._good, self._error = stamp, content, None
-        self._log.info(
-            "loaded {ports} port addresses and {routers} routers from {path}",
-            ports=len(content.by_ip) + len(content.by_mac), routers=len(content.routers), path=self.path,
-        )
+        loaded = self._file.load()
+        if loaded.error is not None:
+            reason = loaded.error if loaded.error.startswith(self.path) else f"{self.path}: {loaded.error}"
+            if loaded.changed:
+                if loaded.value is not None:
+                    self._log.warn("{reason}; still using the last good content", reason=reason, path=self.path)
+                else:
+                    self._log.warn("{reason}", reason=reason, path=self.path)
+            if loaded.value is None:
+                raise LookupUnavailable(reason)
+            return loaded.value
+        content = loaded.value
+        assert content is not None
+        if loaded.changed:
+            self._log.info(
+                "loaded {ports} port addresses and {routers} routers from {path}",
+                ports=len(content.by_ip) + len(content.by_mac), routers=len(content.routers), path=self.path,
+            )
         return content
-
-    def _failed(self, stamp: tuple[int, int] | None, reason: str) -> StaticPorts:
-        if stamp != self._stamp or reason != self._error:
-            self._stamp, self._error = stamp, reason
-            if self._good is not None:
-                self._log.warn("{reason}; still using the last good content", reason=reason, path=self.path)
-            else:
-                self._log.warn("{reason}", reason=reason, path=self.path)
-        if self._good is None:
-            raise LookupUnavailable(reason)
-        return self._good
 
     def lookup(
         self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None
@@ -240,9 +231,6 @@ class StaticLookup:
             key = mac.strip().lower()
             matches = [m for n in networks for m in content.by_mac.get((n, key), [])]
         else:
-            try:
-                key = str(ipaddress.ip_address(ip.strip()))
-            except ValueError:
-                key = ip
+            key = canonical_ip(ip) or ip
             matches = [m for n in networks for m in content.by_ip.get((n, key), [])]
         return succeed(choose(matches, self._log, ip, network_id, router_id, mac))

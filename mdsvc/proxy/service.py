@@ -29,7 +29,8 @@ from twisted.logger import Logger
 
 from mdsvc.http import LeanHTTPFactory
 from mdsvc.proxy.discovery import NamespaceWatcher, classify
-from mdsvc.proxy.http import IUpstream, NamespaceProxyHandler
+from mdsvc.hop import IAgentHop
+from mdsvc.proxy.http import NamespaceProxyHandler
 from mdsvc.proxy.netns import NamespaceError, adopt, interfaces_with_address, listening_socket_in_namespace
 
 METADATA_V4 = "169.254.169.254"
@@ -50,7 +51,7 @@ class NamespaceProxies(MultiService):
     _log = Logger()
 
     def __init__(
-        self, reactor: Any, upstream: IUpstream, *, directory: str = "/run/netns", wanted: str = "auto",
+        self, reactor: Any, upstream: IAgentHop, *, directory: str = "/run/netns", wanted: str = "auto",
         interval: float = 5.0, router_port: int = 9697, use_inotify: bool = True,
         site: Callable[[NamespaceProxyHandler, str], LeanHTTPFactory] | None = None,
     ) -> None:

@@ -15,7 +15,6 @@ changes made by another process (C{mdsvc-manage}) are seen by the next call.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import random
@@ -32,6 +31,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from mdsvc.hop import canonical_ip
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
 from mdsvc.model import DocumentError, Instance, Router, image_ids, instanceFromDocument, routerFromDocument
 
@@ -296,7 +296,8 @@ class SQLiteDocuments:
             if not nic.fixed_ips:
                 conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, NULL, ?)", (uuid, nic.network.id, nic.mac))
             for fip in nic.fixed_ips:
-                conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, ?, ?)", (uuid, nic.network.id, fip.ip, nic.mac))
+                conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, ?, ?)",
+                             (uuid, nic.network.id, canonical_ip(fip.ip) or fip.ip, nic.mac))
 
     def delete_instance(self, uuid: str) -> bool:
         """Remove an instance; True if it existed."""
@@ -355,7 +356,7 @@ class SQLiteDocuments:
 
     def uuids_by_address(self, ip: str) -> list[str]:
         """The instances that hold C{ip} as a fixed IP, in any network."""
-        ip = _canonical_ip(ip)
+        ip = canonical_ip(ip)
         if ip is None:
             return []
         rows = self._read(lambda c: c.execute("SELECT DISTINCT uuid FROM ports WHERE ip = ? ORDER BY uuid", (ip,)).fetchall())
@@ -394,7 +395,7 @@ class SQLiteDocuments:
         C{(uuid, project_id)} of the instances holding C{ip} as a fixed IP in one of
         C{network_ids}, sorted by uuid; an empty C{network_ids} matches nothing.
         """
-        canonical = _canonical_ip(ip)
+        canonical = canonical_ip(ip)
         return self._ports_by("ip", network_ids, canonical if canonical is not None else ip)
 
     def ports_by_network_mac(self, network_ids: Iterable[str], mac: str) -> list[tuple[str, str | None]]:
@@ -415,18 +416,6 @@ class SQLiteDocuments:
         )
         rows = self._read(lambda c: c.execute(sql, (value, *networks)).fetchall())
         return [(r[0], r[1]) for r in rows]
-
-
-def _canonical_ip(ip: Any) -> str | None:
-    if not isinstance(ip, str):
-        return None
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(address)
 
 
 @implementer(IInstanceStore)
