@@ -33,21 +33,30 @@ MEMO_SIZE = 65536
 
 # -- the guest's address --------------------------------------------------------------------------
 
+_CANONICAL: dict[str, str | None] = {}
+
+
 def canonical_ip(text: object) -> str | None:
     """
     An IP address in its one normal form: compressed, lower-case, an IPv4-mapped IPv6 address as
     the IPv4 address, a zone (C{%eth0}) dropped; None if C{text} is not an IP address (or not
-    text at all).
+    text at all).  Remembered per text: the same few thousand addresses come again and again.
     """
     if not isinstance(text, str):
         return None
     try:
+        return _CANONICAL[text]
+    except KeyError:
+        pass
+    try:
         address = ipaddress.ip_address(text.strip().split("%", 1)[0])
     except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
+        return None  # (not remembered: anything a guest sends would fill the memo)
+    canonical = str(address.ipv4_mapped) if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped else str(address)
+    if len(_CANONICAL) >= MEMO_SIZE:
+        _CANONICAL.clear()
+    _CANONICAL[text] = canonical
+    return canonical
 
 
 def mac_from_link_local(address: ipaddress.IPv6Address) -> str:
