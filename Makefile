@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` starts the service, `make test` runs every test.
 PYTHON ?= python3
 
-.PHONY: demo test install install-test bench
+.PHONY: demo test install install-test bench sample-configs
 
 install:
 	$(PYTHON) -m pip install -q -e . --config-settings editable_mode=compat
@@ -14,7 +14,7 @@ demo: install
 	@echo "Through the whole chain (proxy listener -> agent -> API):"
 	@echo "  curl http://127.0.0.1:8080/openstack/latest/meta_data.json"
 	@echo "  curl http://127.0.0.1:8080/latest/meta-data/"
-	twistd -n --pidfile= mdsvc --role all-in-one --config etc/demo.conf
+	twistd -n --pidfile= mdsvc --role all-in-one --config-file etc/demo.conf
 
 test: install-test
 	$(PYTHON) -m pytest -q tests
@@ -22,3 +22,8 @@ test: install-test
 # The benchmark table of bench/README.md (installs wrk, haproxy and the Nova peer first).
 bench:
 	bash bench/install.sh && $(PYTHON) bench/run.py
+
+# etc/ROLE.conf of every role, rendered from the option table in mdsvc/config.py (a test fails
+# when one is stale).
+sample-configs:
+	$(PYTHON) -m mdsvc.manage sample-config --output-dir etc

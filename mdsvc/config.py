@@ -5,14 +5,22 @@ Configuration from INI files that use the option names of nova.conf and metadata
 An operator's existing files work as they are: unknown sections and options are ignored,
 C{$name} / C{${name}} substitution works as in oslo.config, and a bad value stops startup with
 one line naming the file, line, section, option and what is allowed (L{ConfigError}).
+
+One table, L{OPTIONS}, says everything about every option: where it lives, how it parses, its
+default, its help text, which parts of mdsvc read it (so which sample configs show it) and
+which field of the parsed L{Config} it fills. Fields computed from several options are the
+small functions of L{DERIVED}. Several files make one configuration as in oslo.config: later
+files win, option by option (L{load_config}, L{config_files}).
 """
 
 from __future__ import annotations
 
 import configparser
+import os
 import re
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import attrs
 from attrs import define, field, frozen
 
 
@@ -90,6 +98,20 @@ def string(text: str) -> str:
     return text.strip()
 
 
+def raw(text: str) -> str:
+    """Text exactly as written, surrounding blanks included (a secret is whatever its owner typed)."""
+    return text
+
+
+def optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """C{parse}, except that an empty value is None (unset)."""
+
+    def parseOptional(text: str) -> Any:
+        return parse(text) if text.strip() else None
+
+    return parseOptional
+
+
 def choice(*choices: str) -> Callable[[str], str]:
     """One of fixed choices."""
 
@@ -153,101 +175,297 @@ def store_url(text: str) -> str:
 
 # --- the option table ------------------------------------------------------------------------
 
+#: The parts of mdsvc an option may matter to, each a node role of its own.
+API = frozenset({"api"})
+AGENT = frozenset({"agent"})
+PROXY = frozenset({"proxy"})
+EVERY_PART = API | AGENT | PROXY
+
+#: Every node role (C{twistd -n mdsvc --role ROLE}) and the parts it runs.
+NODE_ROLES: dict[str, frozenset[str]] = {
+    "api": API,
+    "agent": AGENT,
+    "proxy": PROXY,
+    "network-node": AGENT | PROXY,
+    "all-in-one": EVERY_PART,
+}
+
+
+def _dests(value: str | Iterable[str]) -> tuple[str, ...]:
+    """One destination, or several, as a tuple."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 @frozen
 class Option:
-    """One option: where it lives, how it parses, its default and older names it may go by."""
+    """
+    One option: where it lives, how it parses, its default, what it is for and where it goes.
+
+    @ivar default: the default as it would be written in a file (parsed like a written value;
+        C{$name} in an option's value refers to it), or None: unset.
+    @ivar help: what the option does, for sample configs.
+    @ivar roles: the parts (L{API}, L{AGENT}, L{PROXY}) that read it; the sample config of a
+        node role shows the options of its parts (L{NODE_ROLES}).
+    @ivar dest: the dotted path of the field (or fields) of L{Config} the value fills, such as
+        C{"agent.api_timeout"}; none when only L{DERIVED} functions read it.
+    @ivar aliases: older C{(section, name)}s it may go by; in one file, its own name wins.
+    @ivar example: shown commented out in sample configs instead of the default.
+    @ivar role_values: what the sample of a node role sets instead of the default.
+    @ivar verbatim: taken as written, without C{$} substitution.
+    """
 
     section: str
     name: str
     parse: Callable[[str], Any]
-    default: Any
+    default: str | None
+    help: str = ""
+    roles: frozenset[str] = field(default=frozenset(), converter=frozenset)
+    dest: tuple[str, ...] = field(default=(), converter=_dests)
     aliases: tuple[tuple[str, str], ...] = ()
+    example: str | None = None
+    role_values: Mapping[str, str] = field(factory=dict, hash=False)
+    verbatim: bool = False
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """C{(section, name)}."""
+        return (self.section, self.name)
+
+    @property
+    def secret(self) -> bool:
+        """Whether its value is never shown (L{holds_secret}: the one rule, by name)."""
+        return holds_secret(self.name)
+
+    def default_value(self) -> Any:
+        """The parsed default (None when unset)."""
+        return None if self.default is None else self.parse(self.default)
+
+
+#: What each section is, for sample configs.
+SECTIONS: dict[str, str] = {
+    "DEFAULT": "nova.conf's and metadata_agent.ini's [DEFAULT] options that mdsvc reads.",
+    "api": "The metadata API (nova.conf's [api] names).",
+    "neutron": "Requests signed by the metadata agents, and Neutron's API for lookup = neutron (nova.conf's "
+               "[neutron] names).",
+    "mdsvc": "mdsvc's own options.",
+    "cache": "The agent's lookup cache: an API 404 drops an instance's entry and looks it up once more.",
+    "metadata_rate_limiting": (
+        "Two sliding windows per guest address; past either limit the guest gets 429, and refused requests "
+        "count too, so a client that keeps polling stays refused until it slows down. The defaults are not "
+        "Neutron's (10 per 10 s, which cuts a cloud-init boot of about 30 GETs short): the burst window lets "
+        "two whole boots through back to back, the base window about eight boots a minute (reboots while "
+        "cloudbase-init configures, other agents); a flood is refused after its first 60 requests."
+    ),
+    "proxy": "The namespace proxies.",
+}
+
+_SKIPPED_EC2_VERSIONS = "1.0 2007-01-19 2007-03-01 2007-08-29 2007-10-10 2007-12-15 2008-02-01 2008-09-01"
 
 OPTIONS: tuple[Option, ...] = (
-    Option("DEFAULT", "state_path", string, "/var/lib/mdsvc"),
-    Option("DEFAULT", "debug", boolean, False),
-    Option("DEFAULT", "metadata_listen", string, "0.0.0.0"),
-    Option("DEFAULT", "metadata_listen_port", integer(0, 65535), 8775),
-    Option("DEFAULT", "flat_injected", boolean, False),
-    Option("api", "metadata_cache_expiration", integer(0), 15),
-    Option("api", "dhcp_domain", string, "novalocal", aliases=(("DEFAULT", "dhcp_domain"),)),
-    Option("api", "vendordata_providers", listOf(choice("StaticJSON", "DynamicJSON")), ("StaticJSON",)),
-    Option("api", "vendordata_jsonfile_path", string, None),
-    Option("api", "vendordata_dynamic_targets", listOf(), ()),
-    Option("api", "vendordata_dynamic_ssl_certfile", string, ""),
-    Option("api", "vendordata_dynamic_connect_timeout", integer(3), 5),
-    Option("api", "vendordata_dynamic_read_timeout", integer(0), 5),
-    Option("api", "vendordata_dynamic_failure_fatal", boolean, False),
-    Option("api", "use_forwarded_for", boolean, False, aliases=(("DEFAULT", "use_forwarded_for"),)),
-    Option("api", "config_drive_skip_versions", listOf(sep=None),
-           ("1.0", "2007-01-19", "2007-03-01", "2007-08-29", "2007-10-10", "2007-12-15", "2008-02-01", "2008-09-01")),
-    Option("neutron", "service_metadata_proxy", boolean, False),
-    Option("neutron", "metadata_proxy_shared_secret", lambda s: s, "", aliases=(("DEFAULT", "metadata_proxy_shared_secret"),)),
-    Option("mdsvc", "store", store_url, None),
-    Option("mdsvc", "api_endpoint", endpoint, None),
-    Option("mdsvc", "demo", boolean, None),
-    Option("mdsvc", "access_log", boolean, False),
+    Option("DEFAULT", "state_path", string, "/var/lib/mdsvc", roles=EVERY_PART, dest="state_path",
+           help="Where mdsvc keeps its state: the embedded store ($state_path/mdsvc.sqlite) and the agent's "
+                "socket ($state_path/metadata_proxy)."),
+    Option("DEFAULT", "debug", boolean, "false", roles=API, dest="api.debug",
+           help="Log every API request's headers at debug level (signatures and tokens masked)."),
+    Option("DEFAULT", "metadata_listen", string, "0.0.0.0", roles=API,
+           help="Listen address of the metadata API (an IPv6 address listens on tcp6; [mdsvc] api_endpoint "
+                "overrides it)."),
+    Option("DEFAULT", "metadata_listen_port", integer(0, 65535), "8775", roles=API,
+           help="Listen port of the metadata API (overridden by [mdsvc] api_endpoint)."),
+    Option("DEFAULT", "flat_injected", boolean, "false", roles=API, dest="api.flat_injected",
+           help="Nova's legacy injected /etc/network/interfaces template is not rendered by mdsvc; true only "
+                "warns."),
+    Option("api", "metadata_cache_expiration", integer(0), "15", roles=API, dest="api.cache_expiration",
+           help="Seconds an instance's rendered metadata is reused; 0 reads the store on every request."),
+    Option("api", "dhcp_domain", string, "novalocal", roles=API, dest="api.dhcp_domain",
+           aliases=(("DEFAULT", "dhcp_domain"),),
+           help="Appended to hostnames (empty: nothing; an FQDN hostname never gets it)."),
+    Option("api", "vendordata_providers", listOf(choice("StaticJSON", "DynamicJSON")), "StaticJSON", roles=API,
+           dest="api.vendordata_providers",
+           help="StaticJSON and/or DynamicJSON, in merge order for vendor_data2.json."),
+    Option("api", "vendordata_jsonfile_path", optional(string), None, roles=API,
+           dest="api.vendordata_jsonfile_path", example="/etc/mdsvc/vendor_data.json",
+           help="JSON file served as vendor_data.json (re-read when it changes)."),
+    Option("api", "vendordata_dynamic_targets", listOf(), "", roles=API, dest="api.vendordata_dynamic_targets",
+           help="Comma-separated name@url targets POSTed for vendor_data2.json, e.g. "
+                "testing@http://127.0.0.1:9000/"),
+    Option("api", "vendordata_dynamic_ssl_certfile", string, "", roles=API,
+           dest="api.vendordata_dynamic_ssl_certfile",
+           help="CA certificates to verify HTTPS targets with (empty: the system's)."),
+    Option("api", "vendordata_dynamic_connect_timeout", integer(3), "5", roles=API,
+           dest="api.vendordata_dynamic_connect_timeout",
+           help="Seconds to connect to a target (at least 3, as in Nova)."),
+    Option("api", "vendordata_dynamic_read_timeout", integer(0), "5", roles=API,
+           dest="api.vendordata_dynamic_read_timeout",
+           help="Seconds to wait for a target's answer, after connecting."),
+    Option("api", "vendordata_dynamic_failure_fatal", boolean, "false", roles=API,
+           dest="api.vendordata_dynamic_failure_fatal",
+           help="true: a failing target fails the request (500); false: its part is left out, with a warning."),
+    Option("api", "use_forwarded_for", boolean, "false", roles=API, dest="api.use_forwarded_for",
+           aliases=(("DEFAULT", "use_forwarded_for"),),
+           help="Remote-address mode only: trust X-Forwarded-For from the front end (OSSN-0074: only behind "
+                "a proxy that sets it)."),
+    Option("api", "config_drive_skip_versions", listOf(sep=None), _SKIPPED_EC2_VERSIONS, roles=API,
+           dest="api.config_drive_skip_versions",
+           help="EC2 versions left off config drives (separated by blanks)."),
+    Option("neutron", "service_metadata_proxy", boolean, "false", roles=API, dest="api.service_metadata_proxy",
+           role_values={"all-in-one": "true"},
+           help="true: requests come through metadata agents, with signed X-Instance-ID headers (all-in-one "
+                "needs it: its agent signs every request); false: the guest is the request's source address."),
+    Option("neutron", "metadata_proxy_shared_secret", raw, "", roles=API | AGENT,
+           dest=("api.shared_secret", "agent.shared_secret"), aliases=(("DEFAULT", "metadata_proxy_shared_secret"),),
+           verbatim=True,
+           help="The HMAC key the agents sign requests with and the API checks them with: the same on every "
+                "node (taken as written, $ included)."),
+    Option("mdsvc", "store", store_url, None, roles=API | AGENT, example="sqlite:/var/lib/mdsvc/mdsvc.sqlite",
+           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite)."),
+    Option("mdsvc", "api_endpoint", endpoint, None, roles=API, example=r"tcp6:8775:interface=\:\:",
+           help="A Twisted endpoint for the API, instead of metadata_listen and metadata_listen_port, e.g. "
+                "unix:/run/mdsvc/api.sock:mode=660"),
+    Option("mdsvc", "demo", boolean, None, roles=API, example="false",
+           help="Import the bundled demo instance at startup (default: only when no configuration file is "
+                "given)."),
+    Option("mdsvc", "access_log", boolean, "false", roles=EVERY_PART, dest="access_log",
+           help="One log line per request (the 404s and 500s are always logged, with their reason)."),
     # the agent (metadata_agent.ini names)
-    Option("DEFAULT", "metadata_proxy_socket", string, None),
-    Option("DEFAULT", "metadata_proxy_socket_mode", choice("deduce", "user", "group", "all"), "deduce"),
-    Option("DEFAULT", "metadata_proxy_user", string, ""),
-    Option("DEFAULT", "metadata_proxy_group", string, ""),
-    Option("DEFAULT", "metadata_backlog", integer(1), 4096),
-    Option("DEFAULT", "nova_metadata_host", string, "127.0.0.1", aliases=(("DEFAULT", "nova_metadata_ip"),)),
-    Option("DEFAULT", "nova_metadata_port", integer(1, 65535), 8775),
-    Option("DEFAULT", "nova_metadata_protocol", choice("http", "https"), "http"),
-    Option("DEFAULT", "nova_metadata_insecure", boolean, False),
-    Option("DEFAULT", "auth_ca_cert", string, ""),
-    Option("DEFAULT", "nova_client_cert", string, ""),
-    Option("DEFAULT", "nova_client_priv_key", string, ""),
-    Option("cache", "enabled", boolean, True),
-    Option("cache", "expiration_time", integer(0), 10),
-    Option("cache", "negative_expiration_time", integer(0), 2),
-    Option("metadata_rate_limiting", "rate_limit_enabled", boolean, False),
-    Option("metadata_rate_limiting", "ip_versions", listOf(choice("4", "6")), ("4",)),
-    # Not Neutron's 10 requests per 10 s, which cut a cloud-init boot (28-32 GETs within a few
-    # seconds) short: the burst window admits two whole boots back to back, the base window
-    # about eight boots a minute (4 requests/s sustained); a flood is refused after its first 60
-    # requests and stays refused while it goes on (refused requests count).
-    Option("metadata_rate_limiting", "base_window_duration", integer(1), 60),
-    Option("metadata_rate_limiting", "base_query_rate_limit", integer(1), 240),
-    Option("metadata_rate_limiting", "burst_window_duration", integer(1), 10),
-    Option("metadata_rate_limiting", "burst_query_rate_limit", integer(1), 60),
-    Option("mdsvc", "agent_endpoint", endpoint, None),
-    Option("mdsvc", "lookup", lookup_backend, "store"),
-    Option("mdsvc", "api_connect_timeout", number(0.1), 5.0),
-    Option("mdsvc", "api_timeout", number(0.1), 20.0),
-    Option("mdsvc", "api_pool_size", integer(1), 4),
-    Option("mdsvc", "api_pipeline_depth", integer(1, 128), 16),
-    Option("mdsvc", "agent_timeout", number(0.1), 25.0),
+    Option("DEFAULT", "metadata_proxy_socket", string, None, roles=AGENT | PROXY,
+           example="$state_path/metadata_proxy",
+           help="The agent's UNIX socket, which namespace proxies (mdsvc's, or Neutron's haproxy) forward to."),
+    Option("DEFAULT", "metadata_proxy_socket_mode", choice("deduce", "user", "group", "all"), "deduce",
+           roles=AGENT, dest="agent.socket_mode",
+           help="deduce | user (0644) | group (0664) | all (0666); deduce looks at metadata_proxy_user and "
+                "metadata_proxy_group."),
+    Option("DEFAULT", "metadata_proxy_user", string, "", roles=AGENT, dest="agent.proxy_user",
+           help="User (name or uid) the namespace proxies run as, for deduce: empty, root or this process's "
+                "user gives user."),
+    Option("DEFAULT", "metadata_proxy_group", string, "", roles=AGENT, dest="agent.proxy_group",
+           help="Group (name or gid) the namespace proxies run as, for deduce: empty or this process's group "
+                "gives group, another one all."),
+    Option("DEFAULT", "metadata_backlog", integer(1), "4096", roles=AGENT, dest="agent.backlog",
+           help="Listen backlog of the agent's socket."),
+    Option("DEFAULT", "nova_metadata_host", string, "127.0.0.1", roles=AGENT, dest="agent.api_host",
+           aliases=(("DEFAULT", "nova_metadata_ip"),),
+           help="Host name or address of the metadata API the agent forwards to."),
+    Option("DEFAULT", "nova_metadata_port", integer(1, 65535), "8775", roles=AGENT, dest="agent.api_port",
+           help="Port of the metadata API."),
+    Option("DEFAULT", "nova_metadata_protocol", choice("http", "https"), "http", roles=AGENT,
+           help="http or https to the metadata API."),
+    Option("DEFAULT", "nova_metadata_insecure", boolean, "false", roles=AGENT, dest="agent.api_insecure",
+           help="https: do not verify the API's certificate."),
+    Option("DEFAULT", "auth_ca_cert", string, "", roles=AGENT, dest="agent.api_ca_cert",
+           help="https: CA certificates to verify the API's certificate with (empty: the system's)."),
+    Option("DEFAULT", "nova_client_cert", string, "", roles=AGENT, dest="agent.api_client_cert",
+           help="https: client certificate the agent presents to the API."),
+    Option("DEFAULT", "nova_client_priv_key", string, "", roles=AGENT, dest="agent.api_client_key",
+           help="https: private key of nova_client_cert."),
+    Option("cache", "enabled", boolean, "true", roles=AGENT, dest="agent.cache_enabled",
+           help="Cache lookups (instance and project of a guest address)."),
+    Option("cache", "expiration_time", integer(0), "10", roles=AGENT, dest="agent.cache_ttl",
+           help="Seconds a found instance is kept."),
+    Option("cache", "negative_expiration_time", integer(0), "2", roles=AGENT, dest="agent.cache_negative_ttl",
+           help="Seconds a \"no instance\" answer is kept (also how often, at most, an API 404 makes the agent "
+                "look a guest up afresh)."),
+    Option("metadata_rate_limiting", "rate_limit_enabled", boolean, "false", roles=AGENT,
+           dest="agent.rate_limit.enabled",
+           help="Limit the requests of each guest address."),
+    Option("metadata_rate_limiting", "ip_versions", listOf(choice("4", "6")), "4", roles=AGENT,
+           help="The address version limited: 4 or 6 (as in Neutron, one only: both turn limiting off, with a "
+                "warning)."),
+    # not Neutron's defaults: SECTIONS["metadata_rate_limiting"] says why
+    Option("metadata_rate_limiting", "base_window_duration", integer(1), "60", roles=AGENT,
+           dest="agent.rate_limit.base_window", help="Seconds of the base window."),
+    Option("metadata_rate_limiting", "base_query_rate_limit", integer(1), "240", roles=AGENT,
+           dest="agent.rate_limit.base_limit", help="Requests a guest address may make within the base window."),
+    Option("metadata_rate_limiting", "burst_window_duration", integer(1), "10", roles=AGENT,
+           dest="agent.rate_limit.burst_window", help="Seconds of the burst window."),
+    Option("metadata_rate_limiting", "burst_query_rate_limit", integer(1), "60", roles=AGENT,
+           dest="agent.rate_limit.burst_limit", help="Requests a guest address may make within the burst window."),
+    Option("mdsvc", "agent_endpoint", endpoint, None, roles=AGENT, example="tcp:9697:interface=127.0.0.1",
+           help="An extra endpoint for the agent besides its socket."),
+    Option("mdsvc", "lookup", lookup_backend, "store", roles=AGENT, dest="agent.lookup",
+           help="How the agent finds a guest's instance: store (the embedded store) | neutron (the [neutron] "
+                "options) | static:PATH (a JSON/YAML file of ports) | a vendor plugin's NAME[:ARG]."),
+    Option("mdsvc", "api_connect_timeout", number(0.1), "5", roles=AGENT, dest="agent.api_connect_timeout",
+           help="Seconds to connect to the API (keep it below the guest's patience)."),
+    Option("mdsvc", "api_timeout", number(0.1), "20", roles=AGENT, dest="agent.api_timeout",
+           help="Seconds to get a whole answer from the API; then the guest gets 504."),
+    Option("mdsvc", "api_pool_size", integer(1), "4", roles=AGENT, dest="agent.api_pool_size",
+           help="Persistent connections kept to the API; when all are busy, GETs are pipelined behind them "
+                "(never behind a request waiting more than 50 ms, never POSTs)."),
+    Option("mdsvc", "api_pipeline_depth", integer(1, 128), "16", roles=AGENT, dest="agent.api_pipeline_depth",
+           help="Requests pipelined on one connection to the API, at most."),
+    Option("mdsvc", "agent_timeout", number(0.1), "25", roles=PROXY, dest="proxy.agent_timeout",
+           help="Seconds a namespace proxy waits for the agent; then the guest gets 504."),
     # the namespace proxies
-    Option("proxy", "namespaces", string, "auto"),
-    Option("proxy", "netns_dir", string, "/run/netns"),
-    Option("proxy", "rescan_interval", number(0.1), 5.0),
-    Option("proxy", "listeners", listeners, ()),
-    Option("proxy", "metadata_port", integer(1, 65535), 9697),
+    Option("proxy", "namespaces", string, "auto", roles=PROXY, dest="proxy.namespaces",
+           help="auto: every qdhcp-*, qrouter-* and ovnmeta-* namespace under netns_dir, followed as they come "
+                "and go; none; or a comma-separated list of namespace names."),
+    Option("proxy", "netns_dir", string, "/run/netns", roles=PROXY, dest="proxy.netns_dir",
+           help="Where the network namespaces are."),
+    Option("proxy", "rescan_interval", number(0.1), "5", roles=PROXY, dest="proxy.rescan_interval",
+           help="Seconds between full rescans (inotify reports changes at once; rescans catch the rest)."),
+    Option("proxy", "listeners", listeners, "", roles=PROXY, dest="proxy.listeners",
+           example="network 5f3e0d8c-0000-4000-8000-000000000001 tcp:8080:interface=127.0.0.1",
+           help="Listeners with a fixed identity, for labs: \"network ID ENDPOINT\" or \"router ID ENDPOINT\" "
+                "lines (or separated by ;)."),
+    Option("proxy", "metadata_port", integer(1, 65535), "9697", roles=PROXY, dest="proxy.router_port",
+           help="Port the qrouter- listeners use (the L3 agent redirects 169.254.169.254:80 to it)."),
     # Neutron's REST API for the neutron lookup backend (nova.conf [neutron] keystoneauth names)
-    Option("neutron", "auth_url", string, ""),
-    Option("neutron", "username", string, ""),
-    Option("neutron", "password", lambda s: s, ""),
-    Option("neutron", "project_name", string, ""),
-    Option("neutron", "user_domain_name", string, "Default"),
-    Option("neutron", "project_domain_name", string, "Default"),
-    Option("neutron", "region_name", string, ""),
-    Option("neutron", "valid_interfaces", listOf(choice("internal", "public", "admin")), ("internal", "public")),
-    Option("neutron", "endpoint_override", string, ""),
-    Option("neutron", "cafile", string, ""),
-    Option("neutron", "insecure", boolean, False),
-    Option("neutron", "timeout", number(0.1), 10.0),
+    Option("neutron", "auth_url", string, "", roles=AGENT, dest="agent.neutron.auth_url",
+           help="lookup = neutron: Keystone's URL (v3 password auth; Neutron's endpoint comes from its "
+                "catalog)."),
+    Option("neutron", "username", string, "", roles=AGENT, dest="agent.neutron.username",
+           help="lookup = neutron: the Keystone user."),
+    Option("neutron", "password", raw, "", roles=AGENT, dest="agent.neutron.password",
+           help="lookup = neutron: the Keystone user's password."),
+    Option("neutron", "project_name", string, "", roles=AGENT, dest="agent.neutron.project_name",
+           help="lookup = neutron: the project the token is scoped to."),
+    Option("neutron", "user_domain_name", string, "Default", roles=AGENT, dest="agent.neutron.user_domain_name",
+           help="lookup = neutron: the user's domain."),
+    Option("neutron", "project_domain_name", string, "Default", roles=AGENT,
+           dest="agent.neutron.project_domain_name", help="lookup = neutron: the project's domain."),
+    Option("neutron", "region_name", string, "", roles=AGENT, dest="agent.neutron.region_name",
+           help="lookup = neutron: the catalog region (empty: any)."),
+    Option("neutron", "valid_interfaces", listOf(choice("internal", "public", "admin")), "internal,public",
+           roles=AGENT, dest="agent.neutron.valid_interfaces",
+           help="lookup = neutron: the catalog interfaces to use, first found first."),
+    Option("neutron", "endpoint_override", string, "", roles=AGENT, dest="agent.neutron.endpoint_override",
+           help="lookup = neutron: Neutron's URL without Keystone (noauth) or to skip the catalog."),
+    Option("neutron", "cafile", string, "", roles=AGENT, dest="agent.neutron.cafile",
+           help="lookup = neutron: CA certificates to verify Keystone and Neutron with (empty: the system's)."),
+    Option("neutron", "insecure", boolean, "false", roles=AGENT, dest="agent.neutron.insecure",
+           help="lookup = neutron: do not verify Keystone's and Neutron's certificates."),
+    Option("neutron", "timeout", number(0.1), "10", roles=AGENT, dest="agent.neutron.timeout",
+           help="lookup = neutron: seconds for each request to Keystone or Neutron."),
     # what one guest, and all guests together, may hold (every role's HTTP listeners)
-    Option("mdsvc", "request_timeout", number(0.1), 30.0),
-    Option("mdsvc", "idle_timeout", number(0.1), 60.0),
-    Option("mdsvc", "max_connections", integer(0), 4096),
-    Option("mdsvc", "max_connections_per_guest", integer(0), 64),
+    Option("mdsvc", "request_timeout", number(0.1), "30", roles=EVERY_PART, dest="limits.request_timeout",
+           help="Seconds a client has to send a whole request, head and body, from its first byte (also how "
+                "long a new connection may stay silent), on every listener of the process."),
+    Option("mdsvc", "idle_timeout", number(0.1), "60", roles=EVERY_PART, dest="limits.idle_timeout",
+           help="Seconds a kept-alive connection may stay idle or leave an answer unread."),
+    Option("mdsvc", "max_connections", integer(0), "4096", roles=EVERY_PART, dest="limits.max_connections",
+           help="Guest connections of the whole process, lowered to fit the open-files limit (which mdsvc raises "
+                "to its hard limit at startup: set LimitNOFILE). Beyond, new connections are closed at once "
+                "(logged once a minute). 0: no limit."),
+    Option("mdsvc", "max_connections_per_guest", integer(0), "64", roles=EVERY_PART,
+           dest="limits.max_connections_per_guest",
+           help="Connections one source address may hold on one namespace listener, and requests one guest "
+                "may have in flight at the agent. Beyond, new connections are closed at once (logged once a "
+                "minute). 0: no limit."),
 )
 
-_BY_KEY = {(o.section, o.name): o for o in OPTIONS}
+_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def known_options() -> Iterable[Option]:
+    """The options mdsvc reads (for sample configs and docs)."""
+    return OPTIONS
+
+
+def options_for(role: str) -> list[Option]:
+    """The options a node role reads (its parts'), in table order."""
+    parts = NODE_ROLES[role]
+    return [o for o in OPTIONS if o.roles & parts]
 
 
 # --- the parsed configuration ------------------------------------------------------------------
@@ -376,7 +594,7 @@ class GuestLimits:
 class Config:
     """The whole parsed configuration of a node."""
 
-    source: str | None
+    sources: tuple[str, ...]
     state_path: str
     store: str
     demo: bool
@@ -386,6 +604,100 @@ class Config:
     proxy: ProxyConfig
     limits: GuestLimits
 
+    @property
+    def source(self) -> str | None:
+        """The files read, for messages (C{a.conf, b.conf}); None for the embedded defaults."""
+        return ", ".join(self.sources) or None
+
+
+# --- fields derived from several options -------------------------------------------------------
+
+@frozen
+class Loaded:
+    """
+    The parsed value of every option, and the files they came from: what L{DERIVED} fields are
+    computed from (C{loaded["DEFAULT", "state_path"]}).
+
+    @ivar sources: the files read, in order; None when no configuration was given at all (the
+        embedded defaults, where the demo is on).
+    """
+
+    values: Mapping[tuple[str, str], Any]
+    sources: tuple[str, ...] | None
+
+    def __getitem__(self, key: tuple[str, str]) -> Any:
+        """The value of C{(section, name)}."""
+        return self.values[key]
+
+
+def sources(loaded: Loaded) -> tuple[str, ...]:
+    """C{Config.sources}: the files read, in order."""
+    return loaded.sources or ()
+
+
+def store(loaded: Loaded) -> str:
+    """C{Config.store}: C{[mdsvc] store}, else C{sqlite:$state_path/mdsvc.sqlite}."""
+    return loaded["mdsvc", "store"] or f"sqlite:{loaded['DEFAULT', 'state_path']}/mdsvc.sqlite"
+
+
+def demo(loaded: Loaded) -> bool:
+    """C{Config.demo}: C{[mdsvc] demo}, else on only when no configuration was given."""
+    value = loaded["mdsvc", "demo"]
+    return loaded.sources is None if value is None else bool(value)
+
+
+def api_listen_endpoint(loaded: Loaded) -> str:
+    """
+    C{ApiConfig.listen_endpoint}: C{[mdsvc] api_endpoint}, else C{metadata_listen} and
+    C{metadata_listen_port} as a C{tcp:} endpoint (C{tcp6:} with the colons escaped for IPv6).
+    """
+    if loaded["mdsvc", "api_endpoint"] is not None:
+        return str(loaded["mdsvc", "api_endpoint"])
+    address = loaded["DEFAULT", "metadata_listen"]
+    port = loaded["DEFAULT", "metadata_listen_port"]
+    if ":" in address:
+        escaped = address.replace(":", r"\:")
+        return f"tcp6:{port}:interface={escaped}"
+    return f"tcp:{port}:interface={address}"
+
+
+def agent_socket_path(loaded: Loaded) -> str:
+    """C{AgentConfig.socket_path}: C{metadata_proxy_socket}, else C{$state_path/metadata_proxy}."""
+    return loaded["DEFAULT", "metadata_proxy_socket"] or f"{loaded['DEFAULT', 'state_path']}/metadata_proxy"
+
+
+def agent_listen_endpoint(loaded: Loaded) -> str:
+    """C{AgentConfig.listen_endpoint}: C{[mdsvc] agent_endpoint}, else none (the empty string)."""
+    return loaded["mdsvc", "agent_endpoint"] or ""
+
+
+def api_url(loaded: Loaded) -> str:
+    """C{AgentConfig.api_url}: C{nova_metadata_protocol://nova_metadata_host:nova_metadata_port}."""
+    host = loaded["DEFAULT", "nova_metadata_host"]
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{loaded['DEFAULT', 'nova_metadata_protocol']}://{netloc}:{loaded['DEFAULT', 'nova_metadata_port']}"
+
+
+def rate_limit_ip_version(loaded: Loaded) -> int | None:
+    """C{RateLimitConfig.ip_version}: the one version of C{ip_versions}, else None (no limiting)."""
+    versions = loaded["metadata_rate_limiting", "ip_versions"]
+    return int(versions[0]) if len(versions) == 1 else None
+
+
+#: The fields of L{Config} no single option fills, by dotted path, and what computes them.
+DERIVED: dict[str, Callable[[Loaded], Any]] = {
+    "sources": sources,
+    "store": store,
+    "demo": demo,
+    "api.listen_endpoint": api_listen_endpoint,
+    "agent.socket_path": agent_socket_path,
+    "agent.listen_endpoint": agent_listen_endpoint,
+    "agent.api_url": api_url,
+    "agent.rate_limit.ip_version": rate_limit_ip_version,
+}
+
+
+# --- reading files ----------------------------------------------------------------------------
 
 @define
 class _Located:
@@ -468,52 +780,131 @@ def _option_hint(line: str) -> str:
     return f' (option "{m.group(1)}"?)' if m else ""
 
 
-def load_values(path: str | None, overrides: Mapping[tuple[str, str], str] | None = None) -> dict[tuple[str, str], Any]:
-    """
-    Parse every known option of C{path} (None: all defaults), applying C{overrides} as raw text.
 
-    @raise ConfigError: for the first bad value, in one line.
+# --- loading ------------------------------------------------------------------------------------
+
+def config_files(files: Sequence[str] = (), directories: Sequence[str] = ()) -> list[str]:
     """
-    return _load(path, overrides, None)
+    The files of C{--config-file} (in order) then, for each C{--config-dir}, every C{*.conf} in
+    it in sorted order, as oslo.config reads them.
+
+    @raise ConfigError: a directory cannot be listed.
+    """
+    found = list(files)
+    for directory in directories:
+        found.extend(_conf_files(directory))
+    return found
 
 
-def _load(
-    path: str | None, overrides: Mapping[tuple[str, str], str] | None, problems: list[str] | None
-) -> dict[tuple[str, str], Any]:
-    """
-    L{load_values}; with a C{problems} list, bad values are appended to it (one line each) and
-    loading goes on, so that L{check_config} reports every problem the service would meet.
-    """
-    raw: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (text, where)
-    parser = None
-    if path is not None:
-        parser, located = read_ini(path)
-        for option in OPTIONS:
-            for section, name in ((option.section, option.name),) + option.aliases:
-                if parser.has_section(section) and parser.has_option(section, name):
-                    line = located.lines.get((section, name))
-                    where = f"{path}:{line}: [{section}] {name}" if line else f"{path}: [{section}] {name}"
-                    raw[(option.section, option.name)] = (parser.get(section, name), where)
-                    break
-    for key, text in (overrides or {}).items():
-        raw[key] = (text, f"command line: [{key[0]}] {key[1]}")
+def _conf_files(directory: str) -> list[str]:
+    """The C{*.conf} files of C{directory} (not hidden ones), in sorted order."""
+    try:
+        names = os.listdir(directory)
+    except OSError as e:
+        raise ConfigError(f"{directory}: cannot read: {e.strerror or e}") from None
+    return [os.path.join(directory, name) for name in sorted(names) if name.endswith(".conf") and not name.startswith(".")]
 
-    def text_of(section: str, name: str) -> str | None:
-        """The unsubstituted text of C{[section] name}: set, in the file, or its default."""
-        if (section, name) in raw:
-            return raw[(section, name)][0]
-        if parser is not None and parser.has_section(section) and parser.has_option(section, name):
-            return parser.get(section, name)
-        if (section, name) in _BY_KEY and _BY_KEY[(section, name)].default is not None:
-            return str(_BY_KEY[(section, name)].default)
+
+def given_sources(files: Sequence[str], directories: Sequence[str], environ: Mapping[str, str]) -> list[str] | None:
+    """
+    The configuration of a command line: its files and directories (L{config_files}); without
+    any, C{$MDSVC_CONFIG} as one file; without that either, None (the embedded defaults).
+    """
+    if files or directories:
+        return config_files(files, directories)
+    return [environ["MDSVC_CONFIG"]] if environ.get("MDSVC_CONFIG") else None
+
+
+def _sources(paths: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """One file, several, or None (no configuration given), as a tuple or None."""
+    if paths is None:
+        return None
+    return (paths,) if isinstance(paths, str) else tuple(paths)
+
+
+@frozen
+class _File:
+    """One read configuration file."""
+
+    path: str
+    parser: configparser.RawConfigParser
+    located: _Located
+
+    def text(self, section: str, name: str) -> str | None:
+        """The raw text of C{[section] name} in this file, or None."""
+        if self.parser.has_section(section) and self.parser.has_option(section, name):
+            return self.parser.get(section, name)
         return None
 
-    def substitute(value: str, section: str, where: str, active: frozenset[tuple[str, str]]) -> str:
+    def find(self, option: Option) -> tuple[str, str] | None:
+        """C{(text, where)} of the option in this file, under its own name first, else an alias."""
+        for section, name in (option.key,) + option.aliases:
+            text = self.text(section, name)
+            if text is not None:
+                line = self.located.lines.get((section, name))
+                where = f"{self.path}:{line}: [{section}] {name}" if line else f"{self.path}: [{section}] {name}"
+                return text, where
+        return None
+
+
+def _read_files(paths: Sequence[str], problems: list[str] | None) -> list[_File]:
+    """
+    Read every file; with a C{problems} list, the problems of each unreadable file are appended
+    to it and reading goes on.
+    """
+    files = []
+    for path in paths:
+        try:
+            files.append(_File(path, *read_ini(path)))
+        except ConfigError as e:
+            if problems is None:
+                raise
+            problems.extend(e.lines)
+    return files
+
+
+@frozen
+class _Texts:
+    """
+    The unsubstituted text of every option as the files and overrides set it, and oslo.config's
+    C{$name} substitution on them (a later file may name an option set in an earlier one).
+
+    @ivar raw: C{(text, where)} of each option of the table that is set, by key: the last file
+        setting it wins, then the overrides.
+    """
+
+    raw: Mapping[tuple[str, str], tuple[str, str]]
+    files: Sequence[_File]
+
+    @classmethod
+    def of(cls, files: Sequence[_File], overrides: Mapping[tuple[str, str], str] | None) -> "_Texts":
+        """The texts of C{files} (later ones win, option by option), then of C{overrides}."""
+        raw: dict[tuple[str, str], tuple[str, str]] = {}
+        for f in files:
+            for option in OPTIONS:
+                found = f.find(option)
+                if found is not None:
+                    raw[option.key] = found
+        for key, text in (overrides or {}).items():
+            raw[key] = (text, f"command line: [{key[0]}] {key[1]}")
+        return cls(raw, tuple(files))
+
+    def text_of(self, section: str, name: str) -> str | None:
+        """The unsubstituted text of C{[section] name}: set, in the last file that has it, or its default."""
+        if (section, name) in self.raw:
+            return self.raw[(section, name)][0]
+        for f in reversed(self.files):
+            text = f.text(section, name)
+            if text is not None:
+                return text
+        option = _BY_KEY.get((section, name))
+        return None if option is None else option.default
+
+    def substitute(self, value: str, section: str, where: str, active: frozenset[tuple[str, str]]) -> str:
         """
         oslo.config substitution: C{$name} and C{${name}} name an option of the same section,
         else of [DEFAULT]; the value found is itself substituted; C{$$} is a literal dollar.
         """
-
         secret = any(holds_secret(n) for _, n in active)
 
         def repl(m: re.Match[str]) -> str:
@@ -521,13 +912,13 @@ def _load(
                 return "$"
             name = m.group(1) or m.group(2)
             for s in dict.fromkeys((section, "DEFAULT")):
-                found = text_of(s, name)
+                found = self.text_of(s, name)
                 if found is not None:
                     if (s, name) in active:
                         if secret:
                             raise ConfigError(f"{where} = <secret>: a $ in it refers to the option itself (write $$ for a dollar sign)")
                         raise ConfigError(f"{where}: ${name} refers to itself")
-                    return substitute(found, s, where, active | {(s, name)})
+                    return self.substitute(found, s, where, active | {(s, name)})
             if secret:
                 # the name after $ is part of the secret as written: do not show it
                 raise ConfigError(f"{where} = <secret>: a $ in it names no option (write $$ for a dollar sign)")
@@ -535,139 +926,103 @@ def _load(
 
         return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", repl, value)
 
+    def value(self, option: Option) -> Any:
+        """
+        The parsed value of a set option.
+
+        @raise ConfigError: naming where it is set; a secret's value is shown as C{<secret>}.
+        """
+        written, where = self.raw[option.key]
+        text = written if option.verbatim else self.substitute(written, option.section, where, frozenset({option.key}))
+        try:
+            return option.parse(text)
+        except ValueError as e:
+            # the value as written: what $name brought in may be another option's secret
+            shown = "<secret>" if option.secret else repr(written.strip())
+            raise ConfigError(f"{where} = {shown}: {e}") from None
+
+
+def _values(texts: _Texts, problems: list[str] | None) -> dict[tuple[str, str], Any]:
+    """
+    The value of every option of the table; with a C{problems} list, bad values are appended to
+    it (one line each) and take their defaults, so that L{check_config} reports every problem.
+    """
     values: dict[tuple[str, str], Any] = {}
     for option in OPTIONS:
-        key = (option.section, option.name)
-        if key not in raw:
-            values[key] = option.default
+        if option.key not in texts.raw:
+            values[option.key] = option.default_value()
             continue
-        written, where = raw[key]
         try:
-            text = written
-            if option.name != "metadata_proxy_shared_secret":
-                text = substitute(text, option.section, where, frozenset({key}))
-            try:
-                values[key] = option.parse(text)
-            except ValueError as e:
-                # the value as written: what $name brought in may be another option's secret
-                shown = "<secret>" if holds_secret(option.name) else repr(written.strip())
-                raise ConfigError(f"{where} = {shown}: {e}") from None
+            values[option.key] = texts.value(option)
         except ConfigError as e:
             if problems is None:
                 raise
             problems.append(str(e))
-            values[key] = option.default
+            values[option.key] = option.default_value()
     return values
 
 
-def load_config(path: str | None, overrides: Mapping[tuple[str, str], str] | None = None) -> Config:
+def load_values(
+    paths: str | Sequence[str] | None, overrides: Mapping[tuple[str, str], str] | None = None
+) -> dict[tuple[str, str], Any]:
     """
-    Load a node's configuration from C{path} (None: the embedded defaults, demo on).
+    Parse every known option of the files C{paths} (one path, several: later ones win, option by
+    option; None: all defaults), applying C{overrides} as raw text.
+
+    @raise ConfigError: for the first bad value, in one line.
+    """
+    files = _read_files(_sources(paths) or (), None)
+    return _values(_Texts.of(files, overrides), None)
+
+
+def load_config(paths: str | Sequence[str] | None, overrides: Mapping[tuple[str, str], str] | None = None) -> Config:
+    """
+    Load a node's configuration from the files C{paths}: one path or several, later files
+    winning option by option (None: the embedded defaults, demo on).
 
     @raise ConfigError: one line naming file, line, section, option and what is allowed.
     """
-    v = load_values(path, overrides)
-    state_path = v[("DEFAULT", "state_path")]
-    listen = v[("mdsvc", "api_endpoint")]
-    if listen is None:
-        host = v[("DEFAULT", "metadata_listen")].replace(":", r"\:")
-        port = v[("DEFAULT", "metadata_listen_port")]
-        listen = f"tcp6:{port}:interface={host}" if ":" in v[("DEFAULT", "metadata_listen")] else f"tcp:{port}:interface={host}"
-    demo = v[("mdsvc", "demo")]
-    socket_path = v[("DEFAULT", "metadata_proxy_socket")] or f"{state_path}/metadata_proxy"
-    host = v[("DEFAULT", "nova_metadata_host")]
-    versions = v[("metadata_rate_limiting", "ip_versions")]
-    return Config(
-        source=path,
-        state_path=state_path,
-        store=v[("mdsvc", "store")] or f"sqlite:{state_path}/mdsvc.sqlite",
-        demo=(path is None) if demo is None else demo,
-        access_log=v[("mdsvc", "access_log")],
-        agent=AgentConfig(
-            socket_path=socket_path,
-            socket_mode=v[("DEFAULT", "metadata_proxy_socket_mode")],
-            proxy_user=v[("DEFAULT", "metadata_proxy_user")],
-            proxy_group=v[("DEFAULT", "metadata_proxy_group")],
-            backlog=v[("DEFAULT", "metadata_backlog")],
-            listen_endpoint=v[("mdsvc", "agent_endpoint")] or "",
-            api_url="%s://%s:%d" % (
-                v[("DEFAULT", "nova_metadata_protocol")], f"[{host}]" if ":" in host else host, v[("DEFAULT", "nova_metadata_port")]),
-            api_host=host,
-            api_port=v[("DEFAULT", "nova_metadata_port")],
-            api_insecure=v[("DEFAULT", "nova_metadata_insecure")],
-            api_ca_cert=v[("DEFAULT", "auth_ca_cert")],
-            api_client_cert=v[("DEFAULT", "nova_client_cert")],
-            api_client_key=v[("DEFAULT", "nova_client_priv_key")],
-            shared_secret=v[("neutron", "metadata_proxy_shared_secret")],
-            api_connect_timeout=v[("mdsvc", "api_connect_timeout")],
-            api_timeout=v[("mdsvc", "api_timeout")],
-            api_pool_size=v[("mdsvc", "api_pool_size")],
-            api_pipeline_depth=v[("mdsvc", "api_pipeline_depth")],
-            cache_enabled=v[("cache", "enabled")],
-            cache_ttl=v[("cache", "expiration_time")],
-            cache_negative_ttl=v[("cache", "negative_expiration_time")],
-            lookup=v[("mdsvc", "lookup")],
-            rate_limit=RateLimitConfig(
-                enabled=v[("metadata_rate_limiting", "rate_limit_enabled")],
-                ip_version=int(versions[0]) if len(versions) == 1 else None,
-                base_window=v[("metadata_rate_limiting", "base_window_duration")],
-                base_limit=v[("metadata_rate_limiting", "base_query_rate_limit")],
-                burst_window=v[("metadata_rate_limiting", "burst_window_duration")],
-                burst_limit=v[("metadata_rate_limiting", "burst_query_rate_limit")],
-            ),
-            neutron=NeutronClientConfig(
-                auth_url=v[("neutron", "auth_url")], username=v[("neutron", "username")], password=v[("neutron", "password")],
-                project_name=v[("neutron", "project_name")], user_domain_name=v[("neutron", "user_domain_name")],
-                project_domain_name=v[("neutron", "project_domain_name")], region_name=v[("neutron", "region_name")],
-                valid_interfaces=v[("neutron", "valid_interfaces")], endpoint_override=v[("neutron", "endpoint_override")],
-                cafile=v[("neutron", "cafile")], insecure=v[("neutron", "insecure")], timeout=v[("neutron", "timeout")],
-            ),
-        ),
-        proxy=ProxyConfig(
-            namespaces=v[("proxy", "namespaces")],
-            netns_dir=v[("proxy", "netns_dir")],
-            rescan_interval=v[("proxy", "rescan_interval")],
-            listeners=v[("proxy", "listeners")],
-            router_port=v[("proxy", "metadata_port")],
-            agent_timeout=v[("mdsvc", "agent_timeout")],
-        ),
-        api=ApiConfig(
-            listen_endpoint=listen,
-            cache_expiration=v[("api", "metadata_cache_expiration")],
-            dhcp_domain=v[("api", "dhcp_domain")],
-            vendordata_providers=v[("api", "vendordata_providers")],
-            vendordata_jsonfile_path=v[("api", "vendordata_jsonfile_path")] or None,
-            vendordata_dynamic_targets=v[("api", "vendordata_dynamic_targets")],
-            vendordata_dynamic_ssl_certfile=v[("api", "vendordata_dynamic_ssl_certfile")],
-            vendordata_dynamic_connect_timeout=v[("api", "vendordata_dynamic_connect_timeout")],
-            vendordata_dynamic_read_timeout=v[("api", "vendordata_dynamic_read_timeout")],
-            vendordata_dynamic_failure_fatal=v[("api", "vendordata_dynamic_failure_fatal")],
-            use_forwarded_for=v[("api", "use_forwarded_for")],
-            service_metadata_proxy=v[("neutron", "service_metadata_proxy")],
-            shared_secret=v[("neutron", "metadata_proxy_shared_secret")],
-            flat_injected=v[("DEFAULT", "flat_injected")],
-            config_drive_skip_versions=v[("api", "config_drive_skip_versions")],
-            debug=v[("DEFAULT", "debug")],
-        ),
-        limits=GuestLimits(
-            request_timeout=v[("mdsvc", "request_timeout")],
-            idle_timeout=v[("mdsvc", "idle_timeout")],
-            max_connections=v[("mdsvc", "max_connections")],
-            max_connections_per_guest=v[("mdsvc", "max_connections_per_guest")],
-        ),
-    )
+    loaded = Loaded(load_values(paths, overrides), _sources(paths))
+    fields = _fields(loaded)
+    config = _build(Config, fields, "")
+    if fields:
+        raise TypeError(f"no field of Config is named {', '.join(sorted(fields))}")
+    return config  # type: ignore[no-any-return]
 
 
-def check_config(path: str) -> list[str]:
-    """Every problem of a configuration file, one line each (empty: the file is good)."""
+def _fields(loaded: Loaded) -> dict[str, Any]:
+    """Every field of the configuration by dotted path: the options' C{dest}s and L{DERIVED}."""
+    fields: dict[str, Any] = {}
+    filled = [(dest, loaded[o.key]) for o in OPTIONS for dest in o.dest]
+    filled += [(dest, compute(loaded)) for dest, compute in DERIVED.items()]
+    for dest, value in filled:
+        if dest in fields:
+            raise TypeError(f"two options or derived values fill {dest}")
+        fields[dest] = value
+    return fields
+
+
+def _build(cls: type, fields: dict[str, Any], prefix: str) -> Any:
+    """An instance of the attrs class C{cls} (nested ones too), taking its fields out of C{fields}."""
+    kwargs = {}
+    for f in attrs.fields(attrs.resolve_types(cls)):
+        dest = prefix + f.name
+        if attrs.has(f.type):
+            kwargs[f.name] = _build(f.type, fields, dest + ".")
+        elif dest in fields:
+            kwargs[f.name] = fields.pop(dest)
+        else:
+            raise TypeError(f"no option or derived value fills {dest}")
+    return cls(**kwargs)
+
+
+def check_config(paths: str | Sequence[str] | None) -> list[str]:
+    """
+    Every problem of a configuration, one line each (empty: it is good): the files C{paths}
+    read together as the service reads them (later files win, option by option).
+    """
     problems: list[str] = []
-    try:
-        _load(path, None, problems)
-    except ConfigError as e:
-        return list(e.lines)
+    files = _read_files(_sources(paths) or (), problems)
+    if not problems:
+        _values(_Texts.of(files, None), problems)
     return problems
-
-
-def known_options() -> Iterable[Option]:
-    """The options mdsvc reads (for sample configs and docs)."""
-    return OPTIONS

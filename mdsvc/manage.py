@@ -1,12 +1,17 @@
 # -*- test-case-name: tests.test_manage -*-
 """
-C{mdsvc-manage}: the operator's command line, on the same configuration file the service runs with.
+C{mdsvc-manage}: the operator's command line, on the same configuration files the service runs with.
 
-    mdsvc-manage [--config FILE] instance import [--reset-password] FILE... | list | show UUID | delete UUID
-    mdsvc-manage [--config FILE] router import FILE... | list | delete ID
-    mdsvc-manage [--config FILE] configdrive build UUID -o FILE [--format iso|vfat]
-    mdsvc-manage [--config FILE] sign INSTANCE_ID
-    mdsvc-manage check-config FILE
+    mdsvc-manage [CONFIG] instance import [--reset-password] FILE... | list | show UUID | delete UUID
+    mdsvc-manage [CONFIG] router import FILE... | list | delete ID
+    mdsvc-manage [CONFIG] configdrive build UUID -o FILE [--format iso|vfat]
+    mdsvc-manage [CONFIG] sign INSTANCE_ID
+    mdsvc-manage [CONFIG] check-config [FILE...]
+    mdsvc-manage sample-config --role ROLE | --output-dir DIR
+
+CONFIG is C{--config-file FILE} (repeated: later files win, option by option), C{--config-dir
+DIR} (its C{*.conf} files, in sorted order, after the files) or C{--config FILE}, as for
+C{twistd mdsvc}; without any, C{$MDSVC_CONFIG}.
 
 Every error is one line on standard error and exit status 1; nothing is written on error.
 """
@@ -23,7 +28,7 @@ import yaml
 from twisted.logger import Logger, formatEvent
 
 from mdsvc.api.identify import sign
-from mdsvc.config import Config, ConfigError, check_config, load_config
+from mdsvc.config import NODE_ROLES, Config, ConfigError, check_config, given_sources, load_config
 from mdsvc.model import DocumentError, YAMLDocumentLoader, instanceFromDocument, routerFromDocument
 from mdsvc.store.sqlite import SQLiteDocuments
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
@@ -167,10 +172,42 @@ def _wait(d: Any) -> Any:
     return results[0]
 
 
+def _sources(args: argparse.Namespace) -> list[str] | None:
+    """The configuration files the command line names (else C{$MDSVC_CONFIG}; else None: the defaults)."""
+    try:
+        return given_sources(args.config_files, args.config_dirs, os.environ)
+    except ConfigError as e:
+        raise CommandError(str(e)) from None
+
+
+def _check_config(paths: Sequence[str] | None, out: TextIO) -> int:
+    """Print every problem of the configuration C{paths}, one line each; 1 if there is any."""
+    problems = check_config(paths)
+    for problem in problems:
+        print(problem, file=out)
+    return 1 if problems else 0
+
+
+def _sample_config(role: str | None, directory: str | None, out: TextIO) -> int:
+    """Print the sample configuration of C{role}, or write every role's into C{directory}."""
+    from mdsvc.sampleconfig import render_sample, write_samples
+
+    if directory is None:
+        out.write(render_sample(role or ""))
+        return 0
+    for path in write_samples(directory):
+        print(f"wrote {path}", file=out)
+    return 0
+
+
 def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     """Run one command; return the exit status (errors raise L{CommandError})."""
     parser = argparse.ArgumentParser(prog="mdsvc-manage", description="Manage mdsvc's instance store.")
-    parser.add_argument("--config", default=os.environ.get("MDSVC_CONFIG") or None, help="configuration file (default: $MDSVC_CONFIG)")
+    parser.add_argument("--config-file", dest="config_files", action="append", default=[], metavar="FILE",
+                        help="configuration file; repeat it: later files win, option by option (default: $MDSVC_CONFIG)")
+    parser.add_argument("--config", dest="config_files", action="append", metavar="FILE", help="one configuration file, as --config-file")
+    parser.add_argument("--config-dir", dest="config_dirs", action="append", default=[], metavar="DIR",
+                        help="every *.conf file of DIR, in sorted order, after the --config-file files")
     sub = parser.add_subparsers(dest="command", required=True)
 
     instance = sub.add_parser("instance", help="instance documents").add_subparsers(dest="action", required=True)
@@ -208,17 +245,21 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
 
     p = sub.add_parser("sign", help="print the X-Instance-ID-Signature the agent would send")
     p.add_argument("instance_id")
-    p = sub.add_parser("check-config", help="check a configuration file: exit 0, or one line per problem")
-    p.add_argument("file")
+    p = sub.add_parser("check-config", help="check a configuration: exit 0, or one line per problem")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="files read together as the service reads them, later ones winning (default: the CONFIG options)")
+    p = sub.add_parser("sample-config", help="print the sample configuration of a role, generated from the option table")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--role", choices=tuple(NODE_ROLES), help="the role whose options to show")
+    which.add_argument("--output-dir", metavar="DIR", help="write ROLE.conf of every role into DIR (etc/ of the source tree)")
 
     args = parser.parse_args(argv)
+    if args.command == "sample-config":
+        return _sample_config(args.role, args.output_dir, out)
     if args.command == "check-config":
-        problems = check_config(args.file)
-        for problem in problems:
-            print(problem, file=out)
-        return 1 if problems else 0
+        return _check_config(args.files or _sources(args), out)
     try:
-        config = load_config(args.config)
+        config = load_config(_sources(args))
     except ConfigError as e:
         raise CommandError(str(e)) from None
     if args.command == "sign":

@@ -2,8 +2,8 @@
 """
 The twistd plugin's options and service tree: one role table, wiring only.
 
-C{twistd -n mdsvc --role api --config FILE} and C{MDSVC_CONFIG=FILE twistd -ny tac/api.tac} build
-the same tree through L{makeService}.
+C{twistd -n mdsvc --role api --config-file FILE...} and C{MDSVC_CONFIG=FILE twistd -ny tac/api.tac}
+build the same tree through L{makeService}.
 """
 
 from __future__ import annotations
@@ -18,44 +18,114 @@ from twisted.python import usage
 
 from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
-from mdsvc.config import Config, ConfigError, load_config
+from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config
 from mdsvc.store.sqlite import open_store
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
 log = Logger()
 
-ROLES = ("api", "agent", "proxy", "network-node", "all-in-one")
+ROLES = tuple(NODE_ROLES)
 
 
 class Options(usage.Options):
-    """C{twistd mdsvc} options: the role and the configuration file."""
+    """
+    C{twistd mdsvc} options: the role and the configuration files, loaded and checked here.
+
+    Every problem the configuration gives startup (a bad value, an unusable store, an unknown
+    lookup backend or socket user) is a L{usage.UsageError} of one line naming the file and
+    line, section and option. twistd prints this object before that line: after such a problem
+    it is one line too (L{getUsage}), not the whole usage text of a command line that was right.
+    """
+
+    synopsis = "[--role ROLE] [--config-file FILE]... [--config-dir DIR]..."
 
     optParameters = [
         ["role", "r", "all-in-one", "Node role: " + " | ".join(ROLES) + "."],
-        ["config", "c", None, "INI configuration file (nova.conf / metadata_agent.ini names); default $MDSVC_CONFIG, else the embedded defaults."],
     ]
 
-    def postOptions(self) -> None:
-        """
-        Validate the role and load the configuration.
+    def __init__(self) -> None:
+        super().__init__()
+        self["config-files"] = []
+        self["config-dirs"] = []
+        self._startupProblem = False
 
-        A bad file ends the process with exactly one line on standard error (C{SystemExit} with
-        the message), not with twistd's whole usage text.
-        """
+    # The docstrings of opt_ methods are their --help texts, as written: one line each.
+
+    def opt_config_file(self, path: str) -> None:
+        """INI file (nova.conf, metadata_agent.ini names); repeat it: later files win, option by option. Default: $MDSVC_CONFIG, else the embedded defaults."""  # noqa: E501
+        self["config-files"].append(path)
+
+    def opt_config(self, path: str) -> None:
+        """One configuration file, as --config-file."""
+        self.opt_config_file(path)
+
+    opt_c = opt_config
+
+    def opt_config_dir(self, directory: str) -> None:
+        """Every *.conf file of the directory, in sorted order, after the --config-file files."""
+        self["config-dirs"].append(directory)
+
+    def postOptions(self) -> None:
+        """Validate the role, load the configuration and check what the role will open."""
         if self["role"] not in ROLES:
             raise usage.UsageError(f"unknown role {self['role']!r} (allowed: {', '.join(ROLES)})")
-        path = self["config"] or os.environ.get("MDSVC_CONFIG") or None
         try:
-            self["parsed"] = load_config(path)
+            self["parsed"] = load_config(given_sources(self["config-files"], self["config-dirs"], os.environ))
         except ConfigError as e:
-            raise SystemExit(f"mdsvc: {e}") from None
+            raise self._stopped(str(e)) from None
         config = self["parsed"]
-        if uses_store(self["role"], config):
-            # before anything reads it: private modes, a sound database (one line if not)
-            try:
-                prepare_configured_store(config)
-            except StoreProblem as e:
-                raise SystemExit(f"mdsvc: {path or 'defaults'}: {e}") from None
+        try:
+            check_startup(self["role"], config)
+        except (StoreProblem, ValueError, OSError) as e:
+            raise self._stopped(f"{config.source or 'defaults'}: {e}") from None
+
+    def _stopped(self, problem: str) -> usage.UsageError:
+        """The error for a startup problem (one line), remembering that it is not one of usage."""
+        self._startupProblem = True
+        return usage.UsageError(f"mdsvc: {problem}")
+
+    def getUsage(self, width: int | None = None) -> str:
+        """
+        The usage text; after a startup problem, a line saying mdsvc did not start (twistd
+        prints it with the problem's own line, which says why).
+        """
+        if self._startupProblem:
+            return "mdsvc did not start."
+        return super().getUsage(width)
+
+
+def check_startup(role: str, config: Config) -> None:
+    """
+    What would stop the role's services from being built, found before twistd goes on: the
+    store (private modes, a sound database), the agent's lookup backend and socket owners.
+
+    @raise StoreProblem: the store cannot be used.
+    @raise ValueError: an unknown lookup backend, user or group (one line).
+    """
+    if uses_store(role, config):
+        # before anything reads it: private modes, a sound database (one line if not)
+        prepare_configured_store(config)
+    if "agent" in NODE_ROLES[role]:
+        from mdsvc.agent.server import socket_mode
+        from mdsvc.lookup import check_lookup
+
+        agent = config.agent
+        check_lookup(agent.lookup)
+        socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
+
+
+def tac_service(role: str) -> IService:
+    """
+    The service of C{tac/ROLE.tac}: the role's, configured by C{$MDSVC_CONFIG}. A startup problem
+    ends the process with its one line (twistd -y prints a traceback for a L{usage.UsageError}
+    raised by a .tac, as for any other exception but C{SystemExit}).
+    """
+    options = Options()
+    try:
+        options.parseOptions(["--role", role])
+    except usage.UsageError as e:
+        raise SystemExit(str(e)) from None
+    return makeService(options)
 
 
 def uses_store(role: str, config: Config) -> bool:
@@ -130,6 +200,9 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         mode = socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
         pool = api_pool(agent, reactor)
     except (ValueError, OSError) as e:
+        # What only building shows (a vendor plugin refusing its ARG, unreadable TLS files). Not a
+        # UsageError: twistd and twist print a traceback for one raised by makeService; what can
+        # be found earlier is, as a UsageError of Options (check_startup).
         raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
     if agent.cache_enabled:
         lookup = CachingLookup(lookup, reactor, agent.cache_ttl, agent.cache_negative_ttl)

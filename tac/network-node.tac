@@ -1,11 +1,7 @@
 # twistd -ny tac/network-node.tac   (reads $MDSVC_CONFIG): the same service as `twistd -n mdsvc --role network-node`
-import os
-
 from twisted.application import service
 
-from mdsvc.tap import Options, makeService
+from mdsvc.tap import tac_service
 
 application = service.Application("mdsvc-network-node")
-_options = Options()
-_options.parseOptions(["--role", "api"] + (["--config", os.environ["MDSVC_CONFIG"]] if os.environ.get("MDSVC_CONFIG") else []))
-makeService(_options).setServiceParent(application)
+tac_service("network-node").setServiceParent(application)

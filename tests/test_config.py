@@ -560,3 +560,200 @@ class SampleConfigTests(SynchronousTestCase):
             text = f.read()
         missing = [f"[{o.section}] {o.name}" for o in OPTIONS if not re.search(rf"^#?{o.name} =", text, re.M)]
         self.assertEqual(missing, [])
+
+
+class MultipleFileTests(ConfigTestsMixin, SynchronousTestCase):
+    """Several files make one configuration, as oslo.config reads them."""
+
+    def files(self, *texts: str) -> list[str]:
+        """One file per text, in order."""
+        return [self.writeConfig(text, f"{i}.conf") for i, text in enumerate(texts)]
+
+    def test_laterWinsOptionByOption(self) -> None:
+        """A later file replaces the options it sets and leaves the others as earlier files set them."""
+        config = load_config(self.files("[api]\ndhcp_domain = first\nmetadata_cache_expiration = 7\n",
+                                        "[api]\ndhcp_domain = second\n"))
+        self.assertEqual((config.api.dhcp_domain, config.api.cache_expiration), ("second", 7))
+
+    def test_laterAliasWins(self) -> None:
+        """A later file's older name wins over an earlier file's own name (only within one file does the own name win)."""
+        config = load_config(self.files("[api]\ndhcp_domain = new-name\n", "[DEFAULT]\ndhcp_domain = later-file\n"))
+        self.assertEqual(config.api.dhcp_domain, "later-file")
+
+    def test_substitutionAcrossFiles(self) -> None:
+        """A later file's C{$name} refers to an option set in an earlier file, known to the table or not."""
+        config = load_config(self.files("[DEFAULT]\nbase = /srv\nstate_path = $base/mdsvc\n",
+                                        "[mdsvc]\nstore = sqlite:$state_path/db.sqlite\n"))
+        self.assertEqual((config.state_path, config.store), ("/srv/mdsvc", "sqlite:/srv/mdsvc/db.sqlite"))
+
+    def test_substitutionUsesWinningValue(self) -> None:
+        """C{$name} in an earlier file takes the value a later file gives the option it names."""
+        config = load_config(self.files("[DEFAULT]\nstate_path = /early\n[api]\nvendordata_jsonfile_path = $state_path/v.json\n",
+                                        "[DEFAULT]\nstate_path = /late\n"))
+        self.assertEqual(config.api.vendordata_jsonfile_path, "/late/v.json")
+
+    def test_errorNamesItsFile(self) -> None:
+        """A bad value is named by the file and line it came from; one a later file replaces is not read."""
+        first, second = self.files("[api]\nmetadata_cache_expiration = soon\ndhcp_domain = x\n",
+                                   "[DEFAULT]\n\n[api]\nmetadata_cache_expiration = 3\ndhcp_domain = $nowhere\n")
+        e = self.assertRaises(ConfigError, load_config, [first, second])
+        self.assertEqual(str(e), f"{second}:5: [api] dhcp_domain: $nowhere names no option")
+        self.assertEqual(check_config([first, second]), [str(e)])
+        self.assertEqual(check_config([second, first]),
+                         [f"{first}:2: [api] metadata_cache_expiration = 'soon': allowed: an integer >= 0"])
+
+    def test_checkConfigEveryFile(self) -> None:
+        """check_config lists the syntax errors of every file, and a file that cannot be read."""
+        bad, worse = self.files("[api]\nnot an option\n", "[api]\nneither is this\n")
+        missing = os.path.join(os.path.dirname(bad), "missing.conf")
+        self.assertEqual(
+            check_config([bad, missing, worse]),
+            [
+                f'{bad}:2: cannot parse this line (option "not"?): expected [section] or option = value',
+                f"{missing}: cannot read: No such file or directory",
+                f'{worse}:2: cannot parse this line (option "neither"?): expected [section] or option = value',
+            ],
+        )
+
+    def test_sources(self) -> None:
+        """The files read are the configuration's sources; source names them all, for messages."""
+        first, second = self.files("", "")
+        config = load_config([first, second])
+        self.assertEqual((config.sources, config.source), ((first, second), f"{first}, {second}"))
+        self.assertEqual(load_config(first).sources, (first,))
+
+    def test_emptyListIsNotDefaults(self) -> None:
+        """No file at all (None) turns the demo on; an empty list of files (an empty --config-dir) does not."""
+        self.assertTrue(load_config(None).demo)
+        config = load_config([])
+        self.assertFalse(config.demo)
+        self.assertEqual(config.sources, ())
+
+
+class ConfigFilesTests(SynchronousTestCase):
+    """Which files a command line names."""
+
+    def directory(self, *names: str) -> str:
+        """A directory holding empty files of these names."""
+        path = os.path.abspath(self.mktemp())
+        os.makedirs(path)
+        for name in names:
+            with open(os.path.join(path, name), "w"):
+                pass
+        return path
+
+    def test_directoryAfterFiles(self) -> None:
+        """The files come first, in order, then each directory's *.conf files in sorted order (hidden ones and others left out)."""
+        from mdsvc.config import config_files
+
+        d = self.directory("b.conf", "a.conf", ".hidden.conf", "c.conf.orig", "notes.txt")
+        self.assertEqual(config_files(["z.conf", "y.conf"], [d]),
+                         ["z.conf", "y.conf", os.path.join(d, "a.conf"), os.path.join(d, "b.conf")])
+
+    def test_missingDirectory(self) -> None:
+        """A directory that cannot be listed is a one-line error naming it."""
+        from mdsvc.config import config_files
+
+        missing = os.path.join(self.directory(), "nope")
+        e = self.assertRaises(ConfigError, config_files, [], [missing])
+        self.assertEqual(str(e), f"{missing}: cannot read: No such file or directory")
+
+    def test_environment(self) -> None:
+        """$MDSVC_CONFIG is one file, read only when the command line names none; without it, the defaults (None)."""
+        from mdsvc.config import given_sources
+
+        environ = {"MDSVC_CONFIG": "/etc/mdsvc/env.conf"}
+        self.assertEqual(given_sources([], [], environ), ["/etc/mdsvc/env.conf"])
+        self.assertEqual(given_sources(["a.conf"], [], environ), ["a.conf"])
+        self.assertEqual(given_sources([], [self.directory()], environ), [])
+        self.assertIsNone(given_sources([], [], {}))
+
+
+class TableTests(SynchronousTestCase):
+    """The option table fills every field of the configuration, once."""
+
+    def test_everyDefaultParses(self) -> None:
+        """Every default, written as in a file, parses with its option's own parser."""
+        for option in OPTIONS:
+            if option.default is not None:
+                option.default_value()
+
+    def test_destNamingNoField(self) -> None:
+        """An option whose dest names no field of Config is an error, not a value dropped silently."""
+        from mdsvc import config
+
+        extra = config.Option("api", "extra", config.string, "x", dest="api.no_such_field")
+        self.patch(config, "OPTIONS", config.OPTIONS + (extra,))
+        e = self.assertRaises(TypeError, load_config, None)
+        self.assertEqual(str(e), "no field of Config is named api.no_such_field")
+
+    def test_fieldWithoutSource(self) -> None:
+        """A field of Config that no option or derived value fills is an error naming it."""
+        from mdsvc import config
+
+        self.patch(config, "DERIVED", {k: v for k, v in config.DERIVED.items() if k != "agent.api_url"})
+        e = self.assertRaises(TypeError, load_config, None)
+        self.assertEqual(str(e), "no option or derived value fills agent.api_url")
+
+    def test_fieldFilledTwice(self) -> None:
+        """Two options (or an option and a derived value) filling one field is an error."""
+        from mdsvc import config
+
+        extra = config.Option("api", "extra", config.string, "x", dest="store")
+        self.patch(config, "OPTIONS", config.OPTIONS + (extra,))
+        e = self.assertRaises(TypeError, load_config, None)
+        self.assertEqual(str(e), "two options or derived values fill store")
+
+    def test_secretByName(self) -> None:
+        """An option holds a secret exactly when its name says so (holds_secret: one rule for errors and tables)."""
+        from mdsvc.config import holds_secret
+
+        for option in OPTIONS:
+            self.assertEqual(option.secret, holds_secret(option.name), option.key)
+        secrets = {o.key for o in OPTIONS if o.secret}
+        self.assertIn(("neutron", "metadata_proxy_shared_secret"), secrets)
+        self.assertIn(("neutron", "password"), secrets)
+
+    def test_sharedSecretFillsBoth(self) -> None:
+        """The shared secret fills the API's and the agent's field from one option."""
+        config = load_config(None, {("neutron", "metadata_proxy_shared_secret"): " s3 "})
+        self.assertEqual((config.api.shared_secret, config.agent.shared_secret), (" s3 ", " s3 "))
+
+
+class DerivedTests(ConfigTestsMixin, SynchronousTestCase):
+    """Fields computed from several options."""
+
+    def load(self, text: str):  # type: ignore[no-untyped-def]
+        """The configuration of one file holding C{text}."""
+        return load_config(self.writeConfig(text))
+
+    def test_apiUrl(self) -> None:
+        """The agent's API URL joins protocol, host (bracketed when IPv6) and port."""
+        agent = self.load("[DEFAULT]\nnova_metadata_protocol = https\nnova_metadata_ip = fd00::5\nnova_metadata_port = 8443\n").agent
+        self.assertEqual((agent.api_url, agent.api_host, agent.api_port), ("https://[fd00::5]:8443", "fd00::5", 8443))
+        self.assertEqual(load_config(None).agent.api_url, "http://127.0.0.1:8775")
+
+    def test_socketPath(self) -> None:
+        """The agent's socket is $state_path/metadata_proxy unless metadata_proxy_socket says otherwise."""
+        self.assertEqual(self.load("[DEFAULT]\nstate_path = /s\n").agent.socket_path, "/s/metadata_proxy")
+        self.assertEqual(self.load("[DEFAULT]\nstate_path = /s\nmetadata_proxy_socket = /run/m.sock\n").agent.socket_path, "/run/m.sock")
+
+    def test_ipVersion(self) -> None:
+        """One IP version is the rate limit's; both (or none) give None: no limiting."""
+        self.assertEqual(load_config(None).agent.rate_limit.ip_version, 4)
+        self.assertEqual(self.load("[metadata_rate_limiting]\nip_versions = 6\n").agent.rate_limit.ip_version, 6)
+        self.assertIsNone(self.load("[metadata_rate_limiting]\nip_versions = 4, 6\n").agent.rate_limit.ip_version)
+
+    def test_agentEndpoint(self) -> None:
+        """The agent's extra endpoint is empty unless [mdsvc] agent_endpoint sets one."""
+        self.assertEqual(load_config(None).agent.listen_endpoint, "")
+        self.assertEqual(self.load("[mdsvc]\nagent_endpoint = tcp:9697\n").agent.listen_endpoint, "tcp:9697")
+
+    def test_demoExplicit(self) -> None:
+        """[mdsvc] demo wins over the default of a file given (off) or not (on)."""
+        self.assertTrue(self.load("[mdsvc]\ndemo = true\n").demo)
+        self.assertFalse(load_config(None, {("mdsvc", "demo"): "false"}).demo)
+
+    def test_emptyVendordataPath(self) -> None:
+        """An empty vendordata_jsonfile_path is unset (None), as no option at all."""
+        self.assertIsNone(self.load("[api]\nvendordata_jsonfile_path =\n").api.vendordata_jsonfile_path)

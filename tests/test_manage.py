@@ -11,6 +11,7 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from mdsvc.api.identify import sign
 from mdsvc.manage import CommandError, main, read_documents, run
 from mdsvc.store.sqlite import SQLiteDocuments
 
@@ -345,7 +346,7 @@ class RouterCommandTests(ManageTestsMixin, SynchronousTestCase):
 
 
 class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
-    """sign and check-config."""
+    """sign, check-config and the configuration options."""
 
     def test_sign(self) -> None:
         """sign prints the HMAC-SHA256 of the instance id keyed with the shared secret."""
@@ -369,6 +370,52 @@ class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
         out = io.StringIO()
         self.assertEqual(run(["check-config", self.config], out=out), 0)
         self.assertEqual(out.getvalue(), "")
+
+    def test_checkConfigSeveralFiles(self) -> None:
+        """check-config reads several files together: a later file's value replaces a bad one, its own problems are named."""
+        bad = self.write("bad.conf", "[api]\nmetadata_cache_expiration = x\n")
+        fix = self.write("fix.conf", "[api]\nmetadata_cache_expiration = 3\n[neutron]\nservice_metadata_proxy = 2\n")
+        out = io.StringIO()
+        self.assertEqual(run(["check-config", bad, fix], out=out), 1)
+        self.assertEqual(out.getvalue(), f"{fix}:4: [neutron] service_metadata_proxy = '2': allowed: true or false\n")
+
+    def test_checkConfigOfOptions(self) -> None:
+        """check-config without files checks what --config-file and --config-dir name."""
+        os.makedirs(os.path.join(self.dir, "conf.d"))
+        bad = self.write("conf.d/50-bad.conf", "[api]\nmetadata_cache_expiration = x\n")
+        out = io.StringIO()
+        self.assertEqual(run(["--config-file", self.config, "--config-dir", os.path.join(self.dir, "conf.d"), "check-config"], out=out), 1)
+        self.assertEqual(out.getvalue(), f"{bad}:2: [api] metadata_cache_expiration = 'x': allowed: an integer >= 0\n")
+
+    def test_laterConfigFileWins(self) -> None:
+        """--config-file repeated (and --config): later files win, option by option."""
+        other = self.write("other.conf", "[neutron]\nmetadata_proxy_shared_secret = other\n")
+        out = io.StringIO()
+        run(["--config-file", self.config, "--config", other, "sign", UUID], out=out)
+        self.assertEqual(out.getvalue(), sign("other", UUID) + "\n")
+
+    def test_configDir(self) -> None:
+        """--config-dir reads the directory's *.conf files after the --config-file files."""
+        os.makedirs(os.path.join(self.dir, "conf.d"))
+        self.write("conf.d/10-secret.conf", "[neutron]\nmetadata_proxy_shared_secret = from-dir\n")
+        out = io.StringIO()
+        run(["--config-file", self.config, "--config-dir", os.path.join(self.dir, "conf.d"), "sign", UUID], out=out)
+        self.assertEqual(out.getvalue(), sign("from-dir", UUID) + "\n")
+
+    def test_environmentOnlyWithoutOptions(self) -> None:
+        """$MDSVC_CONFIG is read when the command line names no configuration, and not otherwise."""
+        other = self.write("other.conf", f"[DEFAULT]\nstate_path = {self.dir}/state\n[neutron]\nmetadata_proxy_shared_secret = env\n")
+        self.patch(os, "environ", dict(os.environ, MDSVC_CONFIG=other))
+        out = io.StringIO()
+        run(["sign", UUID], out=out)
+        self.assertEqual(out.getvalue(), sign("env", UUID) + "\n")
+        self.assertEqual(self.manage("sign", UUID)[1], sign("s3cr3t", UUID) + "\n")
+
+    def test_missingConfigDir(self) -> None:
+        """A --config-dir that cannot be listed is one line naming it."""
+        missing = os.path.join(self.dir, "nope")
+        e = self.assertRaises(CommandError, run, ["--config-dir", missing, "instance", "list"], out=io.StringIO())
+        self.assertEqual(str(e), f"{missing}: cannot read: No such file or directory")
 
     def test_mainExitStatus(self) -> None:
         """main prints a CommandError as one line on stderr and exits 1."""

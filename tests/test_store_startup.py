@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from twisted.logger import capturedLogs
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.manage import CommandError, run
@@ -57,11 +58,11 @@ class StartupTestsMixin:
         return options
 
     def startFails(self, role: str = "api", extra: str = "") -> str:
-        """Startup must stop with one line; that line."""
-        e = self.assertRaises(SystemExit, self.start, role, extra)  # type: ignore[attr-defined]
-        self.assertIsInstance(e.code, str)  # type: ignore[attr-defined]
-        self.assertEqual(e.code.splitlines(), [e.code])  # type: ignore[attr-defined]
-        return e.code  # type: ignore[no-any-return]
+        """Startup must stop with a usage error of one line; that line."""
+        e = self.assertRaises(UsageError, self.start, role, extra)  # type: ignore[attr-defined]
+        message = str(e)
+        self.assertEqual(message.splitlines(), [message])  # type: ignore[attr-defined]
+        return message
 
     def umask(self, value: int) -> None:
         """Run the test under C{value} as umask (restored afterwards)."""
@@ -299,7 +300,10 @@ class CorruptionTests(StartupTestsMixin, SynchronousTestCase):
         self.assertCorrupt(result.stderr.rstrip("\n"), config, path, prefix="mdsvc-manage: ")
 
     def test_twistdProcess(self) -> None:
-        """twistd -n mdsvc stops at once with the one line and a non-zero status."""
+        """
+        twistd -n mdsvc stops at once with a non-zero status, printing the problem's line after
+        one saying mdsvc did not start (not the usage text).
+        """
         path = self.store()
         self.garble(path, [5, 6, 7])
         config = self.config("[mdsvc]\napi_endpoint = tcp:0:interface=127.0.0.1\n")
@@ -309,6 +313,8 @@ class CorruptionTests(StartupTestsMixin, SynchronousTestCase):
         result = subprocess.run([*twistd, "-n", "--pidfile=", "mdsvc", "--role", "api", "--config", config],
                                 capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
         self.assertNotEqual(result.returncode, 0)
-        lines = [line for line in (result.stdout + result.stderr).splitlines() if "corrupt" in line]
-        self.assertEqual(len(lines), 1, result.stdout + result.stderr)
-        self.assertCorrupt(lines[0], config, path)
+        self.assertEqual(result.stderr, "")
+        self.assertNotIn("--config-file", result.stdout)  # not the usage text
+        lines = result.stdout.splitlines()
+        self.assertEqual(lines[-2], "mdsvc did not start.", result.stdout)
+        self.assertCorrupt(lines[-1], config, path, prefix="twistd -n: mdsvc: ")

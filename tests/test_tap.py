@@ -13,7 +13,7 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.store.demo import DemoSeed, demo_document
-from mdsvc.tap import Options, makeService
+from mdsvc.tap import ROLES, SERVICES_BY_ROLE, Options, makeService
 from mdsvc.store.sqlite import SQLiteDocuments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,17 +44,90 @@ class OptionsTests(SynchronousTestCase):
         self.assertIn("api, agent, proxy, network-node, all-in-one", str(e))
 
     def test_bad_config_one_line(self) -> None:
-        """A bad value ends startup with one line naming file, line, section and option."""
+        """A bad value ends startup with a usage error of one line naming file, line, section and option."""
         path = self.config("[DEFAULT]\nstate_path = STATE\n[api]\nmetadata_cache_expiration = -1\n")
-        e = self.assertRaises(SystemExit, Options().parseOptions, ["--role", "api", "--config", path])
-        self.assertEqual(e.code, f"mdsvc: {path}:4: [api] metadata_cache_expiration = '-1': allowed: an integer >= 0")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertEqual(str(e), f"mdsvc: {path}:4: [api] metadata_cache_expiration = '-1': allowed: an integer >= 0")
 
     def test_unwritable_store(self) -> None:
         """A store that cannot be opened stops startup with one line."""
         path = self.config("[mdsvc]\nstore = sqlite:/proc/nope/mdsvc.sqlite\n")
-        e = self.assertRaises(SystemExit, Options().parseOptions, ["--role", "api", "--config", path])
-        self.assertIn("[mdsvc] store sqlite:/proc/nope/mdsvc.sqlite: cannot open", e.code)
-        self.assertNotIn("\n", e.code)
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertIn("[mdsvc] store sqlite:/proc/nope/mdsvc.sqlite: cannot open", str(e))
+        self.assertNotIn("\n", str(e))
+
+    def test_usage_after_startup_problem(self) -> None:
+        """
+        After a startup problem the text twistd prints before the problem's line is one line,
+        not the usage text; before one, and for a usage error, it is the usage text.
+        """
+        options = Options()
+        self.assertIn("--config-file", str(options))
+        self.assertRaises(UsageError, options.parseOptions, ["--role", "nope"])
+        self.assertIn("--config-file", options.getUsage())
+        options = Options()
+        path = self.config("[api]\nmetadata_cache_expiration = -1\n")
+        self.assertRaises(UsageError, options.parseOptions, ["--config-file", path])
+        self.assertEqual(options.getUsage(), "mdsvc did not start.")
+
+    def test_config_files_later_wins(self) -> None:
+        """--config-file repeated: later files win, option by option; --config is one more file."""
+        first = self.config("[DEFAULT]\nstate_path = STATE\n[api]\ndhcp_domain = first.example\nmetadata_cache_expiration = 7\n")
+        second = self.config("[api]\ndhcp_domain = second.example\n")
+        options = Options()
+        options.parseOptions(["--role", "api", "--config-file", first, "--config", second])
+        config = options["parsed"]
+        self.assertEqual((config.api.dhcp_domain, config.api.cache_expiration), ("second.example", 7))
+        self.assertEqual(config.sources, (first, second))
+
+    def test_config_dir_after_files(self) -> None:
+        """--config-dir reads the directory's *.conf files in sorted order, after the --config-file files."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        for name, text in (("20-late.conf", "[api]\ndhcp_domain = dir.example\n"), ("10-early.conf", "[api]\ndhcp_domain = early\n"),
+                           ("ignored.txt", "[api]\ndhcp_domain = no\n")):
+            with open(os.path.join(directory, name), "w") as f:
+                f.write(text)
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[api]\ndhcp_domain = file.example\n")
+        options = Options()
+        options.parseOptions(["--role", "api", "--config-dir", directory, "--config-file", path])
+        self.assertEqual(options["parsed"].api.dhcp_domain, "dir.example")
+        self.assertEqual(options["parsed"].sources,
+                         (path, os.path.join(directory, "10-early.conf"), os.path.join(directory, "20-late.conf")))
+
+    def test_missing_config_dir(self) -> None:
+        """A --config-dir that cannot be read is a one-line usage error naming it."""
+        directory = os.path.abspath(self.mktemp())
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config-dir", directory])
+        self.assertEqual(str(e), f"mdsvc: {directory}: cannot read: No such file or directory")
+
+    def test_error_names_the_file_that_set_it(self) -> None:
+        """With several files, a bad value is named by the file and line it came from."""
+        first = self.config("[DEFAULT]\nstate_path = STATE\n")
+        second = self.config("\n\n[api]\nmetadata_cache_expiration = soon\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config-file", first, "--config-file", second])
+        self.assertEqual(str(e), f"mdsvc: {second}:4: [api] metadata_cache_expiration = 'soon': allowed: an integer >= 0")
+
+    def test_unknown_lookup_is_usage_error(self) -> None:
+        """An unknown lookup backend stops startup in the options, with one line listing those available."""
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nlookup = nosuch:thing\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "network-node", "--config", path])
+        self.assertTrue(str(e).startswith(f"mdsvc: {path}: unknown lookup backend 'nosuch:thing' (available: store, neutron"), str(e))
+        self.assertNotIn("\n", str(e))
+
+    def test_unknown_socket_user_is_usage_error(self) -> None:
+        """A metadata_proxy_user that does not exist stops the agent's startup in the options."""
+        path = self.config("[DEFAULT]\nstate_path = STATE\nmetadata_proxy_user = no-such-user-here\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "agent", "--config", path])
+        self.assertEqual(str(e), f"mdsvc: {path}: Invalid user/uid: 'no-such-user-here'")
+
+    def test_agent_checks_only_for_agent_roles(self) -> None:
+        """The api and proxy roles do not run the agent: its lookup backend does not stop them."""
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nlookup = nosuch:thing\n")
+        for role in ("api", "proxy"):
+            options = Options()
+            options.parseOptions(["--role", role, "--config", path])
+            self.assertEqual(options["parsed"].agent.lookup, "nosuch:thing")
 
     def test_config_from_environment(self) -> None:
         """Without --config, $MDSVC_CONFIG is read."""
@@ -150,16 +223,19 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIsInstance(agent.api, InProcessAPI)
 
     def test_bad_lookup_one_line(self) -> None:
-        """A lookup backend that cannot be built stops startup with one line."""
+        """
+        A lookup backend that only building finds unusable (lookup = store on a store that is
+        not sqlite) stops startup with one line: an exit, since twistd prints a traceback for a
+        UsageError raised by makeService.
+        """
         state = os.path.abspath(self.mktemp())
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\nlookup = nosuch:thing\n")
+            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\nstore = vendor:thing\n")
         options = Options()
         options.parseOptions(["--role", "agent", "--config", path])
         e = self.assertRaises(SystemExit, makeService, options, MemoryReactorClock())
-        self.assertIn("nosuch", e.code)
-        self.assertNotIn("\n", e.code)
+        self.assertEqual(e.code, f"mdsvc: {path}: lookup = store needs the sqlite instance store, not vendor:thing")
 
 
 class PluginTests(SynchronousTestCase):
@@ -173,16 +249,31 @@ class PluginTests(SynchronousTestCase):
         self.assertIn("mdsvc", names)
 
     def test_tac_builds_same_tree(self) -> None:
-        """tac/api.tac builds the same services as the plugin for the same file."""
+        """Each tac/ROLE.tac builds the same services as the plugin's ROLE for the same file."""
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write(f"[DEFAULT]\nstate_path = {os.path.abspath(self.mktemp())}\n[mdsvc]\napi_endpoint = tcp:0\n")
+            f.write(f"[DEFAULT]\nstate_path = {os.path.abspath(self.mktemp())}\n[mdsvc]\napi_endpoint = tcp:0\n"
+                    "[proxy]\nnamespaces = none\nlisteners = network n1 tcp:0\n")
         self.patch(os, "environ", dict(os.environ, MDSVC_CONFIG=path))
-        namespace = runpy.run_path(os.path.join(ROOT, "tac", "api.tac"))
-        tac_services = services(IService(namespace["application"]))
-        options = Options()
-        options.parseOptions(["--role", "api", "--config", path])
-        plugin_services = services(makeService(options, MemoryReactorClock()))
-        self.assertEqual([type(s) for s in tac_services[1:]], [type(s) for s in plugin_services])
-        self.assertEqual([getattr(s, "endpoint", None).__class__ for s in tac_services[1:]],
-                         [getattr(s, "endpoint", None).__class__ for s in plugin_services])
+        for role in ROLES:
+            namespace = runpy.run_path(os.path.join(ROOT, "tac", f"{role}.tac"))
+            tac_services = services(IService(namespace["application"]))
+            options = Options()
+            options.parseOptions(["--role", role, "--config", path])
+            plugin_services = services(makeService(options, MemoryReactorClock()))
+            self.assertEqual([type(s) for s in tac_services[1:]], [type(s) for s in plugin_services], role)
+            self.assertEqual([getattr(s, "endpoint", None).__class__ for s in tac_services[1:]],
+                             [getattr(s, "endpoint", None).__class__ for s in plugin_services], role)
+
+    def test_tac_bad_config_one_line(self) -> None:
+        """A .tac stops with the one line of a startup problem (an exit: twistd -y prints a traceback for the rest)."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[api]\nmetadata_cache_expiration = soon\n")
+        self.patch(os, "environ", dict(os.environ, MDSVC_CONFIG=path))
+        e = self.assertRaises(SystemExit, runpy.run_path, os.path.join(ROOT, "tac", "api.tac"))
+        self.assertEqual(e.code, f"mdsvc: {path}:2: [api] metadata_cache_expiration = 'soon': allowed: an integer >= 0")
+
+    def test_roles_have_services(self) -> None:
+        """Every node role the configuration knows has its services in the role table."""
+        self.assertEqual(set(SERVICES_BY_ROLE), set(ROLES))

@@ -110,12 +110,35 @@ def build_lookup(
         except LookupUnavailable:
             pass
         return static
+    backend = _plugin(spec, plugins).build(argument, reactor)
+    if not IInstanceLookup.providedBy(backend):
+        raise ValueError(f"lookup backend {kind!r} built {backend!r}, which does not provide IInstanceLookup")
+    return backend  # type: ignore[no-any-return]
+
+
+def check_lookup(spec: str, plugins: Iterable[Any] | None = None) -> None:
+    """
+    Check, without building anything, that C{[mdsvc] lookup} names a backend: a built-in one or
+    an installed vendor plugin.
+
+    @raise ValueError: the line L{build_lookup} would raise for an unknown backend.
+    """
+    spec = spec.strip()
+    if spec in ("store", "neutron") or spec.startswith("static:"):
+        return
+    _plugin(spec, plugins)
+
+
+def _plugin(spec: str, plugins: Iterable[Any] | None) -> Any:
+    """
+    The vendor factory of C{NAME[:ARG]} among C{plugins} (default: L{lookup_plugins}).
+
+    @raise ValueError: none is named so (listing the backends available).
+    """
     factories = list(lookup_plugins() if plugins is None else plugins)
+    kind = spec.partition(":")[0]
     for factory in factories:
         if getattr(factory, "name", None) == kind:
-            backend = factory.build(argument, reactor)
-            if not IInstanceLookup.providedBy(backend):
-                raise ValueError(f"lookup backend {kind!r} built {backend!r}, which does not provide IInstanceLookup")
-            return backend  # type: ignore[no-any-return]
+            return factory
     available = list(BUILTIN) + sorted(f"{getattr(f, 'name', '?')}:ARG" for f in factories)
     raise ValueError(f"unknown lookup backend {spec!r} (available: {', '.join(available)})")

@@ -260,12 +260,22 @@ class StartupTests(SynchronousTestCase):
         self.assertTrue(os.path.exists(os.path.join(directory, ".demo-state", "mdsvc.sqlite")))
 
     def test_bad_config_one_line(self) -> None:
-        """A bad value stops twistd with one line naming file, line and option."""
+        """
+        A bad value in the second of two --config-file files stops twistd with a line naming
+        that file, line and option, after one saying mdsvc did not start (not the usage text).
+        """
         directory = os.path.abspath(self.mktemp())
-        config = write_config(directory, "[api]\nvendordata_providers = StaticJSON,Bogus\n")
+        config = write_config(directory, "")
+        bad = os.path.join(directory, "bad.conf")
+        with open(bad, "w") as f:
+            f.write("[api]\n\nvendordata_providers = StaticJSON,Bogus\n")
         from tests.integration.processes import TWISTD
-        result = subprocess.run(TWISTD + ["-n", "--pidfile=", "mdsvc", "--role", "api", "--config", config],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(TWISTD + ["-n", "--pidfile=", "mdsvc", "--role", "api", "--config-file", config, "--config-file", bad],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT)  # this tree's mdsvc, not an installed one
         self.assertNotEqual(result.returncode, 0)
-        self.assertEqual(result.stderr, f"mdsvc: {config}:8: [api] vendordata_providers = 'StaticJSON,Bogus': allowed: StaticJSON | DynamicJSON\n")
-        self.assertEqual(result.stdout, "")
+        self.assertEqual(result.stderr, "")
+        self.assertNotIn("--config-file", result.stdout)
+        self.assertEqual(result.stdout.splitlines()[-2:], [
+            "mdsvc did not start.",
+            f"twistd -n: mdsvc: {bad}:3: [api] vendordata_providers = 'StaticJSON,Bogus': allowed: StaticJSON | DynamicJSON",
+        ])

@@ -1,4 +1,4 @@
-"""twistd drop-in: ``twistd -n mdsvc --role ROLE --config FILE``."""
+"""twistd drop-in: ``twistd -n mdsvc --role ROLE --config-file FILE...``."""
 
 from twisted.application.service import ServiceMaker
 
