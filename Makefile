@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` starts the service, `make test` runs every test.
 PYTHON ?= python3
 
-.PHONY: demo test install install-test bench sample-configs
+.PHONY: demo test install install-test bench sample-configs docs
 
 install:
 	$(PYTHON) -m pip install -q -e . --config-settings editable_mode=compat
@@ -18,6 +18,10 @@ demo: install
 
 test: install-test
 	$(PYTHON) -m pytest -q tests
+
+# The field tables of docs/instance-documents.md, from the declarations in mdsvc/model.py.
+docs:
+	$(PYTHON) -m mdsvc.docpage > docs/instance-documents.md
 
 # The benchmark table of bench/README.md (installs wrk, haproxy and the Nova peer first).
 bench:

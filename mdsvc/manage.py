@@ -29,7 +29,8 @@ from twisted.logger import Logger, formatEvent
 
 from mdsvc.api.identify import sign
 from mdsvc.config import NODE_ROLES, Config, ConfigError, check_config, given_sources, load_config
-from mdsvc.model import DocumentError, YAMLDocumentLoader, instanceFromDocument, routerFromDocument
+from mdsvc.model import DocumentError, Instance, Router, YAMLDocumentLoader, instanceFromDocument, routerFromDocument
+from mdsvc.schema import declared_field, join
 from mdsvc.store.sqlite import SQLiteDocuments
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
@@ -105,6 +106,7 @@ def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out
     @param reset_password: instances only: replace their stored passwords with the documents'.
     """
     validate = routerFromDocument if routers else instanceFromDocument
+    identity = declared_field(Router, "id") if routers else declared_field(Instance, "uuid")
     docs: list[Any] = []
     seen: dict[str, str] = {}  # id -> "FILE: [i]" where it was first found
     for path in paths:
@@ -119,8 +121,8 @@ def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out
             except DocumentError as e:
                 raise CommandError(f"{path}: {e}") from None
             # Name a duplicate by file and position here: the store only sees one merged list.
-            ident = key.id if routers else key.uuid  # type: ignore[union-attr]
-            field = f"{where}.{'id' if routers else 'uuid'}" if where else ("id" if routers else "uuid")
+            ident = getattr(key, identity.attr)
+            field = join(where, identity.path)
             if ident in seen:
                 raise CommandError(f"{path}: {field}: {ident} appears twice in this import (also {seen[ident]})")
             seen[ident] = f"{path}{': ' + where if where else ''}"
@@ -280,7 +282,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
             row = documents.get(args.uuid)
             if row is None:
                 raise CommandError(f"no instance {args.uuid}")
-            print(json.dumps(dict(row.document, password=row.password), indent=2), file=out)
+            print(json.dumps(row.full_document(), indent=2), file=out)
         elif args.action == "delete":
             if not documents.delete_instance(args.uuid):
                 raise CommandError(f"no instance {args.uuid}")

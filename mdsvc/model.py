@@ -2,9 +2,12 @@
 """
 Value types for what Nova and Neutron know of an instance, and their document form.
 
-An instance document (DESIGN.md, "Instance documents") is parsed by L{instanceFromDocument},
-which validates every field and raises L{DocumentError} naming the first bad field.  Only
-C{uuid} is required; every other field gets the default Nova would use.
+Every field of an instance or router document is declared once, here, on the attribute that
+holds it (L{mdsvc.schema.declared}): its key, shape, default, checks and meaning.  From those
+declarations L{instanceFromDocument} and L{routerFromDocument} check a document and build its
+value (raising L{DocumentError} naming the first bad field), the store reaches the fields it
+assigns, and C{docs/instance-documents.md} lists them (C{python -m mdsvc.docpage}).  Only
+C{uuid} (a router's C{id}) is required; every other field gets the default Nova would use.
 """
 
 from __future__ import annotations
@@ -13,73 +16,229 @@ import base64
 import binascii
 import ipaddress
 import re
-from contextvars import ContextVar
-from typing import Any, Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, Mapping
 
+import attrs
 import yaml
-from attrs import field, frozen
+from attrs import frozen
+
+from mdsvc.schema import (
+    Boolean,
+    Choice,
+    DocumentError,
+    Found,
+    Integer,
+    ListOf,
+    MapOf,
+    Record,
+    Text,
+    declared,
+    declared_fields,
+    finishes,
+    kind_of,
+    read_document,
+    shown,
+)
+
+__all__ = [
+    "BlockDevice", "Device", "DocumentError", "FixedIp", "Flavor", "InjectedFile", "Instance", "KeyPair", "Network", "Nic",
+    "Route", "Router", "Subnet", "YAMLDocumentLoader", "image_ids", "instanceFromDocument", "kind_of", "routerFromDocument",
+    "sanitize_hostname", "shown",
+]
+
+# --- rules of values ---------------------------------------------------------------------------
+
+# An instance uuid or router id: canonical UUIDs, and the short ids labs and tests use ("i-1");
+# never a control character, a blank, a slash or anything outside ASCII, nor "." or "..".
+INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+INSTANCE_ID_RULE = "1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit"
+# Every other id (project, user, network, port, subnet, image, volume...): printable ASCII
+# without blanks (Keystone ids from LDAP may hold '@' or '=').
+ID_PATTERN = re.compile(r"[!-~]{1,255}")
+ID_RULE = "1 to 255 printable ASCII characters, no blanks"
+MAC_PATTERN = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+# A hostname or FQDN as Nova's API takes it (2.90 hostname / 2.94 fqdn): dot-separated labels
+# of letters, digits, '-' and '_', each 1 to 63 long and starting and ending with a letter or
+# digit (RFC 1123: no "-rf"), 255 characters in all.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_PATTERN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+HOSTNAME_MAX = 255
+HOSTNAME_RULE = (
+    "dot-separated labels of 1 to 63 letters, digits, '-' and '_', each starting and ending with a letter or digit;"
+    f" {HOSTNAME_MAX} characters in all"
+)
+# Nova's limit on user_data: 65,535 characters of base64 text (the servers API schema).
+MAX_USERDATA_SIZE = 65535
+EC2_ID_MAX = 0xFFFFFFFF
 
 
-class DocumentError(ValueError):
-    """
-    An instance or router document is invalid.
+def _check_id(pattern: re.Pattern[str], rule: str, what: str, value: str, where: str) -> None:
+    """An id matches C{pattern} (import only: stored documents keep the ids they were imported with)."""
+    if not pattern.fullmatch(value):
+        raise DocumentError(where, f"{shown(value)} is not a valid {what} ({rule})")
 
-    @ivar where: the dotted path of the bad field, e.g. C{nics[0].mac}.
-    @ivar problem: what is wrong with it.
-    """
 
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"{where}: {problem}" if where else problem)
-        self.where = where
-        self.problem = problem
+def _check_glance_id(value: str, where: str) -> None:
+    """A Glance image id, or C{""}: none."""
+    if value != "":
+        _check_id(ID_PATTERN, ID_RULE, "id", value, where)
+
+
+def _none_if_empty(value: str, where: str) -> str | None:
+    """C{""} means none."""
+    return value or None
+
+
+def _check_hostname(value: str, where: str) -> None:
+    """A hostname given by the document: what Nova's API would take."""
+    if value == "":
+        raise DocumentError(where, "must not be empty")
+    if len(value) > HOSTNAME_MAX or not HOSTNAME_PATTERN.fullmatch(value):
+        raise DocumentError(where, f"{shown(value)} is not a valid hostname ({HOSTNAME_RULE})")
+
+
+def _check_user_data_size(value: str, where: str) -> None:
+    """user_data: at most Nova's 65,535 base64 characters (line breaks not counted)."""
+    length = len("".join(value.split()))  # what _base64 decodes
+    if length > MAX_USERDATA_SIZE:
+        raise DocumentError(where, f"{length} base64 characters, more than Nova's limit of {MAX_USERDATA_SIZE}")
+
+
+def _base64(value: str, where: str) -> bytes:
+    """The bytes of base64 text."""
+    try:
+        # Line breaks and spaces are allowed, as in Nova (base64 tools wrap at 76 columns and
+        # YAML block scalars keep newlines); any other character outside the alphabet is not.
+        return base64.b64decode("".join(value.split()).encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise DocumentError(where, "is not valid base64") from None
+
+
+def _ip(value: str, where: str) -> str:
+    """An IP address, in its canonical form."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise DocumentError(where, f"{value!r} is not an IP address") from None
+
+
+def _cidr(value: str, where: str) -> str:
+    """A CIDR (host bits may be set), kept as written."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise DocumentError(where, f"{value!r} is not a CIDR") from None
+    return value
+
+
+def _mac(value: str, where: str) -> str:
+    """A MAC address, lower-cased."""
+    if not MAC_PATTERN.fullmatch(value):
+        raise DocumentError(where, f"{shown(value)} is not valid")
+    return value.lower()
+
+
+def _guest_path(value: str, where: str) -> str:
+    """An absolute path that stays inside the guest's root."""
+    if not value.startswith("/"):
+        raise DocumentError(where, f"{value!r} is not an absolute path")
+    if "\x00" in value or ".." in value.split("/"):
+        raise DocumentError(where, f"{value!r} leads outside the guest's root ('..')")
+    return value
+
+
+# The shapes many fields share.
+TEXT = Text()
+ID = Text(kind="string (id)", on_import=partial(_check_id, ID_PATTERN, ID_RULE, "id"), imported=ID_RULE)
+INSTANCE_ID = Text(
+    kind="string (id)", on_import=partial(_check_id, INSTANCE_ID_PATTERN, INSTANCE_ID_RULE, "id"), imported=INSTANCE_ID_RULE,
+)
+IMAGE_ID = Text(kind="string (Glance image id)", on_import=_check_glance_id, imported=f"`\"\"` or {ID_RULE}")
+IMAGE_ID_OR_NONE = Text(
+    kind="string (Glance image id)", rule='`""` is none', check=_none_if_empty, on_import=_check_glance_id,
+    imported=f"`\"\"` or {ID_RULE}",
+)
+HOSTNAME = Text(on_import=_check_hostname, imported="not empty; " + HOSTNAME_RULE)
+IP = Text(rule="an IP address (kept in canonical form)", check=_ip)
+CIDR = Text(rule="a CIDR", check=_cidr)
+MAC = Text(rule="six hex pairs separated by ':' (kept lower-cased)", check=_mac)
+BASE64 = Text(kind="string (base64)", rule="line breaks and blanks allowed", check=_base64)
+USER_DATA = Text(
+    kind="string (base64)", rule="line breaks and blanks allowed", check=_base64, on_import=_check_user_data_size,
+    imported=f"at most {MAX_USERDATA_SIZE} base64 characters (Nova's limit; line breaks not counted)",
+)
+GUEST_PATH = Text(rule="an absolute path without '..'", check=_guest_path)
+SIZE = Integer(minimum=0)
+EC2_ID = Integer(minimum=0, maximum=EC2_ID_MAX)
+
+# --- the value types, their fields declared ----------------------------------------------------
+
+
+@frozen
+class Route:
+    """A static route of a subnet; a L{Subnet} keeps it as a C{(destination, nexthop)} pair."""
+
+    destination: str = declared(CIDR, "the destination range")
+    nexthop: str = declared(IP, "the next hop")
 
 
 @frozen
 class Subnet:
     """A Neutron subnet as seen through one fixed IP of a port."""
 
-    id: str | None = None
-    cidr: str | None = None
-    ip_version: int = 4
-    gateway: str | None = None
-    dns: tuple[str, ...] = ()
-    routes: tuple[tuple[str, str], ...] = ()  # (destination CIDR, nexthop)
-    enable_dhcp: bool = True
-    ipv6_address_mode: str | None = None
-    dhcp_server: str | None = None
+    id: str | None = declared(ID, "the Neutron subnet's id", default=None)
+    cidr: str | None = declared(CIDR, "the subnet's range", default=None)
+    # None only while a document is read: the fixed IP holding the subnet then sets it.
+    ip_version: int = declared(
+        Integer(choices=(4, 6)), "its IP version; must agree with `cidr`", default=4,
+        derived="the version of `cidr`, else of the fixed IP",
+    )
+    gateway: str | None = declared(IP, "the default gateway; none: no default route", default=None)
+    dns: tuple[str, ...] = declared(ListOf(IP), "DNS servers", default=())
+    routes: tuple[tuple[str, str], ...] = declared(
+        ListOf(Record(Route, then=attrs.astuple)), "static routes besides the default one", default=(),
+    )
+    enable_dhcp: bool = declared(Boolean(), "whether Neutron serves DHCP on the subnet", default=True)
+    ipv6_address_mode: str | None = declared(
+        Choice(("slaac", "dhcpv6-stateful", "dhcpv6-stateless")), "how IPv6 guests get their address", default=None,
+    )
+    dhcp_server: str | None = declared(IP, "the DHCP server's address", default=None)
 
 
 @frozen
 class FixedIp:
     """One fixed IP of a port, its subnet and the floating IPs associated with it."""
 
-    ip: str
-    subnet: Subnet
-    floating_ips: tuple[str, ...] = ()
+    ip: str = declared(IP, "the address; of its subnet's IP version")
+    subnet: Subnet = declared(Record(Subnet), "the subnet holding the address", derived="an empty subnet of the address's version")
+    floating_ips: tuple[str, ...] = declared(ListOf(IP), "floating IPs associated with the address", default=())
 
 
 @frozen
 class Network:
     """The Neutron network a port is on."""
 
-    id: str | None = None
-    name: str | None = None
-    mtu: int | None = None
-    network_type: str | None = None
-    physical_network: str | None = None
+    id: str | None = declared(ID, "the Neutron network's id", default=None)
+    name: str | None = declared(TEXT, "its name", default=None)
+    mtu: int | None = declared(Integer(minimum=68), "its MTU", default=None)
+    network_type: str | None = declared(TEXT, "its provider type (`vxlan`, `vlan`, `flat`, ...)", default=None)
+    physical_network: str | None = declared(TEXT, "its provider physical network", default=None)
 
 
 @frozen
 class Nic:
     """A port (VIF) of the instance, in Nova's network info order."""
 
-    port_id: str | None = None
-    mac: str | None = None
-    vif_type: str | None = None
-    vnic_type: str | None = None
-    security_groups: tuple[str, ...] | None = None
-    network: Network = field(factory=Network)
-    fixed_ips: tuple[FixedIp, ...] = ()
+    port_id: str | None = declared(ID, "the Neutron port's id (its tap device is `tap` + its first 11 characters)", default=None)
+    mac: str | None = declared(MAC, "the port's MAC address", default=None)
+    vif_type: str | None = declared(TEXT, "Neutron's VIF type (`ovs`, `bridge`, ...)", default=None)
+    vnic_type: str | None = declared(TEXT, "Neutron's VNIC type (`normal`, `direct`, ...)", default=None)
+    security_groups: tuple[str, ...] | None = declared(
+        ListOf(TEXT), "the port's security group names; absent: the instance's", default=None,
+    )
+    network: Network = declared(Record(Network), "the network the port is on", factory=Network)
+    fixed_ips: tuple[FixedIp, ...] = declared(ListOf(Record(FixedIp)), "the port's fixed IPs, in subnet order", default=())
 
     @property
     def devname(self) -> str | None:
@@ -93,103 +252,121 @@ class Nic:
 class KeyPair:
     """A key pair; only the first one of an instance is ever exposed."""
 
-    name: str
-    public_key: str
-    type: str = "ssh"
+    name: str = declared(TEXT, "the key pair's name")
+    public_key: str = declared(TEXT, "the public key, as the guest receives it")
+    type: str = declared(Choice(("ssh", "x509")), "the key's type", default="ssh")
 
 
 @frozen
 class BlockDevice:
     """One block device mapping record, as Nova keeps it."""
 
-    source_type: str | None = None
-    destination_type: str | None = None
-    device_name: str | None = None
-    guest_format: str | None = None
-    boot_index: int | None = None
-    volume_id: str | None = None
-    volume_size: int | None = None
-    image_id: str | None = None
-    snapshot_id: str | None = None
-    tag: str | None = None
-    delete_on_termination: bool | None = None
-    disk_bus: str | None = None
-    device_type: str | None = None
+    source_type: str | None = declared(Choice(("blank", "image", "snapshot", "volume")), "where the disk comes from", default=None)
+    destination_type: str | None = declared(Choice(("local", "volume")), "where the disk lives", default=None)
+    device_name: str | None = declared(TEXT, "its device in the guest (`/dev/vdb`)", default=None)
+    guest_format: str | None = declared(TEXT, "its file system (`swap` makes it the swap disk)", default=None)
+    boot_index: int | None = declared(Integer(), "its place in the boot order", default=None)
+    volume_id: str | None = declared(ID, "the Cinder volume's id", default=None)
+    volume_size: int | None = declared(SIZE, "its size in GiB", default=None)
+    image_id: str | None = declared(ID, "the Glance image it is made from", default=None)
+    snapshot_id: str | None = declared(ID, "the snapshot it is made from", default=None)
+    tag: str | None = declared(TEXT, "its device role tag", default=None)
+    delete_on_termination: bool | None = declared(Boolean(), "whether it goes with the instance", default=None)
+    disk_bus: str | None = declared(TEXT, "its bus (`virtio`, `scsi`, ...)", default=None)
+    device_type: str | None = declared(TEXT, "its type (`disk`, `cdrom`, ...)", default=None)
 
 
 @frozen
 class Device:
     """A tagged device (device role tagging): a NIC, a disk or a share."""
 
-    type: str
-    bus: str | None = None
-    address: str | None = None
-    mac: str | None = None
-    serial: str | None = None
-    path: str | None = None
-    tags: tuple[str, ...] = ()
-    vlan: int | None = None
-    vf_trusted: bool | None = None
-    share_id: str | None = None
-    tag: str | None = None
+    type: str = declared(Choice(("nic", "disk", "share")), "what the device is")
+    bus: str | None = declared(Choice(("pci", "usb", "scsi", "ide", "xen", "none")), "the bus it is on", default=None)
+    address: str | None = declared(TEXT, "its address on the bus (`0000:00:03.0`)", default=None)
+    mac: str | None = declared(MAC, "a NIC's MAC address", default=None)
+    serial: str | None = declared(TEXT, "a disk's serial number", default=None)
+    path: str | None = declared(TEXT, "a disk's path", default=None)
+    tags: tuple[str, ...] = declared(ListOf(TEXT), "the tags the user gave it", default=())
+    vlan: int | None = declared(SIZE, "a NIC's VLAN", default=None)
+    vf_trusted: bool | None = declared(Boolean(), "whether a NIC's SR-IOV virtual function is trusted", default=None)
+    share_id: str | None = declared(ID, "a share's Manila id", default=None)
+    tag: str | None = declared(TEXT, "a share's tag", default=None)
 
 
 @frozen
 class Flavor:
     """The instance's flavor."""
 
-    name: str
-    flavorid: str | None = None
-    memory_mb: int | None = None
-    vcpus: int | None = None
-    root_gb: int | None = None
-    ephemeral_gb: int | None = None
-    swap: int | None = None
-    extra_specs: Mapping[str, str] = field(factory=dict)
+    name: str = declared(TEXT, "the flavor's name")
+    flavorid: str | None = declared(TEXT, "its id", default=None)
+    memory_mb: int | None = declared(SIZE, "memory, MiB", default=None)
+    vcpus: int | None = declared(SIZE, "virtual CPUs", default=None)
+    root_gb: int | None = declared(SIZE, "root disk, GiB", default=None)
+    ephemeral_gb: int | None = declared(SIZE, "ephemeral disk, GiB", default=None)
+    swap: int | None = declared(SIZE, "swap disk, MiB", default=None)
+    extra_specs: Mapping[str, str] = declared(MapOf(TEXT), "its extra specs", factory=dict)
 
 
 @frozen
 class InjectedFile:
     """A personality file: config drive only."""
 
-    path: str
-    contents: bytes
+    path: str = declared(GUEST_PATH, "where the file goes in the guest")
+    contents: bytes = declared(BASE64, "its contents", key="contents_b64", default=b"")
 
 
 @frozen
 class Instance:
     """Everything the metadata API and the config drive render, for one instance."""
 
-    uuid: str
-    name: str
-    hostname: str
-    project_id: str | None = None
-    user_id: str | None = None
-    availability_zone: str | None = "nova"
-    launch_index: int = 0
-    reservation_id: str | None = None
-    created_at: str | None = None
-    flavor: Flavor | None = None
-    image_id: str = ""
-    kernel_id: str | None = None
-    ramdisk_id: str | None = None
-    ec2_instance_id: int | None = None
-    ec2_image_ids: Mapping[str, int] = field(factory=dict)
-    root_device_name: str | None = None
-    default_ephemeral_device: str | None = None
-    default_swap_device: str | None = None
-    block_device_mappings: tuple[BlockDevice, ...] = ()
-    key_pairs: tuple[KeyPair, ...] = ()
-    user_data: bytes | None = None
-    metadata: Mapping[str, str] = field(factory=dict)
-    system_metadata: Mapping[str, str] = field(factory=dict)
-    password: str | None = None
-    security_groups: tuple[str, ...] = ("default",)
-    nics: tuple[Nic, ...] = ()
-    device_metadata: tuple[Device, ...] = ()
-    dedicated_cpus: tuple[int, ...] = ()
-    admin_pass: str | None = None
-    injected_files: tuple[InjectedFile, ...] = ()
+    uuid: str = declared(INSTANCE_ID, "the instance's id")
+    name: str = declared(TEXT, "its display name", derived="`Server <uuid>`")
+    hostname: str = declared(HOSTNAME, "its hostname or FQDN", derived="Nova's sanitised `name`")
+    project_id: str | None = declared(ID, "the project (tenant) owning it", default=None)
+    user_id: str | None = declared(ID, "the user who booted it", default=None)
+    availability_zone: str | None = declared(TEXT, "its availability zone", default="nova")
+    launch_index: int = declared(SIZE, "its index among instances booted together", default=0)
+    reservation_id: str | None = declared(
+        ID, "the id of the boot request", default=None,
+        assigned="assigned on import: `r-` and 8 random characters from 0-9 and a-z",
+    )
+    created_at: str | None = declared(TEXT, "when it was created (ISO 8601)", default=None, assigned="assigned on import: the time of the import")
+    flavor: Flavor | None = declared(Record(Flavor, shorthand="name"), "its flavor", default=None)
+    image_id: str = declared(IMAGE_ID, 'the Glance image it boots from; `""`: boot from volume', default="", ec2_image=True)
+    kernel_id: str | None = declared(IMAGE_ID_OR_NONE, "its kernel image", default=None, ec2_image=True)
+    ramdisk_id: str | None = declared(IMAGE_ID_OR_NONE, "its ramdisk image", default=None, ec2_image=True)
+    ec2_instance_id: int | None = declared(
+        EC2_ID, "the number behind its EC2 id `i-%08x`", key="ec2_ids.instance", default=None,
+        assigned="assigned on import: the next free number",
+    )
+    ec2_image_ids: Mapping[str, int] = declared(
+        MapOf(EC2_ID, keys=Text(kind="image id", on_import=partial(_check_id, ID_PATTERN, ID_RULE, "image id"), imported=ID_RULE)),
+        "the numbers behind `ami-`/`aki-`/`ari-%08x`, by Glance image id", key="ec2_ids.images", factory=dict,
+        assigned="assigned on import for the document's images: one number per image, shared by every instance",
+    )
+    root_device_name: str | None = declared(TEXT, "the root disk's device (`/dev/vda`)", default=None)
+    default_ephemeral_device: str | None = declared(TEXT, "the ephemeral disk's device", default=None)
+    default_swap_device: str | None = declared(TEXT, "the swap disk's device", default=None)
+    block_device_mappings: tuple[BlockDevice, ...] = declared(
+        ListOf(Record(BlockDevice)), "its disks, as Nova's block device mappings", default=(),
+    )
+    key_pairs: tuple[KeyPair, ...] = declared(ListOf(Record(KeyPair)), "its key pairs; the first is the instance's key", default=())
+    user_data: bytes | None = declared(USER_DATA, "the user data", default=None)
+    metadata: Mapping[str, str] = declared(MapOf(TEXT), "the user's metadata", factory=dict)
+    system_metadata: Mapping[str, str] = declared(MapOf(TEXT), "Nova's system metadata", factory=dict)
+    password: str | None = declared(
+        TEXT, "the password the guest posted (kept across re-imports; stored only for an instance that has none)", default=None,
+    )
+    security_groups: tuple[str, ...] = declared(
+        ListOf(TEXT), "security group names, for every port that gives none", default=("default",),
+    )
+    nics: tuple[Nic, ...] = declared(ListOf(Record(Nic)), "its ports, in Nova's network info order", default=())
+    device_metadata: tuple[Device, ...] = declared(ListOf(Record(Device)), "its tagged devices", default=())
+    dedicated_cpus: tuple[int, ...] = declared(ListOf(SIZE), "the host CPUs pinned to it", default=())
+    admin_pass: str | None = declared(TEXT, "the admin password (config drive only)", default=None)
+    injected_files: tuple[InjectedFile, ...] = declared(
+        ListOf(Record(InjectedFile)), "personality files (config drive only)", default=(),
+    )
 
     @property
     def key_pair(self) -> KeyPair | None:
@@ -215,32 +392,52 @@ class Instance:
 class Router:
     """A Neutron router: guests on its networks reach metadata through its namespace."""
 
-    id: str
-    project_id: str | None = None
-    networks: tuple[str, ...] = ()
+    id: str = declared(INSTANCE_ID, "the router's id")
+    project_id: str | None = declared(ID, "the project owning it", default=None)
+    networks: tuple[str, ...] = declared(ListOf(ID), "the ids of the networks attached to it", default=())
 
 
-# --- document parsing -------------------------------------------------------------------------
+# --- what spans fields -------------------------------------------------------------------------
 
-# An instance uuid or router id: canonical UUIDs, and the short ids labs and tests use ("i-1");
-# never a control character, a blank, a slash or anything outside ASCII, nor "." or "..".
-INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
-# Every other id (project, user, network, port, subnet, image, volume...): printable ASCII
-# without blanks (Keystone ids from LDAP may hold '@' or '=').
-ID_PATTERN = re.compile(r"[!-~]{1,255}")
-MAC_PATTERN = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-# A hostname or FQDN as Nova's API takes it (2.90 hostname / 2.94 fqdn): dot-separated labels
-# of letters, digits, '-' and '_', each 1 to 63 long and starting and ending with a letter or
-# digit (RFC 1123: no "-rf"), 255 characters in all.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
-HOSTNAME_PATTERN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-HOSTNAME_MAX = 255
-# Nova's limit on user_data: 65,535 characters of base64 text (the servers API schema).
-MAX_USERDATA_SIZE = 65535
 
-# False while a stored document is read back: the checks that guard imports (ids, hostname,
-# user_data size) are not applied again to documents imported under older rules.
-_STRICT: ContextVar[bool] = ContextVar("mdsvc_model_strict", default=True)
+@finishes(Subnet)
+def _subnet_version(found: Found) -> None:
+    """A subnet's IP version is its cidr's; without either, its fixed IP sets it (L{_fixed_ip_version})."""
+    values = found.values
+    cidr = values["cidr"]
+    if cidr is None:
+        return
+    version = ipaddress.ip_network(cidr, strict=False).version
+    if values["ip_version"] is None:
+        values["ip_version"] = version
+    elif values["ip_version"] != version:
+        raise found.error("ip_version", f"is {values['ip_version']} but cidr {cidr} is IPv{version}")
+
+
+@finishes(FixedIp)
+def _fixed_ip_version(found: Found) -> None:
+    """A fixed IP is of its subnet's version; a subnet that says none is of the fixed IP's."""
+    values = found.values
+    ip = values["ip"]
+    version = 6 if ":" in ip else 4
+    subnet = values["subnet"]
+    if subnet is None:
+        values["subnet"] = Subnet(ip_version=version)
+    elif subnet.ip_version is None:
+        values["subnet"] = attrs.evolve(subnet, ip_version=version)
+    elif subnet.ip_version != version:
+        raise found.error("ip", f"{ip} is not an IPv{subnet.ip_version} address like its subnet")
+
+
+@finishes(Instance)
+def _instance_names(found: Found) -> None:
+    """Nova's defaults: the name C{Server <uuid>}, the hostname the sanitised name."""
+    values = found.values
+    uuid = values["uuid"]
+    if values["name"] is None:
+        values["name"] = f"Server {uuid}"
+    if values["hostname"] is None:
+        values["hostname"] = sanitize_hostname(values["name"], f"Server-{uuid}")
 
 
 def sanitize_hostname(hostname: str, default_name: str | None = None) -> str:
@@ -254,148 +451,7 @@ def sanitize_hostname(hostname: str, default_name: str | None = None) -> str:
     return hostname
 
 
-class _Reader:
-    """Validating accessors over one JSON object, naming fields by their dotted path."""
-
-    def __init__(self, obj: Any, where: str, allowed: Sequence[str]) -> None:
-        if not isinstance(obj, dict):
-            raise DocumentError(where, f"expected an object, got {kind_of(obj)}")
-        for key in obj:
-            if key not in allowed:
-                raise DocumentError(_join(where, str(key)), "unknown field")
-        self.obj = obj
-        self.where = where
-
-    def path(self, key: str) -> str:
-        return _join(self.where, key)
-
-    def has(self, key: str) -> bool:
-        return key in self.obj
-
-    def raw(self, key: str) -> Any:
-        return self.obj.get(key)
-
-    def str(self, key: str, default: Any = None, *, required: bool = False, pattern: re.Pattern[str] | None = None) -> Any:
-        value = self.obj.get(key)
-        if value is None:
-            if required:
-                raise DocumentError(self.path(key), "is required")
-            return default
-        if not isinstance(value, str):
-            raise DocumentError(self.path(key), f"expected a string, got {kind_of(value)}")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise DocumentError(self.path(key), f"{shown(value)} is not valid")
-        return value
-
-    def id(self, key: str, *, required: bool = False, pattern: re.Pattern[str] = ID_PATTERN, empty: bool = False) -> Any:
-        """
-        An id: a string matching C{pattern} on import (C{empty}: C{""} is allowed too, as a
-        meaning of its own); any string when a stored document is read back.
-        """
-        value = self.str(key, required=required)
-        if value is not None and _STRICT.get() and not (empty and value == "") and not pattern.fullmatch(value):
-            raise DocumentError(self.path(key), f"{shown(value)} is not a valid id{_ID_RULES[pattern]}")
-        return value
-
-    def int(self, key: str, default: Any = None, minimum: int | None = None) -> Any:
-        value = self.obj.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise DocumentError(self.path(key), f"expected an integer, got {kind_of(value)}")
-        if minimum is not None and value < minimum:
-            raise DocumentError(self.path(key), f"must be >= {minimum}, got {value}")
-        return value
-
-    def bool(self, key: str, default: Any = None) -> Any:
-        value = self.obj.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise DocumentError(self.path(key), f"expected true or false, got {kind_of(value)}")
-        return value
-
-    def list(self, key: str, item: Callable[[Any, str], Any], default: Any = ()) -> Any:
-        value = self.obj.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, list):
-            raise DocumentError(self.path(key), f"expected a list, got {kind_of(value)}")
-        return tuple(item(v, f"{self.path(key)}[{i}]") for i, v in enumerate(value))
-
-    def strmap(self, key: str) -> dict[str, str]:
-        value = self.obj.get(key)
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise DocumentError(self.path(key), f"expected an object, got {kind_of(value)}")
-        for k, v in value.items():
-            if not isinstance(v, str):
-                raise DocumentError(_join(self.path(key), k), f"expected a string, got {kind_of(v)}")
-        return dict(value)
-
-    def choice(self, key: str, choices: Sequence[str], default: Any = None) -> Any:
-        value = self.str(key, default)
-        if value is not None and value not in choices:
-            raise DocumentError(self.path(key), f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-
-_ID_RULES = {
-    INSTANCE_ID_PATTERN: " (1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit)",
-    ID_PATTERN: " (1 to 255 printable ASCII characters, no blanks)",
-}
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def shown(value: str, limit: int = 60) -> str:
-    """How an error quotes a bad value: its repr, cut after C{limit} characters."""
-    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
-
-
-def _id(value: Any, where: str) -> str:
-    """A list item that is an id (a router's networks)."""
-    text = _string(value, where)
-    if _STRICT.get() and not ID_PATTERN.fullmatch(text):
-        raise DocumentError(where, f"{shown(text)} is not a valid id{_ID_RULES[ID_PATTERN]}")
-    return text
-
-
-def _hostname(value: str, where: str) -> str:
-    """A hostname given by the document: what Nova's API would take."""
-    if not _STRICT.get():
-        return value
-    if value == "":
-        raise DocumentError(where, "must not be empty")
-    if len(value) > HOSTNAME_MAX or not HOSTNAME_PATTERN.fullmatch(value):
-        raise DocumentError(
-            where,
-            f"{shown(value)} is not a valid hostname (dot-separated labels of 1 to 63 letters, digits, '-' and '_',"
-            f" each starting and ending with a letter or digit; {HOSTNAME_MAX} characters in all)",
-        )
-    return value
-
-
-def _user_data(value: Any, where: str) -> bytes:
-    """user_data: base64 text of at most Nova's 65,535 characters (line breaks not counted)."""
-    text = _string(value, where)
-    if _STRICT.get():
-        length = len("".join(text.split()))  # what _base64 decodes
-        if length > MAX_USERDATA_SIZE:
-            raise DocumentError(where, f"{length} base64 characters, more than Nova's limit of {MAX_USERDATA_SIZE}")
-    return _base64(text, where)
-
-
-def kind_of(value: Any, mapping: str = "an object") -> str:
-    """How an error message names the type of a parsed JSON/YAML value (C{mapping} for dicts)."""
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: mapping}.get(
-        type(value), type(value).__name__
-    )
+# --- reading documents -------------------------------------------------------------------------
 
 
 class YAMLDocumentLoader(yaml.SafeLoader):
@@ -408,273 +464,17 @@ YAMLDocumentLoader.yaml_implicit_resolvers = {
 }
 
 
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise DocumentError(where, f"expected a string, got {kind_of(value)}")
-    return value
-
-
-def _int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DocumentError(where, f"expected an integer, got {kind_of(value)}")
-    return value
-
-
-def _ip(value: Any, where: str) -> str:
-    text = _string(value, where)
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise DocumentError(where, f"{text!r} is not an IP address") from None
-
-
-def _base64(value: Any, where: str) -> bytes:
-    text = _string(value, where)
-    try:
-        # Line breaks and spaces are allowed, as in Nova (base64 tools wrap at 76 columns and
-        # YAML block scalars keep newlines); any other character outside the alphabet is not.
-        return base64.b64decode("".join(text.split()).encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise DocumentError(where, "is not valid base64") from None
-
-
-def _route(value: Any, where: str) -> tuple[str, str]:
-    r = _Reader(value, where, ("destination", "nexthop"))
-    destination = r.str("destination", required=True)
-    try:
-        ipaddress.ip_network(destination, strict=False)
-    except ValueError:
-        raise DocumentError(r.path("destination"), f"{destination!r} is not a CIDR") from None
-    return destination, _ip(r.raw("nexthop"), r.path("nexthop"))
-
-
-def _subnet(value: Any, where: str, default_version: int = 4) -> Subnet:
-    r = _Reader(value, where, ("id", "cidr", "ip_version", "gateway", "dns", "routes", "enable_dhcp", "ipv6_address_mode", "dhcp_server"))
-    cidr = r.str("cidr")
-    version = r.int("ip_version")
-    if cidr is not None:
-        try:
-            net = ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise DocumentError(r.path("cidr"), f"{cidr!r} is not a CIDR") from None
-        if version is None:
-            version = net.version
-        elif version != net.version:
-            raise DocumentError(r.path("ip_version"), f"is {version} but cidr {cidr} is IPv{net.version}")
-    if version not in (None, 4, 6):
-        raise DocumentError(r.path("ip_version"), f"must be 4 or 6, got {version}")
-    return Subnet(
-        id=r.id("id"),
-        cidr=cidr,
-        ip_version=version or default_version,
-        gateway=_ip(r.raw("gateway"), r.path("gateway")) if r.raw("gateway") is not None else None,
-        dns=r.list("dns", _ip),
-        routes=r.list("routes", _route),
-        enable_dhcp=r.bool("enable_dhcp", True),
-        ipv6_address_mode=r.choice("ipv6_address_mode", ("slaac", "dhcpv6-stateful", "dhcpv6-stateless")),
-        dhcp_server=_ip(r.raw("dhcp_server"), r.path("dhcp_server")) if r.raw("dhcp_server") is not None else None,
-    )
-
-
-def _fixed_ip(value: Any, where: str) -> FixedIp:
-    r = _Reader(value, where, ("ip", "floating_ips", "subnet"))
-    ip = _ip(r.raw("ip") if r.has("ip") else None, r.path("ip")) if r.has("ip") else None
-    if ip is None:
-        raise DocumentError(r.path("ip"), "is required")
-    version = ipaddress.ip_address(ip).version
-    # A subnet that gives neither cidr nor ip_version is of the fixed IP's version.
-    subnet = _subnet(r.raw("subnet"), r.path("subnet"), version) if r.raw("subnet") is not None else Subnet(ip_version=version)
-    if version != subnet.ip_version:
-        raise DocumentError(r.path("ip"), f"{ip} is not an IPv{subnet.ip_version} address like its subnet")
-    return FixedIp(ip=ip, subnet=subnet, floating_ips=r.list("floating_ips", _ip))
-
-
-def _network(value: Any, where: str) -> Network:
-    r = _Reader(value, where, ("id", "name", "mtu", "network_type", "physical_network"))
-    return Network(
-        id=r.id("id"), name=r.str("name"), mtu=r.int("mtu", minimum=68),
-        network_type=r.str("network_type"), physical_network=r.str("physical_network"),
-    )
-
-
-def _nic(value: Any, where: str) -> Nic:
-    r = _Reader(value, where, ("port_id", "mac", "vif_type", "vnic_type", "security_groups", "network", "fixed_ips"))
-    mac = r.str("mac", pattern=MAC_PATTERN)
-    return Nic(
-        port_id=r.id("port_id"),
-        mac=mac.lower() if mac else None,
-        vif_type=r.str("vif_type"),
-        vnic_type=r.str("vnic_type"),
-        security_groups=r.list("security_groups", _string, default=None),
-        network=_network(r.raw("network"), r.path("network")) if r.raw("network") is not None else Network(),
-        fixed_ips=r.list("fixed_ips", _fixed_ip),
-    )
-
-
-def _key_pair(value: Any, where: str) -> KeyPair:
-    r = _Reader(value, where, ("name", "type", "public_key"))
-    return KeyPair(name=r.str("name", required=True), type=r.choice("type", ("ssh", "x509"), "ssh"), public_key=r.str("public_key", required=True))
-
-
-def _block_device(value: Any, where: str) -> BlockDevice:
-    names = [a.name for a in BlockDevice.__attrs_attrs__]  # type: ignore[attr-defined]
-    r = _Reader(value, where, names)
-    return BlockDevice(
-        source_type=r.choice("source_type", ("blank", "image", "snapshot", "volume")),
-        destination_type=r.choice("destination_type", ("local", "volume")),
-        device_name=r.str("device_name"),
-        guest_format=r.str("guest_format"),
-        boot_index=r.int("boot_index"),
-        volume_id=r.id("volume_id"),
-        volume_size=r.int("volume_size", minimum=0),
-        image_id=r.id("image_id"),
-        snapshot_id=r.id("snapshot_id"),
-        tag=r.str("tag"),
-        delete_on_termination=r.bool("delete_on_termination"),
-        disk_bus=r.str("disk_bus"),
-        device_type=r.str("device_type"),
-    )
-
-
-def _device(value: Any, where: str) -> Device:
-    names = [a.name for a in Device.__attrs_attrs__]  # type: ignore[attr-defined]
-    r = _Reader(value, where, names)
-    mac = r.str("mac", pattern=MAC_PATTERN)
-    return Device(
-        type=r.choice("type", ("nic", "disk", "share"), None) or _missing(r.path("type")),
-        bus=r.choice("bus", ("pci", "usb", "scsi", "ide", "xen", "none")),
-        address=r.str("address"),
-        mac=mac.lower() if mac else None,
-        serial=r.str("serial"),
-        path=r.str("path"),
-        tags=r.list("tags", _string),
-        vlan=r.int("vlan", minimum=0),
-        vf_trusted=r.bool("vf_trusted"),
-        share_id=r.id("share_id"),
-        tag=r.str("tag"),
-    )
-
-
-def _missing(where: str) -> Any:
-    raise DocumentError(where, "is required")
-
-
-def _flavor(value: Any, where: str) -> Flavor:
-    if isinstance(value, str):
-        return Flavor(name=value)
-    r = _Reader(value, where, ("name", "flavorid", "memory_mb", "vcpus", "root_gb", "ephemeral_gb", "swap", "extra_specs"))
-    return Flavor(
-        name=r.str("name", required=True), flavorid=r.str("flavorid"), memory_mb=r.int("memory_mb", minimum=0),
-        vcpus=r.int("vcpus", minimum=0), root_gb=r.int("root_gb", minimum=0), ephemeral_gb=r.int("ephemeral_gb", minimum=0),
-        swap=r.int("swap", minimum=0), extra_specs=r.strmap("extra_specs"),
-    )
-
-
-def _injected_file(value: Any, where: str) -> InjectedFile:
-    r = _Reader(value, where, ("path", "contents_b64"))
-    path = r.str("path", required=True)
-    if not path.startswith("/"):
-        raise DocumentError(r.path("path"), f"{path!r} is not an absolute path")
-    if "\x00" in path or ".." in path.split("/"):
-        raise DocumentError(r.path("path"), f"{path!r} leads outside the guest's root ('..')")
-    contents = r.raw("contents_b64")
-    return InjectedFile(path=path, contents=_base64(contents, r.path("contents_b64")) if contents is not None else b"")
-
-
-def _ec2_ids(value: Any, where: str) -> tuple[int | None, dict[str, int]]:
-    r = _Reader(value, where, ("instance", "images"))
-    images = r.raw("images")
-    if images is None:
-        images = {}
-    if not isinstance(images, dict):
-        raise DocumentError(r.path("images"), f"expected an object, got {kind_of(images)}")
-    parsed = {}
-    for k, v in images.items():
-        if _STRICT.get() and not ID_PATTERN.fullmatch(k):
-            raise DocumentError(r.path("images"), f"{shown(k)} is not a valid image id{_ID_RULES[ID_PATTERN]}")
-        parsed[k] = _int(v, _join(r.path("images"), k))
-        if not 0 <= parsed[k] <= 0xFFFFFFFF:
-            raise DocumentError(_join(r.path("images"), k), "must be between 0 and 4294967295")
-    instance = r.int("instance", minimum=0)
-    if instance is not None and instance > 0xFFFFFFFF:
-        raise DocumentError(r.path("instance"), "must be between 0 and 4294967295")
-    return instance, parsed
-
-
-INSTANCE_FIELDS = (
-    "uuid", "name", "hostname", "project_id", "user_id", "availability_zone", "launch_index",
-    "reservation_id", "created_at", "flavor", "image_id", "kernel_id", "ramdisk_id", "ec2_ids",
-    "root_device_name", "default_ephemeral_device", "default_swap_device", "block_device_mappings",
-    "key_pairs", "user_data", "metadata", "system_metadata", "password", "security_groups", "nics",
-    "device_metadata", "dedicated_cpus", "admin_pass", "injected_files",
-)
-
-
 def instanceFromDocument(doc: Any, where: str = "", *, strict: bool = True) -> Instance:
     """
     Validate an instance document and build the L{Instance} it describes.
 
+    @param where: the path of the document itself (C{"[3]"}), prefixed to every error's path.
     @param strict: check everything an import checks; False for a document read back from the
         store, which was checked when it was imported (perhaps under older rules: it is served
         rather than failed).
     @raise DocumentError: naming the first invalid or unknown field.
     """
-    token = _STRICT.set(strict)
-    try:
-        return _instance(doc, where)
-    finally:
-        _STRICT.reset(token)
-
-
-def _instance(doc: Any, where: str) -> Instance:
-    r = _Reader(doc, where, INSTANCE_FIELDS)
-    uuid = r.id("uuid", required=True, pattern=INSTANCE_ID_PATTERN)
-    name = r.str("name")
-    if name is None:
-        name = f"Server {uuid}"
-    hostname = r.str("hostname")
-    if hostname is None:
-        hostname = sanitize_hostname(name, f"Server-{uuid}")
-    else:
-        hostname = _hostname(hostname, r.path("hostname"))
-    ec2_instance, ec2_images = _ec2_ids(r.raw("ec2_ids"), r.path("ec2_ids")) if r.raw("ec2_ids") is not None else (None, {})
-    cpus = r.list("dedicated_cpus", _int)
-    for i, cpu in enumerate(cpus):
-        if cpu < 0:
-            raise DocumentError(f"{r.path('dedicated_cpus')}[{i}]", "must be >= 0")
-    user_data = r.raw("user_data")
-    return Instance(
-        uuid=uuid,
-        name=name,
-        hostname=hostname,
-        project_id=r.id("project_id"),
-        user_id=r.id("user_id"),
-        availability_zone=r.str("availability_zone", "nova"),
-        launch_index=r.int("launch_index", 0, minimum=0),
-        reservation_id=r.id("reservation_id"),
-        created_at=r.str("created_at"),
-        flavor=_flavor(r.raw("flavor"), r.path("flavor")) if r.raw("flavor") is not None else None,
-        image_id=r.id("image_id", empty=True) or "",
-        kernel_id=r.id("kernel_id", empty=True) or None,
-        ramdisk_id=r.id("ramdisk_id", empty=True) or None,
-        ec2_instance_id=ec2_instance,
-        ec2_image_ids=ec2_images,
-        root_device_name=r.str("root_device_name"),
-        default_ephemeral_device=r.str("default_ephemeral_device"),
-        default_swap_device=r.str("default_swap_device"),
-        block_device_mappings=r.list("block_device_mappings", _block_device),
-        key_pairs=r.list("key_pairs", _key_pair),
-        user_data=_user_data(user_data, r.path("user_data")) if user_data is not None else None,
-        metadata=r.strmap("metadata"),
-        system_metadata=r.strmap("system_metadata"),
-        password=r.str("password"),
-        security_groups=r.list("security_groups", _string, default=("default",)),
-        nics=r.list("nics", _nic),
-        device_metadata=r.list("device_metadata", _device),
-        dedicated_cpus=cpus,
-        admin_pass=r.str("admin_pass"),
-        injected_files=r.list("injected_files", _injected_file),
-    )
+    return read_document(Instance, doc, where, strict)
 
 
 def routerFromDocument(doc: Any, where: str = "", *, strict: bool = True) -> Router:
@@ -684,17 +484,10 @@ def routerFromDocument(doc: Any, where: str = "", *, strict: bool = True) -> Rou
     @param strict: as for L{instanceFromDocument}.
     @raise DocumentError: naming the first invalid or unknown field.
     """
-    token = _STRICT.set(strict)
-    try:
-        r = _Reader(doc, where, ("id", "project_id", "networks"))
-        return Router(
-            id=r.id("id", required=True, pattern=INSTANCE_ID_PATTERN), project_id=r.id("project_id"), networks=r.list("networks", _id),
-        )
-    finally:
-        _STRICT.reset(token)
+    return read_document(Router, doc, where, strict)
 
 
 def image_ids(instance_doc: Mapping[str, Any]) -> list[str]:
     """The Glance image ids an instance document refers to, which need EC2 ids."""
-    ids = [instance_doc.get("image_id"), instance_doc.get("kernel_id"), instance_doc.get("ramdisk_id")]
+    ids = [f.get(instance_doc) for f in declared_fields(Instance) if f.declaration.ec2_image]
     return [i for i in ids if isinstance(i, str) and i]

@@ -6,9 +6,12 @@ import base64
 import copy
 from typing import Any
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.model import (
+    BlockDevice,
+    Device,
     DocumentError,
     FixedIp,
     Flavor,
@@ -17,6 +20,7 @@ from mdsvc.model import (
     KeyPair,
     Network,
     Nic,
+    Route,
     Router,
     Subnet,
     image_ids,
@@ -24,6 +28,7 @@ from mdsvc.model import (
     routerFromDocument,
     sanitize_hostname,
 )
+from mdsvc.schema import declared_fields, field_rows
 
 UUID = "b65cee2f-8c69-4aeb-be2f-f79742548fc2"
 PORT = "0d0e0f10-1111-4000-8000-0000000000aa"
@@ -446,7 +451,7 @@ class ValidationTests(SynchronousTestCase):
 
     def test_badDedicatedCpu(self) -> None:
         """A negative CPU number is refused with its index."""
-        self.assertBad({"uuid": UUID, "dedicated_cpus": [0, -1]}, "dedicated_cpus[1]", "must be >= 0")
+        self.assertBad({"uuid": UUID, "dedicated_cpus": [0, -1]}, "dedicated_cpus[1]", "must be >= 0, got -1")
 
     def test_badDevice(self) -> None:
         """A tagged device needs a known type."""
@@ -578,6 +583,54 @@ class HostileDocumentTests(SynchronousTestCase):
         instance = instanceFromDocument(doc, strict=False)
         self.assertEqual((instance.uuid, instance.hostname, instance.project_id), ("old\u00e9", "", "p q"))
         self.assertRaises(DocumentError, instanceFromDocument, {"uuid": UUID, "launch_index": -1}, strict=False)
+
+
+class DeclarationTests(SynchronousTestCase):
+    """Every field of the document types is declared once, and what is declared is what is read."""
+
+    def test_everyFieldDeclared(self) -> None:
+        """Each attribute of every document type is a declared field (reading one with a plain attribute fails)."""
+        for cls in (Instance, Nic, FixedIp, Subnet, Route, Network, KeyPair, BlockDevice, Device, Flavor, InjectedFile, Router):
+            self.assertEqual([f.attr for f in declared_fields(cls)], [a.name for a in attrs.fields(cls)], cls.__name__)
+
+    def test_documentedPathsRead(self) -> None:
+        """
+        Every documented path is a field an import reads where the table says: a value of no
+        field's type put there in a full document is refused by exactly that path.
+        """
+        for row in field_rows(Instance):
+            doc = fullDocument()
+            *parents, leaf = row.path.split(".")
+            target: Any = doc
+            for part in parents:
+                target = target[part.removesuffix("[]")]
+                if part.endswith("[]"):
+                    target = target[0]
+            target[leaf] = 1.5
+            e = self.assertRaises(DocumentError, instanceFromDocument, doc)
+            self.assertEqual(e.where, row.path.replace("[]", "[0]"))
+
+    def test_routeKeptAsPair(self) -> None:
+        """A route is read as an object and kept as a (destination, nexthop) pair; both are required."""
+        doc = {"uuid": UUID, "nics": [{"fixed_ips": [{"ip": "10.0.0.5", "subnet": {"routes": [{"nexthop": "10.0.0.1", "destination": "0.0.0.0/0"}]}}]}]}
+        self.assertEqual(instanceFromDocument(doc).nics[0].fixed_ips[0].subnet.routes, (("0.0.0.0/0", "10.0.0.1"),))
+        del doc["nics"][0]["fixed_ips"][0]["subnet"]["routes"][0]["nexthop"]
+        e = self.assertRaises(DocumentError, instanceFromDocument, doc)
+        self.assertEqual(str(e), "nics[0].fixed_ips[0].subnet.routes[0].nexthop: is required")
+
+    def test_lenientKeysAndLists(self) -> None:
+        """Import-only id checks on map keys and list items are skipped for stored documents too."""
+        doc = {"uuid": UUID, "ec2_ids": {"images": {"img \u00e9": 7}}}
+        self.assertRaises(DocumentError, instanceFromDocument, doc)
+        self.assertEqual(instanceFromDocument(doc, strict=False).ec2_image_ids, {"img \u00e9": 7})
+        router = {"id": "r1", "networks": ["n 1"]}
+        self.assertRaises(DocumentError, routerFromDocument, router)
+        self.assertEqual(routerFromDocument(router, strict=False).networks, ("n 1",))
+
+    def test_nonStringImageKey(self) -> None:
+        """A YAML key that is not a string in ec2_ids.images is refused, naming the map."""
+        e = self.assertRaises(DocumentError, instanceFromDocument, {"uuid": UUID, "ec2_ids": {"images": {7: 7}}})
+        self.assertEqual((e.where, e.problem), ("ec2_ids.images", "expected a string, got an integer"))
 
 
 class RouterTests(SynchronousTestCase):

@@ -18,6 +18,7 @@ from zope.interface.verify import verifyObject
 
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
 from mdsvc.model import DocumentError, Instance, Router, instanceFromDocument
+from mdsvc.schema import declared_fields
 from mdsvc.store.sqlite import SQLiteDocuments, SQLiteInstanceStore, open_store
 
 IMAGE = "6a1b2c3d-0000-4000-8000-00000000cafe"
@@ -183,6 +184,22 @@ class ImportTests(DocumentsTestsMixin, SynchronousTestCase):
         self.docs.import_instances([instanceDoc("a", created_at="2020-01-01T00:00:00Z")])
         self.docs.import_instances([instanceDoc("a")])
         self.assertEqual(self.docs.get("a").instance().created_at, "2020-01-01T00:00:00Z")  # type: ignore[union-attr]
+
+
+class DeclaredAssignedTests(DocumentsTestsMixin, SynchronousTestCase):
+    """The fields the declarations (and so the documentation) say the store assigns are the ones it assigns."""
+
+    def test_assignedWhenMissing(self) -> None:
+        """An import without them stores a value for every field declared C{assigned}, kept by a re-import."""
+        assigned = [f for f in declared_fields(Instance) if f.declaration.assigned]
+        self.assertEqual([f.path for f in assigned], ["reservation_id", "created_at", "ec2_ids.instance", "ec2_ids.images"])
+        self.docs.import_instances([instanceDoc("a", image_id=IMAGE)])
+        first = self.docs.get("a").document  # type: ignore[union-attr]
+        for f in assigned:
+            self.assertTrue(f.get(first), f.path)
+        self.docs.import_instances([instanceDoc("a", image_id=IMAGE, name="again")])
+        again = self.docs.get("a").document  # type: ignore[union-attr]
+        self.assertEqual([f.get(again) for f in assigned], [f.get(first) for f in assigned])
 
 
 class PasswordTests(DocumentsTestsMixin, SynchronousTestCase):

@@ -34,6 +34,7 @@ from zope.interface import implementer
 from mdsvc.hop import canonical_ip
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
 from mdsvc.model import DocumentError, Instance, Router, image_ids, instanceFromDocument, routerFromDocument
+from mdsvc.schema import DeclaredField, declared_field, join
 
 T = TypeVar("T")
 
@@ -82,6 +83,89 @@ def _reservation_id() -> str:
     return "r-" + "".join(random.SystemRandom().choice(alphabet) for _ in range(8))
 
 
+# The document fields the store reads, keeps or fills in, reached through their declarations
+# (mdsvc.model): the store never spells a document key itself.
+_UUID = declared_field(Instance, "uuid")
+_NAME = declared_field(Instance, "name")
+_PASSWORD = declared_field(Instance, "password")
+_RESERVATION = declared_field(Instance, "reservation_id")
+_CREATED = declared_field(Instance, "created_at")
+_EC2_INSTANCE = declared_field(Instance, "ec2_instance_id")
+_EC2_IMAGES = declared_field(Instance, "ec2_image_ids")
+_ROUTER_ID = declared_field(Router, "id")
+# How the store makes each assigned field it does not number itself.
+_NEW_VALUES: tuple[tuple[DeclaredField, Callable[[], Any]], ...] = (
+    (_RESERVATION, _reservation_id),
+    (_CREATED, lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+)
+
+
+def _kept_password(given: str | None, stored: str | None, reset: bool) -> str | None:
+    """The password to store: a stored one stays unless reset (an empty one counts as none, as in set_password)."""
+    return stored if stored and not reset else given
+
+
+def _keep_assigned(doc: dict[str, Any], old_doc: dict[str, Any]) -> None:
+    """
+    Values the store assigned before stay where the new document gives none (an absent field
+    and a null one are the same).
+    """
+    for field in (_RESERVATION, _CREATED, _EC2_INSTANCE):
+        if field.get(doc) is None and field.get(old_doc) is not None:
+            field.put(doc, field.get(old_doc))
+
+
+def _keep_ec2_images(doc: dict[str, Any], old_doc: dict[str, Any]) -> None:
+    """EC2 image numbers stay for the images the document still names, unless it gives others."""
+    images = dict(_EC2_IMAGES.get(doc) or {})
+    named = image_ids(doc)
+    for image, number in (_EC2_IMAGES.get(old_doc) or {}).items():
+        if image in named:
+            images.setdefault(image, number)
+    _EC2_IMAGES.put(doc, images)
+
+
+def _assign_new(doc: dict[str, Any]) -> None:
+    """Fill in the assigned fields still missing that need no numbering (reservation id, creation time)."""
+    for field, new in _NEW_VALUES:
+        if field.get(doc) is None:
+            field.put(doc, new())
+
+
+def _number_ec2_instance(conn: sqlite3.Connection, uuid: str, doc: dict[str, Any]) -> None:
+    """
+    Give the instance a new EC2 number above every one in use, or reserve the one it gives, so
+    that automatic ones (AUTOINCREMENT) never collide with it (the number of a deleted instance
+    may be given to a new one).
+    """
+    number = _EC2_INSTANCE.get(doc)
+    if number is None:
+        conn.execute("INSERT OR IGNORE INTO ec2_instance_ids(uuid) VALUES (?)", (uuid,))
+        _EC2_INSTANCE.put(doc, conn.execute("SELECT id FROM ec2_instance_ids WHERE uuid = ?", (uuid,)).fetchone()[0])
+        return
+    owner = conn.execute("SELECT uuid FROM ec2_instance_ids WHERE id = ?", (number,)).fetchone()
+    if owner is not None and owner[0] != uuid:
+        if conn.execute("SELECT 1 FROM instances WHERE uuid = ?", (owner[0],)).fetchone():
+            raise DocumentError(_EC2_INSTANCE.path, f"{number} is already the EC2 id of instance {owner[0]}")
+        conn.execute("DELETE FROM ec2_instance_ids WHERE id = ?", (number,))
+        owner = None
+    if owner is None:
+        conn.execute("DELETE FROM ec2_instance_ids WHERE uuid = ?", (uuid,))
+        conn.execute("INSERT INTO ec2_instance_ids(id, uuid) VALUES (?, ?)", (number, uuid))
+
+
+def _number_ec2_images(conn: sqlite3.Connection, doc: dict[str, Any]) -> None:
+    """Reserve the EC2 image numbers the document gives, and number the images it names without one."""
+    images = dict(_EC2_IMAGES.get(doc) or {})
+    for image, number in images.items():
+        conn.execute("INSERT OR IGNORE INTO ec2_image_ids(id, image_uuid) VALUES (?, ?)", (number, image))
+    for image in image_ids(doc):
+        if image not in images:
+            conn.execute("INSERT OR IGNORE INTO ec2_image_ids(image_uuid) VALUES (?)", (image,))
+            images[image] = conn.execute("SELECT id FROM ec2_image_ids WHERE image_uuid = ?", (image,)).fetchone()[0]
+    _EC2_IMAGES.put(doc, images)
+
+
 @frozen
 class StoredInstance:
     """One row of the store: the document as imported plus what the store assigned."""
@@ -89,15 +173,19 @@ class StoredInstance:
     document: dict[str, Any]
     password: str | None
 
+    def full_document(self) -> dict[str, Any]:
+        """The document with the stored password in it (C{mdsvc-manage instance show})."""
+        doc = dict(self.document)
+        _PASSWORD.put(doc, self.password)
+        return doc
+
     def instance(self) -> Instance:
         """
         The L{Instance} this row describes.  The document was validated when it was imported,
         perhaps under older rules: it is read back without the import-only checks, so that an
         upgrade never turns a stored instance into errors for its guest.
         """
-        doc = dict(self.document)
-        doc["password"] = self.password
-        return instanceFromDocument(doc, strict=False)
+        return instanceFromDocument(self.full_document(), strict=False)
 
 
 class SQLiteDocuments:
@@ -211,10 +299,11 @@ class SQLiteDocuments:
         """
         Validate every document first, then write them all in one transaction.
 
-        Fields the store assigns (EC2 ids, reservation id, creation time) are kept across
-        re-imports.  So is a stored password (the guest made it up and posted it, encrypted
-        with the instance's public key: nobody can make it again): a document's C{password} is
-        stored only for an instance that has none, and C{null} or no C{password} never clear one.
+        Fields the store assigns (those declared C{assigned}: EC2 ids, reservation id, creation
+        time) are kept across re-imports.  So is a stored password (the guest made it up and
+        posted it, encrypted with the instance's public key: nobody can make it again): a
+        document's C{password} is stored only for an instance that has none, and C{null} or no
+        C{password} never clear one.
 
         @param reset_password: replace the stored passwords of these instances with their
             documents' (none when a document gives none), so that their guests may post again.
@@ -222,68 +311,31 @@ class SQLiteDocuments:
         @return: the uuids imported.
         """
         docs = list(documents)
-        seen: dict[str, int] = {}
+        seen: dict[str, dict[str, Any]] = {}
         for i, doc in enumerate(docs):
             where = f"[{i}]" if len(docs) > 1 else ""
             instance = instanceFromDocument(doc, where)
             if instance.uuid in seen:
-                raise DocumentError(f"{where}.uuid" if where else "uuid", f"{instance.uuid} appears twice in this import")
-            seen[instance.uuid] = i
+                raise DocumentError(join(where, _UUID.path), f"{instance.uuid} appears twice in this import")
+            seen[instance.uuid] = doc
         with self._transaction() as conn:
-            for doc in docs:
-                self._write_instance(conn, dict(doc), reset_password)
+            for uuid, doc in seen.items():
+                self._write_instance(conn, uuid, dict(doc), reset_password)
         return list(seen)
 
-    def _write_instance(self, conn: sqlite3.Connection, doc: dict[str, Any], reset_password: bool) -> None:
-        uuid = doc["uuid"]
+    def _write_instance(self, conn: sqlite3.Connection, uuid: str, doc: dict[str, Any], reset_password: bool) -> None:
+        """Write one validated document, with what the store keeps and assigns, and index its ports."""
         old = conn.execute("SELECT document, password FROM instances WHERE uuid = ?", (uuid,)).fetchone()
         old_doc = json.loads(old[0]) if old else {}
-        given = doc.pop("password", None)
-        stored = old[1] if old else None
-        # An empty stored password counts as none, as in set_password.
-        password = stored if stored and not reset_password else given
-        # An absent field and a null one are the same (DESIGN.md): both get what the store
-        # assigned before, or a new value.
-        for key in ("reservation_id", "created_at"):
-            if doc.get(key) is None and old_doc.get(key) is not None:
-                doc[key] = old_doc[key]
-        if doc.get("reservation_id") is None:
-            doc["reservation_id"] = _reservation_id()
-        if doc.get("created_at") is None:
-            doc["created_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ec2 = dict(doc.get("ec2_ids") or {})
-        images = dict(ec2.get("images") or {})
-        # EC2 ids stay stable across re-imports, also when an earlier document gave them.
-        old_ec2 = old_doc.get("ec2_ids") or {}
-        if ec2.get("instance") is None and old_ec2.get("instance") is not None:
-            ec2["instance"] = old_ec2["instance"]
-        for image, number in (old_ec2.get("images") or {}).items():
-            if image in image_ids(doc):
-                images.setdefault(image, number)
-        if ec2.get("instance") is None:
-            conn.execute("INSERT OR IGNORE INTO ec2_instance_ids(uuid) VALUES (?)", (uuid,))  # new id above every one in use
-            ec2["instance"] = conn.execute("SELECT id FROM ec2_instance_ids WHERE uuid = ?", (uuid,)).fetchone()[0]
-        else:
-            # an explicit id is reserved, so automatic ones (AUTOINCREMENT) never collide with it
-            # (the id of a deleted instance may be given to a new one)
-            owner = conn.execute("SELECT uuid FROM ec2_instance_ids WHERE id = ?", (ec2["instance"],)).fetchone()
-            if owner is not None and owner[0] != uuid:
-                if conn.execute("SELECT 1 FROM instances WHERE uuid = ?", (owner[0],)).fetchone():
-                    raise DocumentError("ec2_ids.instance", f"{ec2['instance']} is already the EC2 id of instance {owner[0]}")
-                conn.execute("DELETE FROM ec2_instance_ids WHERE id = ?", (ec2["instance"],))
-                owner = None
-            if owner is None:
-                conn.execute("DELETE FROM ec2_instance_ids WHERE uuid = ?", (uuid,))
-                conn.execute("INSERT INTO ec2_instance_ids(id, uuid) VALUES (?, ?)", (ec2["instance"], uuid))
-        for image, number in images.items():
-            conn.execute("INSERT OR IGNORE INTO ec2_image_ids(id, image_uuid) VALUES (?, ?)", (number, image))
-        for image in image_ids(doc):
-            if image not in images:
-                conn.execute("INSERT OR IGNORE INTO ec2_image_ids(image_uuid) VALUES (?)", (image,))
-                images[image] = conn.execute("SELECT id FROM ec2_image_ids WHERE image_uuid = ?", (image,)).fetchone()[0]
-        ec2["images"] = images
-        doc["ec2_ids"] = ec2
-        instance = instanceFromDocument(dict(doc, password=password))
+        password = _kept_password(_PASSWORD.pop(doc), old[1] if old else None, reset_password)
+        _keep_assigned(doc, old_doc)
+        _assign_new(doc)
+        _number_ec2_instance(conn, uuid, doc)
+        _keep_ec2_images(doc, old_doc)
+        _number_ec2_images(conn, doc)
+        full = dict(doc)
+        _PASSWORD.put(full, password)
+        instance = instanceFromDocument(full)
         now = datetime.now(timezone.utc).isoformat()
         conn.execute(
             "INSERT INTO instances(uuid, document, project_id, password, updated_at) VALUES (?, ?, ?, ?, ?) "
@@ -311,7 +363,7 @@ class SQLiteDocuments:
         seen: set[str] = set()
         for i, router in enumerate(routers):
             if router.id in seen:
-                raise DocumentError(f"[{i}].id", f"{router.id} appears twice in this import")
+                raise DocumentError(join(f"[{i}]", _ROUTER_ID.path), f"{router.id} appears twice in this import")
             seen.add(router.id)
         with self._transaction() as conn:
             for doc, router in zip(docs, routers):
@@ -369,7 +421,7 @@ class SQLiteDocuments:
             out = []
             for uuid, document, project in c.execute("SELECT uuid, document, project_id FROM instances ORDER BY uuid").fetchall():
                 ips = [r[0] for r in c.execute("SELECT ip FROM ports WHERE uuid = ? AND ip IS NOT NULL", (uuid,)).fetchall()]
-                out.append((uuid, json.loads(document).get("name"), project, ips))
+                out.append((uuid, _NAME.get(json.loads(document)), project, ips))
             return out
 
         return self._read(query)
