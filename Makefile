@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` starts the service, `make test` runs every test.
 PYTHON ?= python3
 
-.PHONY: demo test install install-test bench sample-configs docs
+.PHONY: demo test check install install-test bench sample-configs docs
 
 install:
 	$(PYTHON) -m pip install -q -e . --config-settings editable_mode=compat
@@ -16,8 +16,13 @@ demo: install
 	@echo "  curl http://127.0.0.1:8080/latest/meta-data/"
 	twistd -n --pidfile= mdsvc --role all-in-one --config-file etc/demo.conf
 
-test: install-test
+test: install-test check
 	$(PYTHON) -m pytest -q tests
+
+# Lint and types (CONTRIBUTING.md); part of `make test`, so CI runs them.
+check:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
 
 # The field tables of docs/instance-documents.md, from the declarations in mdsvc/model.py.
 docs:

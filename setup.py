@@ -20,6 +20,6 @@ setup(
         "pyfatfs>=1.0",
         "httptools>=0.6.2",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14"]},
+    extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14", "ruff", "mypy", "mypy-zope", "types-PyYAML"]},
     entry_points={"console_scripts": ["mdsvc-manage = mdsvc.manage:main"]},
 )

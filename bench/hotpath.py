@@ -44,12 +44,11 @@ def main() -> int:
     opts = p.parse_args()
     sys.path.insert(0, opts.mdsvc_tree or os.path.dirname(HERE))
     from storm import BOOT_PATHS  # the 28 GETs of a cloud-init boot
-
-    import mdsvc
     from twisted.internet.address import IPv4Address
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
 
+    import mdsvc
     from mdsvc.agent.handler import MetadataAgent
     from mdsvc.api.app import MetadataApp
     from mdsvc.api.handler import APIHandler

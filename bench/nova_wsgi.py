@@ -37,7 +37,6 @@ objects.register_all()
 from nova.api.metadata import base, handler  # noqa: E402
 from nova.network import model as network_model  # noqa: E402
 from nova.network import security_group_api  # noqa: E402
-
 from oslo_log import log as oslo_logging  # noqa: E402
 
 CONF = nova.conf.CONF

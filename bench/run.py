@@ -43,7 +43,8 @@ import tempfile
 import threading
 import time
 import uuid as uuidlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -478,7 +479,7 @@ class RSSSampler:
         while not self._stop.wait(0.5):
             self.sample()
 
-    def __enter__(self) -> "RSSSampler":
+    def __enter__(self) -> RSSSampler:
         self.sample()
         self._thread.start()
         return self

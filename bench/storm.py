@@ -88,7 +88,7 @@ async def storm(host: str, port: int, guests: list[tuple[str, str, str]], concur
             t0 = time.perf_counter()
             try:
                 status, body = await get(host, port, source, path, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 error("timeout")
                 continue
             except OSError as e:

@@ -10,7 +10,8 @@ caller that cancels (its guest went away) does not cancel the load the others wa
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from attrs import define, field
 from twisted.internet.defer import Deferred, maybeDeferred, succeed

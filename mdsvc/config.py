@@ -18,7 +18,8 @@ from __future__ import annotations
 import configparser
 import os
 import re
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 from attrs import define, field, frozen
@@ -142,7 +143,7 @@ def endpoint(text: str) -> str:
     return value
 
 
-def listeners(text: str) -> tuple["Listener", ...]:
+def listeners(text: str) -> tuple[Listener, ...]:
     """C{[proxy] listeners}: one C{network|router ID ENDPOINT} per line (or separated by C{;})."""
     out = []
     for line in re.split(r"[\n;]", text):
@@ -196,6 +197,10 @@ def _dests(value: str | Iterable[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _roles(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 @frozen
 class Option:
     """
@@ -219,7 +224,7 @@ class Option:
     parse: Callable[[str], Any]
     default: str | None
     help: str = ""
-    roles: frozenset[str] = field(default=frozenset(), converter=frozenset)
+    roles: frozenset[str] = field(default=frozenset(), converter=_roles)
     dest: tuple[str, ...] = field(default=(), converter=_dests)
     aliases: tuple[tuple[str, str], ...] = ()
     example: str | None = None
@@ -706,7 +711,7 @@ class _Located:
     lines: dict[tuple[str, str], int] = field(factory=dict)
 
     @classmethod
-    def scan(cls, text: str) -> "_Located":
+    def scan(cls, text: str) -> _Located:
         """Index every C{option = value} line by section and option name."""
         located = cls()
         section = "DEFAULT"
@@ -877,7 +882,7 @@ class _Texts:
     files: Sequence[_File]
 
     @classmethod
-    def of(cls, files: Sequence[_File], overrides: Mapping[tuple[str, str], str] | None) -> "_Texts":
+    def of(cls, files: Sequence[_File], overrides: Mapping[tuple[str, str], str] | None) -> _Texts:
         """The texts of C{files} (later ones win, option by option), then of C{overrides}."""
         raw: dict[tuple[str, str], tuple[str, str]] = {}
         for f in files:
@@ -987,7 +992,7 @@ def load_config(paths: str | Sequence[str] | None, overrides: Mapping[tuple[str,
     config = _build(Config, fields, "")
     if fields:
         raise TypeError(f"no field of Config is named {', '.join(sorted(fields))}")
-    return config  # type: ignore[no-any-return]
+    return config
 
 
 def _fields(loaded: Loaded) -> dict[str, Any]:

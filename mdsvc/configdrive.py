@@ -17,7 +17,8 @@ import os
 import posixpath
 import struct
 import tempfile
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mdsvc.api.app import MetadataApp
 from mdsvc.api.versions import EC2_VERSIONS, HAVANA, LIBERTY, NEWTON_TWO, OPENSTACK_VERSIONS, ec2_version, openstack_version

@@ -7,7 +7,8 @@ Files mdsvc reads while it runs, each read the one way: PEM certificate bundles
 from __future__ import annotations
 
 import os
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from attrs import define, field
 from twisted.internet import ssl

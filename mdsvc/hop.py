@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+
 from attrs import define, frozen
 from zope.interface import Interface
 
@@ -177,7 +178,7 @@ def error_page(code: int, explanation: str | None, accept: bytes | None) -> Erro
     if wants == "json":
         body = json.dumps({"message": f"{text}<br /><br />\n\n\n", "code": title, "title": TITLES[code]})
         return ErrorPage(body.encode("utf-8"), b"application/json")
-    return ErrorPage(f"{title}\n\n{text}\n\n   ".encode("utf-8"), b"text/plain; charset=UTF-8")
+    return ErrorPage(f"{title}\n\n{text}\n\n   ".encode(), b"text/plain; charset=UTF-8")
 
 
 def error_response(code: int, explanation: str | None, accept: bytes | None = None) -> HTTPResponse:

@@ -29,14 +29,15 @@ for it; a client that half-closes after its request still gets its answer.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from email.utils import formatdate
-from typing import Any, Callable
+from typing import Any
 
 from attrs import define
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -163,7 +164,7 @@ class _DateCache:
 
 def plain_response(code: int, text: str) -> HTTPResponse:
     """A short plain-text answer (protocol-level errors)."""
-    body = f"{code} {REASONS.get(code, b'').decode()}\n\n{text}\n".encode("utf-8")
+    body = f"{code} {REASONS.get(code, b'').decode()}\n\n{text}\n".encode()
     return HTTPResponse(code, ((b"Content-Type", b"text/plain; charset=UTF-8"),), body)
 
 
@@ -195,9 +196,10 @@ def _keeps_alive(version: bytes, headers: dict[bytes, list[bytes]]) -> bool:
 class LeanHTTPProtocol(Protocol):
     """One connection: parse, hand each request to the handler in turn, write the answers."""
 
+    transport: Any  # a TCP or UNIX transport: also a push consumer that can half-close and abort
     _log = Logger()
 
-    def __init__(self, factory: "LeanHTTPFactory", source: str | None = None) -> None:
+    def __init__(self, factory: LeanHTTPFactory, source: str | None = None) -> None:
         self.factory = factory
         self.source = source
         self._parser = HttpRequestParser(self)
@@ -368,7 +370,7 @@ class LeanHTTPProtocol(Protocol):
                     self._fed = end
                     self._head = self._parse_head(buffer if whole else buffer[position:end])
                     self._position = position = end
-                request, length, keep = self._head  # type: ignore[misc]
+                request, length, keep = self._head
                 if length:
                     if len(buffer) - position < length:
                         return  # (a client waiting for 100 Continue gets it when its turn comes: _advance)
@@ -646,7 +648,7 @@ class AccessLog:
         return maybeDeferred(self.handler, request).addCallback(logged)
 
 
-class LeanHTTPFactory(Factory):
+class LeanHTTPFactory(ServerFactory):
     """
     Serves C{handler} over L{LeanHTTPProtocol}.
 
@@ -667,10 +669,12 @@ class LeanHTTPFactory(Factory):
         name: str = "http", limits: ConnectionLimits | None = None, guest_facing: bool = True,
     ) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor
+
+            clock = reactor
         self.name = name
         self.handler = handler
-        self.clock = clock
+        self.clock: IReactorTime = clock
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
         self.limits = limits

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from itertools import count
-from typing import Any, Callable
+from typing import Any
 
 from attrs import define, field
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -99,7 +100,9 @@ class _ClientProtocol(Protocol):
     connection dead and aborted: no stray answer is ever handed to a request.
     """
 
-    def __init__(self, pool: "HTTPPool") -> None:
+    transport: Any  # a TCP, TLS or UNIX transport, which can abort
+
+    def __init__(self, pool: HTTPPool) -> None:
         self.pool = pool
         self._buffer = b""
         self.pending: deque[_Pending] = deque()
@@ -298,7 +301,7 @@ class _ClientProtocol(Protocol):
             if not entry.cancelled:
                 entry.deferred.errback(failure)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Fail what is still waiting (a close-delimited body ends here instead)."""
         self.dead = True
         self.pool._lost(self)
@@ -327,7 +330,7 @@ class HTTPPool:
     _log = Logger()
 
     def __init__(
-        self, connect: Callable[[Factory], Deferred[Any]], host: bytes, size: int = 64, depth: int = 1,
+        self, connect: Callable[[Any], Deferred[Any]], host: bytes, size: int = 64, depth: int = 1,
         clock: Any = None, stall: float = 0.05, ceiling: int | None = None,
     ) -> None:
         if clock is None:
@@ -463,7 +466,7 @@ class HTTPPool:
             self._serve_queue()
             if failure.check(CancelledError):
                 return failure
-            raise ConnectionFailed(failure.getErrorMessage() or failure.type.__name__)
+            raise ConnectionFailed(failure.getErrorMessage() or type(failure.value).__name__)
 
         return d.addCallbacks(made, failed)
 

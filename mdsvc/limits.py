@@ -14,7 +14,8 @@ not once per connection.
 from __future__ import annotations
 
 import resource
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 from attrs import define, field
 from twisted.internet.interfaces import IReactorTime

@@ -22,10 +22,12 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Sequence, TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 import yaml
-from twisted.logger import Logger, formatEvent
+from twisted.logger import ILogObserver, Logger, formatEvent
+from zope.interface import provider
 
 from mdsvc.api.identify import sign
 from mdsvc.config import NODE_ROLES, Config, ConfigError, check_config, given_sources, load_config
@@ -94,6 +96,7 @@ def _store(config: Config) -> SQLiteDocuments:
     return SQLiteDocuments(path)
 
 
+@provider(ILogObserver)
 def _warn(event: dict[str, Any]) -> None:
     """Print a warning logged by the store checks (mdsvc-manage has no log) on standard error."""
     print(f"mdsvc-manage: warning: {formatEvent(event)}", file=sys.stderr)
@@ -131,8 +134,8 @@ def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out
         ids = documents.import_routers(docs) if routers else documents.import_instances(docs, reset_password=reset_password)
     except DocumentError as e:
         raise CommandError(f"{', '.join(paths)}: {e}") from None
-    for i in ids:
-        print(f"imported {'router' if routers else 'instance'} {i}", file=out)
+    for imported in ids:
+        print(f"imported {'router' if routers else 'instance'} {imported}", file=out)
 
 
 def _build_config_drive(config: Config, documents: SQLiteDocuments, uuid: str, output: str, fmt: str) -> None:

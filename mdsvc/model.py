@@ -16,8 +16,9 @@ import base64
 import binascii
 import ipaddress
 import re
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, Mapping
+from typing import Any
 
 import attrs
 import yaml

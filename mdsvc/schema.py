@@ -24,7 +24,8 @@ functions registered with L{finishes}; they see the values read, by attribute na
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import attrs
 from attrs import frozen
@@ -195,7 +196,7 @@ class Integer(Shape):
 class Boolean(Shape):
     """C{true} or C{false}."""
 
-    kind: ClassVar[str] = "boolean"
+    kind = "boolean"  # (not a field: one kind for every instance)
 
     def read(self, value: Any, where: str, strict: bool) -> Any:
         """See L{Shape.read}."""

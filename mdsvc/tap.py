@@ -9,7 +9,8 @@ build the same tree through L{makeService}.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
@@ -188,9 +189,9 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.agent.forwarder import APIForwarder, api_pool
     from mdsvc.agent.handler import MetadataAgent
     from mdsvc.agent.ratelimit import SlidingWindowLimiter
+    from mdsvc.agent.server import AgentHandler, UnixSocketListener, socket_mode
     from mdsvc.api.inprocess import InProcessAPI
     from mdsvc.httpclient import PoolService
-    from mdsvc.agent.server import AgentHandler, UnixSocketListener, socket_mode
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
@@ -21,7 +22,7 @@ class Pipe:
     def __init__(self, host: IPv4Address, peer: IPv4Address) -> None:
         self.host, self.peer = host, peer
         self.protocol: Any = None
-        self.other: "Pipe | None" = None
+        self.other: Pipe | None = None
         self.connected = True
 
     def write(self, data: bytes) -> None:

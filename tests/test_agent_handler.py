@@ -13,14 +13,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.agent.forwarder import APIForwarder
 from mdsvc.agent.handler import MetadataAgent
-from mdsvc.http import HTTPRequest, HTTPResponse
-from mdsvc.httpclient import HTTPPool
 from mdsvc.agent.ratelimit import SlidingWindowLimiter
 from mdsvc.agent.server import AgentHandler, socket_mode
 from mdsvc.hop import sign
+from mdsvc.http import HTTPRequest, HTTPResponse
+from mdsvc.httpclient import HTTPPool
 from mdsvc.interfaces import LookupUnavailable
 from mdsvc.testing import MemoryLookup
-from tests.http import request as raw_request, response as raw_response
+from tests.http import request as raw_request
+from tests.http import response as raw_response
 from tests.loopback import connect_to
 
 NET = "7f1e1b0c-1111-2222-3333-444455556666"

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet import reactor, ssl
-from twisted.internet.task import deferLater
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from mdsvc.agent.tls import AgentTLSPolicy
@@ -28,7 +28,7 @@ def _name(common: str) -> x509.Name:
 def make_cert(common: str, issuer: tuple[Any, x509.Certificate] | None, ca: bool = False, san: list[Any] | None = None) -> tuple[Any, x509.Certificate]:
     """A key and a certificate, self-signed or signed by C{issuer}."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common))

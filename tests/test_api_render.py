@@ -93,7 +93,7 @@ class NetworkDataTests(SynchronousTestCase):
             FixedIp("10.1.0.5", Subnet(id="b", cidr="10.1.0.0/24", enable_dhcp=False)),
         ))
         data = network_data(Instance(uuid="u", name="n", hostname="h", nics=(empty, nic)))
-        self.assertEqual([l["id"] for l in data["links"]], ["interface0"])
+        self.assertEqual([link["id"] for link in data["links"]], ["interface0"])
         self.assertEqual([n["ip_address"] for n in data["networks"]], ["10.0.0.5"])
 
     def test_address_mode_wins_over_dhcp(self) -> None:

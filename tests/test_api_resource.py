@@ -16,10 +16,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from mdsvc.api.app import MetadataApp
-from mdsvc.api.identify import Identifier, sign
 from mdsvc.api.handler import APIHandler
+from mdsvc.api.identify import Identifier, sign
 from mdsvc.interfaces import IInstanceStore
-from mdsvc.model import FixedIp, Instance, KeyPair, Network, Nic, Subnet, Flavor
+from mdsvc.model import FixedIp, Flavor, Instance, KeyPair, Network, Nic, Subnet
 from mdsvc.testing import MemoryInstanceStore
 from tests.http import RawResponse, request, response
 

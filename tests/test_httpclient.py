@@ -294,7 +294,7 @@ class WireSafetyTests(SynchronousTestCase):
             servers: list[Any] = []
 
             class Held(Protocol):
-                def connectionMade(self) -> None:
+                def connectionMade(self, servers: list[Any] = servers) -> None:
                     servers.append(self)
                     self.requests = 0
 

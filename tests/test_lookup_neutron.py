@@ -18,8 +18,8 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface.verify import verifyObject
 
 from mdsvc.config import NeutronClientConfig
-from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.hop import normalise_address
+from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup.neutron import (
     NETWORKS_PER_QUERY,
     NeutronLookup,
@@ -559,7 +559,7 @@ class HTTPClientTests(SynchronousTestCase):
 
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
                 .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
                 .sign(key, hashes.SHA256()))

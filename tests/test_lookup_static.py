@@ -10,8 +10,8 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.hop import normalise_address
+from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup.static import StaticFileError, StaticLookup, parse_static
 
 CONTENT: dict[str, Any] = {

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.hop import normalise_address
+from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup.store import StoreLookup
 from mdsvc.store.sqlite import SQLiteDocuments
 

@@ -38,7 +38,7 @@ class RecheckTests(SynchronousTestCase):
         """Checks at 0, 5, 15, 35, 75, ... then every MAX_RECHECK seconds."""
         self.run_until(1000)
         self.assertEqual(self.proxies.attempts[:6], [0, 5, 15, 35, 75, 155])
-        gaps = [b - a for a, b in zip(self.proxies.attempts, self.proxies.attempts[1:])]
+        gaps = [b - a for a, b in zip(self.proxies.attempts, self.proxies.attempts[1:], strict=False)]
         self.assertEqual(max(gaps), MAX_RECHECK)
 
     def test_complete_namespaces_not_checked(self) -> None:

@@ -13,8 +13,8 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.store.demo import DemoSeed, demo_document
-from mdsvc.tap import ROLES, SERVICES_BY_ROLE, Options, makeService
 from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.tap import ROLES, SERVICES_BY_ROLE, Options, makeService
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

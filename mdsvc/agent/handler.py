@@ -24,8 +24,16 @@ from zope.interface import implementer
 
 from mdsvc.agent.ratelimit import SlidingWindowLimiter
 from mdsvc.hop import (
-    UNKNOWN_ERROR, GuestRequest, HopError, IAgentHop, IAPIHop, SignedRequest, UpstreamTimeout, UpstreamUnavailable,
-    error_response, sign,
+    UNKNOWN_ERROR,
+    GuestRequest,
+    HopError,
+    IAgentHop,
+    IAPIHop,
+    SignedRequest,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_response,
+    sign,
 )
 from mdsvc.http import HTTPResponse
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
@@ -72,7 +80,7 @@ class MetadataAgent:
         if self.clock is None:
             from twisted.internet import reactor
 
-            self.clock = reactor  # type: ignore[assignment]
+            self.clock = reactor
 
     def handle(self, request: GuestRequest) -> Deferred[HTTPResponse]:
         """See L{IAgentHop.handle}: the Deferred never fails (except on cancellation)."""
@@ -81,8 +89,8 @@ class MetadataAgent:
     def _failed(self, failure: Failure, request: GuestRequest) -> Any:
         if failure.check(CancelledError):
             return failure
-        if failure.check(HopError):
-            e = failure.value
+        e = failure.value
+        if isinstance(e, HopError):
             getattr(self._log, e.log_level)("{method} {path}: {code} {reason}", method=request.method.decode("latin-1"),
                                             path=loggable(request.target), code=e.code, reason=e.explanation)
             return error_response(e.code, e.explanation, request.accept)

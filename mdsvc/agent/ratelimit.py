@@ -11,7 +11,7 @@ are kept, so memory stays bounded whatever a client sends.
 from __future__ import annotations
 
 from collections import deque
-from typing import Hashable
+from collections.abc import Hashable
 
 from attrs import define, field
 from twisted.internet.interfaces import IReactorTime

@@ -8,7 +8,8 @@ it on a socket, L{mdsvc.api.inprocess} to an agent in the same process.
 from __future__ import annotations
 
 import time
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 from attrs import define, field
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
@@ -77,12 +78,12 @@ class MetadataApp:
         static = self.static_file.load() if "StaticJSON" in self.providers else None
         return InstanceMetadata(instance, self.dhcp_domain, static)
 
-    def _load_uuid(self, key: Hashable) -> Deferred[InstanceMetadata | None]:
-        _, uuid = key  # type: ignore[misc]
+    def _load_uuid(self, key: Any) -> Deferred[InstanceMetadata | None]:
+        _, uuid = key  # ("uuid", uuid)
         return self.store.get(uuid).addCallback(lambda i: self.render(i) if i is not None else None)
 
-    def _load_address(self, key: Hashable) -> Deferred[InstanceMetadata | None]:
-        _, address = key  # type: ignore[misc]
+    def _load_address(self, key: Any) -> Deferred[InstanceMetadata | None]:
+        _, address = key  # ("address", address)
         return self.store.by_address(address).addCallback(lambda i: self.render(i) if i is not None else None)
 
     async def by_provider(self, identity: ByProvider) -> ByInstanceId:
@@ -204,9 +205,8 @@ class MetadataApp:
         anything else, the generic 500 (logged with its traceback); 404s and 500s logged with
         their reason (L{log_error}).
         """
-        if failure.check(MetadataError):
-            error = failure.value
-        else:
+        error = failure.value
+        if not isinstance(error, MetadataError):
             self._log.failure("unhandled error answering {method} {path}", failure, method=method, path=loggable(path))
             error = MetadataError(500, UNKNOWN_ERROR, f"internal error: {failure.getErrorMessage()}")
         self.log_error(error, method, path, peer)

@@ -37,7 +37,7 @@ def block_device_mapping(instance: Instance) -> dict[str, str | None]:
     root = instance.root_device_name
     if not root:
         return {"ami": "sda1", "ephemeral0": "sda2", "root": "/dev/sda1", "swap": "sda3"}
-    mapping = {"ami": root[5:] if root.startswith("/dev/") else root, "root": root}
+    mapping: dict[str, str | None] = {"ami": root[5:] if root.startswith("/dev/") else root, "root": root}
     if instance.default_ephemeral_device:
         mapping["ephemeral0"] = instance.default_ephemeral_device
     if instance.default_swap_device:
@@ -45,13 +45,13 @@ def block_device_mapping(instance: Instance) -> dict[str, str | None]:
     volumes = sorted((b.device_name for b in instance.block_device_mappings if b.destination_type == "volume"),
                      key=lambda name: (name is not None, name or ""))
     for n, name in enumerate(volumes):
-        mapping[f"ebs{n}"] = name  # type: ignore[assignment]
+        mapping[f"ebs{n}"] = name
     blanks = [b for b in instance.block_device_mappings if b.destination_type != "volume" and b.source_type == "blank"]
     swaps = [b for b in blanks if b.guest_format == "swap"]
     if swaps:
-        mapping["swap"] = swaps[-1].device_name  # type: ignore[assignment]
+        mapping["swap"] = swaps[-1].device_name
     for n, bdm in enumerate(b for b in blanks if b.guest_format != "swap"):
-        mapping[f"ephemeral{n}"] = bdm.device_name  # type: ignore[assignment]
+        mapping[f"ephemeral{n}"] = bdm.device_name
     return mapping
 
 

@@ -9,7 +9,7 @@ from mdsvc.api.app import MetadataApp
 from mdsvc.api.identify import Identifier
 from mdsvc.api.vendordata import DynamicJSON, StaticJSONFile, parse_targets
 from mdsvc.config import Config
-from mdsvc.interfaces import IInstanceStore
+from mdsvc.interfaces import IInstanceStore, IVendordataProvider
 
 
 def vendordata_http_client(reactor: Any, connect_timeout: float, ca_file: str) -> Any:
@@ -32,7 +32,7 @@ def vendordata_http_client(reactor: Any, connect_timeout: float, ca_file: str) -
 def app_from_config(config: Config, store: IInstanceStore, reactor: Any) -> MetadataApp:
     """The metadata app the C{[api]} options describe, over C{store}."""
     api = config.api
-    dynamic = {}
+    dynamic: dict[str, IVendordataProvider] = {}
     if "DynamicJSON" in api.vendordata_providers:
         dynamic["DynamicJSON"] = DynamicJSON(
             targets=parse_targets(api.vendordata_dynamic_targets),

@@ -75,7 +75,7 @@ class Identifier:
     _expected: dict[bytes, bytes] = field(factory=dict, init=False, repr=False, eq=False)
     """The expected signature of each instance id seen (a pure function of id and secret)."""
 
-    def identify(self, headers: dict[bytes, list[bytes]], peer: str | None) -> ByInstanceId | ByAddress:
+    def identify(self, headers: dict[bytes, list[bytes]], peer: str | None) -> ByInstanceId | ByAddress | ByProvider:
         """
         @param headers: lower-cased header names to their raw values.
         @param peer: the connection's remote address.

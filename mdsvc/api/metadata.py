@@ -15,7 +15,8 @@ import base64
 import json
 import os
 import posixpath
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from attrs import define, field, frozen
@@ -203,7 +204,7 @@ class InstanceMetadata:
                 raise not_found(f"no {'/'.join(rest[: depth])!r} in EC2 version {rest[0]}")
             node = node[segment]
         if node is LOCAL_IPV4_FROM_REQUEST:
-            return _NEEDS_ADDRESS  # type: ignore[return-value]
+            return _NEEDS_ADDRESS
         return Answer(render_value(node))
 
     def _resolve_openstack(self, rest: list[str], today: str) -> Answer | Password | VendorData2:

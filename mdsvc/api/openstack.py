@@ -7,7 +7,16 @@ from typing import Any
 
 from mdsvc.api.ec2 import full_hostname
 from mdsvc.api.versions import (
-    EPOXY, GRIZZLY, HAVANA, LIBERTY, NEWTON_ONE, NEWTON_TWO, OCATA, ROCKY, VICTORIA, openstack_version,
+    EPOXY,
+    GRIZZLY,
+    HAVANA,
+    LIBERTY,
+    NEWTON_ONE,
+    NEWTON_TWO,
+    OCATA,
+    ROCKY,
+    VICTORIA,
+    openstack_version,
 )
 from mdsvc.model import Device, Instance
 

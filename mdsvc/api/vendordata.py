@@ -129,8 +129,9 @@ class DynamicJSON:
         """See L{IVendordataProvider.vendordata}: C{{target name: its JSON}}."""
         body = dynamic_request_body(instance)
         calls = [self._call(name, url, body) for name, url in self.targets]
-        d = gatherResults(calls, consumeErrors=True)
-        d.addCallback(lambda results: dict(zip([n for n, _ in self.targets], results)))
+        names = [n for n, _ in self.targets]
+        d: Deferred[Any] = gatherResults(calls, consumeErrors=True)
+        d.addCallback(lambda results: dict(zip(names, results, strict=True)))
 
         def unwrap(failure: Any) -> Any:
             from twisted.internet.defer import FirstError

@@ -16,7 +16,8 @@ L{mdsvc.lookup.cache.CachingLookup} when C{[cache] enabled}.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from zope.interface import Attribute, Interface
 
@@ -113,7 +114,7 @@ def build_lookup(
     backend = _plugin(spec, plugins).build(argument, reactor)
     if not IInstanceLookup.providedBy(backend):
         raise ValueError(f"lookup backend {kind!r} built {backend!r}, which does not provide IInstanceLookup")
-    return backend  # type: ignore[no-any-return]
+    return backend
 
 
 def check_lookup(spec: str, plugins: Iterable[Any] | None = None) -> None:

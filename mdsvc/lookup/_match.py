@@ -6,7 +6,7 @@ answer; none, several, or one without a device is "no instance".
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from twisted.logger import Logger
 

@@ -20,8 +20,9 @@ nor the token is ever logged or put in an error message.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote
 
 from attrs import define, field

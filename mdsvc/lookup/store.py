@@ -10,7 +10,8 @@ neutron spec §2.1 are answered from the same SQLite file the metadata API reads
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from attrs import define
 from twisted.internet.defer import Deferred, fail
@@ -45,7 +46,7 @@ class StoreLookup:
     _log = Logger()
 
     @classmethod
-    def inThreads(cls, documents: SQLiteDocuments | str, reactor: Any, threadpool: ThreadPool | None = None) -> "StoreLookup":
+    def inThreads(cls, documents: SQLiteDocuments | str, reactor: Any, threadpool: ThreadPool | None = None) -> StoreLookup:
         """A lookup whose queries run in C{threadpool} (default: the reactor's)."""
         if isinstance(documents, str):
             documents = SQLiteDocuments(documents)

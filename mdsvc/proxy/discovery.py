@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Collection, Iterable, NamedTuple
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, NamedTuple
 
 from attrs import define, field
 from twisted.application.service import Service

@@ -24,11 +24,11 @@ import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from twisted.internet.interfaces import IListeningPort, IReactorSocket
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 __all__ = [
@@ -293,7 +293,7 @@ def interfaces_with_address(netns_path: str, address: str) -> list[str]:
     return found
 
 
-def adopt(reactor: IReactorSocket, sock: socket.socket, factory: Factory) -> IListeningPort:
+def adopt(reactor: IReactorSocket, sock: socket.socket, factory: ServerFactory) -> IListeningPort:
     """
     Serve a listening socket with the reactor, and close the caller's socket object.
 

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from mdsvc.hop import IAgentHop
 from mdsvc.http import LeanHTTPFactory
 from mdsvc.proxy.discovery import NamespaceWatcher, classify
-from mdsvc.hop import IAgentHop
 from mdsvc.proxy.http import NamespaceProxyHandler
 from mdsvc.proxy.netns import NamespaceError, adopt, interfaces_with_address, listening_socket_in_namespace
 

@@ -21,9 +21,10 @@ import random
 import sqlite3
 import string
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
@@ -96,7 +97,7 @@ _ROUTER_ID = declared_field(Router, "id")
 # How the store makes each assigned field it does not number itself.
 _NEW_VALUES: tuple[tuple[DeclaredField, Callable[[], Any]], ...] = (
     (_RESERVATION, _reservation_id),
-    (_CREATED, lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    (_CREATED, lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
 )
 
 
@@ -259,14 +260,15 @@ class SQLiteDocuments:
         try:
             yield conn
         finally:
+            sound = True
             if conn.in_transaction:
                 # what ended the call also ended the transaction, or the connection is unsound
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     conn.close()
-                    conn = None  # type: ignore[assignment]
-            if conn is not None:
+                    sound = False  # not kept
+            if sound:
                 with self._lock:
                     self._idle.append(conn)
 
@@ -336,7 +338,7 @@ class SQLiteDocuments:
         full = dict(doc)
         _PASSWORD.put(full, password)
         instance = instanceFromDocument(full)
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         conn.execute(
             "INSERT INTO instances(uuid, document, project_id, password, updated_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(uuid) DO UPDATE SET document = excluded.document, project_id = excluded.project_id, "
@@ -366,7 +368,7 @@ class SQLiteDocuments:
                 raise DocumentError(join(f"[{i}]", _ROUTER_ID.path), f"{router.id} appears twice in this import")
             seen.add(router.id)
         with self._transaction() as conn:
-            for doc, router in zip(docs, routers):
+            for doc, router in zip(docs, routers, strict=True):
                 conn.execute(
                     "INSERT INTO routers(id, document, project_id) VALUES (?, ?, ?) "
                     "ON CONFLICT(id) DO UPDATE SET document = excluded.document, project_id = excluded.project_id",
@@ -408,10 +410,10 @@ class SQLiteDocuments:
 
     def uuids_by_address(self, ip: str) -> list[str]:
         """The instances that hold C{ip} as a fixed IP, in any network."""
-        ip = canonical_ip(ip)
-        if ip is None:
+        canonical = canonical_ip(ip)
+        if canonical is None:
             return []
-        rows = self._read(lambda c: c.execute("SELECT DISTINCT uuid FROM ports WHERE ip = ? ORDER BY uuid", (ip,)).fetchall())
+        rows = self._read(lambda c: c.execute("SELECT DISTINCT uuid FROM ports WHERE ip = ? ORDER BY uuid", (canonical,)).fetchall())
         return [r[0] for r in rows]
 
     def list_instances(self) -> list[tuple[str, str | None, str | None, list[str]]]:
@@ -484,7 +486,7 @@ class SQLiteInstanceStore:
         self._run = run
 
     @classmethod
-    def inThreads(cls, path: str, reactor: Any, threadpool: ThreadPool | None = None) -> "SQLiteInstanceStore":
+    def inThreads(cls, path: str, reactor: Any, threadpool: ThreadPool | None = None) -> SQLiteInstanceStore:
         """A store whose queries run in C{threadpool} (default: the reactor's)."""
         def run(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
             pool = threadpool if threadpool is not None else reactor.getThreadPool()

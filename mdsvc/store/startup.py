@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from typing import Iterable
+from collections.abc import Iterable
 
 from twisted.logger import Logger
 

@@ -17,7 +17,8 @@ data that is not the sender's.  L{judge} checks one connection's answers against
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from attrs import frozen
 
@@ -212,7 +213,7 @@ def script(data: bytes, f: Any, others: list[Guest]) -> Script:
         chunks = tuple(requests)
     elif split == 1 and len(stream) > 1:
         cuts = sorted({f.ConsumeIntInRange(1, len(stream) - 1) for _ in range(3)})
-        chunks = tuple(stream[a:b] for a, b in zip([0] + cuts, cuts + [len(stream)]))
+        chunks = tuple(stream[a:b] for a, b in zip([0] + cuts, cuts + [len(stream)], strict=True))
     else:
         chunks = (stream,)
     return Script(chunks, _chance(f, 12), len(requests))

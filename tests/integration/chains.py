@@ -27,7 +27,8 @@ import subprocess
 import tempfile
 import time
 import uuid as uuidlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from attrs import frozen
 
@@ -240,7 +241,7 @@ class Deployment:
                                    self.api_port, self.upstream_port, self.listener_port)
         self.processes: dict[str, Child] = {}
 
-    def start(self) -> "Deployment":
+    def start(self) -> Deployment:
         """Import the guests' instances, start the shape's processes together, wait until each is ready."""
         documents = os.path.join(self.dir, "instances.json")
         with open(documents, "w") as f:

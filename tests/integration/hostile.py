@@ -18,7 +18,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from attrs import frozen
 
@@ -402,7 +402,7 @@ class VictimLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"victim-{'keepalive' if keep_alive else 'fresh'}", daemon=True)
 
-    def start(self) -> "VictimLoop":
+    def start(self) -> VictimLoop:
         """Start booting."""
         self._thread.start()
         return self

@@ -10,7 +10,8 @@ import shutil
 import subprocess
 import time
 import uuid as uuidlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.trial.unittest import SkipTest
 

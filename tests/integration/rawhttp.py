@@ -168,7 +168,7 @@ def receive(sock: socket.socket, reader: ResponseReader, expect: int, deadline: 
         sock.settimeout(left)
         try:
             data = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             hung = wanted
             break
         except ConnectionResetError:

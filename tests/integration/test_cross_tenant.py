@@ -75,7 +75,7 @@ def run(shape: str) -> Report:
     count = len(hostile.attacks(make_guests(1)[0]))
     guests = make_guests(1 + count)
     victim = guests[0]
-    pairs = list(zip(hostile.attacks(victim), guests[1:]))
+    pairs = list(zip(hostile.attacks(victim), guests[1:], strict=False))  # one guest per attack
     deployment = Deployment(shape, guests)
     try:
         deployment.start()

@@ -51,10 +51,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -367,7 +368,7 @@ def open_many(port: int, pid: int, count: int, sources: int, subnet: str, settle
             s.setblocking(False)
             s.connect_ex(("127.0.0.1", port))
             socks.append(s)
-        if wait_for(lambda: fd_count(pid) >= before + OPEN_BATCH, patience, step=0.005) is None:
+        if wait_for(lambda before=before: fd_count(pid) >= before + OPEN_BATCH, patience, step=0.005) is None:
             patience = 0.02  # at a cap, or the process is slow: the rest are opened without waiting
     wait_for(lambda: all(tcp_state(s) != TCP_SYN_SENT for s in socks), settle)
     return socks
@@ -917,7 +918,7 @@ class RawHTTP:
                 try:
                     if not self._fill():
                         break
-                except socket.timeout:
+                except TimeoutError:
                     pass
         finally:
             self.sock.settimeout(5.0)
@@ -931,7 +932,7 @@ class RawHTTP:
             try:
                 if not self.sock.recv(65536):
                     return True
-            except socket.timeout:
+            except TimeoutError:
                 pass
             except ConnectionResetError:
                 return True

@@ -95,7 +95,7 @@ def probe_cloud_init(base_url, args):
     reader = Reader(base_url, ssl_details=None, timeout=args.timeout, retries=args.retries)
     try:
         results = reader.read_v2()
-    except (openstack.NonReadable, openstack.BrokenMetadata, IOError) as e:
+    except (OSError, openstack.NonReadable, openstack.BrokenMetadata) as e:
         raise ProbeError("read_v2 failed: %s" % one_line(e)) from e
 
     out = {
