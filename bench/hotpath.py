@@ -54,7 +54,10 @@ def main() -> int:
     from mdsvc.api.handler import APIHandler
     from mdsvc.api.identify import Identifier, sign
     from mdsvc.http import HTTPResponse, LeanHTTPFactory
-    from mdsvc.model import instanceFromDocument
+    try:
+        from mdsvc.model import instance_from_document
+    except ImportError:  # older trees
+        from mdsvc.model import instanceFromDocument as instance_from_document  # type: ignore[attr-defined,no-redef]
     from mdsvc.proxy.http import NamespaceProxyHandler
     from mdsvc.testing import MemoryInstanceStore, MemoryLookup
 
@@ -74,7 +77,7 @@ def main() -> int:
     clock.advance(1_700_000_000)
     with open(os.path.join(os.path.dirname(mdsvc.__file__), "data", "demo-instance.json")) as f:
         doc = json.load(f)
-    instance = instanceFromDocument(doc)
+    instance = instance_from_document(doc)
     network = doc["nics"][0]["network"]["id"]
     ip = doc["nics"][0]["fixed_ips"][0]["ip"]
     store = MemoryInstanceStore()

@@ -107,10 +107,10 @@ def raw(text: str) -> str:
 def optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """C{parse}, except that an empty value is None (unset)."""
 
-    def parseOptional(text: str) -> Any:
+    def parse_optional(text: str) -> Any:
         return parse(text) if text.strip() else None
 
-    return parseOptional
+    return parse_optional
 
 
 def choice(*choices: str) -> Callable[[str], str]:
@@ -125,7 +125,7 @@ def choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-def listOf(item: Callable[[str], Any] = string, sep: str | None = ",") -> Callable[[str], tuple[Any, ...]]:
+def list_of(item: Callable[[str], Any] = string, sep: str | None = ",") -> Callable[[str], tuple[Any, ...]]:
     """A comma-separated list (oslo ListOpt), or whitespace-separated when C{sep} is None."""
 
     def parse(text: str) -> tuple[Any, ...]:
@@ -285,13 +285,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("api", "dhcp_domain", string, "novalocal", roles=API, dest="api.dhcp_domain",
            aliases=(("DEFAULT", "dhcp_domain"),),
            help="Appended to hostnames (empty: nothing; an FQDN hostname never gets it)."),
-    Option("api", "vendordata_providers", listOf(choice("StaticJSON", "DynamicJSON")), "StaticJSON", roles=API,
+    Option("api", "vendordata_providers", list_of(choice("StaticJSON", "DynamicJSON")), "StaticJSON", roles=API,
            dest="api.vendordata_providers",
            help="StaticJSON and/or DynamicJSON, in merge order for vendor_data2.json."),
     Option("api", "vendordata_jsonfile_path", optional(string), None, roles=API,
            dest="api.vendordata_jsonfile_path", example="/etc/mdsvc/vendor_data.json",
            help="JSON file served as vendor_data.json (re-read when it changes)."),
-    Option("api", "vendordata_dynamic_targets", listOf(), "", roles=API, dest="api.vendordata_dynamic_targets",
+    Option("api", "vendordata_dynamic_targets", list_of(), "", roles=API, dest="api.vendordata_dynamic_targets",
            help="Comma-separated name@url targets POSTed for vendor_data2.json, e.g. "
                 "testing@http://127.0.0.1:9000/"),
     Option("api", "vendordata_dynamic_ssl_certfile", string, "", roles=API,
@@ -310,7 +310,7 @@ OPTIONS: tuple[Option, ...] = (
            aliases=(("DEFAULT", "use_forwarded_for"),),
            help="Remote-address mode only: trust X-Forwarded-For from the front end (OSSN-0074: only behind "
                 "a proxy that sets it)."),
-    Option("api", "config_drive_skip_versions", listOf(sep=None), _SKIPPED_EC2_VERSIONS, roles=API,
+    Option("api", "config_drive_skip_versions", list_of(sep=None), _SKIPPED_EC2_VERSIONS, roles=API,
            dest="api.config_drive_skip_versions",
            help="EC2 versions left off config drives (separated by blanks)."),
     Option("neutron", "service_metadata_proxy", boolean, "false", roles=API, dest="api.service_metadata_proxy",
@@ -373,7 +373,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("metadata_rate_limiting", "rate_limit_enabled", boolean, "false", roles=AGENT,
            dest="agent.rate_limit.enabled",
            help="Limit the requests of each guest address."),
-    Option("metadata_rate_limiting", "ip_versions", listOf(choice("4", "6")), "4", roles=AGENT,
+    Option("metadata_rate_limiting", "ip_versions", list_of(choice("4", "6")), "4", roles=AGENT,
            help="The address version limited: 4 or 6 (as in Neutron, one only: both turn limiting off, with a "
                 "warning)."),
     # not Neutron's defaults: SECTIONS["metadata_rate_limiting"] says why
@@ -431,7 +431,7 @@ OPTIONS: tuple[Option, ...] = (
            dest="agent.neutron.project_domain_name", help="lookup = neutron: the project's domain."),
     Option("neutron", "region_name", string, "", roles=AGENT, dest="agent.neutron.region_name",
            help="lookup = neutron: the catalog region (empty: any)."),
-    Option("neutron", "valid_interfaces", listOf(choice("internal", "public", "admin")), "internal,public",
+    Option("neutron", "valid_interfaces", list_of(choice("internal", "public", "admin")), "internal,public",
            roles=AGENT, dest="agent.neutron.valid_interfaces",
            help="lookup = neutron: the catalog interfaces to use, first found first."),
     Option("neutron", "endpoint_override", string, "", roles=AGENT, dest="agent.neutron.endpoint_override",

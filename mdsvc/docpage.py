@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from mdsvc.model import DocumentError, Instance, Router, instanceFromDocument
+from mdsvc.model import DocumentError, Instance, Router, instance_from_document
 from mdsvc.schema import declared_fields, markdown_table
 
 # A document with one bad field deep inside, whose error the page quotes as it is raised.
@@ -24,7 +24,7 @@ _BAD_EXAMPLE: dict[str, Any] = {
 def example_error() -> str:
     """The one-line error an import gives for L{_BAD_EXAMPLE}."""
     try:
-        instanceFromDocument(_BAD_EXAMPLE)
+        instance_from_document(_BAD_EXAMPLE)
     except DocumentError as e:
         return str(e)
     raise AssertionError("the example document of docs/instance-documents.md is valid")

@@ -31,7 +31,7 @@ from zope.interface import provider
 
 from mdsvc.api.identify import sign
 from mdsvc.config import NODE_ROLES, Config, ConfigError, check_config, given_sources, load_config
-from mdsvc.model import DocumentError, Instance, Router, YAMLDocumentLoader, instanceFromDocument, routerFromDocument
+from mdsvc.model import DocumentError, Instance, Router, YAMLDocumentLoader, instance_from_document, router_from_document
 from mdsvc.schema import declared_field, join
 from mdsvc.store.sqlite import SQLiteDocuments
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
@@ -108,7 +108,7 @@ def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out
 
     @param reset_password: instances only: replace their stored passwords with the documents'.
     """
-    validate = routerFromDocument if routers else instanceFromDocument
+    validate = router_from_document if routers else instance_from_document
     identity = declared_field(Router, "id") if routers else declared_field(Instance, "uuid")
     docs: list[Any] = []
     seen: dict[str, str] = {}  # id -> "FILE: [i]" where it was first found
@@ -153,7 +153,7 @@ def _build_config_drive(config: Config, documents: SQLiteDocuments, uuid: str, o
     instance = row.instance()
     from twisted.internet import reactor
 
-    app = app_from_config(config, SQLiteInstanceStore.inThreads(documents.path, reactor), reactor)
+    app = app_from_config(config, SQLiteInstanceStore.in_threads(documents.path, reactor), reactor)
     try:
         files = _wait(ensureDeferred(drive_files(app, instance, config.api.config_drive_skip_versions)))
         write_image(files, output, fmt, publisher=f"mdsvc {__version__}")

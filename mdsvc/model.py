@@ -4,7 +4,7 @@ Value types for what Nova and Neutron know of an instance, and their document fo
 
 Every field of an instance or router document is declared once, here, on the attribute that
 holds it (L{mdsvc.schema.declared}): its key, shape, default, checks and meaning.  From those
-declarations L{instanceFromDocument} and L{routerFromDocument} check a document and build its
+declarations L{instance_from_document} and L{router_from_document} check a document and build its
 value (raising L{DocumentError} naming the first bad field), the store reaches the fields it
 assigns, and C{docs/instance-documents.md} lists them (C{python -m mdsvc.docpage}).  Only
 C{uuid} (a router's C{id}) is required; every other field gets the default Nova would use.
@@ -44,7 +44,7 @@ from mdsvc.schema import (
 
 __all__ = [
     "BlockDevice", "Device", "DocumentError", "FixedIp", "Flavor", "InjectedFile", "Instance", "KeyPair", "Network", "Nic",
-    "Route", "Router", "Subnet", "YAMLDocumentLoader", "image_ids", "instanceFromDocument", "kind_of", "routerFromDocument",
+    "Route", "Router", "Subnet", "YAMLDocumentLoader", "image_ids", "instance_from_document", "kind_of", "router_from_document",
     "sanitize_hostname", "shown",
 ]
 
@@ -465,7 +465,7 @@ YAMLDocumentLoader.yaml_implicit_resolvers = {
 }
 
 
-def instanceFromDocument(doc: Any, where: str = "", *, strict: bool = True) -> Instance:
+def instance_from_document(doc: Any, where: str = "", *, strict: bool = True) -> Instance:
     """
     Validate an instance document and build the L{Instance} it describes.
 
@@ -478,11 +478,11 @@ def instanceFromDocument(doc: Any, where: str = "", *, strict: bool = True) -> I
     return read_document(Instance, doc, where, strict)
 
 
-def routerFromDocument(doc: Any, where: str = "", *, strict: bool = True) -> Router:
+def router_from_document(doc: Any, where: str = "", *, strict: bool = True) -> Router:
     """
     Validate a router document (C{{"id", "project_id", "networks": [...]}}).
 
-    @param strict: as for L{instanceFromDocument}.
+    @param strict: as for L{instance_from_document}.
     @raise DocumentError: naming the first invalid or unknown field.
     """
     return read_document(Router, doc, where, strict)

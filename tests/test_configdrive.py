@@ -17,7 +17,7 @@ from mdsvc.api.app import MetadataApp
 from mdsvc.api.identify import Identifier
 from mdsvc.api.vendordata import StaticJSONFile
 from mdsvc.configdrive import ConfigDriveError, drive_files, write_image
-from mdsvc.model import InjectedFile, instanceFromDocument
+from mdsvc.model import InjectedFile, instance_from_document
 from mdsvc.testing import MemoryInstanceStore
 from tests.test_api_resource import Harness, fixture
 
@@ -118,7 +118,7 @@ class ContentTests(SynchronousTestCase):
         failure = self.failureResultOf(ensureDeferred(drive_files(a, inst, SKIP)), ConfigDriveError)
         self.assertEqual(str(failure.value), "injected_files[0].path: injected file path '/etc/../../x' is outside the drive (absolute, no '..')")
         from mdsvc.model import DocumentError
-        e = self.assertRaises(DocumentError, instanceFromDocument, {"uuid": "u", "injected_files": [{"path": "/a/../../b"}]})
+        e = self.assertRaises(DocumentError, instance_from_document, {"uuid": "u", "injected_files": [{"path": "/a/../../b"}]})
         self.assertEqual(e.where, "injected_files[0].path")
 
 

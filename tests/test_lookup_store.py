@@ -251,7 +251,7 @@ class StoreErrorTests(SynchronousTestCase):
         self.failureResultOf(lookup.lookup("10.0.0.5", network_id="net-a"), ZeroDivisionError)
 
     def test_inThreads(self) -> None:
-        """inThreads accepts a path and keeps the documents it opens."""
-        lookup = StoreLookup.inThreads("some/path.sqlite", reactor=None)
+        """in_threads accepts a path and keeps the documents it opens."""
+        lookup = StoreLookup.in_threads("some/path.sqlite", reactor=None)
         self.assertEqual(lookup.documents.path, "some/path.sqlite")
         self.assertTrue(verifyObject(IInstanceLookup, lookup))

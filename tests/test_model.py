@@ -24,8 +24,8 @@ from mdsvc.model import (
     Router,
     Subnet,
     image_ids,
-    instanceFromDocument,
-    routerFromDocument,
+    instance_from_document,
+    router_from_document,
     sanitize_hostname,
 )
 from mdsvc.schema import declared_fields, field_rows
@@ -93,7 +93,7 @@ class InstanceDefaultsTests(SynchronousTestCase):
 
     def test_onlyUuid(self) -> None:
         """A document with just a uuid builds an Instance with Nova's defaults everywhere."""
-        instance = instanceFromDocument({"uuid": UUID})
+        instance = instance_from_document({"uuid": UUID})
         self.assertEqual(
             instance,
             Instance(
@@ -118,30 +118,30 @@ class InstanceDefaultsTests(SynchronousTestCase):
 
     def test_hostnameFromName(self) -> None:
         """Without a hostname, the name sanitised the way Nova does it becomes the hostname."""
-        instance = instanceFromDocument({"uuid": UUID, "name": "My Web_Server.1"})
+        instance = instance_from_document({"uuid": UUID, "name": "My Web_Server.1"})
         self.assertEqual((instance.name, instance.hostname), ("My Web_Server.1", "my-web-server-1"))
 
     def test_hostnameGiven(self) -> None:
         """A given hostname is kept as it is, not sanitised again."""
-        instance = instanceFromDocument({"uuid": UUID, "name": "x", "hostname": "Custom.Host"})
+        instance = instance_from_document({"uuid": UUID, "name": "x", "hostname": "Custom.Host"})
         self.assertEqual(instance.hostname, "Custom.Host")
 
     def test_unsanitisableName(self) -> None:
         """A name with nothing usable falls back to Nova's C{Server-<uuid>} hostname (case kept)."""
-        instance = instanceFromDocument({"uuid": UUID, "name": "!!!"})
+        instance = instance_from_document({"uuid": UUID, "name": "!!!"})
         self.assertEqual(instance.hostname, f"Server-{UUID}")
 
     def test_nullsAreDefaults(self) -> None:
         """A null field is the same as an absent one."""
-        instance = instanceFromDocument(
+        instance = instance_from_document(
             {"uuid": UUID, "name": None, "availability_zone": None, "launch_index": None, "security_groups": None,
              "user_data": None, "nics": None, "metadata": None, "ec2_ids": None, "flavor": None}
         )
-        self.assertEqual(instance, instanceFromDocument({"uuid": UUID}))
+        self.assertEqual(instance, instance_from_document({"uuid": UUID}))
 
     def test_emptyKernelIsNone(self) -> None:
         """An empty kernel or ramdisk id means none; an empty image id means boot from volume."""
-        instance = instanceFromDocument({"uuid": UUID, "kernel_id": "", "ramdisk_id": "", "image_id": ""})
+        instance = instance_from_document({"uuid": UUID, "kernel_id": "", "ramdisk_id": "", "image_id": ""})
         self.assertEqual((instance.kernel_id, instance.ramdisk_id, instance.image_id), (None, None, ""))
 
 
@@ -149,7 +149,7 @@ class FullDocumentTests(SynchronousTestCase):
     """Every field of a full document lands where it belongs."""
 
     def setUp(self) -> None:
-        self.instance = instanceFromDocument(fullDocument())
+        self.instance = instance_from_document(fullDocument())
 
     def test_identity(self) -> None:
         """Identity and placement fields are copied."""
@@ -167,12 +167,12 @@ class FullDocumentTests(SynchronousTestCase):
         """Base64 wrapped over several lines (as C{base64} and YAML blocks give it) is accepted."""
         encoded = base64.encodebytes(b"x" * 100).decode("ascii")
         self.assertIn("\n", encoded.strip())
-        instance = instanceFromDocument({"uuid": UUID, "user_data": encoded})
+        instance = instance_from_document({"uuid": UUID, "user_data": encoded})
         self.assertEqual(instance.user_data, b"x" * 100)
 
     def test_emptyUserData(self) -> None:
         """An empty user_data string is empty bytes, not absent."""
-        self.assertEqual(instanceFromDocument({"uuid": UUID, "user_data": ""}).user_data, b"")
+        self.assertEqual(instance_from_document({"uuid": UUID, "user_data": ""}).user_data, b"")
 
     def test_flavor(self) -> None:
         """A flavor object becomes a Flavor; a flavor string is its name."""
@@ -181,7 +181,7 @@ class FullDocumentTests(SynchronousTestCase):
             Flavor(name="m1.small", flavorid="2", memory_mb=2048, vcpus=1, root_gb=20, ephemeral_gb=0, swap=0,
                    extra_specs={"hw:cpu_policy": "dedicated"}),
         )
-        self.assertEqual(instanceFromDocument({"uuid": UUID, "flavor": "m1.tiny"}).flavor, Flavor(name="m1.tiny"))
+        self.assertEqual(instance_from_document({"uuid": UUID, "flavor": "m1.tiny"}).flavor, Flavor(name="m1.tiny"))
 
     def test_ec2Ids(self) -> None:
         """Given EC2 ids are kept."""
@@ -198,7 +198,7 @@ class FullDocumentTests(SynchronousTestCase):
 
     def test_keyPairTypeDefault(self) -> None:
         """A key pair without a type is an ssh key."""
-        instance = instanceFromDocument({"uuid": UUID, "key_pairs": [{"name": "k", "public_key": "ssh-rsa AAA"}]})
+        instance = instance_from_document({"uuid": UUID, "key_pairs": [{"name": "k", "public_key": "ssh-rsa AAA"}]})
         self.assertEqual(instance.key_pair, KeyPair(name="k", public_key="ssh-rsa AAA", type="ssh"))
 
     def test_nics(self) -> None:
@@ -224,12 +224,12 @@ class FullDocumentTests(SynchronousTestCase):
 
     def test_subnetVersionFromIp(self) -> None:
         """A subnet with neither cidr nor ip_version is of its fixed IP's version."""
-        instance = instanceFromDocument({"uuid": UUID, "nics": [{"fixed_ips": [{"ip": "fd00::7", "subnet": {"id": "s"}}]}]})
+        instance = instance_from_document({"uuid": UUID, "nics": [{"fixed_ips": [{"ip": "fd00::7", "subnet": {"id": "s"}}]}]})
         self.assertEqual(instance.nics[0].fixed_ips[0].subnet, Subnet(id="s", ip_version=6))
 
     def test_fixedIpWithoutSubnet(self) -> None:
         """A fixed IP without a subnet gets an empty subnet of its version."""
-        instance = instanceFromDocument({"uuid": UUID, "nics": [{"fixed_ips": [{"ip": "fd00::7"}]}]})
+        instance = instance_from_document({"uuid": UUID, "nics": [{"fixed_ips": [{"ip": "fd00::7"}]}]})
         self.assertEqual(instance.nics[0].fixed_ips[0], FixedIp(ip="fd00::7", subnet=Subnet(ip_version=6)))
 
     def test_fixedIpsOrder(self) -> None:
@@ -242,12 +242,12 @@ class FullDocumentTests(SynchronousTestCase):
 
     def test_allSecurityGroupsOwnOnly(self) -> None:
         """When every NIC gives its own groups, the instance's groups are not listed."""
-        instance = instanceFromDocument({"uuid": UUID, "security_groups": ["other"], "nics": [{"security_groups": ["b", "a", "b"]}]})
+        instance = instance_from_document({"uuid": UUID, "security_groups": ["other"], "nics": [{"security_groups": ["b", "a", "b"]}]})
         self.assertEqual(instance.all_security_groups(), ["b", "a"])
 
     def test_allSecurityGroupsEmptyNicList(self) -> None:
         """A NIC with an empty group list contributes nothing (it does not inherit)."""
-        instance = instanceFromDocument({"uuid": UUID, "security_groups": ["x"], "nics": [{"security_groups": []}, {}]})
+        instance = instance_from_document({"uuid": UUID, "security_groups": ["x"], "nics": [{"security_groups": []}, {}]})
         self.assertEqual(instance.all_security_groups(), ["x"])
 
     def test_devname(self) -> None:
@@ -284,7 +284,7 @@ class FullDocumentTests(SynchronousTestCase):
         """Parsing does not change the document."""
         doc = fullDocument()
         before = copy.deepcopy(doc)
-        instanceFromDocument(doc)
+        instance_from_document(doc)
         self.assertEqual(doc, before)
 
 
@@ -293,7 +293,7 @@ class ValidationTests(SynchronousTestCase):
 
     def assertBad(self, doc: Any, where: str, problem: str | None = None) -> DocumentError:
         """Parsing C{doc} fails at C{where} (and with C{problem}, when given)."""
-        e = self.assertRaises(DocumentError, instanceFromDocument, doc)
+        e = self.assertRaises(DocumentError, instance_from_document, doc)
         self.assertEqual(e.where, where)
         if problem is not None:
             self.assertEqual(e.problem, problem)
@@ -305,7 +305,7 @@ class ValidationTests(SynchronousTestCase):
 
     def test_notAnObject(self) -> None:
         """A document that is not an object is refused."""
-        e = self.assertRaises(DocumentError, instanceFromDocument, ["uuid"])
+        e = self.assertRaises(DocumentError, instance_from_document, ["uuid"])
         self.assertEqual((e.where, e.problem, str(e)), ("", "expected an object, got a list", "expected an object, got a list"))
 
     def test_uuidRequired(self) -> None:
@@ -321,7 +321,7 @@ class ValidationTests(SynchronousTestCase):
     def test_uuidTrailingNewline(self) -> None:
         """A trailing newline (from a YAML block scalar) does not slip through the pattern."""
         self.assertBad({"uuid": "abc\n"}, "uuid")
-        self.assertIn("'abc\\n' is not a valid id", str(self.assertRaises(DocumentError, instanceFromDocument, {"uuid": "abc\n"})))
+        self.assertIn("'abc\\n' is not a valid id", str(self.assertRaises(DocumentError, instance_from_document, {"uuid": "abc\n"})))
 
     def test_unknownTopLevel(self) -> None:
         """An unknown top-level field is named."""
@@ -334,7 +334,7 @@ class ValidationTests(SynchronousTestCase):
 
     def test_whereprefix(self) -> None:
         """The C{where} argument prefixes every path (a batch position)."""
-        e = self.assertRaises(DocumentError, instanceFromDocument, {"uuid": UUID, "launch_index": -1}, "[3]")
+        e = self.assertRaises(DocumentError, instance_from_document, {"uuid": UUID, "launch_index": -1}, "[3]")
         self.assertEqual(str(e), "[3].launch_index: must be >= 0, got -1")
 
     def test_badMac(self) -> None:
@@ -475,7 +475,7 @@ class HostileDocumentTests(SynchronousTestCase):
     checked on import: each bad value is an error naming the field.
     """
 
-    def assertBad(self, doc: Any, where: str, problem: str | None = None, function: Any = instanceFromDocument) -> DocumentError:
+    def assertBad(self, doc: Any, where: str, problem: str | None = None, function: Any = instance_from_document) -> DocumentError:
         """Parsing C{doc} fails at C{where} in one line (with C{problem}, when given)."""
         e = self.assertRaises(DocumentError, function, doc)
         self.assertEqual(e.where, where)
@@ -498,9 +498,9 @@ class HostileDocumentTests(SynchronousTestCase):
         data = b"y" * 49149  # 65,532 base64 characters, the most below 65,535
         encoded = base64.b64encode(data).decode("ascii")
         self.assertEqual(len(encoded), 65532)
-        self.assertEqual(instanceFromDocument({"uuid": UUID, "user_data": encoded}).user_data, data)
+        self.assertEqual(instance_from_document({"uuid": UUID, "user_data": encoded}).user_data, data)
         wrapped = base64.encodebytes(data).decode("ascii")
-        self.assertEqual(instanceFromDocument({"uuid": UUID, "user_data": wrapped}).user_data, data)
+        self.assertEqual(instance_from_document({"uuid": UUID, "user_data": wrapped}).user_data, data)
 
     def test_hostnameEmpty(self) -> None:
         """An empty hostname is refused (a missing one defaults to the sanitised name)."""
@@ -522,7 +522,7 @@ class HostileDocumentTests(SynchronousTestCase):
         """Hostnames and FQDNs Nova accepts are kept as given."""
         for good in ("web-1", "Custom.Host", "a", "x1", "web_1", "a" * 63, ".".join(["a" * 63] * 4)[:255].rstrip("."),
                      "web-1.example.org", "1st"):
-            self.assertEqual(instanceFromDocument({"uuid": UUID, "hostname": good}).hostname, good)
+            self.assertEqual(instance_from_document({"uuid": UUID, "hostname": good}).hostname, good)
 
     def test_longBadValueShortened(self) -> None:
         """An error quoting a bad value quotes its start only."""
@@ -538,7 +538,7 @@ class HostileDocumentTests(SynchronousTestCase):
     def test_uuidGood(self) -> None:
         """Canonical UUIDs and short lab ids (letters, digits, '.', '_', '-') are accepted."""
         for good in (UUID, UUID.upper(), "a", "i-1", "u_1", "vm.1", "x" * 255):
-            self.assertEqual(instanceFromDocument({"uuid": good}).uuid, good)
+            self.assertEqual(instance_from_document({"uuid": good}).uuid, good)
 
     def test_idsNoControlCharacters(self) -> None:
         """Every id a document carries refuses control characters, NUL, blanks and non-ASCII, naming the field."""
@@ -551,9 +551,9 @@ class HostileDocumentTests(SynchronousTestCase):
             self.assertBad({"uuid": UUID, "nics": [{"fixed_ips": [{"ip": "10.0.0.5", "subnet": {"id": bad}}]}]},
                            "nics[0].fixed_ips[0].subnet.id")
             self.assertBad({"uuid": UUID, "block_device_mappings": [{"volume_id": bad}]}, "block_device_mappings[0].volume_id")
-            self.assertBad({"id": bad}, "id", function=routerFromDocument)
-            self.assertBad({"id": "r1", "project_id": bad}, "project_id", function=routerFromDocument)
-            self.assertBad({"id": "r1", "networks": ["n1", bad]}, "networks[1]", function=routerFromDocument)
+            self.assertBad({"id": bad}, "id", function=router_from_document)
+            self.assertBad({"id": "r1", "project_id": bad}, "project_id", function=router_from_document)
+            self.assertBad({"id": "r1", "networks": ["n1", bad]}, "networks[1]", function=router_from_document)
         for bad in ("img\x00", "img\n", "img \u00e9"):
             for field in ("image_id", "kernel_id", "ramdisk_id"):
                 self.assertBad({"uuid": UUID, field: bad}, field)
@@ -562,7 +562,7 @@ class HostileDocumentTests(SynchronousTestCase):
 
     def test_emptyImageIdsAllowed(self) -> None:
         """An empty image id still means boot from volume, an empty kernel or ramdisk id none."""
-        instance = instanceFromDocument({"uuid": UUID, "image_id": "", "kernel_id": "", "ramdisk_id": ""})
+        instance = instance_from_document({"uuid": UUID, "image_id": "", "kernel_id": "", "ramdisk_id": ""})
         self.assertEqual((instance.image_id, instance.kernel_id, instance.ramdisk_id), ("", None, None))
 
     def test_ec2ImagesList(self) -> None:
@@ -570,8 +570,8 @@ class HostileDocumentTests(SynchronousTestCase):
         self.assertBad({"uuid": UUID, "ec2_ids": {"images": []}}, "ec2_ids.images", "expected an object, got a list")
         self.assertBad({"uuid": UUID, "ec2_ids": {"images": [7]}}, "ec2_ids.images", "expected an object, got a list")
         self.assertBad({"uuid": UUID, "ec2_ids": {"images": ""}}, "ec2_ids.images", "expected an object, got a string")
-        self.assertEqual(instanceFromDocument({"uuid": UUID, "ec2_ids": {"images": {}}}).ec2_image_ids, {})
-        self.assertEqual(instanceFromDocument({"uuid": UUID, "ec2_ids": {"images": None}}).ec2_image_ids, {})
+        self.assertEqual(instance_from_document({"uuid": UUID, "ec2_ids": {"images": {}}}).ec2_image_ids, {})
+        self.assertEqual(instance_from_document({"uuid": UUID, "ec2_ids": {"images": None}}).ec2_image_ids, {})
 
     def test_storedDocumentsReadLeniently(self) -> None:
         """
@@ -579,10 +579,10 @@ class HostileDocumentTests(SynchronousTestCase):
         apply to imports, and the API never fails an instance over them.
         """
         doc = {"uuid": "old\u00e9", "hostname": "", "project_id": "p q", "user_data": base64.b64encode(b"z" * 60000).decode()}
-        self.assertRaises(DocumentError, instanceFromDocument, doc)
-        instance = instanceFromDocument(doc, strict=False)
+        self.assertRaises(DocumentError, instance_from_document, doc)
+        instance = instance_from_document(doc, strict=False)
         self.assertEqual((instance.uuid, instance.hostname, instance.project_id), ("old\u00e9", "", "p q"))
-        self.assertRaises(DocumentError, instanceFromDocument, {"uuid": UUID, "launch_index": -1}, strict=False)
+        self.assertRaises(DocumentError, instance_from_document, {"uuid": UUID, "launch_index": -1}, strict=False)
 
 
 class DeclarationTests(SynchronousTestCase):
@@ -607,29 +607,29 @@ class DeclarationTests(SynchronousTestCase):
                 if part.endswith("[]"):
                     target = target[0]
             target[leaf] = 1.5
-            e = self.assertRaises(DocumentError, instanceFromDocument, doc)
+            e = self.assertRaises(DocumentError, instance_from_document, doc)
             self.assertEqual(e.where, row.path.replace("[]", "[0]"))
 
     def test_routeKeptAsPair(self) -> None:
         """A route is read as an object and kept as a (destination, nexthop) pair; both are required."""
         doc = {"uuid": UUID, "nics": [{"fixed_ips": [{"ip": "10.0.0.5", "subnet": {"routes": [{"nexthop": "10.0.0.1", "destination": "0.0.0.0/0"}]}}]}]}
-        self.assertEqual(instanceFromDocument(doc).nics[0].fixed_ips[0].subnet.routes, (("0.0.0.0/0", "10.0.0.1"),))
+        self.assertEqual(instance_from_document(doc).nics[0].fixed_ips[0].subnet.routes, (("0.0.0.0/0", "10.0.0.1"),))
         del doc["nics"][0]["fixed_ips"][0]["subnet"]["routes"][0]["nexthop"]
-        e = self.assertRaises(DocumentError, instanceFromDocument, doc)
+        e = self.assertRaises(DocumentError, instance_from_document, doc)
         self.assertEqual(str(e), "nics[0].fixed_ips[0].subnet.routes[0].nexthop: is required")
 
     def test_lenientKeysAndLists(self) -> None:
         """Import-only id checks on map keys and list items are skipped for stored documents too."""
         doc = {"uuid": UUID, "ec2_ids": {"images": {"img \u00e9": 7}}}
-        self.assertRaises(DocumentError, instanceFromDocument, doc)
-        self.assertEqual(instanceFromDocument(doc, strict=False).ec2_image_ids, {"img \u00e9": 7})
+        self.assertRaises(DocumentError, instance_from_document, doc)
+        self.assertEqual(instance_from_document(doc, strict=False).ec2_image_ids, {"img \u00e9": 7})
         router = {"id": "r1", "networks": ["n 1"]}
-        self.assertRaises(DocumentError, routerFromDocument, router)
-        self.assertEqual(routerFromDocument(router, strict=False).networks, ("n 1",))
+        self.assertRaises(DocumentError, router_from_document, router)
+        self.assertEqual(router_from_document(router, strict=False).networks, ("n 1",))
 
     def test_nonStringImageKey(self) -> None:
         """A YAML key that is not a string in ec2_ids.images is refused, naming the map."""
-        e = self.assertRaises(DocumentError, instanceFromDocument, {"uuid": UUID, "ec2_ids": {"images": {7: 7}}})
+        e = self.assertRaises(DocumentError, instance_from_document, {"uuid": UUID, "ec2_ids": {"images": {7: 7}}})
         self.assertEqual((e.where, e.problem), ("ec2_ids.images", "expected a string, got an integer"))
 
 
@@ -639,21 +639,21 @@ class RouterTests(SynchronousTestCase):
     def test_router(self) -> None:
         """A router document builds a Router."""
         self.assertEqual(
-            routerFromDocument({"id": "r1", "project_id": "p", "networks": ["n1", "n2"]}),
+            router_from_document({"id": "r1", "project_id": "p", "networks": ["n1", "n2"]}),
             Router(id="r1", project_id="p", networks=("n1", "n2")),
         )
 
     def test_routerDefaults(self) -> None:
         """Only the id is required."""
-        self.assertEqual(routerFromDocument({"id": "r1"}), Router(id="r1", project_id=None, networks=()))
+        self.assertEqual(router_from_document({"id": "r1"}), Router(id="r1", project_id=None, networks=()))
 
     def test_routerErrors(self) -> None:
         """Router errors name the field."""
-        e = self.assertRaises(DocumentError, routerFromDocument, {"project_id": "p"})
+        e = self.assertRaises(DocumentError, router_from_document, {"project_id": "p"})
         self.assertEqual(str(e), "id: is required")
-        e = self.assertRaises(DocumentError, routerFromDocument, {"id": "r", "networks": ["n", 5]}, "[2]")
+        e = self.assertRaises(DocumentError, router_from_document, {"id": "r", "networks": ["n", 5]}, "[2]")
         self.assertEqual(str(e), "[2].networks[1]: expected a string, got an integer")
-        e = self.assertRaises(DocumentError, routerFromDocument, {"id": "r", "ports": []})
+        e = self.assertRaises(DocumentError, router_from_document, {"id": "r", "ports": []})
         self.assertEqual(str(e), "ports: unknown field")
 
 

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
-from mdsvc.model import DocumentError, Instance, Router, instanceFromDocument
+from mdsvc.model import DocumentError, Instance, Router, instance_from_document
 from mdsvc.schema import declared_fields
 from mdsvc.store.sqlite import SQLiteDocuments, SQLiteInstanceStore, open_store
 
@@ -646,19 +646,19 @@ class InstanceStoreTests(SynchronousTestCase):
         """The Instance of the store is the document's, with what the store assigned."""
         row = self.documents.get("a")
         assert row is not None
-        expected = instanceFromDocument(row.document)
+        expected = instance_from_document(row.document)
         self.assertEqual(self.successResultOf(self.store.get("a")), expected)
         self.assertTrue(re.match(r"^r-[0-9a-z]{8}$", expected.reservation_id or ""))
 
 
 class ThreadedStoreTests(TestCase):
-    """L{SQLiteInstanceStore.inThreads} on the reactor's real thread pool."""
+    """L{SQLiteInstanceStore.in_threads} on the reactor's real thread pool."""
 
     def test_inThreads(self) -> None:
         """Queries run in the reactor's threads and their results arrive in the reactor thread."""
         path = os.path.join(self.mktemp(), "threads.sqlite")
         SQLiteDocuments(path).import_instances([instanceDoc("a", "10.0.0.5")])
-        store = SQLiteInstanceStore.inThreads(path, reactor)
+        store = SQLiteInstanceStore.in_threads(path, reactor)
         verifyObject(IInstanceStore, store)
 
         d = store.by_address("10.0.0.5")

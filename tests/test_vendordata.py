@@ -17,10 +17,10 @@ from zope.interface.verify import verifyObject
 from mdsvc.api.errors import MetadataError
 from mdsvc.api.vendordata import DynamicJSON, StaticJSONFile, merge_vendordata, parse_targets
 from mdsvc.interfaces import IVendordataProvider
-from mdsvc.model import instanceFromDocument
+from mdsvc.model import instance_from_document
 from tests.test_api_resource import Harness, fixture
 
-INSTANCE = instanceFromDocument({
+INSTANCE = instance_from_document({
     "uuid": "u-1", "hostname": "web", "project_id": "p", "image_id": "img", "user_data": "aGVsbG8=",
     "metadata": {"a": "b"}, "system_metadata": {"boot_roles": "admin,member"},
 })

@@ -93,7 +93,7 @@ def build_lookup(
             elif ":" in documents and not documents.startswith(("/", ".")):
                 raise ValueError(f"lookup = store needs the sqlite instance store, not {documents}")
             documents = SQLiteDocuments(documents)
-        return StoreLookup.inThreads(documents, reactor)
+        return StoreLookup.in_threads(documents, reactor)
     if spec == "neutron":
         from mdsvc.lookup.neutron import NeutronLookup, build_http_client
 

@@ -37,7 +37,7 @@ class StoreLookup:
 
     @ivar documents: the store file.
     @ivar run: how to run a blocking call, C{run(f, *args) -> Deferred}: in production a thread
-        pool (L{inThreads}), in tests a synchronous runner.
+        pool (L{in_threads}), in tests a synchronous runner.
     """
 
     documents: SQLiteDocuments
@@ -46,7 +46,7 @@ class StoreLookup:
     _log = Logger()
 
     @classmethod
-    def inThreads(cls, documents: SQLiteDocuments | str, reactor: Any, threadpool: ThreadPool | None = None) -> StoreLookup:
+    def in_threads(cls, documents: SQLiteDocuments | str, reactor: Any, threadpool: ThreadPool | None = None) -> StoreLookup:
         """A lookup whose queries run in C{threadpool} (default: the reactor's)."""
         if isinstance(documents, str):
             documents = SQLiteDocuments(documents)

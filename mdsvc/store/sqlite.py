@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from mdsvc.hop import canonical_ip
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
-from mdsvc.model import DocumentError, Instance, Router, image_ids, instanceFromDocument, routerFromDocument
+from mdsvc.model import DocumentError, Instance, Router, image_ids, instance_from_document, router_from_document
 from mdsvc.schema import DeclaredField, declared_field, join
 
 T = TypeVar("T")
@@ -186,7 +186,7 @@ class StoredInstance:
         perhaps under older rules: it is read back without the import-only checks, so that an
         upgrade never turns a stored instance into errors for its guest.
         """
-        return instanceFromDocument(self.full_document(), strict=False)
+        return instance_from_document(self.full_document(), strict=False)
 
 
 class SQLiteDocuments:
@@ -316,7 +316,7 @@ class SQLiteDocuments:
         seen: dict[str, dict[str, Any]] = {}
         for i, doc in enumerate(docs):
             where = f"[{i}]" if len(docs) > 1 else ""
-            instance = instanceFromDocument(doc, where)
+            instance = instance_from_document(doc, where)
             if instance.uuid in seen:
                 raise DocumentError(join(where, _UUID.path), f"{instance.uuid} appears twice in this import")
             seen[instance.uuid] = doc
@@ -337,7 +337,7 @@ class SQLiteDocuments:
         _number_ec2_images(conn, doc)
         full = dict(doc)
         _PASSWORD.put(full, password)
-        instance = instanceFromDocument(full)
+        instance = instance_from_document(full)
         now = datetime.now(UTC).isoformat()
         conn.execute(
             "INSERT INTO instances(uuid, document, project_id, password, updated_at) VALUES (?, ?, ?, ?, ?) "
@@ -361,7 +361,7 @@ class SQLiteDocuments:
     def import_routers(self, documents: Iterable[Any]) -> list[str]:
         """Validate every router document, then write them in one transaction."""
         docs = list(documents)
-        routers = [routerFromDocument(doc, f"[{i}]" if len(docs) > 1 else "") for i, doc in enumerate(docs)]
+        routers = [router_from_document(doc, f"[{i}]" if len(docs) > 1 else "") for i, doc in enumerate(docs)]
         seen: set[str] = set()
         for i, router in enumerate(routers):
             if router.id in seen:
@@ -431,7 +431,7 @@ class SQLiteDocuments:
     def list_routers(self) -> list[Router]:
         """Every router, sorted by id."""
         rows = self._read(lambda c: c.execute("SELECT document FROM routers ORDER BY id").fetchall())
-        return [routerFromDocument(json.loads(r[0]), strict=False) for r in rows]
+        return [router_from_document(json.loads(r[0]), strict=False) for r in rows]
 
     def router_networks(self, router_id: str) -> list[str] | None:
         """The networks attached to a router, in document order; None if there is no such router."""
@@ -486,7 +486,7 @@ class SQLiteInstanceStore:
         self._run = run
 
     @classmethod
-    def inThreads(cls, path: str, reactor: Any, threadpool: ThreadPool | None = None) -> SQLiteInstanceStore:
+    def in_threads(cls, path: str, reactor: Any, threadpool: ThreadPool | None = None) -> SQLiteInstanceStore:
         """A store whose queries run in C{threadpool} (default: the reactor's)."""
         def run(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
             pool = threadpool if threadpool is not None else reactor.getThreadPool()
@@ -538,4 +538,4 @@ def open_store(url: str, reactor: Any) -> SQLiteInstanceStore:
     kind, _, arg = url.partition(":")
     if kind != "sqlite":
         raise ValueError(f"unknown store kind {kind!r} (allowed: sqlite:PATH)")
-    return SQLiteInstanceStore.inThreads(arg, reactor)
+    return SQLiteInstanceStore.in_threads(arg, reactor)
