@@ -29,7 +29,7 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any
 
-from attrs import define, field
+from attrs import define, field, frozen
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -68,6 +68,17 @@ class _Pending:
     sent_at: float
     correlation: bytes
     cancelled: bool = False
+
+
+@frozen
+class _Outgoing:
+    """A request as written, and how the pool may treat it."""
+
+    data: bytes
+    correlation: bytes
+    head_only: bool
+    pipelinable: bool
+    retry: bool
 
 
 @define(eq=False)
@@ -374,30 +385,30 @@ class HTTPPool:
         lines.extend(name + b": " + value for name, value in headers)
         if body or method in (b"POST", b"PUT", b"PATCH"):
             lines.append(b"Content-Length: %d" % len(body))
-        data = b"\r\n".join(lines) + b"\r\n\r\n" + body
-        result: Deferred[HTTPResponse] = Deferred(lambda d: attempt.cancel())
-        retry = method in IDEMPOTENT
-        pipelinable = method in (b"GET", b"HEAD")
-        head_only = method == b"HEAD"
-
-        def send(protocol: _ClientProtocol) -> Deferred[HTTPResponse]:
-            shared = protocol.used > 0 or bool(protocol.pending)
-            d = protocol.send(data, head_only, pipelinable, correlation)
-
-            def again(failure: Failure) -> Any:
-                if shared and retry and failure.check(ConnectionFailed):
-                    return self._get(pipelinable, fresh=True).addCallback(lambda p: p.send(data, head_only, pipelinable, correlation))
-                return failure
-
-            return d.addErrback(again)
-
+        outgoing = _Outgoing(b"\r\n".join(lines) + b"\r\n\r\n" + body, correlation, method == b"HEAD",
+                             method in (b"GET", b"HEAD"), method in IDEMPOTENT)
+        attempt = self._get(outgoing.pipelinable).addCallback(self._send, outgoing)
+        result: Deferred[HTTPResponse] = Deferred(lambda _: attempt.cancel())
         if timeout is not None:
             self._deadlines[result] = self.clock.seconds() + timeout
             result.addBoth(self._settled, result)
             self._start_sweep()
-        attempt = self._get(pipelinable).addCallback(send)
-        attempt.addBoth(lambda r: None if result.called else (result.errback(r) if isinstance(r, Failure) else result.callback(r)))
+        attempt.addBoth(_settle, result)
         return result
+
+    def _send(self, protocol: _ClientProtocol, outgoing: _Outgoing) -> Deferred[HTTPResponse]:
+        """Send on C{protocol}; if a shared connection turns out dead, once more on a fresh one."""
+        shared = protocol.used > 0 or bool(protocol.pending)
+        d = protocol.send(outgoing.data, outgoing.head_only, outgoing.pipelinable, outgoing.correlation)
+        if shared and outgoing.retry:
+            d.addErrback(self._again, outgoing)
+        return d
+
+    def _again(self, failure: Failure, outgoing: _Outgoing) -> Any:
+        if not failure.check(ConnectionFailed):
+            return failure
+        fresh = self._get(outgoing.pipelinable, fresh=True)
+        return fresh.addCallback(lambda p: p.send(outgoing.data, outgoing.head_only, outgoing.pipelinable, outgoing.correlation))
 
     def _settled(self, outcome: Any, result: Deferred[HTTPResponse]) -> Any:
         self._deadlines.pop(result, None)
@@ -506,6 +517,15 @@ class HTTPPool:
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
         return succeed(None)
+
+
+def _settle(outcome: Any, result: Deferred[HTTPResponse]) -> None:
+    """Hand an attempt's outcome to the caller's Deferred, unless it was settled already (cancelled, timed out)."""
+    if not result.called:
+        if isinstance(outcome, Failure):
+            result.errback(outcome)
+        else:
+            result.callback(outcome)
 
 
 def _succeed(value: Any) -> Deferred[Any]:
