@@ -1,14 +1,25 @@
 # -*- test-case-name: tests.test_api_resource -*-
-"""In-memory fakes of mdsvc's interfaces, for tests (here and in vendors' plugins)."""
+"""
+In-memory fakes of mdsvc's interfaces and of its pooled HTTP client, for tests (here and in
+vendors' plugins): L{MemoryInstanceStore}, L{MemoryLookup}, and L{stub_pool} / L{connect_to},
+which put an HTTP handler behind an L{HTTPPool} without a socket.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from attrs import define, evolve, field
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mdsvc.http import LeanHTTPFactory
+from mdsvc.httpclient import HTTPPool
 from mdsvc.interfaces import AmbiguousAddress, IInstanceLookup, IInstanceStore
 from mdsvc.model import Instance
 
@@ -106,3 +117,93 @@ class MemoryLookup:
     def forget(self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None) -> None:
         """Record that the agent asked to drop a cached answer."""
         self.forgotten.append((ip, network_id, router_id, mac))
+
+
+# -- the pooled HTTP client, in memory (as treq ships StubTreq) -----------------------------------
+
+class Pipe:
+    """One direction of an in-memory connection: what one side writes, the other receives at once
+    (a transport for L{connect_to}; its write buffer never fills)."""
+
+    disconnecting = False
+
+    def __init__(self, host: IPv4Address, peer: IPv4Address) -> None:
+        self.host, self.peer = host, peer
+        self.protocol: Any = None
+        self.other: Pipe | None = None
+        self.connected = True
+
+    def write(self, data: bytes) -> None:
+        if self.connected and self.other is not None and self.other.protocol is not None:
+            self.other.protocol.dataReceived(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        if not self.connected:
+            return
+        self.connected = False
+        assert self.other is not None
+        self.other.connected = False
+        self.protocol.connectionLost(Failure(ConnectionDone()))
+        self.other.protocol.connectionLost(Failure(ConnectionDone()))
+
+    abortConnection = loseConnection
+
+    def getPeer(self) -> IPv4Address:
+        return self.peer
+
+    # the producer side of a transport: writes are delivered at once, so the buffer never fills
+    producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def getHost(self) -> IPv4Address:
+        return self.host
+
+
+def connect_to(handler: Any, clock: Clock | None = None, peer: str = "127.0.0.1") -> Callable[[Any], Deferred[Any]]:
+    """
+    A C{connect(factory)} for L{mdsvc.httpclient.HTTPPool} that reaches C{handler} (an
+    L{mdsvc.http.Handler}) served by a real L{LeanHTTPFactory} over in-memory connections:
+    everything the pool and the server do happens, synchronously, with no socket.
+    C{connect.connections} lists the (to server, to client) pipes made.
+    """
+    server_factory = LeanHTTPFactory(handler, clock or Clock())
+    connections: list[tuple[Pipe, Pipe]] = []
+
+    def connect(factory: Any) -> Deferred[Any]:
+        client_address, server_address = IPv4Address("TCP", peer, 50000 + len(connections)), IPv4Address("TCP", "127.0.0.1", 8775)
+        to_server, to_client = Pipe(client_address, server_address), Pipe(server_address, client_address)
+        to_server.other, to_client.other = to_client, to_server
+        client = factory.buildProtocol(server_address)
+        server = server_factory.buildProtocol(client_address)
+        assert server is not None  # (no connection limits here)
+        to_server.protocol, to_client.protocol = client, server
+        connections.append((to_server, to_client))
+        server.makeConnection(to_client)
+        client.makeConnection(to_server)
+        return succeed(client)
+
+    connect.connections = connections  # type: ignore[attr-defined]
+    return connect
+
+
+def stub_pool(handler: Any, host: bytes = b"api", clock: Clock | None = None, **options: Any) -> HTTPPool:
+    """
+    An L{HTTPPool} whose server is C{handler}, in memory: what a test of code that takes a pool
+    (an agent, a proxy's upstream) needs instead of a socket.
+    """
+    clock = clock or Clock()
+    return HTTPPool(connect_to(handler, clock), host, clock=clock, **options)

@@ -19,10 +19,9 @@ from mdsvc.hop import sign
 from mdsvc.http import HTTPRequest, HTTPResponse
 from mdsvc.httpclient import HTTPPool
 from mdsvc.interfaces import LookupUnavailable
-from mdsvc.testing import MemoryLookup
+from mdsvc.testing import MemoryLookup, connect_to
 from tests.http import request as raw_request
 from tests.http import response as raw_response
-from tests.loopback import connect_to
 
 NET = "7f1e1b0c-1111-2222-3333-444455556666"
 

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdsvc.http import HTTPRequest, HTTPResponse, LeanHTTPFactory
 from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed, relayed_headers
-from tests.loopback import Pipe, connect_to
+from mdsvc.testing import Pipe, connect_to
 
 
 def echo(request: HTTPRequest) -> HTTPResponse:
@@ -387,3 +387,22 @@ class WireSafetyTests(SynchronousTestCase):
         d = pool.request(b"GET", b"/", [], timeout=1)
         clock.advance(1.25)
         self.failureResultOf(d, RequestTimedOut)
+
+
+class StubPoolTests(SynchronousTestCase):
+    """mdsvc.testing.stub_pool: the test double vendors and tests use instead of a socket."""
+
+    def test_stub_pool(self) -> None:
+        """A handler behind a pool, in memory: the request arrives as a server would parse it, the answer comes back."""
+        from mdsvc.testing import stub_pool
+
+        seen: list[HTTPRequest] = []
+
+        def handler(request: HTTPRequest) -> HTTPResponse:
+            seen.append(request)
+            return HTTPResponse(200, ((b"Content-Type", b"text/plain"),), b"hello")
+
+        pool = stub_pool(handler, b"api:8775")
+        r = self.successResultOf(pool.request(b"GET", b"/x?y", [(b"X-Thing", b"1")]))
+        self.assertEqual((r.code, r.body, seen[0].target, seen[0].headers[b"x-thing"], seen[0].headers[b"host"]),
+                         (200, b"hello", b"/x?y", [b"1"], [b"api:8775"]))
