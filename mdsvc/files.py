@@ -39,6 +39,26 @@ def read_certificates(path: str) -> list[ssl.Certificate]:
     return certificates
 
 
+def read_private_certificate(certificate_path: str, key_path: str) -> ssl.PrivateCertificate:
+    """
+    A client certificate and its private key, from two PEM files.
+
+    @raise ValueError: one line naming the file that cannot be read, or the pair that is not PEM.
+    """
+    parts = []
+    for path in (certificate_path, key_path):
+        try:
+            with open(path, "rb") as f:
+                parts.append(f.read())
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        return ssl.PrivateCertificate.loadPEM(parts[0] + b"\n" + parts[1])
+    except Exception as e:
+        raise ValueError(f"{certificate_path}, {key_path}: not a PEM certificate and its key: "
+                         f"{' '.join(str(e).split()) or type(e).__name__}") from None
+
+
 @define
 class Loaded(Generic[T]):
     """What a L{WatchedFile} holds now: the parsed C{value}, or the C{error} that stopped it."""

@@ -11,7 +11,8 @@ all-in-one), or HTTP on a socket (the agent's UNIX socket, the API's port), and 
 object either way: a proxy hands a L{GuestRequest} to an L{IAgentHop}, the agent hands a
 L{SignedRequest} to an L{IAPIHop}.  This module says how each is written as HTTP headers and
 read back, signs instance ids (HMAC-SHA256, as Neutron's agent does and Nova checks), renders
-the error pages every hop answers with, and puts a guest's address in its one normal form.
+the error pages every hop answers with (L{mdsvc.pages}), and puts a guest's address in its one
+normal form.
 Proxy, agent and API depend on this module, not on each other.
 """
 
@@ -20,12 +21,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 
-from attrs import define, frozen
+from attrs import define
 from zope.interface import Interface
 
-from mdsvc.http import HTTPRequest, HTTPResponse
+from mdsvc.http import HTTPRequest, HTTPResponse, error_response
+from mdsvc.pages import DEFAULT_EXPLANATIONS, TITLES, UNKNOWN_ERROR, ErrorPage, error_page
 from mdsvc.wire import forwardable_value, is_identifier, is_origin_target
 
 MEMO_SIZE = 65536
@@ -133,86 +134,6 @@ def sign(secret: str | bytes, value: str | bytes) -> str:
 
 
 # -- error pages ----------------------------------------------------------------------------------
-
-TITLES = {
-    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
-}
-DEFAULT_EXPLANATIONS = {
-    400: "The server could not comply with the request since it is either malformed or otherwise incorrect.",
-    403: "Access was denied to this resource.",
-    404: "The resource could not be found.",
-    409: "There was a conflict when trying to complete your request.",
-    429: "You have sent too many requests in a given amount of time.",
-    500: "The server has either erred or is incapable of performing the requested operation.",
-    502: "Bad gateway.",
-    503: "The server is currently unavailable. Please try your request again at a later time.",
-    504: "The gateway has timed out.",
-}
-UNKNOWN_ERROR = "An unknown error has occurred. Please try your request again."
-
-
-@frozen
-class ErrorPage:
-    """The body and content type of an error page."""
-
-    body: bytes
-    content_type: bytes
-
-
-def error_page(code: int, explanation: str | None, accept: bytes | None) -> ErrorPage:
-    """
-    Render the page WebOb would for C{code} (nova spec §3.4), in the format the C{Accept} header
-    asks for: HTML for browsers and curl, JSON, or plain text.  Guests only look at the status;
-    the bodies are Nova's so that humans with curl see the pages they know.
-    """
-    title = f"{code} {TITLES[code]}"
-    text = explanation if explanation is not None else DEFAULT_EXPLANATIONS[code]
-    wants = _negotiate(accept)
-    if wants == "html":
-        body = (
-            f"<html>\n <head>\n  <title>{title}</title>\n </head>\n <body>\n  <h1>{title}</h1>\n"
-            f"  {_escape(text)}<br /><br />\n\n\n\n </body>\n</html>"
-        )
-        return ErrorPage(body.encode("utf-8"), b"text/html; charset=UTF-8")
-    if wants == "json":
-        body = json.dumps({"message": f"{text}<br /><br />\n\n\n", "code": title, "title": TITLES[code]})
-        return ErrorPage(body.encode("utf-8"), b"application/json")
-    return ErrorPage(f"{title}\n\n{text}\n\n   ".encode(), b"text/plain; charset=UTF-8")
-
-
-def error_response(code: int, explanation: str | None, accept: bytes | None = None) -> HTTPResponse:
-    """An error page as the answer of any hop."""
-    page = error_page(code, explanation, accept)
-    return HTTPResponse(code, ((b"Content-Type", page.content_type),), page.body)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _negotiate(accept: bytes | None) -> str:
-    if not accept:
-        return "plain"
-    ranges = []
-    for part in accept.decode("latin-1").split(","):
-        media, _, params = part.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            k, _, v = param.strip().partition("=")
-            if k == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
-        if q > 0:
-            ranges.append(media.strip().lower())
-    if any(m in ("text/html", "*/*", "text/*") for m in ranges):
-        return "html"
-    if any(m in ("application/json", "application/*") for m in ranges):
-        return "json"
-    return "plain"
-
 
 class HopError(Exception):
     """Ends a request at a hop with that hop's own error page (and a log line at C{log_level})."""
@@ -380,7 +301,8 @@ def signed_request_headers(request: SignedRequest) -> list[tuple[bytes, bytes]]:
     ]
 
 
-__all__ = [
+__all__ = [  # (the pages are rendered by mdsvc.pages; re-exported as what every hop answers with)
+    "TITLES", "DEFAULT_EXPLANATIONS", "UNKNOWN_ERROR", "HTTPResponse",
     "GuestRequest", "SignedRequest", "IAgentHop", "IAPIHop", "HopError", "ErrorPage", "error_page", "error_response",
     "sign", "canonical_ip", "normalise_address", "peer_address", "mac_from_link_local", "guest_request_headers",
     "read_guest_request", "signed_request_headers", "UpstreamUnavailable", "UpstreamTimeout",

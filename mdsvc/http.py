@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mdsvc.limits import ConnectionLimits
+from mdsvc.pages import TITLES, error_page
 from mdsvc.wire import loggable
 
 MAX_HEAD = 16 * 1024
@@ -74,12 +75,8 @@ CORRELATION_HEADER = b"x-mdsvc-request-id"
 """Set by mdsvc's HTTP client on each request and echoed in the answer by mdsvc's servers, so
 the client can tell an answer to its request from a stray one."""
 
-REASONS = {
-    100: b"Continue", 200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 408: b"Request Timeout",
-    409: b"Conflict", 413: b"Payload Too Large", 414: b"URI Too Long", 429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 502: b"Bad Gateway",
-    503: b"Service Unavailable", 504: b"Gateway Timeout",
-}
+REASONS = {code: title.encode("ascii") for code, title in TITLES.items()}
+"""Status line reason phrases."""
 
 
 @define(eq=False)
@@ -162,10 +159,10 @@ class _DateCache:
         return self.value
 
 
-def plain_response(code: int, text: str) -> HTTPResponse:
-    """A short plain-text answer (protocol-level errors)."""
-    body = f"{code} {REASONS.get(code, b'').decode()}\n\n{text}\n".encode()
-    return HTTPResponse(code, ((b"Content-Type", b"text/plain; charset=UTF-8"),), body)
+def error_response(code: int, explanation: str | None, accept: bytes | None = None) -> HTTPResponse:
+    """An error page (L{mdsvc.pages.error_page}) as the answer of any hop, the protocol's own refusals included."""
+    page = error_page(code, explanation, accept)
+    return HTTPResponse(code, ((b"Content-Type", page.content_type),), page.body)
 
 
 class _Refusal(Exception):
@@ -513,7 +510,7 @@ class LeanHTTPProtocol(Protocol):
 
     def _serve(self, item: tuple[HTTPRequest, bool] | _Refusal) -> None:
         if isinstance(item, _Refusal):
-            self._write(plain_response(item.code, item.text), None, keep=False)
+            self._write(error_response(item.code, item.text), None, keep=False)
             return
         request, keep = item
         if (self._refused or self._read_closed) and not self._queue:
@@ -522,7 +519,7 @@ class LeanHTTPProtocol(Protocol):
             result = self.factory.handler(request)
         except Exception:
             self._log.failure("unhandled error answering {path}", path=loggable(request.target))
-            result = plain_response(500, "An unknown error has occurred. Please try your request again.")
+            result = error_response(500, "An unknown error has occurred. Please try your request again.")
         if isinstance(result, Deferred):
             self._pending = result
             result.addBoth(self._answered, result, request, keep)
@@ -537,7 +534,7 @@ class LeanHTTPProtocol(Protocol):
             if result.check(CancelledError):
                 return None
             self._log.failure("unhandled error answering {path}", result, path=loggable(request.target))
-            result = plain_response(500, "An unknown error has occurred. Please try your request again.")
+            result = error_response(500, "An unknown error has occurred. Please try your request again.")
         self._write(result, request, keep)
         self._advance()
         return None
@@ -732,4 +729,4 @@ class LeanHTTPFactory(ServerFactory):
         self.numPorts -= 1
 
 
-__all__ = ["AccessLog", "HTTPRequest", "HTTPResponse", "LeanHTTPFactory", "LeanHTTPProtocol", "plain_response"]
+__all__ = ["AccessLog", "HTTPRequest", "HTTPResponse", "LeanHTTPFactory", "LeanHTTPProtocol", "error_response"]

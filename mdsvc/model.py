@@ -24,6 +24,7 @@ import attrs
 import yaml
 from attrs import frozen
 
+from mdsvc.hop import canonical_ip
 from mdsvc.schema import (
     Boolean,
     Choice,
@@ -117,11 +118,11 @@ def _base64(value: str, where: str) -> bytes:
 
 
 def _ip(value: str, where: str) -> str:
-    """An IP address, in its canonical form."""
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise DocumentError(where, f"{value!r} is not an IP address") from None
+    """An IP address, kept as written (Nova passes Neutron's text on); lookups compare its normal
+    form (L{mdsvc.hop.canonical_ip})."""
+    if canonical_ip(value) is None:
+        raise DocumentError(where, f"{value!r} is not an IP address")
+    return value.strip()
 
 
 def _cidr(value: str, where: str) -> str:

@@ -216,7 +216,7 @@ class FullDocumentTests(SynchronousTestCase):
                               routes=(("192.168.0.0/16", "10.0.0.254"),), enable_dhcp=True, dhcp_server="10.0.0.2"),
             ),
         )
-        self.assertEqual(nic.fixed_ips[1], FixedIp(ip="fd00::5", subnet=Subnet(id="sub-6", cidr="fd00::/64", ip_version=6, ipv6_address_mode="slaac")))
+        self.assertEqual(nic.fixed_ips[1], FixedIp(ip="fd00::0005", subnet=Subnet(id="sub-6", cidr="fd00::/64", ip_version=6, ipv6_address_mode="slaac")))
 
     def test_subnetVersionFromCidr(self) -> None:
         """A subnet without ip_version takes it from its cidr."""
@@ -234,7 +234,7 @@ class FullDocumentTests(SynchronousTestCase):
 
     def test_fixedIpsOrder(self) -> None:
         """C{fixed_ips()} lists every fixed IP in VIF order, then subnet order."""
-        self.assertEqual([f.ip for f in self.instance.fixed_ips()], ["10.0.0.5", "fd00::5", "192.168.1.9"])
+        self.assertEqual([f.ip for f in self.instance.fixed_ips()], ["10.0.0.5", "fd00::0005", "192.168.1.9"])
 
     def test_allSecurityGroups(self) -> None:
         """Every port's groups (its own, else the instance's), first-seen order, no duplicates."""

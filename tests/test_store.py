@@ -299,6 +299,14 @@ class AddressTests(DocumentsTestsMixin, SynchronousTestCase):
         self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
         self.assertEqual(self.docs.uuids_by_address("::ffff:10.0.0.5"), ["a"])
 
+    def test_text_kept_lookups_by_any_spelling(self) -> None:
+        """A fixed IP is kept as written (Nova passes Neutron's text on) and found by any spelling of it."""
+        self.docs.import_instances([instanceDoc("a", "FD00:0:0::0005")])
+        self.assertEqual(self.docs.get("a").instance().fixed_ips()[0].ip, "FD00:0:0::0005")  # type: ignore[union-attr]
+        for spelling in ("fd00::5", "FD00::0:5", "fd00:0000:0000:0000:0000:0000:0000:0005"):
+            self.assertEqual(self.docs.uuids_by_address(spelling), ["a"], spelling)
+        self.assertEqual(self.docs.ports_by_network_ip(["net-a"], "fd00::5"), [("a", "proj")])
+
     def test_garbage(self) -> None:
         """Input that is not an address finds nothing instead of failing."""
         self.docs.import_instances([instanceDoc("a", "10.0.0.5")])

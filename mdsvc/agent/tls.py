@@ -18,12 +18,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from mdsvc.files import read_certificates
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+from mdsvc.files import read_certificates, read_private_certificate
 
 
 @implementer(IPolicyForHTTPS)
@@ -35,7 +30,7 @@ class AgentTLSPolicy:
         self._trust = ssl.trustRootFromCertificates(read_certificates(ca_cert)) if ca_cert else None
         self._client = None
         if client_cert and client_key:
-            self._client = ssl.PrivateCertificate.loadPEM(_read(client_cert) + b"\n" + _read(client_key))
+            self._client = read_private_certificate(client_cert, client_key)
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
         """TLS options for one API host."""
