@@ -90,18 +90,14 @@ def normalise_address(xff: str) -> tuple[str, str | None]:
         header joined with the proxy's), a scoped address, or anything else.
     """
     text = xff.strip()
-    if not text or "," in text or "%" in text:
+    ip = canonical_ip(text) if text and "," not in text and "%" not in text else None
+    if ip is None:
         raise ValueError(f"not one IP address: {xff!r}")
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        raise ValueError(f"not one IP address: {xff!r}") from None
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped), None
+    if ":" in ip:
+        address = ipaddress.IPv6Address(ip)
         if address.is_link_local:
-            return str(address), mac_from_link_local(address)
-    return str(address), None
+            return ip, mac_from_link_local(address)
+    return ip, None
 
 
 _PEERS: dict[str, tuple[str, str | None]] = {}
