@@ -173,14 +173,12 @@ class Pipe:
         return self.host
 
 
-def connect_to(handler: Any, clock: Clock | None = None, peer: str = "127.0.0.1") -> Callable[[Any], Deferred[Any]]:
+def connect_to_protocol(make_server: Callable[[Any], Any], peer: str = "127.0.0.1") -> Callable[[Any], Deferred[Any]]:
     """
-    A C{connect(factory)} for L{mdsvc.httpclient.HTTPPool} that reaches C{handler} (an
-    L{mdsvc.http.Handler}) served by a real L{LeanHTTPFactory} over in-memory connections:
-    everything the pool and the server do happens, synchronously, with no socket.
+    A C{connect(factory)} for L{mdsvc.httpclient.HTTPPool} whose every connection reaches a
+    server protocol made by C{make_server(client_address)}, over in-memory L{Pipe}s.
     C{connect.connections} lists the (to server, to client) pipes made.
     """
-    server_factory = LeanHTTPFactory(handler, clock or Clock())
     connections: list[tuple[Pipe, Pipe]] = []
 
     def connect(factory: Any) -> Deferred[Any]:
@@ -188,8 +186,7 @@ def connect_to(handler: Any, clock: Clock | None = None, peer: str = "127.0.0.1"
         to_server, to_client = Pipe(client_address, server_address), Pipe(server_address, client_address)
         to_server.other, to_client.other = to_client, to_server
         client = factory.buildProtocol(server_address)
-        server = server_factory.buildProtocol(client_address)
-        assert server is not None  # (no connection limits here)
+        server = make_server(client_address)
         to_server.protocol, to_client.protocol = client, server
         connections.append((to_server, to_client))
         server.makeConnection(to_client)
@@ -198,6 +195,16 @@ def connect_to(handler: Any, clock: Clock | None = None, peer: str = "127.0.0.1"
 
     connect.connections = connections  # type: ignore[attr-defined]
     return connect
+
+
+def connect_to(handler: Any, clock: Clock | None = None, peer: str = "127.0.0.1") -> Callable[[Any], Deferred[Any]]:
+    """
+    A C{connect(factory)} for L{mdsvc.httpclient.HTTPPool} that reaches C{handler} (an
+    L{mdsvc.http.Handler}) served by a real L{LeanHTTPFactory} over in-memory connections:
+    everything the pool and the server do happens, synchronously, with no socket.
+    C{connect.connections} lists the (to server, to client) pipes made.
+    """
+    return connect_to_protocol(LeanHTTPFactory(handler, clock or Clock()).buildProtocol, peer)
 
 
 def stub_pool(handler: Any, host: bytes = b"api", clock: Clock | None = None, **options: Any) -> HTTPPool:

@@ -8,8 +8,7 @@ import tempfile
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Protocol
@@ -18,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mdsvc.http import HTTPRequest, HTTPResponse, LeanHTTPFactory
 from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed, relayed_headers
-from mdsvc.testing import Pipe, connect_to
+from mdsvc.testing import connect_to, connect_to_protocol
 
 
 def echo(request: HTTPRequest) -> HTTPResponse:
@@ -37,16 +36,12 @@ def raw_server(script: list[bytes]) -> Any:
             else:
                 self.transport.loseConnection()
 
+    connect_raw = connect_to_protocol(lambda _: Scripted())
+
     def connect(factory: Any) -> Deferred[Any]:
-        a, b = IPv4Address("TCP", "127.0.0.1", 1), IPv4Address("TCP", "127.0.0.1", 2)
-        to_server, to_client = Pipe(a, b), Pipe(b, a)
-        to_server.other, to_client.other = to_client, to_server
-        client, server = factory.buildProtocol(b), Scripted()
-        to_server.protocol, to_client.protocol = client, server
-        server.makeConnection(to_client)
-        client.makeConnection(to_server)
-        made.append(client)
-        return succeed(client)
+        d = connect_raw(factory)
+        d.addCallback(lambda client: made.append(client) or client)
+        return d
 
     connect.made = made  # type: ignore[attr-defined]
     return connect
@@ -301,15 +296,7 @@ class WireSafetyTests(SynchronousTestCase):
                 def dataReceived(self, data: bytes) -> None:
                     self.requests += data.count(b"\r\n\r\n")
 
-            def connect(factory: Any) -> Deferred[Any]:
-                a, b = IPv4Address("TCP", "127.0.0.1", 1), IPv4Address("TCP", "127.0.0.1", 2)
-                to_server, to_client = Pipe(a, b), Pipe(b, a)
-                to_server.other, to_client.other = to_client, to_server
-                client, server = factory.buildProtocol(b), Held()
-                to_server.protocol, to_client.protocol = client, server
-                server.makeConnection(to_client)
-                client.makeConnection(to_server)
-                return succeed(client)
+            connect = connect_to_protocol(lambda _: Held())
 
             pool = HTTPPool(connect, b"api", size=1, depth=8, ceiling=1)
             warm = pool.request(b"GET", b"/warm", [])
@@ -352,15 +339,7 @@ class WireSafetyTests(SynchronousTestCase):
             def connectionMade(self) -> None:
                 servers.append(self)
 
-        def connect(factory: Any) -> Deferred[Any]:
-            a, b = IPv4Address("TCP", "127.0.0.1", 1), IPv4Address("TCP", "127.0.0.1", 2)
-            to_server, to_client = Pipe(a, b), Pipe(b, a)
-            to_server.other, to_client.other = to_client, to_server
-            client, server = factory.buildProtocol(b), Held()
-            to_server.protocol, to_client.protocol = client, server
-            server.makeConnection(to_client)
-            client.makeConnection(to_server)
-            return succeed(client)
+        connect = connect_to_protocol(lambda _: Held())
 
         pool = HTTPPool(connect, b"api", size=1, depth=8, ceiling=2)
         pool.echoes = True  # the server echoed before

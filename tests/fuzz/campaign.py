@@ -36,7 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tests.integration.chains import HAPROXY, SHAPES, Deployment, Guest, make_guests, rss_kib  # noqa: E402
+from tests.integration.chains import HAPROXY, SHAPES, Deployment, Guest, make_guests  # noqa: E402
+from tests.integration.processes import rss_kib  # noqa: E402
 from tests.integration.rawhttp import BadAnswer, ResponseReader, connect, receive, send  # noqa: E402
 
 CHAIN_CHOICES = {"haproxy": ("haproxy",), "all-in-one": ("all-in-one",), "three-process": ("three-process",),

@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 
 from attrs import frozen
 
-from tests.integration.processes import ROOT, TWISTD, manage
+from tests.integration.processes import ROOT, TWISTD, free_port, manage, stop_process
 
 SECRET = "hostile-guests-shared-secret"
 NETWORK_ID = "c7055000-0000-4000-8000-00000000000e"
@@ -108,12 +107,6 @@ def make_guests(count: int) -> list[Guest]:
             for i in range(count)]
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def port_open(port: int) -> bool:
     """Whether something accepts connections on 127.0.0.1:C{port}."""
@@ -149,15 +142,8 @@ class Child:
             return f.read()
 
     def stop(self) -> None:
-        """SIGTERM (after SIGCONT, should it be stopped), then SIGKILL after 10 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Stop the process (L{stop_process}) and close its log."""
+        stop_process(self.process)
         self._log.close()
 
 
@@ -307,13 +293,3 @@ class Deployment:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of a process in KiB (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0

@@ -59,7 +59,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.integration.processes import Twistd, manage
+from tests.integration.processes import Twistd, free_port, manage, rss_kib
 
 # ------------------------------------------------------------------------------------- the knobs
 
@@ -208,27 +208,6 @@ def import_instances(config: str, directory: str, documents: list[dict[str, Any]
     with open(path, "w") as f:
         json.dump(documents, f)
     manage(config, "instance", "import", path)
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ------------------------------------------------------------------------------ /proc, the sockets
-
-def rss_kib(pid: int) -> int:
-    """VmRSS of a process in KiB (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def fd_count(pid: int) -> int:

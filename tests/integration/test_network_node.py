@@ -22,15 +22,10 @@ import time
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.integration.netns import Cloud, curl, new_id, require_netns, run
-from tests.integration.processes import PROBE, Twistd, manage
+from tests.integration.processes import PROBE, Twistd, free_port, manage
 
 META = "http://169.254.169.254/"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def instance(uuid: str, name: str, project: str, network: str, ip: str, mac: str, cidr: str = "10.0.0.0/24") -> dict[str, object]:
