@@ -33,7 +33,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 
-from attrs import define
+from attrs import define, field
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
@@ -138,6 +138,15 @@ class HTTPResponse:
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     length: int | None = None
+    _wire: bytes | None = field(default=None, init=False, eq=False, repr=False)
+    """The header lines as written, kept: a cached answer is written many times."""
+
+    def wire_headers(self) -> bytes:
+        """The headers as lines of the head (C{Name: value}, CR LF each)."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = b"".join(name + b": " + value + b"\r\n" for name, value in self.headers)
+        return wire
 
 
 Handler = Callable[[HTTPRequest], "HTTPResponse | Deferred[HTTPResponse]"]
@@ -150,13 +159,24 @@ class _DateCache:
         self.clock = clock
         self.second = -1
         self.value = b""
+        self._lines: dict[int, bytes] = {}
 
     def now(self) -> bytes:
         second = int(self.clock.seconds())
         if second != self.second:
             self.second = second
             self.value = formatdate(second, usegmt=True).encode("ascii")
+            self._lines = {}
         return self.value
+
+    def status_line(self, code: int) -> bytes:
+        """C{HTTP/1.1 CODE REASON}, the Date, and C{Content-Length: } (the length follows)."""
+        date = self.now()
+        line = self._lines.get(code)
+        if line is None:
+            reason = REASONS.get(code, b"Unknown")
+            line = self._lines[code] = b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: " % (code, reason, date)
+        return line
 
 
 def error_response(code: int, explanation: str | None, accept: bytes | None = None) -> HTTPResponse:
@@ -542,10 +562,7 @@ class LeanHTTPProtocol(Protocol):
     def _write(self, response: HTTPResponse, request: HTTPRequest | None, keep: bool) -> None:
         head_only = request is not None and request.method == b"HEAD"
         length = response.length if head_only and response.length is not None else len(response.body)
-        reason = REASONS.get(response.code, b"Unknown")
-        parts = [b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %d\r\n" % (response.code, reason, self.factory.date.now(), length)]
-        for name, value in response.headers:
-            parts.append(name + b": " + value + b"\r\n")
+        parts = [self.factory.date.status_line(response.code), b"%d\r\n" % length, response.wire_headers()]
         if not keep:
             parts.append(b"Connection: close\r\n")
         elif request is not None and request.version == b"HTTP/1.0":

@@ -233,9 +233,9 @@ class PathTests(SynchronousTestCase):
         """Root forms give None; other paths their segments."""
         for root in (b"/", b"", b"//", b"/foo/../", b"/./", b"/.."):
             self.assertIsNone(normalise_path(root), root)
-        self.assertEqual(normalise_path(b"//latest/meta-data/"), ["latest", "meta-data"])
-        self.assertEqual(normalise_path(b"/openstack/latest/meta_data.json/"), ["openstack", "latest", "meta_data.json"])
-        self.assertEqual(normalise_path(b"/a/%2e%2e/b"), ["b"])
+        self.assertEqual(normalise_path(b"//latest/meta-data/"), ("latest", "meta-data"))
+        self.assertEqual(normalise_path(b"/openstack/latest/meta_data.json/"), ("openstack", "latest", "meta_data.json"))
+        self.assertEqual(normalise_path(b"/a/%2e%2e/b"), ("b",))
 
     def test_bad_paths(self) -> None:
         """Non-UTF-8 and NUL are 400."""

@@ -193,7 +193,7 @@ class MetadataApp:
             return ROOT_ANSWER
         return self._answer_for(method, segments, identity, body)
 
-    def _answer_for(self, method: bytes, segments: list[str], identity: Any, body: bytes) -> Answer | Deferred[Answer]:
+    def _answer_for(self, method: bytes, segments: tuple[str, ...], identity: Any, body: bytes) -> Answer | Deferred[Answer]:
         answer = self._answer_cached(segments, identity)
         if answer is not None:
             return answer
@@ -212,7 +212,7 @@ class MetadataApp:
         self.log_error(error, method, path, peer)
         return error_response(error.code, error.explanation, accept)
 
-    def _answer_cached(self, segments: list[str], identity: ByInstanceId | ByAddress | ByProvider) -> Answer | None:
+    def _answer_cached(self, segments: tuple[str, ...], identity: ByInstanceId | ByAddress | ByProvider) -> Answer | None:
         """The answer without waiting, or None when it needs the store, a check that fails, or I/O."""
         if isinstance(identity, ByInstanceId):
             md = self.cache.peek(("uuid", identity.uuid))
@@ -230,7 +230,7 @@ class MetadataApp:
             return None  # answered (and logged) by the full path
         return resolved if isinstance(resolved, Answer) else None
 
-    async def answer(self, method: bytes, segments: list[str], identity: ByInstanceId | ByAddress | ByProvider, body: bytes) -> Answer:
+    async def answer(self, method: bytes, segments: tuple[str, ...], identity: ByInstanceId | ByAddress | ByProvider, body: bytes) -> Answer:
         """
         Answer one request after identification.
 
@@ -288,5 +288,6 @@ class MetadataApp:
 
 
 def ok(answer: Answer) -> HTTPResponse:
-    """A successful answer as the HTTP response every hop passes on."""
-    return HTTPResponse(200, ((b"Content-Type", answer.content_type),), answer.body)
+    """A successful answer as the HTTP response every hop passes on (made once per answer: cached
+    answers are served many times)."""
+    return answer.response()

@@ -27,6 +27,7 @@ from mdsvc.api.errors import MetadataError, not_found
 from mdsvc.api.network_data import network_data
 from mdsvc.api.vendordata import StaticVendordata
 from mdsvc.api.versions import EC2_VERSIONS, GRIZZLY, HAVANA, NEWTON_TWO, ec2_version, openstack_listing, openstack_version
+from mdsvc.http import HTTPResponse
 from mdsvc.model import Instance
 
 TEXT = b"text/plain; charset=UTF-8"
@@ -42,6 +43,14 @@ class Answer:
 
     body: bytes
     content_type: bytes = TEXT
+    _response: list[HTTPResponse] = field(factory=list, init=False, eq=False, repr=False)
+    """The HTTP response, once made (in a list: the class is frozen)."""
+
+    def response(self) -> HTTPResponse:
+        """This answer as an HTTP 200."""
+        if not self._response:
+            self._response.append(HTTPResponse(200, ((b"Content-Type", self.content_type),), self.body))
+        return self._response[0]
 
 
 @frozen
@@ -168,7 +177,7 @@ class InstanceMetadata:
 
     # -- resolution (spec §2.5) -----------------------------------------------------------------
 
-    def resolve(self, segments: list[str], address: str | None, today: str) -> Answer | Password | VendorData2:
+    def resolve(self, segments: tuple[str, ...], address: str | None, today: str) -> Answer | Password | VendorData2:
         """
         Answer the normalised path C{segments} (never empty: the root is answered before
         identification).
@@ -192,7 +201,7 @@ class InstanceMetadata:
             self._answers[key] = answer
         return answer
 
-    def _resolve_ec2(self, rest: list[str], address: str | None) -> Answer:
+    def _resolve_ec2(self, rest: tuple[str, ...], address: str | None) -> Answer:
         if not rest:
             return Answer(EC2_VERSION_LIST)
         version = ec2_version(rest[0])
@@ -207,7 +216,7 @@ class InstanceMetadata:
             return _NEEDS_ADDRESS
         return Answer(render_value(node))
 
-    def _resolve_openstack(self, rest: list[str], today: str) -> Answer | Password | VendorData2:
+    def _resolve_openstack(self, rest: tuple[str, ...], today: str) -> Answer | Password | VendorData2:
         if not rest:
             return Answer(render_value(openstack_listing(today)))
         if rest[0] == "content":
@@ -236,15 +245,31 @@ class InstanceMetadata:
         raise not_found(f"no {name!r} in OpenStack version {rest[0]}")
 
 
-def normalise_path(raw_path: bytes) -> list[str] | None:
+_NORMALISED: dict[bytes, tuple[str, ...] | None] = {}
+
+
+def normalise_path(raw_path: bytes) -> tuple[str, ...] | None:
     """
     The segments of a request path after Nova's normalisation (spec §2.5): percent-decoded,
     C{.}/C{..} resolved, duplicate and trailing slashes dropped.  Any number of leading slashes
-    counts as one, so C{//latest/...} is C{/latest/...} (the AWS JS SDK sends it).
+    counts as one, so C{//latest/...} is C{/latest/...} (the AWS JS SDK sends it).  Remembered
+    per path (a few thousand at most): a boot asks the same thirty paths as every other.
 
     @return: None for the root (C{/}), else the segments.
     @raise MetadataError: 400 for a path that is not UTF-8.
     """
+    try:
+        return _NORMALISED[raw_path]
+    except KeyError:
+        pass
+    segments = _normalise(raw_path)
+    if len(_NORMALISED) >= 4096:
+        _NORMALISED.clear()
+    _NORMALISED[raw_path] = segments
+    return segments
+
+
+def _normalise(raw_path: bytes) -> tuple[str, ...] | None:
     try:
         path = unquote_to_bytes(raw_path).decode("utf-8")
     except UnicodeDecodeError:
@@ -252,5 +277,5 @@ def normalise_path(raw_path: bytes) -> list[str] | None:
     if "\x00" in path:
         raise MetadataError(400, "The request path contains a NUL character.", "request path contains NUL")
     normalised = posixpath.normpath("/" + path.lstrip("/"))
-    segments = [s for s in normalised.split("/") if s]
+    segments = tuple(s for s in normalised.split("/") if s)
     return segments or None
