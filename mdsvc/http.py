@@ -271,9 +271,9 @@ class LeanHTTPProtocol(Protocol):
             if self._head is None:
                 self._started = None
         self._position = 0
-        if self._started is None:
-            self._started = self.factory.clock.seconds()
         self._frame()
+        if self._started is None and (self._head is not None or self._position < len(self._buffer)):
+            self._started = self.factory.clock.seconds()  # a request began in this read and is not whole yet
         self._advance()
 
     def readConnectionLost(self) -> None:
@@ -540,7 +540,7 @@ class LeanHTTPProtocol(Protocol):
         except Exception:
             self._log.failure("unhandled error answering {path}", path=loggable(request.target))
             result = error_response(500, "An unknown error has occurred. Please try your request again.")
-        if isinstance(result, Deferred):
+        if type(result) is not HTTPResponse and isinstance(result, Deferred):  # (the first test is the cheap one)
             self._pending = result
             result.addBoth(self._answered, result, request, keep)
             return
