@@ -67,6 +67,19 @@ class IInstanceLookup(Interface):
         """
 
 
+class ICachingLookup(IInstanceLookup):
+    """
+    A lookup that keeps answers: the agent asks it to L{forget} one when the API answers 404 for
+    the instance it gave (the port may have moved since), then looks up once more.
+    """
+
+    def forget(ip, network_id=None, router_id=None, mac=None):
+        """
+        Drop the kept answer of one key (the arguments of L{IInstanceLookup.lookup}), and detach
+        a lookup in progress for it, so that the next lookup asks the backend again.
+        """
+
+
 class IVendordataProvider(Interface):
     """A source of vendor data for vendor_data2.json."""
 
@@ -87,5 +100,8 @@ class ICache(Interface):
         for all concurrent callers.
         """
 
+    def peek(key):
+        """The value of C{key} if it is held and fresh, else None; never loads anything."""
+
     def invalidate(key):
-        """Forget C{key}."""
+        """Forget C{key}; a load in progress for it is not kept."""
