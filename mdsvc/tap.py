@@ -20,7 +20,7 @@ from twisted.python import usage
 from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
 from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config
-from mdsvc.store.sqlite import open_store
+from mdsvc.store import open_store
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
 log = Logger()
@@ -162,20 +162,32 @@ def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> A
 def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
     api = config.api
-    store = open_store(config.store, reactor)
+    try:
+        store = open_store(config.store, reactor, config)
+        app = app_from_config(config, store, reactor)
+    except (ValueError, OSError) as e:
+        # What only building shows (a vendor plugin refusing its configuration): one line, as
+        # in build_agent.
+        raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
     if api.service_metadata_proxy and not api.shared_secret:
         log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
     if api.flat_injected:
         log.warn("[DEFAULT] flat_injected is set, but mdsvc does not render Nova's injected interfaces template (network_config)")
-    app = app_from_config(config, store, reactor)
     app.static_file.load()  # logs a bad file at startup rather than at the first guest
     if parts is not None:
         parts["app"] = app
     top = MultiService()
+    for part in (store, *app.built_providers.values()):
+        if IService.providedBy(part):
+            # a vendor's store or provider with connections to open and close: started before the
+            # listener, stopped after it
+            IService(part).setServiceParent(top)
     if config.demo:
         from mdsvc.store.demo import DemoSeed
+        from mdsvc.store.sqlite import SQLiteInstanceStore
 
-        DemoSeed(store.documents).setServiceParent(top)
+        if isinstance(store, SQLiteInstanceStore):  # always (check_startup refuses the demo on another store)
+            DemoSeed(store.documents).setServiceParent(top)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.
     guest_facing = not api.service_metadata_proxy and not api.use_forwarded_for

@@ -330,11 +330,21 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
         )
 
     def test_badChoice(self) -> None:
-        """An unknown vendordata provider lists the known ones."""
+        """
+        A vendordata provider that cannot be a name is refused, naming the built-in ones and
+        plugins' (whether a plugin has a name is checked when the API starts: tests.test_plugins).
+        """
         self.assertConfigError(
-            "[api]\nvendordata_providers = StaticJSON, Magic\n",
-            ":2: [api] vendordata_providers", "allowed: StaticJSON | DynamicJSON",
+            "[api]\nvendordata_providers = StaticJSON, Static JSON\n",
+            ":2: [api] vendordata_providers", "allowed: StaticJSON | DynamicJSON | a plugin's name",
         )
+
+    def test_pluginNames(self) -> None:
+        """A plugin's provider name and store NAME:ARG (or URL) are read as written."""
+        path = self.writeConfig("[api]\nvendordata_providers = StaticJSON, MyVendor, DynamicJSON\n[mdsvc]\nstore = redis://db:6379/0\n")
+        config = load_config(path)
+        self.assertEqual(config.api.vendordata_providers, ("StaticJSON", "MyVendor", "DynamicJSON"))
+        self.assertEqual(config.store, "redis://db:6379/0")
 
     def test_badEndpoint(self) -> None:
         """An endpoint that is not an endpoint string is refused with an example."""
@@ -343,8 +353,9 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
         )
 
     def test_badStore(self) -> None:
-        """A store that is not KIND:ARG is refused."""
-        self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", "allowed: sqlite:PATH")
+        """A store that is not NAME:ARG is refused."""
+        self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", "allowed: sqlite:PATH | a plugin's NAME:ARG")
+        self.assertConfigError("[mdsvc]\nstore = sqlite:\n", ":2: [mdsvc] store", "allowed: sqlite:PATH | a plugin's NAME:ARG")
 
     def test_legacyNameInError(self) -> None:
         """An error in a legacy option names it as written in the file."""
