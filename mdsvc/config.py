@@ -1048,3 +1048,40 @@ def check_config(paths: str | Sequence[str] | None) -> list[str]:
     if not problems:
         _values(_Texts.of(files, None), problems)
     return problems
+
+
+def located(config: Config, section: str, name: str) -> str:
+    """
+    Where C{[section] name} is set, for a message about its value: C{FILE:LINE: [section] name}
+    of the last file that sets it (under an older name too), else the files read (or
+    C{defaults}) and the option.
+    """
+    option = _BY_KEY.get((section, name))
+    for f in reversed(_read_files(config.sources, [])):
+        if option is not None:
+            found = f.find(option)
+            if found is not None:
+                return found[1]
+        elif f.text(section, name) is not None:
+            line = f.located.lines.get((section, name))
+            return f"{f.path}:{line}: [{section}] {name}" if line else f"{f.path}: [{section}] {name}"
+    return f"{config.source or 'defaults'}: [{section}] {name}"
+
+
+def vendor_options(config: Config, section: str) -> dict[str, str]:
+    """
+    The options of a vendor plugin's own section, C{[section]} of the node's files, as text:
+    later files win, option by option, and C{$name} is substituted as in mdsvc's own options.
+    Empty for the embedded defaults or when no file has the section.
+
+    @raise ConfigError: a C{$name} names no option (one line naming the file and line).
+    """
+    files = _read_files(config.sources, None)
+    texts = _Texts.of(files, None)
+    found: dict[str, tuple[str, str]] = {}
+    for f in files:
+        if f.parser.has_section(section):
+            for name in f.parser.options(section):
+                line = f.located.lines.get((section, name))
+                found[name] = (f.parser.get(section, name), f"{f.path}:{line}: [{section}] {name}" if line else f"{f.path}: [{section}] {name}")
+    return {name: texts.substitute(text, section, where, frozenset({(section, name)})) for name, (text, where) in found.items()}

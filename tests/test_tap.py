@@ -6,9 +6,9 @@ import os
 import runpy
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, IServiceMaker, MultiService
 from twisted.internet.testing import MemoryReactorClock
-from twisted.plugin import IPlugin, getPlugins
+from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -112,7 +112,8 @@ class OptionsTests(SynchronousTestCase):
         """An unknown lookup backend stops startup in the options, with one line listing those available."""
         path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nlookup = nosuch:thing\n")
         e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "network-node", "--config", path])
-        self.assertTrue(str(e).startswith(f"mdsvc: {path}: unknown lookup backend 'nosuch:thing' (available: store, neutron"), str(e))
+        self.assertTrue(str(e).startswith(f"mdsvc: {path}:4: [mdsvc] lookup: unknown lookup backend 'nosuch:thing' (available: store, neutron"),
+                        str(e))
         self.assertNotIn("\n", str(e))
 
     def test_unknown_socket_user_is_usage_error(self) -> None:
@@ -224,18 +225,18 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_bad_lookup_one_line(self) -> None:
         """
-        A lookup backend that only building finds unusable (lookup = store on a store that is
-        not sqlite) stops startup with one line: an exit, since twistd prints a traceback for a
-        UsageError raised by makeService.
+        A lookup backend that only building finds unusable (a CA file that cannot be read) stops
+        startup with one line: an exit, since twistd prints a traceback for a UsageError raised
+        by makeService.
         """
         state = os.path.abspath(self.mktemp())
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\nstore = vendor:thing\n")
+            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\nlookup = neutron\n[neutron]\ncafile = {state}/missing.pem\n")
         options = Options()
         options.parseOptions(["--role", "agent", "--config", path])
         e = self.assertRaises(SystemExit, makeService, options, MemoryReactorClock())
-        self.assertEqual(e.code, f"mdsvc: {path}: lookup = store needs the sqlite instance store, not vendor:thing")
+        self.assertEqual(e.code, f"mdsvc: {path}: [neutron] cafile {state}/missing.pem: cannot read: No such file or directory")
 
 
 class PluginTests(SynchronousTestCase):
@@ -245,7 +246,7 @@ class PluginTests(SynchronousTestCase):
         """twistd finds the mdsvc ServiceMaker."""
         from twisted import plugins
 
-        names = [p.tapname for p in getPlugins(IPlugin, plugins) if hasattr(p, "tapname")]
+        names = [p.tapname for p in getPlugins(IServiceMaker, plugins)]
         self.assertIn("mdsvc", names)
 
     def test_tac_builds_same_tree(self) -> None:
