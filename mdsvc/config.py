@@ -167,10 +167,25 @@ def lookup_backend(text: str) -> str:
 
 
 def store_url(text: str) -> str:
-    """An instance store: C{sqlite:PATH} (or a vendor plugin's C{name:ARG})."""
+    """
+    C{[mdsvc] store}: C{sqlite:PATH} or a vendor plugin's C{NAME:ARG} (a URL: its scheme is the
+    NAME); whether a plugin has that NAME is checked when a role that opens the store starts.
+    """
     value = text.strip()
-    if ":" not in value or not value.split(":", 1)[1]:
-        raise ValueError("allowed: sqlite:PATH")
+    name, colon, argument = value.partition(":")
+    if not colon or not argument or not re.match(r"^[a-z][a-z0-9_+.-]*$", name):
+        raise ValueError("allowed: sqlite:PATH | a plugin's NAME:ARG")
+    return value
+
+
+def vendordata_provider(text: str) -> str:
+    """
+    One name of C{[api] vendordata_providers}: StaticJSON, DynamicJSON or a vendor plugin's name;
+    whether a plugin has that name is checked when a role that runs the API starts.
+    """
+    value = text.strip()
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", value):
+        raise ValueError("allowed: StaticJSON | DynamicJSON | a plugin's name, separated by commas")
     return value
 
 
@@ -285,9 +300,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("api", "dhcp_domain", string, "novalocal", roles=API, dest="api.dhcp_domain",
            aliases=(("DEFAULT", "dhcp_domain"),),
            help="Appended to hostnames (empty: nothing; an FQDN hostname never gets it)."),
-    Option("api", "vendordata_providers", list_of(choice("StaticJSON", "DynamicJSON")), "StaticJSON", roles=API,
+    Option("api", "vendordata_providers", list_of(vendordata_provider), "StaticJSON", roles=API,
            dest="api.vendordata_providers",
-           help="StaticJSON and/or DynamicJSON, in merge order for vendor_data2.json."),
+           help="StaticJSON, DynamicJSON and vendor plugins' providers (by name), in merge order for "
+                "vendor_data2.json."),
     Option("api", "vendordata_jsonfile_path", optional(string), None, roles=API,
            dest="api.vendordata_jsonfile_path", example="/etc/mdsvc/vendor_data.json",
            help="JSON file served as vendor_data.json (re-read when it changes)."),
@@ -323,7 +339,8 @@ OPTIONS: tuple[Option, ...] = (
            help="The HMAC key the agents sign requests with and the API checks them with: the same on every "
                 "node (taken as written, $ included)."),
     Option("mdsvc", "store", store_url, None, roles=API | AGENT, example="sqlite:/var/lib/mdsvc/mdsvc.sqlite",
-           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite)."),
+           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite) | a vendor plugin's "
+                "NAME:ARG."),
     Option("mdsvc", "api_endpoint", endpoint, None, roles=API, example=r"tcp6:8775:interface=\:\:",
            help="A Twisted endpoint for the API, instead of metadata_listen and metadata_listen_port, e.g. "
                 "unix:/run/mdsvc/api.sock:mode=660"),
@@ -1031,3 +1048,40 @@ def check_config(paths: str | Sequence[str] | None) -> list[str]:
     if not problems:
         _values(_Texts.of(files, None), problems)
     return problems
+
+
+def located(config: Config, section: str, name: str) -> str:
+    """
+    Where C{[section] name} is set, for a message about its value: C{FILE:LINE: [section] name}
+    of the last file that sets it (under an older name too), else the files read (or
+    C{defaults}) and the option.
+    """
+    option = _BY_KEY.get((section, name))
+    for f in reversed(_read_files(config.sources, [])):
+        if option is not None:
+            found = f.find(option)
+            if found is not None:
+                return found[1]
+        elif f.text(section, name) is not None:
+            line = f.located.lines.get((section, name))
+            return f"{f.path}:{line}: [{section}] {name}" if line else f"{f.path}: [{section}] {name}"
+    return f"{config.source or 'defaults'}: [{section}] {name}"
+
+
+def vendor_options(config: Config, section: str) -> dict[str, str]:
+    """
+    The options of a vendor plugin's own section, C{[section]} of the node's files, as text:
+    later files win, option by option, and C{$name} is substituted as in mdsvc's own options.
+    Empty for the embedded defaults or when no file has the section.
+
+    @raise ConfigError: a C{$name} names no option (one line naming the file and line).
+    """
+    files = _read_files(config.sources, None)
+    texts = _Texts.of(files, None)
+    found: dict[str, tuple[str, str]] = {}
+    for f in files:
+        if f.parser.has_section(section):
+            for name in f.parser.options(section):
+                line = f.located.lines.get((section, name))
+                found[name] = (f.parser.get(section, name), f"{f.path}:{line}: [{section}] {name}" if line else f"{f.path}: [{section}] {name}")
+    return {name: texts.substitute(text, section, where, frozenset({(section, name)})) for name, (text, where) in found.items()}

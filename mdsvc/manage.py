@@ -153,12 +153,36 @@ def _build_config_drive(config: Config, documents: SQLiteDocuments, uuid: str, o
     instance = row.instance()
     from twisted.internet import reactor
 
-    app = app_from_config(config, SQLiteInstanceStore.in_threads(documents.path, reactor), reactor)
     try:
-        files = _wait(ensureDeferred(drive_files(app, instance, config.api.config_drive_skip_versions)))
+        app = app_from_config(config, SQLiteInstanceStore.in_threads(documents.path, reactor), reactor)
+    except ConfigError as e:
+        raise CommandError(str(e)) from None
+    except ValueError as e:
+        # a vendordata provider that cannot be built: an unknown name, a plugin refusing its configuration
+        raise CommandError(f"{config.source or 'defaults'}: {e}") from None
+    try:
+        files = _wait(ensureDeferred(_with_providers_running(app, lambda: drive_files(app, instance, config.api.config_drive_skip_versions))))
         write_image(files, output, fmt, publisher=f"mdsvc {__version__}")
     except ConfigDriveError as e:
         raise CommandError(str(e)) from None
+
+
+async def _with_providers_running(app: Any, work: Any) -> Any:
+    """
+    Await C{work()} with the app's vendordata providers that are services running, as they are
+    under the API (a vendor's provider may open its connections when started).
+    """
+    from twisted.application.service import IService
+    from twisted.internet.defer import maybeDeferred
+
+    running = [IService(p) for p in app.built_providers.values() if IService.providedBy(p)]
+    for service in running:
+        service.startService()
+    try:
+        return await work()
+    finally:
+        for service in reversed(running):
+            await maybeDeferred(service.stopService)
 
 
 def _wait(d: Any) -> Any:
@@ -186,8 +210,15 @@ def _sources(args: argparse.Namespace) -> list[str] | None:
 
 
 def _check_config(paths: Sequence[str] | None, out: TextIO) -> int:
-    """Print every problem of the configuration C{paths}, one line each; 1 if there is any."""
+    """
+    Print every problem of the configuration C{paths}, one line each; 1 if there is any. Once
+    every value is good, the names given to plugins are checked against those installed here.
+    """
     problems = check_config(paths)
+    if not problems:
+        from mdsvc.tap import unknown_names
+
+        problems = unknown_names(load_config(paths), frozenset({"api", "agent"}))
     for problem in problems:
         print(problem, file=out)
     return 1 if problems else 0

@@ -19,8 +19,8 @@ from twisted.python import usage
 
 from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
-from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config
-from mdsvc.store.sqlite import open_store
+from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config, located
+from mdsvc.store import open_store
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
 log = Logger()
@@ -77,6 +77,8 @@ class Options(usage.Options):
         config = self["parsed"]
         try:
             check_startup(self["role"], config)
+        except ConfigError as e:
+            raise self._stopped(str(e)) from None
         except (StoreProblem, ValueError, OSError) as e:
             raise self._stopped(f"{config.source or 'defaults'}: {e}") from None
 
@@ -98,21 +100,70 @@ class Options(usage.Options):
 def check_startup(role: str, config: Config) -> None:
     """
     What would stop the role's services from being built, found before twistd goes on: the
-    store (private modes, a sound database), the agent's lookup backend and socket owners.
+    names given to plugins (L{plugin_problems}), the store (private modes, a sound database)
+    and the agent's socket owners.
 
+    @raise ConfigError: a name no installed plugin has, or a feature of the embedded store asked
+        of another (one line naming the file and line).
     @raise StoreProblem: the store cannot be used.
-    @raise ValueError: an unknown lookup backend, user or group (one line).
+    @raise ValueError: an unknown user or group (one line).
     """
+    problems = plugin_problems(config, NODE_ROLES[role])
+    if problems:
+        raise ConfigError(problems[0], problems)
     if uses_store(role, config):
         # before anything reads it: private modes, a sound database (one line if not)
         prepare_configured_store(config)
     if "agent" in NODE_ROLES[role]:
         from mdsvc.agent.server import socket_mode
-        from mdsvc.lookup import check_lookup
 
         agent = config.agent
-        check_lookup(agent.lookup)
         socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
+
+
+def plugin_problems(config: Config, parts: frozenset[str]) -> list[str]:
+    """
+    The problems of what the configuration names for the parts C{parts} of a node (C{api},
+    C{agent}), one line each naming the file and line: L{unknown_names}, and what only the
+    embedded store does (the demo, C{lookup = store}) asked of another store.
+    """
+    problems = unknown_names(config, parts)
+    agent_store = "agent" in parts and config.agent.lookup == "store"
+    embedded = config.store.startswith("sqlite:")
+    if "api" in parts and config.demo and not embedded:
+        problems.append(f"{located(config, 'mdsvc', 'demo')}: the demo instance is imported into the embedded sqlite store, "
+                        f"not into store = {config.store}")
+    if agent_store and not embedded:
+        problems.append(f"{located(config, 'mdsvc', 'lookup')}: lookup = store reads the embedded sqlite store, "
+                        f"not store = {config.store}")
+    return problems
+
+
+def unknown_names(config: Config, parts: frozenset[str]) -> list[str]:
+    """
+    The instance store, vendordata providers and lookup backend the parts C{parts} of a node
+    (C{api}, C{agent}) would use that neither mdsvc nor an installed plugin has, one line each
+    naming the file and line and those available.
+    """
+    from mdsvc.api.vendordata import check_providers
+    from mdsvc.lookup import check_lookup
+    from mdsvc.store import check_store
+
+    checks: list[tuple[str, str, Callable[[Any], None], Any]] = []
+    agent_store = "agent" in parts and config.agent.lookup == "store"
+    if "api" in parts or agent_store:
+        checks.append(("mdsvc", "store", check_store, config.store))
+    if "api" in parts:
+        checks.append(("api", "vendordata_providers", check_providers, config.api.vendordata_providers))
+    if "agent" in parts:
+        checks.append(("mdsvc", "lookup", check_lookup, config.agent.lookup))
+    problems = []
+    for section, name, check, value in checks:
+        try:
+            check(value)
+        except ValueError as e:
+            problems.append(f"{located(config, section, name)}: {e}")
+    return problems
 
 
 def tac_service(role: str) -> IService:
@@ -130,7 +181,7 @@ def tac_service(role: str) -> IService:
 
 
 def uses_store(role: str, config: Config) -> bool:
-    """Whether a role opens the embedded store: the API always, the agent with C{lookup = store}."""
+    """Whether a role opens the instance store: the API always, the agent with C{lookup = store}."""
     return role in ("api", "all-in-one") or (role in ("agent", "network-node") and config.agent.lookup == "store")
 
 
@@ -162,20 +213,36 @@ def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> A
 def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
     api = config.api
-    store = open_store(config.store, reactor)
+    try:
+        store = open_store(config.store, reactor, config)
+        app = app_from_config(config, store, reactor)
+    except ConfigError as e:
+        # a vendor's own section with a bad $name (mdsvc.config.vendor_options): its line names
+        # the file and line already
+        raise SystemExit(f"mdsvc: {e}") from None
+    except (ValueError, OSError) as e:
+        # What only building shows (a vendor plugin refusing its configuration): one line, as
+        # in build_agent.
+        raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
     if api.service_metadata_proxy and not api.shared_secret:
         log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
     if api.flat_injected:
         log.warn("[DEFAULT] flat_injected is set, but mdsvc does not render Nova's injected interfaces template (network_config)")
-    app = app_from_config(config, store, reactor)
     app.static_file.load()  # logs a bad file at startup rather than at the first guest
     if parts is not None:
         parts["app"] = app
     top = MultiService()
+    for part in (store, *app.built_providers.values()):
+        if IService.providedBy(part):
+            # a vendor's store or provider with connections to open and close: started before the
+            # listener, stopped after it
+            IService(part).setServiceParent(top)
     if config.demo:
         from mdsvc.store.demo import DemoSeed
+        from mdsvc.store.sqlite import SQLiteInstanceStore
 
-        DemoSeed(store.documents).setServiceParent(top)
+        if isinstance(store, SQLiteInstanceStore):  # always (check_startup refuses the demo on another store)
+            DemoSeed(store.documents).setServiceParent(top)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.
     guest_facing = not api.service_metadata_proxy and not api.use_forwarded_for

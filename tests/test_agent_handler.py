@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from mdsvc.agent.forwarder import APIForwarder
 from mdsvc.agent.handler import MetadataAgent
@@ -18,7 +20,7 @@ from mdsvc.agent.server import AgentHandler, socket_mode
 from mdsvc.hop import sign
 from mdsvc.http import HTTPRequest, HTTPResponse
 from mdsvc.httpclient import HTTPPool
-from mdsvc.interfaces import LookupUnavailable
+from mdsvc.interfaces import ICachingLookup, IInstanceLookup, LookupUnavailable
 from mdsvc.testing import MemoryLookup, connect_to
 from tests.http import request as raw_request
 from tests.http import response as raw_response
@@ -245,6 +247,38 @@ class LookupOutcomeTests(SynchronousTestCase):
         self.assertEqual(r.code, 200)
         self.assertEqual(h.lookup.forgotten, [("10.0.0.5", NET, None, None)])
         self.assertEqual([s["headers"][b"x-instance-id"] for s in api.seen], [[b"inst-1"], [b"inst-new"]])
+
+    def test_no_relookup_without_cache(self) -> None:
+        """
+        A backend that keeps no answers (not an L{ICachingLookup}) is asked once: an API 404 is
+        relayed, with nothing to forget and no second lookup.
+        """
+        h = Harness(FakeAPI(404))
+
+        @implementer(IInstanceLookup)
+        class Uncached:
+            """Only what IInstanceLookup asks for: a lookup, counted."""
+
+            name = "uncached"
+
+            def __init__(self) -> None:
+                self.calls = 0
+
+            def lookup(self, ip: str, network_id: Any = None, router_id: Any = None, mac: Any = None) -> Any:
+                self.calls += 1
+                return succeed(("inst-1", "proj-1"))
+
+        uncached = Uncached()
+        self.assertTrue(verifyObject(IInstanceLookup, uncached))
+        self.assertFalse(ICachingLookup.providedBy(uncached))
+        h.agent.lookup = uncached
+        with capturedLogs():
+            r = h.handle(self)
+        self.assertEqual((r.code, uncached.calls, len(h.api.seen)), (404, 1, 1))
+
+    def test_memory_lookup_interface(self) -> None:
+        """mdsvc.testing's MemoryLookup is an ICachingLookup, as the lookup cache is: the agent forgets through it."""
+        self.assertTrue(verifyObject(ICachingLookup, Harness().lookup))
 
     def test_404_same_instance_not_retried(self) -> None:
         """When the fresh lookup finds the same instance, the 404 stands and the API is asked once."""

@@ -8,7 +8,7 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mdsvc.config import OPTIONS, ConfigError, check_config, known_options, load_config, load_values
+from mdsvc.config import OPTIONS, ConfigError, check_config, known_options, load_config, load_values, located, vendor_options
 
 OPERATOR_NOVA_CONF = """\
 [DEFAULT]
@@ -330,11 +330,21 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
         )
 
     def test_badChoice(self) -> None:
-        """An unknown vendordata provider lists the known ones."""
+        """
+        A vendordata provider that cannot be a name is refused, naming the built-in ones and
+        plugins' (whether a plugin has a name is checked when the API starts: tests.test_plugins).
+        """
         self.assertConfigError(
-            "[api]\nvendordata_providers = StaticJSON, Magic\n",
-            ":2: [api] vendordata_providers", "allowed: StaticJSON | DynamicJSON",
+            "[api]\nvendordata_providers = StaticJSON, Static JSON\n",
+            ":2: [api] vendordata_providers", "allowed: StaticJSON | DynamicJSON | a plugin's name",
         )
+
+    def test_pluginNames(self) -> None:
+        """A plugin's provider name and store NAME:ARG (or URL) are read as written."""
+        path = self.writeConfig("[api]\nvendordata_providers = StaticJSON, MyVendor, DynamicJSON\n[mdsvc]\nstore = redis://db:6379/0\n")
+        config = load_config(path)
+        self.assertEqual(config.api.vendordata_providers, ("StaticJSON", "MyVendor", "DynamicJSON"))
+        self.assertEqual(config.store, "redis://db:6379/0")
 
     def test_badEndpoint(self) -> None:
         """An endpoint that is not an endpoint string is refused with an example."""
@@ -343,8 +353,9 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
         )
 
     def test_badStore(self) -> None:
-        """A store that is not KIND:ARG is refused."""
-        self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", "allowed: sqlite:PATH")
+        """A store that is not NAME:ARG is refused."""
+        self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", "allowed: sqlite:PATH | a plugin's NAME:ARG")
+        self.assertConfigError("[mdsvc]\nstore = sqlite:\n", ":2: [mdsvc] store", "allowed: sqlite:PATH | a plugin's NAME:ARG")
 
     def test_legacyNameInError(self) -> None:
         """An error in a legacy option names it as written in the file."""
@@ -757,3 +768,32 @@ class DerivedTests(ConfigTestsMixin, SynchronousTestCase):
     def test_emptyVendordataPath(self) -> None:
         """An empty vendordata_jsonfile_path is unset (None), as no option at all."""
         self.assertIsNone(self.load("[api]\nvendordata_jsonfile_path =\n").api.vendordata_jsonfile_path)
+
+
+class VendorOptionsTests(ConfigTestsMixin, SynchronousTestCase):
+    """A vendor plugin's own section, and where an option is set (for the plugin-name checks)."""
+
+    def test_section(self) -> None:
+        """The section's options as text: later files win option by option, $name is substituted, $$ is a dollar."""
+        first = self.writeConfig("[DEFAULT]\nregion = r1\n[my_vendor]\ngreeting = hello\nurl = http://a/\n")
+        second = self.writeConfig("[my_vendor]\nurl = http://b/$region/\nprice = 5$$\n")
+        config = load_config([first, second])
+        self.assertEqual(vendor_options(config, "my_vendor"), {"greeting": "hello", "url": "http://b/r1/", "price": "5$"})
+        self.assertEqual(vendor_options(config, "nobody"), {})
+        self.assertEqual(vendor_options(load_config(None), "my_vendor"), {})
+
+    def test_bad_substitution(self) -> None:
+        """A $name naming no option is one line naming the file and line."""
+        path = self.writeConfig("[my_vendor]\n\nurl = http://$nowhere/\n")
+        e = self.assertRaises(ConfigError, vendor_options, load_config(path), "my_vendor")
+        self.assertEqual(str(e), f"{path}:3: [my_vendor] url: $nowhere names no option")
+
+    def test_located(self) -> None:
+        """The last file setting an option (under an older name too) and its line; else the files read."""
+        first = self.writeConfig("[api]\nvendordata_providers = StaticJSON\n")
+        second = self.writeConfig("\n[api]\n\nvendordata_providers = DynamicJSON\n[DEFAULT]\ndhcp_domain = x\n")
+        config = load_config([first, second])
+        self.assertEqual(located(config, "api", "vendordata_providers"), f"{second}:4: [api] vendordata_providers")
+        self.assertEqual(located(config, "api", "dhcp_domain"), f"{second}:6: [DEFAULT] dhcp_domain")
+        self.assertEqual(located(config, "mdsvc", "store"), f"{first}, {second}: [mdsvc] store")
+        self.assertEqual(located(load_config(None), "mdsvc", "store"), "defaults: [mdsvc] store")

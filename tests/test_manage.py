@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from mdsvc.api.identify import sign
 from mdsvc.manage import CommandError, main, read_documents, run
 from mdsvc.store.sqlite import SQLiteDocuments
+from tests.vendor_plugins import install_test_plugins
 
 UUID = "b65cee2f-8c69-4aeb-be2f-f79742548fc2"
 UUID2 = "0f1e2d3c-0000-4000-8000-000000000002"
@@ -371,6 +372,25 @@ class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
         self.assertEqual(run(["check-config", self.config], out=out), 0)
         self.assertEqual(out.getvalue(), "")
 
+    def test_checkConfigPluginNames(self) -> None:
+        """
+        check-config accepts the store and vendordata provider of installed plugins (outside the
+        package, tests/plugin_root), and names an unknown one in one line with file, line and
+        option, listing the names available.
+        """
+        install_test_plugins(self)
+        good = self.write("good.conf", "[mdsvc]\nstore = teststore:/srv/instances.json\nlookup = neutron\n"
+                                       "[api]\nvendordata_providers = StaticJSON, TestVendor\n")
+        out = io.StringIO()
+        self.assertEqual((run(["check-config", good], out=out), out.getvalue()), (0, ""))
+        bad = self.write("bad.conf", "[mdsvc]\nstore = mongo://db\n[api]\nvendordata_providers = TestVendor, Other\n")
+        out = io.StringIO()
+        self.assertEqual(run(["check-config", good, bad], out=out), 1)
+        self.assertEqual(out.getvalue(),
+                         f"{bad}:2: [mdsvc] store: unknown instance store 'mongo' (available: sqlite:PATH, teststore:ARG)\n"
+                         f"{bad}:4: [api] vendordata_providers: unknown vendordata provider 'Other' "
+                         "(available: StaticJSON, DynamicJSON, TestVendor)\n")
+
     def test_checkConfigSeveralFiles(self) -> None:
         """check-config reads several files together: a later file's value replaces a bad one, its own problems are named."""
         bad = self.write("bad.conf", "[api]\nmetadata_cache_expiration = x\n")
@@ -423,6 +443,89 @@ class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
         self.patch(sys, "stderr", stderr)
         e = self.assertRaises(SystemExit, main, ["--config", self.config, "instance", "delete", "nope"])
         self.assertEqual((e.code, stderr.getvalue()), (1, "mdsvc-manage: no instance nope\n"))
+
+
+class ConfigDriveProviderTests(ManageTestsMixin, SynchronousTestCase):
+    """configdrive build with vendordata providers of plugins (outside the package), as the API has them."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        install_test_plugins(self)
+        self.manage("instance", "import", self.write("i.yaml", YAML_LIST))
+
+    def vendor_data2(self, image: str) -> object:
+        """openstack/latest/vendor_data2.json of an ISO drive."""
+        import pycdlib
+
+        iso = pycdlib.PyCdlib()
+        iso.open(image)
+        self.addCleanup(iso.close)
+        buf = io.BytesIO()
+        iso.get_file_from_iso_fp(buf, rr_path="/openstack/latest/vendor_data2.json")
+        return json.loads(buf.getvalue())
+
+    def test_plugin_provider_on_the_drive(self) -> None:
+        """The plugin provider's data is in the drive's vendor_data2.json, merged in the configured order."""
+        with open(self.config, "a") as f:
+            f.write("[api]\nvendordata_providers = StaticJSON, TestVendor\n[test_vendor]\ngreeting = on a drive\n")
+        image = os.path.join(self.dir, "drive.iso")
+        self.assertEqual(self.manage("configdrive", "build", UUID, "-o", image)[0], 0)
+        self.assertEqual(self.vendor_data2(image), {"static": {}, "test_vendor": {"greeting": "on a drive", "instance": UUID, "hostname": "web-1"}})
+
+    def test_provider_services_run_while_building(self) -> None:
+        """A provider that is a service is started for the build and stopped after it, as under the API."""
+        from twisted.application.service import Service
+        from twisted.internet.defer import succeed
+        from twisted.plugin import IPlugin
+        from zope.interface import implementer
+
+        import mdsvc.api.factory
+        from mdsvc.interfaces import IVendordataProvider, IVendordataProviderFactory
+
+        seen: list[str] = []
+
+        @implementer(IVendordataProvider)
+        class Connected(Service):
+            """Answers only while running."""
+
+            name = "Connected"
+
+            def startService(self) -> None:
+                seen.append("start")
+                super().startService()
+
+            def stopService(self) -> None:
+                seen.append("stop")
+                super().stopService()
+
+            def vendordata(self, instance: object) -> object:
+                seen.append("vendordata")
+                return succeed({"connected": self.running})
+
+        @implementer(IPlugin, IVendordataProviderFactory)
+        class Factory:
+            """Builds the provider above."""
+
+            name = "Connected"
+
+            def build(self, config: object, reactor: object) -> Connected:
+                return Connected()
+
+        self.patch(mdsvc.api.factory, "vendordata_plugins", lambda: [Factory()])
+        with open(self.config, "a") as f:
+            f.write("[api]\nvendordata_providers = Connected\n")
+        image = os.path.join(self.dir, "drive.iso")
+        self.manage("configdrive", "build", UUID, "-o", image)
+        self.assertEqual(self.vendor_data2(image), {"connected": True})
+        self.assertEqual((seen[0], seen[-1], set(seen[1:-1])), ("start", "stop", {"vendordata"}))
+
+    def test_unknown_provider_one_line(self) -> None:
+        """A provider no plugin has is one line naming the configuration and the names available."""
+        with open(self.config, "a") as f:
+            f.write("[api]\nvendordata_providers = Elsewhere\n")
+        self.assertEqual(self.fails("configdrive", "build", UUID, "-o", os.path.join(self.dir, "d.iso")),
+                         f"{self.config}: unknown vendordata provider 'Elsewhere' (available: StaticJSON, DynamicJSON, TestVendor)")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "d.iso")))
 
 
 class ConsoleScriptTests(ManageTestsMixin, SynchronousTestCase):

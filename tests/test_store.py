@@ -16,10 +16,11 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
+from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IInstanceStoreFactory
 from mdsvc.model import DocumentError, Instance, Router, instance_from_document
 from mdsvc.schema import declared_fields
-from mdsvc.store.sqlite import SQLiteDocuments, SQLiteInstanceStore, open_store
+from mdsvc.store import open_store
+from mdsvc.store.sqlite import SQLiteDocuments, SQLiteInstanceStore, SQLiteStoreFactory
 
 IMAGE = "6a1b2c3d-0000-4000-8000-00000000cafe"
 OTHER_IMAGE = "6a1b2c3d-0000-4000-8000-00000000beef"
@@ -690,13 +691,20 @@ class ThreadedStoreTests(TestCase):
         return d
 
     def test_openStore(self) -> None:
-        """open_store builds a threaded store from an sqlite: URL and refuses other kinds."""
+        """open_store builds a threaded store from an sqlite: URL and refuses other kinds, listing those available."""
         path = os.path.join(self.mktemp(), "url.sqlite")
         SQLiteDocuments(path).import_instances([instanceDoc("u")])
         store = open_store(f"sqlite:{path}", reactor)
-        e = self.assertRaises(ValueError, open_store, "mysql://x", reactor)
-        self.assertEqual(str(e), "unknown store kind 'mysql' (allowed: sqlite:PATH)")
+        self.assertIsInstance(store, SQLiteInstanceStore)
+        e = self.assertRaises(ValueError, open_store, "mysql://x", reactor, plugins=[])
+        self.assertEqual(str(e), "unknown instance store 'mysql' (available: sqlite:PATH)")
+        e = self.assertRaises(ValueError, open_store, "sqlite:", reactor)
+        self.assertEqual(str(e), "store = sqlite:PATH needs a file path")
         return store.get("u").addCallback(lambda instance: self.assertEqual(instance.uuid, "u"))
+
+    def test_factory_interface(self) -> None:
+        """The built-in sqlite store is opened through the same interface as a vendor's."""
+        self.assertTrue(verifyObject(IInstanceStoreFactory, SQLiteStoreFactory()))
 
 
 class StoredDocumentTests(DocumentsTestsMixin, SynchronousTestCase):

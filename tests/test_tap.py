@@ -6,15 +6,16 @@ import os
 import runpy
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, IServiceMaker, MultiService
 from twisted.internet.testing import MemoryReactorClock
-from twisted.plugin import IPlugin, getPlugins
+from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.store.demo import DemoSeed, demo_document
 from mdsvc.store.sqlite import SQLiteDocuments
 from mdsvc.tap import ROLES, SERVICES_BY_ROLE, Options, makeService
+from tests.vendor_plugins import install_test_plugins
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,8 +113,63 @@ class OptionsTests(SynchronousTestCase):
         """An unknown lookup backend stops startup in the options, with one line listing those available."""
         path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nlookup = nosuch:thing\n")
         e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "network-node", "--config", path])
-        self.assertTrue(str(e).startswith(f"mdsvc: {path}: unknown lookup backend 'nosuch:thing' (available: store, neutron"), str(e))
+        self.assertTrue(str(e).startswith(f"mdsvc: {path}:4: [mdsvc] lookup: unknown lookup backend 'nosuch:thing' (available: store, neutron"),
+                        str(e))
         self.assertNotIn("\n", str(e))
+
+    def test_plugin_names_accepted(self) -> None:
+        """
+        A store and a vendordata provider that installed plugins have (tests/plugin_root, outside
+        the package) are accepted by name.
+        """
+        install_test_plugins(self)
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = teststore:/srv/instances.json\n"
+                           "[api]\nvendordata_providers = StaticJSON, TestVendor\n")
+        options = Options()
+        options.parseOptions(["--role", "api", "--config", path])
+        self.assertEqual((options["parsed"].store, options["parsed"].api.vendordata_providers),
+                         ("teststore:/srv/instances.json", ("StaticJSON", "TestVendor")))
+
+    def test_unknown_plugin_names_one_line(self) -> None:
+        """
+        A store or vendordata provider no installed plugin has stops startup with one line naming
+        the file, line and option, and listing the names available (the plugins' too).
+        """
+        install_test_plugins(self)
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[api]\nvendordata_providers = StaticJSON, Nope\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertEqual(str(e), f"mdsvc: {path}:4: [api] vendordata_providers: unknown vendordata provider 'Nope' "
+                                 "(available: StaticJSON, DynamicJSON, TestVendor)")
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\n\nstore = redis://db/0\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "all-in-one", "--config", path])
+        self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] store: unknown instance store 'redis' (available: sqlite:PATH, teststore:ARG)")
+
+    def test_plugin_names_checked_for_their_roles(self) -> None:
+        """
+        The proxy role opens neither store nor vendordata providers, and the agent role opens the
+        store only for lookup = store: names they do not use do not stop them.
+        """
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = nosuch:x\nlookup = static:/srv/ports.json\n"
+                           "[api]\nvendordata_providers = Nope\n")
+        for role in ("proxy", "agent"):
+            Options().parseOptions(["--role", role, "--config", path])
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertIn(f"{path}:4: [mdsvc] store: unknown instance store 'nosuch'", str(e))
+
+    def test_embedded_store_features_refused_on_plugin_store(self) -> None:
+        """
+        What only the embedded store does, asked of a plugin's store, is one line naming the
+        option that asks it: lookup = store (the agent reads the sqlite file) and the demo.
+        """
+        install_test_plugins(self)
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = teststore:/srv/i.json\nlookup = store\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "network-node", "--config", path])
+        self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] lookup: lookup = store reads the embedded sqlite store, "
+                                 "not store = teststore:/srv/i.json")
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = teststore:/srv/i.json\ndemo = true\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] demo: the demo instance is imported into the embedded sqlite store, "
+                                 "not into store = teststore:/srv/i.json")
 
     def test_unknown_socket_user_is_usage_error(self) -> None:
         """A metadata_proxy_user that does not exist stops the agent's startup in the options."""
@@ -224,18 +280,18 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_bad_lookup_one_line(self) -> None:
         """
-        A lookup backend that only building finds unusable (lookup = store on a store that is
-        not sqlite) stops startup with one line: an exit, since twistd prints a traceback for a
-        UsageError raised by makeService.
+        A lookup backend that only building finds unusable (a CA file that cannot be read) stops
+        startup with one line: an exit, since twistd prints a traceback for a UsageError raised
+        by makeService.
         """
         state = os.path.abspath(self.mktemp())
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\nstore = vendor:thing\n")
+            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\nlookup = neutron\n[neutron]\ncafile = {state}/missing.pem\n")
         options = Options()
         options.parseOptions(["--role", "agent", "--config", path])
         e = self.assertRaises(SystemExit, makeService, options, MemoryReactorClock())
-        self.assertEqual(e.code, f"mdsvc: {path}: lookup = store needs the sqlite instance store, not vendor:thing")
+        self.assertEqual(e.code, f"mdsvc: {path}: [neutron] cafile {state}/missing.pem: cannot read: No such file or directory")
 
 
 class PluginTests(SynchronousTestCase):
@@ -245,7 +301,7 @@ class PluginTests(SynchronousTestCase):
         """twistd finds the mdsvc ServiceMaker."""
         from twisted import plugins
 
-        names = [p.tapname for p in getPlugins(IPlugin, plugins) if hasattr(p, "tapname")]
+        names = [p.tapname for p in getPlugins(IServiceMaker, plugins)]
         self.assertIn("mdsvc", names)
 
     def test_tac_builds_same_tree(self) -> None:

@@ -167,7 +167,7 @@ class DynamicJSONTests(SynchronousTestCase):
         root.putChild(b"b", Target(body=b'{"w": 2}'))
         stub = StubTreq(root)
         h = Harness(self, providers=("StaticJSON", "DynamicJSON"))
-        h.app.dynamic["DynamicJSON"] = DynamicJSON(
+        h.app.built_providers["DynamicJSON"] = DynamicJSON(
             [("static", "http://vd/a"), ("hamster", "http://vd/b")], stub, h.clock)
         h.store.add(fixture())
         from tests.http import request, response

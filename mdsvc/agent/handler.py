@@ -36,7 +36,7 @@ from mdsvc.hop import (
     sign,
 )
 from mdsvc.http import HTTPResponse
-from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
+from mdsvc.interfaces import ICachingLookup, IInstanceLookup, LookupUnavailable
 from mdsvc.wire import UnsafeRequest, is_identifier, loggable
 
 MEMO_SIZE = 65536
@@ -50,7 +50,8 @@ RELAYED_ERRORS = {400, 403, 404, 409, 500, 502, 503, 504}
 @define
 class MetadataAgent:
     """
-    @ivar lookup: the instance-lookup backend (normally a caching one, with C{forget}).
+    @ivar lookup: the instance-lookup backend; when it is an L{ICachingLookup} (the lookup
+        cache), an API 404 makes the agent forget its answer and look the guest up once more.
     @ivar api: where signed requests go (L{mdsvc.agent.forwarder.APIForwarder} over HTTP, or
         the API in this process).
     @ivar limiter: None when rate limiting is off.
@@ -119,12 +120,12 @@ class MetadataAgent:
     async def _answer(self, request: GuestRequest) -> HTTPResponse:
         found = await self._lookup(request)
         response = await self._forward(request, found)
-        if response.code == 404 and hasattr(self.lookup, "forget"):
+        if response.code == 404 and ICachingLookup.providedBy(self.lookup):
             # The port may have moved to a new instance since it was cached (neutron spec §4):
             # look again, but forget the cached answer at most once per interval per guest, so
             # a guest asking for missing paths costs a cache hit, not a backend lookup each.
             if self._may_forget(request, found[0]):
-                self.lookup.forget(request.address, request.network_id, request.router_id, request.mac)
+                ICachingLookup(self.lookup).forget(request.address, request.network_id, request.router_id, request.mac)
             again = await self._lookup(request)
             if again != found:
                 response = await self._forward(request, again)

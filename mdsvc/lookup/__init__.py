@@ -55,12 +55,10 @@ class ILookupBackendFactory(Interface):
 
 
 def lookup_plugins() -> list[Any]:
-    """The vendor lookup backend factories installed in C{mdsvc/plugins/}."""
-    from twisted.plugin import getPlugins
+    """The vendor lookup backend factories installed in C{mdsvc/plugins/} directories."""
+    from mdsvc.plugins import installed
 
-    import mdsvc.plugins
-
-    return list(getPlugins(ILookupBackendFactory, mdsvc.plugins))
+    return installed(ILookupBackendFactory)
 
 
 def build_lookup(
@@ -134,12 +132,14 @@ def _plugin(spec: str, plugins: Iterable[Any] | None) -> Any:
     """
     The vendor factory of C{NAME[:ARG]} among C{plugins} (default: L{lookup_plugins}).
 
-    @raise ValueError: none is named so (listing the backends available).
+    @raise ValueError: none is named so (listing the backends available), or several are.
     """
+    from mdsvc.plugins import named
+
     factories = list(lookup_plugins() if plugins is None else plugins)
     kind = spec.partition(":")[0]
-    for factory in factories:
-        if getattr(factory, "name", None) == kind:
-            return factory
-    available = list(BUILTIN) + sorted(f"{getattr(f, 'name', '?')}:ARG" for f in factories)
+    factory = named(kind, factories)
+    if factory is not None:
+        return factory
+    available = list(BUILTIN) + sorted(f"{f.name}:ARG" for f in factories)
     raise ValueError(f"unknown lookup backend {spec!r} (available: {', '.join(available)})")

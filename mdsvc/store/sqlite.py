@@ -33,7 +33,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from mdsvc.hop import canonical_ip
-from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
+from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IInstanceStoreFactory
 from mdsvc.model import DocumentError, Instance, Router, image_ids, instance_from_document, router_from_document
 from mdsvc.schema import DeclaredField, declared_field, join
 
@@ -533,9 +533,14 @@ class SQLiteInstanceStore:
         return self._run(self.documents.set_password, uuid, password)
 
 
-def open_store(url: str, reactor: Any) -> SQLiteInstanceStore:
-    """Build the instance store a C{[mdsvc] store} URL names."""
-    kind, _, arg = url.partition(":")
-    if kind != "sqlite":
-        raise ValueError(f"unknown store kind {kind!r} (allowed: sqlite:PATH)")
-    return SQLiteInstanceStore.in_threads(arg, reactor)
+@implementer(IInstanceStoreFactory)
+class SQLiteStoreFactory:
+    """The built-in store of C{[mdsvc] store = sqlite:PATH} (see L{mdsvc.store.open_store})."""
+
+    name = "sqlite"
+
+    def open(self, argument: str, config: Any, reactor: Any) -> SQLiteInstanceStore:
+        """See L{IInstanceStoreFactory.open}: the store in the file C{argument}, read in threads."""
+        if not argument:
+            raise ValueError("store = sqlite:PATH needs a file path")
+        return SQLiteInstanceStore.in_threads(argument, reactor)

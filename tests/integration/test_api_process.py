@@ -277,5 +277,5 @@ class StartupTests(SynchronousTestCase):
         self.assertNotIn("--config-file", result.stdout)
         self.assertEqual(result.stdout.splitlines()[-2:], [
             "mdsvc did not start.",
-            f"twistd -n: mdsvc: {bad}:3: [api] vendordata_providers = 'StaticJSON,Bogus': allowed: StaticJSON | DynamicJSON",
+            f"twistd -n: mdsvc: {bad}:3: [api] vendordata_providers: unknown vendordata provider 'Bogus' (available: StaticJSON, DynamicJSON)",
         ])
