@@ -15,7 +15,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.processes import ROOT, Twistd, fetch, manage, probe, write_config
+from tests.integration.processes import ROOT, Twistd, client_python, fetch, manage, probe, write_config
 
 UUID = "6e7f5b2a-1c1d-4a55-9f3e-2b9d1c0a7e11"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmdsvcIntegrationKeyIntegrationKey0000 alice@example"
@@ -60,6 +60,10 @@ class ApiProcessCase(SynchronousTestCase):
 
 class RealClientsTests(ApiProcessCase):
     """Real clients read what the API serves, and it is what the document says."""
+
+    def setUp(self) -> None:
+        client_python()  # not installed: fail at once, in one line naming the install command
+        super().setUp()
 
     def test_cloud_init(self) -> None:
         """cloud-init's OpenStack reader gets meta_data.json, user data, network data and the EC2 tree."""
