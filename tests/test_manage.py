@@ -12,8 +12,10 @@ import textwrap
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.api.identify import sign
+from mdsvc.config import load_config
 from mdsvc.manage import CommandError, main, read_documents, run
 from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.startup import prepare_configured_store
 
 UUID = "b65cee2f-8c69-4aeb-be2f-f79742548fc2"
 UUID2 = "0f1e2d3c-0000-4000-8000-000000000002"
@@ -46,6 +48,7 @@ class ManageTestsMixin:
         os.makedirs(self.dir)
         self.config = self.write("mdsvc.conf", f"[DEFAULT]\nstate_path = {self.dir}/state\n[neutron]\nmetadata_proxy_shared_secret = s3cr3t\n")
         self.store = SQLiteDocuments(os.path.join(self.dir, "state", "mdsvc.sqlite"))
+        prepare_configured_store(load_config(self.config))  # an empty store, as the service leaves it
 
     def write(self, name: str, text: str) -> str:
         path = os.path.join(self.dir, name)
@@ -203,6 +206,18 @@ class PasswordImportTests(ManageTestsMixin, SynchronousTestCase):
         self.assertIn("--reset-password", text)
         self.assertIn("A password the guest stored (through the password endpoint) is kept", text)
 
+    def test_helpNamesTheFormat(self) -> None:
+        """instance import --help and router import --help say where the document format is described."""
+        for command in ("instance", "router"):
+            stdout = io.StringIO()
+            self.patch(sys, "stdout", stdout)
+            self.assertRaises(SystemExit, self.manage, command, "import", "--help")
+            text = stdout.getvalue()
+            self.assertIn("docs/instance-documents.md", text)
+            self.assertIn("mdsvc/data/demo-instance.json", text)  # not cut at its hyphen
+            self.assertIn("python -m mdsvc.docpage", " ".join(text.split()))
+        self.assertTrue(os.path.exists(os.path.join(REPO, "docs", "instance-documents.md")))
+
 
 class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
     """Bad input: one line naming file and field (or line), and nothing imported."""
@@ -338,6 +353,13 @@ class RouterCommandTests(ManageTestsMixin, SynchronousTestCase):
         """delete of an unknown router fails."""
         self.assertEqual(self.fails("router", "delete", "r9"), "no router r9")
 
+    def test_show(self) -> None:
+        """show prints the stored router document as JSON; an unknown router fails with one line."""
+        self.manage("router", "import", self.write("r.yaml", "id: r1\nproject_id: p\nnetworks: [n1]\n"))
+        status, out = self.manage("router", "show", "r1")
+        self.assertEqual((status, json.loads(out)), (0, {"id": "r1", "project_id": "p", "networks": ["n1"]}))
+        self.assertEqual(self.fails("router", "show", "r9"), "no router r9")
+
     def test_badRouter(self) -> None:
         """A bad router document names file and field; nothing is imported."""
         path = self.write("routers.json", json.dumps([{"id": "r1"}, {"id": "r2", "networks": [1]}]))
@@ -425,6 +447,43 @@ class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
         self.assertEqual((e.code, stderr.getvalue()), (1, "mdsvc-manage: no instance nope\n"))
 
 
+class NoStoreTests(ManageTestsMixin, SynchronousTestCase):
+    """Only an import creates a store: every other command on a missing one says so, in one line."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.missing = os.path.join(self.dir, "elsewhere", "mdsvc.sqlite")
+        self.config = self.write("nostore.conf", f"[DEFAULT]\nstate_path = {self.dir}/elsewhere\n")
+
+    def test_readOnlyCommands(self) -> None:
+        """list, show, delete and configdrive build create nothing and name the missing store."""
+        commands = [
+            ("instance", "list"), ("instance", "show", UUID), ("instance", "delete", UUID),
+            ("router", "list"), ("router", "show", "r1"), ("router", "delete", "r1"),
+            ("configdrive", "build", UUID, "-o", os.path.join(self.dir, "drive.iso")),
+        ]
+        for command in commands:
+            message = self.fails(*command)
+            self.assertTrue(message.startswith(f"no store at {self.missing} "), (command, message))
+            self.assertIn(self.config, message)
+            self.assertFalse(os.path.exists(os.path.dirname(self.missing)), command)
+
+    def test_importCreates(self) -> None:
+        """An import creates the store, and then list finds it."""
+        self.manage("instance", "import", self.write("one.json", json.dumps({"uuid": UUID})))
+        self.assertTrue(os.path.exists(self.missing))
+        self.assertEqual(self.manage("instance", "list")[1].split("\t")[0], UUID)
+
+    def test_mainExitStatus(self) -> None:
+        """main prints the missing store as one line on stderr and exits 1."""
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        e = self.assertRaises(SystemExit, main, ["--config", self.config, "instance", "list"])
+        self.assertEqual(e.code, 1)
+        self.assertEqual(len(stderr.getvalue().splitlines()), 1)
+        self.assertTrue(stderr.getvalue().startswith(f"mdsvc-manage: no store at {self.missing} "))
+
+
 class ConsoleScriptTests(ManageTestsMixin, SynchronousTestCase):
     """The installed command, in its own process."""
 
@@ -444,6 +503,23 @@ class ConsoleScriptTests(ManageTestsMixin, SynchronousTestCase):
             (1, "", f"mdsvc-manage: {path}: nics[0].mac: 'nope' is not valid\n"),
         )
         self.assertEqual(self.store.list_instances(), [])
+
+    def test_closedPipe(self) -> None:
+        """
+        Output whose reader has gone (C{mdsvc-manage instance list | head}) ends the command
+        quietly: nothing on stderr, status 0.
+        """
+        self.manage("instance", "import", self.write("two.yaml", YAML_LIST))
+        env = {k: v for k, v in os.environ.items() if k != "MDSVC_CONFIG"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first line: every write fails
+        try:
+            result = subprocess.run([sys.executable, "-m", "mdsvc.manage", "--config", self.config, "instance", "list"],
+                                    stdout=write, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, timeout=60)
+        finally:
+            os.close(write)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
 
 
 class DocumentFormatTests(ManageTestsMixin, SynchronousTestCase):
