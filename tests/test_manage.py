@@ -484,6 +484,28 @@ class NoStoreTests(ManageTestsMixin, SynchronousTestCase):
         self.assertTrue(stderr.getvalue().startswith(f"mdsvc-manage: no store at {self.missing} "))
 
 
+class RelativeStatePathTests(ManageTestsMixin, SynchronousTestCase):
+    """A relative state_path is taken from the config file's directory, not the current one."""
+
+    def test_fromAnotherDirectory(self) -> None:
+        """Imported from one directory, listed from another: the same store, next to the file."""
+        os.makedirs(os.path.join(self.dir, "etc"))
+        config = self.write("etc/demo.conf", "[DEFAULT]\nstate_path = ../relative-state\n")
+        document = self.write("one.json", json.dumps({"uuid": UUID}))
+        here = os.getcwd()
+        self.addCleanup(os.chdir, here)
+        for name in ("a", "b"):
+            os.makedirs(os.path.join(self.dir, name))
+        os.chdir(os.path.join(self.dir, "a"))
+        run(["--config", config, "instance", "import", document], out=io.StringIO())
+        os.chdir(os.path.join(self.dir, "b"))
+        out = io.StringIO()
+        run(["--config", config, "instance", "list"], out=out)
+        self.assertEqual(out.getvalue().split("\t")[0], UUID)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "relative-state", "mdsvc.sqlite")))
+        self.assertEqual(os.listdir(os.path.join(self.dir, "a")) + os.listdir(os.path.join(self.dir, "b")), [])
+
+
 class ConsoleScriptTests(ManageTestsMixin, SynchronousTestCase):
     """The installed command, in its own process."""
 

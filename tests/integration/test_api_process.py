@@ -249,10 +249,13 @@ class StartupTests(SynchronousTestCase):
             api_port = s.getsockname()[1]
         with open(os.path.join(ROOT, "etc", "demo.conf")) as f:
             text = f.read().replace("tcp:8775:", f"tcp:{api_port}:").replace("tcp:8080:", f"tcp:{proxy_port}:")
-        config = os.path.join(directory, "demo.conf")
+        os.mkdir(os.path.join(directory, "etc"))
+        config = os.path.join(directory, "etc", "demo.conf")  # where it is in the tree: its state goes into ../.demo-state
         with open(config, "w") as f:
             f.write(text + f"\n[DEFAULT]\nnova_metadata_port = {api_port}\n")
-        api = Twistd(["mdsvc", "--config", config], os.path.join(directory, "demo.log"), cwd=directory,
+        elsewhere = os.path.join(directory, "elsewhere")  # the current directory does not matter
+        os.mkdir(elsewhere)
+        api = Twistd(["mdsvc", "--config", config], os.path.join(directory, "demo.log"), cwd=elsewhere,
                      ready=lambda p: os.path.exists(os.path.join(directory, ".demo-state", "metadata_proxy")))
         self.addCleanup(api.stop)
         base = f"http://127.0.0.1:{proxy_port}/"
