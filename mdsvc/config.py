@@ -135,23 +135,44 @@ def list_of(item: Callable[[str], Any] = string, sep: str | None = ",") -> Calla
     return parse
 
 
+_ENDPOINT_RULE = "allowed: a Twisted endpoint string such as tcp:8775:interface=127.0.0.1 or unix:/run/mdsvc/api.sock"
+
+
 def endpoint(text: str) -> str:
-    """A Twisted server or client endpoint string; checked for shape here, fully when used."""
+    """
+    A Twisted server endpoint string. Its type and arguments are checked here; what depends on
+    the host (a certificate file, a systemd socket, the address itself) when it listens.
+    """
     value = text.strip()
     if not re.match(r"^[a-z0-9]+:", value):
-        raise ValueError("allowed: a Twisted endpoint string such as tcp:8775:interface=127.0.0.1 or unix:/run/mdsvc/api.sock")
+        raise ValueError(_ENDPOINT_RULE)
+    _check_endpoint(value, _ENDPOINT_RULE)
     return value
+
+
+def _check_endpoint(value: str, rule: str) -> None:
+    """Parse C{value} as Twisted does (without listening): an unknown type or argument is an error."""
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(None, value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{rule} ({' '.join(str(e).split())})") from None
+    except Exception:
+        pass  # a file, a descriptor... of this host: the listener says, naming the option
 
 
 def listeners(text: str) -> tuple[Listener, ...]:
     """C{[proxy] listeners}: one C{network|router ID ENDPOINT} per line (or separated by C{;})."""
+    rule = "allowed: lines of 'network ID ENDPOINT' or 'router ID ENDPOINT', e.g. network 5f3e... tcp:8080:interface=127.0.0.1"
     out = []
     for line in re.split(r"[\n;]", text):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 3 or parts[0] not in ("network", "router") or not re.match(r"^[a-z0-9]+:", parts[2]):
-            raise ValueError("allowed: lines of 'network ID ENDPOINT' or 'router ID ENDPOINT', e.g. network 5f3e... tcp:8080:interface=127.0.0.1")
+            raise ValueError(rule)
+        _check_endpoint(parts[2], rule)
         out.append(Listener(parts[0], parts[1], parts[2]))
     return tuple(out)
 
@@ -566,9 +587,15 @@ def options_for(role: str) -> list[Option]:
 
 @frozen
 class ApiConfig:
-    """What the metadata API role needs (nova.conf names)."""
+    """
+    What the metadata API role needs (nova.conf names).
+
+    @ivar listen_option: the options C{listen_endpoint} comes from, for messages: C{[mdsvc]
+        api_endpoint}, or C{[DEFAULT] metadata_listen} and C{metadata_listen_port}.
+    """
 
     listen_endpoint: str
+    listen_option: str
     cache_expiration: int
     dhcp_domain: str
     vendordata_providers: tuple[str, ...]
@@ -755,6 +782,14 @@ def api_listen_endpoint(loaded: Loaded) -> str:
     return f"tcp:{port}:interface={address}"
 
 
+def api_listen_option(loaded: Loaded) -> str:
+    """C{ApiConfig.listen_option}: what L{api_listen_endpoint} comes from, with the values, for messages."""
+    if loaded["mdsvc", "api_endpoint"] is not None:
+        return f"[mdsvc] api_endpoint {loaded['mdsvc', 'api_endpoint']}"
+    return (f"[DEFAULT] metadata_listen {loaded['DEFAULT', 'metadata_listen']}, "
+            f"metadata_listen_port {loaded['DEFAULT', 'metadata_listen_port']}")
+
+
 def agent_socket_path(loaded: Loaded) -> str:
     """C{AgentConfig.socket_path}: C{metadata_proxy_socket}, else C{$state_path/metadata_proxy}."""
     return loaded["DEFAULT", "metadata_proxy_socket"] or f"{loaded['DEFAULT', 'state_path']}/metadata_proxy"
@@ -784,6 +819,7 @@ DERIVED: dict[str, Callable[[Loaded], Any]] = {
     "store": store,
     "demo": demo,
     "api.listen_endpoint": api_listen_endpoint,
+    "api.listen_option": api_listen_option,
     "agent.socket_path": agent_socket_path,
     "agent.listen_endpoint": agent_listen_endpoint,
     "agent.api_url": api_url,

@@ -342,6 +342,14 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
             "[mdsvc]\napi_endpoint = 8775\n", ":2: [mdsvc] api_endpoint = '8775'", "allowed: a Twisted endpoint string",
         )
 
+    def test_endpointTwistedCannotMake(self) -> None:
+        """An unknown endpoint type or argument is refused as Twisted would refuse it, in every option holding endpoints."""
+        self.assertConfigError("[mdsvc]\napi_endpoint = tcp:abc\n", ":2: [mdsvc] api_endpoint = 'tcp:abc'",
+                               "allowed: a Twisted endpoint string", "(invalid literal for int() with base 10: 'abc')")
+        self.assertConfigError("[mdsvc]\nagent_endpoint = nosuch:1\n", ":2: [mdsvc] agent_endpoint", "(Unknown endpoint type: 'nosuch')")
+        self.assertConfigError("[proxy]\nlisteners = network n1 tcp:1:bogus=2\n", ":2: [proxy] listeners", "allowed: lines of",
+                               "unexpected keyword argument 'bogus'")
+
     def test_badStore(self) -> None:
         """A store that is not KIND:ARG is refused."""
         self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", "allowed: sqlite:PATH")
