@@ -549,19 +549,19 @@ class DocumentFormatTests(ManageTestsMixin, SynchronousTestCase):
 
     def test_yaml_flow_list(self) -> None:
         """A YAML flow list in a .yaml file is YAML, not broken JSON."""
-        path = self.write("flow.yaml", "[{uuid: a}, {uuid: b}]\n")
+        path = self.write("flow.yaml", f"[{{uuid: {UUID}}}, {{uuid: {UUID2}}}]\n")
         self.assertEqual(self.manage("instance", "import", path)[0], 0)
-        self.assertIsNotNone(self.store.get("b"))
+        self.assertIsNotNone(self.store.get(UUID2))
 
     def test_yaml_dates_stay_strings(self) -> None:
         """created_at: 2020-01-01 is kept as the text it is."""
-        path = self.write("d.yaml", "uuid: a\ncreated_at: 2020-01-01\n")
+        path = self.write("d.yaml", f"uuid: {UUID}\ncreated_at: 2020-01-01\n")
         self.manage("instance", "import", path)
-        self.assertEqual(self.store.get("a").document["created_at"], "2020-01-01")  # type: ignore[union-attr]
+        self.assertEqual(self.store.get(UUID).document["created_at"], "2020-01-01")  # type: ignore[union-attr]
 
     def test_byte_order_mark(self) -> None:
         """A UTF-8 byte-order mark is ignored."""
         path = os.path.join(self.dir, "bom.json")
         with open(path, "w", encoding="utf-8-sig") as f:
-            f.write('{"uuid": "a"}')
+            f.write(json.dumps({"uuid": UUID}))
         self.assertEqual(self.manage("instance", "import", path)[0], 0)

@@ -135,7 +135,7 @@ class LiveChangesTests(ApiProcessCase):
         """An import with one bad document writes none of them and names the field."""
         path = os.path.join(self.dir, "bad.json")
         with open(path, "w") as f:
-            json.dump([document(hostname="never"), {"uuid": "x", "nics": [{"mac": "nope"}]}], f)
+            json.dump([document(hostname="never"), {"uuid": "22222222-2222-4222-8222-222222222222", "nics": [{"mac": "nope"}]}], f)
         result = manage(self.config, "instance", "import", path, check=False)
         self.assertEqual(result.returncode, 1)
         self.assertEqual(result.stderr.strip(), f"mdsvc-manage: {path}: [1].nics[0].mac: 'nope' is not valid")
