@@ -21,11 +21,12 @@ INSTALL_CLIENTS = "bash tests/integration/clients/install.sh"
 DRIVE_TOOLS = {"bsdtar": "libarchive-tools", "mcopy": "mtools", "mlabel": "mtools", "blkid": "util-linux"}
 
 
-class ClientsMissing(AssertionError):
+class NotInstalled(AssertionError):
     """
-    The real metadata clients (or the tools they call) are not installed: the test fails, never
-    skips. C{str()} is the one line to show, naming the command that installs them
-    (tests/integration/conftest.py shows only that line under pytest).
+    What a test drives is not installed (the real metadata clients, the tools they call,
+    haproxy, wrk, the Nova peer): the test fails, never skips. C{str()} is the one line to show,
+    naming the command that installs it (tests/integration/conftest.py shows only that line
+    under pytest).
     """
 
 
@@ -40,18 +41,18 @@ def client_python(*tools: str) -> str:
     nowhere else).
 
     @param tools: the Debian tools the probe will call as well (L{DRIVE_TOOLS}).
-    @raise ClientsMissing: something is not installed; one line naming the command to run.
+    @raise NotInstalled: something is not installed; one line naming the command to run.
     """
     directory = clients_dir()
     python = os.path.join(directory, "venv", "bin", "python")
     cloud_init = os.path.join(directory, "cloud-init", "VERSION")
     if not (os.path.exists(python) and os.path.exists(cloud_init)):
-        raise ClientsMissing(f"the real metadata clients are not installed in {directory}: run {INSTALL_CLIENTS} (make test does)")
+        raise NotInstalled(f"the real metadata clients are not installed in {directory}: run {INSTALL_CLIENTS} (make test does)")
     import shutil
 
     missing = sorted({DRIVE_TOOLS[tool] for tool in tools if shutil.which(tool) is None})
     if missing:
-        raise ClientsMissing(f"the config drive readers need {', '.join(tools)}: apt-get install {' '.join(missing)} "
+        raise NotInstalled(f"the config drive readers need {', '.join(tools)}: apt-get install {' '.join(missing)} "
                              "(as root, bash .ci/install-test-deps does)")
     return python
 
@@ -62,7 +63,7 @@ def run_probe(client: str, target: str, *extra: str, tools: tuple[str, ...] = ()
     image, in the clients' virtualenv, and return what it read. Its temporary files go into a
     directory of their own, which must be empty once the probe is done.
 
-    @raise ClientsMissing: the clients are not installed.
+    @raise NotInstalled: the clients are not installed.
     @raise AssertionError: the client failed (its one line), or left temporary files behind.
     """
     import json
