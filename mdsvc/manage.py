@@ -3,7 +3,7 @@
 C{mdsvc-manage}: the operator's command line, on the same configuration files the service runs with.
 
     mdsvc-manage [CONFIG] instance import [--reset-password] FILE... | list | show UUID | delete UUID
-    mdsvc-manage [CONFIG] router import FILE... | list | delete ID
+    mdsvc-manage [CONFIG] router import FILE... | list | show ID | delete ID
     mdsvc-manage [CONFIG] configdrive build UUID -o FILE [--format iso|vfat]
     mdsvc-manage [CONFIG] sign INSTANCE_ID
     mdsvc-manage [CONFIG] check-config [FILE...]
@@ -13,7 +13,8 @@ CONFIG is C{--config-file FILE} (repeated: later files win, option by option), C
 DIR} (its C{*.conf} files, in sorted order, after the files) or C{--config FILE}, as for
 C{twistd mdsvc}; without any, C{$MDSVC_CONFIG}.
 
-Every error is one line on standard error and exit status 1; nothing is written on error.
+Every error is one line on standard error and exit status 1; nothing is written on error. Only
+C{import} creates a store: every other command on a store that does not exist says so.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -35,6 +37,23 @@ from mdsvc.model import DocumentError, Instance, Router, YAMLDocumentLoader, ins
 from mdsvc.schema import declared_field, join
 from mdsvc.store.sqlite import SQLiteDocuments
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
+
+#: Where the document format is described, for C{import --help}.
+DOCUMENT_FORMAT = (
+    "The document format (every field, its type, default and checks) is docs/instance-documents.md in mdsvc's "
+    "source tree; python -m mdsvc.docpage prints the same page. An example with most fields: "
+    "mdsvc/data/demo-instance.json."
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, except that a path such as C{demo-instance.json} is never cut at its hyphen."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 class CommandError(Exception):
@@ -84,11 +103,19 @@ def _yaml(path: str, text: str) -> Any:
         raise CommandError(f"{where}: invalid YAML: {problem}") from None
 
 
-def _store(config: Config) -> SQLiteDocuments:
-    """The configured store, checked as the service checks it at startup (modes, soundness)."""
+def _store(config: Config, create: bool = False) -> SQLiteDocuments:
+    """
+    The configured store, checked as the service checks it at startup (modes, soundness).
+
+    @param create: make the store if there is none (an import); every other command needs an
+        existing one, and a missing one is an error rather than a new, empty store.
+    """
     kind, _, path = config.store.partition(":")
     if kind != "sqlite":
         raise CommandError(f"[mdsvc] store {config.store}: mdsvc-manage handles sqlite stores only")
+    if not create and not os.path.exists(path):
+        raise CommandError(f"no store at {path} ([mdsvc] store of {config.source or 'the defaults'}; "
+                           "instance import or router import creates it)")
     try:
         prepare_configured_store(config, Logger(observer=_warn))
     except StoreProblem as e:
@@ -253,6 +280,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         "in one transaction (all or nothing). A password the guest stored (through the password endpoint) is kept "
         "when an instance is re-imported, whether its document omits \"password\" or gives null or another "
         "password; a document's password is stored only for an instance that has none, or with --reset-password.",
+        epilog=DOCUMENT_FORMAT, formatter_class=_HelpFormatter,
     )
     p.add_argument("files", nargs="+", help="JSON or YAML files of one document or a list of them (- reads standard input)")
     p.add_argument(
@@ -267,9 +295,11 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     p.add_argument("uuid")
 
     router = sub.add_parser("router", help="router documents").add_subparsers(dest="action", required=True)
-    p = router.add_parser("import", help="import router documents")
+    p = router.add_parser("import", help="import router documents", epilog=DOCUMENT_FORMAT, formatter_class=_HelpFormatter)
     p.add_argument("files", nargs="+")
     router.add_parser("list", help="list routers")
+    p = router.add_parser("show", help="print one stored router document")
+    p.add_argument("id")
     p = router.add_parser("delete", help="delete a router")
     p.add_argument("id")
 
@@ -301,7 +331,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     if args.command == "sign":
         print(sign(config.api.shared_secret, args.instance_id), file=out)
         return 0
-    documents = _store(config)
+    documents = _store(config, create=args.action == "import")
     if args.command == "configdrive":
         _build_config_drive(config, documents, args.uuid, args.output, args.format)
         print(f"wrote the {args.format} config drive of {args.uuid} to {args.output}", file=out)
@@ -327,6 +357,11 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         elif args.action == "list":
             for r in documents.list_routers():
                 print(f"{r.id}\t{r.project_id or ''}\t{','.join(r.networks)}", file=out)
+        elif args.action == "show":
+            document = documents.router_document(args.id)
+            if document is None:
+                raise CommandError(f"no router {args.id}")
+            print(json.dumps(document, indent=2), file=out)
         elif args.action == "delete":
             if not documents.delete_router(args.id):
                 raise CommandError(f"no router {args.id}")
@@ -335,9 +370,16 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point."""
+    """
+    Console entry point. Output cut short by its reader (C{mdsvc-manage instance list | head})
+    ends the command quietly: what the reader wanted it has.
+    """
     try:
         status = run(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+    except BrokenPipeError:
+        _quiet_stdout()
+        status = 0
     except CommandError as e:
         print(f"mdsvc-manage: {e}", file=sys.stderr)
         status = 1
@@ -348,6 +390,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"mdsvc-manage: {type(e).__name__}: {e}", file=sys.stderr)
         status = 1
     sys.exit(status)
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

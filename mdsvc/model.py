@@ -16,6 +16,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import uuid as uuidlib
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -51,10 +52,14 @@ __all__ = [
 
 # --- rules of values ---------------------------------------------------------------------------
 
-# An instance uuid or router id: canonical UUIDs, and the short ids labs and tests use ("i-1");
-# never a control character, a blank, a slash or anything outside ASCII, nor "." or "..".
-INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
-INSTANCE_ID_RULE = "1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit"
+# An instance's uuid: the canonical form Nova gives every instance (str(uuid.UUID(...))), which is
+# what Neutron ports name as their device_id and what guests read back as their uuid.
+UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+UUID_RULE = "a canonical UUID: 8-4-4-4-12 lowercase hexadecimal digits, such as 6e7f5b2a-1c1d-4a55-9f3e-2b9d1c0a7e11"
+# A router id: canonical UUIDs, and the short ids labs and tests use ("r-1"); never a control
+# character, a blank, a slash or anything outside ASCII, nor "." or "..".
+ROUTER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+ROUTER_ID_RULE = "1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit"
 # Every other id (project, user, network, port, subnet, image, volume...): printable ASCII
 # without blanks (Keystone ids from LDAP may hold '@' or '=').
 ID_PATTERN = re.compile(r"[!-~]{1,255}")
@@ -79,6 +84,17 @@ def _check_id(pattern: re.Pattern[str], rule: str, what: str, value: str, where:
     """An id matches C{pattern} (import only: stored documents keep the ids they were imported with)."""
     if not pattern.fullmatch(value):
         raise DocumentError(where, f"{shown(value)} is not a valid {what} ({rule})")
+
+
+def _check_uuid(value: str, where: str) -> None:
+    """An instance's uuid is canonical (another spelling of a UUID is named in its canonical form)."""
+    if UUID_PATTERN.fullmatch(value):
+        return
+    try:
+        hint = f"; write it {uuidlib.UUID(value)}"
+    except ValueError:
+        hint = ""
+    raise DocumentError(where, f"{shown(value)} is not a valid uuid ({UUID_RULE}{hint})")
 
 
 def _check_glance_id(value: str, where: str) -> None:
@@ -153,8 +169,9 @@ def _guest_path(value: str, where: str) -> str:
 # The shapes many fields share.
 TEXT = Text()
 ID = Text(kind="string (id)", on_import=partial(_check_id, ID_PATTERN, ID_RULE, "id"), imported=ID_RULE)
-INSTANCE_ID = Text(
-    kind="string (id)", on_import=partial(_check_id, INSTANCE_ID_PATTERN, INSTANCE_ID_RULE, "id"), imported=INSTANCE_ID_RULE,
+INSTANCE_UUID = Text(kind="string (UUID)", on_import=_check_uuid, imported=UUID_RULE)
+ROUTER_ID = Text(
+    kind="string (id)", on_import=partial(_check_id, ROUTER_ID_PATTERN, ROUTER_ID_RULE, "id"), imported=ROUTER_ID_RULE,
 )
 IMAGE_ID = Text(kind="string (Glance image id)", on_import=_check_glance_id, imported=f"`\"\"` or {ID_RULE}")
 IMAGE_ID_OR_NONE = Text(
@@ -321,7 +338,7 @@ class InjectedFile:
 class Instance:
     """Everything the metadata API and the config drive render, for one instance."""
 
-    uuid: str = declared(INSTANCE_ID, "the instance's id")
+    uuid: str = declared(INSTANCE_UUID, "the instance's id")
     name: str = declared(TEXT, "its display name", derived="`Server <uuid>`")
     hostname: str = declared(HOSTNAME, "its hostname or FQDN", derived="Nova's sanitised `name`")
     project_id: str | None = declared(ID, "the project (tenant) owning it", default=None)
@@ -394,7 +411,7 @@ class Instance:
 class Router:
     """A Neutron router: guests on its networks reach metadata through its namespace."""
 
-    id: str = declared(INSTANCE_ID, "the router's id")
+    id: str = declared(ROUTER_ID, "the router's id")
     project_id: str | None = declared(ID, "the project owning it", default=None)
     networks: tuple[str, ...] = declared(ListOf(ID), "the ids of the networks attached to it", default=())
 

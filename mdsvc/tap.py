@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
@@ -20,6 +19,7 @@ from twisted.python import usage
 from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
 from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config, located
+from mdsvc.listen import Listening, listen_service
 from mdsvc.store import open_store
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
@@ -247,7 +247,7 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     # a load balancer a few sources carry every guest's requests.
     guest_facing = not api.service_metadata_proxy and not api.use_forwarded_for
     site = _http(config, APIHandler(app, config.api.debug), reactor, "metadata-api", parts if parts is not None else {}, guest_facing)
-    strports.service(api.listen_endpoint, site, reactor=reactor).setServiceParent(top)
+    listen_service(api.listen_endpoint, site, reactor, f"{_source(config)}: {api.listen_option}").setServiceParent(top)
     return top
 
 
@@ -293,9 +293,12 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     parts["agent"] = handler
     site = _http(config, AgentHandler(handler), reactor, "metadata-agent", parts)
     top = MultiService()
-    UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(top)
+    socket = Listening(f"{_source(config)}: [DEFAULT] metadata_proxy_socket {agent.socket_path}")
+    UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(socket)
+    socket.setServiceParent(top)
     if agent.listen_endpoint:
-        strports.service(agent.listen_endpoint, site, reactor=reactor).setServiceParent(top)
+        where = f"{_source(config)}: [mdsvc] agent_endpoint {agent.listen_endpoint}"
+        listen_service(agent.listen_endpoint, site, reactor, where).setServiceParent(top)
     PoolService(pool).setServiceParent(top)
     return top
 
@@ -321,8 +324,14 @@ def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     for listener in proxy.listeners:
         site = _http(config, NamespaceProxyHandler(listener.kind, listener.id, upstream), reactor,
                      f"metadata-proxy {listener.kind} {listener.id}", parts)
-        strports.service(listener.endpoint, site, reactor=reactor).setServiceParent(top)
+        where = f"{_source(config)}: [proxy] listeners {listener.kind} {listener.id} {listener.endpoint}"
+        listen_service(listener.endpoint, site, reactor, where).setServiceParent(top)
     return top
+
+
+def _source(config: Config) -> str:
+    """The configuration files, for messages (C{defaults} when there are none)."""
+    return config.source or "defaults"
 
 
 def _api(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:

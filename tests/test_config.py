@@ -352,6 +352,14 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
             "[mdsvc]\napi_endpoint = 8775\n", ":2: [mdsvc] api_endpoint = '8775'", "allowed: a Twisted endpoint string",
         )
 
+    def test_endpointTwistedCannotMake(self) -> None:
+        """An unknown endpoint type or argument is refused as Twisted would refuse it, in every option holding endpoints."""
+        self.assertConfigError("[mdsvc]\napi_endpoint = tcp:abc\n", ":2: [mdsvc] api_endpoint = 'tcp:abc'",
+                               "allowed: a Twisted endpoint string", "(invalid literal for int() with base 10: 'abc')")
+        self.assertConfigError("[mdsvc]\nagent_endpoint = nosuch:1\n", ":2: [mdsvc] agent_endpoint", "(Unknown endpoint type: 'nosuch')")
+        self.assertConfigError("[proxy]\nlisteners = network n1 tcp:1:bogus=2\n", ":2: [proxy] listeners", "allowed: lines of",
+                               "unexpected keyword argument 'bogus'")
+
     def test_badStore(self) -> None:
         """A store that is not NAME:ARG is refused."""
         self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", "allowed: sqlite:PATH | a plugin's NAME:ARG")
@@ -797,3 +805,80 @@ class VendorOptionsTests(ConfigTestsMixin, SynchronousTestCase):
         self.assertEqual(located(config, "api", "dhcp_domain"), f"{second}:6: [DEFAULT] dhcp_domain")
         self.assertEqual(located(config, "mdsvc", "store"), f"{first}, {second}: [mdsvc] store")
         self.assertEqual(located(load_config(None), "mdsvc", "store"), "defaults: [mdsvc] store")
+
+
+class RelativePathTests(ConfigTestsMixin, SynchronousTestCase):
+    """A relative path in a file is taken from that file's directory, whatever the current one."""
+
+    def load(self, text: str) -> tuple[str, object]:
+        """(the file's directory, its configuration), read from another current directory."""
+        path = os.path.abspath(self.writeConfig(text))
+        here = os.getcwd()
+        other = os.path.abspath(self.mktemp())
+        os.makedirs(other)
+        os.chdir(other)
+        try:
+            return os.path.dirname(path), load_config(path)
+        finally:
+            os.chdir(here)
+
+    def test_statePath(self) -> None:
+        """state_path, and the store and socket derived from it, are under the file's directory."""
+        directory, config = self.load("[DEFAULT]\nstate_path = state\n")
+        state = os.path.join(directory, "state")
+        self.assertEqual((config.state_path, config.store, config.agent.socket_path),  # type: ignore[attr-defined]
+                         (state, f"sqlite:{state}/mdsvc.sqlite", f"{state}/metadata_proxy"))
+
+    def test_parentDirectory(self) -> None:
+        """../ is taken from the file's directory too, and the path comes out normalised."""
+        directory, config = self.load("[DEFAULT]\nstate_path = ../demo-state\n")
+        self.assertEqual(config.state_path, os.path.join(os.path.dirname(directory), "demo-state"))  # type: ignore[attr-defined]
+
+    def test_files(self) -> None:
+        """Every option naming a file or directory; absolute and empty values stay as written."""
+        directory, config = self.load(
+            "[DEFAULT]\nmetadata_proxy_socket = run/agent.sock\nauth_ca_cert = ca.pem\nnova_client_cert = /etc/c.pem\n"
+            "nova_client_priv_key =\n[api]\nvendordata_jsonfile_path = vd.json\nvendordata_dynamic_ssl_certfile = dyn/ca.pem\n"
+            "[mdsvc]\nstore = sqlite:db/m.sqlite\nlookup = static:ports.yaml\n[proxy]\nnetns_dir = netns\n"
+            "[neutron]\ncafile = n.pem\n"
+        )
+        here = lambda name: os.path.join(directory, name)  # noqa: E731
+        c: object = config
+        self.assertEqual(
+            [c.agent.socket_path, c.agent.api_ca_cert, c.agent.api_client_cert, c.agent.api_client_key,  # type: ignore[attr-defined]
+             c.api.vendordata_jsonfile_path, c.api.vendordata_dynamic_ssl_certfile, c.store, c.agent.lookup,  # type: ignore[attr-defined]
+             c.proxy.netns_dir, c.agent.neutron.cafile],  # type: ignore[attr-defined]
+            [here("run/agent.sock"), here("ca.pem"), "/etc/c.pem", "", here("vd.json"), here("dyn/ca.pem"),
+             f"sqlite:{here('db/m.sqlite')}", f"static:{here('ports.yaml')}", here("netns"), here("n.pem")],
+        )
+
+    def test_otherValuesAsWritten(self) -> None:
+        """A store or lookup of another kind, and TCP endpoints, are not paths."""
+        _, config = self.load("[mdsvc]\nstore = vendor:thing\nlookup = neutron\napi_endpoint = tcp:8775:interface=127.0.0.1\n")
+        self.assertEqual((config.store, config.agent.lookup, config.api.listen_endpoint),  # type: ignore[attr-defined]
+                         ("vendor:thing", "neutron", "tcp:8775:interface=127.0.0.1"))
+
+    def test_unixEndpoints(self) -> None:
+        """The socket file of a unix: endpoint (first field or address=), with its options kept and escapes made."""
+        directory, config = self.load(
+            "[mdsvc]\napi_endpoint = unix:api.sock:mode=660\nagent_endpoint = unix:mode=600:address=a\\:b.sock\n"
+            "[proxy]\nlisteners = network n1 unix:p1.sock; router r1 tcp:9697\n  network n2 unix:/abs.sock\n"
+        )
+        escaped = directory.replace(":", "\\:").replace("=", "\\=")
+        self.assertEqual(config.api.listen_endpoint, f"unix:{escaped}/api.sock:mode=660")  # type: ignore[attr-defined]
+        self.assertEqual(config.agent.listen_endpoint, f"unix:mode=600:address={escaped}/a\\:b.sock")  # type: ignore[attr-defined]
+        self.assertEqual([listener.endpoint for listener in config.proxy.listeners],  # type: ignore[attr-defined]
+                         [f"unix:{escaped}/p1.sock", "tcp:9697", "unix:/abs.sock"])
+
+    def test_substitutedFromAnotherFile(self) -> None:
+        """$state_path set relative in one file is taken from that file's directory where another file names it."""
+        first = os.path.abspath(self.writeConfig("[DEFAULT]\nstate_path = state\n"))
+        second = os.path.abspath(self.writeConfig("[api]\nvendordata_jsonfile_path = $state_path/vd.json\n"))
+        config = load_config([first, second])
+        state = os.path.join(os.path.dirname(first), "state")
+        self.assertEqual((config.state_path, config.api.vendordata_jsonfile_path), (state, f"{state}/vd.json"))
+
+    def test_commandLineAsWritten(self) -> None:
+        """A value given on a command line (an override) is left as written: the current directory's."""
+        config = load_config(None, {("DEFAULT", "state_path"): "here"})
+        self.assertEqual(config.state_path, "here")

@@ -118,7 +118,7 @@ class ContentTests(SynchronousTestCase):
         failure = self.failureResultOf(ensureDeferred(drive_files(a, inst, SKIP)), ConfigDriveError)
         self.assertEqual(str(failure.value), "injected_files[0].path: injected file path '/etc/../../x' is outside the drive (absolute, no '..')")
         from mdsvc.model import DocumentError
-        e = self.assertRaises(DocumentError, instance_from_document, {"uuid": "u", "injected_files": [{"path": "/a/../../b"}]})
+        e = self.assertRaises(DocumentError, instance_from_document, {"uuid": "0f0f0f0f-0000-4000-8000-000000000001", "injected_files": [{"path": "/a/../../b"}]})
         self.assertEqual(e.where, "injected_files[0].path")
 
 

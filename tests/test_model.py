@@ -314,14 +314,26 @@ class ValidationTests(SynchronousTestCase):
 
     def test_uuidWithSpace(self) -> None:
         """A uuid with whitespace or a slash is refused (it ends up in URLs and file names)."""
-        rules = " (1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit)"
-        self.assertBad({"uuid": "a b"}, "uuid", "'a b' is not a valid id" + rules)
-        self.assertBad({"uuid": "a/b"}, "uuid", "'a/b' is not a valid id" + rules)
+        rule = " (a canonical UUID: 8-4-4-4-12 lowercase hexadecimal digits, such as 6e7f5b2a-1c1d-4a55-9f3e-2b9d1c0a7e11)"
+        self.assertBad({"uuid": "a b"}, "uuid", "'a b' is not a valid uuid" + rule)
+        self.assertBad({"uuid": "a/b"}, "uuid", "'a/b' is not a valid uuid" + rule)
+
+    def test_uuidNotAUUID(self) -> None:
+        """A short id such as "x" or "i-1" is not an instance uuid: Nova's are canonical UUIDs."""
+        for bad in ("x", "i-1", "u_1", "vm.1", "x" * 255, UUID[:-1], UUID + "0", UUID.replace("-", "_"), "g" + UUID[1:]):
+            e = self.assertBad({"uuid": bad}, "uuid")
+            self.assertIn("is not a valid uuid (a canonical UUID", str(e))
+
+    def test_uuidOtherSpelling(self) -> None:
+        """A UUID spelled otherwise (capitals, no dashes, braces, urn:uuid:) is refused, naming its canonical form."""
+        for spelling in (UUID.upper(), UUID.replace("-", ""), "{" + UUID + "}", "urn:uuid:" + UUID):
+            e = self.assertBad({"uuid": spelling}, "uuid")
+            self.assertTrue(str(e).endswith(f"; write it {UUID})"), str(e))
 
     def test_uuidTrailingNewline(self) -> None:
         """A trailing newline (from a YAML block scalar) does not slip through the pattern."""
-        self.assertBad({"uuid": "abc\n"}, "uuid")
-        self.assertIn("'abc\\n' is not a valid id", str(self.assertRaises(DocumentError, instance_from_document, {"uuid": "abc\n"})))
+        self.assertBad({"uuid": UUID + "\n"}, "uuid")
+        self.assertIn(f"'{UUID}\\n' is not a valid uuid", str(self.assertRaises(DocumentError, instance_from_document, {"uuid": UUID + "\n"})))
 
     def test_unknownTopLevel(self) -> None:
         """An unknown top-level field is named."""
@@ -536,8 +548,8 @@ class HostileDocumentTests(SynchronousTestCase):
             self.assertBad({"uuid": bad}, "uuid")
 
     def test_uuidGood(self) -> None:
-        """Canonical UUIDs and short lab ids (letters, digits, '.', '_', '-') are accepted."""
-        for good in (UUID, UUID.upper(), "a", "i-1", "u_1", "vm.1", "x" * 255):
+        """Canonical UUIDs are accepted, whatever their version."""
+        for good in (UUID, "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"):
             self.assertEqual(instance_from_document({"uuid": good}).uuid, good)
 
     def test_idsNoControlCharacters(self) -> None:

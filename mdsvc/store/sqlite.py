@@ -433,6 +433,11 @@ class SQLiteDocuments:
         rows = self._read(lambda c: c.execute("SELECT document FROM routers ORDER BY id").fetchall())
         return [router_from_document(json.loads(r[0]), strict=False) for r in rows]
 
+    def router_document(self, router_id: str) -> dict[str, Any] | None:
+        """The stored document of one router, or None."""
+        row = self._read(lambda c: c.execute("SELECT document FROM routers WHERE id = ?", (router_id,)).fetchone())
+        return dict(json.loads(row[0])) if row else None
+
     def router_networks(self, router_id: str) -> list[str] | None:
         """The networks attached to a router, in document order; None if there is no such router."""
 
