@@ -162,7 +162,7 @@ IMAGE_ID_OR_NONE = Text(
     imported=f"`\"\"` or {ID_RULE}",
 )
 HOSTNAME = Text(on_import=_check_hostname, imported="not empty; " + HOSTNAME_RULE)
-IP = Text(rule="an IP address (kept in canonical form)", check=_ip)
+IP = Text(rule="an IP address (kept as written: Nova passes Neutron's text on)", check=_ip)
 CIDR = Text(rule="a CIDR", check=_cidr)
 MAC = Text(rule="six hex pairs separated by ':' (kept lower-cased)", check=_mac)
 BASE64 = Text(kind="string (base64)", rule="line breaks and blanks allowed", check=_base64)
