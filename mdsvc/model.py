@@ -237,7 +237,7 @@ class Nic:
     vif_type: str | None = declared(TEXT, "Neutron's VIF type (`ovs`, `bridge`, ...)", default=None)
     vnic_type: str | None = declared(TEXT, "Neutron's VNIC type (`normal`, `direct`, ...)", default=None)
     security_groups: tuple[str, ...] | None = declared(
-        ListOf(TEXT), "the port's security group names; absent: the instance's", default=None,
+        ListOf(TEXT), "the port's security group names (`[]`: none); absent: the instance's", default=None,
     )
     network: Network = declared(Record(Network), "the network the port is on", factory=Network)
     fixed_ips: tuple[FixedIp, ...] = declared(ListOf(Record(FixedIp)), "the port's fixed IPs, in subnet order", default=())
@@ -360,7 +360,8 @@ class Instance:
         TEXT, "the password the guest posted (kept across re-imports; stored only for an instance that has none)", default=None,
     )
     security_groups: tuple[str, ...] = declared(
-        ListOf(TEXT), "security group names, for every port that gives none", default=("default",),
+        ListOf(TEXT), "security group names of every port that gives none (listed once per such port, as Nova lists Neutron's)",
+        default=("default",),
     )
     nics: tuple[Nic, ...] = declared(ListOf(Record(Nic)), "its ports, in Nova's network info order", default=())
     device_metadata: tuple[Device, ...] = declared(ListOf(Record(Device)), "its tagged devices", default=())
@@ -380,14 +381,16 @@ class Instance:
         return [fip for nic in self.nics for fip in nic.fixed_ips]
 
     def all_security_groups(self) -> list[str]:
-        """Security group names of every port, first-seen order, without duplicates."""
-        seen: dict[str, None] = {}
-        if not self.nics:
-            seen.update(dict.fromkeys(self.security_groups))
-        for nic in self.nics:
-            groups = nic.security_groups if nic.security_groups is not None else self.security_groups
-            seen.update(dict.fromkeys(groups))
-        return list(seen)
+        """
+        The security group names Nova lists (C{security_group_api.get_instance_security_groups}:
+        Neutron's groups of each of the instance's ports, in port order): each port's own groups,
+        else the instance's, duplicates kept; an instance without ports has none.
+        """
+        return [group for nic in self.nics for group in self.port_security_groups(nic)]
+
+    def port_security_groups(self, nic: Nic) -> tuple[str, ...]:
+        """The groups of one port: its own (C{[]}: none, port security off), else the instance's."""
+        return nic.security_groups if nic.security_groups is not None else self.security_groups
 
 
 @frozen
