@@ -8,7 +8,7 @@ setup(
     description="Instance metadata service for OpenStack-style clouds, as one Twisted application",
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests*", "bench*"]) + ["twisted.plugins"],
-    package_data={"mdsvc": ["data/*.json"]},
+    package_data={"mdsvc": ["data/*.json", "data/*.template"]},
     install_requires=[
         "twisted[tls]>=24.7",
         "treq>=24.9",
@@ -19,6 +19,7 @@ setup(
         "pycdlib>=1.14",
         "pyfatfs>=1.0",
         "httptools>=0.6.2",
+        "jinja2>=3.0",
     ],
     extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14", "ruff", "mypy", "mypy-zope", "types-PyYAML"]},
     entry_points={"console_scripts": ["mdsvc-manage = mdsvc.manage:main"]},

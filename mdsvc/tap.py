@@ -165,8 +165,6 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     store = open_store(config.store, reactor)
     if api.service_metadata_proxy and not api.shared_secret:
         log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
-    if api.flat_injected:
-        log.warn("[DEFAULT] flat_injected is set, but mdsvc does not render Nova's injected interfaces template (network_config)")
     app = app_from_config(config, store, reactor)
     app.static_file.load()  # logs a bad file at startup rather than at the first guest
     if parts is not None:

@@ -41,6 +41,7 @@ class MetadataApp:
     """
     Answers metadata requests for the instances of C{store}.
 
+    @ivar flat_injected: C{[DEFAULT] flat_injected}: Nova's interfaces template is rendered.
     @ivar providers: C{vendordata_providers} in order; C{"StaticJSON"} reads C{static_file},
         any other name is looked up in C{dynamic} (e.g. C{{"DynamicJSON": DynamicJSON(...)}}).
     """
@@ -49,6 +50,7 @@ class MetadataApp:
     identifier: Identifier
     clock: IReactorTime
     dhcp_domain: str = "novalocal"
+    flat_injected: bool = False
     cache_ttl: float = 15
     static_file: StaticJSONFile = field(factory=lambda: StaticJSONFile(None))
     providers: tuple[str, ...] = ("StaticJSON",)
@@ -76,7 +78,7 @@ class MetadataApp:
     def render(self, instance: Instance) -> InstanceMetadata:
         """A fresh render cache entry for C{instance} (StaticJSON data as of now)."""
         static = self.static_file.load() if "StaticJSON" in self.providers else None
-        return InstanceMetadata(instance, self.dhcp_domain, static)
+        return InstanceMetadata(instance, self.dhcp_domain, static, self.flat_injected)
 
     def _load_uuid(self, key: Any) -> Deferred[InstanceMetadata | None]:
         _, uuid = key  # ("uuid", uuid)

@@ -47,6 +47,7 @@ def app_from_config(config: Config, store: IInstanceStore, reactor: Any) -> Meta
         identifier=Identifier(api.service_metadata_proxy, api.shared_secret, api.use_forwarded_for),
         clock=reactor,
         dhcp_domain=api.dhcp_domain,
+        flat_injected=api.flat_injected,
         cache_ttl=api.cache_expiration,
         static_file=StaticJSONFile(api.vendordata_jsonfile_path),
         providers=api.vendordata_providers,
