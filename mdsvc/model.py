@@ -135,10 +135,10 @@ def _cidr(value: str, where: str) -> str:
 
 
 def _mac(value: str, where: str) -> str:
-    """A MAC address, lower-cased."""
+    """A MAC address, kept as written (Nova passes Neutron's text on); lookups ignore its case."""
     if not MAC_PATTERN.fullmatch(value):
         raise DocumentError(where, f"{shown(value)} is not valid")
-    return value.lower()
+    return value
 
 
 def _guest_path(value: str, where: str) -> str:
@@ -164,7 +164,7 @@ IMAGE_ID_OR_NONE = Text(
 HOSTNAME = Text(on_import=_check_hostname, imported="not empty; " + HOSTNAME_RULE)
 IP = Text(rule="an IP address (kept as written: Nova passes Neutron's text on)", check=_ip)
 CIDR = Text(rule="a CIDR", check=_cidr)
-MAC = Text(rule="six hex pairs separated by ':' (kept lower-cased)", check=_mac)
+MAC = Text(rule="six hex pairs separated by ':' (kept as written; lookups ignore case)", check=_mac)
 BASE64 = Text(kind="string (base64)", rule="line breaks and blanks allowed", check=_base64)
 USER_DATA = Text(
     kind="string (base64)", rule="line breaks and blanks allowed", check=_base64, on_import=_check_user_data_size,

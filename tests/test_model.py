@@ -202,9 +202,9 @@ class FullDocumentTests(SynchronousTestCase):
         self.assertEqual(instance.key_pair, KeyPair(name="k", public_key="ssh-rsa AAA", type="ssh"))
 
     def test_nics(self) -> None:
-        """NICs, their network and fixed IPs are built; MACs are lower-cased and IPs canonical."""
+        """NICs, their network and fixed IPs are built; MACs and IPs kept as written (as Nova passes Neutron's on)."""
         nic = self.instance.nics[0]
-        self.assertEqual(nic.mac, "fa:16:3e:00:00:01")
+        self.assertEqual(nic.mac, "FA:16:3E:00:00:01")
         self.assertEqual(nic.network, Network(id="net-1", name="private", mtu=1450))
         self.assertIsNone(nic.security_groups)
         self.assertEqual(
@@ -258,10 +258,10 @@ class FullDocumentTests(SynchronousTestCase):
         self.assertIsNone(Nic().devname)
 
     def test_devices(self) -> None:
-        """Tagged devices are parsed, MAC lower-cased."""
+        """Tagged devices are parsed, the MAC as written."""
         device = self.instance.device_metadata[0]
         self.assertEqual((device.type, device.bus, device.address, device.mac, device.tags),
-                         ("nic", "pci", "0000:00:03.0", "fa:16:3e:00:00:01", ("lan",)))
+                         ("nic", "pci", "0000:00:03.0", "FA:16:3E:00:00:01", ("lan",)))
 
     def test_configDriveOnly(self) -> None:
         """admin_pass and injected files (decoded) are kept."""
