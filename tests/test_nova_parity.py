@@ -327,6 +327,15 @@ class AddressTextTests(SynchronousTestCase):
         self.assertEqual(static["services"][0], {"type": "dns", "address": "2001:4860:4860:0:0:0:0:8888"})
         self.assertEqual(got, want)
 
+    def test_mac_as_written(self) -> None:
+        """A MAC in upper case stays so in C{network_data.json} and the interfaces template, as in Nova."""
+        answers = NovaAnswers(self, "flat_injected", V6_ONLY)
+        links = json.loads(answers.want("/openstack/latest/network_data.json"))["links"]
+        self.assertEqual(links[-1]["ethernet_mac_address"], "FA:16:3E:00:03:03")
+        self.assertIn(b"hwaddress ether FA:16:3E:00:03:03\n", answers.want("/openstack/content/0000"))
+        for path in ("/openstack/latest/network_data.json", "/openstack/content/0000"):
+            self.assertEqual(answers.got(path), answers.want(path))
+
     def test_forwarded_address_as_sent(self) -> None:
         """An instance without IPv4 has the request's address as C{local-ipv4}, as the proxy sent it."""
         answers = NovaAnswers(self, "default", V6_ONLY)
