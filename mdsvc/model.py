@@ -197,9 +197,9 @@ class Subnet:
         derived="the version of `cidr`, else of the fixed IP",
     )
     gateway: str | None = declared(IP, "the default gateway; none: no default route", default=None)
-    dns: tuple[str, ...] = declared(ListOf(IP), "DNS servers", default=())
+    dns: tuple[str, ...] = declared(ListOf(IP, unique=True), "DNS servers", default=())
     routes: tuple[tuple[str, str], ...] = declared(
-        ListOf(Record(Route, then=attrs.astuple)), "static routes besides the default one", default=(),
+        ListOf(Record(Route, then=attrs.astuple), unique=True), "static routes besides the default one", default=(),
     )
     enable_dhcp: bool = declared(Boolean(), "whether Neutron serves DHCP on the subnet", default=True)
     ipv6_address_mode: str | None = declared(
@@ -214,7 +214,7 @@ class FixedIp:
 
     ip: str = declared(IP, "the address; of its subnet's IP version")
     subnet: Subnet = declared(Record(Subnet), "the subnet holding the address", derived="an empty subnet of the address's version")
-    floating_ips: tuple[str, ...] = declared(ListOf(IP), "floating IPs associated with the address", default=())
+    floating_ips: tuple[str, ...] = declared(ListOf(IP, unique=True), "floating IPs associated with the address", default=())
 
 
 @frozen
