@@ -281,6 +281,10 @@ OPTIONS: tuple[Option, ...] = (
            help="Render Nova's /etc/network/interfaces template for the instance's ports (meta_data.json "
                 "network_config, /openstack/content/0000 and on config drives), as nova-compute does when the "
                 "instance's network info was built with it set."),
+    Option("DEFAULT", "injected_network_template", optional(string), None, roles=API,
+           dest="api.injected_network_template", example="/etc/mdsvc/interfaces.template",
+           help="The Jinja2 template flat_injected renders, given Nova's values (empty: Nova's own, shipped "
+                "with mdsvc); one that cannot be read or rendered gives no network_config, logged."),
     Option("api", "metadata_cache_expiration", integer(0), "15", roles=API, dest="api.cache_expiration",
            help="Seconds an instance's rendered metadata is reused; 0 reads the store on every request."),
     Option("api", "dhcp_domain", string, "novalocal", roles=API, dest="api.dhcp_domain",
@@ -494,6 +498,7 @@ class ApiConfig:
     service_metadata_proxy: bool
     shared_secret: str = field(repr=False)
     flat_injected: bool
+    injected_network_template: str | None
     config_drive_skip_versions: tuple[str, ...]
     debug: bool
 

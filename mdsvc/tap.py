@@ -167,6 +167,8 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
         log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
     app = app_from_config(config, store, reactor)
     app.static_file.load()  # logs a bad file at startup rather than at the first guest
+    if app.interfaces is not None:
+        app.interfaces.load()  # (the same for the interfaces template)
     if parts is not None:
         parts["app"] = app
     top = MultiService()

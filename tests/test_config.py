@@ -101,6 +101,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertIs(api.service_metadata_proxy, False)
         self.assertEqual(api.shared_secret, "")
         self.assertIs(api.flat_injected, False)
+        self.assertIsNone(api.injected_network_template)
         self.assertIs(api.debug, False)
         self.assertEqual(
             api.config_drive_skip_versions,
@@ -178,6 +179,7 @@ class OptionTests(ConfigTestsMixin, SynchronousTestCase):
             metadata_listen = 127.0.0.1
             metadata_listen_port = 9999
             flat_injected = 1
+            injected_network_template = /etc/nova/interfaces.template
             [api]
             metadata_cache_expiration = 0
             dhcp_domain = d.example
@@ -204,6 +206,7 @@ class OptionTests(ConfigTestsMixin, SynchronousTestCase):
             (api.debug, api.listen_endpoint, api.flat_injected, api.cache_expiration, api.dhcp_domain),
             (True, "tcp:9999:interface=127.0.0.1", True, 0, "d.example"),
         )
+        self.assertEqual(api.injected_network_template, "/etc/nova/interfaces.template")
         self.assertEqual(
             (api.vendordata_providers, api.vendordata_jsonfile_path, api.vendordata_dynamic_targets, api.vendordata_dynamic_ssl_certfile),
             (("DynamicJSON",), "/v.json", ("a@http://x",), "/ca"),

@@ -7,6 +7,7 @@ from typing import Any
 
 from mdsvc.api.app import MetadataApp
 from mdsvc.api.identify import Identifier
+from mdsvc.api.injected import InterfacesTemplate
 from mdsvc.api.vendordata import DynamicJSON, StaticJSONFile, parse_targets
 from mdsvc.config import Config
 from mdsvc.interfaces import IInstanceStore, IVendordataProvider
@@ -47,7 +48,7 @@ def app_from_config(config: Config, store: IInstanceStore, reactor: Any) -> Meta
         identifier=Identifier(api.service_metadata_proxy, api.shared_secret, api.use_forwarded_for),
         clock=reactor,
         dhcp_domain=api.dhcp_domain,
-        flat_injected=api.flat_injected,
+        interfaces=InterfacesTemplate(api.injected_network_template) if api.flat_injected else None,
         cache_ttl=api.cache_expiration,
         static_file=StaticJSONFile(api.vendordata_jsonfile_path),
         providers=api.vendordata_providers,

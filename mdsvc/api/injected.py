@@ -5,19 +5,25 @@ file that C{meta_data.json}'s C{network_config} points at, served as C{/openstac
 and written on config drives.
 
 The interfaces are chosen and described as C{nova.virt.netutils.get_injected_network_template}
-does, and rendered with Jinja2 from Nova's own template (C{mdsvc/data/interfaces.template}):
-each port with subnets is C{eth<n>} in port order; a port whose first IPv4 or first IPv6 subnet
-has a DHCP server is left out (its number is still taken); addresses, gateways and DNS servers as
-written, the IPv4 netmask and broadcast as netaddr prints them, the IPv6 netmask as the prefix
-length.  Nothing is rendered when no port is left.
+does, and rendered with Jinja2 (C{trim_blocks}, as Nova) from C{[DEFAULT]
+injected_network_template} or Nova's own template (C{mdsvc/data/interfaces.template}): each port
+with subnets is C{eth<n>} in port order; a port whose first IPv4 or first IPv6 subnet has a DHCP
+server is left out (its number is still taken); addresses, gateways and DNS servers as written,
+the IPv4 netmask and broadcast as netaddr prints them, the IPv6 netmask as the prefix length.
+Nothing is rendered when no port is left.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import cache
 from importlib import resources
 from typing import Any
+
+import jinja2
+from attrs import define, field
+from twisted.logger import Logger
 
 from mdsvc.api.addresses import broadcast_text, netaddr_text, netmask_text, network_of, subnet_of
 from mdsvc.api.network_data import SubnetIp, first_of_version, port_subnets
@@ -28,16 +34,67 @@ TEMPLATE = "data/interfaces.template"
 
 
 @cache
-def _template() -> Any:
-    """The template, compiled once, in Nova's Jinja2 environment (C{trim_blocks} only)."""
-    import jinja2
-
+def _nova_template() -> jinja2.Template:
+    """Nova's own template, compiled once in Nova's Jinja2 environment."""
     text = resources.files("mdsvc").joinpath(TEMPLATE).read_text("utf-8")
-    return jinja2.Environment(trim_blocks=True, autoescape=False).from_string(text)
+    return jinja2.Environment(trim_blocks=True).from_string(text)
 
 
-def injected_interfaces(instance: Instance) -> str | None:
-    """The rendered C{/etc/network/interfaces} of C{instance}, or None when no port is described."""
+@cache
+def _environment(directory: str) -> jinja2.Environment:
+    """Nova's environment for a template file's directory (Jinja2 reloads a file that changed)."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(directory), trim_blocks=True)
+
+
+@define
+class InterfacesTemplate:
+    """
+    What C{flat_injected} renders for an instance.
+
+    @ivar path: C{[DEFAULT] injected_network_template}; None: Nova's own template.  A file that
+        cannot be read, compiled or rendered renders nothing (no C{network_config}), logged once
+        per distinct reason, as a broken vendordata file serves no C{vendor_data.json}.
+    """
+
+    path: str | None = None
+    _last_error: str | None = field(default=None, init=False, repr=False)
+    _log = Logger()
+
+    def load(self) -> jinja2.Template | None:
+        """The compiled template, or None (logged) when it cannot be read or compiled."""
+        if self.path is None:
+            return _nova_template()
+        directory, name = os.path.split(self.path)
+        try:
+            return _environment(directory).get_template(name)
+        except (OSError, jinja2.TemplateError) as e:
+            self._failed(e)
+            return None
+
+    def render(self, instance: Instance) -> str | None:
+        """The rendered C{/etc/network/interfaces} of C{instance}, or None when no port is described."""
+        values = template_values(instance)
+        if values is None:
+            return None
+        template = self.load()
+        if template is None:
+            return None
+        try:
+            return str(template.render(values))
+        except jinja2.TemplateError as e:
+            self._failed(e)
+            return None
+
+    def _failed(self, error: Exception) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        if reason != self._last_error:
+            self._last_error = reason
+            self._log.error("injected_network_template {path}: {reason}; no network_config is rendered", path=self.path, reason=reason)
+
+
+def template_values(instance: Instance) -> dict[str, Any] | None:
+    """What Nova hands the template (C{interfaces}, C{use_ipv6}, C{libvirt_virt_type}: None, as
+    for the metadata service and drives), or None when no port is described."""
     interfaces = []
     use_ipv6 = False
     number = -1
@@ -53,7 +110,7 @@ def injected_interfaces(instance: Instance) -> str | None:
         interfaces.append(_interface(f"eth{number}", nic, v4, v6))
     if not interfaces:
         return None
-    return str(_template().render(interfaces=interfaces, use_ipv6=use_ipv6, libvirt_virt_type=None))
+    return {"interfaces": interfaces, "use_ipv6": use_ipv6, "libvirt_virt_type": None}
 
 
 def _interface(name: str, nic: Nic, v4: SubnetIp | None, v6: SubnetIp | None) -> dict[str, Any]:
@@ -79,7 +136,7 @@ def _interface(name: str, nic: Nic, v4: SubnetIp | None, v6: SubnetIp | None) ->
 
 
 def _route(destination: str, nexthop: str) -> dict[str, str]:
-    """A host route as Nova hands it to the template (C{network}: the CIDR's address part; Nova's
-    own template does not use routes)."""
+    """An IPv4 host route as Nova hands it to the template (C{network}: the CIDR's address part,
+    as C{get_net_and_mask} takes it; Nova's own template does not use routes)."""
     return {"gateway": nexthop, "cidr": destination, "network": netaddr_text(ipaddress.ip_interface(destination).ip),
             "netmask": netmask_text(network_of(destination))}

@@ -24,7 +24,7 @@ from attrs import define, field, frozen
 from mdsvc.api import openstack as ostack
 from mdsvc.api.ec2 import LOCAL_IPV4_FROM_REQUEST, ec2_meta_data
 from mdsvc.api.errors import MetadataError, not_found
-from mdsvc.api.injected import injected_interfaces
+from mdsvc.api.injected import InterfacesTemplate
 from mdsvc.api.network_data import network_data
 from mdsvc.api.vendordata import StaticVendordata
 from mdsvc.api.versions import EC2_VERSIONS, GRIZZLY, HAVANA, NEWTON_TWO, ec2_version, openstack_listing, openstack_version
@@ -110,14 +110,14 @@ class InstanceMetadata:
 
     @ivar static_vendordata: the StaticJSON data as of this build, or None when StaticJSON is not
         among C{vendordata_providers}.
-    @ivar flat_injected: C{[DEFAULT] flat_injected}: render Nova's interfaces template
-        (C{network_config}, C{/openstack/content/0000}).
+    @ivar interfaces: with C{[DEFAULT] flat_injected}, the interfaces template to render
+        (C{network_config}, C{/openstack/content/0000}); None without.
     """
 
     instance: Instance
     dhcp_domain: str
     static_vendordata: StaticVendordata | None = None
-    flat_injected: bool = False
+    interfaces: InterfacesTemplate | None = None
     _content: dict[str, bytes] | None = field(default=None, init=False, repr=False)
     _ec2_trees: dict[str, dict[str, Any]] = field(factory=dict, init=False, repr=False)
     _meta_data: dict[str, bytes] = field(factory=dict, init=False, repr=False)
@@ -133,7 +133,7 @@ class InstanceMetadata:
         template when C{flat_injected} renders one, else nothing (injected files are on drives only).
         """
         if self._content is None:
-            rendered = injected_interfaces(self.instance) if self.flat_injected else None
+            rendered = self.interfaces.render(self.instance) if self.interfaces is not None else None
             self._content = {} if rendered is None else {"0000": rendered.encode("utf-8")}
         return self._content
 
