@@ -81,6 +81,7 @@ def synchronous(f: Any, *args: Any) -> Deferred[Any]:
 NOVA_CONF = """\
 [DEFAULT]
 flat_injected = {flat_injected}
+{default}
 
 [api]
 dhcp_domain = {dhcp_domain}
@@ -94,13 +95,16 @@ metadata_proxy_shared_secret = {secret}
 class Deployment:
     """mdsvc's API configured as one variant, the documents imported into its embedded store."""
 
-    def __init__(self, case: SynchronousTestCase, variant: str) -> None:
+    def __init__(self, case: SynchronousTestCase, variant: str, default: str = "") -> None:
+        """
+        @param default: more C{[DEFAULT]} option lines.
+        """
         options = expected()["variants"][variant]["options"]
         directory = case.mktemp()
         os.makedirs(directory)
         path = os.path.join(directory, "nova.conf")
         with open(path, "w") as f:
-            f.write(NOVA_CONF.format(secret=expected()["secret"], **options))
+            f.write(NOVA_CONF.format(secret=expected()["secret"], default=default, **options))
         self.case = case
         self.config = load_config(path)
         self.documents = SQLiteDocuments(os.path.join(directory, "mdsvc.sqlite"))
@@ -354,6 +358,17 @@ class InjectedTemplateTests(SynchronousTestCase):
                 answers = NovaAnswers(self, variant, uuid)
                 self.assertTrue(answers.want("/openstack/content/0000").startswith(b"# Injected by Nova on instance boot\n"))
                 self.assertEqual(answers.got("/openstack/content/0000"), answers.want("/openstack/content/0000"), (variant, uuid))
+
+    def test_template_values(self) -> None:
+        """Every value handed to an operator's C{injected_network_template} (IPv4 routes included,
+        which Nova's own template leaves out) is Nova's: a template printing them as JSON renders
+        the same bytes."""
+        values = os.path.join(HERE, "values.template")
+        deployment = Deployment(self, "flat_injected", f"injected_network_template = {values}")
+        self.assertIn('"routes": [{"cidr": ', expected()["template_values"][SG_PORTS])
+        for uuid, want in expected()["template_values"].items():
+            got = deployment.get("/openstack/content/0000", expected()["variants"]["flat_injected"]["instances"][uuid]["headers"])
+            self.assertEqual(got[:3:2], [200, want.encode()], uuid)
 
     def test_nova_template(self) -> None:
         """The template mdsvc ships is Nova's file unchanged, after mdsvc's leading comment."""

@@ -40,6 +40,7 @@ import netaddr  # noqa: E402
 import nova_wsgi  # noqa: E402
 import webob  # noqa: E402
 from nova.api.metadata import base, handler  # noqa: E402
+from nova.virt import netutils  # noqa: E402
 
 CONF = nova_wsgi.CONF
 SEED = "<random_seed>"
@@ -124,6 +125,14 @@ def paths(md: base.InstanceMetadata) -> list[str]:
     return out
 
 
+def template_values(docs: list) -> dict[str, str | None]:
+    """What Nova's C{get_injected_network_template} renders from C{values.template} (every value
+    it hands a template, as JSON) for each instance, its network info built with C{flat_injected}."""
+    template = os.path.join(HERE, "values.template")
+    return {doc["uuid"]: netutils.get_injected_network_template(nova_wsgi.INSTANCES[doc["uuid"]].info_cache.network_info, template)
+            for doc in docs}
+
+
 def template_sha256() -> str:
     """The SHA-256 of Nova's C{interfaces.template} (mdsvc ships it unchanged)."""
     with open(CONF.injected_network_template, "rb") as f:
@@ -174,10 +183,13 @@ def main() -> None:
     bodies = Bodies()
     variants = {}
     CONF.set_override("metadata_cache_expiration", 0, group="api")
+    values = {}
     for name, options in VARIANTS.items():
         CONF.set_override("flat_injected", options["flat_injected"])
         CONF.set_override("dhcp_domain", options["dhcp_domain"], group="api")
         nova_wsgi.use_documents(docs)
+        if options["flat_injected"]:
+            values = template_values(docs)
         app = handler.MetadataRequestHandler()
         variants[name] = {
             "options": options,
@@ -186,7 +198,7 @@ def main() -> None:
         }
     expected = {"made_by": f"tests/nova_parity/generate.py with Nova {metadata.version('nova')}", "seed": SEED, "secret": SECRET,
                 "netaddr": netaddr_vectors(),
-                "interfaces_template_sha256": template_sha256(), "variants": variants, "bodies": dict(sorted(bodies.table.items()))}
+                "interfaces_template_sha256": template_sha256(), "template_values": values, "variants": variants, "bodies": dict(sorted(bodies.table.items()))}
     with open(os.path.join(HERE, "expected.json"), "w") as f:
         f.write(compact(json.dumps(expected, indent=1)) + "\n")
 
