@@ -13,7 +13,10 @@ builds the instance's config drive files with Nova's C{InstanceMetadata.metadata
 (as nova-compute's libvirt driver calls it: injected files as C{content}, C{admin_pass} as
 C{extra_md}).  It writes C{expected.json} beside it: per variant and instance the answers (status,
 content type, body) by path and the drive's files in order, bodies kept once each under their
-hash; C{random_seed} is replaced by L{SEED} wherever it appears.
+hash; C{random_seed} is replaced by L{SEED} wherever it appears.  Beside them: what netaddr
+prints for the ranges of L{CIDRS}, the SHA-256 of Nova's C{interfaces.template}, and what Nova's
+C{get_injected_network_template} renders from C{values.template} (every value it hands a
+template) per instance.  Running it again on the same files writes the same bytes.
 """
 
 from __future__ import annotations
