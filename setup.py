@@ -8,7 +8,7 @@ setup(
     description="Instance metadata service for OpenStack-style clouds, as one Twisted application",
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests*", "bench*"]) + ["twisted.plugins"],
-    package_data={"mdsvc": ["data/*.json"]},
+    package_data={"mdsvc": ["data/*.json", "data/*.template"]},
     install_requires=[
         "twisted[tls]>=24.7",
         "pyOpenSSL>=21.0",  # imported by mdsvc.agent.tls (also one of Twisted's tls extras)
@@ -20,6 +20,7 @@ setup(
         "pycdlib>=1.14",
         "pyfatfs>=1.0",
         "httptools>=0.6.2",
+        "jinja2>=3.0",
     ],
     # What the suite and `make check` import besides the product's own requirements (the real
     # metadata clients the integration tests drive live in a virtualenv of their own:

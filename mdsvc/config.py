@@ -403,8 +403,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("DEFAULT", "metadata_listen_port", integer(0, 65535), "8775", roles=API,
            help="Listen port of the metadata API (overridden by [mdsvc] api_endpoint)."),
     Option("DEFAULT", "flat_injected", boolean, "false", roles=API, dest="api.flat_injected",
-           help="Nova's legacy injected /etc/network/interfaces template is not rendered by mdsvc; true only "
-                "warns."),
+           help="Render Nova's /etc/network/interfaces template for the instance's ports (meta_data.json "
+                "network_config, /openstack/content/0000 and on config drives), as nova-compute does when the "
+                "instance's network info was built with it set."),
+    Option("DEFAULT", "injected_network_template", optional(string), None, roles=API,
+           dest="api.injected_network_template", example="/etc/mdsvc/interfaces.template",
+           help="The Jinja2 template flat_injected renders, given Nova's values (empty: Nova's own, shipped "
+                "with mdsvc); one that cannot be read or rendered gives no network_config, logged.", paths=a_path),
     Option("api", "metadata_cache_expiration", integer(0), "15", roles=API, dest="api.cache_expiration",
            help="Seconds an instance's rendered metadata is reused; 0 reads the store on every request."),
     Option("api", "dhcp_domain", string, "novalocal", roles=API, dest="api.dhcp_domain",
@@ -626,6 +631,7 @@ class ApiConfig:
     service_metadata_proxy: bool
     shared_secret: str = field(repr=False)
     flat_injected: bool
+    injected_network_template: str | None
     config_drive_skip_versions: tuple[str, ...]
     debug: bool
 

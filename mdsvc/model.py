@@ -151,10 +151,10 @@ def _cidr(value: str, where: str) -> str:
 
 
 def _mac(value: str, where: str) -> str:
-    """A MAC address, lower-cased."""
+    """A MAC address, kept as written (Nova passes Neutron's text on); lookups ignore its case."""
     if not MAC_PATTERN.fullmatch(value):
         raise DocumentError(where, f"{shown(value)} is not valid")
-    return value.lower()
+    return value
 
 
 def _guest_path(value: str, where: str) -> str:
@@ -179,9 +179,9 @@ IMAGE_ID_OR_NONE = Text(
     imported=f"`\"\"` or {ID_RULE}",
 )
 HOSTNAME = Text(on_import=_check_hostname, imported="not empty; " + HOSTNAME_RULE)
-IP = Text(rule="an IP address (kept in canonical form)", check=_ip)
+IP = Text(rule="an IP address (kept as written: Nova passes Neutron's text on)", check=_ip)
 CIDR = Text(rule="a CIDR", check=_cidr)
-MAC = Text(rule="six hex pairs separated by ':' (kept lower-cased)", check=_mac)
+MAC = Text(rule="six hex pairs separated by ':' (kept as written; lookups ignore case)", check=_mac)
 BASE64 = Text(kind="string (base64)", rule="line breaks and blanks allowed", check=_base64)
 USER_DATA = Text(
     kind="string (base64)", rule="line breaks and blanks allowed", check=_base64, on_import=_check_user_data_size,
@@ -214,9 +214,9 @@ class Subnet:
         derived="the version of `cidr`, else of the fixed IP",
     )
     gateway: str | None = declared(IP, "the default gateway; none: no default route", default=None)
-    dns: tuple[str, ...] = declared(ListOf(IP), "DNS servers", default=())
+    dns: tuple[str, ...] = declared(ListOf(IP, unique=True), "DNS servers", default=())
     routes: tuple[tuple[str, str], ...] = declared(
-        ListOf(Record(Route, then=attrs.astuple)), "static routes besides the default one", default=(),
+        ListOf(Record(Route, then=attrs.astuple), unique=True), "static routes besides the default one", default=(),
     )
     enable_dhcp: bool = declared(Boolean(), "whether Neutron serves DHCP on the subnet", default=True)
     ipv6_address_mode: str | None = declared(
@@ -231,7 +231,7 @@ class FixedIp:
 
     ip: str = declared(IP, "the address; of its subnet's IP version")
     subnet: Subnet = declared(Record(Subnet), "the subnet holding the address", derived="an empty subnet of the address's version")
-    floating_ips: tuple[str, ...] = declared(ListOf(IP), "floating IPs associated with the address", default=())
+    floating_ips: tuple[str, ...] = declared(ListOf(IP, unique=True), "floating IPs associated with the address", default=())
 
 
 @frozen
@@ -254,7 +254,7 @@ class Nic:
     vif_type: str | None = declared(TEXT, "Neutron's VIF type (`ovs`, `bridge`, ...)", default=None)
     vnic_type: str | None = declared(TEXT, "Neutron's VNIC type (`normal`, `direct`, ...)", default=None)
     security_groups: tuple[str, ...] | None = declared(
-        ListOf(TEXT), "the port's security group names; absent: the instance's", default=None,
+        ListOf(TEXT), "the port's security group names (`[]`: none); absent: the instance's", default=None,
     )
     network: Network = declared(Record(Network), "the network the port is on", factory=Network)
     fixed_ips: tuple[FixedIp, ...] = declared(ListOf(Record(FixedIp)), "the port's fixed IPs, in subnet order", default=())
@@ -377,7 +377,8 @@ class Instance:
         TEXT, "the password the guest posted (kept across re-imports; stored only for an instance that has none)", default=None,
     )
     security_groups: tuple[str, ...] = declared(
-        ListOf(TEXT), "security group names, for every port that gives none", default=("default",),
+        ListOf(TEXT), "security group names of every port that gives none (listed once per such port, as Nova lists Neutron's)",
+        default=("default",),
     )
     nics: tuple[Nic, ...] = declared(ListOf(Record(Nic)), "its ports, in Nova's network info order", default=())
     device_metadata: tuple[Device, ...] = declared(ListOf(Record(Device)), "its tagged devices", default=())
@@ -397,14 +398,16 @@ class Instance:
         return [fip for nic in self.nics for fip in nic.fixed_ips]
 
     def all_security_groups(self) -> list[str]:
-        """Security group names of every port, first-seen order, without duplicates."""
-        seen: dict[str, None] = {}
-        if not self.nics:
-            seen.update(dict.fromkeys(self.security_groups))
-        for nic in self.nics:
-            groups = nic.security_groups if nic.security_groups is not None else self.security_groups
-            seen.update(dict.fromkeys(groups))
-        return list(seen)
+        """
+        The security group names Nova lists (C{security_group_api.get_instance_security_groups}:
+        Neutron's groups of each of the instance's ports, in port order): each port's own groups,
+        else the instance's, duplicates kept; an instance without ports has none.
+        """
+        return [group for nic in self.nics for group in self.port_security_groups(nic)]
+
+    def port_security_groups(self, nic: Nic) -> tuple[str, ...]:
+        """The groups of one port: its own (C{[]}: none, port security off), else the instance's."""
+        return nic.security_groups if nic.security_groups is not None else self.security_groups
 
 
 @frozen

@@ -226,9 +226,9 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
         raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
     if api.service_metadata_proxy and not api.shared_secret:
         log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
-    if api.flat_injected:
-        log.warn("[DEFAULT] flat_injected is set, but mdsvc does not render Nova's injected interfaces template (network_config)")
     app.static_file.load()  # logs a bad file at startup rather than at the first guest
+    if app.interfaces is not None:
+        app.interfaces.load()  # (the same for the interfaces template)
     if parts is not None:
         parts["app"] = app
     top = MultiService()

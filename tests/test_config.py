@@ -101,6 +101,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertIs(api.service_metadata_proxy, False)
         self.assertEqual(api.shared_secret, "")
         self.assertIs(api.flat_injected, False)
+        self.assertIsNone(api.injected_network_template)
         self.assertIs(api.debug, False)
         self.assertEqual(
             api.config_drive_skip_versions,
@@ -178,6 +179,7 @@ class OptionTests(ConfigTestsMixin, SynchronousTestCase):
             metadata_listen = 127.0.0.1
             metadata_listen_port = 9999
             flat_injected = 1
+            injected_network_template = /etc/nova/interfaces.template
             [api]
             metadata_cache_expiration = 0
             dhcp_domain = d.example
@@ -204,6 +206,7 @@ class OptionTests(ConfigTestsMixin, SynchronousTestCase):
             (api.debug, api.listen_endpoint, api.flat_injected, api.cache_expiration, api.dhcp_domain),
             (True, "tcp:9999:interface=127.0.0.1", True, 0, "d.example"),
         )
+        self.assertEqual(api.injected_network_template, "/etc/nova/interfaces.template")
         self.assertEqual(
             (api.vendordata_providers, api.vendordata_jsonfile_path, api.vendordata_dynamic_targets, api.vendordata_dynamic_ssl_certfile),
             (("DynamicJSON",), "/v.json", ("a@http://x",), "/ca"),
@@ -840,16 +843,17 @@ class RelativePathTests(ConfigTestsMixin, SynchronousTestCase):
             "[DEFAULT]\nmetadata_proxy_socket = run/agent.sock\nauth_ca_cert = ca.pem\nnova_client_cert = /etc/c.pem\n"
             "nova_client_priv_key =\n[api]\nvendordata_jsonfile_path = vd.json\nvendordata_dynamic_ssl_certfile = dyn/ca.pem\n"
             "[mdsvc]\nstore = sqlite:db/m.sqlite\nlookup = static:ports.yaml\n[proxy]\nnetns_dir = netns\n"
-            "[neutron]\ncafile = n.pem\n"
+            "[neutron]\ncafile = n.pem\n[DEFAULT]\ninjected_network_template = t/interfaces.template\n"
         )
         here = lambda name: os.path.join(directory, name)  # noqa: E731
         c: object = config
         self.assertEqual(
             [c.agent.socket_path, c.agent.api_ca_cert, c.agent.api_client_cert, c.agent.api_client_key,  # type: ignore[attr-defined]
              c.api.vendordata_jsonfile_path, c.api.vendordata_dynamic_ssl_certfile, c.store, c.agent.lookup,  # type: ignore[attr-defined]
-             c.proxy.netns_dir, c.agent.neutron.cafile],  # type: ignore[attr-defined]
+             c.proxy.netns_dir, c.agent.neutron.cafile, c.api.injected_network_template],  # type: ignore[attr-defined]
             [here("run/agent.sock"), here("ca.pem"), "/etc/c.pem", "", here("vd.json"), here("dyn/ca.pem"),
-             f"sqlite:{here('db/m.sqlite')}", f"static:{here('ports.yaml')}", here("netns"), here("n.pem")],
+             f"sqlite:{here('db/m.sqlite')}", f"static:{here('ports.yaml')}", here("netns"), here("n.pem"),
+             here("t/interfaces.template")],
         )
 
     def test_otherValuesAsWritten(self) -> None:

@@ -83,7 +83,7 @@ class ContentTests(SynchronousTestCase):
         self.assertIsNone(md["local-ipv4"])
         self.assertEqual(md["public-keys"], {"0": {"_name": "0=key", "openssh-key": "ssh-rsa AAAAB3Nzai....N3NtHw== someuser@somehost"}})
         self.assertEqual(md["ami-launch-index"], 1)
-        self.assertEqual(md["security-groups"], ["default"])
+        self.assertEqual(md["security-groups"], [])  # the groups of its ports: it has none
 
     def test_same_bytes_as_the_api(self) -> None:
         """Every file that is not drive-only equals what the API serves for that path."""

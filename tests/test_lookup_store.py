@@ -112,6 +112,12 @@ class DocumentQueryTests(StoreFixture, SynchronousTestCase):
         self.assertEqual(self.docs.ports_by_network_mac(["net-b"], MAC_A), [])
         self.assertEqual(self.docs.ports_by_network_mac([], MAC_A), [])
 
+    def test_portsByUpperCaseMac(self) -> None:
+        """A MAC written in upper case (kept so in the document) is found in any case."""
+        self.docs.import_instances([instance("aaaaaaaa-0000-4000-8000-0000000000ff", "proj-u", nic("net-u", "FA:16:3E:00:00:0B", "10.7.0.5"))])
+        self.assertEqual(self.docs.ports_by_network_mac(["net-u"], "fa:16:3e:00:00:0b"), [("aaaaaaaa-0000-4000-8000-0000000000ff", "proj-u")])
+        self.assertEqual(self.docs.ports_by_network_mac(["net-u"], "FA:16:3E:00:00:0B"), [("aaaaaaaa-0000-4000-8000-0000000000ff", "proj-u")])
+
     def test_deletedInstance(self) -> None:
         """A deleted instance's ports are gone."""
         self.docs.delete_instance(VM_A)

@@ -114,7 +114,7 @@ class InstanceDefaultsTests(SynchronousTestCase):
         self.assertIsNone(instance.key_pair)
         self.assertIsNone(instance.flavor)
         self.assertEqual(instance.fixed_ips(), [])
-        self.assertEqual(instance.all_security_groups(), ["default"])
+        self.assertEqual(instance.all_security_groups(), [])  # no port, no group (Nova asks Neutron for the ports')
 
     def test_hostnameFromName(self) -> None:
         """Without a hostname, the name sanitised the way Nova does it becomes the hostname."""
@@ -202,9 +202,9 @@ class FullDocumentTests(SynchronousTestCase):
         self.assertEqual(instance.key_pair, KeyPair(name="k", public_key="ssh-rsa AAA", type="ssh"))
 
     def test_nics(self) -> None:
-        """NICs, their network and fixed IPs are built; MACs are lower-cased and IPs canonical."""
+        """NICs, their network and fixed IPs are built; MACs and IPs kept as written (as Nova passes Neutron's on)."""
         nic = self.instance.nics[0]
-        self.assertEqual(nic.mac, "fa:16:3e:00:00:01")
+        self.assertEqual(nic.mac, "FA:16:3E:00:00:01")
         self.assertEqual(nic.network, Network(id="net-1", name="private", mtu=1450))
         self.assertIsNone(nic.security_groups)
         self.assertEqual(
@@ -237,13 +237,13 @@ class FullDocumentTests(SynchronousTestCase):
         self.assertEqual([f.ip for f in self.instance.fixed_ips()], ["10.0.0.5", "fd00::0005", "192.168.1.9"])
 
     def test_allSecurityGroups(self) -> None:
-        """Every port's groups (its own, else the instance's), first-seen order, no duplicates."""
-        self.assertEqual(self.instance.all_security_groups(), ["default", "web", "db"])
+        """Every port's groups (its own, else the instance's), in port order, duplicates kept (as Nova lists them)."""
+        self.assertEqual(self.instance.all_security_groups(), ["default", "web", "db", "default"])
 
     def test_allSecurityGroupsOwnOnly(self) -> None:
         """When every NIC gives its own groups, the instance's groups are not listed."""
         instance = instance_from_document({"uuid": UUID, "security_groups": ["other"], "nics": [{"security_groups": ["b", "a", "b"]}]})
-        self.assertEqual(instance.all_security_groups(), ["b", "a"])
+        self.assertEqual(instance.all_security_groups(), ["b", "a", "b"])
 
     def test_allSecurityGroupsEmptyNicList(self) -> None:
         """A NIC with an empty group list contributes nothing (it does not inherit)."""
@@ -258,10 +258,10 @@ class FullDocumentTests(SynchronousTestCase):
         self.assertIsNone(Nic().devname)
 
     def test_devices(self) -> None:
-        """Tagged devices are parsed, MAC lower-cased."""
+        """Tagged devices are parsed, the MAC as written."""
         device = self.instance.device_metadata[0]
         self.assertEqual((device.type, device.bus, device.address, device.mac, device.tags),
-                         ("nic", "pci", "0000:00:03.0", "fa:16:3e:00:00:01", ("lan",)))
+                         ("nic", "pci", "0000:00:03.0", "FA:16:3E:00:00:01", ("lan",)))
 
     def test_configDriveOnly(self) -> None:
         """admin_pass and injected files (decoded) are kept."""

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from mdsvc.api.errors import MetadataError, not_found
 from mdsvc.api.identify import ByAddress, ByInstanceId, ByProvider, Identifier
+from mdsvc.api.injected import InterfacesTemplate
 from mdsvc.api.metadata import EC2_VERSION_LIST, HTML, JSON, TEXT, Answer, InstanceMetadata, Password, dumps, normalise_path
 from mdsvc.api.vendordata import StaticJSONFile, merge_vendordata
 from mdsvc.cache import ExpiringCache
@@ -41,6 +42,8 @@ class MetadataApp:
     """
     Answers metadata requests for the instances of C{store}.
 
+    @ivar interfaces: with C{[DEFAULT] flat_injected}, the interfaces template rendered for each
+        instance (C{network_config}); None without.
     @ivar providers: C{vendordata_providers} in order; C{"StaticJSON"} reads C{static_file},
         any other name is looked up in C{built_providers}.
     @ivar built_providers: the L{IVendordataProvider}s of C{providers} by name (C{DynamicJSON}
@@ -51,6 +54,7 @@ class MetadataApp:
     identifier: Identifier
     clock: IReactorTime
     dhcp_domain: str = "novalocal"
+    interfaces: InterfacesTemplate | None = None
     cache_ttl: float = 15
     static_file: StaticJSONFile = field(factory=lambda: StaticJSONFile(None))
     providers: tuple[str, ...] = ("StaticJSON",)
@@ -78,7 +82,7 @@ class MetadataApp:
     def render(self, instance: Instance) -> InstanceMetadata:
         """A fresh render cache entry for C{instance} (StaticJSON data as of now)."""
         static = self.static_file.load() if "StaticJSON" in self.providers else None
-        return InstanceMetadata(instance, self.dhcp_domain, static)
+        return InstanceMetadata(instance, self.dhcp_domain, static, self.interfaces)
 
     def _load_uuid(self, key: Any) -> Deferred[InstanceMetadata | None]:
         _, uuid = key  # ("uuid", uuid)

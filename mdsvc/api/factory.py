@@ -10,6 +10,7 @@ from zope.interface import implementer
 
 from mdsvc.api.app import MetadataApp
 from mdsvc.api.identify import Identifier
+from mdsvc.api.injected import InterfacesTemplate
 from mdsvc.api.vendordata import DynamicJSON, StaticJSONFile, parse_targets, vendordata_plugin, vendordata_plugins
 from mdsvc.config import Config
 from mdsvc.interfaces import IInstanceStore, IVendordataProvider, IVendordataProviderFactory
@@ -91,6 +92,7 @@ def app_from_config(config: Config, store: IInstanceStore, reactor: Any, plugins
         identifier=Identifier(api.service_metadata_proxy, api.shared_secret, api.use_forwarded_for),
         clock=reactor,
         dhcp_domain=api.dhcp_domain,
+        interfaces=InterfacesTemplate(api.injected_network_template) if api.flat_injected else None,
         cache_ttl=api.cache_expiration,
         static_file=StaticJSONFile(api.vendordata_jsonfile_path),
         providers=api.vendordata_providers,

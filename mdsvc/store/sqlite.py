@@ -347,11 +347,12 @@ class SQLiteDocuments:
         )
         conn.execute("DELETE FROM ports WHERE uuid = ?", (uuid,))
         for nic in instance.nics:
+            mac = nic.mac.lower() if nic.mac is not None else None  # (looked up in any case)
             if not nic.fixed_ips:
-                conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, NULL, ?)", (uuid, nic.network.id, nic.mac))
+                conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, NULL, ?)", (uuid, nic.network.id, mac))
             for fip in nic.fixed_ips:
                 conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, ?, ?)",
-                             (uuid, nic.network.id, canonical_ip(fip.ip) or fip.ip, nic.mac))
+                             (uuid, nic.network.id, canonical_ip(fip.ip) or fip.ip, mac))
 
     def delete_instance(self, uuid: str) -> bool:
         """Remove an instance; True if it existed."""
