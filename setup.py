@@ -21,6 +21,7 @@ setup(
         "pyfatfs>=1.0",
         "httptools>=0.6.2",
         "jinja2>=3.0",
+        "prometheus-client>=0.20",
     ],
     # What the suite and `make check` import besides the product's own requirements (the real
     # metadata clients the integration tests drive live in a virtualenv of their own:

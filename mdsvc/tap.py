@@ -185,15 +185,43 @@ def uses_store(role: str, config: Config) -> bool:
     return role in ("api", "all-in-one") or (role in ("agent", "network-node") and config.agent.lookup == "store")
 
 
-def _http(config: Config, handler: Any, reactor: Any, name: str, parts: dict[str, Any], guest_facing: bool = True) -> Any:
-    """The HTTP factory for one of our handlers, with an access log line per request if asked."""
+def _http(
+    config: Config, handler: Any, reactor: Any, name: str, parts: dict[str, Any], guest_facing: bool = True,
+    hop: str | None = None, meter_answers: bool = False, scope: str | None = None,
+) -> Any:
+    """
+    The HTTP factory for one of our handlers, with an access log line per request if asked.
+
+    @param hop: the hop whose meter notes the protocol's refusals (and every answer, with
+        C{meter_answers}: a handler that does not note its answers itself).
+    """
     from mdsvc.http import AccessLog, LeanHTTPFactory
 
     if config.access_log:
         handler = AccessLog(handler)
     limits = config.limits
+    meter = _metrics(parts, reactor).hop(hop) if hop is not None else None
     return LeanHTTPFactory(handler, reactor, request_timeout=limits.request_timeout, idle_timeout=limits.idle_timeout,
-                           name=name, limits=_connection_limits(config, reactor, parts), guest_facing=guest_facing)
+                           name=name, limits=_connection_limits(config, reactor, parts), guest_facing=guest_facing,
+                           meter=meter, meter_answers=meter_answers, scope=scope)
+
+
+def _metrics(parts: dict[str, Any], reactor: Any) -> Any:
+    """The process's L{mdsvc.metrics.NodeMetrics} (a stand-alone one when a part is built alone, as in tests)."""
+    if "metrics" not in parts:
+        from mdsvc.metrics import NodeMetrics
+
+        parts["metrics"] = NodeMetrics("-", reactor)
+    return parts["metrics"]
+
+
+def _readiness(parts: dict[str, Any], reactor: Any) -> Any:
+    """The process's L{mdsvc.readiness.Readiness}, its role's dependencies added by each part."""
+    if "readiness" not in parts:
+        from mdsvc.readiness import Readiness
+
+        parts["readiness"] = Readiness(reactor)
+    return parts["readiness"]
 
 
 def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> Any:
@@ -207,15 +235,22 @@ def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> A
             log.warn("[mdsvc] max_connections = {wanted} does not fit the open-files limit ({soft}); using {total} "
                      "(raise LimitNOFILE)", wanted=config.limits.max_connections, soft=soft, total=total)
         parts["limits"] = ConnectionLimits(reactor, config.limits.max_connections_per_guest, total)
+        if "metrics" in parts:
+            parts["metrics"].limits = parts["limits"]
     return parts["limits"]
 
 
 def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
+    from mdsvc.metered import MeteredStore
+    from mdsvc.readiness import store_check
+
     api = config.api
+    parts = parts if parts is not None else {}
+    metrics = _metrics(parts, reactor)
     try:
         store = open_store(config.store, reactor, config)
-        app = app_from_config(config, store, reactor)
+        app = app_from_config(config, MeteredStore(store, metrics, config.store.partition(":")[0]), reactor)
     except ConfigError as e:
         # a vendor's own section with a bad $name (mdsvc.config.vendor_options): its line names
         # the file and line already
@@ -229,8 +264,9 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     app.static_file.load()  # logs a bad file at startup rather than at the first guest
     if app.interfaces is not None:
         app.interfaces.load()  # (the same for the interfaces template)
-    if parts is not None:
-        parts["app"] = app
+    parts["app"] = app
+    metrics.caches["render"] = app.cache
+    _readiness(parts, reactor).add(f"instance store {config.store}", store_check(store))
     top = MultiService()
     for part in (store, *app.built_providers.values()):
         if IService.providedBy(part):
@@ -246,7 +282,8 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.
     guest_facing = not api.service_metadata_proxy and not api.use_forwarded_for
-    site = _http(config, APIHandler(app, config.api.debug), reactor, "metadata-api", parts if parts is not None else {}, guest_facing)
+    site = _http(config, APIHandler(app, config.api.debug, meter=metrics.hop("api")), reactor, "metadata-api", parts,
+                 guest_facing, hop="api")
     listen_service(api.listen_endpoint, site, reactor, f"{_source(config)}: {api.listen_option}").setServiceParent(top)
     return top
 
@@ -261,10 +298,14 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.httpclient import PoolService
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
+    from mdsvc.metered import MeteredLookup
+    from mdsvc.readiness import api_check, lookup_check
 
     agent = config.agent
+    metrics = _metrics(parts, reactor)
+    readiness = _readiness(parts, reactor)
     try:
-        lookup = build_lookup(agent.lookup, config.store, reactor, agent.neutron)
+        backend = build_lookup(agent.lookup, config.store, reactor, agent.neutron)
         mode = socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
         pool = api_pool(agent, reactor)
     except (ValueError, OSError) as e:
@@ -272,8 +313,12 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         # UsageError: twistd and twist print a traceback for one raised by makeService; what can
         # be found earlier is, as a UsageError of Options (check_startup).
         raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
+    readiness.add(f"lookup backend {agent.lookup}", lookup_check(backend))
+    parts["lookup"] = backend
+    lookup: Any = MeteredLookup(backend, metrics)
     if agent.cache_enabled:
         lookup = CachingLookup(lookup, reactor, agent.cache_ttl, agent.cache_negative_ttl)
+        metrics.caches["lookup"] = lookup
     limit = agent.rate_limit
     limiter = None
     if limit.enabled:
@@ -283,15 +328,19 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
             limiter = SlidingWindowLimiter(reactor, ((limit.base_window, limit.base_limit), (limit.burst_window, limit.burst_limit)))
     if "app" in parts:
         # all-in-one: the API is in this process; signed requests go straight to its code
-        api: Any = InProcessAPI(parts["app"])
+        api: Any = InProcessAPI(parts["app"], meter=metrics.hop("api"))
     else:
         api = APIForwarder(pool, agent.api_url, agent.api_timeout)
+        metrics.pools["api"] = pool
+        readiness.add(f"metadata API at {agent.api_url}", api_check(pool, agent.api_timeout))
     handler = MetadataAgent(
         lookup, api, agent.shared_secret, limiter, limit.ip_version, clock=reactor,
         relookup_interval=max(agent.cache_negative_ttl, 1), max_in_flight=config.limits.max_connections_per_guest,
+        meter=metrics.hop("agent"), api_latency=metrics.stage("agent_to_api"),
     )
     parts["agent"] = handler
-    site = _http(config, AgentHandler(handler), reactor, "metadata-agent", parts)
+    metrics.agents.append(handler)
+    site = _http(config, AgentHandler(handler, metrics.hop("agent")), reactor, "metadata-agent", parts, hop="agent")
     top = MultiService()
     socket = Listening(f"{_source(config)}: [DEFAULT] metadata_proxy_socket {agent.socket_path}")
     UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(socket)
@@ -308,22 +357,33 @@ def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.httpclient import PoolService
     from mdsvc.proxy.http import AgentSocketUpstream, NamespaceProxyHandler
     from mdsvc.proxy.service import NamespaceProxies
+    from mdsvc.readiness import socket_check
 
     proxy = config.proxy
+    metrics = _metrics(parts, reactor)
     top = MultiService()
     if "agent" in parts:
         upstream: Any = parts["agent"]  # the agent in this process: no socket, no HTTP, just a call
     else:
         upstream = AgentSocketUpstream(reactor, config.agent.socket_path, reactor, proxy.agent_timeout)
         PoolService(upstream.pool).setServiceParent(top)
+        metrics.pools["agent"] = upstream.pool
+        _readiness(parts, reactor).add(f"agent socket {config.agent.socket_path}",
+                                       socket_check(reactor, config.agent.socket_path, min(proxy.agent_timeout, 5)))
     if proxy.namespaces != "none":
-        NamespaceProxies(
+        proxies = NamespaceProxies(
             reactor, upstream, directory=proxy.netns_dir, wanted=proxy.namespaces, interval=proxy.rescan_interval,
-            router_port=proxy.router_port, site=lambda handler, name: _http(config, handler, reactor, name, parts),
-        ).setServiceParent(top)
+            router_port=proxy.router_port,
+            site=lambda handler, name: _http(config, handler, reactor, name, parts, hop="proxy", meter_answers=True,
+                                             scope=handler.ident),
+        )
+        proxies.setServiceParent(top)
+        metrics.proxies.append(proxies)
+        parts["proxies"] = proxies
+    metrics.fixed_listeners += len(proxy.listeners)
     for listener in proxy.listeners:
         site = _http(config, NamespaceProxyHandler(listener.kind, listener.id, upstream), reactor,
-                     f"metadata-proxy {listener.kind} {listener.id}", parts)
+                     f"metadata-proxy {listener.kind} {listener.id}", parts, hop="proxy", meter_answers=True, scope=listener.id)
         where = f"{_source(config)}: [proxy] listeners {listener.kind} {listener.id} {listener.endpoint}"
         listen_service(listener.endpoint, site, reactor, where).setServiceParent(top)
     return top
@@ -353,8 +413,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    from mdsvc.operations import node_metrics, operations_service
+
+    config, role = options["parsed"], options["role"]
     top = MultiService()
-    parts: dict[str, Any] = {}
-    for build in SERVICES_BY_ROLE[options["role"]]:
-        build(options["parsed"], reactor, parts).setServiceParent(top)
+    parts: dict[str, Any] = {"metrics": node_metrics(config, role, reactor)}
+    for build in SERVICES_BY_ROLE[role]:
+        build(config, reactor, parts).setServiceParent(top)
+    operations_service(config, role, reactor, parts).setServiceParent(top)
     return top

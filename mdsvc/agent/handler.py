@@ -62,6 +62,10 @@ class MetadataAgent:
         not make the agent forget its cached lookup again (the lookup cache's negative TTL).
     @ivar max_in_flight: requests one guest may have in flight at once (0: no limit); beyond,
         429.
+    @ivar meter: notes every answer (L{mdsvc.metrics.HopMeter} of the C{agent} hop), or None.
+    @ivar api_latency: the histogram of the time the API takes to answer (C{agent_to_api}), or None.
+    @ivar rate_limited: requests refused (429) by the rate limiter.
+    @ivar in_flight_refused: requests refused (429) because their guest had too many in flight.
     """
 
     lookup: IInstanceLookup
@@ -72,6 +76,11 @@ class MetadataAgent:
     clock: IReactorTime | None = None
     relookup_interval: float = 2.0
     max_in_flight: int = 0
+    meter: Any = None
+    api_latency: Any = None
+    rate_limited: int = field(default=0, init=False)
+    in_flight_refused: int = field(default=0, init=False)
+    _caching: Any = field(default=None, init=False, repr=False)
     _signatures: dict[str, str] = field(factory=dict, init=False, repr=False)
     _forgotten: dict[tuple[Any, ...], float] = field(factory=dict, init=False, repr=False)
     _in_flight: dict[tuple[Any, ...], int] = field(factory=dict, init=False, repr=False)
@@ -82,6 +91,8 @@ class MetadataAgent:
             from twisted.internet import reactor
 
             self.clock = reactor
+        if getattr(self.lookup, "outcome", False) is not False:
+            self._caching = self.lookup  # tells what each lookup did in its cache
 
     def handle(self, request: GuestRequest) -> Deferred[HTTPResponse]:
         """See L{IAgentHop.handle}: the Deferred never fails (except on cancellation)."""
@@ -90,26 +101,44 @@ class MetadataAgent:
     def _failed(self, failure: Failure, request: GuestRequest) -> Any:
         if failure.check(CancelledError):
             return failure
-        e = failure.value
-        if isinstance(e, HopError):
-            getattr(self._log, e.log_level)("{method} {path}: {code} {reason}", method=request.method.decode("latin-1"),
-                                            path=loggable(request.target), code=e.code, reason=e.explanation)
-            return error_response(e.code, e.explanation, request.accept)
         self._log.failure("Unexpected error answering {path}", failure, path=loggable(request.target))
         return error_response(500, UNKNOWN_ERROR, request.accept)
 
+    def _refusal(self, e: HopError, request: GuestRequest) -> HTTPResponse:
+        """The agent's own error page for C{e}, logged at its level; its reason names the cause."""
+        getattr(self._log, e.log_level)("{method} {path}: {code} {reason}", method=request.method.decode("latin-1"),
+                                        path=loggable(request.target), code=e.code, reason=e.explanation)
+        cause = e.__cause__
+        reason = f"{e.explanation} ({cause})" if cause is not None and str(cause) else e.explanation
+        return error_response(e.code, e.explanation, request.accept, reason=reason)
+
     async def _handle(self, request: GuestRequest) -> HTTPResponse:
+        meter = self.meter
+        started = self.clock.seconds() if meter is not None else 0.0  # type: ignore[union-attr]
+        seen: list[str | None] = [None, None]  # the instance, the lookup cache's outcome
+        try:
+            response = await self._admit(request, seen)
+        except HopError as e:
+            response = self._refusal(e, request)
+        if meter is not None:
+            meter.answered(response, started, request.address, request.network_id or request.router_id, seen[0],
+                           request.method, request.target, seen[1])
+        return response
+
+    async def _admit(self, request: GuestRequest, seen: list[str | None]) -> HTTPResponse:
         ip = request.address
         if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
             if not self.limiter.allow((request.network_id, request.router_id, ip)):
+                self.rate_limited += 1
                 raise HopError(429, "You have sent too many requests in a given amount of time.", "info")
         guest = (request.network_id, request.router_id, ip, request.mac)
         held = self._in_flight.get(guest, 0)
         if self.max_in_flight and held >= self.max_in_flight:
+            self.in_flight_refused += 1
             raise HopError(429, "Too many requests of this guest are in flight.", "info")
         self._in_flight[guest] = held + 1
         try:
-            return await self._answer(request)
+            return await self._answer(request, seen)
         finally:
             left = self._in_flight[guest] - 1
             if left:
@@ -117,8 +146,9 @@ class MetadataAgent:
             else:
                 del self._in_flight[guest]
 
-    async def _answer(self, request: GuestRequest) -> HTTPResponse:
-        found = await self._lookup(request)
+    async def _answer(self, request: GuestRequest, seen: list[str | None]) -> HTTPResponse:
+        found = await self._lookup(request, seen)
+        seen[0] = found[0]
         response = await self._forward(request, found)
         if response.code == 404 and ICachingLookup.providedBy(self.lookup):
             # The port may have moved to a new instance since it was cached (neutron spec §4):
@@ -139,6 +169,7 @@ class MetadataAgent:
             if again != found:
                 self._log.info("{ip}: the metadata API does not know instance {instance}; the address now belongs to "
                                "instance {now}: asking again for it", ip=request.address, instance=found[0], now=again[0])
+                seen[0] = again[0]
                 response = await self._forward(request, again)
             elif fresh:
                 self._log.debug("{method} {path}: 404 for instance {instance}, which a fresh lookup still finds: no such "
@@ -158,10 +189,13 @@ class MetadataAgent:
         self._forgotten[guest] = now
         return True
 
-    async def _lookup(self, request: GuestRequest) -> tuple[str, str]:
+    async def _lookup(self, request: GuestRequest, seen: list[str | None] | None = None) -> tuple[str, str]:
         network_id, router_id = request.network_id, request.router_id
         try:
-            found = await self.lookup.lookup(request.address, network_id=network_id, router_id=router_id, mac=request.mac)
+            pending = self.lookup.lookup(request.address, network_id=network_id, router_id=router_id, mac=request.mac)
+            if seen is not None and self._caching is not None:
+                seen[1] = self._caching.outcome  # decided by the call itself, before any wait
+            found = await pending
         except LookupUnavailable as e:
             raise HopError(503, "The instance lookup service is temporarily unavailable. Please try again later.", "warn") from e
         where = f"network {network_id}" if network_id else f"router {router_id}"
@@ -180,6 +214,8 @@ class MetadataAgent:
                 self._signatures.clear()
             signature = self._signatures[instance_id] = sign(self.shared_secret, instance_id)
         signed = SignedRequest(request.method, request.target, request.body, request.address, instance_id, project_id or "", signature)
+        latency = self.api_latency
+        sent = self.clock.seconds() if latency is not None else 0.0  # type: ignore[union-attr]
         try:
             return await self.api.forward(signed)
         except UpstreamUnavailable as e:
@@ -189,6 +225,9 @@ class MetadataAgent:
             raise HopError(504, "The remote metadata server did not answer in time.", "warn") from e
         except UnsafeRequest as e:
             raise HopError(400, f"The request cannot be forwarded: {e}.", "error") from e
+        finally:
+            if latency is not None:
+                latency.observe(self.clock.seconds() - sent)  # type: ignore[union-attr]
 
     def _relay(self, response: HTTPResponse) -> HTTPResponse:
         if response.code == 200 or response.code in RELAYED_ERRORS:

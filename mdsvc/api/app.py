@@ -216,7 +216,7 @@ class MetadataApp:
             self._log.failure("unhandled error answering {method} {path}", failure, method=method, path=loggable(path))
             error = MetadataError(500, UNKNOWN_ERROR, f"internal error: {failure.getErrorMessage()}")
         self.log_error(error, method, path, peer)
-        return error_response(error.code, error.explanation, accept)
+        return error_response(error.code, error.explanation, accept, reason=error.reason)
 
     def _answer_cached(self, segments: tuple[str, ...], identity: ByInstanceId | ByAddress | ByProvider) -> Answer | None:
         """The answer without waiting, or None when it needs the store, a check that fails, or I/O."""

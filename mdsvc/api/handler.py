@@ -29,21 +29,40 @@ class APIHandler:
 
     _log = Logger()
 
-    def __init__(self, app: MetadataApp, debug: bool = False) -> None:
+    def __init__(self, app: MetadataApp, debug: bool = False, meter: Any = None) -> None:
+        """
+        @param meter: the API hop's L{mdsvc.metrics.HopMeter}, which notes every answer; None: none.
+        """
         self.app = app
         self.debug = debug
+        self.meter = meter
+        self._cache = traced_cache(app)
 
     def __call__(self, request: HTTPRequest) -> HTTPResponse | Deferred[HTTPResponse]:
         """Answer any method on any path (Nova never answers 405)."""
         if self.debug:
             self._log.debug("Metadata request headers: {headers}", headers=masked_headers(request.headers))
+        meter = self.meter
+        if meter is None:
+            try:
+                answer = self.app.handle(request.method, request.path, request.headers, _peer(request), request.body)
+            except Exception:
+                return self._failure(request, Failure())
+            if isinstance(answer, Answer):
+                return ok(answer)
+            return answer.addBoth(self._done, request)
+        started = meter.clock.seconds()
+        cache = self._cache
+        if cache is not None:
+            cache.outcome = None
         try:
             answer = self.app.handle(request.method, request.path, request.headers, _peer(request), request.body)
         except Exception:
-            return self._failure(request, Failure())
+            return self._note(self._failure(request, Failure()), request, started, None)
+        outcome = cache.outcome if cache is not None else None
         if isinstance(answer, Answer):
-            return ok(answer)
-        return answer.addBoth(self._done, request)
+            return self._note(ok(answer), request, started, outcome)
+        return answer.addBoth(self._done, request).addCallback(self._note, request, started, outcome)
 
     def _done(self, result: Answer | Failure, request: HTTPRequest) -> Any:
         if isinstance(result, Failure):
@@ -52,8 +71,22 @@ class APIHandler:
             return self._failure(request, result)
         return ok(result)
 
+    def _note(self, response: HTTPResponse, request: HTTPRequest, started: float, cache: str | None) -> HTTPResponse:
+        """Note the answer with the hop's meter: the instance the agent named, the guest's address."""
+        instance = request.header(b"x-instance-id")
+        forwarded = request.header(b"x-forwarded-for")
+        address = forwarded.decode("latin-1") if forwarded is not None else _peer(request)
+        self.meter.answered(response, started, address, None, instance.decode("latin-1") if instance is not None else None,
+                            request.method, request.target, cache)
+        return response
+
     def _failure(self, request: HTTPRequest, failure: Failure) -> HTTPResponse:
         return self.app.failed(failure, request.method, request.target, _peer(request), request.header(b"accept"))
+
+
+def traced_cache(app: MetadataApp) -> Any:
+    """The app's render cache if it tells what each get did (C{outcome}), else None."""
+    return app.cache if hasattr(app.cache, "outcome") else None
 
 
 def _peer(request: HTTPRequest) -> str | None:

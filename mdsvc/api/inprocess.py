@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from attrs import frozen
+from attrs import define, field
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mdsvc.api.app import MetadataApp, ok
+from mdsvc.api.handler import traced_cache
 from mdsvc.api.identify import ByInstanceId
 from mdsvc.api.metadata import Answer
 from mdsvc.hop import IAPIHop, SignedRequest
@@ -22,14 +23,39 @@ from mdsvc.http import HTTPResponse
 
 
 @implementer(IAPIHop)
-@frozen
+@define(eq=False)
 class InProcessAPI:
-    """An L{IAPIHop} calling L{MetadataApp.handle_identified}."""
+    """
+    An L{IAPIHop} calling L{MetadataApp.handle_identified}.
+
+    @ivar meter: the API hop's L{mdsvc.metrics.HopMeter}, which notes every answer; None: none.
+    """
 
     app: MetadataApp
+    meter: Any = None
+    _cache: Any = field(default=None, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._cache = traced_cache(self.app)
 
     def forward(self, request: SignedRequest) -> Deferred[HTTPResponse]:
         """See L{IAPIHop.forward}: answered as the API would over HTTP (the agent sends no Accept)."""
+        meter = self.meter
+        if meter is None:
+            return self._forward(request)
+        started = meter.clock.seconds()
+        cache = self._cache
+        if cache is not None:
+            cache.outcome = None
+        d = self._forward(request)
+        outcome = cache.outcome if cache is not None else None
+        return d.addCallback(self._note, request, started, outcome)
+
+    def _note(self, response: HTTPResponse, request: SignedRequest, started: float, cache: str | None) -> HTTPResponse:
+        self.meter.answered(response, started, request.address, None, request.instance_id, request.method, request.target, cache)
+        return response
+
+    def _forward(self, request: SignedRequest) -> Deferred[HTTPResponse]:
         identity = ByInstanceId(request.instance_id, request.project_id, request.address)
         path = request.target.split(b"?", 1)[0]
         try:

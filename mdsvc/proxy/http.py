@@ -54,10 +54,12 @@ class AgentSocketUpstream:
     def _failed(self, failure: Any, request: GuestRequest) -> Any:
         if failure.check(RequestTimedOut):
             self._log.warn("agent at {path} did not answer within {timeout}s", path=self.path, timeout=self._timeout)
-            return error_response(504, "The server didn't respond in time.", request.accept)
+            return error_response(504, "The server didn't respond in time.", request.accept,
+                                  reason=f"the agent at {self.path} did not answer within {self._timeout:g}s")
         if failure.check(ConnectionFailed, BadResponse):
             self._log.warn("agent at {path} is unavailable: {reason}", path=self.path, reason=failure.getErrorMessage())
-            return error_response(503, "No server is available to handle this request.", request.accept)
+            return error_response(503, "No server is available to handle this request.", request.accept,
+                                  reason=f"the agent at {self.path} is unavailable: {failure.getErrorMessage()}")
         return failure
 
 

@@ -1,0 +1,187 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+What a process counts about itself, in plain integers and lists: nothing on the hot path calls
+into prometheus_client (L{mdsvc.exposition} reads these at scrape time).
+
+  - L{HopMeter}: one hop's answers (C{proxy}, C{agent}, C{api}) by status, their latency, a
+    record in the process's trace ring (L{mdsvc.trace.TraceRing}) and, for a failure this hop
+    made, one log line with the instance, the hop and the reason (L{mdsvc.failures}).
+  - L{Histogram}: fixed buckets, fed with one C{bisect} and two additions.
+  - L{NodeMetrics}: the meters of one process and every object whose own counters it reads at
+    scrape time (caches, connection pools, namespace proxies, connection limits, the agent's
+    refusals), plus C{backend_errors}, the interface backends report their failures through
+    (L{mdsvc.metered} wraps lookups and stores in it).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define, field
+
+from mdsvc.trace import TraceRing
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Upper bounds (seconds) of the latency buckets: a cached answer takes well under a millisecond,
+a timed-out one the configured timeout (at most 30 s)."""
+
+HOPS = ("proxy", "agent", "api")
+"""The hops a process may answer at: a namespace proxy's listener, the agent, the API."""
+
+STAGES = ("proxy_to_agent", "agent", "agent_to_api", "api_render", "lookup", "store")
+"""The latency histograms: what a proxy waits for the agent, the agent's whole answer, what the
+agent waits for the API, the API's answer, a lookup backend's answer (cache misses), a store read
+(render cache misses)."""
+
+HOP_STAGE = {"proxy": "proxy_to_agent", "agent": "agent", "api": "api_render"}
+"""The latency histogram of each hop's answers."""
+
+
+class Histogram:
+    """
+    Counts of observations per bucket (not cumulative; L{cumulative} makes Prometheus' buckets)
+    and their sum.
+
+    @ivar bounds: the buckets' upper bounds, ascending; one more bucket holds the rest (+Inf).
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one observation (a value equal to a bound falls into that bound's bucket)."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        """How many observations there were."""
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """C{(le, observations <= le)} for every bound, then C{("+Inf", count)}."""
+        out, running = [], 0
+        for bound, n in zip(self.bounds, self.counts, strict=False):
+            running += n
+            out.append((repr(float(bound)), running))
+        out.append(("+Inf", running + self.counts[-1]))
+        return out
+
+
+class HopMeter:
+    """
+    Everything a hop notes about one answer, in one call (L{answered}): a status count, the
+    latency, a trace record, and for a failure made here (C{reason} given) a log line.
+
+    @ivar codes: answers by status code.
+    @ivar latency: seconds from the request to the answer.
+    """
+
+    __slots__ = ("hop", "clock", "codes", "latency", "_append", "_seq", "_failure")
+
+    def __init__(self, hop: str, clock: Any, trace: TraceRing, failure: Callable[..., None] | None = None) -> None:
+        self.hop = hop
+        self.clock = clock
+        self.codes: dict[int, int] = {}
+        self.latency = Histogram()
+        self._append = trace.records.append
+        self._seq = trace.next_seq
+        self._failure = failure
+
+    def answered(
+        self, response: Any, started: float, address: str | None, scope: str | None, instance: str | None,
+        method: bytes, path: bytes, cache: str | None,
+    ) -> None:
+        """
+        Note one answer.
+
+        @param response: the L{mdsvc.http.HTTPResponse} this hop answers with; its C{reason},
+            when set, is the failure's: logged by the first hop that notes it (L{HTTPResponse.noted}).
+        @param started: C{clock.seconds()} when the request reached this hop.
+        @param address: the guest's address (None where the hop does not know it).
+        @param scope: C{network ID} or C{router ID} the guest came through, if known.
+        @param instance: the instance the request was answered for, if known.
+        @param cache: C{hit}, C{miss} or C{wait} (a load another request started) in the cache
+            this hop consults, or None.
+        """
+        now = self.clock.seconds()
+        elapsed = now - started
+        code = response.code
+        codes = self.codes
+        codes[code] = codes.get(code, 0) + 1
+        self.latency.observe(elapsed)
+        reason = response.reason
+        self._append((self._seq(), now, self.hop, address, scope, instance, method, path, code, elapsed, cache, reason))
+        if reason is not None and not response.noted:
+            response.noted = True
+            if self._failure is not None:
+                self._failure(self.hop, code, address, scope, instance, method, path, reason)
+
+
+@define(eq=False)
+class NodeMetrics:
+    """
+    The counters of one process, and what it reads at scrape time.
+
+    @ivar role: the node role the process runs (C{twistd mdsvc --role}).
+    @ivar trace: the process's ring of recent requests.
+    @ivar hops: a L{HopMeter} per hop this process answers at (made by L{hop}).
+    @ivar stages: the latency histograms (L{STAGES}) by name.
+    @ivar backend_errors: failures of instance-lookup backends and instance stores, by backend
+        name (C{store}, C{neutron}, C{sqlite}, a plugin's name...).
+    @ivar caches: name (C{render}, C{lookup}) to an object with C{hits}, C{loads} (misses),
+        C{coalesced} and C{len()} (L{mdsvc.cache.ExpiringCache}).
+    @ivar pools: name (C{api}: agent to API; C{agent}: proxy to agent socket) to an
+        L{mdsvc.httpclient.HTTPPool}.
+    @ivar proxies: the namespace proxies (L{mdsvc.proxy.service.NamespaceProxies}) and the
+        number of fixed listeners of this process.
+    @ivar agents: the agents (L{mdsvc.agent.handler.MetadataAgent}), whose C{rate_limited} and
+        C{in_flight_refused} count refusals.
+    @ivar limits: the process's L{mdsvc.limits.ConnectionLimits}, if any.
+    """
+
+    role: str
+    clock: Any
+    trace: TraceRing = field(factory=TraceRing)
+    failure: Callable[..., None] | None = None
+    hops: dict[str, HopMeter] = field(factory=dict)
+    stages: dict[str, Histogram] = field(factory=dict)
+    backend_errors: dict[str, int] = field(factory=dict)
+    caches: dict[str, Any] = field(factory=dict)
+    pools: dict[str, Any] = field(factory=dict)
+    proxies: list[Any] = field(factory=list)
+    fixed_listeners: int = 0
+    agents: list[Any] = field(factory=list)
+    limits: Any = None
+
+    def hop(self, name: str) -> HopMeter:
+        """The meter of hop C{name} (one per process, made on first use)."""
+        meter = self.hops.get(name)
+        if meter is None:
+            meter = self.hops[name] = HopMeter(name, self.clock, self.trace, self.failure)
+            self.stages[HOP_STAGE[name]] = meter.latency
+        return meter
+
+    def stage(self, name: str) -> Histogram:
+        """The latency histogram of C{name} (one of L{STAGES}), made on first use."""
+        histogram = self.stages.get(name)
+        if histogram is None:
+            histogram = self.stages[name] = Histogram()
+        return histogram
+
+    def backend_error(self, backend: str) -> None:
+        """A lookup backend or store named C{backend} failed once (it could not answer)."""
+        self.backend_errors[backend] = self.backend_errors.get(backend, 0) + 1
+
+    def requests(self) -> dict[tuple[str, int], int]:
+        """Answers so far by C{(hop, code)}."""
+        return {(hop, code): n for hop, meter in self.hops.items() for code, n in meter.codes.items()}
+
+
+__all__ = ["HOPS", "HOP_STAGE", "LATENCY_BUCKETS", "STAGES", "HopMeter", "Histogram", "NodeMetrics"]

@@ -1,0 +1,195 @@
+"""Counting in plain integers: histograms, hop meters, the agent's and the API's answers, backends' errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from mdsvc.agent.handler import MetadataAgent
+from mdsvc.agent.ratelimit import SlidingWindowLimiter
+from mdsvc.api.handler import APIHandler
+from mdsvc.api.inprocess import InProcessAPI
+from mdsvc.hop import GuestRequest, sign
+from mdsvc.http import HTTPResponse, error_response
+from mdsvc.interfaces import AmbiguousAddress, IInstanceLookup, IInstanceStore, LookupUnavailable
+from mdsvc.lookup.cache import CachingLookup
+from mdsvc.metered import MeteredLookup, MeteredStore
+from mdsvc.metrics import Histogram, HopMeter, NodeMetrics
+from mdsvc.testing import MemoryInstanceStore, MemoryLookup
+from mdsvc.trace import TraceRing
+from tests.http import request, response
+from tests.test_api_resource import UUID, Harness, fixture
+
+NETWORK = "net-1"
+
+
+class HistogramTests(SynchronousTestCase):
+    """Fixed buckets, counted with one bisect."""
+
+    def test_buckets(self) -> None:
+        """A value on a bound is in that bound's bucket; cumulative counts end with +Inf; the sum adds up."""
+        h = Histogram((0.1, 1.0))
+        for value in (0.05, 0.1, 0.5, 7.0):
+            h.observe(value)
+        self.assertEqual(h.cumulative(), [("0.1", 2), ("1.0", 3), ("+Inf", 4)])
+        self.assertEqual((h.count, h.sum), (4, 7.65))
+
+
+class HopMeterTests(SynchronousTestCase):
+    """One call notes the status, the latency, a trace record and, once, the failure's log line."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.trace = TraceRing(10)
+        self.failures: list[tuple[Any, ...]] = []
+        self.meter = HopMeter("agent", self.clock, self.trace, lambda *a: self.failures.append(a))
+
+    def test_answer(self) -> None:
+        """A 200: counted by code, its latency observed, one record in the trace with every field."""
+        started = self.clock.seconds()
+        self.clock.advance(0.002)
+        self.meter.answered(HTTPResponse(200, (), b""), started, "10.0.0.5", NETWORK, UUID, b"GET", b"/latest", "hit")
+        self.assertEqual(self.meter.codes, {200: 1})
+        self.assertEqual(self.meter.latency.cumulative()[2], ("0.0025", 1))
+        (record,) = self.trace.select()
+        self.assertEqual((record["hop"], record["address"], record["scope"], record["instance"], record["path"], record["status"],
+                          record["cache"], record["reason"]), ("agent", "10.0.0.5", NETWORK, UUID, "/latest", 200, "hit", None))
+        self.assertEqual(self.failures, [])
+
+    def test_failure_logged_once(self) -> None:
+        """A failure with a reason is logged by the first hop that notes it, not again by the hops it crosses after."""
+        failed = error_response(404, None, reason="instance gone")
+        self.meter.answered(failed, 1000.0, "10.0.0.5", NETWORK, UUID, b"GET", b"/x", None)
+        HopMeter("proxy", self.clock, self.trace, lambda *a: self.failures.append(a)).answered(
+            failed, 1000.0, "10.0.0.5", NETWORK, None, b"GET", b"/x", None)
+        self.assertEqual(self.failures, [("agent", 404, "10.0.0.5", NETWORK, UUID, b"GET", b"/x", "instance gone")])
+        self.assertEqual([r["reason"] for r in self.trace.select()], ["instance gone", "instance gone"])
+
+
+class AgentMeteringTests(SynchronousTestCase):
+    """The agent notes its answers (instance, lookup cache outcome, reason) and its refusals."""
+
+    def setUp(self) -> None:
+        self.h = Harness(self, secret="k")
+        self.h.store.add(fixture())
+        self.metrics = NodeMetrics("all-in-one", self.h.clock)
+        self.lookup = MemoryLookup({("network", NETWORK, "10.0.0.5"): (UUID, "test")})
+        self.cached = CachingLookup(MeteredLookup(self.lookup, self.metrics), self.h.clock, 10)
+        self.agent = MetadataAgent(self.cached, InProcessAPI(self.h.app, meter=self.metrics.hop("api")), "k",
+                                   SlidingWindowLimiter(self.h.clock, ((10, 3),)), clock=self.h.clock,
+                                   meter=self.metrics.hop("agent"), api_latency=self.metrics.stage("agent_to_api"))
+
+    def get(self, path: bytes, address: str = "10.0.0.5") -> HTTPResponse:
+        return self.successResultOf(self.agent.handle(GuestRequest(b"GET", path, b"", address, None, NETWORK, None)))
+
+    def test_counts_and_trace(self) -> None:
+        """
+        Two requests of one guest: the agent and the API count two 200s; the first missed the
+        lookup cache and the render cache, the second hit both; the stages were observed.
+        """
+        self.assertEqual(self.get(b"/openstack/latest/meta_data.json").code, 200)
+        self.assertEqual(self.get(b"/latest/meta-data/hostname").code, 200)
+        self.assertEqual(self.metrics.requests(), {("agent", 200): 2, ("api", 200): 2})
+        records = [(r["hop"], r["instance"], r["cache"]) for r in self.metrics.trace.select(instance=UUID)]
+        self.assertEqual(records, [("api", UUID, "miss"), ("agent", UUID, "miss"), ("api", UUID, "hit"), ("agent", UUID, "hit")])
+        self.assertEqual({name: h.count for name, h in self.metrics.stages.items()},
+                         {"agent": 2, "api_render": 2, "agent_to_api": 2, "lookup": 1})
+
+    def test_not_found_reason(self) -> None:
+        """A guest no port has: 404 at the agent, with the reason in the trace; the API never sees it."""
+        self.assertEqual(self.get(b"/latest", address="10.0.0.9").code, 404)
+        self.assertEqual(self.metrics.requests(), {("agent", 404): 1})
+        (record,) = self.metrics.trace.select(address="10.0.0.9")
+        self.assertEqual(record["reason"], f"Instance was not found on network {NETWORK}.")
+
+    def test_rate_limited(self) -> None:
+        """Past the rate limit, 429s are counted as rate-limit refusals."""
+        for _ in range(5):
+            self.get(b"/latest")
+        self.assertEqual((self.agent.rate_limited, self.metrics.requests()[("agent", 429)]), (2, 2))
+
+    def test_lookup_unavailable(self) -> None:
+        """A lookup backend that cannot answer: 503 with its reason, and one error of that backend."""
+        self.lookup.broken = LookupUnavailable("neutron is down")
+        self.assertEqual(self.get(b"/latest").code, 503)
+        self.assertEqual(self.metrics.backend_errors, {"memory": 1})
+        (record,) = self.metrics.trace.select(address="10.0.0.5")
+        self.assertIn("neutron is down", record["reason"])
+
+
+class APIHandlerMeteringTests(SynchronousTestCase):
+    """The API over HTTP notes every answer with the instance the agent named and the guest's address."""
+
+    def test_forbidden(self) -> None:
+        """A wrong signature: 403 counted at the API, its reason in the trace, no cache touched."""
+        h = Harness(self, secret="k")
+        h.store.add(fixture())
+        metrics = NodeMetrics("api", h.clock)
+        handler = APIHandler(h.app, meter=metrics.hop("api"))
+        headers = {b"X-Instance-ID": UUID.encode(), b"X-Tenant-ID": b"test", b"X-Instance-ID-Signature": sign("wrong", UUID).encode(),
+                   b"X-Forwarded-For": b"10.0.0.5"}
+        _, channel = request(handler, b"GET", b"/latest/meta-data/", headers)
+        self.assertEqual(response(channel).code, 403)  # type: ignore[union-attr]
+        (record,) = metrics.trace.select(instance=UUID)
+        self.assertEqual((record["address"], record["status"], record["cache"], record["reason"]),
+                         ("10.0.0.5", 403, None, "invalid X-Instance-ID-Signature"))
+
+
+class MeteredBackendTests(SynchronousTestCase):
+    """Lookups and stores report their time and their errors under their name."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.metrics = NodeMetrics("agent", self.clock)
+
+    def test_lookup(self) -> None:
+        """A lookup is timed; a failure is an error of the backend, whose name the wrapper keeps."""
+        inner = _Held()
+        metered = MeteredLookup(inner, self.metrics)
+        self.assertTrue(verifyObject(IInstanceLookup, metered))
+        self.assertEqual(metered.name, "held")
+        d = metered.lookup("10.0.0.5", network_id=NETWORK)
+        self.clock.advance(0.3)
+        inner.pending.callback(None)
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(self.metrics.stages["lookup"].cumulative()[8:10], [("0.25", 0), ("0.5", 1)])
+        inner.broken = LookupUnavailable("down")
+        self.failureResultOf(metered.lookup("10.0.0.5", network_id=NETWORK), LookupUnavailable)
+        self.assertEqual(self.metrics.backend_errors, {"held": 1})
+
+    def test_store(self) -> None:
+        """Store reads are timed; a failure is an error, an address two instances share and an unknown instance are answers."""
+        store = MemoryInstanceStore()
+        metered = MeteredStore(store, self.metrics, "sqlite")
+        self.assertTrue(verifyObject(IInstanceStore, metered))
+        self.assertIsNone(self.successResultOf(metered.get(UUID)))
+        store.broken = AmbiguousAddress("10.0.0.5", ["a", "b"])
+        self.failureResultOf(metered.by_address("10.0.0.5"), AmbiguousAddress)
+        store.broken = KeyError(UUID)
+        self.failureResultOf(metered.set_password(UUID, "p"), KeyError)
+        self.assertEqual(self.metrics.backend_errors, {})
+        store.broken = OSError("disk I/O error")
+        self.failureResultOf(metered.get(UUID), OSError)
+        self.assertEqual(self.metrics.backend_errors, {"sqlite": 1})
+        self.assertEqual(self.metrics.stages["store"].count, 4)
+
+
+@implementer(IInstanceLookup)
+class _Held:
+    """A lookup whose answer the test gives (C{pending}), or that fails with C{broken}."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.pending: Deferred[Any] = Deferred()
+        self.broken: Exception | None = None
+
+    def lookup(self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None) -> Deferred[Any]:
+        """See L{IInstanceLookup.lookup}."""
+        return fail(self.broken) if self.broken is not None else self.pending
