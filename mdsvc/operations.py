@@ -17,6 +17,51 @@ from mdsvc.metrics import NodeMetrics
 from mdsvc.trace import TraceRing
 
 
+class NodeService(MultiService):
+    """
+    The top of a process's service tree. When twistd (or a C{.tac}) attaches it to its
+    application, it hands twistd the observer C{[DEFAULT] log_format} asks for (an
+    C{ILogObserver} component of the application, which twistd's logger prefers to its own);
+    while running, it also sends events to syslog and the journal if asked.
+    """
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        from mdsvc.logs import extra_observers, primary_observer
+
+        self.log_observer = primary_observer(config)
+        self.extra_observers = extra_observers(config)
+
+    def setServiceParent(self, parent: Any) -> Any:
+        """Attach to C{parent}; an application gets the log observer as its component first."""
+        from twisted.logger import ILogObserver
+        from twisted.python.components import Componentized
+
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.log_observer)
+        return super().setServiceParent(parent)
+
+    def startService(self) -> None:
+        """Start the role's services, and send events to syslog or the journal from now on."""
+        from twisted.logger import globalLogPublisher
+
+        for observer in self.extra_observers:
+            globalLogPublisher.addObserver(observer)
+        super().startService()
+
+    def stopService(self) -> Any:
+        """Stop the role's services; the extra destinations get their last events, then are removed."""
+        from twisted.logger import globalLogPublisher
+
+        def removed(result: Any) -> Any:
+            for observer in self.extra_observers:
+                globalLogPublisher.removeObserver(observer)
+            return result
+
+        d = super().stopService()
+        return d.addBoth(removed) if d is not None else removed(None)
+
+
 def node_metrics(config: Config, role: str, reactor: Any) -> NodeMetrics:
     """The counters, trace ring and failure log of a process of C{role}."""
     return NodeMetrics(role, reactor, TraceRing(config.operations.trace_size), failure=FailureLog(reactor))
@@ -44,4 +89,4 @@ def operations_service(config: Config, role: str, reactor: Any, parts: dict[str,
     return top
 
 
-__all__ = ["node_metrics", "operations_service"]
+__all__ = ["NodeService", "node_metrics", "operations_service"]

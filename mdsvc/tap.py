@@ -413,10 +413,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    from mdsvc.operations import node_metrics, operations_service
+    from mdsvc.operations import NodeService, node_metrics, operations_service
 
     config, role = options["parsed"], options["role"]
-    top = MultiService()
+    top = NodeService(config)
     parts: dict[str, Any] = {"metrics": node_metrics(config, role, reactor)}
     for build in SERVICES_BY_ROLE[role]:
         build(config, reactor, parts).setServiceParent(top)
