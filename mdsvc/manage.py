@@ -7,6 +7,7 @@ C{mdsvc-manage}: the operator's command line, on the same configuration files th
     mdsvc-manage [CONFIG] configdrive build UUID -o FILE [--format iso|vfat]
     mdsvc-manage [CONFIG] sign INSTANCE_ID
     mdsvc-manage [CONFIG] check-config [FILE...]
+    mdsvc-manage [CONFIG] trace UUID|IP [--follow]
     mdsvc-manage sample-config --role ROLE | --output-dir DIR
 
 CONFIG is C{--config-file FILE} (repeated: later files win, option by option), C{--config-dir
@@ -314,6 +315,14 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     p = sub.add_parser("check-config", help="check a configuration: exit 0, or one line per problem")
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="files read together as the service reads them, later ones winning (default: the CONFIG options)")
+    p = sub.add_parser("trace", help="the last requests of one instance or guest address across every hop of this node",
+                       description="The last requests of an instance (UUID) or a guest (IP address) as every process of this "
+                       "node answered them (time, hop, status, latency, cache, reason of a failure), read from their admin "
+                       "sockets ([mdsvc] admin_dir). Run it as the user the service runs as.")
+    p.add_argument("what", metavar="UUID|IP")
+    p.add_argument("--follow", "-f", action="store_true", help="then print each new request as it is answered (Ctrl-C stops)")
+    p.add_argument("--limit", "-n", type=int, default=50, help="requests shown at first (default 50)")
+    p.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # --follow for this many seconds (tests)
     p = sub.add_parser("sample-config", help="print the sample configuration of a role, generated from the option table")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--role", choices=tuple(NODE_ROLES), help="the role whose options to show")
@@ -328,6 +337,14 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         config = load_config(_sources(args))
     except ConfigError as e:
         raise CommandError(str(e)) from None
+    if args.command == "trace":
+        from mdsvc.admin.trace import TraceError, run_trace
+
+        try:
+            return run_trace(config.operations.admin_dir, args.what, out, follow=args.follow, limit=args.limit,
+                             duration=args.duration, err=sys.stderr)
+        except TraceError as e:
+            raise CommandError(str(e)) from None
     if args.command == "sign":
         print(sign(config.api.shared_secret, args.instance_id), file=out)
         return 0

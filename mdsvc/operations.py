@@ -7,9 +7,11 @@ L{mdsvc.tap} only calls two functions.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
 
 from mdsvc.config import Config
 from mdsvc.failures import FailureLog
@@ -62,6 +64,12 @@ class NodeService(MultiService):
         return d.addBoth(removed) if d is not None else removed(None)
 
 
+MAX_SOCKET_PATH = 107
+"""Bytes of a UNIX socket's path, at most (Linux: 108 with the final NUL)."""
+
+log = Logger()
+
+
 def node_metrics(config: Config, role: str, reactor: Any) -> NodeMetrics:
     """The counters, trace ring and failure log of a process of C{role}."""
     return NodeMetrics(role, reactor, TraceRing(config.operations.trace_size), failure=FailureLog(reactor))
@@ -70,11 +78,14 @@ def node_metrics(config: Config, role: str, reactor: Any) -> NodeMetrics:
 def operations_service(config: Config, role: str, reactor: Any, parts: dict[str, Any]) -> IService:
     """
     The metrics listener, if C{[mdsvc] metrics_endpoint} is set, on the role's L{NodeMetrics}
-    and L{mdsvc.readiness.Readiness} (C{parts["metrics"]}, C{parts["readiness"]}).
+    and L{mdsvc.readiness.Readiness} (C{parts["metrics"]}, C{parts["readiness"]}); the admin
+    socket, C{[mdsvc] admin_dir}/ROLE.sock (L{mdsvc.admin.server}).
     """
+    from mdsvc.admin.server import AdminHandler, AdminSocket, AdminState, socket_path
     from mdsvc.exposition import MetricsHandler, registry_for
     from mdsvc.http import LeanHTTPFactory
-    from mdsvc.listen import listen_service
+    from mdsvc.listen import Listening, listen_service
+    from mdsvc.logs import Redactor
     from mdsvc.readiness import Readiness
 
     top = MultiService()
@@ -86,6 +97,17 @@ def operations_service(config: Config, role: str, reactor: Any, parts: dict[str,
                                   idle_timeout=config.limits.idle_timeout, name="mdsvc-metrics", guest_facing=False)
         where = f"{config.source or 'defaults'}: [mdsvc] metrics_endpoint {endpoint}"
         listen_service(endpoint, factory, reactor, where).setServiceParent(top)
+    state = AdminState(role, config.sources, parts, Redactor.of(config), reactor.seconds())
+    admin = LeanHTTPFactory(AdminHandler(state), reactor, request_timeout=config.limits.request_timeout,
+                            idle_timeout=config.limits.idle_timeout, name="mdsvc-admin", guest_facing=False)
+    path = socket_path(config.operations.admin_dir, role)
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        log.warn("no admin socket: {path} is longer than a UNIX socket path may be ({most} bytes); set [mdsvc] admin_dir "
+                 "to a shorter directory (mdsvc-manage doctor and trace cannot reach this process)", path=path, most=MAX_SOCKET_PATH)
+        return top
+    listening = Listening(f"{config.source or 'defaults'}: [mdsvc] admin_dir {config.operations.admin_dir}: {path}")
+    AdminSocket(reactor, path, admin).setServiceParent(listening)
+    listening.setServiceParent(top)
     return top
 
 
