@@ -171,7 +171,7 @@ class Doctor:
                 if missed:
                     self.add("namespaces", False, f"in {status['directory']} but not discovered by the proxy: {', '.join(missed)}",
                              "check [proxy] namespaces and netns_dir; the proxy rescans every rescan_interval")
-                self.add("namespaces", True, f"{len(names)} discovered in {status['directory']} ({proxy.namespaces})"
+                self.add("namespaces", True, f"{len(names)} discovered in {status['directory']}"
                          + (f": {', '.join(sorted(names))}" if 0 < len(names) <= 8 else ""))
                 for name, info in sorted(names.items()):
                     if info["listeners"] and info["problem"] is None:
