@@ -23,9 +23,9 @@ import uuid as uuidlib
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.integration.netns import new_id
 from tests.integration.processes import ROOT, Twistd, client_python, free_port, manage, probe
 from tests.integration.test_doctor_process import NETWORK, base_config
-from tests.integration.netns import new_id
 
 SECRET = "s3cr3t-that-must-not-leak-42"
 INSTANCE = str(uuidlib.uuid4())

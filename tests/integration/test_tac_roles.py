@@ -50,7 +50,8 @@ class TacRoleTests(unittest.TestCase):
                 f"listeners = network 11111111-0000-4000-8000-000000000001 tcp:{proxy_port}:interface=127.0.0.1\n\n"
                 f"[mdsvc]\napi_endpoint = tcp:{api_port}:interface=127.0.0.1\n"
             )
-        expected = {"api": f"tcp:{api_port}", "agent": f"unix:{socket_path}", "proxy": f"tcp:{proxy_port}"}
+        expected = {"api": f"tcp:{api_port}", "agent": f"unix:{socket_path}", "proxy": f"tcp:{proxy_port}",
+                    "admin": f"unix:{directory}/state/run/{role}.sock"}
         process = Twistd(
             ["-y", os.path.join(ROOT, "tac", f"{role}.tac")], os.path.join(directory, "twistd.log"),
             env={"MDSVC_CONFIG": config}, ready=lambda p: "reactor class" in p.log(),
@@ -59,9 +60,9 @@ class TacRoleTests(unittest.TestCase):
         return process, expected
 
     def assert_listens(self, role: str, hops: list[str]) -> None:
-        """tac/ROLE.tac ends up listening on exactly the listeners of C{hops}."""
+        """tac/ROLE.tac ends up listening on exactly the listeners of C{hops}, and its admin socket."""
         process, listeners = self.start(role)
-        wanted = {listeners[hop] for hop in hops}
+        wanted = {listeners[hop] for hop in [*hops, "admin"]}
         deadline = time.monotonic() + 15
         while listening(process.process.pid) != wanted and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -69,15 +70,15 @@ class TacRoleTests(unittest.TestCase):
         self.assertEqual(listening(process.process.pid), wanted, process.log()[-3000:])
 
     def test_api(self) -> None:
-        """tac/api.tac: the metadata API's TCP port, nothing else."""
+        """tac/api.tac: the metadata API's TCP port (and the admin socket), nothing else."""
         self.assert_listens("api", ["api"])
 
     def test_agent(self) -> None:
-        """tac/agent.tac: the agent's UNIX socket, nothing else."""
+        """tac/agent.tac: the agent's UNIX socket (and the admin socket), nothing else."""
         self.assert_listens("agent", ["agent"])
 
     def test_proxy(self) -> None:
-        """tac/proxy.tac: the proxy listeners, nothing else."""
+        """tac/proxy.tac: the proxy listeners (and the admin socket), nothing else."""
         self.assert_listens("proxy", ["proxy"])
 
     def test_network_node(self) -> None:
