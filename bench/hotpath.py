@@ -41,6 +41,8 @@ def main() -> int:
     p.add_argument("--path", choices=("server", "api", "all-in-one", "all"), default="all")
     p.add_argument("--requests", type=int, default=28000, help="requests per path and repeat")
     p.add_argument("--repeats", type=int, default=5, help="the minimum of this many timed repeats is printed")
+    p.add_argument("--metered", action="store_true",
+                   help="wire the hop meters, trace ring and metered lookup as mdsvc.tap does (trees with mdsvc/metrics.py)")
     opts = p.parse_args()
     sys.path.insert(0, opts.mdsvc_tree or os.path.dirname(HERE))
     from storm import BOOT_PATHS  # the 28 GETs of a cloud-init boot
@@ -80,24 +82,46 @@ def main() -> int:
     instance = instance_from_document(doc)
     network = doc["nics"][0]["network"]["id"]
     ip = doc["nics"][0]["fixed_ips"][0]["ip"]
+    from mdsvc.lookup.cache import CachingLookup
+
     store = MemoryInstanceStore()
     store.add(instance)
+    lookup: Any = MemoryLookup({("network", network, ip): (instance.uuid, instance.project_id)})
+    meters: dict[str, Any] = {}
+    if opts.metered:  # as mdsvc.tap wires a process (counting and tracing are always on there)
+        from mdsvc.metered import MeteredLookup, MeteredStore
+        from mdsvc.operations import node_metrics
+
+        metrics = node_metrics(__import__("mdsvc.config", fromlist=["load_config"]).load_config(None), "all-in-one", clock)
+        lookup = MeteredLookup(lookup, metrics)
+        store = MeteredStore(store, metrics, "memory")  # type: ignore[assignment]
+        meters = {"proxy": metrics.hop("proxy"), "agent": metrics.hop("agent"), "api": metrics.hop("api"),
+                  "agent_to_api": metrics.stage("agent_to_api")}
     app = MetadataApp(store=store, identifier=Identifier(True, "secret"), clock=clock)
-    agent = MetadataAgent(MemoryLookup({("network", network, ip): (instance.uuid, instance.project_id)}), InProcessAPI(app),
-                          "secret")
+    lookup = CachingLookup(lookup, clock, 10, 2)  # as the agent's [cache] does by default
+    if opts.metered:
+        agent = MetadataAgent(lookup, InProcessAPI(app, meter=meters["api"]), "secret", clock=clock, meter=meters["agent"],
+                              api_latency=meters["agent_to_api"])
+    else:
+        agent = MetadataAgent(lookup, InProcessAPI(app), "secret", clock=clock)
     signed = (f"X-Instance-ID: {instance.uuid}\r\nX-Tenant-ID: {instance.project_id}\r\n"
               f"X-Instance-ID-Signature: {sign('secret', instance.uuid)}\r\nX-Forwarded-For: {ip}\r\n").encode()
     answer = HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"x" * 200)
     paths = {
         "server": (lambda r: answer, b""),
-        "api": (APIHandler(app), signed),
+        "api": (APIHandler(app, meter=meters["api"]) if opts.metered else APIHandler(app), signed),
         "all-in-one": (NamespaceProxyHandler("network", network, proxy_to_agent(agent)), b""),
     }
+    factory_options: dict[str, dict[str, Any]] = {
+        "server": {}, "api": {"meter": meters.get("api"), "meter_answers": False},
+        "all-in-one": {"meter": meters.get("proxy"), "meter_answers": True, "scope": network},
+    } if opts.metered else {"server": {}, "api": {}, "all-in-one": {}}
     chosen = list(paths) if opts.path == "all" else [opts.path]
-    print(f"mdsvc at {os.path.dirname(mdsvc.__file__)}: {opts.requests} requests of the boot mix per repeat, minimum of {opts.repeats}")
+    print(f"mdsvc at {os.path.dirname(mdsvc.__file__)}{' (metered)' if opts.metered else ''}: {opts.requests} requests of the boot "
+          f"mix per repeat, minimum of {opts.repeats}")
     for name in chosen:
         handler, extra = paths[name]
-        protocol = LeanHTTPFactory(handler, clock).buildProtocol(IPv4Address("TCP", ip, 40000))
+        protocol = LeanHTTPFactory(handler, clock, **factory_options[name]).buildProtocol(IPv4Address("TCP", ip, 40000))
         transport = StringTransport(peerAddress=IPv4Address("TCP", ip, 40000))
         protocol.makeConnection(transport)
         requests = [REQUEST % (path.encode(), extra) for path in BOOT_PATHS]
