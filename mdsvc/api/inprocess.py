@@ -42,28 +42,32 @@ class InProcessAPI:
         """See L{IAPIHop.forward}: answered as the API would over HTTP (the agent sends no Accept)."""
         meter = self.meter
         if meter is None:
-            return self._forward(request)
+            result = self._answer(request)
+            return succeed(result) if type(result) is HTTPResponse else result  # type: ignore[return-value]
         started = meter.clock.seconds()
         cache = self._cache
         if cache is not None:
             cache.outcome = None
-        d = self._forward(request)
+        result = self._answer(request)
         outcome = cache.outcome if cache is not None else None
-        return d.addCallback(self._note, request, started, outcome)
+        if type(result) is HTTPResponse:  # answered at once (a cached instance): no callback to add
+            return succeed(self._note(result, request, started, outcome))
+        return result.addCallback(self._note, request, started, outcome)  # type: ignore[union-attr]
 
     def _note(self, response: HTTPResponse, request: SignedRequest, started: float, cache: str | None) -> HTTPResponse:
         self.meter.answered(response, started, request.address, None, request.instance_id, request.method, request.target, cache)
         return response
 
-    def _forward(self, request: SignedRequest) -> Deferred[HTTPResponse]:
+    def _answer(self, request: SignedRequest) -> HTTPResponse | Deferred[HTTPResponse]:
+        """The app's answer: at once when it has it, else a Deferred."""
         identity = ByInstanceId(request.instance_id, request.project_id, request.address)
         path = request.target.split(b"?", 1)[0]
         try:
             answer = self.app.handle_identified(request.method, path, identity, request.body)
         except Exception:
-            return succeed(self.app.failed(Failure(), request.method, path, request.address, None))
+            return self.app.failed(Failure(), request.method, path, request.address, None)
         if isinstance(answer, Answer):
-            return succeed(ok(answer))
+            return ok(answer)
         return answer.addCallbacks(ok, self._failed, errbackArgs=(request, path))
 
     def _failed(self, failure: Failure, request: SignedRequest, path: bytes) -> Any:
