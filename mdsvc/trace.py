@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from itertools import count
 from typing import Any
 
+from mdsvc.hop import canonical_ip
+
 FIELDS = ("seq", "time", "hop", "address", "scope", "instance", "method", "path", "status", "latency", "cache", "reason")
 """What a record holds, in order: a sequence number (per process, from 1), the time it was
 answered (seconds since the epoch), the hop, the guest's address, the network or router it came
@@ -54,7 +56,10 @@ class TraceRing:
 def _matches(record: tuple[Any, ...], instance: str | None, address: str | None) -> bool:
     if instance is None and address is None:
         return True
-    return (instance is not None and record[5] == instance) or (address is not None and record[3] == address)
+    if instance is not None and record[5] == instance:
+        return True
+    # a listener records the peer as the connection shows it (::ffff:10.0.0.5 on a dual-stack one)
+    return address is not None and record[3] is not None and (record[3] == address or canonical_ip(record[3]) == canonical_ip(address))
 
 
 def as_dict(record: Iterable[Any]) -> dict[str, Any]:

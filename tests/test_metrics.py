@@ -62,6 +62,12 @@ class HopMeterTests(SynchronousTestCase):
                           record["cache"], record["reason"]), ("agent", "10.0.0.5", NETWORK, UUID, "/latest", 200, "hit", None))
         self.assertEqual(self.failures, [])
 
+    def test_address_in_normal_form(self) -> None:
+        """A listener's record of an IPv4-mapped peer is found by the guest's IPv4 address, as the agent records it."""
+        self.meter.answered(HTTPResponse(200, (), b""), 1000.0, "::ffff:10.0.0.5", NETWORK, None, b"GET", b"/", None)
+        self.assertEqual(len(self.trace.select(address="10.0.0.5")), 1)
+        self.assertEqual(self.trace.select(address="10.0.0.6"), [])
+
     def test_failure_logged_once(self) -> None:
         """A failure with a reason is logged by the first hop that notes it, not again by the hops it crosses after."""
         failed = error_response(404, None, reason="instance gone")
