@@ -91,8 +91,8 @@ class MetadataAgent:
             from twisted.internet import reactor
 
             self.clock = reactor
-        if getattr(self.lookup, "outcome", False) is not False:
-            self._caching = self.lookup  # tells what each lookup did in its cache
+        if self.meter is not None and getattr(self.lookup, "outcome", False) is not False:
+            self._caching = self.lookup  # tells what each lookup did in its cache, for the meter
 
     def handle(self, request: GuestRequest) -> Deferred[HTTPResponse]:
         """See L{IAgentHop.handle}: the Deferred never fails (except on cancellation)."""
@@ -116,35 +116,32 @@ class MetadataAgent:
         meter = self.meter
         started = self.clock.seconds() if meter is not None else 0.0  # type: ignore[union-attr]
         seen: list[str | None] = [None, None]  # the instance, the lookup cache's outcome
+        ip = request.address
         try:
-            response = await self._admit(request, seen)
+            if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
+                if not self.limiter.allow((request.network_id, request.router_id, ip)):
+                    self.rate_limited += 1
+                    raise HopError(429, "You have sent too many requests in a given amount of time.", "info")
+            guest = (request.network_id, request.router_id, ip, request.mac)
+            held = self._in_flight.get(guest, 0)
+            if self.max_in_flight and held >= self.max_in_flight:
+                self.in_flight_refused += 1
+                raise HopError(429, "Too many requests of this guest are in flight.", "info")
+            self._in_flight[guest] = held + 1
+            try:
+                response = await self._answer(request, seen)
+            finally:
+                left = self._in_flight[guest] - 1
+                if left:
+                    self._in_flight[guest] = left
+                else:
+                    del self._in_flight[guest]
         except HopError as e:
             response = self._refusal(e, request)
         if meter is not None:
-            meter.answered(response, started, request.address, request.network_id or request.router_id, seen[0],
-                           request.method, request.target, seen[1])
+            meter.answered(response, started, ip, request.network_id or request.router_id, seen[0], request.method,
+                           request.target, seen[1])
         return response
-
-    async def _admit(self, request: GuestRequest, seen: list[str | None]) -> HTTPResponse:
-        ip = request.address
-        if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
-            if not self.limiter.allow((request.network_id, request.router_id, ip)):
-                self.rate_limited += 1
-                raise HopError(429, "You have sent too many requests in a given amount of time.", "info")
-        guest = (request.network_id, request.router_id, ip, request.mac)
-        held = self._in_flight.get(guest, 0)
-        if self.max_in_flight and held >= self.max_in_flight:
-            self.in_flight_refused += 1
-            raise HopError(429, "Too many requests of this guest are in flight.", "info")
-        self._in_flight[guest] = held + 1
-        try:
-            return await self._answer(request, seen)
-        finally:
-            left = self._in_flight[guest] - 1
-            if left:
-                self._in_flight[guest] = left
-            else:
-                del self._in_flight[guest]
 
     async def _answer(self, request: GuestRequest, seen: list[str | None]) -> HTTPResponse:
         found = await self._lookup(request, seen)
