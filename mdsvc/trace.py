@@ -37,7 +37,7 @@ class TraceRing:
     """
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
-        self.records: deque[tuple[Any, ...]] = deque(maxlen=max(size, 1))
+        self.records: deque[tuple[Any, ...]] = deque(maxlen=max(size, 0))  # 0: nothing kept
         self.next_seq = count(1).__next__
 
     def select(
