@@ -64,9 +64,10 @@ class HopMeterTests(SynchronousTestCase):
 
     def test_no_trace(self) -> None:
         """trace_size = 0 keeps no record; the counts go on."""
-        meter = HopMeter("agent", self.clock, TraceRing(0))
+        ring = TraceRing(0)
+        meter = HopMeter("agent", self.clock, ring)
         meter.answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.5", NETWORK, None, b"GET", b"/", None)
-        self.assertEqual((meter.codes, TraceRing(0).select()), ({200: 1}, []))
+        self.assertEqual((meter.codes, ring.select()), ({200: 1}, []))
 
     def test_address_in_normal_form(self) -> None:
         """A listener's record of an IPv4-mapped peer is found by the guest's IPv4 address, as the agent records it."""
