@@ -35,6 +35,7 @@ class NodeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The metric families (see the module's list in README, "Operating it")."""
         m = self.metrics
+        m.fold()
         info = GaugeMetricFamily("mdsvc_info", "The role and version of this mdsvc process.", labels=["role", "version"])
         info.add_metric([m.role, __version__], 1)
         yield info

@@ -542,8 +542,9 @@ class LeanHTTPProtocol(Protocol):
             self._processing = False
 
     def _serve(self, item: tuple[HTTPRequest, bool] | _Refusal) -> None:
-        if self.factory.meter is not None:
-            self._began = self.factory.clock.seconds()
+        every = self.factory.meter_every
+        if every is not None:
+            self._began = every.now()
         if isinstance(item, _Refusal):
             self._write(error_response(item.code, item.text), None, keep=False)
             return
@@ -592,12 +593,12 @@ class LeanHTTPProtocol(Protocol):
         self.transport.write(b"".join(parts))
         meter = self.factory.meter
         if meter is not None:
-            if request is not None:
-                if self.factory.meter_answers:
-                    meter.answered(response, self._began, self.source or self._peer, self.factory.scope, None,
-                                   request.method, request.target, None)
-            else:  # the protocol's own refusal
-                meter.answered(response, self._began, self.source or self._peer, self.factory.scope, None, b"-", b"-", None)
+            if request is None:  # the protocol's own refusal
+                meter.answered(response, self._began or meter.now(), self.source or self._peer, self.factory.scope, None,
+                               b"-", b"-", None)
+            elif self.factory.meter_every is not None:
+                meter.record((meter, self._began, meter.now(), response, self.source or self._peer, self.factory.scope, None,
+                              request.method, request.target, None, None))
         if keep:
             self._idle_since = self.factory.clock.seconds()
             self._idle_limit = self.factory.idle_timeout
@@ -723,6 +724,7 @@ class LeanHTTPFactory(ServerFactory):
         self.guest_facing = guest_facing
         self.meter = meter
         self.meter_answers = meter_answers
+        self.meter_every = meter if meter_answers else None
         self.scope = scope
         self.date = _DateCache(clock)
         self.sweep_interval = 1.0

@@ -3,9 +3,11 @@
 What a process counts about itself, in plain integers and lists: nothing on the hot path calls
 into prometheus_client (L{mdsvc.exposition} reads these at scrape time).
 
-  - L{HopMeter}: one hop's answers (C{proxy}, C{agent}, C{api}) by status, their latency, a
-    record in the process's trace ring (L{mdsvc.trace.TraceRing}) and, for a failure this hop
-    made, one log line with the instance, the hop and the reason (L{mdsvc.failures}).
+  - L{HopMeter}: where a hop (C{proxy}, C{agent}, C{api}) notes each answer: one tuple appended
+    to a list, all the request path pays. L{NodeMetrics.fold} (every second, and before anything
+    is read) turns them into counts by status, latency buckets, records of the process's trace
+    ring (L{mdsvc.trace.TraceRing}) and, for a failure a hop made, one log line with the
+    instance, the hop and the reason (L{mdsvc.failures}).
   - L{Histogram}: fixed buckets, fed with one C{bisect} and two additions.
   - L{NodeMetrics}: the meters of one process and every object whose own counters it reads at
     scrape time (caches, connection pools, namespace proxies, connection limits, the agent's
@@ -76,52 +78,53 @@ class Histogram:
 
 class HopMeter:
     """
-    Everything a hop notes about one answer, in one call (L{answered}): a status count, the
-    latency, a trace record, and for a failure made here (C{reason} given) a log line.
+    Where a hop notes each answer: one tuple appended to the process's pending list, the only
+    work on the request path (L{RECORD} says what it holds). L{NodeMetrics.fold} turns pending
+    records into counts, latency buckets, trace records and failure lines, off the request path.
 
-    @ivar codes: answers by status code.
-    @ivar latency: seconds from the request to the answer.
+    A hop notes an answer as::
+
+        meter.record((meter, started, meter.now(), response, address, scope, instance, method, path, cache, waited))
+
+    @ivar codes: answers by status code (counted when folded).
+    @ivar latency: seconds from the request to the answer (observed when folded).
+    @ivar now: the clock's C{seconds} (the reactor's is C{time.time}).
+    @ivar record: appends one record to the pending list.
     """
 
-    __slots__ = ("hop", "clock", "codes", "latency", "_append", "_seq", "_failure")
+    __slots__ = ("hop", "clock", "codes", "latency", "now", "record", "waited")
 
-    def __init__(self, hop: str, clock: Any, trace: TraceRing, failure: Callable[..., None] | None = None) -> None:
+    def __init__(self, hop: str, clock: Any, record: Callable[[tuple[Any, ...]], None], waited: Histogram | None = None) -> None:
         self.hop = hop
         self.clock = clock
         self.codes: dict[int, int] = {}
         self.latency = Histogram()
-        self._append = trace.records.append
-        self._seq = trace.next_seq
-        self._failure = failure
+        self.now = clock.seconds
+        self.record = record
+        self.waited = waited
 
     def answered(
         self, response: Any, started: float, address: str | None, scope: str | None, instance: str | None,
-        method: bytes, path: bytes, cache: str | None,
+        method: bytes, path: bytes, cache: str | None, waited: float | None = None,
     ) -> None:
         """
-        Note one answer.
+        Note one answer (the same as appending its record; for callers off the hot path).
 
         @param response: the L{mdsvc.http.HTTPResponse} this hop answers with; its C{reason},
-            when set, is the failure's: logged by the first hop that notes it (L{HTTPResponse.noted}).
+            when set, is the failure's, logged by the first hop that notes it (L{HTTPResponse.noted}).
         @param started: C{clock.seconds()} when the request reached this hop.
         @param address: the guest's address (None where the hop does not know it).
-        @param scope: C{network ID} or C{router ID} the guest came through, if known.
+        @param scope: the network or router id the guest came through, if known.
         @param instance: the instance the request was answered for, if known.
         @param cache: C{hit}, C{miss} or C{wait} (a load another request started) in the cache
             this hop consults, or None.
+        @param waited: seconds this hop waited for the next one (the agent for a remote API), or None.
         """
-        now = self.clock.seconds()
-        elapsed = now - started
-        code = response.code
-        codes = self.codes
-        codes[code] = codes.get(code, 0) + 1
-        self.latency.observe(elapsed)
-        reason = response.reason
-        self._append((self._seq(), now, self.hop, address, scope, instance, method, path, code, elapsed, cache, reason))
-        if reason is not None and not response.noted:
-            response.noted = True
-            if self._failure is not None:
-                self._failure(self.hop, code, address, scope, instance, method, path, reason)
+        self.record((self, started, self.now(), response, address, scope, instance, method, path, cache, waited))
+
+
+RECORD = ("meter", "started", "answered", "response", "address", "scope", "instance", "method", "path", "cache", "waited")
+"""What a pending record holds, in order (L{HopMeter})."""
 
 
 @define(eq=False)
@@ -150,6 +153,7 @@ class NodeMetrics:
     clock: Any
     trace: TraceRing = field(factory=TraceRing)
     failure: Callable[..., None] | None = None
+    pending: list[tuple[Any, ...]] = field(factory=list)
     hops: dict[str, HopMeter] = field(factory=dict)
     stages: dict[str, Histogram] = field(factory=dict)
     backend_errors: dict[str, int] = field(factory=dict)
@@ -164,9 +168,50 @@ class NodeMetrics:
         """The meter of hop C{name} (one per process, made on first use)."""
         meter = self.hops.get(name)
         if meter is None:
-            meter = self.hops[name] = HopMeter(name, self.clock, self.trace, self.failure)
+            waited = self.stage("agent_to_api") if name == "agent" else None
+            meter = self.hops[name] = HopMeter(name, self.clock, self.pending.append, waited)
             self.stages[HOP_STAGE[name]] = meter.latency
         return meter
+
+    def fold(self) -> None:
+        """
+        Turn the pending records into counts, latency buckets, trace records and failure lines
+        (each failure logged once, by the first hop that noted it). Done every second by the
+        process (L{mdsvc.operations}), and before anything reads the counts or the trace.
+        """
+        pending = self.pending
+        if not pending:
+            return
+        keep = self.trace.records.append
+        seq = self.trace.next_seq
+        failure = self.failure
+        for meter, started, answered, response, address, scope, instance, method, path, cache, waited in pending:
+            elapsed = answered - started
+            code = response.code
+            codes = meter.codes
+            codes[code] = codes.get(code, 0) + 1
+            latency = meter.latency
+            latency.counts[bisect_left(latency.bounds, elapsed)] += 1
+            latency.sum += elapsed
+            if waited is not None and meter.waited is not None:
+                meter.waited.observe(waited)
+            if type(address) is list:  # the API over HTTP notes header values as sent
+                address = address[0].decode("latin-1")
+            if type(instance) is list:
+                instance = instance[0].decode("latin-1")
+            reason = response.reason
+            keep((seq(), answered, meter.hop, address, scope, instance, method, path, code, elapsed, cache, reason))
+            if reason is not None and not response.noted:
+                response.noted = True
+                if failure is not None:
+                    failure(meter.hop, code, address, scope, instance, method, path, reason)
+        pending.clear()
+
+    def select(self, instance: str | None = None, address: str | None = None, after: int = 0,
+               limit: int | None = None) -> list[dict[str, Any]]:
+        """The trace's records (L{TraceRing.select}), the pending ones folded first."""
+        self.fold()
+        return self.trace.select(instance, address, after, limit)
 
     def stage(self, name: str) -> Histogram:
         """The latency histogram of C{name} (one of L{STAGES}), made on first use."""
@@ -180,8 +225,9 @@ class NodeMetrics:
         self.backend_errors[backend] = self.backend_errors.get(backend, 0) + 1
 
     def requests(self) -> dict[tuple[str, int], int]:
-        """Answers so far by C{(hop, code)}."""
+        """Answers so far by C{(hop, code)} (the pending ones folded first)."""
+        self.fold()
         return {(hop, code): n for hop, meter in self.hops.items() for code, n in meter.codes.items()}
 
 
-__all__ = ["HOPS", "HOP_STAGE", "LATENCY_BUCKETS", "STAGES", "HopMeter", "Histogram", "NodeMetrics"]
+__all__ = ["HOPS", "HOP_STAGE", "LATENCY_BUCKETS", "RECORD", "STAGES", "HopMeter", "Histogram", "NodeMetrics"]

@@ -64,6 +64,9 @@ class NodeService(MultiService):
         return d.addBoth(removed) if d is not None else removed(None)
 
 
+FOLD_INTERVAL = 1.0
+"""Seconds between foldings of the pending records (L{NodeMetrics.fold}): a failed request's log line comes at most this late."""
+
 MAX_SOCKET_PATH = 107
 """Bytes of a UNIX socket's path, at most (Linux: 108 with the final NUL)."""
 
@@ -79,8 +82,11 @@ def operations_service(config: Config, role: str, reactor: Any, parts: dict[str,
     """
     The metrics listener, if C{[mdsvc] metrics_endpoint} is set, on the role's L{NodeMetrics}
     and L{mdsvc.readiness.Readiness} (C{parts["metrics"]}, C{parts["readiness"]}); the admin
-    socket, C{[mdsvc] admin_dir}/ROLE.sock (L{mdsvc.admin.server}).
+    socket, C{[mdsvc] admin_dir}/ROLE.sock (L{mdsvc.admin.server}); the folding of what the hops
+    noted, every L{FOLD_INTERVAL} seconds.
     """
+    from twisted.application.internet import TimerService
+
     from mdsvc.admin.server import AdminHandler, AdminSocket, AdminState, socket_path
     from mdsvc.exposition import MetricsHandler, registry_for
     from mdsvc.http import LeanHTTPFactory
@@ -89,6 +95,9 @@ def operations_service(config: Config, role: str, reactor: Any, parts: dict[str,
     from mdsvc.readiness import Readiness
 
     top = MultiService()
+    folding = TimerService(FOLD_INTERVAL, parts["metrics"].fold)
+    folding.clock = reactor
+    folding.setServiceParent(top)
     readiness = parts.setdefault("readiness", Readiness(reactor))
     endpoint = config.operations.metrics_endpoint
     if endpoint:

@@ -329,6 +329,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     if "app" in parts:
         # all-in-one: the API is in this process; signed requests go straight to its code
         api: Any = InProcessAPI(parts["app"], meter=metrics.hop("api"))
+        metrics.stages["agent_to_api"] = metrics.hop("api").latency  # the same wait, noted once
     else:
         api = APIForwarder(pool, agent.api_url, agent.api_timeout)
         metrics.pools["api"] = pool
@@ -336,7 +337,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     handler = MetadataAgent(
         lookup, api, agent.shared_secret, limiter, limit.ip_version, clock=reactor,
         relookup_interval=max(agent.cache_negative_ttl, 1), max_in_flight=config.limits.max_connections_per_guest,
-        meter=metrics.hop("agent"), api_latency=metrics.stage("agent_to_api"),
+        meter=metrics.hop("agent"), time_api="app" not in parts,
     )
     parts["agent"] = handler
     metrics.agents.append(handler)

@@ -19,7 +19,7 @@ from mdsvc.http import HTTPResponse, error_response
 from mdsvc.interfaces import AmbiguousAddress, IInstanceLookup, IInstanceStore, LookupUnavailable
 from mdsvc.lookup.cache import CachingLookup
 from mdsvc.metered import MeteredLookup, MeteredStore
-from mdsvc.metrics import Histogram, HopMeter, NodeMetrics
+from mdsvc.metrics import Histogram, NodeMetrics
 from mdsvc.testing import MemoryInstanceStore, MemoryLookup
 from mdsvc.trace import TraceRing
 from tests.http import request, response
@@ -41,48 +41,55 @@ class HistogramTests(SynchronousTestCase):
 
 
 class HopMeterTests(SynchronousTestCase):
-    """One call notes the status, the latency, a trace record and, once, the failure's log line."""
+    """A hop appends one record; folding makes the status count, the latency, the trace record and, once, the failure's line."""
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1000)
-        self.trace = TraceRing(10)
         self.failures: list[tuple[Any, ...]] = []
-        self.meter = HopMeter("agent", self.clock, self.trace, lambda *a: self.failures.append(a))
+        self.metrics = NodeMetrics("agent", self.clock, TraceRing(10), failure=lambda *a: self.failures.append(a))
+        self.meter = self.metrics.hop("agent")
 
     def test_answer(self) -> None:
-        """A 200: counted by code, its latency observed, one record in the trace with every field."""
+        """A 200: nothing counted until folded; then counted by code, its latency observed, one trace record with every field."""
         started = self.clock.seconds()
         self.clock.advance(0.002)
         self.meter.answered(HTTPResponse(200, (), b""), started, "10.0.0.5", NETWORK, UUID, b"GET", b"/latest", "hit")
-        self.assertEqual(self.meter.codes, {200: 1})
+        self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({}, 1))
+        self.metrics.fold()
+        self.assertEqual((self.meter.codes, self.metrics.pending), ({200: 1}, []))
         self.assertEqual(self.meter.latency.cumulative()[2], ("0.0025", 1))
-        (record,) = self.trace.select()
+        (record,) = self.metrics.select()
         self.assertEqual((record["hop"], record["address"], record["scope"], record["instance"], record["path"], record["status"],
                           record["cache"], record["reason"]), ("agent", "10.0.0.5", NETWORK, UUID, "/latest", 200, "hit", None))
         self.assertEqual(self.failures, [])
 
+    def test_waited(self) -> None:
+        """The agent's record of the time the API took feeds the agent_to_api histogram."""
+        self.meter.answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.5", NETWORK, UUID, b"GET", b"/", None, waited=0.3)
+        self.metrics.fold()
+        self.assertEqual(self.metrics.stages["agent_to_api"].cumulative()[8:10], [("0.25", 0), ("0.5", 1)])
+
     def test_no_trace(self) -> None:
         """trace_size = 0 keeps no record; the counts go on."""
-        ring = TraceRing(0)
-        meter = HopMeter("agent", self.clock, ring)
-        meter.answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.5", NETWORK, None, b"GET", b"/", None)
-        self.assertEqual((meter.codes, ring.select()), ({200: 1}, []))
+        metrics = NodeMetrics("agent", self.clock, TraceRing(0))
+        metrics.hop("agent").answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.5", NETWORK, None, b"GET", b"/", None)
+        self.assertEqual((metrics.requests(), metrics.select()), ({("agent", 200): 1}, []))
 
     def test_address_in_normal_form(self) -> None:
         """A listener's record of an IPv4-mapped peer is found by the guest's IPv4 address, as the agent records it."""
         self.meter.answered(HTTPResponse(200, (), b""), 1000.0, "::ffff:10.0.0.5", NETWORK, None, b"GET", b"/", None)
-        self.assertEqual(len(self.trace.select(address="10.0.0.5")), 1)
-        self.assertEqual(self.trace.select(address="10.0.0.6"), [])
+        self.assertEqual(len(self.metrics.select(address="10.0.0.5")), 1)
+        self.assertEqual(self.metrics.select(address="10.0.0.6"), [])
 
     def test_failure_logged_once(self) -> None:
         """A failure with a reason is logged by the first hop that notes it, not again by the hops it crosses after."""
         failed = error_response(404, None, reason="instance gone")
         self.meter.answered(failed, 1000.0, "10.0.0.5", NETWORK, UUID, b"GET", b"/x", None)
-        HopMeter("proxy", self.clock, self.trace, lambda *a: self.failures.append(a)).answered(
-            failed, 1000.0, "10.0.0.5", NETWORK, None, b"GET", b"/x", None)
+        self.metrics.hop("proxy").answered(failed, 1000.0, "10.0.0.5", NETWORK, None, b"GET", b"/x", None)
+        self.metrics.fold()
         self.assertEqual(self.failures, [("agent", 404, "10.0.0.5", NETWORK, UUID, b"GET", b"/x", "instance gone")])
-        self.assertEqual([r["reason"] for r in self.trace.select()], ["instance gone", "instance gone"])
+        self.assertEqual([r["reason"] for r in self.metrics.select()], ["instance gone", "instance gone"])
 
 
 class AgentMeteringTests(SynchronousTestCase):
@@ -96,7 +103,7 @@ class AgentMeteringTests(SynchronousTestCase):
         self.cached = CachingLookup(MeteredLookup(self.lookup, self.metrics), self.h.clock, 10)
         self.agent = MetadataAgent(self.cached, InProcessAPI(self.h.app, meter=self.metrics.hop("api")), "k",
                                    SlidingWindowLimiter(self.h.clock, ((10, 3),)), clock=self.h.clock,
-                                   meter=self.metrics.hop("agent"), api_latency=self.metrics.stage("agent_to_api"))
+                                   meter=self.metrics.hop("agent"), time_api=True)
 
     def get(self, path: bytes, address: str = "10.0.0.5") -> HTTPResponse:
         return self.successResultOf(self.agent.handle(GuestRequest(b"GET", path, b"", address, None, NETWORK, None)))
@@ -109,8 +116,9 @@ class AgentMeteringTests(SynchronousTestCase):
         self.assertEqual(self.get(b"/openstack/latest/meta_data.json").code, 200)
         self.assertEqual(self.get(b"/latest/meta-data/hostname").code, 200)
         self.assertEqual(self.metrics.requests(), {("agent", 200): 2, ("api", 200): 2})
-        records = [(r["hop"], r["instance"], r["cache"]) for r in self.metrics.trace.select(instance=UUID)]
+        records = [(r["hop"], r["instance"], r["cache"]) for r in self.metrics.select(instance=UUID)]
         self.assertEqual(records, [("api", UUID, "miss"), ("agent", UUID, "miss"), ("api", UUID, "hit"), ("agent", UUID, "hit")])
+        self.metrics.fold()
         self.assertEqual({name: h.count for name, h in self.metrics.stages.items()},
                          {"agent": 2, "api_render": 2, "agent_to_api": 2, "lookup": 1})
 
@@ -118,7 +126,7 @@ class AgentMeteringTests(SynchronousTestCase):
         """A guest no port has: 404 at the agent, with the reason in the trace; the API never sees it."""
         self.assertEqual(self.get(b"/latest", address="10.0.0.9").code, 404)
         self.assertEqual(self.metrics.requests(), {("agent", 404): 1})
-        (record,) = self.metrics.trace.select(address="10.0.0.9")
+        (record,) = self.metrics.select(address="10.0.0.9")
         self.assertEqual(record["reason"], f"Instance was not found on network {NETWORK}.")
 
     def test_rate_limited(self) -> None:
@@ -132,7 +140,7 @@ class AgentMeteringTests(SynchronousTestCase):
         self.lookup.broken = LookupUnavailable("neutron is down")
         self.assertEqual(self.get(b"/latest").code, 503)
         self.assertEqual(self.metrics.backend_errors, {"memory": 1})
-        (record,) = self.metrics.trace.select(address="10.0.0.5")
+        (record,) = self.metrics.select(address="10.0.0.5")
         self.assertIn("neutron is down", record["reason"])
 
 
@@ -149,7 +157,7 @@ class APIHandlerMeteringTests(SynchronousTestCase):
                    b"X-Forwarded-For": b"10.0.0.5"}
         _, channel = request(handler, b"GET", b"/latest/meta-data/", headers)
         self.assertEqual(response(channel).code, 403)  # type: ignore[union-attr]
-        (record,) = metrics.trace.select(instance=UUID)
+        (record,) = metrics.select(instance=UUID)
         self.assertEqual((record["address"], record["status"], record["cache"], record["reason"]),
                          ("10.0.0.5", 403, None, "invalid X-Instance-ID-Signature"))
 

@@ -109,7 +109,7 @@ class AdminHandler:
             limit = int(query["limit"]) if "limit" in query else None
         except ValueError:
             raise ValueError("after and limit are integers") from None
-        records = self.state.parts["metrics"].trace.select(query.get("instance"), query.get("address"), after, limit)
+        records = self.state.parts["metrics"].select(query.get("instance"), query.get("address"), after, limit)
         return {"role": self.state.role, "pid": os.getpid(), "records": records}
 
     def _ready(self, query: dict[str, str]) -> Deferred[dict[str, Any]]:

@@ -63,7 +63,8 @@ class MetadataAgent:
     @ivar max_in_flight: requests one guest may have in flight at once (0: no limit); beyond,
         429.
     @ivar meter: notes every answer (L{mdsvc.metrics.HopMeter} of the C{agent} hop), or None.
-    @ivar api_latency: the histogram of the time the API takes to answer (C{agent_to_api}), or None.
+    @ivar time_api: (with a meter) whether each answer's record says how long the API took
+        (C{agent_to_api}); not for an API in this process, which notes its own time.
     @ivar rate_limited: requests refused (429) by the rate limiter.
     @ivar in_flight_refused: requests refused (429) because their guest had too many in flight.
     """
@@ -77,7 +78,7 @@ class MetadataAgent:
     relookup_interval: float = 2.0
     max_in_flight: int = 0
     meter: Any = None
-    api_latency: Any = None
+    time_api: bool = False
     rate_limited: int = field(default=0, init=False)
     in_flight_refused: int = field(default=0, init=False)
     _caching: Any = field(default=None, init=False, repr=False)
@@ -114,8 +115,8 @@ class MetadataAgent:
 
     async def _handle(self, request: GuestRequest) -> HTTPResponse:
         meter = self.meter
-        started = self.clock.seconds() if meter is not None else 0.0  # type: ignore[union-attr]
-        seen: list[str | None] = [None, None]  # the instance, the lookup cache's outcome
+        started = meter.now() if meter is not None else 0.0
+        seen: list[Any] = [None, None, None]  # the instance, the lookup cache's outcome, seconds the API took
         ip = request.address
         try:
             if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
@@ -139,14 +140,14 @@ class MetadataAgent:
         except HopError as e:
             response = self._refusal(e, request)
         if meter is not None:
-            meter.answered(response, started, ip, request.network_id or request.router_id, seen[0], request.method,
-                           request.target, seen[1])
+            meter.record((meter, started, meter.now(), response, ip, request.network_id or request.router_id, seen[0],
+                          request.method, request.target, seen[1], seen[2]))
         return response
 
-    async def _answer(self, request: GuestRequest, seen: list[str | None]) -> HTTPResponse:
+    async def _answer(self, request: GuestRequest, seen: list[Any]) -> HTTPResponse:
         found = await self._lookup(request, seen)
         seen[0] = found[0]
-        response = await self._forward(request, found)
+        response = await self._forward(request, found, seen)
         if response.code == 404 and ICachingLookup.providedBy(self.lookup):
             # The port may have moved to a new instance since it was cached (neutron spec §4):
             # look again, but forget the cached answer at most once per interval per guest, so
@@ -167,7 +168,7 @@ class MetadataAgent:
                 self._log.info("{ip}: the metadata API does not know instance {instance}; the address now belongs to "
                                "instance {now}: asking again for it", ip=request.address, instance=found[0], now=again[0])
                 seen[0] = again[0]
-                response = await self._forward(request, again)
+                response = await self._forward(request, again, seen)
             elif fresh:
                 self._log.debug("{method} {path}: 404 for instance {instance}, which a fresh lookup still finds: no such "
                                 "path", method=request.method.decode("latin-1"), path=loggable(request.target),
@@ -186,7 +187,7 @@ class MetadataAgent:
         self._forgotten[guest] = now
         return True
 
-    async def _lookup(self, request: GuestRequest, seen: list[str | None] | None = None) -> tuple[str, str]:
+    async def _lookup(self, request: GuestRequest, seen: list[Any] | None = None) -> tuple[str, str]:
         network_id, router_id = request.network_id, request.router_id
         try:
             pending = self.lookup.lookup(request.address, network_id=network_id, router_id=router_id, mac=request.mac)
@@ -203,7 +204,7 @@ class MetadataAgent:
             raise HopError(404, f"Instance was not found on {where}.")
         return found
 
-    async def _forward(self, request: GuestRequest, found: tuple[str, str]) -> HTTPResponse:
+    async def _forward(self, request: GuestRequest, found: tuple[str, str], seen: list[Any] | None = None) -> HTTPResponse:
         instance_id, project_id = found
         signature = self._signatures.get(instance_id)
         if signature is None:
@@ -211,8 +212,8 @@ class MetadataAgent:
                 self._signatures.clear()
             signature = self._signatures[instance_id] = sign(self.shared_secret, instance_id)
         signed = SignedRequest(request.method, request.target, request.body, request.address, instance_id, project_id or "", signature)
-        latency = self.api_latency
-        sent = self.clock.seconds() if latency is not None else 0.0  # type: ignore[union-attr]
+        timed = seen is not None and self.time_api and self.meter is not None
+        sent = self.meter.now() if timed else 0.0
         try:
             return await self.api.forward(signed)
         except UpstreamUnavailable as e:
@@ -223,8 +224,8 @@ class MetadataAgent:
         except UnsafeRequest as e:
             raise HopError(400, f"The request cannot be forwarded: {e}.", "error") from e
         finally:
-            if latency is not None:
-                latency.observe(self.clock.seconds() - sent)  # type: ignore[union-attr]
+            if timed:
+                seen[2] = self.meter.now() - sent  # type: ignore[index]
 
     def _relay(self, response: HTTPResponse) -> HTTPResponse:
         if response.code == 200 or response.code in RELAYED_ERRORS:

@@ -51,7 +51,7 @@ class APIHandler:
             if isinstance(answer, Answer):
                 return ok(answer)
             return answer.addBoth(self._done, request)
-        started = meter.clock.seconds()
+        started = meter.now()
         cache = self._cache
         if cache is not None:
             cache.outcome = None
@@ -61,7 +61,11 @@ class APIHandler:
             return self._note(self._failure(request, Failure()), request, started, None)
         outcome = cache.outcome if cache is not None else None
         if isinstance(answer, Answer):
-            return self._note(ok(answer), request, started, outcome)
+            response = ok(answer)
+            headers = request.headers  # (values as sent; made text when the record is folded)
+            meter.record((meter, started, meter.now(), response, headers.get(b"x-forwarded-for") or request.peer, None,
+                          headers.get(b"x-instance-id"), request.method, request.target, outcome, None))
+            return response
         return answer.addBoth(self._done, request).addCallback(self._note, request, started, outcome)
 
     def _done(self, result: Answer | Failure, request: HTTPRequest) -> Any:
@@ -73,11 +77,9 @@ class APIHandler:
 
     def _note(self, response: HTTPResponse, request: HTTPRequest, started: float, cache: str | None) -> HTTPResponse:
         """Note the answer with the hop's meter: the instance the agent named, the guest's address."""
-        instance = request.header(b"x-instance-id")
-        forwarded = request.header(b"x-forwarded-for")
-        address = forwarded.decode("latin-1") if forwarded is not None else _peer(request)
-        self.meter.answered(response, started, address, None, instance.decode("latin-1") if instance is not None else None,
-                            request.method, request.target, cache)
+        headers = request.headers
+        self.meter.record((self.meter, started, self.meter.now(), response, headers.get(b"x-forwarded-for") or request.peer,
+                           None, headers.get(b"x-instance-id"), request.method, request.target, cache, None))
         return response
 
     def _failure(self, request: HTTPRequest, failure: Failure) -> HTTPResponse:

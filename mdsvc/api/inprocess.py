@@ -44,18 +44,21 @@ class InProcessAPI:
         if meter is None:
             result = self._answer(request)
             return succeed(result) if type(result) is HTTPResponse else result  # type: ignore[return-value]
-        started = meter.clock.seconds()
+        started = meter.now()
         cache = self._cache
         if cache is not None:
             cache.outcome = None
         result = self._answer(request)
         outcome = cache.outcome if cache is not None else None
         if type(result) is HTTPResponse:  # answered at once (a cached instance): no callback to add
-            return succeed(self._note(result, request, started, outcome))
+            meter.record((meter, started, meter.now(), result, request.address, None, request.instance_id, request.method,
+                          request.target, outcome, None))
+            return succeed(result)
         return result.addCallback(self._note, request, started, outcome)  # type: ignore[union-attr]
 
     def _note(self, response: HTTPResponse, request: SignedRequest, started: float, cache: str | None) -> HTTPResponse:
-        self.meter.answered(response, started, request.address, None, request.instance_id, request.method, request.target, cache)
+        self.meter.record((self.meter, started, self.meter.now(), response, request.address, None, request.instance_id,
+                           request.method, request.target, cache, None))
         return response
 
     def _answer(self, request: SignedRequest) -> HTTPResponse | Deferred[HTTPResponse]:
