@@ -65,7 +65,7 @@ class NodeCollector(Collector):
             yield GaugeMetricFamily("mdsvc_guest_connections", "Guest connections open.", value=m.limits.open)
             yield CounterMetricFamily("mdsvc_guest_connections_refused", "Guest connections refused past a connection limit.",
                                       value=m.limits.refused)
-        yield GaugeMetricFamily("mdsvc_trace_records", "Requests held in the trace ring.", value=len(m.trace.records))
+        yield GaugeMetricFamily("mdsvc_trace_records", "Requests held in the trace ring.", value=len(m.trace))
 
     def _caches(self) -> Iterator[Metric]:
         families = {

@@ -18,7 +18,11 @@ into prometheus_client (L{mdsvc.exposition} reads these at scrape time).
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable
+from functools import partial
+from itertools import compress
+from operator import attrgetter, is_not, itemgetter, sub
 from typing import Any
 
 from attrs import define, field
@@ -78,8 +82,8 @@ class Histogram:
 
 class HopMeter:
     """
-    Where a hop notes each answer: one tuple appended to the process's pending list, the only
-    work on the request path (L{RECORD} says what it holds). L{NodeMetrics.fold} turns pending
+    Where a hop notes each answer: one tuple appended to its pending list, the only work on the
+    request path (L{RECORD} says what it holds). L{NodeMetrics.fold} turns pending
     records into counts, latency buckets, trace records and failure lines, off the request path.
 
     A hop notes an answer as::
@@ -92,15 +96,16 @@ class HopMeter:
     @ivar record: appends one record to the pending list.
     """
 
-    __slots__ = ("hop", "clock", "codes", "latency", "now", "record", "waited")
+    __slots__ = ("hop", "clock", "codes", "latency", "now", "pending", "record", "waited")
 
-    def __init__(self, hop: str, clock: Any, record: Callable[[tuple[Any, ...]], None], waited: Histogram | None = None) -> None:
+    def __init__(self, hop: str, clock: Any, waited: Histogram | None = None) -> None:
         self.hop = hop
         self.clock = clock
-        self.codes: dict[int, int] = {}
+        self.codes: Counter[int] = Counter()
         self.latency = Histogram()
         self.now = clock.seconds
-        self.record = record
+        self.pending: list[tuple[Any, ...]] = []
+        self.record = self.pending.append
         self.waited = waited
 
     def answered(
@@ -122,6 +127,13 @@ class HopMeter:
         """
         self.record((self, started, self.now(), response, address, scope, instance, method, path, cache, waited))
 
+
+FOLD_ORDER = ("api", "agent", "proxy")
+"""The hops folded innermost first: a failure is logged by the hop that made it."""
+
+_STARTED, _ANSWERED, _RESPONSE, _WAITED = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(10)
+_CODE, _REASON = attrgetter("code"), attrgetter("reason")
+_IS_SET = partial(is_not, None)
 
 RECORD = ("meter", "started", "answered", "response", "address", "scope", "instance", "method", "path", "cache", "waited")
 """What a pending record holds, in order (L{HopMeter})."""
@@ -153,7 +165,6 @@ class NodeMetrics:
     clock: Any
     trace: TraceRing = field(factory=TraceRing)
     failure: Callable[..., None] | None = None
-    pending: list[tuple[Any, ...]] = field(factory=list)
     hops: dict[str, HopMeter] = field(factory=dict)
     stages: dict[str, Histogram] = field(factory=dict)
     backend_errors: dict[str, int] = field(factory=dict)
@@ -169,43 +180,46 @@ class NodeMetrics:
         meter = self.hops.get(name)
         if meter is None:
             waited = self.stage("agent_to_api") if name == "agent" else None
-            meter = self.hops[name] = HopMeter(name, self.clock, self.pending.append, waited)
+            meter = self.hops[name] = HopMeter(name, self.clock, waited)
             self.stages[HOP_STAGE[name]] = meter.latency
         return meter
 
     def fold(self) -> None:
         """
-        Turn the pending records into counts, latency buckets, trace records and failure lines
-        (each failure logged once, by the first hop that noted it). Done every second by the
-        process (L{mdsvc.operations}), and before anything reads the counts or the trace.
+        Turn the hops' pending records into counts, latency buckets, trace records and failure
+        lines (each failure logged once, by the innermost hop that noted it: the one that made
+        it), in loops that run in C but for the failures. Done every second by the process
+        (L{mdsvc.operations}), and before anything reads the counts or the trace.
         """
-        pending = self.pending
-        if not pending:
-            return
-        keep = self.trace.records.append
-        seq = self.trace.next_seq
-        failure = self.failure
-        for meter, started, answered, response, address, scope, instance, method, path, cache, waited in pending:
-            elapsed = answered - started
-            code = response.code
-            codes = meter.codes
-            codes[code] = codes.get(code, 0) + 1
+        for name in FOLD_ORDER:
+            meter = self.hops.get(name)
+            if meter is None or not meter.pending:
+                continue
+            pending = meter.pending
+            responses = list(map(_RESPONSE, pending))
+            meter.codes.update(map(_CODE, responses))
+            elapsed = list(map(sub, map(_ANSWERED, pending), map(_STARTED, pending)))
             latency = meter.latency
-            latency.counts[bisect_left(latency.bounds, elapsed)] += 1
-            latency.sum += elapsed
-            if waited is not None and meter.waited is not None:
-                meter.waited.observe(waited)
-            if type(address) is list:  # the API over HTTP notes header values as sent
-                address = address[0].decode("latin-1")
-            if type(instance) is list:
-                instance = instance[0].decode("latin-1")
-            reason = response.reason
-            keep((seq(), answered, meter.hop, address, scope, instance, method, path, code, elapsed, cache, reason))
-            if reason is not None and not response.noted:
-                response.noted = True
-                if failure is not None:
-                    failure(meter.hop, code, address, scope, instance, method, path, reason)
-        pending.clear()
+            counts = latency.counts
+            for bucket, n in Counter(map(partial(bisect_left, latency.bounds), elapsed)).items():
+                counts[bucket] += n
+            latency.sum += sum(elapsed)
+            if meter.waited is not None:
+                for waited in filter(_IS_SET, map(_WAITED, pending)):
+                    meter.waited.observe(waited)
+            for record in compress(pending, map(_REASON, responses)):  # failures only
+                response = record[3]
+                if not response.noted:
+                    response.noted = True
+                    if self.failure is not None:
+                        _, _, _, _, address, scope, instance, method, path, _, _ = record
+                        if type(address) is list:
+                            address = address[0].decode("latin-1")
+                        if type(instance) is list:
+                            instance = instance[0].decode("latin-1")
+                        self.failure(name, response.code, address, scope, instance, method, path, response.reason)
+            self.trace.keep(name, pending)
+            pending.clear()
 
     def select(self, instance: str | None = None, address: str | None = None, after: int = 0,
                limit: int | None = None) -> list[dict[str, Any]]:

@@ -3,8 +3,9 @@
 The last requests a process answered, hop by hop, in a bounded ring: what C{mdsvc-manage trace
 UUID|IP} reads over the admin socket when a boot fails.
 
-Each hop (L{mdsvc.metrics.HopMeter}) appends one tuple per answer, in the order of L{FIELDS}; the
-oldest records fall off once C{size} are held.  A record never holds a secret: the shared
+Each hop (L{mdsvc.metrics.HopMeter}) notes one tuple per answer; they are kept here as they are
+(the oldest falling off once C{size} of a hop are held) and made into rows of L{FIELDS} only
+when read.  A record never holds a secret: the shared
 secret and signatures are not among its fields, and what is read out is passed through the
 node's L{mdsvc.redact.Redactor} as well.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from itertools import count
 from typing import Any
 
 from mdsvc.hop import canonical_ip
@@ -24,33 +24,69 @@ answered (seconds since the epoch), the hop, the guest's address, the network or
 through, the instance, method, path, status, seconds taken, the cache outcome, the reason of a
 failure made at this hop."""
 
+_INNER_FIRST = {"api": 0, "agent": 1, "proxy": 2}
+
 DEFAULT_SIZE = 4096
-"""Records kept per process (about a hundred cloud-init boots of one hop each)."""
+"""Records kept per hop of a process (about a hundred and fifty cloud-init boots)."""
 
 
 class TraceRing:
     """
-    The most recent C{size} records of a process.
+    The most recent C{size} records of each hop of a process, kept as the hops noted them
+    (L{mdsvc.metrics.RECORD}: the answer object itself, times, address...) and made into
+    L{FIELDS} only when read, so that keeping them costs the request path nothing more.
 
-    @ivar records: the records, oldest first (tuples in the order of L{FIELDS}).
-    @ivar next_seq: returns the next sequence number.
+    @ivar size: records kept per hop.
     """
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
-        self.records: deque[tuple[Any, ...]] = deque(maxlen=max(size, 0))  # 0: nothing kept
-        self.next_seq = count(1).__next__
+        self.size = max(size, 0)  # 0: nothing kept
+        self._records: dict[str, deque[tuple[Any, ...]]] = {}
+        self._seqs: dict[str, deque[int]] = {}
+        self._next = 1
+
+    def keep(self, hop: str, records: list[tuple[Any, ...]]) -> None:
+        """Keep a batch of a hop's records (oldest first), numbered on from the last batch of any hop."""
+        if hop not in self._records:
+            self._records[hop] = deque(maxlen=self.size)
+            self._seqs[hop] = deque(maxlen=self.size)
+        first = self._next
+        self._next += len(records)
+        self._records[hop].extend(records)
+        self._seqs[hop].extend(range(first, self._next))
+
+    def __len__(self) -> int:
+        """How many records are held."""
+        return sum(len(r) for r in self._records.values())
 
     def select(
         self, instance: str | None = None, address: str | None = None, after: int = 0, limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """
         The records of one instance or guest address (either matches; neither given: all),
-        newer than sequence number C{after}, oldest first, at most the C{limit} newest.
+        numbered after C{after}, in the order they were answered, at most the C{limit} newest.
         """
-        picked = [r for r in self.records if r[0] > after and _matches(r, instance, address)]
+        picked = []
+        for hop, records in self._records.items():
+            for seq, record in zip(self._seqs[hop], records, strict=True):
+                if seq > after:
+                    row = _row(seq, hop, record)
+                    if _matches(row, instance, address):
+                        picked.append(row)
+        picked.sort(key=lambda r: (r[1], _INNER_FIRST.get(r[2], 9), r[0]))  # one request's hops answer innermost first
         if limit is not None:
             picked = picked[-limit:] if limit > 0 else []
         return [as_dict(r) for r in picked]
+
+
+def _row(seq: int, hop: str, record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A kept record (L{mdsvc.metrics.RECORD}) as the tuple of L{FIELDS}."""
+    _, started, answered, response, address, scope, instance, method, path, cache, _ = record
+    if type(address) is list:  # the API over HTTP notes header values as sent
+        address = address[0].decode("latin-1")
+    if type(instance) is list:
+        instance = instance[0].decode("latin-1")
+    return (seq, answered, hop, address, scope, instance, method, path, response.code, answered - started, cache, response.reason)
 
 
 def _matches(record: tuple[Any, ...], instance: str | None, address: str | None) -> bool:

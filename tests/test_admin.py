@@ -90,6 +90,7 @@ class AdminHandlerTests(SynchronousTestCase):
         doc = demo_document()
         uuid, ip = doc["uuid"], doc["nics"][0]["fixed_ips"][0]["ip"]
         self.successResultOf(self.agent.handle(GuestRequest(b"GET", b"/latest/meta-data/hostname", b"", ip, None, NETWORK, None)))
+        self.reactor.advance(1)
         self.successResultOf(self.agent.handle(GuestRequest(b"GET", b"/latest/nope", b"", ip, None, NETWORK, None)))
         code, body = get(self.handler, f"/trace?instance={uuid}".encode(), self)
         self.assertEqual([(r["hop"], r["status"], r["path"]) for r in body["records"]],
