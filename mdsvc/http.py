@@ -594,11 +594,9 @@ class LeanHTTPProtocol(Protocol):
         meter = self.factory.meter
         if meter is not None:
             if request is None:  # the protocol's own refusal
-                meter.answered(response, self._began or meter.now(), self.source or self._peer, self.factory.scope, None,
-                               b"-", b"-", None)
+                meter.answered(response, self._began or meter.now(), None, self.factory.scope)
             elif self.factory.meter_every is not None:
-                meter.record((meter, self._began, meter.now(), response, self.source or self._peer, self.factory.scope, None,
-                              request.method, request.target, None, None))
+                meter.record((meter, self._began, meter.now(), response, request, self.factory.scope))
         if keep:
             self._idle_since = self.factory.clock.seconds()
             self._idle_limit = self.factory.idle_timeout

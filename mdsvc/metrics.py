@@ -27,7 +27,7 @@ from typing import Any
 
 from attrs import define, field
 
-from mdsvc.trace import TraceRing
+from mdsvc.trace import TraceRing, row
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the latency buckets: a cached answer takes well under a millisecond,
@@ -88,7 +88,13 @@ class HopMeter:
 
     A hop notes an answer as::
 
-        meter.record((meter, started, meter.now(), response, address, scope, instance, method, path, cache, waited))
+        meter.record((meter, started, meter.now(), response, request, extra))
+
+    where C{request} is what the hop was asked (an L{mdsvc.http.HTTPRequest}, a
+    L{mdsvc.hop.GuestRequest} or L{mdsvc.hop.SignedRequest}) and C{extra} what only the hop
+    knows: a proxy listener's network or router id; the agent's C{[instance, lookup cache
+    outcome, seconds the API took]}; the API's render cache outcome. Address, instance and path
+    are read out of them only when a record is read (L{mdsvc.trace}).
 
     @ivar codes: answers by status code (counted when folded).
     @ivar latency: seconds from the request to the answer (observed when folded).
@@ -108,34 +114,27 @@ class HopMeter:
         self.record = self.pending.append
         self.waited = waited
 
-    def answered(
-        self, response: Any, started: float, address: str | None, scope: str | None, instance: str | None,
-        method: bytes, path: bytes, cache: str | None, waited: float | None = None,
-    ) -> None:
+    def answered(self, response: Any, started: float, request: Any, extra: Any = None) -> None:
         """
         Note one answer (the same as appending its record; for callers off the hot path).
 
         @param response: the L{mdsvc.http.HTTPResponse} this hop answers with; its C{reason},
-            when set, is the failure's, logged by the first hop that notes it (L{HTTPResponse.noted}).
+            when set, is the failure's, logged by the innermost hop that notes it.
         @param started: C{clock.seconds()} when the request reached this hop.
-        @param address: the guest's address (None where the hop does not know it).
-        @param scope: the network or router id the guest came through, if known.
-        @param instance: the instance the request was answered for, if known.
-        @param cache: C{hit}, C{miss} or C{wait} (a load another request started) in the cache
-            this hop consults, or None.
-        @param waited: seconds this hop waited for the next one (the agent for a remote API), or None.
+        @param request: what the hop was asked; None for the protocol's own refusals.
+        @param extra: what only the hop knows (see the class's description).
         """
-        self.record((self, started, self.now(), response, address, scope, instance, method, path, cache, waited))
+        self.record((self, started, self.now(), response, request, extra))
 
 
 FOLD_ORDER = ("api", "agent", "proxy")
 """The hops folded innermost first: a failure is logged by the hop that made it."""
 
-_STARTED, _ANSWERED, _RESPONSE, _WAITED = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(10)
+_STARTED, _ANSWERED, _RESPONSE, _EXTRA, _THIRD = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(5), itemgetter(2)
 _CODE, _REASON = attrgetter("code"), attrgetter("reason")
 _IS_SET = partial(is_not, None)
 
-RECORD = ("meter", "started", "answered", "response", "address", "scope", "instance", "method", "path", "cache", "waited")
+RECORD = ("meter", "started", "answered", "response", "request", "extra")
 """What a pending record holds, in order (L{HopMeter})."""
 
 
@@ -204,20 +203,16 @@ class NodeMetrics:
             for bucket, n in Counter(map(partial(bisect_left, latency.bounds), elapsed)).items():
                 counts[bucket] += n
             latency.sum += sum(elapsed)
-            if meter.waited is not None:
-                for waited in filter(_IS_SET, map(_WAITED, pending)):
+            if meter.waited is not None:  # the agent: [instance, cache, seconds the API took]
+                for waited in filter(_IS_SET, map(_THIRD, map(_EXTRA, pending))):
                     meter.waited.observe(waited)
             for record in compress(pending, map(_REASON, responses)):  # failures only
                 response = record[3]
                 if not response.noted:
                     response.noted = True
                     if self.failure is not None:
-                        _, _, _, _, address, scope, instance, method, path, _, _ = record
-                        if type(address) is list:
-                            address = address[0].decode("latin-1")
-                        if type(instance) is list:
-                            instance = instance[0].decode("latin-1")
-                        self.failure(name, response.code, address, scope, instance, method, path, response.reason)
+                        _, _, _, address, scope, instance, method, path, code, _, _, reason = row(0, name, record)
+                        self.failure(name, code, address, scope, instance, method, path, reason)
             self.trace.keep(name, pending)
             pending.clear()
 

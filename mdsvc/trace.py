@@ -70,22 +70,36 @@ class TraceRing:
         for hop, records in self._records.items():
             for seq, record in zip(self._seqs[hop], records, strict=True):
                 if seq > after:
-                    row = _row(seq, hop, record)
-                    if _matches(row, instance, address):
-                        picked.append(row)
+                    found = row(seq, hop, record)
+                    if _matches(found, instance, address):
+                        picked.append(found)
         picked.sort(key=lambda r: (r[1], _INNER_FIRST.get(r[2], 9), r[0]))  # one request's hops answer innermost first
         if limit is not None:
             picked = picked[-limit:] if limit > 0 else []
         return [as_dict(r) for r in picked]
 
 
-def _row(seq: int, hop: str, record: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A kept record (L{mdsvc.metrics.RECORD}) as the tuple of L{FIELDS}."""
-    _, started, answered, response, address, scope, instance, method, path, cache, _ = record
-    if type(address) is list:  # the API over HTTP notes header values as sent
-        address = address[0].decode("latin-1")
-    if type(instance) is list:
-        instance = instance[0].decode("latin-1")
+def row(seq: int, hop: str, record: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A kept record (L{mdsvc.metrics.RECORD}) as the tuple of L{FIELDS}: what each hop knows, read out."""
+    _, started, answered, response, request, extra = record
+    scope = instance = cache = None
+    if request is None:  # a listener's own refusal (L{mdsvc.http})
+        address, method, path = None, b"-", b"-"
+    elif hop == "agent":  # a GuestRequest, and [instance, cache outcome, seconds the API took]
+        address, scope, method, path = request.address, request.network_id or request.router_id, request.method, request.target
+        instance, cache = extra[0], extra[1]
+    elif hasattr(request, "headers"):  # an HTTPRequest: a proxy's listener, or the API over HTTP
+        method, path = request.method, request.target
+        if hop == "proxy":
+            address, scope = request.peer, extra
+        else:
+            forwarded, named = request.headers.get(b"x-forwarded-for"), request.headers.get(b"x-instance-id")
+            address = forwarded[0].decode("latin-1") if forwarded else request.peer
+            instance, cache = (named[0].decode("latin-1") if named else None), extra
+    else:  # the API in this process: a SignedRequest
+        address, instance, method, path, cache = request.address, request.instance_id, request.method, request.target, extra
+    if address is not None and "%" in address:
+        address = address.split("%", 1)[0]
     return (seq, answered, hop, address, scope, instance, method, path, response.code, answered - started, cache, response.reason)
 
 

@@ -140,8 +140,7 @@ class MetadataAgent:
         except HopError as e:
             response = self._refusal(e, request)
         if meter is not None:
-            meter.record((meter, started, meter.now(), response, ip, request.network_id or request.router_id, seen[0],
-                          request.method, request.target, seen[1], seen[2]))
+            meter.record((meter, started, meter.now(), response, request, seen))
         return response
 
     async def _answer(self, request: GuestRequest, seen: list[Any]) -> HTTPResponse:

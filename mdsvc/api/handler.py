@@ -18,7 +18,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mdsvc.api.app import MetadataApp, ok
+from mdsvc.api.app import ROOT_ANSWER, MetadataApp, ok
 from mdsvc.api.metadata import Answer
 from mdsvc.hop import canonical_ip
 from mdsvc.http import HTTPRequest, HTTPResponse
@@ -52,20 +52,17 @@ class APIHandler:
                 return ok(answer)
             return answer.addBoth(self._done, request)
         started = meter.now()
-        cache = self._cache
-        if cache is not None:
-            cache.outcome = None
         try:
             answer = self.app.handle(request.method, request.path, request.headers, _peer(request), request.body)
         except Exception:
             return self._note(self._failure(request, Failure()), request, started, None)
-        outcome = cache.outcome if cache is not None else None
-        if isinstance(answer, Answer):
+        if isinstance(answer, Answer):  # answered at once: from the render cache (or the version list of /)
             response = ok(answer)
-            headers = request.headers  # (values as sent; made text when the record is folded)
-            meter.record((meter, started, meter.now(), response, headers.get(b"x-forwarded-for") or request.peer, None,
-                          headers.get(b"x-instance-id"), request.method, request.target, outcome, None))
+            meter.record((meter, started, meter.now(), response, request, None if answer is ROOT_ANSWER else "hit"))
             return response
+        # what the cache did, as its get decided it, before any wait (a provider's address is
+        # looked up first: its outcome is the previous request's)
+        outcome = self._cache.outcome if self._cache is not None else None
         return answer.addBoth(self._done, request).addCallback(self._note, request, started, outcome)
 
     def _done(self, result: Answer | Failure, request: HTTPRequest) -> Any:
@@ -77,9 +74,7 @@ class APIHandler:
 
     def _note(self, response: HTTPResponse, request: HTTPRequest, started: float, cache: str | None) -> HTTPResponse:
         """Note the answer with the hop's meter: the instance the agent named, the guest's address."""
-        headers = request.headers
-        self.meter.record((self.meter, started, self.meter.now(), response, headers.get(b"x-forwarded-for") or request.peer,
-                           None, headers.get(b"x-instance-id"), request.method, request.target, cache, None))
+        self.meter.record((self.meter, started, self.meter.now(), response, request, cache))
         return response
 
     def _failure(self, request: HTTPRequest, failure: Failure) -> HTTPResponse:

@@ -45,20 +45,16 @@ class InProcessAPI:
             result = self._answer(request)
             return succeed(result) if type(result) is HTTPResponse else result  # type: ignore[return-value]
         started = meter.now()
-        cache = self._cache
-        if cache is not None:
-            cache.outcome = None
         result = self._answer(request)
-        outcome = cache.outcome if cache is not None else None
-        if type(result) is HTTPResponse:  # answered at once (a cached instance): no callback to add
-            meter.record((meter, started, meter.now(), result, request.address, None, request.instance_id, request.method,
-                          request.target, outcome, None))
+        if type(result) is HTTPResponse:  # answered at once: from the render cache, no callback to add
+            meter.record((meter, started, meter.now(), result, request, "hit" if result.code == 200 else None))
             return succeed(result)
+        # what the cache did, as its get decided it, before any wait
+        outcome = self._cache.outcome if self._cache is not None else None
         return result.addCallback(self._note, request, started, outcome)  # type: ignore[union-attr]
 
     def _note(self, response: HTTPResponse, request: SignedRequest, started: float, cache: str | None) -> HTTPResponse:
-        self.meter.record((self.meter, started, self.meter.now(), response, request.address, None, request.instance_id,
-                           request.method, request.target, cache, None))
+        self.meter.record((self.meter, started, self.meter.now(), response, request, cache))
         return response
 
     def _answer(self, request: SignedRequest) -> HTTPResponse | Deferred[HTTPResponse]:
