@@ -594,9 +594,11 @@ class LeanHTTPProtocol(Protocol):
         meter = self.factory.meter
         if meter is not None:
             if request is None:  # the protocol's own refusal
-                meter.answered(response, self._began or meter.now(), None, self.factory.scope)
+                meter.answered(response, self._began or meter.now(), self.source or self._peer, self.factory.scope, None,
+                               b"-", b"-", None)
             elif self.factory.meter_every is not None:
-                meter.record((meter, self._began, meter.now(), response, request, self.factory.scope))
+                meter.record((self._began, meter.now(), response.code, response if response.reason is not None else None,
+                              self.source or self._peer, self.factory.scope, None, request.method, request.target, None, None))
         if keep:
             self._idle_since = self.factory.clock.seconds()
             self._idle_limit = self.factory.idle_timeout

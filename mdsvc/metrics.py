@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from itertools import compress
-from operator import attrgetter, is_not, itemgetter, sub
+from operator import is_not, itemgetter, sub
 from typing import Any
 
 from attrs import define, field
@@ -88,13 +88,12 @@ class HopMeter:
 
     A hop notes an answer as::
 
-        meter.record((meter, started, meter.now(), response, request, extra))
+        meter.record((started, meter.now(), response.code, response if response.reason is not None else None,
+                      address, scope, instance, method, path, cache, waited))
 
-    where C{request} is what the hop was asked (an L{mdsvc.http.HTTPRequest}, a
-    L{mdsvc.hop.GuestRequest} or L{mdsvc.hop.SignedRequest}) and C{extra} what only the hop
-    knows: a proxy listener's network or router id; the agent's C{[instance, lookup cache
-    outcome, seconds the API took]}; the API's render cache outcome. Address, instance and path
-    are read out of them only when a record is read (L{mdsvc.trace}).
+    Every field is text, bytes, a number or None (a failure's answer object excepted, for its
+    reason and to be logged once): such records cost the garbage collector nothing once it has
+    seen them, however many are held. Header values the API notes are bytes, made text when read.
 
     @ivar codes: answers by status code (counted when folded).
     @ivar latency: seconds from the request to the answer (observed when folded).
@@ -114,27 +113,34 @@ class HopMeter:
         self.record = self.pending.append
         self.waited = waited
 
-    def answered(self, response: Any, started: float, request: Any, extra: Any = None) -> None:
+    def answered(
+        self, response: Any, started: float, address: Any, scope: str | None, instance: Any, method: bytes, path: bytes,
+        cache: str | None, waited: float | None = None,
+    ) -> None:
         """
         Note one answer (the same as appending its record; for callers off the hot path).
 
         @param response: the L{mdsvc.http.HTTPResponse} this hop answers with; its C{reason},
             when set, is the failure's, logged by the innermost hop that notes it.
         @param started: C{clock.seconds()} when the request reached this hop.
-        @param request: what the hop was asked; None for the protocol's own refusals.
-        @param extra: what only the hop knows (see the class's description).
+        @param address: the guest's address (None where the hop does not know it).
+        @param scope: the network or router id the guest came through, if known.
+        @param instance: the instance the request was answered for, if known.
+        @param cache: C{hit}, C{miss} or C{wait} (a load another request started) in the cache
+            this hop consults, or None.
+        @param waited: seconds this hop waited for the next one (the agent for a remote API), or None.
         """
-        self.record((self, started, self.now(), response, request, extra))
+        self.record((started, self.now(), response.code, response if response.reason is not None else None, address, scope,
+                     instance, method, path, cache, waited))
 
 
 FOLD_ORDER = ("api", "agent", "proxy")
 """The hops folded innermost first: a failure is logged by the hop that made it."""
 
-_STARTED, _ANSWERED, _RESPONSE, _EXTRA, _THIRD = itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(5), itemgetter(2)
-_CODE, _REASON = attrgetter("code"), attrgetter("reason")
+_STARTED, _ANSWERED, _CODE, _FAILURE, _WAITED = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(10)
 _IS_SET = partial(is_not, None)
 
-RECORD = ("meter", "started", "answered", "response", "request", "extra")
+RECORD = ("started", "answered", "code", "failure", "address", "scope", "instance", "method", "path", "cache", "waited")
 """What a pending record holds, in order (L{HopMeter})."""
 
 
@@ -195,18 +201,17 @@ class NodeMetrics:
             if meter is None or not meter.pending:
                 continue
             pending = meter.pending
-            responses = list(map(_RESPONSE, pending))
-            meter.codes.update(map(_CODE, responses))
+            meter.codes.update(map(_CODE, pending))
             elapsed = list(map(sub, map(_ANSWERED, pending), map(_STARTED, pending)))
             latency = meter.latency
             counts = latency.counts
             for bucket, n in Counter(map(partial(bisect_left, latency.bounds), elapsed)).items():
                 counts[bucket] += n
             latency.sum += sum(elapsed)
-            if meter.waited is not None:  # the agent: [instance, cache, seconds the API took]
-                for waited in filter(_IS_SET, map(_THIRD, map(_EXTRA, pending))):
+            if meter.waited is not None:
+                for waited in filter(_IS_SET, map(_WAITED, pending)):
                     meter.waited.observe(waited)
-            for record in compress(pending, map(_REASON, responses)):  # failures only
+            for record in compress(pending, map(_FAILURE, pending)):  # failures only
                 response = record[3]
                 if not response.noted:
                     response.noted = True

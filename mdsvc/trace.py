@@ -80,27 +80,16 @@ class TraceRing:
 
 
 def row(seq: int, hop: str, record: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A kept record (L{mdsvc.metrics.RECORD}) as the tuple of L{FIELDS}: what each hop knows, read out."""
-    _, started, answered, response, request, extra = record
-    scope = instance = cache = None
-    if request is None:  # a listener's own refusal (L{mdsvc.http})
-        address, method, path = None, b"-", b"-"
-    elif hop == "agent":  # a GuestRequest, and [instance, cache outcome, seconds the API took]
-        address, scope, method, path = request.address, request.network_id or request.router_id, request.method, request.target
-        instance, cache = extra[0], extra[1]
-    elif hasattr(request, "headers"):  # an HTTPRequest: a proxy's listener, or the API over HTTP
-        method, path = request.method, request.target
-        if hop == "proxy":
-            address, scope = request.peer, extra
-        else:
-            forwarded, named = request.headers.get(b"x-forwarded-for"), request.headers.get(b"x-instance-id")
-            address = forwarded[0].decode("latin-1") if forwarded else request.peer
-            instance, cache = (named[0].decode("latin-1") if named else None), extra
-    else:  # the API in this process: a SignedRequest
-        address, instance, method, path, cache = request.address, request.instance_id, request.method, request.target, extra
+    """A kept record (L{mdsvc.metrics.RECORD}) as the tuple of L{FIELDS} (header values the API noted made text)."""
+    started, answered, code, failure, address, scope, instance, method, path, cache, _ = record
+    if type(address) is bytes:
+        address = address.decode("latin-1")
+    if type(instance) is bytes:
+        instance = instance.decode("latin-1")
     if address is not None and "%" in address:
         address = address.split("%", 1)[0]
-    return (seq, answered, hop, address, scope, instance, method, path, response.code, answered - started, cache, response.reason)
+    return (seq, answered, hop, address, scope, instance, method, path, code, answered - started, cache,
+            failure.reason if failure is not None else None)
 
 
 def _matches(record: tuple[Any, ...], instance: str | None, address: str | None) -> bool:

@@ -51,9 +51,8 @@ class CollectorTests(SynchronousTestCase):
     def test_requests_and_latency(self) -> None:
         """Answers by role, hop and code; latency buckets per stage; the role in mdsvc_info."""
         meter = self.metrics.hop("proxy")
-        asked = HTTPRequest(b"GET", b"/", b"HTTP/1.1", {}, b"", "10.0.0.5")
-        meter.answered(HTTPResponse(200, (), b""), 0.0, asked, "n")
-        meter.answered(error_response(503, None, reason="agent down"), 0.0, asked, "n")
+        meter.answered(HTTPResponse(200, (), b""), 0.0, "10.0.0.5", "n", None, b"GET", b"/", None)
+        meter.answered(error_response(503, None, reason="agent down"), 0.0, "10.0.0.5", "n", None, b"GET", b"/", None)
         found = self.scrape()
         self.assertEqual(found[("mdsvc_requests_total", (("code", "200"), ("hop", "proxy"), ("role", "network-node")))], 1)
         self.assertEqual(found[("mdsvc_requests_total", (("code", "503"), ("hop", "proxy"), ("role", "network-node")))], 1)

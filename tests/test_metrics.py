@@ -15,7 +15,7 @@ from mdsvc.agent.ratelimit import SlidingWindowLimiter
 from mdsvc.api.handler import APIHandler
 from mdsvc.api.inprocess import InProcessAPI
 from mdsvc.hop import GuestRequest, sign
-from mdsvc.http import HTTPRequest, HTTPResponse, error_response
+from mdsvc.http import HTTPResponse, error_response
 from mdsvc.interfaces import AmbiguousAddress, IInstanceLookup, IInstanceStore, LookupUnavailable
 from mdsvc.lookup.cache import CachingLookup
 from mdsvc.metered import MeteredLookup, MeteredStore
@@ -26,16 +26,6 @@ from tests.http import request, response
 from tests.test_api_resource import UUID, Harness, fixture
 
 NETWORK = "net-1"
-
-
-def guest(path: bytes, address: str = "10.0.0.5") -> GuestRequest:
-    """What a proxy hands the agent for a guest of NETWORK."""
-    return GuestRequest(b"GET", path, b"", address, None, NETWORK, None)
-
-
-def listener_request(peer: str, path: bytes = b"/") -> HTTPRequest:
-    """A request as a proxy's listener reads it from C{peer}."""
-    return HTTPRequest(b"GET", path, b"HTTP/1.1", {b"host": [b"169.254.169.254"]}, b"", peer)
 
 
 class HistogramTests(SynchronousTestCase):
@@ -64,7 +54,7 @@ class HopMeterTests(SynchronousTestCase):
         """A 200: nothing counted until folded; then counted by code, its latency observed, one trace record with every field."""
         started = self.clock.seconds()
         self.clock.advance(0.002)
-        self.meter.answered(HTTPResponse(200, (), b""), started, guest(b"/latest"), [UUID, "hit", None])
+        self.meter.answered(HTTPResponse(200, (), b""), started, "10.0.0.5", NETWORK, UUID, b"GET", b"/latest", "hit")
         self.assertEqual((self.meter.codes, len(self.meter.pending)), ({}, 1))
         self.metrics.fold()
         self.assertEqual((self.meter.codes, self.meter.pending), ({200: 1}, []))
@@ -76,27 +66,27 @@ class HopMeterTests(SynchronousTestCase):
 
     def test_waited(self) -> None:
         """The agent's record of the time the API took feeds the agent_to_api histogram."""
-        self.meter.answered(HTTPResponse(200, (), b""), 1000.0, guest(b"/"), [UUID, None, 0.3])
+        self.meter.answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.5", NETWORK, UUID, b"GET", b"/", None, waited=0.3)
         self.metrics.fold()
         self.assertEqual(self.metrics.stages["agent_to_api"].cumulative()[8:10], [("0.25", 0), ("0.5", 1)])
 
     def test_no_trace(self) -> None:
         """trace_size = 0 keeps no record; the counts go on."""
         metrics = NodeMetrics("agent", self.clock, TraceRing(0))
-        metrics.hop("agent").answered(HTTPResponse(200, (), b""), 1000.0, guest(b"/"), [None, None, None])
+        metrics.hop("agent").answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.5", NETWORK, None, b"GET", b"/", None)
         self.assertEqual((metrics.requests(), metrics.select()), ({("agent", 200): 1}, []))
 
     def test_address_in_normal_form(self) -> None:
         """A listener's record of an IPv4-mapped peer is found by the guest's IPv4 address, as the agent records it."""
-        self.metrics.hop("proxy").answered(HTTPResponse(200, (), b""), 1000.0, listener_request("::ffff:10.0.0.5"), NETWORK)
+        self.meter.answered(HTTPResponse(200, (), b""), 1000.0, "::ffff:10.0.0.5", NETWORK, None, b"GET", b"/", None)
         self.assertEqual(len(self.metrics.select(address="10.0.0.5")), 1)
         self.assertEqual(self.metrics.select(address="10.0.0.6"), [])
 
     def test_failure_logged_once(self) -> None:
         """A failure is logged once, by the innermost hop that noted it (the one that made it), whichever noted it first."""
         failed = error_response(404, None, reason="instance gone")
-        self.metrics.hop("proxy").answered(failed, 1000.0, listener_request("10.0.0.5", b"/x"), NETWORK)
-        self.meter.answered(failed, 1000.0, guest(b"/x"), [UUID, None, None])
+        self.metrics.hop("proxy").answered(failed, 1000.0, "10.0.0.5", NETWORK, None, b"GET", b"/x", None)
+        self.meter.answered(failed, 1000.0, "10.0.0.5", NETWORK, UUID, b"GET", b"/x", None)
         self.metrics.fold()
         self.assertEqual(self.failures, [("agent", 404, "10.0.0.5", NETWORK, UUID, b"GET", b"/x", "instance gone")])
         self.assertEqual([r["reason"] for r in self.metrics.select()], ["instance gone", "instance gone"])

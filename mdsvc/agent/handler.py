@@ -140,7 +140,8 @@ class MetadataAgent:
         except HopError as e:
             response = self._refusal(e, request)
         if meter is not None:
-            meter.record((meter, started, meter.now(), response, request, seen))
+            meter.record((started, meter.now(), response.code, response if response.reason is not None else None, ip,
+                          request.network_id or request.router_id, seen[0], request.method, request.target, seen[1], seen[2]))
         return response
 
     async def _answer(self, request: GuestRequest, seen: list[Any]) -> HTTPResponse:

@@ -43,7 +43,7 @@ class AgentHandler:
                            path=loggable(request.target), code=e.code, reason=e.explanation)
             response = error_response(e.code, e.explanation, forwardable_value(request.header(b"accept")))
             if self.meter is not None:
-                self.meter.answered(response, self.meter.now(), request, None)
+                self.meter.answered(response, self.meter.now(), None, None, None, request.method, request.target, None)
             return response
         return self.agent.handle(guest)
 

@@ -58,7 +58,9 @@ class APIHandler:
             return self._note(self._failure(request, Failure()), request, started, None)
         if isinstance(answer, Answer):  # answered at once: from the render cache (or the version list of /)
             response = ok(answer)
-            meter.record((meter, started, meter.now(), response, request, None if answer is ROOT_ANSWER else "hit"))
+            meter.record((started, meter.now(), response.code, None, request.header(b"x-forwarded-for") or request.peer, None,
+                          request.header(b"x-instance-id"), request.method, request.target,
+                          None if answer is ROOT_ANSWER else "hit", None))
             return response
         # what the cache did, as its get decided it, before any wait (a provider's address is
         # looked up first: its outcome is the previous request's)
@@ -74,7 +76,9 @@ class APIHandler:
 
     def _note(self, response: HTTPResponse, request: HTTPRequest, started: float, cache: str | None) -> HTTPResponse:
         """Note the answer with the hop's meter: the instance the agent named, the guest's address."""
-        self.meter.record((self.meter, started, self.meter.now(), response, request, cache))
+        self.meter.record((started, self.meter.now(), response.code, response if response.reason is not None else None,
+                           request.header(b"x-forwarded-for") or request.peer, None, request.header(b"x-instance-id"),
+                           request.method, request.target, cache, None))
         return response
 
     def _failure(self, request: HTTPRequest, failure: Failure) -> HTTPResponse:
