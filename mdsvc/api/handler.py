@@ -58,8 +58,9 @@ class APIHandler:
             return self._note(self._failure(request, Failure()), request, started, None)
         if isinstance(answer, Answer):  # answered at once: from the render cache (or the version list of /)
             response = ok(answer)
-            meter.record((started, meter.now(), response.code, None, request.header(b"x-forwarded-for") or request.peer, None,
-                          request.header(b"x-instance-id"), request.method, request.target,
+            headers = request.headers  # (the first values as sent: bytes, made text when read)
+            meter.record((started, meter.now(), response.code, None, (headers.get(b"x-forwarded-for") or _NO_VALUE)[0] or request.peer,
+                          None, (headers.get(b"x-instance-id") or _NO_VALUE)[0], request.method, request.target,
                           None if answer is ROOT_ANSWER else "hit", None))
             return response
         # what the cache did, as its get decided it, before any wait (a provider's address is
@@ -83,6 +84,10 @@ class APIHandler:
 
     def _failure(self, request: HTTPRequest, failure: Failure) -> HTTPResponse:
         return self.app.failed(failure, request.method, request.target, _peer(request), request.header(b"accept"))
+
+
+_NO_VALUE = [None]
+"""What a header that was not sent gives as its first value, in a record."""
 
 
 def traced_cache(app: MetadataApp) -> Any:
