@@ -19,6 +19,8 @@ setup(
         "pycdlib>=1.14",
         "pyfatfs>=1.0",
         "httptools>=0.6.2",
+        # lookup = ovn: Open vSwitch's own RFC 7047 client and IDL (what ovsdbapp and Neutron use)
+        "ovs>=3.4.1",
     ],
     extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14", "ruff", "mypy", "mypy-zope", "types-PyYAML"]},
     entry_points={"console_scripts": ["mdsvc-manage = mdsvc.manage:main"]},
