@@ -35,6 +35,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from twisted.trial.unittest import SkipTest
 
@@ -305,3 +306,69 @@ def delete_port(central: OvnCentral, port_id: str, wait: bool = True) -> None:
 def delete_network(central: OvnCentral, network_id: str) -> None:
     """A network deleted as Neutron's C{delete_network} does (its switch, with its ports)."""
     central.nbctl("--wait=sb", "--if-exists", "ls-del", ovn_name(network_id))
+
+
+# -- the namespaces of a chassis ---------------------------------------------------------------
+
+def ovnmeta_network(cloud: Any, network_id: str, guest: str, guest_ip: str, guest_mac: str, metadata_ip: str = "10.0.0.2",
+                    prefix: str = "ovnmeta") -> str:
+    """
+    The OVN metadata agent's plumbing of one network (neutron spec §2.2): a C{ovnmeta-<network>}
+    namespace whose C{tap<network[:10]>1} holds 169.254.169.254/32, the metadata port's address
+    and fe80::a9fe:a9fe/128, and a guest namespace on the other end of the veth (standing for
+    br-int and the localport) routing 169.254.169.254 to the metadata port's address.
+
+    @param prefix: another prefix makes a namespace mdsvc's proxies do not follow (for a stock
+        haproxy in it).
+    @return: the metadata namespace's name.
+    """
+    namespace = cloud.namespace(f"{prefix}-{network_id}")
+    cloud.namespace(guest)
+    tap = f"tap{network_id[:10]}1"
+    cloud.veth(namespace, tap, guest, "eth0", guest_mac)
+    _run("ip", "-n", namespace, "addr", "add", f"{metadata_ip}/24", "dev", tap)
+    _run("ip", "-n", namespace, "addr", "add", "169.254.169.254/32", "dev", tap)
+    _run("ip", "-n", namespace, "-6", "addr", "add", "fe80::a9fe:a9fe/128", "dev", tap, "nodad")
+    _run("ip", "-n", guest, "addr", "add", f"{guest_ip}/24", "dev", "eth0")
+    _run("ip", "-n", guest, "route", "add", "169.254.169.254/32", "via", metadata_ip)
+    return namespace
+
+
+def haproxy_ovn_config(path: str, network_id: str, socket_path: str) -> str:
+    """
+    The haproxy configuration Neutron's OVN metadata agent writes for a network (neutron spec
+    §8, no rate limiting), except that it runs in the foreground as the caller: C{X-OVN-Network-ID}
+    added (C{add-header}), forwarded to the agent's UNIX socket.
+    """
+    directory = os.path.dirname(path)
+    with open(path, "w") as f:
+        f.write(f"""global
+    log         /dev/log local0 info
+    log-tag     haproxy-metadata-proxy-{network_id}
+    maxconn     1024
+    nbthread    2
+    pidfile     {directory}/{network_id}.pid.haproxy
+
+defaults
+    log global
+    mode http
+    option httplog
+    option dontlognull
+    option http-server-close
+    option forwardfor
+    retries                 3
+    timeout http-request    30s
+    timeout connect         30s
+    timeout client          32s
+    timeout server          32s
+    timeout http-keep-alive 30s
+
+listen listener
+    bind 169.254.169.254:80
+    bind [fe80::a9fe:a9fe]:80 interface tap{network_id[:10]}1
+
+    server metadata {socket_path}
+
+    http-request add-header X-OVN-Network-ID {network_id}
+""")
+    return path

@@ -187,7 +187,8 @@ class SouthboundMonitor:
             ovs.stream.Stream.ssl_set_ca_cert_file(ca)
         self._stopping.clear()
         self._wake = os.pipe()
-        os.set_blocking(self._wake[1], False)
+        for fd in self._wake:
+            os.set_blocking(fd, False)
         self._thread = threading.Thread(target=self._main, name="mdsvc-ovn-sb-monitor", daemon=True)
         self._thread.start()
 
