@@ -84,11 +84,15 @@ class Daemon:
         self.name = name
         self.log = os.path.join(directory, f"{name}.log")
         self.control = os.path.join(directory, f"{name}.ctl")
-        self.process = subprocess.Popen(
-            [*args, f"--unixctl={self.control}", f"--log-file={self.log}", "--no-chdir", "-vconsole:off"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        _wait_for(self.control, self.process, name, self.log)
+        self.args = [*args, f"--unixctl={self.control}", f"--log-file={self.log}", "--no-chdir", "-vconsole:off"]
+        self.start()
+
+    def start(self) -> None:
+        """Start the process (again, after L{kill}: a crashed member coming back)."""
+        if os.path.exists(self.control):
+            os.unlink(self.control)
+        self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(self.control, self.process, self.name, self.log)
 
     @property
     def running(self) -> bool:
