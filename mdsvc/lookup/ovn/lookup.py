@@ -68,6 +68,7 @@ class OvnLookup:
                 "can be found behind a router", router_id=router_id,
             )
             return succeed(None)
-        ports = self.replica.ports(network_id, ip, mac.lower() if mac is not None else None)
-        matches = [(p.device_id, p.project_id) for p in ports if p.is_instance]
-        return succeed(choose(matches, self._log, ip, network_id, router_id, mac))
+        ports = [p for p in self.replica.ports(network_id, ip, mac.lower() if mac is not None else None) if p.is_instance]
+        if len(ports) == 1:  # the usual answer, as choose would give it
+            return succeed((ports[0].device_id, ports[0].project_id))
+        return succeed(choose([(p.device_id, p.project_id) for p in ports], self._log, ip, network_id, router_id, mac))

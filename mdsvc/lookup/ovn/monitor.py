@@ -81,18 +81,44 @@ Event = Synced | Changed | Lost | Note | Stopped
 
 # -- rows to records ------------------------------------------------------------------------------
 
+def _uuid_of(atom: Any, base: Any) -> Any:
+    """A reference as its uuid (what L{_column} asks of C{Datum.to_python})."""
+    return atom
+
+
+def _column(row: Any, name: str) -> Any:
+    """
+    A column's value, references as uuids.  The IDL row's attribute re-checks and re-builds the
+    value on every read (for transactions this monitor never makes), a third of a first sync's
+    time: the replicated datum is read directly when the row has one.
+    """
+    data = getattr(row, "_data", None)
+    datum = data.get(name) if isinstance(data, dict) else None
+    if datum is None:
+        return getattr(row, name)
+    return datum.to_python(_uuid_of)
+
+
+def _uuid_text(value: Any) -> str | None:
+    """A reference (a row, or its uuid) as text; None for none."""
+    if value is None or value == []:
+        return None
+    if isinstance(value, list):
+        value = value[0]
+    return str(getattr(value, "uuid", value))
+
+
 def port_from_row(row: Any) -> PortRecord:
     """A L{PortRecord} from an IDL C{Port_Binding} row."""
-    datapath = row.datapath
     return port_record(
-        str(row.uuid), str(datapath.uuid) if datapath is not None else None, row.mac, bool(row.chassis),
-        row.external_ids, row.logical_port,
+        str(row.uuid), _uuid_text(_column(row, "datapath")), _column(row, "mac"), bool(_column(row, "chassis")),
+        _column(row, "external_ids"), _column(row, "logical_port"),
     )
 
 
 def datapath_from_row(row: Any) -> DatapathRecord:
     """A L{DatapathRecord} from an IDL C{Datapath_Binding} row."""
-    return DatapathRecord(str(row.uuid), network_of(row.external_ids))
+    return DatapathRecord(str(row.uuid), network_of(_column(row, "external_ids")))
 
 
 @define
@@ -179,6 +205,10 @@ class SouthboundMonitor:
     def start(self) -> None:
         """Start the thread."""
         import ovs.stream
+
+        from mdsvc.lookup.ovn.fastjson import install
+
+        install()  # without the library's C parser, a first sync of 10,000 ports is 3x slower
 
         if self.ssl is not None:
             key, certificate, ca = self.ssl

@@ -48,14 +48,17 @@ class SouthboundReplica:
         datapaths = self._network_datapaths.get(network_id)
         if not datapaths:
             return []
-        found: list[PortRecord] = []
+        if mac is None and len(datapaths) == 1:  # what nearly every lookup is
+            uuids = self._index.get((datapaths[0], ip))
+            return [p for p in map(self._ports.__getitem__, uuids) if p.bound] if uuids else []
+        found: dict[str, PortRecord] = {}
         for datapath in datapaths:
             for word in (ip,) if mac is None else (mac, ip):
                 for uuid in self._index.get((datapath, word), ()):
                     port = self._ports[uuid]
-                    if port.bound and port not in found:
-                        found.append(port)
-        return found
+                    if port.bound:
+                        found[uuid] = port
+        return list(found.values())
 
     @property
     def port_count(self) -> int:
