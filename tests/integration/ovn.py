@@ -376,3 +376,45 @@ listen listener
     http-request add-header X-OVN-Network-ID {network_id}
 """)
     return path
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+def make_pki(directory: str, name: str = "pki") -> dict[str, str]:
+    """
+    A CA, and a server and a client certificate it signed (as C{ovs-pki} makes them for OVN's
+    ssl: remotes): the PEM files' paths by C{ca}, C{server-cert}, C{server-key}, C{client-cert},
+    C{client-key}.
+    """
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    paths: dict[str, str] = {}
+
+    def write(kind: str, data: bytes) -> None:
+        paths[kind] = os.path.join(directory, f"{name}-{kind}.pem")
+        with open(paths[kind], "wb") as f:
+            f.write(data)
+
+    def certificate(subject: str, key: Any, issuer: Any, issuer_key: Any, ca: bool) -> Any:
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
+    ca = certificate(f"{name} test CA", ca_key, ca_name, ca_key, True)
+    write("ca", ca.public_bytes(serialization.Encoding.PEM))
+    for who in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        write(f"{who}-key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                              serialization.NoEncryption()))
+        write(f"{who}-cert", certificate(f"{name} {who}", key, ca_name, ca_key, False).public_bytes(serialization.Encoding.PEM))
+    return paths

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SkipTest
 
 from tests.integration.netns import curl, new_id
 from tests.integration.ovn import create_network, create_port, delete_port, haproxy_ovn_config, ovnmeta_network, require_ovn, shared_central
-from tests.integration.processes import Twistd
+from tests.integration.processes import manage
 from tests.integration.test_network_node import META, NodeCase, instance
 
 HAPROXY = "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else "haproxy"
@@ -124,11 +124,7 @@ class OvnCloudTests(NodeCase):
     def test_status(self) -> None:
         """mdsvc-manage ovn-status tells the operator the replica is in sync, with its age."""
         self.eventually(self.guest_a, META + "latest/meta-data/hostname", b"guest-a")
-        from tests.integration.processes import manage
-
         out = manage(self.config_path, "ovn-status").stdout
         self.assertIn("state: in-sync (member unix:", out)
         self.assertIn("replica age: 0 s (in sync)", out)
 
-
-__all__ = ["OvnCloudTests", "Twistd"]

@@ -47,21 +47,3 @@ class FixtureTests(SynchronousTestCase):
         self.assertEqual((metadata["type"], metadata["chassis"]), ("localport", ["set", []]))
         delete_port(central, port)
         self.assertEqual(sb_rows(central, "Port_Binding", f"logical_port={port}"), [])
-
-
-class ClusterFixtureTests(SynchronousTestCase):
-    """A three-member SB Raft cluster behind northd."""
-
-    def test_cluster_forms_and_elects_again(self) -> None:
-        """Three members join; killing the leader, the other two elect a new one and northd keeps writing."""
-        central = OvnCentral(sb_members=3)
-        self.addCleanup(central.stop)
-        first = central.leader()
-        central.sb[first].kill()
-        second = central.leader()
-        self.assertNotEqual(first, second)
-        network, port = new_id(), new_id()
-        create_network(central, network)
-        create_port(central, network, port, "fa:16:3e:12:34:57", ["10.0.0.6"], new_id(), "project-2")
-        [binding] = sb_rows(central, "Port_Binding", f"logical_port={port}")
-        self.assertEqual(binding["mac"], "fa:16:3e:12:34:57 10.0.0.6")
