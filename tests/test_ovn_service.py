@@ -67,7 +67,9 @@ class ServiceTests(SynchronousTestCase):
 
     def test_events_applied(self) -> None:
         """Synced fills the replica and the health; Changed changes it; Lost ages it; the status file follows."""
-        self.service.startService()
+        with capturedLogs() as events:
+            self.service.startService()
+        self.assertEqual(events[0]["members"], "unix:/a")
         [monitor] = self.monitors
         self.assertTrue(monitor.started)
         self.assertEqual(self.status()["state"], "connecting")

@@ -11,6 +11,11 @@ with back-off, follows no leader (a read-only monitor needs none: C{leader_only=
 from a member that is not connected to its cluster or that is behind what it has already seen,
 and resumes with C{monitor_cond_since} after a reconnection.
 
+Of the IDL's internals, three are read, each where ovsdbapp reads it too: C{_session} (whether
+the connection is up, and its sequence number, which changes with each reconnection), a row's
+C{_table.name} in the C{notify} hook, and a row's C{_data} (the replicated datums: the row's
+attributes rebuild their values for transactions on every read, which a monitor never makes).
+
 The thread hands the reactor immutable events through C{deliver} (in production
 C{reactor.callFromThread}): L{Synced} with the whole replica each time it is in sync with a member
 after a (re)connection, L{Changed} with the rows of each later update, L{Lost} when it is no

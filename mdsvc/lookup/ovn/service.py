@@ -46,6 +46,8 @@ class ReplicaService(Service):
     def startService(self) -> None:
         """Start the monitor's thread."""
         super().startService()
+        self._log.info("OVN Southbound replica: connecting to {members} (lookups answer 503 until it is in sync)",
+                       members=", ".join(self.health.remotes))
         self.monitor = self.monitor_factory(self._from_thread)
         self.monitor.start()
         self.write_status()
