@@ -112,11 +112,12 @@ def check_startup(role: str, config: Config) -> None:
 
         agent = config.agent
         check_lookup(agent.lookup)
-        if agent.lookup == "ovn":
+        socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
+
+        if agent.lookup == "ovn":  # the ovs library, the files of ssl: members
             from mdsvc.lookup.ovn import check_ovn
 
             check_ovn(agent.ovn)
-        socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
 
 
 def tac_service(role: str) -> IService:
