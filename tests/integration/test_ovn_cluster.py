@@ -31,7 +31,8 @@ class ClusterTests(NodeCase):
         self.macs = {"a": "fa:16:3e:aa:00:01", "b": "fa:16:3e:bb:00:01", "c": "fa:16:3e:cc:00:01"}
         self.config_path = self.config(
             "node.conf",
-            "namespaces = auto\n[mdsvc]\nlookup = ovn\n"
+            # this test's namespaces only (not another test's, on a machine running several)
+            f"namespaces = ovnmeta-{self.net_a}, ovnmeta-{self.net_b}\n[mdsvc]\nlookup = ovn\n"
             f"ovn_replica_max_age = {MAX_AGE}\n[ovn]\novn_sb_connection = {self.central.sb_remote}\n"
             "[cache]\nenabled = false\n",
         )

@@ -37,7 +37,9 @@ class OvnCloudTests(NodeCase):
         self.macs = {"a": "fa:16:3e:aa:00:01", "b": "fa:16:3e:bb:00:01", "c": "fa:16:3e:cc:00:01", "d": "fa:16:3e:dd:00:01"}
         self.config_path = self.config(
             "node.conf",
-            "namespaces = auto\n[mdsvc]\nlookup = ovn\n[ovn]\n"
+            # the ovnmeta- namespaces of this test's networks, followed as they come (not another
+            # test's, on a machine running several)
+            f"namespaces = ovnmeta-{self.net_a}, ovnmeta-{self.net_b}\n[mdsvc]\nlookup = ovn\n[ovn]\n"
             f"ovn_sb_connection = {self.central.sb_remote}\n"
             # long cache times: what is served within a second is so because the replica's change
             # reached the cache, not because an entry expired
