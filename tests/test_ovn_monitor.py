@@ -5,13 +5,15 @@ Tests for L{mdsvc.lookup.ovn.monitor}: rows to records, and the events one run o
 
 from __future__ import annotations
 
+import queue
+import time
 import uuid as uuidlib
 from typing import Any
 
 from attrs import define, field
 from twisted.trial.unittest import SynchronousTestCase
 
-from mdsvc.lookup.ovn.monitor import Changed, ChangeTracker, Lost, Synced, datapath_from_row, port_from_row
+from mdsvc.lookup.ovn.monitor import Changed, ChangeTracker, Lost, SouthboundMonitor, Stopped, Synced, datapath_from_row, port_from_row
 from mdsvc.lookup.ovn.records import DatapathRecord
 
 
@@ -92,3 +94,35 @@ class TrackerTests(SynchronousTestCase):
         lost, synced = self.tracker.after_run(True, 2, "unix:/b", tables([self.dp], [self.pb]))
         self.assertIsInstance(lost, Lost)
         self.assertIsInstance(synced, Synced)
+
+
+class FailingMonitor(SouthboundMonitor):
+    """A monitor whose first run fails (a bug, a library error), the second waits to be stopped."""
+
+    runs = 0
+
+    def _monitor(self) -> None:
+        self.runs += 1
+        if self.runs == 1:
+            raise RuntimeError("boom")
+        self._stopping.wait(10)
+
+
+class ThreadTests(SynchronousTestCase):
+    """The monitor's thread, without a database."""
+
+    def test_error_reported_and_started_over(self) -> None:
+        """An error in the thread is a Lost and a Note (logged as an error), then it starts over; stop ends it."""
+        events: queue.Queue[Any] = queue.Queue()
+        monitor = FailingMonitor(("unix:/nonexistent",), events.put, retry_after_error=0.01)
+        monitor.start()
+        lost, note = events.get(timeout=5), events.get(timeout=5)
+        self.assertEqual(lost, Lost(None, "monitor error: RuntimeError: boom"))
+        self.assertEqual((note.level, note.text), ("error", "OVN Southbound monitor failed (RuntimeError: boom); starting over"))
+        deadline = time.monotonic() + 5
+        while monitor.runs < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(monitor.runs, 2)
+        monitor.stop()
+        self.assertIsInstance(events.get(timeout=5), Stopped)
+        self.assertFalse(monitor.running)
