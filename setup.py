@@ -21,6 +21,8 @@ setup(
         "pyfatfs>=1.0",
         "httptools>=0.6.2",
         "jinja2>=3.0",
+        # lookup = ovn: Open vSwitch's own RFC 7047 client and IDL (what ovsdbapp and Neutron use)
+        "ovs>=3.4.1",
     ],
     # What the suite and `make check` import besides the product's own requirements (the real
     # metadata clients the integration tests drive live in a virtualenv of their own:

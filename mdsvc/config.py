@@ -24,6 +24,8 @@ from typing import Any
 import attrs
 from attrs import define, field, frozen
 
+from mdsvc.lookup.ovn.remotes import ovsdb_remotes
+
 
 class ConfigError(Exception):
     """
@@ -178,13 +180,13 @@ def listeners(text: str) -> tuple[Listener, ...]:
 
 
 def lookup_backend(text: str) -> str:
-    """C{[mdsvc] lookup}: store, neutron or static:PATH."""
+    """C{[mdsvc] lookup}: store, neutron, ovn or static:PATH."""
     value = text.strip()
-    if value in ("store", "neutron") or (value.startswith("static:") and len(value) > 7):
+    if value in ("store", "neutron", "ovn") or (value.startswith("static:") and len(value) > 7):
         return value
     if re.match(r"^[a-z][a-z0-9_-]*(:.+)?$", value) and not value.startswith("static"):
         return value  # a vendor plugin's NAME[:ARG]; checked when the agent is built
-    raise ValueError("allowed: store | neutron | static:PATH | a plugin's NAME[:ARG]")
+    raise ValueError("allowed: store | neutron | ovn | static:PATH | a plugin's NAME[:ARG]")
 
 
 def store_url(text: str) -> str:
@@ -376,6 +378,8 @@ SECTIONS: dict[str, str] = {
     "api": "The metadata API (nova.conf's [api] names).",
     "neutron": "Requests signed by the metadata agents, and Neutron's API for lookup = neutron (nova.conf's "
                "[neutron] names).",
+    "ovn": ("The OVN Southbound database, for lookup = ovn (the OVN metadata agent's [ovn] names: its "
+            "networking_ovn_metadata_agent.ini works as it is)."),
     "mdsvc": "mdsvc's own options.",
     "cache": "The agent's lookup cache: an API 404 drops an instance's entry and looks it up once more.",
     "metadata_rate_limiting": (
@@ -521,7 +525,11 @@ OPTIONS: tuple[Option, ...] = (
            help="An extra endpoint for the agent besides its socket.", paths=endpoint_path),
     Option("mdsvc", "lookup", lookup_backend, "store", roles=AGENT, dest="agent.lookup",
            help="How the agent finds a guest's instance: store (the embedded store) | neutron (the [neutron] "
-                "options) | static:PATH (a JSON/YAML file of ports) | a vendor plugin's NAME[:ARG].", paths=prefixed_path("static:")),
+                "options) | ovn (a replica of the OVN Southbound database: the [ovn] options) | static:PATH (a "
+                "JSON/YAML file of ports) | a vendor plugin's NAME[:ARG].", paths=prefixed_path("static:")),
+    Option("mdsvc", "ovn_replica_max_age", number(0), "60", roles=AGENT, dest="agent.ovn.max_age",
+           help="lookup = ovn: seconds the agent goes on answering from its replica of the Southbound database "
+                "after losing every member; then guests get 503 until one is in reach again."),
     Option("mdsvc", "api_connect_timeout", number(0.1), "5", roles=AGENT, dest="agent.api_connect_timeout",
            help="Seconds to connect to the API (keep it below the guest's patience)."),
     Option("mdsvc", "api_timeout", number(0.1), "20", roles=AGENT, dest="agent.api_timeout",
@@ -574,6 +582,19 @@ OPTIONS: tuple[Option, ...] = (
            help="lookup = neutron: do not verify Keystone's and Neutron's certificates."),
     Option("neutron", "timeout", number(0.1), "10", roles=AGENT, dest="agent.neutron.timeout",
            help="lookup = neutron: seconds for each request to Keystone or Neutron."),
+    # the OVN Southbound database for the ovn lookup backend (the OVN metadata agent's [ovn] names)
+    Option("ovn", "ovn_sb_connection", ovsdb_remotes, "tcp:127.0.0.1:6642", roles=AGENT, dest="agent.ovn.connection",
+           help="lookup = ovn: the members of the Southbound database, comma-separated tcp:IP:PORT, ssl:IP:PORT or "
+                "unix:PATH (every member of a Raft cluster; any of them serves the replica)."),
+    Option("ovn", "ovn_sb_private_key", string, "", roles=AGENT, dest="agent.ovn.private_key",
+           help="lookup = ovn, ssl: members: the private key mdsvc presents."),
+    Option("ovn", "ovn_sb_certificate", string, "", roles=AGENT, dest="agent.ovn.certificate",
+           help="lookup = ovn, ssl: members: the certificate of ovn_sb_private_key."),
+    Option("ovn", "ovn_sb_ca_cert", string, "", roles=AGENT, dest="agent.ovn.ca_cert",
+           help="lookup = ovn, ssl: members: the CA certificates the members' certificates are checked with."),
+    Option("ovn", "ovsdb_probe_interval", integer(0), "60000", roles=AGENT, dest="agent.ovn.probe_interval",
+           help="lookup = ovn: milliseconds of silence on a tcp: or ssl: connection before mdsvc probes it (0: "
+                "never); a member that does not answer the probe is left for another."),
     # what one guest, and all guests together, may hold (every role's HTTP listeners)
     Option("mdsvc", "request_timeout", number(0.1), "30", roles=EVERY_PART, dest="limits.request_timeout",
            help="Seconds a client has to send a whole request, head and body, from its first byte (also how "
@@ -670,6 +691,19 @@ class NeutronClientConfig:
 
 
 @frozen
+class OvnConfig:
+    """How the ovn lookup backend reaches the Southbound database, and how long its replica answers alone."""
+
+    connection: tuple[str, ...]
+    private_key: str
+    certificate: str
+    ca_cert: str
+    probe_interval: int
+    max_age: float
+    status_path: str
+
+
+@frozen
 class AgentConfig:
     """What the metadata agent needs (metadata_agent.ini names)."""
 
@@ -697,6 +731,7 @@ class AgentConfig:
     lookup: str
     rate_limit: RateLimitConfig
     neutron: NeutronClientConfig
+    ovn: OvnConfig
 
 
 @frozen
@@ -836,8 +871,14 @@ def rate_limit_ip_version(loaded: Loaded) -> int | None:
     return int(versions[0]) if len(versions) == 1 else None
 
 
+def ovn_status_path(loaded: Loaded) -> str:
+    """C{OvnConfig.status_path}: C{$state_path/ovn-sb-replica.json}."""
+    return f"{loaded['DEFAULT', 'state_path']}/ovn-sb-replica.json"
+
+
 #: The fields of L{Config} no single option fills, by dotted path, and what computes them.
 DERIVED: dict[str, Callable[[Loaded], Any]] = {
+    "agent.ovn.status_path": ovn_status_path,
     "sources": sources,
     "store": store,
     "demo": demo,

@@ -311,6 +311,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
 
     p = sub.add_parser("sign", help="print the X-Instance-ID-Signature the agent would send")
     p.add_argument("instance_id")
+    sub.add_parser("ovn-status", help="lookup = ovn: the agent's replica of the Southbound database, and how old it is")
     p = sub.add_parser("check-config", help="check a configuration: exit 0, or one line per problem")
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="files read together as the service reads them, later ones winning (default: the CONFIG options)")
@@ -330,6 +331,15 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         raise CommandError(str(e)) from None
     if args.command == "sign":
         print(sign(config.api.shared_secret, args.instance_id), file=out)
+        return 0
+    if args.command == "ovn-status":
+        from mdsvc.lookup.ovn.status import describe_status
+
+        try:
+            for line in describe_status(config.agent.ovn.status_path):
+                print(line, file=out)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
         return 0
     documents = _store(config, create=args.action == "import")
     if args.command == "configdrive":

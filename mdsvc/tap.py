@@ -119,6 +119,10 @@ def check_startup(role: str, config: Config) -> None:
 
         agent = config.agent
         socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
+        if agent.lookup == "ovn":  # the ovs library, the files of ssl: members
+            from mdsvc.lookup.ovn import check_ovn
+
+            check_ovn(agent.ovn)
 
 
 def plugin_problems(config: Config, parts: frozenset[str]) -> list[str]:
@@ -261,10 +265,11 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.httpclient import PoolService
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
+    from mdsvc.lookup.replicated import IReplicatedLookup
 
     agent = config.agent
     try:
-        lookup = build_lookup(agent.lookup, config.store, reactor, agent.neutron)
+        backend = build_lookup(agent.lookup, config.store, reactor, agent.neutron, ovn_config=agent.ovn)
         mode = socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
         pool = api_pool(agent, reactor)
     except (ValueError, OSError) as e:
@@ -272,8 +277,11 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         # UsageError: twistd and twist print a traceback for one raised by makeService; what can
         # be found earlier is, as a UsageError of Options (check_startup).
         raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
+    lookup = backend
     if agent.cache_enabled:
         lookup = CachingLookup(lookup, reactor, agent.cache_ttl, agent.cache_negative_ttl)
+        if IReplicatedLookup.providedBy(backend):  # a live replica (ovn): each change reaches the cache
+            lookup = backend.front(lookup, reactor, max(agent.cache_ttl, agent.cache_negative_ttl))
     limit = agent.rate_limit
     limiter = None
     if limit.enabled:
@@ -293,6 +301,8 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     parts["agent"] = handler
     site = _http(config, AgentHandler(handler), reactor, "metadata-agent", parts)
     top = MultiService()
+    if IReplicatedLookup.providedBy(backend):
+        backend.service.setServiceParent(top)  # the replica is kept while the agent runs
     socket = Listening(f"{_source(config)}: [DEFAULT] metadata_proxy_socket {agent.socket_path}")
     UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(socket)
     socket.setServiceParent(top)

@@ -117,12 +117,12 @@ class BuildTests(SynchronousTestCase):
     def test_unknown(self) -> None:
         """An unknown name: ValueError listing what is available."""
         e = self.assertRaises(ValueError, build_lookup, "ovn:sb", None, self.reactor, None, plugins=[VendorFactory()])
-        self.assertEqual(str(e), "unknown lookup backend 'ovn:sb' (available: store, neutron, static:PATH, vendor:ARG)")
+        self.assertEqual(str(e), "unknown lookup backend 'ovn:sb' (available: store, neutron, ovn, static:PATH, vendor:ARG)")
 
     def test_unknownNoPlugins(self) -> None:
         """Without plugins the built-ins are listed."""
         e = self.assertRaises(ValueError, build_lookup, "static", None, self.reactor, None, plugins=[])
-        self.assertEqual(str(e), "unknown lookup backend 'static' (available: store, neutron, static:PATH)")
+        self.assertEqual(str(e), "unknown lookup backend 'static' (available: store, neutron, ovn, static:PATH)")
 
 
 PLUGIN_MODULE = '''
