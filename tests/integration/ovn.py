@@ -39,6 +39,8 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest
 
+from tests.integration.neutron_haproxy import neutron_haproxy_config
+
 SCHEMAS = "/usr/share/ovn"
 TOOLS = ("ovsdb-server", "ovsdb-tool", "ovn-northd", "ovn-nbctl", "ovn-sbctl", "ovs-appctl")
 CHASSIS = "mdsvc-test-chassis"
@@ -341,41 +343,13 @@ def ovnmeta_network(cloud: Any, network_id: str, guest: str, guest_ip: str, gues
 def haproxy_ovn_config(path: str, network_id: str, socket_path: str) -> str:
     """
     The haproxy configuration Neutron's OVN metadata agent writes for a network (neutron spec
-    §8, no rate limiting), except that it runs in the foreground as the caller: C{X-OVN-Network-ID}
-    added (C{add-header}), forwarded to the agent's UNIX socket.
+    §8, no rate limiting), run in the foreground as the caller: C{X-OVN-Network-ID} added
+    (C{add-header}), forwarded to the agent's UNIX socket.
     """
-    directory = os.path.dirname(path)
-    with open(path, "w") as f:
-        f.write(f"""global
-    log         /dev/log local0 info
-    log-tag     haproxy-metadata-proxy-{network_id}
-    maxconn     1024
-    nbthread    2
-    pidfile     {directory}/{network_id}.pid.haproxy
-
-defaults
-    log global
-    mode http
-    option httplog
-    option dontlognull
-    option http-server-close
-    option forwardfor
-    retries                 3
-    timeout http-request    30s
-    timeout connect         30s
-    timeout client          32s
-    timeout server          32s
-    timeout http-keep-alive 30s
-
-listen listener
-    bind 169.254.169.254:80
-    bind [fe80::a9fe:a9fe]:80 interface tap{network_id[:10]}1
-
-    server metadata {socket_path}
-
-    http-request add-header X-OVN-Network-ID {network_id}
-""")
-    return path
+    return neutron_haproxy_config(
+        path, network_id, ["169.254.169.254:80", f"[fe80::a9fe:a9fe]:80 interface tap{network_id[:10]}1"],
+        socket_path, [f"add-header X-OVN-Network-ID {network_id}"],
+    )
 
 
 # -- TLS ---------------------------------------------------------------------------------------
