@@ -167,10 +167,21 @@ def lookup_backend(text: str) -> str:
 
 
 def store_url(text: str) -> str:
-    """An instance store: C{sqlite:PATH} (or a vendor plugin's C{name:ARG})."""
+    """An instance store: C{sqlite:PATH}, C{nova} (Nova's own databases), or a vendor plugin's C{name:ARG}."""
     value = text.strip()
+    if value == "nova":
+        return value
     if ":" not in value or not value.split(":", 1)[1]:
-        raise ValueError("allowed: sqlite:PATH")
+        raise ValueError("allowed: sqlite:PATH | nova")
+    return value
+
+
+def database_url(text: str) -> str:
+    """An SQLAlchemy database URL, as oslo.db takes it (C{mysql+pymysql://nova:PASSWORD@db/nova})."""
+    from mdsvc.store.nova.database import check_url
+
+    value = text.strip()
+    check_url(value)
     return value
 
 
@@ -323,7 +334,8 @@ OPTIONS: tuple[Option, ...] = (
            help="The HMAC key the agents sign requests with and the API checks them with: the same on every "
                 "node (taken as written, $ included)."),
     Option("mdsvc", "store", store_url, None, roles=API | AGENT, example="sqlite:/var/lib/mdsvc/mdsvc.sqlite",
-           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite)."),
+           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite) | nova (Nova's own "
+                "databases: [api_database] and [database] connection)."),
     Option("mdsvc", "api_endpoint", endpoint, None, roles=API, example=r"tcp6:8775:interface=\:\:",
            help="A Twisted endpoint for the API, instead of metadata_listen and metadata_listen_port, e.g. "
                 "unix:/run/mdsvc/api.sock:mode=660"),
@@ -416,32 +428,46 @@ OPTIONS: tuple[Option, ...] = (
     Option("proxy", "metadata_port", integer(1, 65535), "9697", roles=PROXY, dest="proxy.router_port",
            help="Port the qrouter- listeners use (the L3 agent redirects 169.254.169.254:80 to it)."),
     # Neutron's REST API for the neutron lookup backend (nova.conf [neutron] keystoneauth names)
-    Option("neutron", "auth_url", string, "", roles=AGENT, dest="agent.neutron.auth_url",
+    Option("neutron", "auth_url", string, "", roles=API | AGENT, dest="agent.neutron.auth_url",
            help="lookup = neutron: Keystone's URL (v3 password auth; Neutron's endpoint comes from its "
                 "catalog)."),
-    Option("neutron", "username", string, "", roles=AGENT, dest="agent.neutron.username",
+    Option("neutron", "username", string, "", roles=API | AGENT, dest="agent.neutron.username",
            help="lookup = neutron: the Keystone user."),
-    Option("neutron", "password", raw, "", roles=AGENT, dest="agent.neutron.password",
+    Option("neutron", "password", raw, "", roles=API | AGENT, dest="agent.neutron.password",
            help="lookup = neutron: the Keystone user's password."),
-    Option("neutron", "project_name", string, "", roles=AGENT, dest="agent.neutron.project_name",
+    Option("neutron", "project_name", string, "", roles=API | AGENT, dest="agent.neutron.project_name",
            help="lookup = neutron: the project the token is scoped to."),
-    Option("neutron", "user_domain_name", string, "Default", roles=AGENT, dest="agent.neutron.user_domain_name",
+    Option("neutron", "user_domain_name", string, "Default", roles=API | AGENT, dest="agent.neutron.user_domain_name",
            help="lookup = neutron: the user's domain."),
-    Option("neutron", "project_domain_name", string, "Default", roles=AGENT,
+    Option("neutron", "project_domain_name", string, "Default", roles=API | AGENT,
            dest="agent.neutron.project_domain_name", help="lookup = neutron: the project's domain."),
-    Option("neutron", "region_name", string, "", roles=AGENT, dest="agent.neutron.region_name",
+    Option("neutron", "region_name", string, "", roles=API | AGENT, dest="agent.neutron.region_name",
            help="lookup = neutron: the catalog region (empty: any)."),
     Option("neutron", "valid_interfaces", list_of(choice("internal", "public", "admin")), "internal,public",
-           roles=AGENT, dest="agent.neutron.valid_interfaces",
+           roles=API | AGENT, dest="agent.neutron.valid_interfaces",
            help="lookup = neutron: the catalog interfaces to use, first found first."),
-    Option("neutron", "endpoint_override", string, "", roles=AGENT, dest="agent.neutron.endpoint_override",
+    Option("neutron", "endpoint_override", string, "", roles=API | AGENT, dest="agent.neutron.endpoint_override",
            help="lookup = neutron: Neutron's URL without Keystone (noauth) or to skip the catalog."),
-    Option("neutron", "cafile", string, "", roles=AGENT, dest="agent.neutron.cafile",
+    Option("neutron", "cafile", string, "", roles=API | AGENT, dest="agent.neutron.cafile",
            help="lookup = neutron: CA certificates to verify Keystone and Neutron with (empty: the system's)."),
-    Option("neutron", "insecure", boolean, "false", roles=AGENT, dest="agent.neutron.insecure",
+    Option("neutron", "insecure", boolean, "false", roles=API | AGENT, dest="agent.neutron.insecure",
            help="lookup = neutron: do not verify Keystone's and Neutron's certificates."),
-    Option("neutron", "timeout", number(0.1), "10", roles=AGENT, dest="agent.neutron.timeout",
+    Option("neutron", "timeout", number(0.1), "10", roles=API | AGENT, dest="agent.neutron.timeout",
            help="lookup = neutron: seconds for each request to Keystone or Neutron."),
+    # store = nova: Nova's own databases (nova.conf names) and how mdsvc reads them
+    Option("api_database", "connection", optional(database_url), None, roles=API, dest="nova.api_database",
+           example="mysql+pymysql://nova:PASSWORD@db/nova_api",
+           help="store = nova: Nova's API database, where each instance's cell is found."),
+    Option("database", "connection", optional(database_url), None, roles=API, dest="nova.database",
+           example="mysql+pymysql://nova:PASSWORD@db/nova",
+           help="store = nova: the cell database read with local_metadata_per_cell, or for an instance without a "
+                "cell mapping; also fills the {placeholders} of cell mappings' database_connection."),
+    Option("api", "local_metadata_per_cell", boolean, "false", roles=API, dest="nova.local_metadata_per_cell",
+           help="store = nova: read [database] connection only (one metadata API per cell), never the API database."),
+    Option("mdsvc", "database_threads", integer(1, 256), "8", roles=API, dest="nova.threads",
+           help="store = nova: threads (and pooled connections per database) that query Nova's databases."),
+    Option("mdsvc", "database_timeout", number(0.1), "5", roles=API, dest="nova.timeout",
+           help="store = nova: seconds to connect to a database and for each query; past them the guest gets 503."),
     # what one guest, and all guests together, may hold (every role's HTTP listeners)
     Option("mdsvc", "request_timeout", number(0.1), "30", roles=EVERY_PART, dest="limits.request_timeout",
            help="Seconds a client has to send a whole request, head and body, from its first byte (also how "
@@ -531,6 +557,17 @@ class NeutronClientConfig:
 
 
 @frozen
+class NovaDatabaseConfig:
+    """C{[mdsvc] store = nova}: where Nova's databases are and how mdsvc reads them."""
+
+    api_database: str | None = field(repr=False)
+    database: str | None = field(repr=False)
+    local_metadata_per_cell: bool
+    threads: int
+    timeout: float
+
+
+@frozen
 class AgentConfig:
     """What the metadata agent needs (metadata_agent.ini names)."""
 
@@ -608,6 +645,7 @@ class Config:
     access_log: bool
     proxy: ProxyConfig
     limits: GuestLimits
+    nova: NovaDatabaseConfig
 
     @property
     def source(self) -> str | None:

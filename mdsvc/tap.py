@@ -106,6 +106,10 @@ def check_startup(role: str, config: Config) -> None:
     if uses_store(role, config):
         # before anything reads it: private modes, a sound database (one line if not)
         prepare_configured_store(config)
+    if config.store == "nova" and role in ("api", "all-in-one"):
+        from mdsvc.store.nova import check_nova_store
+
+        check_nova_store(config)
     if "agent" in NODE_ROLES[role]:
         from mdsvc.agent.server import socket_mode
         from mdsvc.lookup import check_lookup
@@ -162,7 +166,12 @@ def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> A
 def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
     api = config.api
-    store = open_store(config.store, reactor)
+    if config.store == "nova":
+        from mdsvc.store.nova import NovaStoreFactory
+
+        store: Any = NovaStoreFactory().open("", config, reactor)
+    else:
+        store = open_store(config.store, reactor)
     if api.service_metadata_proxy and not api.shared_secret:
         log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
     if api.flat_injected:
@@ -172,6 +181,8 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     if parts is not None:
         parts["app"] = app
     top = MultiService()
+    if IService.providedBy(store):
+        store.setServiceParent(top)  # its threads and connections start and stop with the API
     if config.demo:
         from mdsvc.store.demo import DemoSeed
 
