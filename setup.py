@@ -19,6 +19,9 @@ setup(
         "pycdlib>=1.14",
         "pyfatfs>=1.0",
         "httptools>=0.6.2",
+        # [mdsvc] store = nova: Nova's databases through SQLAlchemy Core, MariaDB/MySQL through PyMySQL
+        "SQLAlchemy>=2.0",
+        "PyMySQL>=1.1",
     ],
     extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14", "ruff", "mypy", "mypy-zope", "types-PyYAML"]},
     entry_points={"console_scripts": ["mdsvc-manage = mdsvc.manage:main"]},
