@@ -18,6 +18,7 @@ The instances:
     disks and a tagged volume, and a password set by Nova's own password code;
   - C{vol}: boots from a volume (no image), a second tagged volume, one NIC, no key, no user data;
   - C{bare}: no network, no key, no block devices (the password POST target);
+  - C{race}: like C{bare} (the target of concurrent password POSTs);
   - C{gone}: deleted (a 404);
   - C{far}: in the second cell, with its fixed IP on loopback (remote-address mode).
 """
@@ -31,9 +32,8 @@ import warnings
 
 warnings.filterwarnings("ignore")
 
-from nova import config  # noqa: E402
+from nova import config, objects  # noqa: E402
 from nova import context as nova_context  # noqa: E402
-from nova import objects  # noqa: E402
 from nova.api.metadata import password  # noqa: E402
 from nova.network import model as network_model  # noqa: E402
 
@@ -48,6 +48,7 @@ INSTANCES = {
     "bare": "2c3d4e5f-6a7b-4c8d-8e9f-1a2b3c4d5e6f",
     "gone": "3d4e5f6a-7b8c-4d9e-9f0a-2b3c4d5e6f7a",
     "far": "4e5f6a7b-8c9d-4e0f-8a1b-3c4d5e6f7a8b",
+    "race": "5f6a7b8c-9d0e-4f1a-9b2c-4d5e6f7a8b9c",
 }
 ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN0vaDbMdsvcParityKeyAliceAliceAliceAlice01 alice@example.org\n"
 CAROL = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDmdsvcCarolKeyCarolKeyCarolKeyCarolKey== carol@example.org"
@@ -228,6 +229,8 @@ def build(conf: str, cell2_url: str, out: str) -> None:
         # bare: nothing but itself (the target of a password POST)
         _instance(cctxt, "bare", image_ref=IMAGE, flavor=_flavor("m1.tiny", "1", 512, 1, 1), root_device_name=None)
         made["bare"] = {"cell": "cell1"}
+        _instance(cctxt, "race", image_ref=IMAGE, flavor=_flavor("m1.tiny", "1", 512, 1, 1))
+        made["race"] = {"cell": "cell1"}
 
         # gone: created, then deleted
         gone = _instance(cctxt, "gone", image_ref=IMAGE, flavor=_flavor("m1.tiny", "1", 512, 1, 1))
