@@ -261,7 +261,7 @@ class Option:
 SECTIONS: dict[str, str] = {
     "DEFAULT": "nova.conf's and metadata_agent.ini's [DEFAULT] options that mdsvc reads.",
     "api": "The metadata API (nova.conf's [api] names).",
-    "neutron": "Requests signed by the metadata agents, and Neutron's API for lookup = neutron (nova.conf's "
+    "neutron": "Requests signed by the metadata agents, and Neutron's API for lookup = neutron and store = nova (nova.conf's "
                "[neutron] names).",
     "mdsvc": "mdsvc's own options.",
     "cache": "The agent's lookup cache: an API 404 drops an instance's entry and looks it up once more.",
@@ -273,6 +273,8 @@ SECTIONS: dict[str, str] = {
         "cloudbase-init configures, other agents); a flood is refused after its first 60 requests."
     ),
     "proxy": "The namespace proxies.",
+    "api_database": "store = nova: Nova's API database (nova.conf's [api_database]).",
+    "database": "store = nova: a cell database of Nova (nova.conf's [database]).",
 }
 
 _SKIPPED_EC2_VERSIONS = "1.0 2007-01-19 2007-03-01 2007-08-29 2007-10-10 2007-12-15 2008-02-01 2008-09-01"
@@ -427,33 +429,35 @@ OPTIONS: tuple[Option, ...] = (
                 "lines (or separated by ;)."),
     Option("proxy", "metadata_port", integer(1, 65535), "9697", roles=PROXY, dest="proxy.router_port",
            help="Port the qrouter- listeners use (the L3 agent redirects 169.254.169.254:80 to it)."),
-    # Neutron's REST API for the neutron lookup backend (nova.conf [neutron] keystoneauth names)
+    # Neutron's REST API for the neutron lookup backend and store = nova (nova.conf [neutron] keystoneauth names)
+    Option("neutron", "auth_type", choice("password", "v3password"), "password", roles=API | AGENT,
+           help="lookup = neutron, store = nova: Keystone v3 password authentication (the only kind mdsvc speaks)."),
     Option("neutron", "auth_url", string, "", roles=API | AGENT, dest="agent.neutron.auth_url",
-           help="lookup = neutron: Keystone's URL (v3 password auth; Neutron's endpoint comes from its "
+           help="lookup = neutron, store = nova: Keystone's URL (v3 password auth; Neutron's endpoint comes from its "
                 "catalog)."),
     Option("neutron", "username", string, "", roles=API | AGENT, dest="agent.neutron.username",
-           help="lookup = neutron: the Keystone user."),
+           help="lookup = neutron, store = nova: the Keystone user."),
     Option("neutron", "password", raw, "", roles=API | AGENT, dest="agent.neutron.password",
-           help="lookup = neutron: the Keystone user's password."),
+           help="lookup = neutron, store = nova: the Keystone user's password."),
     Option("neutron", "project_name", string, "", roles=API | AGENT, dest="agent.neutron.project_name",
-           help="lookup = neutron: the project the token is scoped to."),
+           help="lookup = neutron, store = nova: the project the token is scoped to."),
     Option("neutron", "user_domain_name", string, "Default", roles=API | AGENT, dest="agent.neutron.user_domain_name",
-           help="lookup = neutron: the user's domain."),
+           help="lookup = neutron, store = nova: the user's domain."),
     Option("neutron", "project_domain_name", string, "Default", roles=API | AGENT,
-           dest="agent.neutron.project_domain_name", help="lookup = neutron: the project's domain."),
+           dest="agent.neutron.project_domain_name", help="lookup = neutron, store = nova: the project's domain."),
     Option("neutron", "region_name", string, "", roles=API | AGENT, dest="agent.neutron.region_name",
-           help="lookup = neutron: the catalog region (empty: any)."),
+           help="lookup = neutron, store = nova: the catalog region (empty: any)."),
     Option("neutron", "valid_interfaces", list_of(choice("internal", "public", "admin")), "internal,public",
            roles=API | AGENT, dest="agent.neutron.valid_interfaces",
-           help="lookup = neutron: the catalog interfaces to use, first found first."),
+           help="lookup = neutron, store = nova: the catalog interfaces to use, first found first."),
     Option("neutron", "endpoint_override", string, "", roles=API | AGENT, dest="agent.neutron.endpoint_override",
-           help="lookup = neutron: Neutron's URL without Keystone (noauth) or to skip the catalog."),
+           help="lookup = neutron, store = nova: Neutron's URL without Keystone (noauth) or to skip the catalog."),
     Option("neutron", "cafile", string, "", roles=API | AGENT, dest="agent.neutron.cafile",
-           help="lookup = neutron: CA certificates to verify Keystone and Neutron with (empty: the system's)."),
+           help="lookup = neutron, store = nova: CA certificates to verify Keystone and Neutron with (empty: the system's)."),
     Option("neutron", "insecure", boolean, "false", roles=API | AGENT, dest="agent.neutron.insecure",
-           help="lookup = neutron: do not verify Keystone's and Neutron's certificates."),
+           help="lookup = neutron, store = nova: do not verify Keystone's and Neutron's certificates."),
     Option("neutron", "timeout", number(0.1), "10", roles=API | AGENT, dest="agent.neutron.timeout",
-           help="lookup = neutron: seconds for each request to Keystone or Neutron."),
+           help="lookup = neutron, store = nova: seconds for each request to Keystone or Neutron."),
     # store = nova: Nova's own databases (nova.conf names) and how mdsvc reads them
     Option("api_database", "connection", optional(database_url), None, roles=API, dest="nova.api_database",
            example="mysql+pymysql://nova:PASSWORD@db/nova_api",
