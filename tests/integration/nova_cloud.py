@@ -57,6 +57,20 @@ def sign(instance_id: str) -> str:
     return hmac.new(SECRET.encode(), instance_id.encode(), hashlib.sha256).hexdigest()
 
 
+def request(port: int, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None,
+            source: str | None = None) -> tuple[int, str, bytes]:
+    """One HTTP request to 127.0.0.1:C{port} from C{source} (a loopback address): status, content type, body."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0) if source else None)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        conn.close()
+
+
 class Child:
     """A child process with its log file."""
 
@@ -241,4 +255,4 @@ def shared_nova_cloud() -> NovaCloud:
     return _shared["cloud"]
 
 
-__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "NovaCloud", "shared_nova_cloud", "sign"]
+__all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "NovaCloud", "request", "shared_nova_cloud", "sign"]

@@ -9,14 +9,13 @@ C{random_seed} of C{meta_data.json} aside.
 
 from __future__ import annotations
 
-import http.client
 import re
 import tempfile
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.nova_cloud import NovaCloud, shared_nova_cloud
+from tests.integration.nova_cloud import NovaCloud, request, shared_nova_cloud
 
 OPENSTACK_FILES = ("meta_data.json", "user_data", "password", "vendor_data.json", "network_data.json", "vendor_data2.json",
                    "version", "nonexistent")
@@ -38,13 +37,7 @@ def servers(proxy: bool) -> tuple[NovaCloud, int, int]:
 
 def get(port: int, path: str, headers: dict[str, str], source: str | None = None) -> tuple[int, str, bytes]:
     """One GET from C{source} (a loopback address); status, content type and body."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0) if source else None)
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.getheader("Content-Type") or "", response.read()
-    finally:
-        conn.close()
+    return request(port, "GET", path, headers, source=source)
 
 
 def crawl(nova_port: int, headers: dict[str, str], source: str | None = None) -> list[str]:
