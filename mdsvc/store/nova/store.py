@@ -16,9 +16,11 @@ from typing import Any, TypeVar
 
 from attrs import frozen
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -110,17 +112,35 @@ class NovaInstanceStore(Service):
         pool; tests pass a synchronous runner).
     @param neutron: Nova's questions to Neutron; None: no Neutron configured (no security
         groups, no remote-address or provider mode).
+    @param clock: bounds each database call by the engines' timeout.
     """
 
     name = "nova-store"
     _log = Logger()
 
     def __init__(self, reader: NovaReader, run: Callable[..., Deferred[Any]], neutron: NovaNeutron | None,
-                 threadpool: ThreadPool | None = None) -> None:
+                 clock: IReactorTime, threadpool: ThreadPool | None = None) -> None:
         self.reader = reader
         self._run = run
         self.neutron = neutron
+        self.clock = clock
         self.threadpool = threadpool
+
+    def _in_thread(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+        """
+        C{f(*args)} in a database thread, answered within the timeout however many steps it
+        takes (a pre-ping, a reconnect, the queries): past it the caller gets
+        L{StoreUnavailable} while the thread ends on its own socket timeouts.
+        """
+        timeout = self.reader.engines.timeout
+
+        def timed_out(result: Any, seconds: float) -> Any:
+            if isinstance(result, Failure) and result.check(CancelledError):
+                raise StoreUnavailable(f"no answer from Nova's database within {seconds:g} s ([mdsvc] database_timeout)")
+            return result
+
+        d: Deferred[T] = self._run(f, *args)
+        return d.addTimeout(timeout, self.clock, onTimeoutCancel=timed_out)
 
     @classmethod
     def in_threads(cls, reader: NovaReader, neutron: NovaNeutron | None, reactor: Any, threads: int) -> NovaInstanceStore:
@@ -130,7 +150,7 @@ class NovaInstanceStore(Service):
         def run(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
             return deferToThreadPool(reactor, pool, f, *args)
 
-        return cls(reader, run, neutron, pool)
+        return cls(reader, run, neutron, reactor, pool)
 
     def startService(self) -> None:
         """Start the database threads."""
@@ -153,7 +173,7 @@ class NovaInstanceStore(Service):
         return Deferred.fromCoroutine(self._get(uuid))
 
     async def _get(self, uuid: str) -> Instance | None:
-        rows: InstanceRows | None = await self._run(self.reader.rows, uuid)
+        rows: InstanceRows | None = await self._in_thread(self.reader.rows, uuid)
         if rows is None:
             return None
         groups = await self.neutron.security_groups(uuid) if self.neutron is not None else {}
@@ -185,4 +205,4 @@ class NovaInstanceStore(Service):
 
     def set_password(self, uuid: str, password: str) -> Deferred[bool]:
         """See L{IInstanceStore.set_password}: Nova's four chunks, written once (L{set_password})."""
-        return self._run(self.reader.set_password, uuid, password)
+        return self._in_thread(self.reader.set_password, uuid, password)
