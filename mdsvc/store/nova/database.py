@@ -65,7 +65,7 @@ def _connect_args(url: URL, timeout: float) -> dict[str, Any]:
     backend, driver = url.get_backend_name(), url.get_driver_name()
     if backend == "mysql" and driver in ("pymysql", "mysqldb"):
         return {"connect_timeout": seconds, "read_timeout": seconds, "write_timeout": seconds}
-    if backend == "postgresql" and driver == "psycopg2":
+    if backend == "postgresql" and driver in ("psycopg2", "psycopg"):
         return {"connect_timeout": seconds, "options": f"-c statement_timeout={int(timeout * 1000)}"}
     if backend == "sqlite":
         return {"timeout": timeout, "check_same_thread": False}
