@@ -37,6 +37,12 @@ class State:
         self.security_groups: list[dict[str, Any]] = cloud["security_groups"]
         self.subnets: list[dict[str, Any]] = cloud.get("subnets", [])
         self.base = base
+        self.by_device: dict[str, list[dict[str, Any]]] = {}
+        self.by_ip: dict[str, list[dict[str, Any]]] = {}
+        for port in self.ports:  # indexes, so that ten thousand ports answer as fast as ten
+            self.by_device.setdefault(str(port.get("device_id")), []).append(port)
+            for ip in port.get("fixed_ips", []):
+                self.by_ip.setdefault(ip["ip_address"], []).append(port)
         self.tokens: set[str] = set()
         self.calls: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -61,6 +67,7 @@ class Handler(BaseHTTPRequestHandler):
 
     state: State
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall between them
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
         """Quiet: the tests read /_stats instead."""
@@ -108,6 +115,10 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 filters.setdefault(key, []).append(value)
         items = {"ports": self.state.ports, "security-groups": self.state.security_groups, "subnets": self.state.subnets}[collection]
+        if collection == "ports" and "device_id" in filters:
+            items = [p for device in filters["device_id"] for p in self.state.by_device.get(device, [])]
+        elif collection == "ports" and "fixed_ips" in filters:
+            items = [p for v in filters["fixed_ips"] for p in self.state.by_ip.get(v.partition("=")[2], [])]
         found = [item for item in items if _matches(item, filters)]
         if fields:
             found = [{k: v for k, v in item.items() if k in fields} for item in found]

@@ -38,6 +38,7 @@ class MariaDB:
         if not os.path.exists(MARIADBD) or shutil.which(INSTALL_DB) is None:
             raise MariaDBMissing(f"{MARIADBD} not found: apt-get install mariadb-server (make install-test does)")
         self.directory = directory or tempfile.mkdtemp(prefix="mdsvc-mariadb-")
+        os.makedirs(self.directory, exist_ok=True)
         self.datadir = os.path.join(self.directory, "data")
         self.socket = os.path.join(self.directory, "mysqld.sock")
         self.log_path = os.path.join(self.directory, "mariadbd.log")

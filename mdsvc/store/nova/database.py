@@ -127,15 +127,17 @@ def unavailable(where: str, error: BaseException) -> StoreUnavailable:
 _FAILURES = (DBAPIError, PoolTimeout, SQLAlchemyError, OSError)
 
 
-def read(engine: Engine, query: Callable[[Connection], T]) -> T:
+def read(engine: Engine, query: Callable[[Connection], T], single: bool = False) -> T:
     """
     Run C{query} in one read-only transaction, ended before returning.
 
+    @param single: the query is one statement, a transaction of its own already (no C{SET
+        TRANSACTION READ ONLY} round trip).
     @raise StoreUnavailable: the database cannot be reached or the query failed.
     """
     try:
         with engine.connect() as conn:
-            if engine.dialect.name in ("mysql", "postgresql"):
+            if not single and engine.dialect.name in ("mysql", "postgresql"):
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             result = query(conn)
             conn.rollback()

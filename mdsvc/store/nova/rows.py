@@ -5,7 +5,7 @@ the metadata API (C{ec2_ids, flavor, info_cache, metadata, system_metadata, keyp
 device_metadata, numa_topology}) and what C{InstanceMetadata} reads besides (its block device
 mappings), with Nova's filters and order:
 
-  - C{instances}: the live row (C{deleted = 0}) of the uuid, lowest C{id} first;
+  - C{instances}: the live row (C{deleted = 0}) of the uuid, lowest C{id} first, joined with
   - C{instance_extra}, C{instance_info_caches}: the instance's row (Nova joins them without a
     C{deleted} filter);
   - C{instance_metadata}: live rows, in C{id} order (a dict built in row order);
@@ -15,6 +15,9 @@ mappings), with Nova's filters and order:
   - C{instance_id_mappings}, C{s3_images}: the first row (lowest C{id}, deleted or not) of the
     instance's and of each image's uuid; Nova makes a missing one on first read
     (C{get_int_id_from_instance_uuid}, C{glance_id_to_id}), and so does L{ensure_ec2_ids}.
+
+Three queries per instance: the instance row with its 1:1 rows and EC2 numbers, its metadata and
+system metadata together, its block devices.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from attrs import frozen
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, literal, select, union_all
 from sqlalchemy.engine import Connection
 
 from mdsvc.store.nova.tables import (
@@ -64,44 +67,71 @@ def _first_ids(conn: Connection, table: Table, uuids: list[str]) -> dict[str, in
     return {row[0]: int(row[1]) for row in conn.execute(query)}
 
 
+def _first_id(table: Table, uuid: Any) -> Any:
+    """The lowest id of C{uuid} in C{table}, as a scalar subquery."""
+    return select(func.min(table.c.id)).where(table.c.uuid == uuid).scalar_subquery()
+
+
+_EXTRA = (instance_extra.c.flavor, instance_extra.c.keypairs, instance_extra.c.device_metadata, instance_extra.c.numa_topology)
+
+# One row per instance: the instance, its extra and info cache rows (Nova joins them too), and its
+# EC2 numbers, so that a cache miss costs three queries, not nine.
+_INSTANCE = (
+    select(
+        instances, *_EXTRA, instance_info_caches.c.network_info,
+        _first_id(instance_id_mappings, instances.c.uuid).label("ec2_instance"),
+        _first_id(s3_images, instances.c.image_ref).label("ec2_image"),
+        _first_id(s3_images, instances.c.kernel_id).label("ec2_kernel"),
+        _first_id(s3_images, instances.c.ramdisk_id).label("ec2_ramdisk"),
+    )
+    .select_from(
+        instances
+        .outerjoin(instance_extra, instance_extra.c.instance_uuid == instances.c.uuid)
+        .outerjoin(instance_info_caches, instance_info_caches.c.instance_uuid == instances.c.uuid)
+    )
+    .where(instances.c.uuid == bindparam("uuid"), instances.c.deleted == 0)
+    .order_by(instances.c.id, instance_extra.c.id, instance_info_caches.c.id)
+    .limit(1)
+)
+
+# The instance's live metadata, then all its system metadata, each in row order.
+_METADATA = union_all(
+    select(literal(0).label("kind"), instance_metadata.c.id, instance_metadata.c.key, instance_metadata.c.value)
+    .where(instance_metadata.c.instance_uuid == bindparam("uuid"), instance_metadata.c.deleted == 0),
+    select(literal(1).label("kind"), instance_system_metadata.c.id, instance_system_metadata.c.key, instance_system_metadata.c.value)
+    .where(instance_system_metadata.c.instance_uuid == bindparam("uuid")),
+).order_by("kind", "id")
+
+_BLOCK_DEVICES = (
+    select(block_device_mapping)
+    .where(block_device_mapping.c.instance_uuid == bindparam("uuid"), block_device_mapping.c.deleted == 0)
+    .order_by(block_device_mapping.c.id)
+)
+
+_INSTANCE_COLUMNS = frozenset(c.name for c in instances.columns)
+
+
 def read_instance(conn: Connection, uuid: str) -> InstanceRows | None:
     """The rows of the live instance C{uuid}, or None (no such instance, or deleted)."""
-    row = conn.execute(
-        select(instances).where(instances.c.uuid == uuid, instances.c.deleted == 0).order_by(instances.c.id).limit(1)
-    ).mappings().first()
+    row = conn.execute(_INSTANCE, {"uuid": uuid}).mappings().first()
     if row is None:
         return None
-    extra = conn.execute(
-        select(instance_extra.c.flavor, instance_extra.c.keypairs, instance_extra.c.device_metadata, instance_extra.c.numa_topology)
-        .where(instance_extra.c.instance_uuid == uuid).order_by(instance_extra.c.id).limit(1)
-    ).mappings().first()
-    network_info = conn.execute(
-        select(instance_info_caches.c.network_info)
-        .where(instance_info_caches.c.instance_uuid == uuid).order_by(instance_info_caches.c.id).limit(1)
-    ).scalar()
-    metadata = conn.execute(
-        select(instance_metadata.c.key, instance_metadata.c.value)
-        .where(instance_metadata.c.instance_uuid == uuid, instance_metadata.c.deleted == 0).order_by(instance_metadata.c.id)
-    ).all()
-    system_metadata = conn.execute(
-        select(instance_system_metadata.c.key, instance_system_metadata.c.value)
-        .where(instance_system_metadata.c.instance_uuid == uuid).order_by(instance_system_metadata.c.id)
-    ).all()
-    bdms = conn.execute(
-        select(block_device_mapping)
-        .where(block_device_mapping.c.instance_uuid == uuid, block_device_mapping.c.deleted == 0).order_by(block_device_mapping.c.id)
-    ).mappings().all()
-    instance = dict(row)
-    images = [u for u in (instance.get("image_ref"), instance.get("kernel_id"), instance.get("ramdisk_id")) if u]
+    meta = conn.execute(_METADATA, {"uuid": uuid}).all()
+    bdms = conn.execute(_BLOCK_DEVICES, {"uuid": uuid}).mappings().all()
+    instance = {k: v for k, v in row.items() if k in _INSTANCE_COLUMNS}
+    images = {}
+    for column, label in (("image_ref", "ec2_image"), ("kernel_id", "ec2_kernel"), ("ramdisk_id", "ec2_ramdisk")):
+        if instance.get(column) and row[label] is not None:
+            images[instance[column]] = int(row[label])
     return InstanceRows(
         instance=instance,
-        extra=dict(extra) if extra is not None else {},
-        network_info=network_info,
-        metadata=[(k, v) for k, v in metadata],
-        system_metadata=[(k, v) for k, v in system_metadata],
+        extra={c.name: row[c.name] for c in _EXTRA},
+        network_info=row["network_info"],
+        metadata=[(r.key, r.value) for r in meta if r.kind == 0],
+        system_metadata=[(r.key, r.value) for r in meta if r.kind == 1],
         block_devices=[dict(b) for b in bdms],
-        ec2_instance_id=_first_ids(conn, instance_id_mappings, [uuid]).get(uuid),
-        ec2_image_ids=_first_ids(conn, s3_images, images),
+        ec2_instance_id=int(row["ec2_instance"]) if row["ec2_instance"] is not None else None,
+        ec2_image_ids=images,
     )
 
 

@@ -65,7 +65,7 @@ class NovaReader:
         databases = self.databases
         if databases.local_metadata_per_cell or databases.api_database is None:
             return databases.database
-        placement = read(self.engines.get(databases.api_database), lambda conn: find_cell(conn, uuid))
+        placement = read(self.engines.get(databases.api_database), lambda conn: find_cell(conn, uuid), single=True)
         if not placement.mapped:
             self._log.warn("Instance mapping for {uuid} not found; cell setup is incomplete", uuid=uuid)
             return databases.database
