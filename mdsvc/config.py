@@ -167,12 +167,15 @@ def lookup_backend(text: str) -> str:
 
 
 def store_url(text: str) -> str:
-    """An instance store: C{sqlite:PATH}, C{nova} (Nova's own databases), or a vendor plugin's C{name:ARG}."""
+    """
+    An instance store: C{sqlite:PATH}, a database server's URL (C{postgresql://...},
+    C{mysql+pymysql://...}), C{nova} (Nova's own databases), or a vendor plugin's C{name:ARG}.
+    """
     value = text.strip()
     if value == "nova":
         return value
     if ":" not in value or not value.split(":", 1)[1]:
-        raise ValueError("allowed: sqlite:PATH | nova")
+        raise ValueError("allowed: sqlite:PATH | postgresql://USER:PASSWORD@HOST/DB | mysql+pymysql://USER:PASSWORD@HOST/DB | nova")
     return value
 
 
@@ -336,8 +339,9 @@ OPTIONS: tuple[Option, ...] = (
            help="The HMAC key the agents sign requests with and the API checks them with: the same on every "
                 "node (taken as written, $ included)."),
     Option("mdsvc", "store", store_url, None, roles=API | AGENT, example="sqlite:/var/lib/mdsvc/mdsvc.sqlite",
-           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite) | nova (Nova's own "
-                "databases: [api_database] and [database] connection)."),
+           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite) | a database server "
+                "shared by several api nodes (postgresql://USER:PASSWORD@HOST/DB, mysql+pymysql://...) | nova (Nova's "
+                "own databases: [api_database] and [database] connection)."),
     Option("mdsvc", "api_endpoint", endpoint, None, roles=API, example=r"tcp6:8775:interface=\:\:",
            help="A Twisted endpoint for the API, instead of metadata_listen and metadata_listen_port, e.g. "
                 "unix:/run/mdsvc/api.sock:mode=660"),

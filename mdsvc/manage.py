@@ -84,11 +84,18 @@ def _yaml(path: str, text: str) -> Any:
         raise CommandError(f"{where}: invalid YAML: {problem}") from None
 
 
-def _store(config: Config) -> SQLiteDocuments:
-    """The configured store, checked as the service checks it at startup (modes, soundness)."""
+def _store(config: Config) -> Any:
+    """The configured store (SQLite, or a database server), checked as the service checks it at startup."""
+    from mdsvc.store.sql import SQLDocuments, is_sql_url
+
+    if is_sql_url(config.store):
+        try:
+            return SQLDocuments(config.store)
+        except ValueError as e:
+            raise CommandError(f"{config.source or 'defaults'}: [mdsvc] store: {e}") from None
     kind, _, path = config.store.partition(":")
     if kind != "sqlite":
-        raise CommandError(f"[mdsvc] store {config.store}: mdsvc-manage handles sqlite stores only")
+        raise CommandError(f"[mdsvc] store {config.store}: mdsvc-manage handles sqlite and database server stores only")
     try:
         prepare_configured_store(config, Logger(observer=_warn))
     except StoreProblem as e:
@@ -153,7 +160,7 @@ def _build_config_drive(config: Config, documents: SQLiteDocuments, uuid: str, o
     instance = row.instance()
     from twisted.internet import reactor
 
-    app = app_from_config(config, SQLiteInstanceStore.in_threads(documents.path, reactor), reactor)
+    app = app_from_config(config, SQLiteInstanceStore.in_threads(documents, reactor), reactor)
     try:
         files = _wait(ensureDeferred(drive_files(app, instance, config.api.config_drive_skip_versions)))
         write_image(files, output, fmt, publisher=f"mdsvc {__version__}")

@@ -106,6 +106,13 @@ def check_startup(role: str, config: Config) -> None:
     if uses_store(role, config):
         # before anything reads it: private modes, a sound database (one line if not)
         prepare_configured_store(config)
+    if uses_store(role, config):
+        from mdsvc.store.sql import check_sql_store, is_sql_url
+
+        if is_sql_url(config.store):
+            from mdsvc.store.nova import where
+
+            check_sql_store(config.store, where(config, "mdsvc", "store"))
     if config.store == "nova" and role in ("api", "all-in-one"):
         from mdsvc.store.nova import check_nova_store
 

@@ -88,6 +88,10 @@ def build_lookup(
 
         documents = documents_or_store_path
         if isinstance(documents, str):
+            from mdsvc.store.sql import SQLDocuments, is_sql_url
+
+            if is_sql_url(documents):
+                return StoreLookup.in_threads(SQLDocuments(documents), reactor)  # type: ignore[arg-type]
             if documents.startswith("sqlite:"):
                 documents = documents[len("sqlite:"):]
             elif ":" in documents and not documents.startswith(("/", ".")):

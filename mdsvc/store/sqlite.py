@@ -486,13 +486,18 @@ class SQLiteInstanceStore:
         self._run = run
 
     @classmethod
-    def in_threads(cls, path: str, reactor: Any, threadpool: ThreadPool | None = None) -> SQLiteInstanceStore:
-        """A store whose queries run in C{threadpool} (default: the reactor's)."""
+    def in_threads(cls, path: Any, reactor: Any, threadpool: ThreadPool | None = None) -> SQLiteInstanceStore:
+        """
+        A store whose queries run in C{threadpool} (default: the reactor's).
+
+        @param path: the SQLite file, or the documents object itself (L{mdsvc.store.sql.SQLDocuments}
+            for a store on a database server).
+        """
         def run(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
             pool = threadpool if threadpool is not None else reactor.getThreadPool()
             return deferToThreadPool(reactor, pool, f, *args)
 
-        return cls(SQLiteDocuments(path), run)
+        return cls(SQLiteDocuments(path) if isinstance(path, str) else path, run)
 
     def get(self, uuid: str) -> Deferred[Instance | None]:
         """See L{IInstanceStore.get}."""
@@ -534,8 +539,12 @@ class SQLiteInstanceStore:
 
 
 def open_store(url: str, reactor: Any) -> SQLiteInstanceStore:
-    """Build the instance store a C{[mdsvc] store} URL names."""
+    """Build the instance store a C{[mdsvc] store} URL names: C{sqlite:PATH}, or a database server's URL."""
+    from mdsvc.store.sql import SQLDocuments, is_sql_url
+
+    if is_sql_url(url):
+        return SQLiteInstanceStore.in_threads(SQLDocuments(url), reactor)
     kind, _, arg = url.partition(":")
     if kind != "sqlite":
-        raise ValueError(f"unknown store kind {kind!r} (allowed: sqlite:PATH)")
+        raise ValueError(f"unknown store kind {kind!r} (allowed: sqlite:PATH, postgresql://..., mysql+pymysql://...)")
     return SQLiteInstanceStore.in_threads(arg, reactor)
