@@ -22,6 +22,8 @@ setup(
         # [mdsvc] store = nova: Nova's databases through SQLAlchemy Core, MariaDB/MySQL through PyMySQL
         "SQLAlchemy>=2.0",
         "PyMySQL>=1.1",
+        # [mdsvc] store = postgresql://...: psycopg 3, SQLAlchemy 2.1's default PostgreSQL driver
+        "psycopg[binary]>=3.1",
     ],
     extras_require={"test": ["pytest>=8", "pytest-twisted>=1.14", "ruff", "mypy", "mypy-zope", "types-PyYAML"]},
     entry_points={"console_scripts": ["mdsvc-manage = mdsvc.manage:main"]},
