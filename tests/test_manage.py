@@ -320,7 +320,7 @@ class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
     def test_otherStoreKind(self) -> None:
         """mdsvc-manage refuses a store kind it does not handle."""
         self.write("mdsvc.conf", "[mdsvc]\nstore = redis:localhost\n")
-        self.assertEqual(self.fails("instance", "list"), "[mdsvc] store redis:localhost: mdsvc-manage handles sqlite stores only")
+        self.assertEqual(self.fails("instance", "list"), "[mdsvc] store redis:localhost: mdsvc-manage handles sqlite and database server stores only")
 
 
 class RouterCommandTests(ManageTestsMixin, SynchronousTestCase):

@@ -690,12 +690,17 @@ class ThreadedStoreTests(TestCase):
         return d
 
     def test_openStore(self) -> None:
-        """open_store builds a threaded store from an sqlite: URL and refuses other kinds."""
+        """
+        open_store builds a threaded store from an sqlite: URL, a database server's from its URL
+        (here one whose driver is missing: one line saying so), and refuses other kinds.
+        """
         path = os.path.join(self.mktemp(), "url.sqlite")
         SQLiteDocuments(path).import_instances([instanceDoc("u")])
         store = open_store(f"sqlite:{path}", reactor)
-        e = self.assertRaises(ValueError, open_store, "mysql://x", reactor)
-        self.assertEqual(str(e), "unknown store kind 'mysql' (allowed: sqlite:PATH)")
+        e = self.assertRaises(ValueError, open_store, "redis://x", reactor)
+        self.assertEqual(str(e), "unknown store kind 'redis' (allowed: sqlite:PATH, postgresql://..., mysql+pymysql://...)")
+        e = self.assertRaises(ValueError, open_store, "mysql+nosuchdriver://u:secret@x/db", reactor)
+        self.assertTrue(str(e).startswith("no driver for mysql+nosuchdriver://u:***@x/db"), str(e))
         return store.get("u").addCallback(lambda instance: self.assertEqual(instance.uuid, "u"))
 
 

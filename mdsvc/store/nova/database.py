@@ -86,7 +86,7 @@ def make_engine(text: str, pool_size: int, timeout: float) -> Engine:
     try:
         engine = create_engine(url, **options)
     except (NoSuchModuleError, ImportError) as e:
-        raise ValueError(f"no driver for {shown(url)}: {e} (install PyMySQL for mysql+pymysql://, psycopg2 for postgresql://)") from None
+        raise ValueError(f"no driver for {shown(url)}: {e} (install PyMySQL for mysql+pymysql://, psycopg for postgresql://)") from None
     except (ArgumentError, TypeError) as e:
         raise ValueError(f"cannot use {shown(url)}: {e}") from None
     if engine.dialect.name == "mysql":
