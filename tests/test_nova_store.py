@@ -290,3 +290,55 @@ class WiringTests(SynchronousTestCase):
         self.assertEqual(len(stores), 1)
         self.assertIsNotNone(stores[0].neutron)
         self.assertEqual(stores[0].reader.databases, NovaDatabases(f"sqlite:///{directory}/api.db", None, False))
+
+
+class FakeNeutron:
+    """Nova's questions to Neutron, answered from a table of address -> devices, counting the asks."""
+
+    def __init__(self, devices: dict[str, list[str]]) -> None:
+        self.devices = devices
+        self.asked: list[str] = []
+
+    async def devices_with_address(self, ip: str) -> list[str]:
+        self.asked.append(ip)
+        return list(self.devices.get(ip, []))
+
+    async def security_groups(self, uuid: str) -> dict[str, list[str]]:
+        return {}
+
+
+class AddressTests(StoreCase):
+    """Remote-address mode: Neutron's port holding the address, then the databases; Neutron's answers kept."""
+
+    def store_with(self, neutron: FakeNeutron) -> tuple[NovaInstanceStore, Clock]:
+        clock = Clock()
+        databases = NovaDatabases(self.cloud.api, self.cloud.cell1)
+        return NovaInstanceStore(NovaReader(databases, self.engines), sync, neutron, clock, address_ttl=15), clock  # type: ignore[arg-type]
+
+    def test_found(self) -> None:
+        """The port's device is the instance, read from its cell; Neutron asked once per TTL."""
+        self.cloud.add(self.cloud.cell2, OTHER, 2, display_name="Far")
+        neutron = FakeNeutron({"127.0.0.3": [OTHER]})
+        store, clock = self.store_with(neutron)
+        self.assertEqual(self.successResultOf(store.by_address("127.0.0.3")).name, "Far")
+        self.successResultOf(store.by_address("127.0.0.3"))
+        clock.advance(16)
+        self.successResultOf(store.by_address("127.0.0.3"))
+        self.assertEqual(neutron.asked, ["127.0.0.3", "127.0.0.3"])
+
+    def test_unknown(self) -> None:
+        """No port: None, and Neutron is asked again only after 2 s."""
+        neutron = FakeNeutron({})
+        store, clock = self.store_with(neutron)
+        self.assertIsNone(self.successResultOf(store.by_address("10.9.9.9")))
+        self.assertIsNone(self.successResultOf(store.by_address("10.9.9.9")))
+        clock.advance(2.5)
+        self.assertIsNone(self.successResultOf(store.by_address("10.9.9.9")))
+        self.assertEqual(len(neutron.asked), 2)
+
+    def test_ambiguous(self) -> None:
+        """Two ports with the address: AmbiguousAddress (the API's 500, as Nova's)."""
+        from mdsvc.interfaces import AmbiguousAddress
+
+        store, _ = self.store_with(FakeNeutron({"10.0.0.5": [UUID, OTHER]}))
+        self.failureResultOf(store.by_address("10.0.0.5"), AmbiguousAddress)

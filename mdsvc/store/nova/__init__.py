@@ -105,4 +105,4 @@ class NovaStoreFactory:
         log.info("instance store: Nova's databases ({databases}), {threads} threads, {timeout} s timeout",
                  databases=shown_dbs, threads=nova.threads, timeout=nova.timeout)
         reader = NovaReader(databases, Engines(nova.threads, nova.timeout))
-        return NovaInstanceStore.in_threads(reader, neutron, reactor, nova.threads)
+        return NovaInstanceStore.in_threads(reader, neutron, reactor, nova.threads, config.api.cache_expiration)

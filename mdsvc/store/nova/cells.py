@@ -70,16 +70,16 @@ def format_db_url(url: str, default: str | None) -> str:
     """
     if default is None or "{" not in url:
         return url
-    base = urlparse(default)
-    subs: dict[str, object] = {
-        "username": base.username, "password": base.password, "hostname": base.hostname, "port": base.port,
-        "scheme": base.scheme, "query": base.query, "fragment": base.fragment, "path": base.path.lstrip("/"),
-    }
-    if "," in base.netloc:
-        for index, netloc in enumerate(base.netloc.split(","), 1):
-            for key, value in _parse_netloc(netloc).items():
-                subs[f"{key}{index}"] = value
     try:
+        base = urlparse(default)
+        subs: dict[str, object] = {
+            "username": base.username, "password": base.password, "hostname": base.hostname, "port": base.port,
+            "scheme": base.scheme, "query": base.query, "fragment": base.fragment, "path": base.path.lstrip("/"),
+        }
+        if "," in base.netloc:
+            for index, netloc in enumerate(base.netloc.split(","), 1):
+                for key, value in _parse_netloc(netloc).items():
+                    subs[f"{key}{index}"] = value
         return url.format(**subs)
     except (KeyError, IndexError, ValueError):
         return url

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from mdsvc.cache import ExpiringCache
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, StoreUnavailable
 from mdsvc.model import Instance
 from mdsvc.store.nova import convert
@@ -113,18 +114,24 @@ class NovaInstanceStore(Service):
     @param neutron: Nova's questions to Neutron; None: no Neutron configured (no security
         groups, no remote-address or provider mode).
     @param clock: bounds each database call by the engines' timeout.
+    @param address_ttl: seconds Neutron's answer for a guest's address is kept (remote-address
+        mode: C{metadata_cache_expiration}); C{negative_ttl}, for an address no port holds.
     """
 
     name = "nova-store"
     _log = Logger()
 
     def __init__(self, reader: NovaReader, run: Callable[..., Deferred[Any]], neutron: NovaNeutron | None,
-                 clock: IReactorTime, threadpool: ThreadPool | None = None) -> None:
+                 clock: IReactorTime, threadpool: ThreadPool | None = None, address_ttl: float = 15,
+                 negative_ttl: float = 2) -> None:
         self.reader = reader
         self._run = run
         self.neutron = neutron
         self.clock = clock
         self.threadpool = threadpool
+        # Neutron's answer for an address, kept as the agent's lookup cache keeps its answers:
+        # a guest asking from an address no port holds costs Neutron one query per 2 s, not one each
+        self.addresses = ExpiringCache(clock, address_ttl, negative_ttl)
 
     def _in_thread(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
         """
@@ -143,14 +150,15 @@ class NovaInstanceStore(Service):
         return d.addTimeout(timeout, self.clock, onTimeoutCancel=timed_out)
 
     @classmethod
-    def in_threads(cls, reader: NovaReader, neutron: NovaNeutron | None, reactor: Any, threads: int) -> NovaInstanceStore:
+    def in_threads(cls, reader: NovaReader, neutron: NovaNeutron | None, reactor: Any, threads: int,
+                   address_ttl: float = 15) -> NovaInstanceStore:
         """A store whose database calls run in a pool of C{threads} threads, started with the service."""
         pool = ThreadPool(minthreads=0, maxthreads=threads, name="mdsvc-nova-db")
 
         def run(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
             return deferToThreadPool(reactor, pool, f, *args)
 
-        return cls(reader, run, neutron, reactor, pool)
+        return cls(reader, run, neutron, reactor, pool, address_ttl)
 
     def startService(self) -> None:
         """Start the database threads."""
@@ -186,7 +194,13 @@ class NovaInstanceStore(Service):
     async def _by_address(self, ip: str) -> Instance | None:
         if self.neutron is None:
             raise StoreUnavailable("remote-address mode with store = nova needs Neutron ([neutron] auth_url)")
-        devices = await self.neutron.devices_with_address(ip)
+        neutron = self.neutron
+
+        def ask(key: Any) -> Deferred[list[str] | None]:
+            # [] (no port) is kept as "nothing there", for the short negative time
+            return Deferred.fromCoroutine(neutron.devices_with_address(ip)).addCallback(lambda found: found or None)
+
+        devices = await self.addresses.get(ip, ask) or []
         if len(devices) > 1:
             raise AmbiguousAddress(ip, devices)
         if not devices:
