@@ -214,7 +214,7 @@ def main() -> int:
         results: dict[str, dict[str, Any]] = {}
 
         nova_api = cloud.start_mdsvc(os.path.join(directory, "nova-store"), cache=15,
-                                     extra=f"[mdsvc]\ndatabase_threads = {opts.threads}\n")
+                                     extra=f"[mdsvc]\ndatabase_threads = {opts.threads}\ndatabase_timeout = 5\n")
         results["nova store (MariaDB)"] = storm(nova_api.port, made, cloud.project_id, opts.guests, opts.concurrency, directory)
         nova_api.stop()
 

@@ -342,3 +342,26 @@ class AddressTests(StoreCase):
 
         store, _ = self.store_with(FakeNeutron({"10.0.0.5": [UUID, OTHER]}))
         self.failureResultOf(store.by_address("10.0.0.5"), AmbiguousAddress)
+
+
+class PlacementTests(StoreCase):
+    """An instance's cell is kept; a moved instance is found in its new cell."""
+
+    def test_kept(self) -> None:
+        """Within the time kept, a second read asks the API database nothing (here: it is gone)."""
+        self.cloud.add(self.cloud.cell2, OTHER, 2, display_name="Far")
+        store = self.store()
+        self.assertEqual(self.get(store, OTHER).name, "Far")
+        os.remove(self.cloud.api[len("sqlite:///"):])
+        self.engines.dispose()
+        self.assertEqual(self.get(store, OTHER).name, "Far")
+
+    def test_moved(self) -> None:
+        """Moved to another cell meanwhile: not in the kept cell, so the API database is asked again."""
+        self.cloud.add(self.cloud.cell1, UUID, 1, display_name="Before")
+        store = self.store()
+        self.assertEqual(self.get(store, UUID).name, "Before")
+        self.cloud.run(self.cloud.cell1, update(instances).values(deleted=instances.c.id))
+        self.cloud.add(self.cloud.cell2, UUID, False, display_name="After")
+        self.cloud.run(self.cloud.api, update(instance_mappings).values(cell_id=2))
+        self.assertEqual(self.get(store, UUID).name, "After")

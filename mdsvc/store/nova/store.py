@@ -11,6 +11,8 @@ its guests, not the process.  Neutron is asked over Twisted's HTTP client.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,36 +55,68 @@ class NovaDatabases:
 
 
 class NovaReader:
-    """The blocking part: one instance's rows, the password write; called in the store's threads."""
+    """
+    The blocking part: one instance's rows, the password write; called in the store's threads.
+
+    An instance's cell, once found in the API database, is kept C{placement_ttl} seconds (an
+    instance changes cells only when moved across cells): a cache miss then costs no query in
+    the API database.  An instance not found in its kept cell is looked up in the API database
+    again at once.
+    """
 
     _log = Logger()
 
-    def __init__(self, databases: NovaDatabases, engines: Engines) -> None:
+    def __init__(self, databases: NovaDatabases, engines: Engines, placement_ttl: float = 60,
+                 now: Callable[[], float] = time.monotonic) -> None:
         self.databases = databases
         self.engines = engines
+        self.placement_ttl = placement_ttl
+        self._now = now
+        self._placements: dict[str, tuple[float, str | None]] = {}
+        self._lock = threading.Lock()
 
-    def cell_url(self, uuid: str) -> str | None:
-        """The URL of the database holding C{uuid} (None: nowhere to look)."""
+    def cell_url(self, uuid: str, fresh: bool = False) -> str | None:
+        """
+        The URL of the database holding C{uuid} (None: nowhere to look).
+
+        @param fresh: ask the API database even when the cell is kept.
+        """
+        return self._cell(uuid, fresh)[0]
+
+    def _cell(self, uuid: str, fresh: bool = False) -> tuple[str | None, bool]:
+        """L{cell_url}, and whether it was the kept one."""
         databases = self.databases
         if databases.local_metadata_per_cell or databases.api_database is None:
-            return databases.database
+            return databases.database, False
+        now = self._now()
+        if not fresh:
+            with self._lock:
+                kept = self._placements.get(uuid)
+            if kept is not None and kept[0] > now:
+                return kept[1], True
         placement = read(self.engines.get(databases.api_database), lambda conn: find_cell(conn, uuid), single=True)
         if not placement.mapped:
             self._log.warn("Instance mapping for {uuid} not found; cell setup is incomplete", uuid=uuid)
-            return databases.database
-        if placement.url is None:
-            return databases.database
-        return format_db_url(placement.url, databases.database)
+            return databases.database, False  # not kept: the mapping may come
+        url = databases.database if placement.url is None else format_db_url(placement.url, databases.database)
+        with self._lock:
+            if len(self._placements) >= 100_000:
+                self._placements = {k: v for k, v in self._placements.items() if v[0] > now}
+            self._placements[uuid] = (now + self.placement_ttl, url)
+        return url, False
 
     def rows(self, uuid: str) -> InstanceRows | None:
         """The rows of the live instance C{uuid} (its EC2 numbers made if missing), or None."""
-        url = self.cell_url(uuid)
-        if url is None:
+        url, kept = self._cell(uuid)
+        rows = read(self.engines.get(url), lambda conn: read_instance(conn, uuid)) if url is not None else None
+        if rows is None and kept:
+            moved, _ = self._cell(uuid, fresh=True)
+            if moved is not None and moved != url:
+                url = moved
+                rows = read(self.engines.get(url), lambda conn: read_instance(conn, uuid))
+        if rows is None or url is None:
             return None
         engine = self.engines.get(url)
-        rows = read(engine, lambda conn: read_instance(conn, uuid))
-        if rows is None:
-            return None
         instance_missing, images_missing = missing_ec2_ids(rows)
         if instance_missing or images_missing:
             number, images = write(engine, lambda conn: ensure_ec2_ids(conn, uuid, instance_missing, images_missing))
