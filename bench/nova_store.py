@@ -188,6 +188,7 @@ def storm(port: int, made: list[tuple[str, int]], project: str, guests: int, con
 
 
 def main() -> int:
+    """Build, run both storms, print the table; 0 only without errors."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=10000)
     parser.add_argument("--guests", type=int, default=1000)

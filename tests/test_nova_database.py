@@ -76,6 +76,7 @@ class ConfigurationTests(SynchronousTestCase):
     """What store = nova needs, one line each, naming the file, line and option."""
 
     def config(self, body: str) -> tuple[str, object]:
+        """A configuration file holding C{body}, and its parsed configuration."""
         path = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
             f.write(body)

@@ -31,6 +31,7 @@ class FakeClient:
         self.queries: list[tuple[str, list[tuple[str, str]]]] = []
 
     async def list_resources(self, collection: str, query: str) -> list[dict[str, Any]]:
+        """The table's answer for C{collection} (a callable is given the query's pairs), recording the query."""
         pairs = parse_qsl(query)
         self.queries.append((collection, pairs))
         answer = self.answers[collection]

@@ -90,16 +90,19 @@ class StoreCase(SynchronousTestCase):
     """A cloud and a store over it (synchronous runner, a Clock)."""
 
     def setUp(self) -> None:
+        """A fresh cloud and engines."""
         self.cloud = Cloud(os.path.abspath(self.mktemp()))
         self.cell1_path = self.cloud.cell1[len("sqlite:///"):]
         self.engines = Engines(2, 5)
         self.addCleanup(self.engines.dispose)
 
     def store(self, local: bool = False, default: str | None = None) -> NovaInstanceStore:
+        """A store over the cloud (no Neutron)."""
         databases = NovaDatabases(self.cloud.api, default or self.cloud.cell1, local)
         return NovaInstanceStore(NovaReader(databases, self.engines), sync, None, Clock())
 
     def get(self, store: NovaInstanceStore, uuid: str) -> Any:
+        """The store's instance C{uuid}, at once."""
         return self.successResultOf(store.get(uuid))
 
 
@@ -192,6 +195,7 @@ class PasswordTests(StoreCase):
     """The password write: Nova's chunks, once."""
 
     def rows(self) -> list[tuple[str, str]]:
+        """The instance's system metadata rows, by key."""
         with create_engine(self.cloud.cell1).connect() as conn:
             found = conn.execute(select(instance_system_metadata.c.key, instance_system_metadata.c.value)
                                  .where(instance_system_metadata.c.instance_uuid == UUID).order_by(instance_system_metadata.c.key))
@@ -300,10 +304,12 @@ class FakeNeutron:
         self.asked: list[str] = []
 
     async def devices_with_address(self, ip: str) -> list[str]:
+        """The devices of the table, counting the question."""
         self.asked.append(ip)
         return list(self.devices.get(ip, []))
 
     async def security_groups(self, uuid: str) -> dict[str, list[str]]:
+        """No groups."""
         return {}
 
 
@@ -311,6 +317,7 @@ class AddressTests(StoreCase):
     """Remote-address mode: Neutron's port holding the address, then the databases; Neutron's answers kept."""
 
     def store_with(self, neutron: FakeNeutron) -> tuple[NovaInstanceStore, Clock]:
+        """A store asking C{neutron}, and its clock."""
         clock = Clock()
         databases = NovaDatabases(self.cloud.api, self.cloud.cell1)
         return NovaInstanceStore(NovaReader(databases, self.engines), sync, neutron, clock, address_ttl=15), clock  # type: ignore[arg-type]

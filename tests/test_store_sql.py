@@ -31,6 +31,7 @@ class SQLDocumentsTests(SynchronousTestCase):
     """Imports, numbering, lookups and passwords through SQLAlchemy."""
 
     def setUp(self) -> None:
+        """A store on a fresh SQLite file, through SQLAlchemy."""
         self.docs = SQLDocuments(f"sqlite:///{os.path.abspath(self.mktemp())}")
         self.addCleanup(self.docs.close)
 

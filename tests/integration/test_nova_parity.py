@@ -105,6 +105,7 @@ class ProxyModeParityTests(ParityCase):
     """Behind a Neutron metadata agent (signed X-Instance-ID): every instance, every path."""
 
     def check(self, name: str, minimum: int, forwarded_for: str | None = "10.10.0.5") -> None:
+        """Compare every path of instance C{name}; at least C{minimum} of them answer 200."""
         cloud, nova_port, mdsvc_port = servers(proxy=True)
         headers = cloud.proxy_headers(name, forwarded_for)
         paths = crawl(nova_port, headers)

@@ -44,14 +44,17 @@ class SharedStoreMixin:
     """The tests, for one kind of database server (L{url})."""
 
     def url(self) -> str:
+        """A new, empty database's URL on the server under test."""
         raise NotImplementedError
 
     def setUp(self) -> None:
+        """A directory, a new database and the configuration naming it."""
         self.dir = tempfile.mkdtemp(prefix="mdsvc-sql-store-")
         self.store = self.url()
         self.config = self.write_config("node")
 
     def write_config(self, name: str) -> str:
+        """A node's configuration on the shared store (its own state directory)."""
         directory = os.path.join(self.dir, name)
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, "mdsvc.conf")
@@ -62,12 +65,14 @@ class SharedStoreMixin:
         return path
 
     def import_docs(self, docs: list[dict[str, Any]], check: bool = True) -> subprocess.CompletedProcess[str]:
+        """mdsvc-manage instance import of C{docs}, as a real process."""
         path = os.path.join(self.dir, f"docs-{time.monotonic_ns()}.json")
         with open(path, "w") as f:
             json.dump(docs, f)
         return manage(self.config, "instance", "import", path, check=check)
 
     def node(self, name: str) -> Twistd:
+        """An api node on the shared store, stopped after the test."""
         config = self.write_config(name)
         api = Twistd(["mdsvc", "--role", "api", "--config", config], os.path.join(self.dir, name, "twistd.log"))
         self.addCleanup(api.stop)  # type: ignore[attr-defined]
@@ -128,6 +133,7 @@ class PostgreSQLStoreTests(SharedStoreMixin, SynchronousTestCase):
     """The store on a real PostgreSQL."""
 
     def url(self) -> str:
+        """A new database on the shared PostgreSQL."""
         server = shared_postgresql()
         name = f"mdsvc_{time.monotonic_ns()}"
         server.create_database(name)
@@ -138,6 +144,7 @@ class MariaDBStoreTests(SharedStoreMixin, SynchronousTestCase):
     """The store on a real MariaDB."""
 
     def url(self) -> str:
+        """A new database on the shared MariaDB."""
         server = shared_mariadb()
         name = f"mdsvc_{time.monotonic_ns()}"
         server.create_database(name)
