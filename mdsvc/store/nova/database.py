@@ -97,16 +97,25 @@ def make_engine(text: str, pool_size: int, timeout: float) -> Engine:
 
 
 def _limit_statements(engine: Engine, timeout: float) -> None:
-    """On MariaDB, the server ends a statement that runs past C{timeout} (C{max_statement_time})."""
+    """
+    The server ends a statement that runs past C{timeout}: C{max_statement_time} on MariaDB,
+    C{max_execution_time} (SELECTs) on MySQL 5.7 and later; a server without either is left as
+    it is (the driver's socket timeouts still bound the wait).
+    """
 
     @event.listens_for(engine, "connect")
     def limit(dbapi_connection: Any, record: Any) -> None:
-        if "mariadb" in str(getattr(dbapi_connection, "server_version", "") or _server_version(dbapi_connection)).lower():
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute(f"SET SESSION max_statement_time = {float(timeout)}")
-            finally:
-                cursor.close()
+        """Set the session's statement limit on each new connection."""
+        version = str(getattr(dbapi_connection, "server_version", "") or _server_version(dbapi_connection)).lower()
+        statement = (f"SET SESSION max_statement_time = {float(timeout)}" if "mariadb" in version
+                     else f"SET SESSION max_execution_time = {int(timeout * 1000)}")
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(statement)
+        except Exception:  # noqa: BLE001 - an older server without the variable: the socket timeouts remain
+            pass
+        finally:
+            cursor.close()
 
 
 def _server_version(dbapi_connection: Any) -> str:
