@@ -258,6 +258,9 @@ def build(conf: str, cell2_url: str, out: str) -> None:
         json.dump({
             "project_id": PROJECT, "instances": made, "ports": ports, "nova_password": NOVA_PASSWORD,
             "security_groups": [{"id": gid, "name": name, "project_id": PROJECT, "tenant_id": PROJECT} for gid, name in GROUPS.items()],
+            # the private network's subnet is served by the metadata provider edge-1 (an NSX edge)
+            "subnets": [{"id": "b1c2d3e4-0000-4000-8000-0000000000c1", "network_id": "6a1b0c2d-1111-4000-8000-0000000000a1",
+                         "cidr": "10.10.0.0/24", "advanced_service_providers": ["edge-1"]}],
             "user_data": base64.b64encode(USER_DATA).decode(),
         }, f, indent=1)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.nova_cloud import NovaCloud, request, shared_nova_cloud
+from tests.integration.nova_cloud import NovaCloud, request, shared_nova_cloud, sign
 
 OPENSTACK_FILES = ("meta_data.json", "user_data", "password", "vendor_data.json", "network_data.json", "vendor_data2.json",
                    "version", "nonexistent")
@@ -146,6 +146,24 @@ class ProxyModeParityTests(ParityCase):
         headers = dict(cloud.proxy_headers("web"), **{"X-Tenant-ID": "someone-else"})
         path = "/openstack/latest/meta_data.json"
         self.assertEqual((get(nova_port, path, headers)[0], get(mdsvc_port, path, headers)[0]), (404, 404))
+
+
+class ProviderModeParityTests(ParityCase):
+    """A metadata provider (an NSX edge) vouches for the guest's address in its networks."""
+
+    def test_provider(self) -> None:
+        """edge-1 and 10.10.0.5: Neutron's ports in edge-1's networks say C{web}; every path the same."""
+        _, nova_port, mdsvc_port = servers(proxy=True)
+        headers = {"X-Metadata-Provider": "edge-1", "X-Metadata-Provider-Signature": sign("edge-1"), "X-Forwarded-For": "10.10.0.5"}
+        paths = crawl(nova_port, headers)
+        self.assertGreaterEqual(self.compare(nova_port, mdsvc_port, paths, headers), 300)
+
+    def test_provider_without_subnets(self) -> None:
+        """A provider serving no subnet: 400 from both."""
+        _, nova_port, mdsvc_port = servers(proxy=True)
+        headers = {"X-Metadata-Provider": "edge-9", "X-Metadata-Provider-Signature": sign("edge-9"), "X-Forwarded-For": "10.10.0.5"}
+        path = "/latest/meta-data/instance-id"
+        self.assertEqual((get(nova_port, path, headers)[0], get(mdsvc_port, path, headers)[0]), (400, 400))
 
 
 class RemoteAddressParityTests(ParityCase):
