@@ -27,6 +27,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -230,6 +231,7 @@ def main() -> int:
         if cloud is not None:
             cloud.destroy()
         server.destroy()
+        shutil.rmtree(directory, ignore_errors=True)
     print(f"boot storm: {opts.guests} guests x 28 requests, {opts.concurrency} at a time, {opts.instances} instances in the store, "
           "first request of each guest a cache miss")
     print(f"{'store':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8} {'errors':>7} {'seconds':>8}")

@@ -202,6 +202,10 @@ class NovaCloud:
 
     # -- mdsvc -----------------------------------------------------------------------------------
 
+    def workdir(self, prefix: str) -> str:
+        """A new directory for one process's files, removed with the cloud."""
+        return tempfile.mkdtemp(prefix=prefix, dir=self.directory)
+
     def mdsvc_config(self, directory: str, proxy: bool = True, cache: int = 1, extra: str = "") -> str:
         """
         An api role's configuration: a nova.conf as an operator has it (mdsvc's own database user)

@@ -7,7 +7,6 @@ once the database is back; a change is served at the latest after C{metadata_cac
 from __future__ import annotations
 
 import signal
-import tempfile
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -27,7 +26,7 @@ class OutageTests(SynchronousTestCase):
         serves the instance.
         """
         cloud = shared_nova_cloud()
-        api = cloud.start_mdsvc(tempfile.mkdtemp(prefix="mdsvc-outage-"), cache=0)
+        api = cloud.start_mdsvc(cloud.workdir("mdsvc-outage-"), cache=0)
         headers = cloud.proxy_headers("vol")
         self.assertEqual(request(api.port, "GET", PATH, headers)[0], 200)
         cloud.server.stop()
@@ -53,7 +52,7 @@ class OutageTests(SynchronousTestCase):
         answered 503 within the timeout, not when the kernel gives up; thawed, it is served.
         """
         cloud = shared_nova_cloud()
-        api = cloud.start_mdsvc(tempfile.mkdtemp(prefix="mdsvc-hung-"), cache=0)
+        api = cloud.start_mdsvc(cloud.workdir("mdsvc-hung-"), cache=0)
         headers = cloud.proxy_headers("vol")
         self.assertEqual(request(api.port, "GET", PATH, headers)[0], 200)
         process = cloud.server.process
@@ -83,7 +82,7 @@ class ChangeTests(SynchronousTestCase):
         and is served once it expires.
         """
         cloud = shared_nova_cloud()
-        api = cloud.start_mdsvc(tempfile.mkdtemp(prefix="mdsvc-change-"), cache=3)
+        api = cloud.start_mdsvc(cloud.workdir("mdsvc-change-"), cache=3)
         headers = cloud.proxy_headers("far")
         uuid = cloud.uuid("far")
         self.assertNotIn(b'"meta"', request(api.port, "GET", PATH, headers)[2])

@@ -10,7 +10,6 @@ C{random_seed} of C{meta_data.json} aside.
 from __future__ import annotations
 
 import re
-import tempfile
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -30,7 +29,7 @@ def servers(proxy: bool) -> tuple[NovaCloud, int, int]:
     key = "proxy" if proxy else "address"
     if key not in _servers:
         nova = cloud.start_nova_app(proxy=proxy, cache=15)
-        api = cloud.start_mdsvc(tempfile.mkdtemp(prefix=f"mdsvc-parity-{key}-"), proxy=proxy, cache=15)
+        api = cloud.start_mdsvc(cloud.workdir(f"mdsvc-parity-{key}-"), proxy=proxy, cache=15)
         _servers[key] = (nova.port, api.port)
     return (cloud, *_servers[key])
 

@@ -6,7 +6,6 @@ password is written once, however many api nodes and caches are in between.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from typing import Any
 
@@ -23,8 +22,8 @@ def started() -> dict[str, Any]:
     if not _servers:
         cloud = shared_nova_cloud()
         _servers["cloud"] = cloud
-        _servers["a"] = cloud.start_mdsvc(tempfile.mkdtemp(prefix="mdsvc-password-a-"), cache=15).port
-        _servers["b"] = cloud.start_mdsvc(tempfile.mkdtemp(prefix="mdsvc-password-b-"), cache=15).port
+        _servers["a"] = cloud.start_mdsvc(cloud.workdir("mdsvc-password-a-"), cache=15).port
+        _servers["b"] = cloud.start_mdsvc(cloud.workdir("mdsvc-password-b-"), cache=15).port
         _servers["nova"] = cloud.start_nova_app(cache=0).port
     return _servers
 

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -49,7 +48,8 @@ class SharedStoreMixin:
 
     def setUp(self) -> None:
         """A directory, a new database and the configuration naming it."""
-        self.dir = tempfile.mkdtemp(prefix="mdsvc-sql-store-")
+        self.dir = os.path.abspath(self.mktemp())  # type: ignore[attr-defined]
+        os.makedirs(self.dir)
         self.store = self.url()
         self.config = self.write_config("node")
 
