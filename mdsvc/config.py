@@ -24,6 +24,8 @@ from typing import Any
 import attrs
 from attrs import define, field, frozen
 
+from mdsvc.lookup.ovn.remotes import ovsdb_remotes
+
 
 class ConfigError(Exception):
     """
@@ -135,47 +137,72 @@ def list_of(item: Callable[[str], Any] = string, sep: str | None = ",") -> Calla
     return parse
 
 
+_ENDPOINT_RULE = "allowed: a Twisted endpoint string such as tcp:8775:interface=127.0.0.1 or unix:/run/mdsvc/api.sock"
+
+
 def endpoint(text: str) -> str:
-    """A Twisted server or client endpoint string; checked for shape here, fully when used."""
+    """
+    A Twisted server endpoint string. Its type and arguments are checked here; what depends on
+    the host (a certificate file, a systemd socket, the address itself) when it listens.
+    """
     value = text.strip()
     if not re.match(r"^[a-z0-9]+:", value):
-        raise ValueError("allowed: a Twisted endpoint string such as tcp:8775:interface=127.0.0.1 or unix:/run/mdsvc/api.sock")
+        raise ValueError(_ENDPOINT_RULE)
+    _check_endpoint(value, _ENDPOINT_RULE)
     return value
+
+
+def _check_endpoint(value: str, rule: str) -> None:
+    """Parse C{value} as Twisted does (without listening): an unknown type or argument is an error."""
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(None, value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{rule} ({' '.join(str(e).split())})") from None
+    except Exception:
+        pass  # a file, a descriptor... of this host: the listener says, naming the option
 
 
 def listeners(text: str) -> tuple[Listener, ...]:
     """C{[proxy] listeners}: one C{network|router ID ENDPOINT} per line (or separated by C{;})."""
+    rule = "allowed: lines of 'network ID ENDPOINT' or 'router ID ENDPOINT', e.g. network 5f3e... tcp:8080:interface=127.0.0.1"
     out = []
     for line in re.split(r"[\n;]", text):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 3 or parts[0] not in ("network", "router") or not re.match(r"^[a-z0-9]+:", parts[2]):
-            raise ValueError("allowed: lines of 'network ID ENDPOINT' or 'router ID ENDPOINT', e.g. network 5f3e... tcp:8080:interface=127.0.0.1")
+            raise ValueError(rule)
+        _check_endpoint(parts[2], rule)
         out.append(Listener(parts[0], parts[1], parts[2]))
     return tuple(out)
 
 
 def lookup_backend(text: str) -> str:
-    """C{[mdsvc] lookup}: store, neutron or static:PATH."""
+    """C{[mdsvc] lookup}: store, neutron, ovn or static:PATH."""
     value = text.strip()
-    if value in ("store", "neutron") or (value.startswith("static:") and len(value) > 7):
+    if value in ("store", "neutron", "ovn") or (value.startswith("static:") and len(value) > 7):
         return value
     if re.match(r"^[a-z][a-z0-9_-]*(:.+)?$", value) and not value.startswith("static"):
         return value  # a vendor plugin's NAME[:ARG]; checked when the agent is built
-    raise ValueError("allowed: store | neutron | static:PATH | a plugin's NAME[:ARG]")
+    raise ValueError("allowed: store | neutron | ovn | static:PATH | a plugin's NAME[:ARG]")
 
 
 def store_url(text: str) -> str:
     """
-    An instance store: C{sqlite:PATH}, a database server's URL (C{postgresql://...},
-    C{mysql+pymysql://...}), C{nova} (Nova's own databases), or a vendor plugin's C{name:ARG}.
+    C{[mdsvc] store}: C{sqlite:PATH}, a database server's URL (C{postgresql://...},
+    C{mysql+pymysql://...}), C{nova} (Nova's own databases) or a vendor plugin's C{NAME:ARG} (a
+    URL: its scheme is the NAME); whether a plugin has that NAME is checked when a role that opens
+    the store starts (L{mdsvc.store.check_store}).
     """
     value = text.strip()
     if value == "nova":
         return value
-    if ":" not in value or not value.split(":", 1)[1]:
-        raise ValueError("allowed: sqlite:PATH | postgresql://USER:PASSWORD@HOST/DB | mysql+pymysql://USER:PASSWORD@HOST/DB | nova")
+    name, colon, argument = value.partition(":")
+    if not colon or not argument or not re.match(r"^[a-z][a-z0-9_+.-]*$", name):
+        raise ValueError("allowed: sqlite:PATH | postgresql://USER:PASSWORD@HOST/DB | mysql+pymysql://USER:PASSWORD@HOST/DB "
+                         "| nova | a plugin's NAME:ARG")
     return value
 
 
@@ -186,6 +213,101 @@ def database_url(text: str) -> str:
     value = text.strip()
     check_url(value)
     return value
+
+
+def vendordata_provider(text: str) -> str:
+    """
+    One name of C{[api] vendordata_providers}: StaticJSON, DynamicJSON or a vendor plugin's name;
+    whether a plugin has that name is checked when a role that runs the API starts.
+    """
+    value = text.strip()
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", value):
+        raise ValueError("allowed: StaticJSON | DynamicJSON | a plugin's name, separated by commas")
+    return value
+
+
+# --- relative paths ----------------------------------------------------------------------------
+#
+# A relative path in a file is taken from the directory of that file (so that a configuration
+# means the same whatever directory mdsvc or mdsvc-manage is started from). Each resolver takes
+# an option's text, after $name substitution, and the directory; it returns the text with every
+# relative path in it made absolute.
+
+
+def _from(directory: str, path: str) -> str:
+    return os.path.normpath(os.path.join(directory, path))
+
+
+def a_path(text: str, directory: str) -> str:
+    """A file or directory: a relative one is taken from C{directory} (empty: none, left empty)."""
+    value = text.strip()
+    if not value or os.path.isabs(value):
+        return text
+    return _from(directory, value)
+
+
+def prefixed_path(prefix: str) -> Callable[[str, str], str]:
+    """C{PREFIX:PATH} (C{sqlite:PATH}, C{static:PATH}): its PATH as L{a_path}; other values as written."""
+
+    def resolve(text: str, directory: str) -> str:
+        value = text.strip()
+        if not value.startswith(prefix):
+            return text
+        return prefix + a_path(value[len(prefix):], directory)
+
+    return resolve
+
+
+def _endpoint_fields(text: str) -> list[str]:
+    """The C{:}-separated fields of a Twisted endpoint string, escapes kept (C{\\:} is not a separator)."""
+    fields, current, escaped = [], "", False
+    for char in text:
+        if escaped:
+            current, escaped = current + char, False
+        elif char == "\\":
+            current, escaped = current + char, True
+        elif char == ":":
+            fields.append(current)
+            current = ""
+        else:
+            current += char
+    fields.append(current)
+    return fields
+
+
+def endpoint_path(text: str, directory: str) -> str:
+    """
+    A Twisted server endpoint string: the socket file of a C{unix:} one (its first field, or
+    C{address=}) as L{a_path}; other endpoints as written.
+    """
+    value = text.strip()
+    fields = _endpoint_fields(value)
+    if fields[0] != "unix" or len(fields) < 2:
+        return text
+    index, key = 1, ""
+    for i, part in enumerate(fields[1:], 1):
+        if part.startswith("address="):
+            index, key = i, "address="
+            break
+    else:
+        if re.search(r"(?<!\\)=", fields[1]):
+            return text  # no address at all: serverFromString will say so
+    path = re.sub(r"\\(.)", r"\1", fields[index][len(key):])  # unescaped
+    if not path or os.path.isabs(path):
+        return text
+    fields[index] = key + re.sub(r"([\\:=])", r"\\\1", _from(directory, path))
+    return ":".join(fields)
+
+
+def listeners_path(text: str, directory: str) -> str:
+    """C{[proxy] listeners}: the endpoint of each line as L{endpoint_path}."""
+    out = []
+    for part in re.split(r"([\n;])", text):
+        words = part.split()
+        if len(words) == 3:
+            part = " ".join(words[:2] + [endpoint_path(words[2], directory)])
+        out.append(part)
+    return "".join(out)
 
 
 # --- the option table ------------------------------------------------------------------------
@@ -231,6 +353,9 @@ class Option:
     @ivar example: shown commented out in sample configs instead of the default.
     @ivar role_values: what the sample of a node role sets instead of the default.
     @ivar verbatim: taken as written, without C{$} substitution.
+    @ivar paths: for an option naming files or directories, how its text's relative paths are
+        made absolute (L{a_path}, L{prefixed_path}, L{endpoint_path}): a relative path in a file
+        is taken from that file's directory.
     """
 
     section: str
@@ -244,6 +369,7 @@ class Option:
     example: str | None = None
     role_values: Mapping[str, str] = field(factory=dict, hash=False)
     verbatim: bool = False
+    paths: Callable[[str, str], str] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -266,6 +392,8 @@ SECTIONS: dict[str, str] = {
     "api": "The metadata API (nova.conf's [api] names).",
     "neutron": "Requests signed by the metadata agents, and Neutron's API for lookup = neutron and store = nova (nova.conf's "
                "[neutron] names).",
+    "ovn": ("The OVN Southbound database, for lookup = ovn (the OVN metadata agent's [ovn] names: its "
+            "networking_ovn_metadata_agent.ini works as it is)."),
     "mdsvc": "mdsvc's own options.",
     "cache": "The agent's lookup cache: an API 404 drops an instance's entry and looks it up once more.",
     "metadata_rate_limiting": (
@@ -285,7 +413,8 @@ _SKIPPED_EC2_VERSIONS = "1.0 2007-01-19 2007-03-01 2007-08-29 2007-10-10 2007-12
 OPTIONS: tuple[Option, ...] = (
     Option("DEFAULT", "state_path", string, "/var/lib/mdsvc", roles=EVERY_PART, dest="state_path",
            help="Where mdsvc keeps its state: the embedded store ($state_path/mdsvc.sqlite) and the agent's "
-                "socket ($state_path/metadata_proxy)."),
+                "socket ($state_path/metadata_proxy). A relative path, here and in every option naming a file, "
+                "is taken from the directory of the file that sets it.", paths=a_path),
     Option("DEFAULT", "debug", boolean, "false", roles=API, dest="api.debug",
            help="Log every API request's headers at debug level (signatures and tokens masked)."),
     Option("DEFAULT", "metadata_listen", string, "0.0.0.0", roles=API,
@@ -294,25 +423,31 @@ OPTIONS: tuple[Option, ...] = (
     Option("DEFAULT", "metadata_listen_port", integer(0, 65535), "8775", roles=API,
            help="Listen port of the metadata API (overridden by [mdsvc] api_endpoint)."),
     Option("DEFAULT", "flat_injected", boolean, "false", roles=API, dest="api.flat_injected",
-           help="Nova's legacy injected /etc/network/interfaces template is not rendered by mdsvc; true only "
-                "warns."),
+           help="Render Nova's /etc/network/interfaces template for the instance's ports (meta_data.json "
+                "network_config, /openstack/content/0000 and on config drives), as nova-compute does when the "
+                "instance's network info was built with it set."),
+    Option("DEFAULT", "injected_network_template", optional(string), None, roles=API,
+           dest="api.injected_network_template", example="/etc/mdsvc/interfaces.template",
+           help="The Jinja2 template flat_injected renders, given Nova's values (empty: Nova's own, shipped "
+                "with mdsvc); one that cannot be read or rendered gives no network_config, logged.", paths=a_path),
     Option("api", "metadata_cache_expiration", integer(0), "15", roles=API, dest="api.cache_expiration",
            help="Seconds an instance's rendered metadata is reused; 0 reads the store on every request."),
     Option("api", "dhcp_domain", string, "novalocal", roles=API, dest="api.dhcp_domain",
            aliases=(("DEFAULT", "dhcp_domain"),),
            help="Appended to hostnames (empty: nothing; an FQDN hostname never gets it)."),
-    Option("api", "vendordata_providers", list_of(choice("StaticJSON", "DynamicJSON")), "StaticJSON", roles=API,
+    Option("api", "vendordata_providers", list_of(vendordata_provider), "StaticJSON", roles=API,
            dest="api.vendordata_providers",
-           help="StaticJSON and/or DynamicJSON, in merge order for vendor_data2.json."),
+           help="StaticJSON, DynamicJSON and vendor plugins' providers (by name), in merge order for "
+                "vendor_data2.json."),
     Option("api", "vendordata_jsonfile_path", optional(string), None, roles=API,
            dest="api.vendordata_jsonfile_path", example="/etc/mdsvc/vendor_data.json",
-           help="JSON file served as vendor_data.json (re-read when it changes)."),
+           help="JSON file served as vendor_data.json (re-read when it changes).", paths=a_path),
     Option("api", "vendordata_dynamic_targets", list_of(), "", roles=API, dest="api.vendordata_dynamic_targets",
            help="Comma-separated name@url targets POSTed for vendor_data2.json, e.g. "
                 "testing@http://127.0.0.1:9000/"),
     Option("api", "vendordata_dynamic_ssl_certfile", string, "", roles=API,
            dest="api.vendordata_dynamic_ssl_certfile",
-           help="CA certificates to verify HTTPS targets with (empty: the system's)."),
+           help="CA certificates to verify HTTPS targets with (empty: the system's).", paths=a_path),
     Option("api", "vendordata_dynamic_connect_timeout", integer(3), "5", roles=API,
            dest="api.vendordata_dynamic_connect_timeout",
            help="Seconds to connect to a target (at least 3, as in Nova)."),
@@ -341,10 +476,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("mdsvc", "store", store_url, None, roles=API | AGENT, example="sqlite:/var/lib/mdsvc/mdsvc.sqlite",
            help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite) | a database server "
                 "shared by several api nodes (postgresql://USER:PASSWORD@HOST/DB, mysql+pymysql://...) | nova (Nova's "
-                "own databases: [api_database] and [database] connection)."),
+                "own databases: [api_database] and [database] connection) | a vendor plugin's NAME:ARG.",
+           paths=prefixed_path("sqlite:")),
     Option("mdsvc", "api_endpoint", endpoint, None, roles=API, example=r"tcp6:8775:interface=\:\:",
            help="A Twisted endpoint for the API, instead of metadata_listen and metadata_listen_port, e.g. "
-                "unix:/run/mdsvc/api.sock:mode=660"),
+                "unix:/run/mdsvc/api.sock:mode=660", paths=endpoint_path),
     Option("mdsvc", "demo", boolean, None, roles=API, example="false",
            help="Import the bundled demo instance at startup (default: only when no configuration file is "
                 "given)."),
@@ -353,7 +489,7 @@ OPTIONS: tuple[Option, ...] = (
     # the agent (metadata_agent.ini names)
     Option("DEFAULT", "metadata_proxy_socket", string, None, roles=AGENT | PROXY,
            example="$state_path/metadata_proxy",
-           help="The agent's UNIX socket, which namespace proxies (mdsvc's, or Neutron's haproxy) forward to."),
+           help="The agent's UNIX socket, which namespace proxies (mdsvc's, or Neutron's haproxy) forward to.", paths=a_path),
     Option("DEFAULT", "metadata_proxy_socket_mode", choice("deduce", "user", "group", "all"), "deduce",
            roles=AGENT, dest="agent.socket_mode",
            help="deduce | user (0644) | group (0664) | all (0666); deduce looks at metadata_proxy_user and "
@@ -376,11 +512,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("DEFAULT", "nova_metadata_insecure", boolean, "false", roles=AGENT, dest="agent.api_insecure",
            help="https: do not verify the API's certificate."),
     Option("DEFAULT", "auth_ca_cert", string, "", roles=AGENT, dest="agent.api_ca_cert",
-           help="https: CA certificates to verify the API's certificate with (empty: the system's)."),
+           help="https: CA certificates to verify the API's certificate with (empty: the system's).", paths=a_path),
     Option("DEFAULT", "nova_client_cert", string, "", roles=AGENT, dest="agent.api_client_cert",
-           help="https: client certificate the agent presents to the API."),
+           help="https: client certificate the agent presents to the API.", paths=a_path),
     Option("DEFAULT", "nova_client_priv_key", string, "", roles=AGENT, dest="agent.api_client_key",
-           help="https: private key of nova_client_cert."),
+           help="https: private key of nova_client_cert.", paths=a_path),
     Option("cache", "enabled", boolean, "true", roles=AGENT, dest="agent.cache_enabled",
            help="Cache lookups (instance and project of a guest address)."),
     Option("cache", "expiration_time", integer(0), "10", roles=AGENT, dest="agent.cache_ttl",
@@ -404,10 +540,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("metadata_rate_limiting", "burst_query_rate_limit", integer(1), "60", roles=AGENT,
            dest="agent.rate_limit.burst_limit", help="Requests a guest address may make within the burst window."),
     Option("mdsvc", "agent_endpoint", endpoint, None, roles=AGENT, example="tcp:9697:interface=127.0.0.1",
-           help="An extra endpoint for the agent besides its socket."),
+           help="An extra endpoint for the agent besides its socket.", paths=endpoint_path),
     Option("mdsvc", "lookup", lookup_backend, "store", roles=AGENT, dest="agent.lookup",
            help="How the agent finds a guest's instance: store (the embedded store) | neutron (the [neutron] "
-                "options) | static:PATH (a JSON/YAML file of ports) | a vendor plugin's NAME[:ARG]."),
+                "options) | ovn (a replica of the OVN Southbound database: the [ovn] options) | static:PATH (a "
+                "JSON/YAML file of ports) | a vendor plugin's NAME[:ARG].", paths=prefixed_path("static:")),
+    Option("mdsvc", "ovn_replica_max_age", number(0), "60", roles=AGENT, dest="agent.ovn.max_age",
+           help="lookup = ovn: seconds the agent goes on answering from its replica of the Southbound database "
+                "after losing every member; then guests get 503 until one is in reach again."),
     Option("mdsvc", "api_connect_timeout", number(0.1), "5", roles=AGENT, dest="agent.api_connect_timeout",
            help="Seconds to connect to the API (keep it below the guest's patience)."),
     Option("mdsvc", "api_timeout", number(0.1), "20", roles=AGENT, dest="agent.api_timeout",
@@ -424,13 +564,13 @@ OPTIONS: tuple[Option, ...] = (
            help="auto: every qdhcp-*, qrouter-* and ovnmeta-* namespace under netns_dir, followed as they come "
                 "and go; none; or a comma-separated list of namespace names."),
     Option("proxy", "netns_dir", string, "/run/netns", roles=PROXY, dest="proxy.netns_dir",
-           help="Where the network namespaces are."),
+           help="Where the network namespaces are.", paths=a_path),
     Option("proxy", "rescan_interval", number(0.1), "5", roles=PROXY, dest="proxy.rescan_interval",
            help="Seconds between full rescans (inotify reports changes at once; rescans catch the rest)."),
     Option("proxy", "listeners", listeners, "", roles=PROXY, dest="proxy.listeners",
            example="network 5f3e0d8c-0000-4000-8000-000000000001 tcp:8080:interface=127.0.0.1",
            help="Listeners with a fixed identity, for labs: \"network ID ENDPOINT\" or \"router ID ENDPOINT\" "
-                "lines (or separated by ;)."),
+                "lines (or separated by ;).", paths=listeners_path),
     Option("proxy", "metadata_port", integer(1, 65535), "9697", roles=PROXY, dest="proxy.router_port",
            help="Port the qrouter- listeners use (the L3 agent redirects 169.254.169.254:80 to it)."),
     # Neutron's REST API for the neutron lookup backend and store = nova (nova.conf [neutron] keystoneauth names)
@@ -457,7 +597,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("neutron", "endpoint_override", string, "", roles=API | AGENT, dest="agent.neutron.endpoint_override",
            help="lookup = neutron, store = nova: Neutron's URL without Keystone (noauth) or to skip the catalog."),
     Option("neutron", "cafile", string, "", roles=API | AGENT, dest="agent.neutron.cafile",
-           help="lookup = neutron, store = nova: CA certificates to verify Keystone and Neutron with (empty: the system's)."),
+           help="lookup = neutron, store = nova: CA certificates to verify Keystone and Neutron with (empty: the system's).",
+           paths=a_path),
     Option("neutron", "insecure", boolean, "false", roles=API | AGENT, dest="agent.neutron.insecure",
            help="lookup = neutron, store = nova: do not verify Keystone's and Neutron's certificates."),
     Option("neutron", "timeout", number(0.1), "10", roles=API | AGENT, dest="agent.neutron.timeout",
@@ -476,6 +617,19 @@ OPTIONS: tuple[Option, ...] = (
            help="store = nova: threads (and pooled connections per database) that query Nova's databases."),
     Option("mdsvc", "database_timeout", number(0.1), "5", roles=API, dest="nova.timeout",
            help="store = nova: seconds to connect to a database and for each query; past them the guest gets 503."),
+    # the OVN Southbound database for the ovn lookup backend (the OVN metadata agent's [ovn] names)
+    Option("ovn", "ovn_sb_connection", ovsdb_remotes, "tcp:127.0.0.1:6642", roles=AGENT, dest="agent.ovn.connection",
+           help="lookup = ovn: the members of the Southbound database, comma-separated tcp:IP:PORT, ssl:IP:PORT or "
+                "unix:PATH (every member of a Raft cluster; any of them serves the replica)."),
+    Option("ovn", "ovn_sb_private_key", string, "", roles=AGENT, dest="agent.ovn.private_key",
+           help="lookup = ovn, ssl: members: the private key mdsvc presents."),
+    Option("ovn", "ovn_sb_certificate", string, "", roles=AGENT, dest="agent.ovn.certificate",
+           help="lookup = ovn, ssl: members: the certificate of ovn_sb_private_key."),
+    Option("ovn", "ovn_sb_ca_cert", string, "", roles=AGENT, dest="agent.ovn.ca_cert",
+           help="lookup = ovn, ssl: members: the CA certificates the members' certificates are checked with."),
+    Option("ovn", "ovsdb_probe_interval", integer(0), "60000", roles=AGENT, dest="agent.ovn.probe_interval",
+           help="lookup = ovn: milliseconds of silence on a tcp: or ssl: connection before mdsvc probes it (0: "
+                "never); a member that does not answer the probe is left for another."),
     # what one guest, and all guests together, may hold (every role's HTTP listeners)
     Option("mdsvc", "request_timeout", number(0.1), "30", roles=EVERY_PART, dest="limits.request_timeout",
            help="Seconds a client has to send a whole request, head and body, from its first byte (also how "
@@ -511,9 +665,15 @@ def options_for(role: str) -> list[Option]:
 
 @frozen
 class ApiConfig:
-    """What the metadata API role needs (nova.conf names)."""
+    """
+    What the metadata API role needs (nova.conf names).
+
+    @ivar listen_option: the options C{listen_endpoint} comes from, for messages: C{[mdsvc]
+        api_endpoint}, or C{[DEFAULT] metadata_listen} and C{metadata_listen_port}.
+    """
 
     listen_endpoint: str
+    listen_option: str
     cache_expiration: int
     dhcp_domain: str
     vendordata_providers: tuple[str, ...]
@@ -527,6 +687,7 @@ class ApiConfig:
     service_metadata_proxy: bool
     shared_secret: str = field(repr=False)
     flat_injected: bool
+    injected_network_template: str | None
     config_drive_skip_versions: tuple[str, ...]
     debug: bool
 
@@ -576,6 +737,19 @@ class NovaDatabaseConfig:
 
 
 @frozen
+class OvnConfig:
+    """How the ovn lookup backend reaches the Southbound database, and how long its replica answers alone."""
+
+    connection: tuple[str, ...]
+    private_key: str
+    certificate: str
+    ca_cert: str
+    probe_interval: int
+    max_age: float
+    status_path: str
+
+
+@frozen
 class AgentConfig:
     """What the metadata agent needs (metadata_agent.ini names)."""
 
@@ -603,6 +777,7 @@ class AgentConfig:
     lookup: str
     rate_limit: RateLimitConfig
     neutron: NeutronClientConfig
+    ovn: OvnConfig
 
 
 @frozen
@@ -712,6 +887,14 @@ def api_listen_endpoint(loaded: Loaded) -> str:
     return f"tcp:{port}:interface={address}"
 
 
+def api_listen_option(loaded: Loaded) -> str:
+    """C{ApiConfig.listen_option}: what L{api_listen_endpoint} comes from, with the values, for messages."""
+    if loaded["mdsvc", "api_endpoint"] is not None:
+        return f"[mdsvc] api_endpoint {loaded['mdsvc', 'api_endpoint']}"
+    return (f"[DEFAULT] metadata_listen {loaded['DEFAULT', 'metadata_listen']}, "
+            f"metadata_listen_port {loaded['DEFAULT', 'metadata_listen_port']}")
+
+
 def agent_socket_path(loaded: Loaded) -> str:
     """C{AgentConfig.socket_path}: C{metadata_proxy_socket}, else C{$state_path/metadata_proxy}."""
     return loaded["DEFAULT", "metadata_proxy_socket"] or f"{loaded['DEFAULT', 'state_path']}/metadata_proxy"
@@ -735,12 +918,19 @@ def rate_limit_ip_version(loaded: Loaded) -> int | None:
     return int(versions[0]) if len(versions) == 1 else None
 
 
+def ovn_status_path(loaded: Loaded) -> str:
+    """C{OvnConfig.status_path}: C{$state_path/ovn-sb-replica.json}."""
+    return f"{loaded['DEFAULT', 'state_path']}/ovn-sb-replica.json"
+
+
 #: The fields of L{Config} no single option fills, by dotted path, and what computes them.
 DERIVED: dict[str, Callable[[Loaded], Any]] = {
+    "agent.ovn.status_path": ovn_status_path,
     "sources": sources,
     "store": store,
     "demo": demo,
     "api.listen_endpoint": api_listen_endpoint,
+    "api.listen_option": api_listen_option,
     "agent.socket_path": agent_socket_path,
     "agent.listen_endpoint": agent_listen_endpoint,
     "agent.api_url": api_url,
@@ -920,25 +1110,38 @@ class _Texts:
     The unsubstituted text of every option as the files and overrides set it, and oslo.config's
     C{$name} substitution on them (a later file may name an option set in an earlier one).
 
-    @ivar raw: C{(text, where)} of each option of the table that is set, by key: the last file
-        setting it wins, then the overrides.
+    @ivar raw: C{(text, where, directory)} of each option of the table that is set, by key:
+        the last file setting it wins, then the overrides. C{directory} is the file's, which
+        relative paths in it are taken from (None for an override: the current directory).
     """
 
-    raw: Mapping[tuple[str, str], tuple[str, str]]
+    raw: Mapping[tuple[str, str], tuple[str, str, str | None]]
     files: Sequence[_File]
 
     @classmethod
     def of(cls, files: Sequence[_File], overrides: Mapping[tuple[str, str], str] | None) -> _Texts:
         """The texts of C{files} (later ones win, option by option), then of C{overrides}."""
-        raw: dict[tuple[str, str], tuple[str, str]] = {}
+        raw: dict[tuple[str, str], tuple[str, str, str | None]] = {}
         for f in files:
+            directory = os.path.dirname(os.path.abspath(f.path))
             for option in OPTIONS:
                 found = f.find(option)
                 if found is not None:
-                    raw[option.key] = found
+                    raw[option.key] = (*found, directory)
         for key, text in (overrides or {}).items():
-            raw[key] = (text, f"command line: [{key[0]}] {key[1]}")
+            raw[key] = (text, f"command line: [{key[0]}] {key[1]}", None)
         return cls(raw, tuple(files))
+
+    def resolved(self, key: tuple[str, str], text: str) -> str:
+        """
+        C{text} (the substituted value of the option C{key}) with its relative paths taken from
+        the directory of the file that set it, for an option naming files (L{Option.paths}).
+        """
+        option = _BY_KEY.get(key)
+        directory = self.raw[key][2] if key in self.raw else None
+        if option is None or option.paths is None or directory is None:
+            return text
+        return option.paths(text, directory)
 
     def text_of(self, section: str, name: str) -> str | None:
         """The unsubstituted text of C{[section] name}: set, in the last file that has it, or its default."""
@@ -969,7 +1172,8 @@ class _Texts:
                         if secret:
                             raise ConfigError(f"{where} = <secret>: a $ in it refers to the option itself (write $$ for a dollar sign)")
                         raise ConfigError(f"{where}: ${name} refers to itself")
-                    return self.substitute(found, s, where, active | {(s, name)})
+                    # a path another file set is taken from that file's directory
+                    return self.resolved((s, name), self.substitute(found, s, where, active | {(s, name)}))
             if secret:
                 # the name after $ is part of the secret as written: do not show it
                 raise ConfigError(f"{where} = <secret>: a $ in it names no option (write $$ for a dollar sign)")
@@ -983,8 +1187,9 @@ class _Texts:
 
         @raise ConfigError: naming where it is set; a secret's value is shown as C{<secret>}.
         """
-        written, where = self.raw[option.key]
+        written, where, _ = self.raw[option.key]
         text = written if option.verbatim else self.substitute(written, option.section, where, frozenset({option.key}))
+        text = self.resolved(option.key, text)
         try:
             return option.parse(text)
         except ValueError as e:
@@ -1077,3 +1282,40 @@ def check_config(paths: str | Sequence[str] | None) -> list[str]:
     if not problems:
         _values(_Texts.of(files, None), problems)
     return problems
+
+
+def located(config: Config, section: str, name: str) -> str:
+    """
+    Where C{[section] name} is set, for a message about its value: C{FILE:LINE: [section] name}
+    of the last file that sets it (under an older name too), else the files read (or
+    C{defaults}) and the option.
+    """
+    option = _BY_KEY.get((section, name))
+    for f in reversed(_read_files(config.sources, [])):
+        if option is not None:
+            found = f.find(option)
+            if found is not None:
+                return found[1]
+        elif f.text(section, name) is not None:
+            line = f.located.lines.get((section, name))
+            return f"{f.path}:{line}: [{section}] {name}" if line else f"{f.path}: [{section}] {name}"
+    return f"{config.source or 'defaults'}: [{section}] {name}"
+
+
+def vendor_options(config: Config, section: str) -> dict[str, str]:
+    """
+    The options of a vendor plugin's own section, C{[section]} of the node's files, as text:
+    later files win, option by option, and C{$name} is substituted as in mdsvc's own options.
+    Empty for the embedded defaults or when no file has the section.
+
+    @raise ConfigError: a C{$name} names no option (one line naming the file and line).
+    """
+    files = _read_files(config.sources, None)
+    texts = _Texts.of(files, None)
+    found: dict[str, tuple[str, str]] = {}
+    for f in files:
+        if f.parser.has_section(section):
+            for name in f.parser.options(section):
+                line = f.located.lines.get((section, name))
+                found[name] = (f.parser.get(section, name), f"{f.path}:{line}: [{section}] {name}" if line else f"{f.path}: [{section}] {name}")
+    return {name: texts.substitute(text, section, where, frozenset({(section, name)})) for name, (text, where) in found.items()}

@@ -6,8 +6,9 @@ to the metadata service.
 
 The files come from the same L{InstanceMetadata} that answers HTTP requests, so the drive and
 the service never drift; only what Nova puts on drives alone is added (C{admin_pass}, injected
-files under C{openstack/content/}).  Images are written by libraries (pycdlib, pyfatfs): no root,
-no mount, no external binary.  The image appears at its path complete or not at all.
+files under C{openstack/content/}, after the rendered interfaces template of C{flat_injected}).
+Images are written by libraries (pycdlib, pyfatfs): no root, no mount, no external binary.  The
+image appears at its path complete or not at all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mdsvc.api.app import MetadataApp
+from mdsvc.api.metadata import InstanceMetadata
 from mdsvc.api.versions import EC2_VERSIONS, HAVANA, LIBERTY, NEWTON_TWO, OPENSTACK_VERSIONS, ec2_version, openstack_version
 from mdsvc.model import Instance
 
@@ -62,8 +64,7 @@ async def drive_files(app: MetadataApp, instance: Instance, skip_versions: Itera
         if user_data is not None:
             files.append((f"ec2/{name}/user-data", user_data))
         files.append((f"ec2/{name}/meta-data.json", md.ec2_meta_data_json(version)))
-    content = [(f"/content/{i:04d}", f) for i, f in enumerate(instance.injected_files)]
-    references = [{"path": f.path, "content_path": path} for path, f in content] or None
+    content, references = _content(md, instance)
     extra = {"admin_pass": instance.admin_pass} if instance.admin_pass else None
     for name in list(OPENSTACK_VERSIONS) + ["latest"]:
         version = openstack_version(name)
@@ -78,9 +79,23 @@ async def drive_files(app: MetadataApp, instance: Instance, skip_versions: Itera
             files.append((f"{base}/network_data.json", md.network_data_json()))
         if version >= NEWTON_TWO:
             files.append((f"{base}/vendor_data2.json", await app.vendor_data2_json(md)))
-    for path, injected in content:
-        files.append((f"openstack{path}", injected.contents))
+    files += [(f"openstack/content/{key}", data) for key, data in content]
     return files
+
+
+def _content(md: InstanceMetadata, instance: Instance) -> tuple[list[tuple[str, bytes]], list[dict[str, str]] | None]:
+    """
+    The drive's C{openstack/content/NNNN} in Nova's order (the rendered interfaces template of
+    C{flat_injected}, then the injected files), and the injected files' C{meta_data.json}
+    references (None without any).
+    """
+    content = list(md.content().items())
+    references = []
+    for number, injected in enumerate(instance.injected_files, start=len(content)):
+        key = f"{number:04d}"
+        content.append((key, injected.contents))
+        references.append({"path": injected.path, "content_path": f"/content/{key}"})
+    return content, references or None
 
 
 def _directories(files: list[tuple[str, bytes]]) -> list[str]:

@@ -16,7 +16,7 @@ from mdsvc.schema import declared_fields, markdown_table
 
 # A document with one bad field deep inside, whose error the page quotes as it is raised.
 _BAD_EXAMPLE: dict[str, Any] = {
-    "uuid": "i-1",
+    "uuid": "6e7f5b2a-1c1d-4a55-9f3e-2b9d1c0a7e11",
     "nics": [{"fixed_ips": [{"ip": "10.0.0.5"}, {"ip": "10.0.1.5", "subnet": {"cidr": "10.0.1.0/33"}}]}],
 }
 

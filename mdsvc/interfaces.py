@@ -48,6 +48,31 @@ class IInstanceStore(Interface):
         """
 
 
+class IInstanceStoreFactory(Interface):
+    """
+    A vendor instance store, found with C{getPlugins(IInstanceStoreFactory, mdsvc.plugins)} and
+    chosen by C{[mdsvc] store = NAME:ARG} (a URL's scheme is a NAME: C{redis://db:6379/0} is
+    C{redis} with the argument C{//db:6379/0}). The object must also provide
+    L{twisted.plugin.IPlugin}; C{sqlite} is the built-in one
+    (L{mdsvc.store.sqlite.SQLiteStoreFactory}).
+    """
+
+    name = Attribute("The NAME of C{[mdsvc] store = NAME:ARG}.")
+
+    def open(argument, config, reactor):
+        """
+        Open the store.
+
+        @param argument: the text after the first colon of the option.
+        @param config: the node's L{mdsvc.config.Config} (a vendor's own section:
+            L{mdsvc.config.vendor_options}).
+        @param reactor: the reactor (time, threads, network).
+        @return: a provider of L{IInstanceStore}; if it also provides
+            L{twisted.application.service.IService}, it is started and stopped with the API.
+        @raise ValueError: C{argument} is unusable (one line for the operator).
+        """
+
+
 class LookupUnavailable(Exception):
     """The lookup backend cannot answer now (Neutron down, file unreadable); C{str()} says why."""
 
@@ -71,6 +96,19 @@ class IInstanceLookup(Interface):
         """
 
 
+class ICachingLookup(IInstanceLookup):
+    """
+    A lookup that keeps answers: the agent asks it to L{forget} one when the API answers 404 for
+    the instance it gave (the port may have moved since), then looks up once more.
+    """
+
+    def forget(ip, network_id=None, router_id=None, mac=None):
+        """
+        Drop the kept answer of one key (the arguments of L{IInstanceLookup.lookup}), and detach
+        a lookup in progress for it, so that the next lookup asks the backend again.
+        """
+
+
 class IVendordataProvider(Interface):
     """A source of vendor data for vendor_data2.json."""
 
@@ -78,7 +116,32 @@ class IVendordataProvider(Interface):
 
     def vendordata(instance):
         """
-        @return: a Deferred firing with a dict of top-level keys to merge into vendor_data2.json.
+        @return: a Deferred firing with a dict of top-level keys to merge into vendor_data2.json
+            (a key an earlier provider gave is dropped, with a warning); a failure fails the
+            request (500), so a provider that may do without its data returns C{{}} instead.
+        """
+
+
+class IVendordataProviderFactory(Interface):
+    """
+    A vendor data provider, found with C{getPlugins(IVendordataProviderFactory, mdsvc.plugins)}
+    and chosen by its name in C{[api] vendordata_providers}. The object must also provide
+    L{twisted.plugin.IPlugin}; C{DynamicJSON} is the built-in one
+    (L{mdsvc.api.factory.DynamicJSONFactory}).
+    """
+
+    name = Attribute("The name listed in C{[api] vendordata_providers}.")
+
+    def build(config, reactor):
+        """
+        Build the provider.
+
+        @param config: the node's L{mdsvc.config.Config} (a vendor's own section:
+            L{mdsvc.config.vendor_options}).
+        @param reactor: the reactor (time, threads, network).
+        @return: a provider of L{IVendordataProvider}; if it also provides
+            L{twisted.application.service.IService}, it is started and stopped with the API.
+        @raise ValueError: its configuration is unusable (one line for the operator).
         """
 
 
@@ -91,5 +154,8 @@ class ICache(Interface):
         for all concurrent callers.
         """
 
+    def peek(key):
+        """The value of C{key} if it is held and fresh, else None; never loads anything."""
+
     def invalidate(key):
-        """Forget C{key}."""
+        """Forget C{key}; a load in progress for it is not kept."""

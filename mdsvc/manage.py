@@ -3,7 +3,7 @@
 C{mdsvc-manage}: the operator's command line, on the same configuration files the service runs with.
 
     mdsvc-manage [CONFIG] instance import [--reset-password] FILE... | list | show UUID | delete UUID
-    mdsvc-manage [CONFIG] router import FILE... | list | delete ID
+    mdsvc-manage [CONFIG] router import FILE... | list | show ID | delete ID
     mdsvc-manage [CONFIG] configdrive build UUID -o FILE [--format iso|vfat]
     mdsvc-manage [CONFIG] sign INSTANCE_ID
     mdsvc-manage [CONFIG] check-config [FILE...]
@@ -13,7 +13,8 @@ CONFIG is C{--config-file FILE} (repeated: later files win, option by option), C
 DIR} (its C{*.conf} files, in sorted order, after the files) or C{--config FILE}, as for
 C{twistd mdsvc}; without any, C{$MDSVC_CONFIG}.
 
-Every error is one line on standard error and exit status 1; nothing is written on error.
+Every error is one line on standard error and exit status 1; nothing is written on error. Only
+C{import} creates a store: every other command on a store that does not exist says so.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -30,11 +32,28 @@ from twisted.logger import ILogObserver, Logger, formatEvent
 from zope.interface import provider
 
 from mdsvc.api.identify import sign
-from mdsvc.config import NODE_ROLES, Config, ConfigError, check_config, given_sources, load_config
+from mdsvc.config import NODE_ROLES, Config, ConfigError, check_config, given_sources, load_config, located
 from mdsvc.model import DocumentError, Instance, Router, YAMLDocumentLoader, instance_from_document, router_from_document
 from mdsvc.schema import declared_field, join
 from mdsvc.store.sqlite import SQLiteDocuments
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
+
+#: Where the document format is described, for C{import --help}.
+DOCUMENT_FORMAT = (
+    "The document format (every field, its type, default and checks) is docs/instance-documents.md in mdsvc's "
+    "source tree; python -m mdsvc.docpage prints the same page. An example with most fields: "
+    "mdsvc/data/demo-instance.json."
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, except that a path such as C{demo-instance.json} is never cut at its hyphen."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 class CommandError(Exception):
@@ -84,18 +103,36 @@ def _yaml(path: str, text: str) -> Any:
         raise CommandError(f"{where}: invalid YAML: {problem}") from None
 
 
-def _store(config: Config) -> Any:
-    """The configured store (SQLite, or a database server), checked as the service checks it at startup."""
+def _store(config: Config, create: bool = False) -> Any:
+    """
+    The configured store: the embedded SQLite one, checked as the service checks it at startup
+    (modes, soundness), or mdsvc's document store on a database server (L{mdsvc.store.sql}).
+
+    @param create: make the store if there is none (an import); every other command needs an
+        existing one, and a missing one is an error rather than a new, empty store (on a
+        database server: its tables are made by an import only).
+    """
     from mdsvc.store.sql import SQLDocuments, is_sql_url
 
     if is_sql_url(config.store):
         try:
-            return SQLDocuments(config.store)
+            documents = SQLDocuments(config.store)
         except ValueError as e:
-            raise CommandError(f"{config.source or 'defaults'}: [mdsvc] store: {e}") from None
+            raise CommandError(f"{located(config, 'mdsvc', 'store')}: {e}") from None
+        if create:
+            documents.create()
+        elif not documents.exists():
+            documents.close()
+            raise CommandError(f"no store at {documents.path} ([mdsvc] store of {config.source or 'the defaults'}; "
+                               "instance import or router import creates it)")
+        return documents
     kind, _, path = config.store.partition(":")
     if kind != "sqlite":
-        raise CommandError(f"[mdsvc] store {config.store}: mdsvc-manage handles sqlite and database server stores only")
+        raise CommandError(f"{located(config, 'mdsvc', 'store')}: mdsvc-manage handles mdsvc's own document stores "
+                           f"(sqlite:PATH, postgresql://..., mysql+pymysql://...), not store = {config.store}")
+    if not create and not os.path.exists(path):
+        raise CommandError(f"no store at {path} ([mdsvc] store of {config.source or 'the defaults'}; "
+                           "instance import or router import creates it)")
     try:
         prepare_configured_store(config, Logger(observer=_warn))
     except StoreProblem as e:
@@ -160,12 +197,36 @@ def _build_config_drive(config: Config, documents: SQLiteDocuments, uuid: str, o
     instance = row.instance()
     from twisted.internet import reactor
 
-    app = app_from_config(config, SQLiteInstanceStore.in_threads(documents, reactor), reactor)
     try:
-        files = _wait(ensureDeferred(drive_files(app, instance, config.api.config_drive_skip_versions)))
+        app = app_from_config(config, SQLiteInstanceStore.in_threads(documents, reactor), reactor)
+    except ConfigError as e:
+        raise CommandError(str(e)) from None
+    except ValueError as e:
+        # a vendordata provider that cannot be built: an unknown name, a plugin refusing its configuration
+        raise CommandError(f"{config.source or 'defaults'}: {e}") from None
+    try:
+        files = _wait(ensureDeferred(_with_providers_running(app, lambda: drive_files(app, instance, config.api.config_drive_skip_versions))))
         write_image(files, output, fmt, publisher=f"mdsvc {__version__}")
     except ConfigDriveError as e:
         raise CommandError(str(e)) from None
+
+
+async def _with_providers_running(app: Any, work: Any) -> Any:
+    """
+    Await C{work()} with the app's vendordata providers that are services running, as they are
+    under the API (a vendor's provider may open its connections when started).
+    """
+    from twisted.application.service import IService
+    from twisted.internet.defer import maybeDeferred
+
+    running = [IService(p) for p in app.built_providers.values() if IService.providedBy(p)]
+    for service in running:
+        service.startService()
+    try:
+        return await work()
+    finally:
+        for service in reversed(running):
+            await maybeDeferred(service.stopService)
 
 
 def _wait(d: Any) -> Any:
@@ -193,8 +254,15 @@ def _sources(args: argparse.Namespace) -> list[str] | None:
 
 
 def _check_config(paths: Sequence[str] | None, out: TextIO) -> int:
-    """Print every problem of the configuration C{paths}, one line each; 1 if there is any."""
+    """
+    Print every problem of the configuration C{paths}, one line each; 1 if there is any. Once
+    every value is good, the names given to plugins are checked against those installed here.
+    """
     problems = check_config(paths)
+    if not problems:
+        from mdsvc.tap import unknown_names
+
+        problems = unknown_names(load_config(paths), frozenset({"api", "agent"}))
     for problem in problems:
         print(problem, file=out)
     return 1 if problems else 0
@@ -229,6 +297,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         "in one transaction (all or nothing). A password the guest stored (through the password endpoint) is kept "
         "when an instance is re-imported, whether its document omits \"password\" or gives null or another "
         "password; a document's password is stored only for an instance that has none, or with --reset-password.",
+        epilog=DOCUMENT_FORMAT, formatter_class=_HelpFormatter,
     )
     p.add_argument("files", nargs="+", help="JSON or YAML files of one document or a list of them (- reads standard input)")
     p.add_argument(
@@ -243,9 +312,11 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     p.add_argument("uuid")
 
     router = sub.add_parser("router", help="router documents").add_subparsers(dest="action", required=True)
-    p = router.add_parser("import", help="import router documents")
+    p = router.add_parser("import", help="import router documents", epilog=DOCUMENT_FORMAT, formatter_class=_HelpFormatter)
     p.add_argument("files", nargs="+")
     router.add_parser("list", help="list routers")
+    p = router.add_parser("show", help="print one stored router document")
+    p.add_argument("id")
     p = router.add_parser("delete", help="delete a router")
     p.add_argument("id")
 
@@ -257,6 +328,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
 
     p = sub.add_parser("sign", help="print the X-Instance-ID-Signature the agent would send")
     p.add_argument("instance_id")
+    sub.add_parser("ovn-status", help="lookup = ovn: the agent's replica of the Southbound database, and how old it is")
     p = sub.add_parser("check-config", help="check a configuration: exit 0, or one line per problem")
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="files read together as the service reads them, later ones winning (default: the CONFIG options)")
@@ -277,7 +349,16 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     if args.command == "sign":
         print(sign(config.api.shared_secret, args.instance_id), file=out)
         return 0
-    documents = _store(config)
+    if args.command == "ovn-status":
+        from mdsvc.lookup.ovn.status import describe_status
+
+        try:
+            for line in describe_status(config.agent.ovn.status_path):
+                print(line, file=out)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+        return 0
+    documents = _store(config, create=args.action == "import")
     if args.command == "configdrive":
         _build_config_drive(config, documents, args.uuid, args.output, args.format)
         print(f"wrote the {args.format} config drive of {args.uuid} to {args.output}", file=out)
@@ -303,6 +384,11 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         elif args.action == "list":
             for r in documents.list_routers():
                 print(f"{r.id}\t{r.project_id or ''}\t{','.join(r.networks)}", file=out)
+        elif args.action == "show":
+            document = documents.router_document(args.id)
+            if document is None:
+                raise CommandError(f"no router {args.id}")
+            print(json.dumps(document, indent=2), file=out)
         elif args.action == "delete":
             if not documents.delete_router(args.id):
                 raise CommandError(f"no router {args.id}")
@@ -311,9 +397,16 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point."""
+    """
+    Console entry point. Output cut short by its reader (C{mdsvc-manage instance list | head})
+    ends the command quietly: what the reader wanted it has.
+    """
     try:
         status = run(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+    except BrokenPipeError:
+        _quiet_stdout()
+        status = 0
     except CommandError as e:
         print(f"mdsvc-manage: {e}", file=sys.stderr)
         status = 1
@@ -324,6 +417,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"mdsvc-manage: {type(e).__name__}: {e}", file=sys.stderr)
         status = 1
     sys.exit(status)
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import uuid as uuidlib
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -51,10 +52,14 @@ __all__ = [
 
 # --- rules of values ---------------------------------------------------------------------------
 
-# An instance uuid or router id: canonical UUIDs, and the short ids labs and tests use ("i-1");
-# never a control character, a blank, a slash or anything outside ASCII, nor "." or "..".
-INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
-INSTANCE_ID_RULE = "1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit"
+# An instance's uuid: the canonical form Nova gives every instance (str(uuid.UUID(...))), which is
+# what Neutron ports name as their device_id and what guests read back as their uuid.
+UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+UUID_RULE = "a canonical UUID: 8-4-4-4-12 lowercase hexadecimal digits, such as 6e7f5b2a-1c1d-4a55-9f3e-2b9d1c0a7e11"
+# A router id: canonical UUIDs, and the short ids labs and tests use ("r-1"); never a control
+# character, a blank, a slash or anything outside ASCII, nor "." or "..".
+ROUTER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+ROUTER_ID_RULE = "1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit"
 # Every other id (project, user, network, port, subnet, image, volume...): printable ASCII
 # without blanks (Keystone ids from LDAP may hold '@' or '=').
 ID_PATTERN = re.compile(r"[!-~]{1,255}")
@@ -79,6 +84,17 @@ def _check_id(pattern: re.Pattern[str], rule: str, what: str, value: str, where:
     """An id matches C{pattern} (import only: stored documents keep the ids they were imported with)."""
     if not pattern.fullmatch(value):
         raise DocumentError(where, f"{shown(value)} is not a valid {what} ({rule})")
+
+
+def _check_uuid(value: str, where: str) -> None:
+    """An instance's uuid is canonical (another spelling of a UUID is named in its canonical form)."""
+    if UUID_PATTERN.fullmatch(value):
+        return
+    try:
+        hint = f"; write it {uuidlib.UUID(value)}"
+    except ValueError:
+        hint = ""
+    raise DocumentError(where, f"{shown(value)} is not a valid uuid ({UUID_RULE}{hint})")
 
 
 def _check_glance_id(value: str, where: str) -> None:
@@ -135,10 +151,10 @@ def _cidr(value: str, where: str) -> str:
 
 
 def _mac(value: str, where: str) -> str:
-    """A MAC address, lower-cased."""
+    """A MAC address, kept as written (Nova passes Neutron's text on); lookups ignore its case."""
     if not MAC_PATTERN.fullmatch(value):
         raise DocumentError(where, f"{shown(value)} is not valid")
-    return value.lower()
+    return value
 
 
 def _guest_path(value: str, where: str) -> str:
@@ -153,8 +169,9 @@ def _guest_path(value: str, where: str) -> str:
 # The shapes many fields share.
 TEXT = Text()
 ID = Text(kind="string (id)", on_import=partial(_check_id, ID_PATTERN, ID_RULE, "id"), imported=ID_RULE)
-INSTANCE_ID = Text(
-    kind="string (id)", on_import=partial(_check_id, INSTANCE_ID_PATTERN, INSTANCE_ID_RULE, "id"), imported=INSTANCE_ID_RULE,
+INSTANCE_UUID = Text(kind="string (UUID)", on_import=_check_uuid, imported=UUID_RULE)
+ROUTER_ID = Text(
+    kind="string (id)", on_import=partial(_check_id, ROUTER_ID_PATTERN, ROUTER_ID_RULE, "id"), imported=ROUTER_ID_RULE,
 )
 IMAGE_ID = Text(kind="string (Glance image id)", on_import=_check_glance_id, imported=f"`\"\"` or {ID_RULE}")
 IMAGE_ID_OR_NONE = Text(
@@ -162,9 +179,9 @@ IMAGE_ID_OR_NONE = Text(
     imported=f"`\"\"` or {ID_RULE}",
 )
 HOSTNAME = Text(on_import=_check_hostname, imported="not empty; " + HOSTNAME_RULE)
-IP = Text(rule="an IP address (kept in canonical form)", check=_ip)
+IP = Text(rule="an IP address (kept as written: Nova passes Neutron's text on)", check=_ip)
 CIDR = Text(rule="a CIDR", check=_cidr)
-MAC = Text(rule="six hex pairs separated by ':' (kept lower-cased)", check=_mac)
+MAC = Text(rule="six hex pairs separated by ':' (kept as written; lookups ignore case)", check=_mac)
 BASE64 = Text(kind="string (base64)", rule="line breaks and blanks allowed", check=_base64)
 USER_DATA = Text(
     kind="string (base64)", rule="line breaks and blanks allowed", check=_base64, on_import=_check_user_data_size,
@@ -197,9 +214,9 @@ class Subnet:
         derived="the version of `cidr`, else of the fixed IP",
     )
     gateway: str | None = declared(IP, "the default gateway; none: no default route", default=None)
-    dns: tuple[str, ...] = declared(ListOf(IP), "DNS servers", default=())
+    dns: tuple[str, ...] = declared(ListOf(IP, unique=True), "DNS servers", default=())
     routes: tuple[tuple[str, str], ...] = declared(
-        ListOf(Record(Route, then=attrs.astuple)), "static routes besides the default one", default=(),
+        ListOf(Record(Route, then=attrs.astuple), unique=True), "static routes besides the default one", default=(),
     )
     enable_dhcp: bool = declared(Boolean(), "whether Neutron serves DHCP on the subnet", default=True)
     ipv6_address_mode: str | None = declared(
@@ -214,7 +231,7 @@ class FixedIp:
 
     ip: str = declared(IP, "the address; of its subnet's IP version")
     subnet: Subnet = declared(Record(Subnet), "the subnet holding the address", derived="an empty subnet of the address's version")
-    floating_ips: tuple[str, ...] = declared(ListOf(IP), "floating IPs associated with the address", default=())
+    floating_ips: tuple[str, ...] = declared(ListOf(IP, unique=True), "floating IPs associated with the address", default=())
 
 
 @frozen
@@ -237,7 +254,7 @@ class Nic:
     vif_type: str | None = declared(TEXT, "Neutron's VIF type (`ovs`, `bridge`, ...)", default=None)
     vnic_type: str | None = declared(TEXT, "Neutron's VNIC type (`normal`, `direct`, ...)", default=None)
     security_groups: tuple[str, ...] | None = declared(
-        ListOf(TEXT), "the port's security group names; absent: the instance's", default=None,
+        ListOf(TEXT), "the port's security group names (`[]`: none); absent: the instance's", default=None,
     )
     network: Network = declared(Record(Network), "the network the port is on", factory=Network)
     fixed_ips: tuple[FixedIp, ...] = declared(ListOf(Record(FixedIp)), "the port's fixed IPs, in subnet order", default=())
@@ -321,7 +338,7 @@ class InjectedFile:
 class Instance:
     """Everything the metadata API and the config drive render, for one instance."""
 
-    uuid: str = declared(INSTANCE_ID, "the instance's id")
+    uuid: str = declared(INSTANCE_UUID, "the instance's id")
     name: str = declared(TEXT, "its display name", derived="`Server <uuid>`")
     hostname: str = declared(HOSTNAME, "its hostname or FQDN", derived="Nova's sanitised `name`")
     project_id: str | None = declared(ID, "the project (tenant) owning it", default=None)
@@ -360,7 +377,8 @@ class Instance:
         TEXT, "the password the guest posted (kept across re-imports; stored only for an instance that has none)", default=None,
     )
     security_groups: tuple[str, ...] = declared(
-        ListOf(TEXT), "security group names, for every port that gives none", default=("default",),
+        ListOf(TEXT), "security group names of every port that gives none (listed once per such port, as Nova lists Neutron's)",
+        default=("default",),
     )
     nics: tuple[Nic, ...] = declared(ListOf(Record(Nic)), "its ports, in Nova's network info order", default=())
     device_metadata: tuple[Device, ...] = declared(ListOf(Record(Device)), "its tagged devices", default=())
@@ -380,21 +398,23 @@ class Instance:
         return [fip for nic in self.nics for fip in nic.fixed_ips]
 
     def all_security_groups(self) -> list[str]:
-        """Security group names of every port, first-seen order, without duplicates."""
-        seen: dict[str, None] = {}
-        if not self.nics:
-            seen.update(dict.fromkeys(self.security_groups))
-        for nic in self.nics:
-            groups = nic.security_groups if nic.security_groups is not None else self.security_groups
-            seen.update(dict.fromkeys(groups))
-        return list(seen)
+        """
+        The security group names Nova lists (C{security_group_api.get_instance_security_groups}:
+        Neutron's groups of each of the instance's ports, in port order): each port's own groups,
+        else the instance's, duplicates kept; an instance without ports has none.
+        """
+        return [group for nic in self.nics for group in self.port_security_groups(nic)]
+
+    def port_security_groups(self, nic: Nic) -> tuple[str, ...]:
+        """The groups of one port: its own (C{[]}: none, port security off), else the instance's."""
+        return nic.security_groups if nic.security_groups is not None else self.security_groups
 
 
 @frozen
 class Router:
     """A Neutron router: guests on its networks reach metadata through its namespace."""
 
-    id: str = declared(INSTANCE_ID, "the router's id")
+    id: str = declared(ROUTER_ID, "the router's id")
     project_id: str | None = declared(ID, "the project owning it", default=None)
     networks: tuple[str, ...] = declared(ListOf(ID), "the ids of the networks attached to it", default=())
 

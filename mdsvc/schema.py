@@ -207,9 +207,15 @@ class Boolean(Shape):
 
 @frozen
 class ListOf(Shape):
-    """A list, kept as a tuple; items are named by their index (C{dns[2]})."""
+    """
+    A list, kept as a tuple; items are named by their index (C{dns[2]}).
+
+    @ivar unique: a repeated item is kept once, where it first appears (as Nova's network model
+        keeps a subnet's DNS servers and routes).
+    """
 
     item: Shape
+    unique: bool = False
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -219,14 +225,16 @@ class ListOf(Shape):
     @property
     def rule(self) -> str:  # type: ignore[override]
         """See L{Shape.rule}."""
-        return f"each {self.item.rule}" if self.item.rule else ""
+        rules = [f"each {self.item.rule}" if self.item.rule else "", "repeats kept once" if self.unique else ""]
+        return "; ".join(r for r in rules if r)
 
     def read(self, value: Any, where: str, strict: bool) -> Any:
         """See L{Shape.read}."""
         if not isinstance(value, list):
             raise DocumentError(where, f"expected a list, got {kind_of(value)}")
         read = self.item.read
-        return tuple(read(item, f"{where}[{i}]", strict) for i, item in enumerate(value))
+        items = tuple(read(item, f"{where}[{i}]", strict) for i, item in enumerate(value))
+        return tuple(dict.fromkeys(items)) if self.unique else items
 
     def import_rule(self) -> str:
         """See L{Shape.import_rule}."""

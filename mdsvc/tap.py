@@ -12,15 +12,15 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
 from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
-from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config
-from mdsvc.store.sqlite import open_store
+from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config, located
+from mdsvc.listen import Listening, listen_service
+from mdsvc.store import open_store
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
 log = Logger()
@@ -77,6 +77,8 @@ class Options(usage.Options):
         config = self["parsed"]
         try:
             check_startup(self["role"], config)
+        except ConfigError as e:
+            raise self._stopped(str(e)) from None
         except (StoreProblem, ValueError, OSError) as e:
             raise self._stopped(f"{config.source or 'defaults'}: {e}") from None
 
@@ -98,32 +100,85 @@ class Options(usage.Options):
 def check_startup(role: str, config: Config) -> None:
     """
     What would stop the role's services from being built, found before twistd goes on: the
-    store (private modes, a sound database), the agent's lookup backend and socket owners.
+    names given to plugins (L{plugin_problems}), the store (private modes, a sound database)
+    and the agent's socket owners.
 
+    @raise ConfigError: a name no installed plugin has, a feature of mdsvc's own document stores
+        asked of another, or C{store = nova} without what it needs (one line naming the file and
+        line).
     @raise StoreProblem: the store cannot be used.
-    @raise ValueError: an unknown lookup backend, user or group (one line).
+    @raise ValueError: an unknown user or group (one line).
     """
+    problems = plugin_problems(config, NODE_ROLES[role])
+    if problems:
+        raise ConfigError(problems[0], problems)
     if uses_store(role, config):
         # before anything reads it: private modes, a sound database (one line if not)
         prepare_configured_store(config)
-    if uses_store(role, config):
-        from mdsvc.store.sql import check_sql_store, is_sql_url
-
-        if is_sql_url(config.store):
-            from mdsvc.store.nova import where
-
-            check_sql_store(config.store, where(config, "mdsvc", "store"))
-    if config.store == "nova" and role in ("api", "all-in-one"):
+    if config.store == "nova" and "api" in NODE_ROLES[role]:
         from mdsvc.store.nova import check_nova_store
 
-        check_nova_store(config)
+        try:
+            check_nova_store(config)  # the databases and Neutron it needs
+        except ValueError as e:
+            raise ConfigError(str(e)) from None  # (names the file and line already)
     if "agent" in NODE_ROLES[role]:
         from mdsvc.agent.server import socket_mode
-        from mdsvc.lookup import check_lookup
 
         agent = config.agent
-        check_lookup(agent.lookup)
         socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
+        if agent.lookup == "ovn":  # the ovs library, the files of ssl: members
+            from mdsvc.lookup.ovn import check_ovn
+
+            check_ovn(agent.ovn)
+
+
+def plugin_problems(config: Config, parts: frozenset[str]) -> list[str]:
+    """
+    The problems of what the configuration names for the parts C{parts} of a node (C{api},
+    C{agent}), one line each naming the file and line: L{unknown_names}, and what only mdsvc's
+    own document stores do (the demo, C{lookup = store}: C{sqlite:PATH} and database servers'
+    URLs) asked of another store (C{nova}, a vendor's).
+    """
+    from mdsvc.store import document_store
+
+    problems = unknown_names(config, parts)
+    agent_store = "agent" in parts and config.agent.lookup == "store"
+    own = "mdsvc's own document store (sqlite:PATH or a database server's URL)"
+    documents = document_store(config.store)
+    if "api" in parts and config.demo and not documents:
+        problems.append(f"{located(config, 'mdsvc', 'demo')}: the demo instance is imported into {own}, "
+                        f"not into store = {config.store}")
+    if agent_store and not documents:
+        problems.append(f"{located(config, 'mdsvc', 'lookup')}: lookup = store reads {own}, not store = {config.store}")
+    return problems
+
+
+def unknown_names(config: Config, parts: frozenset[str]) -> list[str]:
+    """
+    The instance store, vendordata providers and lookup backend the parts C{parts} of a node
+    (C{api}, C{agent}) would use that neither mdsvc nor an installed plugin has, one line each
+    naming the file and line and those available.
+    """
+    from mdsvc.api.vendordata import check_providers
+    from mdsvc.lookup import check_lookup
+    from mdsvc.store import check_store
+
+    checks: list[tuple[str, str, Callable[[Any], None], Any]] = []
+    agent_store = "agent" in parts and config.agent.lookup == "store"
+    if "api" in parts or agent_store:
+        checks.append(("mdsvc", "store", check_store, config.store))
+    if "api" in parts:
+        checks.append(("api", "vendordata_providers", check_providers, config.api.vendordata_providers))
+    if "agent" in parts:
+        checks.append(("mdsvc", "lookup", check_lookup, config.agent.lookup))
+    problems = []
+    for section, name, check, value in checks:
+        try:
+            check(value)
+        except ValueError as e:
+            problems.append(f"{located(config, section, name)}: {e}")
+    return problems
 
 
 def tac_service(role: str) -> IService:
@@ -141,7 +196,7 @@ def tac_service(role: str) -> IService:
 
 
 def uses_store(role: str, config: Config) -> bool:
-    """Whether a role opens the embedded store: the API always, the agent with C{lookup = store}."""
+    """Whether a role opens the instance store: the API always, the agent with C{lookup = store}."""
     return role in ("api", "all-in-one") or (role in ("agent", "network-node") and config.agent.lookup == "store")
 
 
@@ -173,32 +228,41 @@ def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> A
 def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
     api = config.api
-    if config.store == "nova":
-        from mdsvc.store.nova import NovaStoreFactory
-
-        store: Any = NovaStoreFactory().open("", config, reactor)
-    else:
-        store = open_store(config.store, reactor)
+    try:
+        store = open_store(config.store, reactor, config)
+        app = app_from_config(config, store, reactor)
+    except ConfigError as e:
+        # a vendor's own section with a bad $name (mdsvc.config.vendor_options): its line names
+        # the file and line already
+        raise SystemExit(f"mdsvc: {e}") from None
+    except (ValueError, OSError) as e:
+        # What only building shows (a vendor plugin refusing its configuration): one line, as
+        # in build_agent.
+        raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
     if api.service_metadata_proxy and not api.shared_secret:
         log.warn("metadata_proxy_shared_secret is not configured, the metadata information returned by the proxy cannot be trusted")
-    if api.flat_injected:
-        log.warn("[DEFAULT] flat_injected is set, but mdsvc does not render Nova's injected interfaces template (network_config)")
-    app = app_from_config(config, store, reactor)
     app.static_file.load()  # logs a bad file at startup rather than at the first guest
+    if app.interfaces is not None:
+        app.interfaces.load()  # (the same for the interfaces template)
     if parts is not None:
         parts["app"] = app
     top = MultiService()
-    if IService.providedBy(store):
-        store.setServiceParent(top)  # its threads and connections start and stop with the API
+    for part in (store, *app.built_providers.values()):
+        if IService.providedBy(part):
+            # a vendor's store or provider with connections to open and close: started before the
+            # listener, stopped after it
+            IService(part).setServiceParent(top)
     if config.demo:
         from mdsvc.store.demo import DemoSeed
+        from mdsvc.store.sqlite import SQLiteInstanceStore
 
-        DemoSeed(store.documents).setServiceParent(top)
+        if isinstance(store, SQLiteInstanceStore):  # always: sqlite or a database server (check_startup refuses others)
+            DemoSeed(store.documents).setServiceParent(top)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.
     guest_facing = not api.service_metadata_proxy and not api.use_forwarded_for
     site = _http(config, APIHandler(app, config.api.debug), reactor, "metadata-api", parts if parts is not None else {}, guest_facing)
-    strports.service(api.listen_endpoint, site, reactor=reactor).setServiceParent(top)
+    listen_service(api.listen_endpoint, site, reactor, f"{_source(config)}: {api.listen_option}").setServiceParent(top)
     return top
 
 
@@ -212,10 +276,11 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.httpclient import PoolService
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
+    from mdsvc.lookup.replicated import IReplicatedLookup
 
     agent = config.agent
     try:
-        lookup = build_lookup(agent.lookup, config.store, reactor, agent.neutron)
+        backend = build_lookup(agent.lookup, config.store, reactor, agent.neutron, ovn_config=agent.ovn)
         mode = socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
         pool = api_pool(agent, reactor)
     except (ValueError, OSError) as e:
@@ -223,8 +288,11 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         # UsageError: twistd and twist print a traceback for one raised by makeService; what can
         # be found earlier is, as a UsageError of Options (check_startup).
         raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
+    lookup = backend
     if agent.cache_enabled:
         lookup = CachingLookup(lookup, reactor, agent.cache_ttl, agent.cache_negative_ttl)
+        if IReplicatedLookup.providedBy(backend):  # a live replica (ovn): each change reaches the cache
+            lookup = backend.front(lookup, reactor, max(agent.cache_ttl, agent.cache_negative_ttl))
     limit = agent.rate_limit
     limiter = None
     if limit.enabled:
@@ -244,9 +312,14 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     parts["agent"] = handler
     site = _http(config, AgentHandler(handler), reactor, "metadata-agent", parts)
     top = MultiService()
-    UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(top)
+    if IReplicatedLookup.providedBy(backend):
+        backend.service.setServiceParent(top)  # the replica is kept while the agent runs
+    socket = Listening(f"{_source(config)}: [DEFAULT] metadata_proxy_socket {agent.socket_path}")
+    UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(socket)
+    socket.setServiceParent(top)
     if agent.listen_endpoint:
-        strports.service(agent.listen_endpoint, site, reactor=reactor).setServiceParent(top)
+        where = f"{_source(config)}: [mdsvc] agent_endpoint {agent.listen_endpoint}"
+        listen_service(agent.listen_endpoint, site, reactor, where).setServiceParent(top)
     PoolService(pool).setServiceParent(top)
     return top
 
@@ -272,8 +345,14 @@ def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     for listener in proxy.listeners:
         site = _http(config, NamespaceProxyHandler(listener.kind, listener.id, upstream), reactor,
                      f"metadata-proxy {listener.kind} {listener.id}", parts)
-        strports.service(listener.endpoint, site, reactor=reactor).setServiceParent(top)
+        where = f"{_source(config)}: [proxy] listeners {listener.kind} {listener.id} {listener.endpoint}"
+        listen_service(listener.endpoint, site, reactor, where).setServiceParent(top)
     return top
+
+
+def _source(config: Config) -> str:
+    """The configuration files, for messages (C{defaults} when there are none)."""
+    return config.source or "defaults"
 
 
 def _api(config: Config, reactor: Any, parts: dict[str, Any]) -> IService:

@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from mdsvc.http import LeanHTTPFactory
 from mdsvc.httpclient import HTTPPool
-from mdsvc.interfaces import AmbiguousAddress, IInstanceLookup, IInstanceStore
+from mdsvc.interfaces import AmbiguousAddress, ICachingLookup, IInstanceStore
 from mdsvc.model import Instance
 
 
@@ -92,12 +92,13 @@ class MemoryInstanceStore:
         return succeed(True)
 
 
-@implementer(IInstanceLookup)
+@implementer(ICachingLookup)
 @define
 class MemoryLookup:
     """
-    An L{IInstanceLookup} over a dict: C{{("network", id, ip or mac): (instance, project)}} (or
-    C{"router"}); records every call and can be made to fail or to forget.
+    An L{ICachingLookup} over a dict: C{{("network", id, ip or mac): (instance, project)}} (or
+    C{"router"}); records every call and every L{forget} (it keeps nothing itself), and can be
+    made to fail.
     """
 
     entries: dict[tuple[str, str, str], tuple[str, str]] = field(factory=dict)
@@ -115,7 +116,7 @@ class MemoryLookup:
         return succeed(self.entries.get((kind, ident or "", mac or ip)))
 
     def forget(self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None) -> None:
-        """Record that the agent asked to drop a cached answer."""
+        """See L{ICachingLookup.forget}: records that the agent asked to drop a kept answer."""
         self.forgotten.append((ip, network_id, router_id, mac))
 
 

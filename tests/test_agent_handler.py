@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from mdsvc.agent.forwarder import APIForwarder
 from mdsvc.agent.handler import MetadataAgent
@@ -18,7 +20,7 @@ from mdsvc.agent.server import AgentHandler, socket_mode
 from mdsvc.hop import sign
 from mdsvc.http import HTTPRequest, HTTPResponse
 from mdsvc.httpclient import HTTPPool
-from mdsvc.interfaces import LookupUnavailable
+from mdsvc.interfaces import ICachingLookup, IInstanceLookup, LookupUnavailable
 from mdsvc.testing import MemoryLookup, connect_to
 from tests.http import request as raw_request
 from tests.http import response as raw_response
@@ -240,11 +242,81 @@ class LookupOutcomeTests(SynchronousTestCase):
 
         h.lookup = Moving(dict(h.lookup.entries))
         h.agent.lookup = h.lookup
-        with capturedLogs():
+        with capturedLogs() as events:
             r = h.handle(self)
         self.assertEqual(r.code, 200)
         self.assertEqual(h.lookup.forgotten, [("10.0.0.5", NET, None, None)])
         self.assertEqual([s["headers"][b"x-instance-id"] for s in api.seen], [[b"inst-1"], [b"inst-new"]])
+        said = [formatEvent(e) for e in events]
+        self.assertEqual(said, ["10.0.0.5: the metadata API does not know instance inst-1; the address now belongs to instance "
+                                "inst-new: asking again for it"])
+
+    def test_404_instance_gone(self) -> None:
+        """When the fresh lookup finds no instance, the guest gets 404 and the log says the instance is gone."""
+        h = Harness(FakeAPI(404))
+
+        class Vanishing(MemoryLookup):
+            """The port is deleted right after the first lookup."""
+
+            def lookup(self, ip: str, network_id: Any = None, router_id: Any = None, mac: Any = None) -> Any:
+                d = super().lookup(ip, network_id, router_id, mac)
+                self.entries.pop(("network", NET, "10.0.0.5"), None)
+                return d
+
+        h.lookup = Vanishing(dict(h.lookup.entries))
+        h.agent.lookup = h.lookup
+        with capturedLogs() as events:
+            r = h.handle(self)
+        self.assertEqual(r.code, 404)
+        said = [formatEvent(e) for e in events]
+        self.assertIn("10.0.0.5: instance inst-1 is not present anymore (the metadata API does not know it, and a fresh lookup "
+                      "finds no instance)", said)
+        self.assertFalse([line for line in said if "skipping cache" in line])
+
+    def test_404_of_a_path_not_an_instance(self) -> None:
+        """
+        An ordinary 404 (the instance is there, the path is not) does not log Neutron's "is not
+        present anymore" line: only a debug line saying the instance is still found.
+        """
+        h = Harness(FakeAPI(404))
+        with capturedLogs() as events:
+            r = h.handle(self, path=b"/latest/meta-data/nothing-here")
+        self.assertEqual(r.code, 404)
+        self.assertEqual([(e["log_level"].name, formatEvent(e)) for e in events], [
+            ("debug", "GET /latest/meta-data/nothing-here: 404 for instance inst-1, which a fresh lookup still finds: no such path"),
+        ])
+
+    def test_no_relookup_without_cache(self) -> None:
+        """
+        A backend that keeps no answers (not an L{ICachingLookup}) is asked once: an API 404 is
+        relayed, with nothing to forget and no second lookup.
+        """
+        h = Harness(FakeAPI(404))
+
+        @implementer(IInstanceLookup)
+        class Uncached:
+            """Only what IInstanceLookup asks for: a lookup, counted."""
+
+            name = "uncached"
+
+            def __init__(self) -> None:
+                self.calls = 0
+
+            def lookup(self, ip: str, network_id: Any = None, router_id: Any = None, mac: Any = None) -> Any:
+                self.calls += 1
+                return succeed(("inst-1", "proj-1"))
+
+        uncached = Uncached()
+        self.assertTrue(verifyObject(IInstanceLookup, uncached))
+        self.assertFalse(ICachingLookup.providedBy(uncached))
+        h.agent.lookup = uncached
+        with capturedLogs():
+            r = h.handle(self)
+        self.assertEqual((r.code, uncached.calls, len(h.api.seen)), (404, 1, 1))
+
+    def test_memory_lookup_interface(self) -> None:
+        """mdsvc.testing's MemoryLookup is an ICachingLookup, as the lookup cache is: the agent forgets through it."""
+        self.assertTrue(verifyObject(ICachingLookup, Harness().lookup))
 
     def test_404_same_instance_not_retried(self) -> None:
         """When the fresh lookup finds the same instance, the 404 stands and the API is asked once."""
@@ -296,7 +368,7 @@ class HostileInputTests(SynchronousTestCase):
 
     def test_missing_paths_bounded_relookup(self) -> None:
         """
-        A guest asking for 100 missing paths costs one forget of its cached lookup (and one log
+        A guest asking for 100 missing paths costs one forget of its cached lookup (and one debug
         line) per interval, not one each; after the interval the next 404 looks afresh again.
         """
         h = Harness(FakeAPI(404))
@@ -305,7 +377,8 @@ class HostileInputTests(SynchronousTestCase):
             codes = [h.handle(self, path=b"/missing/%d" % i).code for i in range(100)]
         self.assertEqual(set(codes), {404})
         self.assertEqual(len(h.lookup.forgotten), 1)
-        self.assertEqual(len([e for e in events if "not present anymore" in e["log_format"]]), 1)
+        self.assertEqual(len([e for e in events if "not present anymore" in e["log_format"]]), 0)
+        self.assertEqual(len([e for e in events if "no such path" in e["log_format"]]), 1)
         self.assertEqual(len(h.api.seen), 100)
         h.clock.advance(2)
         with capturedLogs():

@@ -29,6 +29,21 @@ class ExpiringCacheTests(SynchronousTestCase):
         """ExpiringCache provides ICache."""
         self.assertTrue(verifyObject(ICache, self.cache))
 
+    def test_peek(self) -> None:
+        """
+        peek (what the API's answer-at-once path uses, part of ICache) gives a held fresh value,
+        else None: nothing held, a load in progress, an expired value; it never loads.
+        """
+        self.assertIsNone(self.cache.peek("a"))
+        pending: Deferred[Any] = Deferred()
+        self.cache.get("a", lambda key: pending)
+        self.assertIsNone(self.cache.peek("a"))
+        pending.callback("loaded")
+        self.assertEqual(self.cache.peek("a"), "loaded")
+        self.clock.advance(10)
+        self.assertIsNone(self.cache.peek("a"))
+        self.assertEqual((self.calls, self.cache.loads, self.cache.hits), ([], 1, 0))
+
     def test_hit_until_expiry(self) -> None:
         """A value is reused for ttl seconds, then loaded again."""
         self.assertEqual(self.successResultOf(self.cache.get("a", self.load)), "value-a-1")

@@ -14,6 +14,8 @@ from mdsvc.api.openstack import devices, meta_data
 from mdsvc.api.versions import openstack_listing
 from mdsvc.model import BlockDevice, Device, FixedIp, Instance, KeyPair, Network, Nic, Subnet, instance_from_document
 
+UUID = "0f0f0f0f-0000-4000-8000-000000000001"
+
 
 def dumps(value: object) -> str:
     return json.dumps(value)
@@ -203,7 +205,7 @@ class Ec2Tests(SynchronousTestCase):
 
     def test_non_ascii_values(self) -> None:
         """EC2 values are raw UTF-8, JSON documents escape non-ASCII."""
-        inst = instance_from_document({"uuid": "u", "name": "Café", "hostname": "cafe", "metadata": {"k": "é"}})
+        inst = instance_from_document({"uuid": UUID, "name": "Café", "hostname": "cafe", "metadata": {"k": "é"}})
         md = InstanceMetadata(inst, "")
         self.assertIn(b'"name": "Caf\\u00e9"', md.meta_data_json("2012-08-10"))
         self.assertIn(b'"meta": {"k": "\\u00e9"}', md.meta_data_json("2012-08-10"))
@@ -214,14 +216,14 @@ class MetaDataTests(SynchronousTestCase):
 
     def test_no_hyphenated_top_level_keys(self) -> None:
         """No top-level key contains '-' (an upstream assertion)."""
-        inst = instance_from_document({"uuid": "u", "metadata": {"a": "b"}, "key_pairs": [{"name": "k", "public_key": "x"}], "dedicated_cpus": [3, 1]})
+        inst = instance_from_document({"uuid": UUID, "metadata": {"a": "b"}, "key_pairs": [{"name": "k", "public_key": "x"}], "dedicated_cpus": [3, 1]})
         md = meta_data(inst, "2025-04-04", "novalocal")
         self.assertFalse([k for k in md if "-" in k])
         self.assertEqual(md["dedicated_cpus"], [1, 3])
 
     def test_config_drive_extras_order(self) -> None:
         """files and admin_pass come after meta and before the keys, as Nova merges them."""
-        inst = instance_from_document({"uuid": "u", "metadata": {"a": "b"}, "key_pairs": [{"name": "k", "public_key": "x"}]})
+        inst = instance_from_document({"uuid": UUID, "metadata": {"a": "b"}, "key_pairs": [{"name": "k", "public_key": "x"}]})
         md = meta_data(inst, "2012-08-10", "", files=[{"path": "/etc/x", "content_path": "/content/0000"}], extra={"admin_pass": "p"})
         self.assertEqual(list(md)[:5], ["uuid", "meta", "files", "admin_pass", "public_keys"])
 

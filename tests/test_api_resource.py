@@ -127,7 +127,7 @@ class SpecVectorTests(SynchronousTestCase):
             ("/latest/meta-data/instance-type", b"m1.small"),
             ("/latest/meta-data/instance-id", b"i-00000001"),
             ("/latest/meta-data/reservation-id", b"r-xxxxxxxx"),
-            ("/latest/meta-data/security-groups", b"default"),
+            ("/latest/meta-data/security-groups", b""),  # the groups of its ports: it has none
             ("/latest/meta-data/public-ipv4", b""),
             ("/latest/meta-data/local-ipv4", b"192.192.192.2"),
             ("/latest/meta-data/local-hostname", b"test.novalocal"),

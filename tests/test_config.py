@@ -8,7 +8,7 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mdsvc.config import OPTIONS, ConfigError, check_config, known_options, load_config, load_values
+from mdsvc.config import OPTIONS, ConfigError, check_config, known_options, load_config, load_values, located, vendor_options
 
 OPERATOR_NOVA_CONF = """\
 [DEFAULT]
@@ -101,6 +101,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertIs(api.service_metadata_proxy, False)
         self.assertEqual(api.shared_secret, "")
         self.assertIs(api.flat_injected, False)
+        self.assertIsNone(api.injected_network_template)
         self.assertIs(api.debug, False)
         self.assertEqual(
             api.config_drive_skip_versions,
@@ -178,6 +179,7 @@ class OptionTests(ConfigTestsMixin, SynchronousTestCase):
             metadata_listen = 127.0.0.1
             metadata_listen_port = 9999
             flat_injected = 1
+            injected_network_template = /etc/nova/interfaces.template
             [api]
             metadata_cache_expiration = 0
             dhcp_domain = d.example
@@ -204,6 +206,7 @@ class OptionTests(ConfigTestsMixin, SynchronousTestCase):
             (api.debug, api.listen_endpoint, api.flat_injected, api.cache_expiration, api.dhcp_domain),
             (True, "tcp:9999:interface=127.0.0.1", True, 0, "d.example"),
         )
+        self.assertEqual(api.injected_network_template, "/etc/nova/interfaces.template")
         self.assertEqual(
             (api.vendordata_providers, api.vendordata_jsonfile_path, api.vendordata_dynamic_targets, api.vendordata_dynamic_ssl_certfile),
             (("DynamicJSON",), "/v.json", ("a@http://x",), "/ca"),
@@ -330,11 +333,21 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
         )
 
     def test_badChoice(self) -> None:
-        """An unknown vendordata provider lists the known ones."""
+        """
+        A vendordata provider that cannot be a name is refused, naming the built-in ones and
+        plugins' (whether a plugin has a name is checked when the API starts: tests.test_plugins).
+        """
         self.assertConfigError(
-            "[api]\nvendordata_providers = StaticJSON, Magic\n",
-            ":2: [api] vendordata_providers", "allowed: StaticJSON | DynamicJSON",
+            "[api]\nvendordata_providers = StaticJSON, Static JSON\n",
+            ":2: [api] vendordata_providers", "allowed: StaticJSON | DynamicJSON | a plugin's name",
         )
+
+    def test_pluginNames(self) -> None:
+        """A plugin's provider name and store NAME:ARG (or URL) are read as written."""
+        path = self.writeConfig("[api]\nvendordata_providers = StaticJSON, MyVendor, DynamicJSON\n[mdsvc]\nstore = redis://db:6379/0\n")
+        config = load_config(path)
+        self.assertEqual(config.api.vendordata_providers, ("StaticJSON", "MyVendor", "DynamicJSON"))
+        self.assertEqual(config.store, "redis://db:6379/0")
 
     def test_badEndpoint(self) -> None:
         """An endpoint that is not an endpoint string is refused with an example."""
@@ -342,9 +355,36 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
             "[mdsvc]\napi_endpoint = 8775\n", ":2: [mdsvc] api_endpoint = '8775'", "allowed: a Twisted endpoint string",
         )
 
+    def test_endpointTwistedCannotMake(self) -> None:
+        """An unknown endpoint type or argument is refused as Twisted would refuse it, in every option holding endpoints."""
+        self.assertConfigError("[mdsvc]\napi_endpoint = tcp:abc\n", ":2: [mdsvc] api_endpoint = 'tcp:abc'",
+                               "allowed: a Twisted endpoint string", "(invalid literal for int() with base 10: 'abc')")
+        self.assertConfigError("[mdsvc]\nagent_endpoint = nosuch:1\n", ":2: [mdsvc] agent_endpoint", "(Unknown endpoint type: 'nosuch')")
+        self.assertConfigError("[proxy]\nlisteners = network n1 tcp:1:bogus=2\n", ":2: [proxy] listeners", "allowed: lines of",
+                               "unexpected keyword argument 'bogus'")
+
     def test_badStore(self) -> None:
-        """A store that is not KIND:ARG is refused."""
-        self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", "allowed: sqlite:PATH")
+        """A store that is neither nova nor NAME:ARG is refused, naming every kind."""
+        rule = "allowed: sqlite:PATH | postgresql://USER:PASSWORD@HOST/DB | mysql+pymysql://USER:PASSWORD@HOST/DB | nova | a plugin's NAME:ARG"
+        self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", rule)
+        self.assertConfigError("[mdsvc]\nstore = sqlite:\n", ":2: [mdsvc] store", rule)
+        self.assertConfigError("[mdsvc]\nstore = novas\n", ":2: [mdsvc] store", rule)
+
+    def test_storeKinds(self) -> None:
+        """
+        Every kind of store is taken: sqlite:PATH (a relative PATH from the file's directory), a
+        database server's URL and nova as written (a URL is never taken for a path), a plugin's
+        NAME:ARG.
+        """
+        for written, loaded in (("sqlite:db/x.sqlite", "sqlite:DIR/db/x.sqlite"),
+                                ("sqlite:/srv/x.sqlite", "sqlite:/srv/x.sqlite"),
+                                ("postgresql://mdsvc:pw@db/mdsvc", "postgresql://mdsvc:pw@db/mdsvc"),
+                                ("mysql+pymysql://mdsvc:pw@db/mdsvc", "mysql+pymysql://mdsvc:pw@db/mdsvc"),
+                                ("nova", "nova"),
+                                ("teststore:db/x.json", "teststore:db/x.json")):
+            path = self.writeConfig(f"[mdsvc]\nstore = {written}\n")
+            self.assertEqual(load_config(path).store, loaded.replace("DIR", os.path.dirname(os.path.abspath(path))))
+            self.assertEqual(check_config(path), [])
 
     def test_legacyNameInError(self) -> None:
         """An error in a legacy option names it as written in the file."""
@@ -757,3 +797,110 @@ class DerivedTests(ConfigTestsMixin, SynchronousTestCase):
     def test_emptyVendordataPath(self) -> None:
         """An empty vendordata_jsonfile_path is unset (None), as no option at all."""
         self.assertIsNone(self.load("[api]\nvendordata_jsonfile_path =\n").api.vendordata_jsonfile_path)
+
+
+class VendorOptionsTests(ConfigTestsMixin, SynchronousTestCase):
+    """A vendor plugin's own section, and where an option is set (for the plugin-name checks)."""
+
+    def test_section(self) -> None:
+        """The section's options as text: later files win option by option, $name is substituted, $$ is a dollar."""
+        first = self.writeConfig("[DEFAULT]\nregion = r1\n[my_vendor]\ngreeting = hello\nurl = http://a/\n")
+        second = self.writeConfig("[my_vendor]\nurl = http://b/$region/\nprice = 5$$\n")
+        config = load_config([first, second])
+        self.assertEqual(vendor_options(config, "my_vendor"), {"greeting": "hello", "url": "http://b/r1/", "price": "5$"})
+        self.assertEqual(vendor_options(config, "nobody"), {})
+        self.assertEqual(vendor_options(load_config(None), "my_vendor"), {})
+
+    def test_bad_substitution(self) -> None:
+        """A $name naming no option is one line naming the file and line."""
+        path = self.writeConfig("[my_vendor]\n\nurl = http://$nowhere/\n")
+        e = self.assertRaises(ConfigError, vendor_options, load_config(path), "my_vendor")
+        self.assertEqual(str(e), f"{path}:3: [my_vendor] url: $nowhere names no option")
+
+    def test_located(self) -> None:
+        """The last file setting an option (under an older name too) and its line; else the files read."""
+        first = self.writeConfig("[api]\nvendordata_providers = StaticJSON\n")
+        second = self.writeConfig("\n[api]\n\nvendordata_providers = DynamicJSON\n[DEFAULT]\ndhcp_domain = x\n")
+        config = load_config([first, second])
+        self.assertEqual(located(config, "api", "vendordata_providers"), f"{second}:4: [api] vendordata_providers")
+        self.assertEqual(located(config, "api", "dhcp_domain"), f"{second}:6: [DEFAULT] dhcp_domain")
+        self.assertEqual(located(config, "mdsvc", "store"), f"{first}, {second}: [mdsvc] store")
+        self.assertEqual(located(load_config(None), "mdsvc", "store"), "defaults: [mdsvc] store")
+
+
+class RelativePathTests(ConfigTestsMixin, SynchronousTestCase):
+    """A relative path in a file is taken from that file's directory, whatever the current one."""
+
+    def load(self, text: str) -> tuple[str, object]:
+        """(the file's directory, its configuration), read from another current directory."""
+        path = os.path.abspath(self.writeConfig(text))
+        here = os.getcwd()
+        other = os.path.abspath(self.mktemp())
+        os.makedirs(other)
+        os.chdir(other)
+        try:
+            return os.path.dirname(path), load_config(path)
+        finally:
+            os.chdir(here)
+
+    def test_statePath(self) -> None:
+        """state_path, and the store and socket derived from it, are under the file's directory."""
+        directory, config = self.load("[DEFAULT]\nstate_path = state\n")
+        state = os.path.join(directory, "state")
+        self.assertEqual((config.state_path, config.store, config.agent.socket_path),  # type: ignore[attr-defined]
+                         (state, f"sqlite:{state}/mdsvc.sqlite", f"{state}/metadata_proxy"))
+
+    def test_parentDirectory(self) -> None:
+        """../ is taken from the file's directory too, and the path comes out normalised."""
+        directory, config = self.load("[DEFAULT]\nstate_path = ../demo-state\n")
+        self.assertEqual(config.state_path, os.path.join(os.path.dirname(directory), "demo-state"))  # type: ignore[attr-defined]
+
+    def test_files(self) -> None:
+        """Every option naming a file or directory; absolute and empty values stay as written."""
+        directory, config = self.load(
+            "[DEFAULT]\nmetadata_proxy_socket = run/agent.sock\nauth_ca_cert = ca.pem\nnova_client_cert = /etc/c.pem\n"
+            "nova_client_priv_key =\n[api]\nvendordata_jsonfile_path = vd.json\nvendordata_dynamic_ssl_certfile = dyn/ca.pem\n"
+            "[mdsvc]\nstore = sqlite:db/m.sqlite\nlookup = static:ports.yaml\n[proxy]\nnetns_dir = netns\n"
+            "[neutron]\ncafile = n.pem\n[DEFAULT]\ninjected_network_template = t/interfaces.template\n"
+        )
+        here = lambda name: os.path.join(directory, name)  # noqa: E731
+        c: object = config
+        self.assertEqual(
+            [c.agent.socket_path, c.agent.api_ca_cert, c.agent.api_client_cert, c.agent.api_client_key,  # type: ignore[attr-defined]
+             c.api.vendordata_jsonfile_path, c.api.vendordata_dynamic_ssl_certfile, c.store, c.agent.lookup,  # type: ignore[attr-defined]
+             c.proxy.netns_dir, c.agent.neutron.cafile, c.api.injected_network_template],  # type: ignore[attr-defined]
+            [here("run/agent.sock"), here("ca.pem"), "/etc/c.pem", "", here("vd.json"), here("dyn/ca.pem"),
+             f"sqlite:{here('db/m.sqlite')}", f"static:{here('ports.yaml')}", here("netns"), here("n.pem"),
+             here("t/interfaces.template")],
+        )
+
+    def test_otherValuesAsWritten(self) -> None:
+        """A store or lookup of another kind, and TCP endpoints, are not paths."""
+        _, config = self.load("[mdsvc]\nstore = vendor:thing\nlookup = neutron\napi_endpoint = tcp:8775:interface=127.0.0.1\n")
+        self.assertEqual((config.store, config.agent.lookup, config.api.listen_endpoint),  # type: ignore[attr-defined]
+                         ("vendor:thing", "neutron", "tcp:8775:interface=127.0.0.1"))
+
+    def test_unixEndpoints(self) -> None:
+        """The socket file of a unix: endpoint (first field or address=), with its options kept and escapes made."""
+        directory, config = self.load(
+            "[mdsvc]\napi_endpoint = unix:api.sock:mode=660\nagent_endpoint = unix:mode=600:address=a\\:b.sock\n"
+            "[proxy]\nlisteners = network n1 unix:p1.sock; router r1 tcp:9697\n  network n2 unix:/abs.sock\n"
+        )
+        escaped = directory.replace(":", "\\:").replace("=", "\\=")
+        self.assertEqual(config.api.listen_endpoint, f"unix:{escaped}/api.sock:mode=660")  # type: ignore[attr-defined]
+        self.assertEqual(config.agent.listen_endpoint, f"unix:mode=600:address={escaped}/a\\:b.sock")  # type: ignore[attr-defined]
+        self.assertEqual([listener.endpoint for listener in config.proxy.listeners],  # type: ignore[attr-defined]
+                         [f"unix:{escaped}/p1.sock", "tcp:9697", "unix:/abs.sock"])
+
+    def test_substitutedFromAnotherFile(self) -> None:
+        """$state_path set relative in one file is taken from that file's directory where another file names it."""
+        first = os.path.abspath(self.writeConfig("[DEFAULT]\nstate_path = state\n"))
+        second = os.path.abspath(self.writeConfig("[api]\nvendordata_jsonfile_path = $state_path/vd.json\n"))
+        config = load_config([first, second])
+        state = os.path.join(os.path.dirname(first), "state")
+        self.assertEqual((config.state_path, config.api.vendordata_jsonfile_path), (state, f"{state}/vd.json"))
+
+    def test_commandLineAsWritten(self) -> None:
+        """A value given on a command line (an override) is left as written: the current directory's."""
+        config = load_config(None, {("DEFAULT", "state_path"): "here"})
+        self.assertEqual(config.state_path, "here")

@@ -83,7 +83,7 @@ class ContentTests(SynchronousTestCase):
         self.assertIsNone(md["local-ipv4"])
         self.assertEqual(md["public-keys"], {"0": {"_name": "0=key", "openssh-key": "ssh-rsa AAAAB3Nzai....N3NtHw== someuser@somehost"}})
         self.assertEqual(md["ami-launch-index"], 1)
-        self.assertEqual(md["security-groups"], ["default"])
+        self.assertEqual(md["security-groups"], [])  # the groups of its ports: it has none
 
     def test_same_bytes_as_the_api(self) -> None:
         """Every file that is not drive-only equals what the API serves for that path."""
@@ -118,7 +118,7 @@ class ContentTests(SynchronousTestCase):
         failure = self.failureResultOf(ensureDeferred(drive_files(a, inst, SKIP)), ConfigDriveError)
         self.assertEqual(str(failure.value), "injected_files[0].path: injected file path '/etc/../../x' is outside the drive (absolute, no '..')")
         from mdsvc.model import DocumentError
-        e = self.assertRaises(DocumentError, instance_from_document, {"uuid": "u", "injected_files": [{"path": "/a/../../b"}]})
+        e = self.assertRaises(DocumentError, instance_from_document, {"uuid": "0f0f0f0f-0000-4000-8000-000000000001", "injected_files": [{"path": "/a/../../b"}]})
         self.assertEqual(e.where, "injected_files[0].path")
 
 

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
+from mdsvc.interfaces import ICachingLookup, IInstanceLookup, LookupUnavailable
 from mdsvc.lookup.cache import CachingLookup
 
 
@@ -56,8 +56,10 @@ class CacheTests(SynchronousTestCase):
         return self.successResultOf(d)
 
     def test_interface(self) -> None:
-        """CachingLookup provides IInstanceLookup, named after its backend."""
+        """CachingLookup provides ICachingLookup (an IInstanceLookup whose answers can be forgotten), named after its backend."""
+        self.assertTrue(verifyObject(ICachingLookup, self.cache))
         self.assertTrue(verifyObject(IInstanceLookup, self.cache))
+        self.assertTrue(verifyObject(IInstanceLookup, self.inner))
         self.assertEqual(self.cache.name, "cache(held)")
 
     def test_innerMustProvide(self) -> None:

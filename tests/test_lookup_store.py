@@ -18,6 +18,13 @@ from mdsvc.store.sqlite import SQLiteDocuments
 
 MAC_A = "fa:16:3e:00:00:0a"
 
+# The instances' uuids, sorted as their letters
+VM_A = "aaaaaaaa-0000-4000-8000-00000000000a"
+VM_B = "bbbbbbbb-0000-4000-8000-00000000000b"
+VM_C = "cccccccc-0000-4000-8000-00000000000c"
+VM_D = "dddddddd-0000-4000-8000-00000000000d"
+VM_E = "eeeeeeee-0000-4000-8000-00000000000e"
+
 
 def nic(network: str, mac: str, *ips: str) -> dict[str, Any]:
     """A NIC document on C{network} with C{ips}."""
@@ -44,11 +51,11 @@ class StoreFixture:
         self.path = os.path.join(self.mktemp(), "mdsvc.sqlite")  # type: ignore[attr-defined]
         self.docs = SQLiteDocuments(self.path)
         self.docs.import_instances([
-            instance("vm-a", "proj-a", nic("net-a", MAC_A, "10.0.0.5", "fd00::5")),
-            instance("vm-b", "proj-b", nic("net-b", "fa:16:3e:00:00:0b", "10.0.0.5")),
-            instance("vm-c", "proj-c", nic("net-c", "fa:16:3e:00:00:0c", "192.168.1.1"),
+            instance(VM_A, "proj-a", nic("net-a", MAC_A, "10.0.0.5", "fd00::5")),
+            instance(VM_B, "proj-b", nic("net-b", "fa:16:3e:00:00:0b", "10.0.0.5")),
+            instance(VM_C, "proj-c", nic("net-c", "fa:16:3e:00:00:0c", "192.168.1.1"),
                      nic("net-c2", "52:54:00:de:5b:bf", "172.16.0.9")),
-            instance("vm-d", None, nic("net-d", "fa:16:3e:00:00:0d", "10.9.9.9")),
+            instance(VM_D, None, nic("net-d", "fa:16:3e:00:00:0d", "10.9.9.9")),
         ])
         self.docs.import_routers([
             {"id": "r-ab", "project_id": "proj-a", "networks": ["net-a", "net-b"]},
@@ -82,8 +89,8 @@ class DocumentQueryTests(StoreFixture, SynchronousTestCase):
 
     def test_portsByNetworkIp(self) -> None:
         """(uuid, project_id) of the instances holding the IP in the networks given, sorted."""
-        self.assertEqual(self.docs.ports_by_network_ip(["net-a"], "10.0.0.5"), [("vm-a", "proj-a")])
-        self.assertEqual(self.docs.ports_by_network_ip(["net-b", "net-a"], "10.0.0.5"), [("vm-a", "proj-a"), ("vm-b", "proj-b")])
+        self.assertEqual(self.docs.ports_by_network_ip(["net-a"], "10.0.0.5"), [(VM_A, "proj-a")])
+        self.assertEqual(self.docs.ports_by_network_ip(["net-b", "net-a"], "10.0.0.5"), [(VM_A, "proj-a"), (VM_B, "proj-b")])
         self.assertEqual(self.docs.ports_by_network_ip(["net-c"], "10.0.0.5"), [])
 
     def test_portsByNetworkIpEmptyNetworks(self) -> None:
@@ -92,22 +99,28 @@ class DocumentQueryTests(StoreFixture, SynchronousTestCase):
 
     def test_portsByNetworkIpCanonical(self) -> None:
         """The IP is compared in canonical form (IPv6 spelling, IPv4-mapped)."""
-        self.assertEqual(self.docs.ports_by_network_ip(["net-a"], "FD00:0::5"), [("vm-a", "proj-a")])
-        self.assertEqual(self.docs.ports_by_network_ip(["net-c"], "::ffff:192.168.1.1"), [("vm-c", "proj-c")])
+        self.assertEqual(self.docs.ports_by_network_ip(["net-a"], "FD00:0::5"), [(VM_A, "proj-a")])
+        self.assertEqual(self.docs.ports_by_network_ip(["net-c"], "::ffff:192.168.1.1"), [(VM_C, "proj-c")])
 
     def test_portsByNetworkIpNoProject(self) -> None:
         """An instance without a project gives None as its project."""
-        self.assertEqual(self.docs.ports_by_network_ip(["net-d"], "10.9.9.9"), [("vm-d", None)])
+        self.assertEqual(self.docs.ports_by_network_ip(["net-d"], "10.9.9.9"), [(VM_D, None)])
 
     def test_portsByNetworkMac(self) -> None:
         """A NIC with two fixed IPs is one match by MAC; MACs compare in any case."""
-        self.assertEqual(self.docs.ports_by_network_mac(["net-a"], MAC_A.upper()), [("vm-a", "proj-a")])
+        self.assertEqual(self.docs.ports_by_network_mac(["net-a"], MAC_A.upper()), [(VM_A, "proj-a")])
         self.assertEqual(self.docs.ports_by_network_mac(["net-b"], MAC_A), [])
         self.assertEqual(self.docs.ports_by_network_mac([], MAC_A), [])
 
+    def test_portsByUpperCaseMac(self) -> None:
+        """A MAC written in upper case (kept so in the document) is found in any case."""
+        self.docs.import_instances([instance("aaaaaaaa-0000-4000-8000-0000000000ff", "proj-u", nic("net-u", "FA:16:3E:00:00:0B", "10.7.0.5"))])
+        self.assertEqual(self.docs.ports_by_network_mac(["net-u"], "fa:16:3e:00:00:0b"), [("aaaaaaaa-0000-4000-8000-0000000000ff", "proj-u")])
+        self.assertEqual(self.docs.ports_by_network_mac(["net-u"], "FA:16:3E:00:00:0B"), [("aaaaaaaa-0000-4000-8000-0000000000ff", "proj-u")])
+
     def test_deletedInstance(self) -> None:
         """A deleted instance's ports are gone."""
-        self.docs.delete_instance("vm-a")
+        self.docs.delete_instance(VM_A)
         self.assertEqual(self.docs.ports_by_network_ip(["net-a"], "10.0.0.5"), [])
 
 
@@ -121,15 +134,15 @@ class NetworkLookupTests(StoreFixture, SynchronousTestCase):
 
     def test_found(self) -> None:
         """The one instance with the IP in the network, and its project."""
-        self.assertEqual(self.result(self.lookup.lookup("10.0.0.5", network_id="net-b")), ("vm-b", "proj-b"))
+        self.assertEqual(self.result(self.lookup.lookup("10.0.0.5", network_id="net-b")), (VM_B, "proj-b"))
 
     def test_foundIPv6(self) -> None:
         """A global IPv6 address is looked up by IP."""
-        self.assertEqual(self.result(self.lookup.lookup("fd00::5", network_id="net-a")), ("vm-a", "proj-a"))
+        self.assertEqual(self.result(self.lookup.lookup("fd00::5", network_id="net-a")), (VM_A, "proj-a"))
 
     def test_noProject(self) -> None:
         """An instance without a project is found with project None."""
-        self.assertEqual(self.result(self.lookup.lookup("10.9.9.9", network_id="net-d")), ("vm-d", None))
+        self.assertEqual(self.result(self.lookup.lookup("10.9.9.9", network_id="net-d")), (VM_D, None))
 
     def test_notFound(self) -> None:
         """No port in that network: None, with Neutron's warning and named fields."""
@@ -145,11 +158,11 @@ class NetworkLookupTests(StoreFixture, SynchronousTestCase):
         """With a MAC, the port is found by MAC, not by the (link-local) IP."""
         ip, mac = normalise_address("fe80::5054:ff:fede:5bbf")
         self.assertEqual(mac, "52:54:00:de:5b:bf")
-        self.assertEqual(self.result(self.lookup.lookup(ip, network_id="net-c2", mac=mac)), ("vm-c", "proj-c"))
+        self.assertEqual(self.result(self.lookup.lookup(ip, network_id="net-c2", mac=mac)), (VM_C, "proj-c"))
 
     def test_byMacTwoFixedIps(self) -> None:
         """A NIC with two fixed IPs is one match by MAC."""
-        self.assertEqual(self.result(self.lookup.lookup("fe80::f816:3eff:fe00:a", network_id="net-a", mac=MAC_A)), ("vm-a", "proj-a"))
+        self.assertEqual(self.result(self.lookup.lookup("fe80::f816:3eff:fe00:a", network_id="net-a", mac=MAC_A)), (VM_A, "proj-a"))
 
     def test_byMacOtherNetwork(self) -> None:
         """A MAC in another network is no match."""
@@ -159,23 +172,23 @@ class NetworkLookupTests(StoreFixture, SynchronousTestCase):
         """192.168.1.1 and ::ffff:192.168.1.1 find the same port (neutron spec §10 item 5)."""
         for xff in ("192.168.1.1", "::ffff:192.168.1.1"):
             ip, mac = normalise_address(xff)
-            self.assertEqual(self.result(self.lookup.lookup(ip, network_id="net-c", mac=mac)), ("vm-c", "proj-c"))
+            self.assertEqual(self.result(self.lookup.lookup(ip, network_id="net-c", mac=mac)), (VM_C, "proj-c"))
 
     def test_ambiguous(self) -> None:
         """Two instances with the IP in the network: None, with a warning naming both."""
-        self.docs.import_instances([instance("vm-e", "proj-e", nic("net-b", "fa:16:3e:00:00:0e", "10.0.0.5"))])
+        self.docs.import_instances([instance(VM_E, "proj-e", nic("net-b", "fa:16:3e:00:00:0e", "10.0.0.5"))])
         with capturedLogs() as events:
             self.assertIsNone(self.result(self.lookup.lookup("10.0.0.5", network_id="net-b")))
         self.assertEqual(len(events), 1)
         self.assertEqual(events[0]["log_level"].name, "warn")
-        self.assertEqual(events[0]["instances"], "vm-b, vm-e")
+        self.assertEqual(events[0]["instances"], f"{VM_B}, {VM_E}")
         self.assertEqual(
             events[0]["log_format"], "More than one port found in network {network_id} with IP address {ip}: instances {instances}"
         )
 
     def test_bothNetworkAndRouter(self) -> None:
         """Given a network and a router, the network is used (neutron spec §10 item 9)."""
-        self.assertEqual(self.result(self.lookup.lookup("10.0.0.5", network_id="net-b", router_id="r-unknown")), ("vm-b", "proj-b"))
+        self.assertEqual(self.result(self.lookup.lookup("10.0.0.5", network_id="net-b", router_id="r-unknown")), (VM_B, "proj-b"))
 
     def test_neither(self) -> None:
         """Given neither network nor router, the lookup fails with TypeError."""
@@ -187,13 +200,13 @@ class RouterLookupTests(StoreFixture, SynchronousTestCase):
 
     def test_found(self) -> None:
         """The instance with the IP in one of the router's networks."""
-        self.assertEqual(self.result(self.lookup.lookup("10.0.0.5", router_id="r-b")), ("vm-b", "proj-b"))
+        self.assertEqual(self.result(self.lookup.lookup("10.0.0.5", router_id="r-b")), (VM_B, "proj-b"))
 
     def test_ambiguousAcrossNetworks(self) -> None:
         """The IP in two of the router's networks, held by two instances: None."""
         with capturedLogs() as events:
             self.assertIsNone(self.result(self.lookup.lookup("10.0.0.5", router_id="r-ab")))
-        self.assertEqual([e["instances"] for e in events], ["vm-a, vm-b"])
+        self.assertEqual([e["instances"] for e in events], [f"{VM_A}, {VM_B}"])
 
     def test_notBehindRouter(self) -> None:
         """An instance in a network the router is not attached to is not found; network_id logs None."""
@@ -203,7 +216,7 @@ class RouterLookupTests(StoreFixture, SynchronousTestCase):
 
     def test_byMac(self) -> None:
         """By MAC behind a router."""
-        self.assertEqual(self.result(self.lookup.lookup("fe80::f816:3eff:fe00:a", router_id="r-ab", mac=MAC_A)), ("vm-a", "proj-a"))
+        self.assertEqual(self.result(self.lookup.lookup("fe80::f816:3eff:fe00:a", router_id="r-ab", mac=MAC_A)), (VM_A, "proj-a"))
 
     def test_routerWithoutNetworks(self) -> None:
         """A router with no networks finds nothing, not a search of all networks (§11 item 6)."""

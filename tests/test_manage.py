@@ -12,8 +12,11 @@ import textwrap
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.api.identify import sign
+from mdsvc.config import load_config
 from mdsvc.manage import CommandError, main, read_documents, run
 from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.startup import prepare_configured_store
+from tests.vendor_plugins import install_test_plugins
 
 UUID = "b65cee2f-8c69-4aeb-be2f-f79742548fc2"
 UUID2 = "0f1e2d3c-0000-4000-8000-000000000002"
@@ -46,6 +49,7 @@ class ManageTestsMixin:
         os.makedirs(self.dir)
         self.config = self.write("mdsvc.conf", f"[DEFAULT]\nstate_path = {self.dir}/state\n[neutron]\nmetadata_proxy_shared_secret = s3cr3t\n")
         self.store = SQLiteDocuments(os.path.join(self.dir, "state", "mdsvc.sqlite"))
+        prepare_configured_store(load_config(self.config))  # an empty store, as the service leaves it
 
     def write(self, name: str, text: str) -> str:
         path = os.path.join(self.dir, name)
@@ -203,6 +207,18 @@ class PasswordImportTests(ManageTestsMixin, SynchronousTestCase):
         self.assertIn("--reset-password", text)
         self.assertIn("A password the guest stored (through the password endpoint) is kept", text)
 
+    def test_helpNamesTheFormat(self) -> None:
+        """instance import --help and router import --help say where the document format is described."""
+        for command in ("instance", "router"):
+            stdout = io.StringIO()
+            self.patch(sys, "stdout", stdout)
+            self.assertRaises(SystemExit, self.manage, command, "import", "--help")
+            text = stdout.getvalue()
+            self.assertIn("docs/instance-documents.md", text)
+            self.assertIn("mdsvc/data/demo-instance.json", text)  # not cut at its hyphen
+            self.assertIn("python -m mdsvc.docpage", " ".join(text.split()))
+        self.assertTrue(os.path.exists(os.path.join(REPO, "docs", "instance-documents.md")))
+
 
 class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
     """Bad input: one line naming file and field (or line), and nothing imported."""
@@ -318,9 +334,19 @@ class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
         )
 
     def test_otherStoreKind(self) -> None:
-        """mdsvc-manage refuses a store kind it does not handle."""
-        self.write("mdsvc.conf", "[mdsvc]\nstore = redis:localhost\n")
-        self.assertEqual(self.fails("instance", "list"), "[mdsvc] store redis:localhost: mdsvc-manage handles sqlite and database server stores only")
+        """mdsvc-manage refuses a store that is not mdsvc's own documents (a vendor's, Nova's databases), naming the line."""
+        for store in ("redis:localhost", "nova"):
+            path = self.write("mdsvc.conf", f"[mdsvc]\nstore = {store}\n")
+            self.assertEqual(self.fails("instance", "list"),
+                             f"{path}:2: [mdsvc] store: mdsvc-manage handles mdsvc's own document stores (sqlite:PATH, "
+                             f"postgresql://..., mysql+pymysql://...), not store = {store}")
+
+    def test_databaseServerStoreDriverMissing(self) -> None:
+        """A database server's URL whose driver is not installed: one line naming the line, the password masked."""
+        path = self.write("mdsvc.conf", "[mdsvc]\nstore = mysql+nosuchdriver://mdsvc:secret@db/mdsvc\n")
+        message = self.fails("instance", "list")
+        self.assertTrue(message.startswith(f"{path}:2: [mdsvc] store: no driver for mysql+nosuchdriver://mdsvc:***@db/mdsvc"), message)
+        self.assertNotIn("secret", message)
 
 
 class RouterCommandTests(ManageTestsMixin, SynchronousTestCase):
@@ -337,6 +363,13 @@ class RouterCommandTests(ManageTestsMixin, SynchronousTestCase):
     def test_deleteUnknown(self) -> None:
         """delete of an unknown router fails."""
         self.assertEqual(self.fails("router", "delete", "r9"), "no router r9")
+
+    def test_show(self) -> None:
+        """show prints the stored router document as JSON; an unknown router fails with one line."""
+        self.manage("router", "import", self.write("r.yaml", "id: r1\nproject_id: p\nnetworks: [n1]\n"))
+        status, out = self.manage("router", "show", "r1")
+        self.assertEqual((status, json.loads(out)), (0, {"id": "r1", "project_id": "p", "networks": ["n1"]}))
+        self.assertEqual(self.fails("router", "show", "r9"), "no router r9")
 
     def test_badRouter(self) -> None:
         """A bad router document names file and field; nothing is imported."""
@@ -370,6 +403,44 @@ class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
         out = io.StringIO()
         self.assertEqual(run(["check-config", self.config], out=out), 0)
         self.assertEqual(out.getvalue(), "")
+
+    def test_checkConfigPluginNames(self) -> None:
+        """
+        check-config accepts the store and vendordata provider of installed plugins (outside the
+        package, tests/plugin_root), and names an unknown one in one line with file, line and
+        option, listing the names available.
+        """
+        install_test_plugins(self)
+        good = self.write("good.conf", "[mdsvc]\nstore = teststore:/srv/instances.json\nlookup = neutron\n"
+                                       "[api]\nvendordata_providers = StaticJSON, TestVendor\n")
+        out = io.StringIO()
+        self.assertEqual((run(["check-config", good], out=out), out.getvalue()), (0, ""))
+        bad = self.write("bad.conf", "[mdsvc]\nstore = mongo://db\n[api]\nvendordata_providers = TestVendor, Other\n")
+        out = io.StringIO()
+        self.assertEqual(run(["check-config", good, bad], out=out), 1)
+        self.assertEqual(out.getvalue(),
+                         f"{bad}:2: [mdsvc] store: unknown instance store 'mongo' (available: sqlite:PATH, postgresql://..., "
+                         "mysql+pymysql://..., nova, teststore:ARG)\n"
+                         f"{bad}:4: [api] vendordata_providers: unknown vendordata provider 'Other' "
+                         "(available: StaticJSON, DynamicJSON, TestVendor)\n")
+
+    def test_checkConfigBuiltinStores(self) -> None:
+        """
+        check-config takes every built-in store (sqlite:PATH, a database server's URL whose driver
+        is installed, nova) without connecting to anything; a URL without its driver is one line
+        naming the file and line, the password masked.
+        """
+        for store in ("sqlite:db/mdsvc.sqlite", "postgresql://mdsvc:pw@127.0.0.1:1/mdsvc",
+                      "mysql+pymysql://mdsvc:pw@127.0.0.1:1/mdsvc", "nova"):
+            path = self.write("store.conf", f"[mdsvc]\nstore = {store}\n")
+            out = io.StringIO()
+            self.assertEqual((run(["check-config", path], out=out), out.getvalue()), (0, ""))
+        path = self.write("store.conf", "[mdsvc]\nstore = mysql+nosuchdriver://mdsvc:secret@db/mdsvc\n")
+        out = io.StringIO()
+        self.assertEqual(run(["check-config", path], out=out), 1)
+        self.assertTrue(out.getvalue().startswith(f"{path}:2: [mdsvc] store: no driver for mysql+nosuchdriver://mdsvc:***@db/mdsvc"),
+                        out.getvalue())
+        self.assertNotIn("secret", out.getvalue())
 
     def test_checkConfigSeveralFiles(self) -> None:
         """check-config reads several files together: a later file's value replaces a bad one, its own problems are named."""
@@ -425,6 +496,148 @@ class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
         self.assertEqual((e.code, stderr.getvalue()), (1, "mdsvc-manage: no instance nope\n"))
 
 
+class ConfigDriveProviderTests(ManageTestsMixin, SynchronousTestCase):
+    """configdrive build with vendordata providers of plugins (outside the package), as the API has them."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        install_test_plugins(self)
+        self.manage("instance", "import", self.write("i.yaml", YAML_LIST))
+
+    def vendor_data2(self, image: str) -> object:
+        """openstack/latest/vendor_data2.json of an ISO drive."""
+        import pycdlib
+
+        iso = pycdlib.PyCdlib()
+        iso.open(image)
+        self.addCleanup(iso.close)
+        buf = io.BytesIO()
+        iso.get_file_from_iso_fp(buf, rr_path="/openstack/latest/vendor_data2.json")
+        return json.loads(buf.getvalue())
+
+    def test_plugin_provider_on_the_drive(self) -> None:
+        """The plugin provider's data is in the drive's vendor_data2.json, merged in the configured order."""
+        with open(self.config, "a") as f:
+            f.write("[api]\nvendordata_providers = StaticJSON, TestVendor\n[test_vendor]\ngreeting = on a drive\n")
+        image = os.path.join(self.dir, "drive.iso")
+        self.assertEqual(self.manage("configdrive", "build", UUID, "-o", image)[0], 0)
+        self.assertEqual(self.vendor_data2(image), {"static": {}, "test_vendor": {"greeting": "on a drive", "instance": UUID, "hostname": "web-1"}})
+
+    def test_provider_services_run_while_building(self) -> None:
+        """A provider that is a service is started for the build and stopped after it, as under the API."""
+        from twisted.application.service import Service
+        from twisted.internet.defer import succeed
+        from twisted.plugin import IPlugin
+        from zope.interface import implementer
+
+        import mdsvc.api.factory
+        from mdsvc.interfaces import IVendordataProvider, IVendordataProviderFactory
+
+        seen: list[str] = []
+
+        @implementer(IVendordataProvider)
+        class Connected(Service):
+            """Answers only while running."""
+
+            name = "Connected"
+
+            def startService(self) -> None:
+                seen.append("start")
+                super().startService()
+
+            def stopService(self) -> None:
+                seen.append("stop")
+                super().stopService()
+
+            def vendordata(self, instance: object) -> object:
+                seen.append("vendordata")
+                return succeed({"connected": self.running})
+
+        @implementer(IPlugin, IVendordataProviderFactory)
+        class Factory:
+            """Builds the provider above."""
+
+            name = "Connected"
+
+            def build(self, config: object, reactor: object) -> Connected:
+                return Connected()
+
+        self.patch(mdsvc.api.factory, "vendordata_plugins", lambda: [Factory()])
+        with open(self.config, "a") as f:
+            f.write("[api]\nvendordata_providers = Connected\n")
+        image = os.path.join(self.dir, "drive.iso")
+        self.manage("configdrive", "build", UUID, "-o", image)
+        self.assertEqual(self.vendor_data2(image), {"connected": True})
+        self.assertEqual((seen[0], seen[-1], set(seen[1:-1])), ("start", "stop", {"vendordata"}))
+
+    def test_unknown_provider_one_line(self) -> None:
+        """A provider no plugin has is one line naming the configuration and the names available."""
+        with open(self.config, "a") as f:
+            f.write("[api]\nvendordata_providers = Elsewhere\n")
+        self.assertEqual(self.fails("configdrive", "build", UUID, "-o", os.path.join(self.dir, "d.iso")),
+                         f"{self.config}: unknown vendordata provider 'Elsewhere' (available: StaticJSON, DynamicJSON, TestVendor)")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "d.iso")))
+
+
+class NoStoreTests(ManageTestsMixin, SynchronousTestCase):
+    """Only an import creates a store: every other command on a missing one says so, in one line."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.missing = os.path.join(self.dir, "elsewhere", "mdsvc.sqlite")
+        self.config = self.write("nostore.conf", f"[DEFAULT]\nstate_path = {self.dir}/elsewhere\n")
+
+    def test_readOnlyCommands(self) -> None:
+        """list, show, delete and configdrive build create nothing and name the missing store."""
+        commands = [
+            ("instance", "list"), ("instance", "show", UUID), ("instance", "delete", UUID),
+            ("router", "list"), ("router", "show", "r1"), ("router", "delete", "r1"),
+            ("configdrive", "build", UUID, "-o", os.path.join(self.dir, "drive.iso")),
+        ]
+        for command in commands:
+            message = self.fails(*command)
+            self.assertTrue(message.startswith(f"no store at {self.missing} "), (command, message))
+            self.assertIn(self.config, message)
+            self.assertFalse(os.path.exists(os.path.dirname(self.missing)), command)
+
+    def test_importCreates(self) -> None:
+        """An import creates the store, and then list finds it."""
+        self.manage("instance", "import", self.write("one.json", json.dumps({"uuid": UUID})))
+        self.assertTrue(os.path.exists(self.missing))
+        self.assertEqual(self.manage("instance", "list")[1].split("\t")[0], UUID)
+
+    def test_mainExitStatus(self) -> None:
+        """main prints the missing store as one line on stderr and exits 1."""
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        e = self.assertRaises(SystemExit, main, ["--config", self.config, "instance", "list"])
+        self.assertEqual(e.code, 1)
+        self.assertEqual(len(stderr.getvalue().splitlines()), 1)
+        self.assertTrue(stderr.getvalue().startswith(f"mdsvc-manage: no store at {self.missing} "))
+
+
+class RelativeStatePathTests(ManageTestsMixin, SynchronousTestCase):
+    """A relative state_path is taken from the config file's directory, not the current one."""
+
+    def test_fromAnotherDirectory(self) -> None:
+        """Imported from one directory, listed from another: the same store, next to the file."""
+        os.makedirs(os.path.join(self.dir, "etc"))
+        config = self.write("etc/demo.conf", "[DEFAULT]\nstate_path = ../relative-state\n")
+        document = self.write("one.json", json.dumps({"uuid": UUID}))
+        here = os.getcwd()
+        self.addCleanup(os.chdir, here)
+        for name in ("a", "b"):
+            os.makedirs(os.path.join(self.dir, name))
+        os.chdir(os.path.join(self.dir, "a"))
+        run(["--config", config, "instance", "import", document], out=io.StringIO())
+        os.chdir(os.path.join(self.dir, "b"))
+        out = io.StringIO()
+        run(["--config", config, "instance", "list"], out=out)
+        self.assertEqual(out.getvalue().split("\t")[0], UUID)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "relative-state", "mdsvc.sqlite")))
+        self.assertEqual(os.listdir(os.path.join(self.dir, "a")) + os.listdir(os.path.join(self.dir, "b")), [])
+
+
 class ConsoleScriptTests(ManageTestsMixin, SynchronousTestCase):
     """The installed command, in its own process."""
 
@@ -445,25 +658,42 @@ class ConsoleScriptTests(ManageTestsMixin, SynchronousTestCase):
         )
         self.assertEqual(self.store.list_instances(), [])
 
+    def test_closedPipe(self) -> None:
+        """
+        Output whose reader has gone (C{mdsvc-manage instance list | head}) ends the command
+        quietly: nothing on stderr, status 0.
+        """
+        self.manage("instance", "import", self.write("two.yaml", YAML_LIST))
+        env = {k: v for k, v in os.environ.items() if k != "MDSVC_CONFIG"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first line: every write fails
+        try:
+            result = subprocess.run([sys.executable, "-m", "mdsvc.manage", "--config", self.config, "instance", "list"],
+                                    stdout=write, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, timeout=60)
+        finally:
+            os.close(write)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+
 
 class DocumentFormatTests(ManageTestsMixin, SynchronousTestCase):
     """What read_documents accepts."""
 
     def test_yaml_flow_list(self) -> None:
         """A YAML flow list in a .yaml file is YAML, not broken JSON."""
-        path = self.write("flow.yaml", "[{uuid: a}, {uuid: b}]\n")
+        path = self.write("flow.yaml", f"[{{uuid: {UUID}}}, {{uuid: {UUID2}}}]\n")
         self.assertEqual(self.manage("instance", "import", path)[0], 0)
-        self.assertIsNotNone(self.store.get("b"))
+        self.assertIsNotNone(self.store.get(UUID2))
 
     def test_yaml_dates_stay_strings(self) -> None:
         """created_at: 2020-01-01 is kept as the text it is."""
-        path = self.write("d.yaml", "uuid: a\ncreated_at: 2020-01-01\n")
+        path = self.write("d.yaml", f"uuid: {UUID}\ncreated_at: 2020-01-01\n")
         self.manage("instance", "import", path)
-        self.assertEqual(self.store.get("a").document["created_at"], "2020-01-01")  # type: ignore[union-attr]
+        self.assertEqual(self.store.get(UUID).document["created_at"], "2020-01-01")  # type: ignore[union-attr]
 
     def test_byte_order_mark(self) -> None:
         """A UTF-8 byte-order mark is ignored."""
         path = os.path.join(self.dir, "bom.json")
         with open(path, "w", encoding="utf-8-sig") as f:
-            f.write('{"uuid": "a"}')
+            f.write(json.dumps({"uuid": UUID}))
         self.assertEqual(self.manage("instance", "import", path)[0], 0)

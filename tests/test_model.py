@@ -114,7 +114,7 @@ class InstanceDefaultsTests(SynchronousTestCase):
         self.assertIsNone(instance.key_pair)
         self.assertIsNone(instance.flavor)
         self.assertEqual(instance.fixed_ips(), [])
-        self.assertEqual(instance.all_security_groups(), ["default"])
+        self.assertEqual(instance.all_security_groups(), [])  # no port, no group (Nova asks Neutron for the ports')
 
     def test_hostnameFromName(self) -> None:
         """Without a hostname, the name sanitised the way Nova does it becomes the hostname."""
@@ -202,9 +202,9 @@ class FullDocumentTests(SynchronousTestCase):
         self.assertEqual(instance.key_pair, KeyPair(name="k", public_key="ssh-rsa AAA", type="ssh"))
 
     def test_nics(self) -> None:
-        """NICs, their network and fixed IPs are built; MACs are lower-cased and IPs canonical."""
+        """NICs, their network and fixed IPs are built; MACs and IPs kept as written (as Nova passes Neutron's on)."""
         nic = self.instance.nics[0]
-        self.assertEqual(nic.mac, "fa:16:3e:00:00:01")
+        self.assertEqual(nic.mac, "FA:16:3E:00:00:01")
         self.assertEqual(nic.network, Network(id="net-1", name="private", mtu=1450))
         self.assertIsNone(nic.security_groups)
         self.assertEqual(
@@ -237,13 +237,13 @@ class FullDocumentTests(SynchronousTestCase):
         self.assertEqual([f.ip for f in self.instance.fixed_ips()], ["10.0.0.5", "fd00::0005", "192.168.1.9"])
 
     def test_allSecurityGroups(self) -> None:
-        """Every port's groups (its own, else the instance's), first-seen order, no duplicates."""
-        self.assertEqual(self.instance.all_security_groups(), ["default", "web", "db"])
+        """Every port's groups (its own, else the instance's), in port order, duplicates kept (as Nova lists them)."""
+        self.assertEqual(self.instance.all_security_groups(), ["default", "web", "db", "default"])
 
     def test_allSecurityGroupsOwnOnly(self) -> None:
         """When every NIC gives its own groups, the instance's groups are not listed."""
         instance = instance_from_document({"uuid": UUID, "security_groups": ["other"], "nics": [{"security_groups": ["b", "a", "b"]}]})
-        self.assertEqual(instance.all_security_groups(), ["b", "a"])
+        self.assertEqual(instance.all_security_groups(), ["b", "a", "b"])
 
     def test_allSecurityGroupsEmptyNicList(self) -> None:
         """A NIC with an empty group list contributes nothing (it does not inherit)."""
@@ -258,10 +258,10 @@ class FullDocumentTests(SynchronousTestCase):
         self.assertIsNone(Nic().devname)
 
     def test_devices(self) -> None:
-        """Tagged devices are parsed, MAC lower-cased."""
+        """Tagged devices are parsed, the MAC as written."""
         device = self.instance.device_metadata[0]
         self.assertEqual((device.type, device.bus, device.address, device.mac, device.tags),
-                         ("nic", "pci", "0000:00:03.0", "fa:16:3e:00:00:01", ("lan",)))
+                         ("nic", "pci", "0000:00:03.0", "FA:16:3E:00:00:01", ("lan",)))
 
     def test_configDriveOnly(self) -> None:
         """admin_pass and injected files (decoded) are kept."""
@@ -314,14 +314,26 @@ class ValidationTests(SynchronousTestCase):
 
     def test_uuidWithSpace(self) -> None:
         """A uuid with whitespace or a slash is refused (it ends up in URLs and file names)."""
-        rules = " (1 to 255 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit)"
-        self.assertBad({"uuid": "a b"}, "uuid", "'a b' is not a valid id" + rules)
-        self.assertBad({"uuid": "a/b"}, "uuid", "'a/b' is not a valid id" + rules)
+        rule = " (a canonical UUID: 8-4-4-4-12 lowercase hexadecimal digits, such as 6e7f5b2a-1c1d-4a55-9f3e-2b9d1c0a7e11)"
+        self.assertBad({"uuid": "a b"}, "uuid", "'a b' is not a valid uuid" + rule)
+        self.assertBad({"uuid": "a/b"}, "uuid", "'a/b' is not a valid uuid" + rule)
+
+    def test_uuidNotAUUID(self) -> None:
+        """A short id such as "x" or "i-1" is not an instance uuid: Nova's are canonical UUIDs."""
+        for bad in ("x", "i-1", "u_1", "vm.1", "x" * 255, UUID[:-1], UUID + "0", UUID.replace("-", "_"), "g" + UUID[1:]):
+            e = self.assertBad({"uuid": bad}, "uuid")
+            self.assertIn("is not a valid uuid (a canonical UUID", str(e))
+
+    def test_uuidOtherSpelling(self) -> None:
+        """A UUID spelled otherwise (capitals, no dashes, braces, urn:uuid:) is refused, naming its canonical form."""
+        for spelling in (UUID.upper(), UUID.replace("-", ""), "{" + UUID + "}", "urn:uuid:" + UUID):
+            e = self.assertBad({"uuid": spelling}, "uuid")
+            self.assertTrue(str(e).endswith(f"; write it {UUID})"), str(e))
 
     def test_uuidTrailingNewline(self) -> None:
         """A trailing newline (from a YAML block scalar) does not slip through the pattern."""
-        self.assertBad({"uuid": "abc\n"}, "uuid")
-        self.assertIn("'abc\\n' is not a valid id", str(self.assertRaises(DocumentError, instance_from_document, {"uuid": "abc\n"})))
+        self.assertBad({"uuid": UUID + "\n"}, "uuid")
+        self.assertIn(f"'{UUID}\\n' is not a valid uuid", str(self.assertRaises(DocumentError, instance_from_document, {"uuid": UUID + "\n"})))
 
     def test_unknownTopLevel(self) -> None:
         """An unknown top-level field is named."""
@@ -536,8 +548,8 @@ class HostileDocumentTests(SynchronousTestCase):
             self.assertBad({"uuid": bad}, "uuid")
 
     def test_uuidGood(self) -> None:
-        """Canonical UUIDs and short lab ids (letters, digits, '.', '_', '-') are accepted."""
-        for good in (UUID, UUID.upper(), "a", "i-1", "u_1", "vm.1", "x" * 255):
+        """Canonical UUIDs are accepted, whatever their version."""
+        for good in (UUID, "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"):
             self.assertEqual(instance_from_document({"uuid": good}).uuid, good)
 
     def test_idsNoControlCharacters(self) -> None:

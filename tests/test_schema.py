@@ -91,6 +91,12 @@ class ReadTests(SynchronousTestCase):
         """Absent fields get their declared defaults; a derived one is made by its finisher."""
         self.assertEqual(read_document(Sample, {"name": "n"}), Sample(name="n", title="N"))
 
+    def test_uniqueList(self) -> None:
+        """A list declared unique keeps each item once, where it first appears; others keep repeats."""
+        self.assertEqual(ListOf(Text(), unique=True).read(["b", "a", "b", "c", "a"], "dns", True), ("b", "a", "c"))
+        self.assertEqual(ListOf(Text()).read(["b", "a", "b"], "dns", True), ("b", "a", "b"))
+        self.assertEqual(ListOf(Text(), unique=True).rule, "repeats kept once")
+
     def test_nullIsAbsent(self) -> None:
         """A null field, or a null sub-object, is the same as an absent one."""
         doc = {"name": "n", "title": None, "count": None, "group": None, "leaves": None, "leaf": None}

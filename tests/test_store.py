@@ -16,18 +16,25 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
+from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IInstanceStoreFactory
 from mdsvc.model import DocumentError, Instance, Router, instance_from_document
 from mdsvc.schema import declared_fields
-from mdsvc.store.sqlite import SQLiteDocuments, SQLiteInstanceStore, open_store
+from mdsvc.store import open_store
+from mdsvc.store.sqlite import SQLiteDocuments, SQLiteInstanceStore, SQLiteStoreFactory
 
 IMAGE = "6a1b2c3d-0000-4000-8000-00000000cafe"
 OTHER_IMAGE = "6a1b2c3d-0000-4000-8000-00000000beef"
+# Instance uuids, sorted as their names
+A = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+B = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+C = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
+D = "dddddddd-dddd-4ddd-8ddd-dddddddddddd"
+U = "eeeeeeee-eeee-4eee-8eee-eeeeeeeeeeee"
 
 
 def instanceDoc(uuid: str, ip: str | None = None, network: str = "net-a", **extra: Any) -> dict[str, Any]:
     """An instance document, with one NIC holding C{ip} on C{network} when C{ip} is given."""
-    doc: dict[str, Any] = {"uuid": uuid, "name": f"vm-{uuid}", "project_id": "proj"}
+    doc: dict[str, Any] = {"uuid": uuid, "name": f"vm-{uuid[0]}", "project_id": "proj"}
     if ip is not None:
         doc["nics"] = [{"port_id": f"port-{uuid}", "mac": "fa:16:3e:00:00:01", "network": {"id": network},
                         "fixed_ips": [{"ip": ip}]}]
@@ -49,7 +56,7 @@ class ImportTests(DocumentsTestsMixin, SynchronousTestCase):
     def test_createsFile(self) -> None:
         """The first write creates the file and its directory, in WAL mode."""
         self.assertFalse(os.path.exists(self.path))
-        self.assertEqual(self.docs.import_instances([instanceDoc("a")]), ["a"])
+        self.assertEqual(self.docs.import_instances([instanceDoc(A)]), [A])
         self.assertTrue(os.path.exists(self.path))
         conn = sqlite3.connect(self.path)
         self.addCleanup(conn.close)
@@ -57,12 +64,12 @@ class ImportTests(DocumentsTestsMixin, SynchronousTestCase):
 
     def test_roundTrip(self) -> None:
         """An imported document comes back with the same Instance values plus what the store assigned."""
-        doc = instanceDoc("a", "10.0.0.5", metadata={"role": "web"}, image_id=IMAGE)
+        doc = instanceDoc(A, "10.0.0.5", metadata={"role": "web"}, image_id=IMAGE)
         self.docs.import_instances([doc])
-        row = self.docs.get("a")
+        row = self.docs.get(A)
         assert row is not None
         instance = row.instance()
-        self.assertEqual(instance.uuid, "a")
+        self.assertEqual(instance.uuid, A)
         self.assertEqual(instance.metadata, {"role": "web"})
         self.assertEqual([f.ip for f in instance.fixed_ips()], ["10.0.0.5"])
         self.assertEqual(
@@ -78,51 +85,51 @@ class ImportTests(DocumentsTestsMixin, SynchronousTestCase):
     def test_secondBadWritesNothing(self) -> None:
         """A batch whose second document is bad fails naming it, and the first is not written."""
         e = self.assertRaises(
-            DocumentError, self.docs.import_instances, [instanceDoc("a", "10.0.0.5"), {"uuid": "b", "launch_index": -1}]
+            DocumentError, self.docs.import_instances, [instanceDoc(A, "10.0.0.5"), {"uuid": B, "launch_index": -1}]
         )
         self.assertEqual(str(e), "[1].launch_index: must be >= 0, got -1")
-        self.assertIsNone(self.docs.get("a"))
+        self.assertIsNone(self.docs.get(A))
         self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [])
         self.assertEqual(self.docs.list_instances(), [])
 
     def test_badKeepsExisting(self) -> None:
         """A failed re-import leaves the stored document as it was."""
-        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
-        self.assertRaises(DocumentError, self.docs.import_instances, [instanceDoc("a", "10.0.0.6"), {"uuid": "b", "bogus": 1}])
-        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), ["a"])
+        self.docs.import_instances([instanceDoc(A, "10.0.0.5")])
+        self.assertRaises(DocumentError, self.docs.import_instances, [instanceDoc(A, "10.0.0.6"), {"uuid": B, "bogus": 1}])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [A])
         self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), [])
 
     def test_singleDocumentErrorHasNoIndex(self) -> None:
         """An error in a batch of one names the field without an index."""
-        e = self.assertRaises(DocumentError, self.docs.import_instances, [{"uuid": "a", "nics": [{"mac": "x"}]}])
+        e = self.assertRaises(DocumentError, self.docs.import_instances, [{"uuid": A, "nics": [{"mac": "x"}]}])
         self.assertEqual(str(e), "nics[0].mac: 'x' is not valid")
 
     def test_duplicateUuid(self) -> None:
         """The same uuid twice in one batch is an error, and nothing is written."""
-        e = self.assertRaises(DocumentError, self.docs.import_instances, [instanceDoc("a"), instanceDoc("b"), instanceDoc("a")])
-        self.assertEqual(str(e), "[2].uuid: a appears twice in this import")
+        e = self.assertRaises(DocumentError, self.docs.import_instances, [instanceDoc(A), instanceDoc(B), instanceDoc(A)])
+        self.assertEqual(str(e), f"[2].uuid: {A} appears twice in this import")
         self.assertEqual(self.docs.list_instances(), [])
 
     def test_listInstances(self) -> None:
         """list_instances gives (uuid, name, project, fixed IPs), sorted by uuid."""
-        self.docs.import_instances([instanceDoc("b", "10.0.0.6"), {"uuid": "a"}])
-        self.assertEqual(self.docs.list_instances(), [("a", None, None, []), ("b", "vm-b", "proj", ["10.0.0.6"])])
+        self.docs.import_instances([instanceDoc(B, "10.0.0.6"), {"uuid": A}])
+        self.assertEqual(self.docs.list_instances(), [(A, None, None, []), (B, "vm-b", "proj", ["10.0.0.6"])])
 
     def test_ec2InstanceIds(self) -> None:
         """EC2 instance ids are assigned in increasing order, one per instance."""
-        self.docs.import_instances([instanceDoc("a"), instanceDoc("b")])
-        self.docs.import_instances([instanceDoc("c")])
-        ids = [self.docs.get(u).document["ec2_ids"]["instance"] for u in "abc"]  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A), instanceDoc(B)])
+        self.docs.import_instances([instanceDoc(C)])
+        ids = [self.docs.get(u).document["ec2_ids"]["instance"] for u in (A, B, C)]  # type: ignore[union-attr]
         self.assertEqual(ids, sorted(ids))
         self.assertEqual(len(set(ids)), 3)
-        self.assertEqual(self.docs.get("a").instance().ec2_instance_id, ids[0])  # type: ignore[union-attr]
+        self.assertEqual(self.docs.get(A).instance().ec2_instance_id, ids[0])  # type: ignore[union-attr]
 
     def test_ec2ImageIdsShared(self) -> None:
         """The same image uuid gets the same ami id in every instance; another image another id."""
-        self.docs.import_instances([instanceDoc("a", image_id=IMAGE)])
-        self.docs.import_instances([instanceDoc("b", image_id=IMAGE, kernel_id=OTHER_IMAGE)])
-        a = self.docs.get("a").instance()  # type: ignore[union-attr]
-        b = self.docs.get("b").instance()  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, image_id=IMAGE)])
+        self.docs.import_instances([instanceDoc(B, image_id=IMAGE, kernel_id=OTHER_IMAGE)])
+        a = self.docs.get(A).instance()  # type: ignore[union-attr]
+        b = self.docs.get(B).instance()  # type: ignore[union-attr]
         self.assertEqual(a.ec2_image_ids[IMAGE], b.ec2_image_ids[IMAGE])
         self.assertEqual(set(b.ec2_image_ids), {IMAGE, OTHER_IMAGE})
         self.assertNotEqual(b.ec2_image_ids[IMAGE], b.ec2_image_ids[OTHER_IMAGE])
@@ -130,60 +137,60 @@ class ImportTests(DocumentsTestsMixin, SynchronousTestCase):
 
     def test_noImageNoImageIds(self) -> None:
         """A boot-from-volume instance (empty image id) gets no image EC2 id."""
-        self.docs.import_instances([instanceDoc("a", image_id="")])
-        self.assertEqual(self.docs.get("a").document["ec2_ids"]["images"], {})  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, image_id="")])
+        self.assertEqual(self.docs.get(A).document["ec2_ids"]["images"], {})  # type: ignore[union-attr]
 
     def test_ec2IdsStable(self) -> None:
         """Re-importing an instance keeps its EC2 ids, also after other instances came."""
-        self.docs.import_instances([instanceDoc("a", image_id=IMAGE)])
-        first = self.docs.get("a").document["ec2_ids"]  # type: ignore[union-attr]
-        self.docs.import_instances([instanceDoc("b", image_id=OTHER_IMAGE)])
-        self.docs.import_instances([instanceDoc("a", image_id=IMAGE, name="renamed")])
-        row = self.docs.get("a")
+        self.docs.import_instances([instanceDoc(A, image_id=IMAGE)])
+        first = self.docs.get(A).document["ec2_ids"]  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(B, image_id=OTHER_IMAGE)])
+        self.docs.import_instances([instanceDoc(A, image_id=IMAGE, name="renamed")])
+        row = self.docs.get(A)
         assert row is not None
         self.assertEqual(row.document["name"], "renamed")
         self.assertEqual(row.document["ec2_ids"], first)
 
     def test_givenEc2IdsKept(self) -> None:
         """EC2 ids given by the document are kept, and survive a re-import that omits them."""
-        self.docs.import_instances([instanceDoc("a", image_id=IMAGE, ec2_ids={"instance": 4242, "images": {IMAGE: 77}})])
-        self.docs.import_instances([instanceDoc("a", image_id=IMAGE)])
-        instance = self.docs.get("a").instance()  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, image_id=IMAGE, ec2_ids={"instance": 4242, "images": {IMAGE: 77}})])
+        self.docs.import_instances([instanceDoc(A, image_id=IMAGE)])
+        instance = self.docs.get(A).instance()  # type: ignore[union-attr]
         self.assertEqual((instance.ec2_instance_id, instance.ec2_image_ids), (4242, {IMAGE: 77}))
 
     def test_reservationId(self) -> None:
         """A reservation id r- and 8 of [0-9a-z] is assigned, and kept on re-import."""
-        self.docs.import_instances([instanceDoc("a")])
-        first = self.docs.get("a").document["reservation_id"]  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A)])
+        first = self.docs.get(A).document["reservation_id"]  # type: ignore[union-attr]
         self.assertRegex(first, r"^r-[0-9a-z]{8}$")
-        self.docs.import_instances([instanceDoc("a", name="again")])
-        self.assertEqual(self.docs.get("a").instance().reservation_id, first)  # type: ignore[union-attr]
-        self.docs.import_instances([instanceDoc("a", reservation_id=None)])
-        self.assertEqual(self.docs.get("a").instance().reservation_id, first)  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, name="again")])
+        self.assertEqual(self.docs.get(A).instance().reservation_id, first)  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, reservation_id=None)])
+        self.assertEqual(self.docs.get(A).instance().reservation_id, first)  # type: ignore[union-attr]
 
     def test_reservationIdsDiffer(self) -> None:
         """Two instances get two reservation ids."""
-        self.docs.import_instances([instanceDoc("a"), instanceDoc("b")])
-        self.assertNotEqual(self.docs.get("a").document["reservation_id"], self.docs.get("b").document["reservation_id"])  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A), instanceDoc(B)])
+        self.assertNotEqual(self.docs.get(A).document["reservation_id"], self.docs.get(B).document["reservation_id"])  # type: ignore[union-attr]
 
     def test_reservationIdNull(self) -> None:
         """A null reservation id on first import is assigned like a missing one."""
-        self.docs.import_instances([instanceDoc("a", reservation_id=None, created_at=None)])
-        row = self.docs.get("a")
+        self.docs.import_instances([instanceDoc(A, reservation_id=None, created_at=None)])
+        row = self.docs.get(A)
         assert row is not None
         self.assertRegex(row.instance().reservation_id or "", r"^r-[0-9a-z]{8}$")
         self.assertIsNotNone(row.instance().created_at)
 
     def test_givenReservationId(self) -> None:
         """A given reservation id is used as it is."""
-        self.docs.import_instances([instanceDoc("a", reservation_id="r-xxxxxxxx")])
-        self.assertEqual(self.docs.get("a").instance().reservation_id, "r-xxxxxxxx")  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, reservation_id="r-xxxxxxxx")])
+        self.assertEqual(self.docs.get(A).instance().reservation_id, "r-xxxxxxxx")  # type: ignore[union-attr]
 
     def test_createdAtKept(self) -> None:
         """The creation time is kept across re-imports."""
-        self.docs.import_instances([instanceDoc("a", created_at="2020-01-01T00:00:00Z")])
-        self.docs.import_instances([instanceDoc("a")])
-        self.assertEqual(self.docs.get("a").instance().created_at, "2020-01-01T00:00:00Z")  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, created_at="2020-01-01T00:00:00Z")])
+        self.docs.import_instances([instanceDoc(A)])
+        self.assertEqual(self.docs.get(A).instance().created_at, "2020-01-01T00:00:00Z")  # type: ignore[union-attr]
 
 
 class DeclaredAssignedTests(DocumentsTestsMixin, SynchronousTestCase):
@@ -193,12 +200,12 @@ class DeclaredAssignedTests(DocumentsTestsMixin, SynchronousTestCase):
         """An import without them stores a value for every field declared C{assigned}, kept by a re-import."""
         assigned = [f for f in declared_fields(Instance) if f.declaration.assigned]
         self.assertEqual([f.path for f in assigned], ["reservation_id", "created_at", "ec2_ids.instance", "ec2_ids.images"])
-        self.docs.import_instances([instanceDoc("a", image_id=IMAGE)])
-        first = self.docs.get("a").document  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, image_id=IMAGE)])
+        first = self.docs.get(A).document  # type: ignore[union-attr]
         for f in assigned:
             self.assertTrue(f.get(first), f.path)
-        self.docs.import_instances([instanceDoc("a", image_id=IMAGE, name="again")])
-        again = self.docs.get("a").document  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, image_id=IMAGE, name="again")])
+        again = self.docs.get(A).document  # type: ignore[union-attr]
         self.assertEqual([f.get(again) for f in assigned], [f.get(first) for f in assigned])
 
 
@@ -207,22 +214,22 @@ class PasswordTests(DocumentsTestsMixin, SynchronousTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.docs.import_instances([instanceDoc("a")])
+        self.docs.import_instances([instanceDoc(A)])
 
     def test_compareAndSet(self) -> None:
         """The first set_password stores; the second is refused and keeps the first."""
-        self.assertIs(self.docs.set_password("a", "first"), True)
-        self.assertIs(self.docs.set_password("a", "second"), False)
-        row = self.docs.get("a")
+        self.assertIs(self.docs.set_password(A, "first"), True)
+        self.assertIs(self.docs.set_password(A, "second"), False)
+        row = self.docs.get(A)
         assert row is not None
         self.assertEqual(row.password, "first")
         self.assertEqual(row.instance().password, "first")
 
     def test_emptyIsUnset(self) -> None:
         """An empty stored password counts as none (as Nova's C{if password} does)."""
-        self.docs.import_instances([instanceDoc("a", password="")])
-        self.assertIs(self.docs.set_password("a", "now"), True)
-        self.assertEqual(self.docs.get("a").password, "now")  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, password="")])
+        self.assertIs(self.docs.set_password(A, "now"), True)
+        self.assertEqual(self.docs.get(A).password, "now")  # type: ignore[union-attr]
 
     def test_unknown(self) -> None:
         """set_password of an unknown instance raises KeyError."""
@@ -231,53 +238,53 @@ class PasswordTests(DocumentsTestsMixin, SynchronousTestCase):
 
     def test_reimportKeeps(self) -> None:
         """A re-import without a password key keeps the stored password."""
-        self.docs.set_password("a", "guest-set")
-        self.docs.import_instances([instanceDoc("a", name="changed")])
-        row = self.docs.get("a")
+        self.docs.set_password(A, "guest-set")
+        self.docs.import_instances([instanceDoc(A, name="changed")])
+        row = self.docs.get(A)
         assert row is not None
         self.assertEqual((row.password, row.document["name"]), ("guest-set", "changed"))
         self.assertNotIn("password", row.document)
 
     def test_reimportNullKeeps(self) -> None:
         """A re-import with "password": null keeps the password the guest stored (null is absent)."""
-        self.docs.set_password("a", "guest-set")
-        self.docs.import_instances([instanceDoc("a", password=None)])
-        self.assertEqual(self.docs.get("a").password, "guest-set")  # type: ignore[union-attr]
-        self.assertIs(self.docs.set_password("a", "again"), False)
+        self.docs.set_password(A, "guest-set")
+        self.docs.import_instances([instanceDoc(A, password=None)])
+        self.assertEqual(self.docs.get(A).password, "guest-set")  # type: ignore[union-attr]
+        self.assertIs(self.docs.set_password(A, "again"), False)
 
     def test_reimportStringKeepsGuests(self) -> None:
         """A document's password does not overwrite one the guest stored."""
-        self.docs.set_password("a", "guest-set")
-        self.docs.import_instances([instanceDoc("a", password="operator")])
-        self.assertEqual(self.docs.get("a").password, "guest-set")  # type: ignore[union-attr]
+        self.docs.set_password(A, "guest-set")
+        self.docs.import_instances([instanceDoc(A, password="operator")])
+        self.assertEqual(self.docs.get(A).password, "guest-set")  # type: ignore[union-attr]
 
     def test_reimportSets(self) -> None:
         """A re-import with a password string stores that password when none is stored."""
-        self.docs.import_instances([instanceDoc("a", password="operator")])
-        self.assertEqual(self.docs.get("a").password, "operator")  # type: ignore[union-attr]
-        self.assertIs(self.docs.set_password("a", "x"), False)
+        self.docs.import_instances([instanceDoc(A, password="operator")])
+        self.assertEqual(self.docs.get(A).password, "operator")  # type: ignore[union-attr]
+        self.assertIs(self.docs.set_password(A, "x"), False)
 
     def test_resetClears(self) -> None:
         """With reset_password, a document without a password (or with null) clears the stored one."""
-        for doc in (instanceDoc("a"), instanceDoc("a", password=None)):
-            self.docs.set_password("a", "guest-set")
+        for doc in (instanceDoc(A), instanceDoc(A, password=None)):
+            self.docs.set_password(A, "guest-set")
             self.docs.import_instances([doc], reset_password=True)
-            self.assertIsNone(self.docs.get("a").password)  # type: ignore[union-attr]
-        self.assertIs(self.docs.set_password("a", "again"), True)
+            self.assertIsNone(self.docs.get(A).password)  # type: ignore[union-attr]
+        self.assertIs(self.docs.set_password(A, "again"), True)
 
     def test_resetReplaces(self) -> None:
         """With reset_password, the document's password replaces the stored one."""
-        self.docs.set_password("a", "guest-set")
-        self.docs.import_instances([instanceDoc("a", password="operator")], reset_password=True)
-        self.assertEqual(self.docs.get("a").password, "operator")  # type: ignore[union-attr]
+        self.docs.set_password(A, "guest-set")
+        self.docs.import_instances([instanceDoc(A, password="operator")], reset_password=True)
+        self.assertEqual(self.docs.get(A).password, "operator")  # type: ignore[union-attr]
 
     def test_resetOnlyImported(self) -> None:
         """reset_password touches the imported instances only."""
-        self.docs.import_instances([instanceDoc("b")])
-        self.docs.set_password("a", "pa")
-        self.docs.set_password("b", "pb")
-        self.docs.import_instances([instanceDoc("b")], reset_password=True)
-        self.assertEqual((self.docs.get("a").password, self.docs.get("b").password), ("pa", None))  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(B)])
+        self.docs.set_password(A, "pa")
+        self.docs.set_password(B, "pb")
+        self.docs.import_instances([instanceDoc(B)], reset_password=True)
+        self.assertEqual((self.docs.get(A).password, self.docs.get(B).password), ("pa", None))  # type: ignore[union-attr]
 
 
 class AddressTests(DocumentsTestsMixin, SynchronousTestCase):
@@ -285,66 +292,66 @@ class AddressTests(DocumentsTestsMixin, SynchronousTestCase):
 
     def test_byAddress(self) -> None:
         """An instance is found by each of its fixed IPs, and only by those."""
-        doc = instanceDoc("a", "10.0.0.5")
+        doc = instanceDoc(A, "10.0.0.5")
         doc["nics"].append({"mac": "fa:16:3e:00:00:02", "fixed_ips": [{"ip": "fd00::0005"}]})
-        self.docs.import_instances([doc, instanceDoc("b", "10.0.0.6")])
-        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), ["a"])
-        self.assertEqual(self.docs.uuids_by_address("fd00::5"), ["a"])
-        self.assertEqual(self.docs.uuids_by_address("FD00:0:0::5"), ["a"])
-        self.assertEqual(self.docs.uuids_by_address(" 10.0.0.6 "), ["b"])
+        self.docs.import_instances([doc, instanceDoc(B, "10.0.0.6")])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [A])
+        self.assertEqual(self.docs.uuids_by_address("fd00::5"), [A])
+        self.assertEqual(self.docs.uuids_by_address("FD00:0:0::5"), [A])
+        self.assertEqual(self.docs.uuids_by_address(" 10.0.0.6 "), [B])
         self.assertEqual(self.docs.uuids_by_address("10.0.0.7"), [])
 
     def test_ipv4Mapped(self) -> None:
         """An IPv4-mapped IPv6 address (a dual-stack socket's view) finds the IPv4 fixed IP."""
-        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
-        self.assertEqual(self.docs.uuids_by_address("::ffff:10.0.0.5"), ["a"])
+        self.docs.import_instances([instanceDoc(A, "10.0.0.5")])
+        self.assertEqual(self.docs.uuids_by_address("::ffff:10.0.0.5"), [A])
 
     def test_text_kept_lookups_by_any_spelling(self) -> None:
         """A fixed IP is kept as written (Nova passes Neutron's text on) and found by any spelling of it."""
-        self.docs.import_instances([instanceDoc("a", "FD00:0:0::0005")])
-        self.assertEqual(self.docs.get("a").instance().fixed_ips()[0].ip, "FD00:0:0::0005")  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A, "FD00:0:0::0005")])
+        self.assertEqual(self.docs.get(A).instance().fixed_ips()[0].ip, "FD00:0:0::0005")  # type: ignore[union-attr]
         for spelling in ("fd00::5", "FD00::0:5", "fd00:0000:0000:0000:0000:0000:0000:0005"):
-            self.assertEqual(self.docs.uuids_by_address(spelling), ["a"], spelling)
-        self.assertEqual(self.docs.ports_by_network_ip(["net-a"], "fd00::5"), [("a", "proj")])
+            self.assertEqual(self.docs.uuids_by_address(spelling), [A], spelling)
+        self.assertEqual(self.docs.ports_by_network_ip(["net-a"], "fd00::5"), [(A, "proj")])
 
     def test_garbage(self) -> None:
         """Input that is not an address finds nothing instead of failing."""
-        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
+        self.docs.import_instances([instanceDoc(A, "10.0.0.5")])
         for garbage in ("", "10.0.0.256", "not-an-ip", "10.0.0.5; DROP TABLE ports", "10.0.0.5/32", None, 167772165):
             self.assertEqual(self.docs.uuids_by_address(garbage), [], garbage)  # type: ignore[arg-type]
-        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), ["a"])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [A])
 
     def test_sameIpTwoNetworks(self) -> None:
         """Two instances with the same IP on different networks are both found."""
-        self.docs.import_instances([instanceDoc("b", "10.0.0.5", "net-b"), instanceDoc("a", "10.0.0.5", "net-a")])
-        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), ["a", "b"])
+        self.docs.import_instances([instanceDoc(B, "10.0.0.5", "net-b"), instanceDoc(A, "10.0.0.5", "net-a")])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [A, B])
 
     def test_reimportMovesPorts(self) -> None:
         """A re-import with another IP drops the old address."""
-        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
-        self.docs.import_instances([instanceDoc("a", "10.0.0.9")])
+        self.docs.import_instances([instanceDoc(A, "10.0.0.5")])
+        self.docs.import_instances([instanceDoc(A, "10.0.0.9")])
         self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [])
-        self.assertEqual(self.docs.uuids_by_address("10.0.0.9"), ["a"])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.9"), [A])
 
     def test_delete(self) -> None:
         """delete removes the instance and its ports; deleting again reports False."""
-        self.docs.import_instances([instanceDoc("a", "10.0.0.5"), instanceDoc("b", "10.0.0.6")])
-        self.assertIs(self.docs.delete_instance("a"), True)
-        self.assertIsNone(self.docs.get("a"))
+        self.docs.import_instances([instanceDoc(A, "10.0.0.5"), instanceDoc(B, "10.0.0.6")])
+        self.assertIs(self.docs.delete_instance(A), True)
+        self.assertIsNone(self.docs.get(A))
         self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [])
-        self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), ["b"])
-        self.assertIs(self.docs.delete_instance("a"), False)
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), [B])
+        self.assertIs(self.docs.delete_instance(A), False)
         conn = sqlite3.connect(self.path)
         self.addCleanup(conn.close)
-        self.assertEqual(conn.execute("SELECT COUNT(*) FROM ports WHERE uuid = 'a'").fetchone()[0], 0)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM ports WHERE uuid = ?", (A,)).fetchone()[0], 0)
 
     def test_deleteAndReimportKeepsEc2Id(self) -> None:
         """An instance deleted and imported again gets its old EC2 id back."""
-        self.docs.import_instances([instanceDoc("a")])
-        first = self.docs.get("a").document["ec2_ids"]["instance"]  # type: ignore[union-attr]
-        self.docs.delete_instance("a")
-        self.docs.import_instances([instanceDoc("b"), instanceDoc("a")])
-        self.assertEqual(self.docs.get("a").document["ec2_ids"]["instance"], first)  # type: ignore[union-attr]
+        self.docs.import_instances([instanceDoc(A)])
+        first = self.docs.get(A).document["ec2_ids"]["instance"]  # type: ignore[union-attr]
+        self.docs.delete_instance(A)
+        self.docs.import_instances([instanceDoc(B), instanceDoc(A)])
+        self.assertEqual(self.docs.get(A).document["ec2_ids"]["instance"], first)  # type: ignore[union-attr]
 
 
 class RouterTests(DocumentsTestsMixin, SynchronousTestCase):
@@ -390,21 +397,21 @@ class SharedFileTests(SynchronousTestCase):
         reader = SQLiteDocuments(path)
         writer = SQLiteDocuments(path)
         self.assertEqual(reader.uuids_by_address("10.0.0.5"), [])
-        writer.import_instances([instanceDoc("a", "10.0.0.5")])
-        self.assertEqual(reader.uuids_by_address("10.0.0.5"), ["a"])
-        self.assertIs(reader.set_password("a", "p"), True)
-        self.assertEqual(writer.get("a").password, "p")  # type: ignore[union-attr]
-        writer.delete_instance("a")
-        self.assertIsNone(reader.get("a"))
+        writer.import_instances([instanceDoc(A, "10.0.0.5")])
+        self.assertEqual(reader.uuids_by_address("10.0.0.5"), [A])
+        self.assertIs(reader.set_password(A, "p"), True)
+        self.assertEqual(writer.get(A).password, "p")  # type: ignore[union-attr]
+        writer.delete_instance(A)
+        self.assertIsNone(reader.get(A))
 
     def test_openConnectionSeesWrites(self) -> None:
         """A reader whose own connection was open during the write still reads the new data."""
         path = os.path.join(self.mktemp(), "shared.sqlite")
-        SQLiteDocuments(path).import_instances([instanceDoc("a")])
+        SQLiteDocuments(path).import_instances([instanceDoc(A)])
         held = SQLiteDocuments(path).connect()
         self.addCleanup(held.close)
         self.assertEqual(held.execute("SELECT COUNT(*) FROM instances").fetchone()[0], 1)
-        SQLiteDocuments(path).import_instances([instanceDoc("b")])
+        SQLiteDocuments(path).import_instances([instanceDoc(B)])
         self.assertEqual(held.execute("SELECT COUNT(*) FROM instances").fetchone()[0], 2)
 
 
@@ -418,7 +425,7 @@ class KeptConnectionTests(SynchronousTestCase):
         self.path = os.path.join(self.mktemp(), "kept.sqlite")
         self.docs = SQLiteDocuments(self.path)
         self.addCleanup(self.docs.close)
-        self.docs.import_instances([instanceDoc("a", "10.0.0.5"), instanceDoc("b", "10.0.0.6")])
+        self.docs.import_instances([instanceDoc(A, "10.0.0.5"), instanceDoc(B, "10.0.0.6")])
 
     def test_connectionsKept(self) -> None:
         """Many reads and writes in one thread open one connection."""
@@ -431,21 +438,21 @@ class KeptConnectionTests(SynchronousTestCase):
 
         self.patch(sqlite3, "connect", counting)
         for _ in range(10):
-            self.assertEqual(self.docs.get("a").document["uuid"], "a")  # type: ignore[union-attr]
-            self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), ["b"])
+            self.assertEqual(self.docs.get(A).document["uuid"], A)  # type: ignore[union-attr]
+            self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), [B])
             self.assertEqual(len(self.docs.list_instances()), 2)
-        self.docs.set_password("a", "pw")
-        self.docs.import_instances([instanceDoc("c")])
+        self.docs.set_password(A, "pw")
+        self.docs.import_instances([instanceDoc(C)])
         self.assertLessEqual(len(opened), 1)
 
     def test_noReadTransactionLeftOpen(self) -> None:
         """After a read, another writer's commit is seen, and a full checkpoint is not blocked by us."""
-        self.assertIsNone(self.docs.get("c"))
+        self.assertIsNone(self.docs.get(C))
         self.assertEqual(len(self.docs.list_instances()), 2)
         other = SQLiteDocuments(self.path)
         self.addCleanup(other.close)
-        other.import_instances([instanceDoc("c", "10.0.0.7")])
-        self.assertEqual(self.docs.uuids_by_address("10.0.0.7"), ["c"])
+        other.import_instances([instanceDoc(C, "10.0.0.7")])
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.7"), [C])
         conn = sqlite3.connect(self.path)
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0], 0)  # 0: not blocked by a reader
@@ -457,13 +464,13 @@ class KeptConnectionTests(SynchronousTestCase):
             raise RuntimeError("query failed")
 
         self.assertRaises(RuntimeError, self.docs._read, failing)
-        SQLiteDocuments(self.path).import_instances([instanceDoc("d")])
-        self.assertIsNotNone(self.docs.get("d"))
+        SQLiteDocuments(self.path).import_instances([instanceDoc(D)])
+        self.assertIsNotNone(self.docs.get(D))
 
     def test_close(self) -> None:
         """close() closes the kept connections; a later call opens a new one."""
         self.docs.close()
-        self.assertEqual(self.docs.get("a").document["uuid"], "a")  # type: ignore[union-attr]
+        self.assertEqual(self.docs.get(A).document["uuid"], A)  # type: ignore[union-attr]
 
 
 class FullDiskTests(SynchronousTestCase):
@@ -490,7 +497,7 @@ class FullDiskTests(SynchronousTestCase):
         self.path = os.path.join(self.mountpoint, "state", "mdsvc.sqlite")
         self.docs = SQLiteDocuments(self.path)
         self.addCleanup(self.docs.close)
-        self.uuids = [f"full-{i}" for i in range(self.COUNT)]
+        self.uuids = [f"00000000-0000-4000-8000-{i:012x}" for i in range(self.COUNT)]
         self.docs.import_instances(
             [instanceDoc(u, f"10.0.1.{i + 1}", user_data=base64.b64encode(b"#cloud-config\n" * 20).decode())
              for i, u in enumerate(self.uuids)]
@@ -540,10 +547,10 @@ class FullDiskTests(SynchronousTestCase):
 
     def test_writeFailsReadsGoOn(self) -> None:
         """A write fails with an error and changes nothing; reads go on working."""
-        big = [instanceDoc(f"new-{i}", metadata={"k": "v" * 200}) for i in range(200)]
+        big = [instanceDoc(f"11111111-0000-4000-8000-{i:012x}", metadata={"k": "v" * 200}) for i in range(200)]
         e = self.assertRaises(sqlite3.OperationalError, self.docs.import_instances, big)
         self.assertIn("full", str(e))
-        self.assertIsNone(self.docs.get("new-0"))
+        self.assertIsNone(self.docs.get("11111111-0000-4000-8000-000000000000"))
         for uuid in self.uuids:
             self.assertEqual(self.docs.get(uuid).document["uuid"], uuid)  # type: ignore[union-attr]
 
@@ -603,7 +610,7 @@ class InstanceStoreTests(SynchronousTestCase):
         self.documents = SQLiteDocuments(path)
         self.store = SQLiteInstanceStore(self.documents, synchronous)
         self.documents.import_instances(
-            [instanceDoc("a", "10.0.0.5"), instanceDoc("b", "10.0.0.7", "net-1"), instanceDoc("c", "10.0.0.7", "net-2")]
+            [instanceDoc(A, "10.0.0.5"), instanceDoc(B, "10.0.0.7", "net-1"), instanceDoc(C, "10.0.0.7", "net-2")]
         )
 
     def test_interface(self) -> None:
@@ -613,16 +620,16 @@ class InstanceStoreTests(SynchronousTestCase):
     def test_by_provider(self) -> None:
         """A provider is a router document: ports with the address in its networks, or None for none."""
         self.documents.import_routers([{"id": "edge-x", "networks": ["net-1", "net-2"]}, {"id": "empty", "networks": []}])
-        self.assertEqual(self.successResultOf(self.store.by_provider("edge-x", "10.0.0.7")), [("b", "proj"), ("c", "proj")])
+        self.assertEqual(self.successResultOf(self.store.by_provider("edge-x", "10.0.0.7")), [(B, "proj"), (C, "proj")])
         self.assertEqual(self.successResultOf(self.store.by_provider("edge-x", "10.0.0.9")), [])
         self.assertIsNone(self.successResultOf(self.store.by_provider("empty", "10.0.0.7")))
         self.assertIsNone(self.successResultOf(self.store.by_provider("nope", "10.0.0.7")))
 
     def test_get(self) -> None:
         """get fires with the Instance."""
-        instance = self.successResultOf(self.store.get("a"))
+        instance = self.successResultOf(self.store.get(A))
         self.assertIsInstance(instance, Instance)
-        self.assertEqual((instance.uuid, instance.name, instance.fixed_ips()[0].ip), ("a", "vm-a", "10.0.0.5"))
+        self.assertEqual((instance.uuid, instance.name, instance.fixed_ips()[0].ip), (A, "vm-a", "10.0.0.5"))
 
     def test_getUnknown(self) -> None:
         """get of an unknown uuid fires with None."""
@@ -630,8 +637,8 @@ class InstanceStoreTests(SynchronousTestCase):
 
     def test_byAddress(self) -> None:
         """by_address fires with the one instance holding the address."""
-        self.assertEqual(self.successResultOf(self.store.by_address("10.0.0.5")).uuid, "a")
-        self.assertEqual(self.successResultOf(self.store.by_address("::ffff:10.0.0.5")).uuid, "a")
+        self.assertEqual(self.successResultOf(self.store.by_address("10.0.0.5")).uuid, A)
+        self.assertEqual(self.successResultOf(self.store.by_address("::ffff:10.0.0.5")).uuid, A)
 
     def test_byAddressNone(self) -> None:
         """by_address of an unknown or invalid address fires with None."""
@@ -641,21 +648,21 @@ class InstanceStoreTests(SynchronousTestCase):
     def test_byAddressAmbiguous(self) -> None:
         """by_address fails with AmbiguousAddress naming the address and every uuid."""
         failure = self.failureResultOf(self.store.by_address("10.0.0.7"), AmbiguousAddress)
-        self.assertEqual(failure.value.args, ("10.0.0.7", ["b", "c"]))
+        self.assertEqual(failure.value.args, ("10.0.0.7", [B, C]))
 
     def test_setPassword(self) -> None:
         """set_password fires True, then False; an unknown instance fails with KeyError."""
-        self.assertIs(self.successResultOf(self.store.set_password("a", "pw")), True)
-        self.assertIs(self.successResultOf(self.store.set_password("a", "other")), False)
-        self.assertEqual(self.successResultOf(self.store.get("a")).password, "pw")
+        self.assertIs(self.successResultOf(self.store.set_password(A, "pw")), True)
+        self.assertIs(self.successResultOf(self.store.set_password(A, "other")), False)
+        self.assertEqual(self.successResultOf(self.store.get(A)).password, "pw")
         self.failureResultOf(self.store.set_password("zzz", "pw"), KeyError)
 
     def test_instanceEqualsDocument(self) -> None:
         """The Instance of the store is the document's, with what the store assigned."""
-        row = self.documents.get("a")
+        row = self.documents.get(A)
         assert row is not None
         expected = instance_from_document(row.document)
-        self.assertEqual(self.successResultOf(self.store.get("a")), expected)
+        self.assertEqual(self.successResultOf(self.store.get(A)), expected)
         self.assertTrue(re.match(r"^r-[0-9a-z]{8}$", expected.reservation_id or ""))
 
 
@@ -665,7 +672,7 @@ class ThreadedStoreTests(TestCase):
     def test_inThreads(self) -> None:
         """Queries run in the reactor's threads and their results arrive in the reactor thread."""
         path = os.path.join(self.mktemp(), "threads.sqlite")
-        SQLiteDocuments(path).import_instances([instanceDoc("a", "10.0.0.5")])
+        SQLiteDocuments(path).import_instances([instanceDoc(A, "10.0.0.5")])
         store = SQLiteInstanceStore.in_threads(path, reactor)
         verifyObject(IInstanceStore, store)
 
@@ -673,12 +680,12 @@ class ThreadedStoreTests(TestCase):
 
         def check(instance: Instance | None) -> Deferred[bool]:
             assert instance is not None
-            self.assertEqual(instance.uuid, "a")
-            return store.set_password("a", "threaded")
+            self.assertEqual(instance.uuid, A)
+            return store.set_password(A, "threaded")
 
         def checkPassword(stored: bool) -> Deferred[Instance | None]:
             self.assertIs(stored, True)
-            return store.get("a")
+            return store.get(A)
 
         def checkGet(instance: Instance | None) -> None:
             assert instance is not None
@@ -692,16 +699,57 @@ class ThreadedStoreTests(TestCase):
     def test_openStore(self) -> None:
         """
         open_store builds a threaded store from an sqlite: URL, a database server's from its URL
-        (here one whose driver is missing: one line saying so), and refuses other kinds.
+        (here one whose driver is missing: one line saying so), and refuses other kinds, listing
+        those available.
         """
         path = os.path.join(self.mktemp(), "url.sqlite")
-        SQLiteDocuments(path).import_instances([instanceDoc("u")])
+        SQLiteDocuments(path).import_instances([instanceDoc(U)])
         store = open_store(f"sqlite:{path}", reactor)
-        e = self.assertRaises(ValueError, open_store, "redis://x", reactor)
-        self.assertEqual(str(e), "unknown store kind 'redis' (allowed: sqlite:PATH, postgresql://..., mysql+pymysql://...)")
+        self.assertIsInstance(store, SQLiteInstanceStore)
+        e = self.assertRaises(ValueError, open_store, "redis://x", reactor, plugins=[])
+        self.assertEqual(str(e), "unknown instance store 'redis' (available: sqlite:PATH, postgresql://..., mysql+pymysql://..., "
+                                 "nova)")
         e = self.assertRaises(ValueError, open_store, "mysql+nosuchdriver://u:secret@x/db", reactor)
         self.assertTrue(str(e).startswith("no driver for mysql+nosuchdriver://u:***@x/db"), str(e))
-        return store.get("u").addCallback(lambda instance: self.assertEqual(instance.uuid, "u"))
+        e = self.assertRaises(ValueError, open_store, "mysql:x", reactor)
+        self.assertEqual(str(e), "store = mysql: allowed: mysql://USER:PASSWORD@HOST/DB")
+        e = self.assertRaises(ValueError, open_store, "nova:x", reactor)
+        self.assertIn("store = nova takes no argument", str(e))
+        e = self.assertRaises(ValueError, open_store, "sqlite:", reactor)
+        self.assertEqual(str(e), "store = sqlite:PATH needs a file path")
+        return store.get(U).addCallback(lambda instance: self.assertEqual(instance.uuid, U))
+
+    def test_openDatabaseServerStore(self) -> None:
+        """
+        A database server's URL opens mdsvc's documents there through the same threaded store
+        (connecting at the first query, not here).
+        """
+        from mdsvc.store.sql import SQLDocuments
+
+        for url in ("postgresql://mdsvc:secret@127.0.0.1:1/mdsvc", "mysql+pymysql://mdsvc:secret@127.0.0.1:1/mdsvc"):
+            store = open_store(url, reactor)
+            self.assertIsInstance(store, SQLiteInstanceStore)
+            documents = store.documents  # type: ignore[attr-defined]
+            self.assertIsInstance(documents, SQLDocuments)
+            self.assertEqual(documents.url, url)
+            self.assertNotIn("secret", documents.path)
+            documents.close()
+
+    def test_factory_interface(self) -> None:
+        """The built-in stores are opened through the same interface as a vendor's."""
+        from mdsvc.store import store_factory
+        from mdsvc.store.nova import NovaStoreFactory
+        from mdsvc.store.sql import SQLStoreFactory
+
+        self.assertTrue(verifyObject(IInstanceStoreFactory, SQLiteStoreFactory()))
+        self.assertTrue(verifyObject(IInstanceStoreFactory, SQLStoreFactory("postgresql")))
+        self.assertTrue(verifyObject(IInstanceStoreFactory, NovaStoreFactory()))
+        for url, kind, name in (("sqlite:/x", SQLiteStoreFactory, "sqlite"), ("nova", NovaStoreFactory, "nova"),
+                                ("postgresql://u@h/d", SQLStoreFactory, "postgresql"),
+                                ("mysql+pymysql://u@h/d", SQLStoreFactory, "mysql+pymysql")):
+            factory = store_factory(url, plugins=[])
+            self.assertIsInstance(factory, kind)
+            self.assertEqual(factory.name, name)
 
 
 class StoredDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
@@ -709,7 +757,7 @@ class StoredDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
 
     def test_documentIsJson(self) -> None:
         """The stored document is JSON without the password, which lives in its own column."""
-        self.docs.import_instances([instanceDoc("a", password="pw")])
+        self.docs.import_instances([instanceDoc(A, password="pw")])
         conn = sqlite3.connect(self.path)
         self.addCleanup(conn.close)
         document, password, project = conn.execute("SELECT document, password, project_id FROM instances").fetchone()
@@ -722,14 +770,14 @@ class OlderDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
 
     def test_storedBeforeStricterRules(self) -> None:
         """A stored document that today's import would refuse (empty hostname) still reads back."""
-        self.docs.import_instances([instanceDoc("a", "10.0.0.5")])
+        self.docs.import_instances([instanceDoc(A, "10.0.0.5")])
         conn = sqlite3.connect(self.path)
         self.addCleanup(conn.close)
         with conn:
-            conn.execute("UPDATE instances SET document = ? WHERE uuid = 'a'", (json.dumps(dict(instanceDoc("a", "10.0.0.5"), hostname="")),))
+            conn.execute("UPDATE instances SET document = ? WHERE uuid = ?", (json.dumps(dict(instanceDoc(A, "10.0.0.5"), hostname="")), A))
         store = SQLiteInstanceStore(self.docs, synchronous)
         self.assertEqual(self.successResultOf(store.by_address("10.0.0.5")).hostname, "")
-        self.assertRaises(DocumentError, self.docs.import_instances, [self.docs.get("a").document])  # type: ignore[union-attr]
+        self.assertRaises(DocumentError, self.docs.import_instances, [self.docs.get(A).document])  # type: ignore[union-attr]
 
 
 class ExplicitEc2IdTests(DocumentsTestsMixin, SynchronousTestCase):
@@ -737,28 +785,28 @@ class ExplicitEc2IdTests(DocumentsTestsMixin, SynchronousTestCase):
 
     def test_automatic_ids_skip_explicit_ones(self) -> None:
         """After an instance with explicit id 5, automatic ids start above it."""
-        self.docs.import_instances([dict(instanceDoc("a"), ec2_ids={"instance": 5})])
-        self.docs.import_instances([instanceDoc("b")])
-        ids = {u: self.docs.get(u).instance().ec2_instance_id for u in ("a", "b")}  # type: ignore[union-attr]
-        self.assertEqual(ids["a"], 5)
-        self.assertGreater(ids["b"], 5)
+        self.docs.import_instances([dict(instanceDoc(A), ec2_ids={"instance": 5})])
+        self.docs.import_instances([instanceDoc(B)])
+        ids = {u: self.docs.get(u).instance().ec2_instance_id for u in (A, B)}  # type: ignore[union-attr]
+        self.assertEqual(ids[A], 5)
+        self.assertGreater(ids[B], 5)
 
     def test_conflicting_explicit_id(self) -> None:
         """Two instances cannot share an explicit EC2 id; the second import writes nothing."""
-        self.docs.import_instances([dict(instanceDoc("a"), ec2_ids={"instance": 5})])
-        e = self.assertRaises(DocumentError, self.docs.import_instances, [dict(instanceDoc("b"), ec2_ids={"instance": 5})])
-        self.assertEqual(str(e), "ec2_ids.instance: 5 is already the EC2 id of instance a")
-        self.assertIsNone(self.docs.get("b"))
+        self.docs.import_instances([dict(instanceDoc(A), ec2_ids={"instance": 5})])
+        e = self.assertRaises(DocumentError, self.docs.import_instances, [dict(instanceDoc(B), ec2_ids={"instance": 5})])
+        self.assertEqual(str(e), f"ec2_ids.instance: 5 is already the EC2 id of instance {A}")
+        self.assertIsNone(self.docs.get(B))
 
     def test_explicit_image_id_reserved(self) -> None:
         """An explicit image id is not handed to another image automatically."""
-        self.docs.import_instances([dict(instanceDoc("a"), image_id="img-a", ec2_ids={"images": {"img-a": 1}})])
-        self.docs.import_instances([dict(instanceDoc("b"), image_id="img-b")])
-        self.assertNotEqual(self.docs.get("b").instance().ec2_image_ids["img-b"], 1)  # type: ignore[union-attr]
+        self.docs.import_instances([dict(instanceDoc(A), image_id="img-a", ec2_ids={"images": {"img-a": 1}})])
+        self.docs.import_instances([dict(instanceDoc(B), image_id="img-b")])
+        self.assertNotEqual(self.docs.get(B).instance().ec2_image_ids["img-b"], 1)  # type: ignore[union-attr]
 
     def test_deleted_instance_id_reusable(self) -> None:
         """The explicit id of a deleted instance may be given to a new one."""
-        self.docs.import_instances([dict(instanceDoc("a"), ec2_ids={"instance": 5})])
-        self.docs.delete_instance("a")
-        self.docs.import_instances([dict(instanceDoc("b"), ec2_ids={"instance": 5})])
-        self.assertEqual(self.docs.get("b").instance().ec2_instance_id, 5)  # type: ignore[union-attr]
+        self.docs.import_instances([dict(instanceDoc(A), ec2_ids={"instance": 5})])
+        self.docs.delete_instance(A)
+        self.docs.import_instances([dict(instanceDoc(B), ec2_ids={"instance": 5})])
+        self.assertEqual(self.docs.get(B).instance().ec2_instance_id, 5)  # type: ignore[union-attr]

@@ -33,7 +33,7 @@ def mode(path: str) -> int:
 
 def instanceDocs(count: int) -> list[dict[str, Any]]:
     """Documents big enough to fill several pages of the store."""
-    return [{"uuid": f"u{i}", "metadata": {"k": "x" * 200}, "nics": [{"fixed_ips": [{"ip": f"10.0.{i // 250}.{i % 250 + 1}"}]}]}
+    return [{"uuid": f"00000000-0000-4000-8000-{i:012x}", "metadata": {"k": "x" * 200}, "nics": [{"fixed_ips": [{"ip": f"10.0.{i // 250}.{i % 250 + 1}"}]}]}
             for i in range(count)]
 
 
@@ -292,7 +292,7 @@ class CorruptionTests(StartupTestsMixin, SynchronousTestCase):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
         doc = os.path.join(self.dir, "doc.json")
         with open(doc, "w") as f:
-            json.dump({"uuid": "new-1"}, f)
+            json.dump({"uuid": "0e0e0e0e-0000-4000-8000-000000000001"}, f)
         result = subprocess.run([*command, "--config", config, "instance", "import", doc],
                                 capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
         self.assertEqual((result.returncode, result.stdout), (1, ""))

@@ -6,15 +6,16 @@ import os
 import runpy
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, IServiceMaker, MultiService
 from twisted.internet.testing import MemoryReactorClock
-from twisted.plugin import IPlugin, getPlugins
+from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.store.demo import DemoSeed, demo_document
 from mdsvc.store.sqlite import SQLiteDocuments
 from mdsvc.tap import ROLES, SERVICES_BY_ROLE, Options, makeService
+from tests.vendor_plugins import install_test_plugins
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,8 +113,106 @@ class OptionsTests(SynchronousTestCase):
         """An unknown lookup backend stops startup in the options, with one line listing those available."""
         path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nlookup = nosuch:thing\n")
         e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "network-node", "--config", path])
-        self.assertTrue(str(e).startswith(f"mdsvc: {path}: unknown lookup backend 'nosuch:thing' (available: store, neutron"), str(e))
+        self.assertTrue(str(e).startswith(f"mdsvc: {path}:4: [mdsvc] lookup: unknown lookup backend 'nosuch:thing' (available: store, neutron"),
+                        str(e))
         self.assertNotIn("\n", str(e))
+
+    def test_plugin_names_accepted(self) -> None:
+        """
+        A store and a vendordata provider that installed plugins have (tests/plugin_root, outside
+        the package) are accepted by name.
+        """
+        install_test_plugins(self)
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = teststore:/srv/instances.json\n"
+                           "[api]\nvendordata_providers = StaticJSON, TestVendor\n")
+        options = Options()
+        options.parseOptions(["--role", "api", "--config", path])
+        self.assertEqual((options["parsed"].store, options["parsed"].api.vendordata_providers),
+                         ("teststore:/srv/instances.json", ("StaticJSON", "TestVendor")))
+
+    def test_unknown_plugin_names_one_line(self) -> None:
+        """
+        A store or vendordata provider no installed plugin has stops startup with one line naming
+        the file, line and option, and listing the names available (the plugins' too).
+        """
+        install_test_plugins(self)
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[api]\nvendordata_providers = StaticJSON, Nope\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertEqual(str(e), f"mdsvc: {path}:4: [api] vendordata_providers: unknown vendordata provider 'Nope' "
+                                 "(available: StaticJSON, DynamicJSON, TestVendor)")
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\n\nstore = redis://db/0\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "all-in-one", "--config", path])
+        self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] store: unknown instance store 'redis' (available: sqlite:PATH, postgresql://..., mysql+pymysql://..., nova, "
+                                 "teststore:ARG)")
+
+    def test_plugin_names_checked_for_their_roles(self) -> None:
+        """
+        The proxy role opens neither store nor vendordata providers, and the agent role opens the
+        store only for lookup = store: names they do not use do not stop them.
+        """
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = nosuch:x\nlookup = static:/srv/ports.json\n"
+                           "[api]\nvendordata_providers = Nope\n")
+        for role in ("proxy", "agent"):
+            Options().parseOptions(["--role", role, "--config", path])
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertIn(f"{path}:4: [mdsvc] store: unknown instance store 'nosuch'", str(e))
+
+    def test_embedded_store_features_refused_on_plugin_store(self) -> None:
+        """
+        What only mdsvc's own document stores do, asked of a plugin's store or of Nova's
+        databases, is one line naming the option that asks it: lookup = store (the agent reads
+        the documents) and the demo (imported into them).
+        """
+        install_test_plugins(self)
+        own = "mdsvc's own document store (sqlite:PATH or a database server's URL)"
+        for store in ("teststore:/srv/i.json", "nova"):
+            path = self.config(f"[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = {store}\nlookup = store\n")
+            e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "agent", "--config", path])
+            self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] lookup: lookup = store reads {own}, not store = {store}")
+            path = self.config(f"[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = {store}\ndemo = true\n")
+            e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+            self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] demo: the demo instance is imported into {own}, "
+                                     f"not into store = {store}")
+
+    def test_document_store_features_on_database_server(self) -> None:
+        """
+        lookup = store and the demo work on mdsvc's document store on a database server as on
+        sqlite: the startup checks take them (without connecting), and the api role seeds the
+        demo into the server's documents.
+        """
+        url = "postgresql://mdsvc:secret@127.0.0.1:1/mdsvc"
+        path = self.config(f"[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = {url}\nlookup = store\ndemo = true\n")
+        for role in ("agent", "network-node", "api", "all-in-one"):
+            options = Options()
+            options.parseOptions(["--role", role, "--config", path])
+            self.assertEqual(options["parsed"].store, url)
+        options = Options()
+        options.parseOptions(["--role", "api", "--config", path])
+        top = makeService(options, reactor=MemoryReactorClock())
+        seeds = [s for s in services(top) if isinstance(s, DemoSeed)]
+        self.assertEqual(len(seeds), 1)
+        from mdsvc.store.sql import SQLDocuments
+
+        self.assertIsInstance(seeds[0].documents, SQLDocuments)
+        seeds[0].documents.close()
+
+    def test_database_server_driver_checked(self) -> None:
+        """A database server's URL without its driver stops the roles that open the store, one line, the password masked."""
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = mysql+nosuchdriver://mdsvc:secret@db/mdsvc\n")
+        e = str(self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path]))
+        self.assertTrue(e.startswith(f"mdsvc: {path}:4: [mdsvc] store: no driver for mysql+nosuchdriver://mdsvc:***@db/mdsvc"), e)
+        self.assertNotIn("secret", e)
+        Options().parseOptions(["--role", "proxy", "--config", path])
+
+    def test_nova_store_needs_its_databases(self) -> None:
+        """store = nova without [api_database] connection stops the api role with one line naming the option's line."""
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = nova\n")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+        self.assertEqual(str(e), f"mdsvc: {path}:4: [mdsvc] store: store = nova needs [api_database] connection (or [api] "
+                                 "local_metadata_per_cell = true with [database] connection)")
+        Options().parseOptions(["--role", "proxy", "--config", path])  # (the proxy does not open it)
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = nova\nlookup = neutron\n")
+        Options().parseOptions(["--role", "agent", "--config", path])  # (nor an agent that does not look up in it)
 
     def test_unknown_socket_user_is_usage_error(self) -> None:
         """A metadata_proxy_user that does not exist stops the agent's startup in the options."""
@@ -224,18 +323,18 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_bad_lookup_one_line(self) -> None:
         """
-        A lookup backend that only building finds unusable (lookup = store on a store that is
-        not sqlite) stops startup with one line: an exit, since twistd prints a traceback for a
-        UsageError raised by makeService.
+        A lookup backend that only building finds unusable (a CA file that cannot be read) stops
+        startup with one line: an exit, since twistd prints a traceback for a UsageError raised
+        by makeService.
         """
         state = os.path.abspath(self.mktemp())
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\nstore = vendor:thing\n")
+            f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\nlookup = neutron\n[neutron]\ncafile = {state}/missing.pem\n")
         options = Options()
         options.parseOptions(["--role", "agent", "--config", path])
         e = self.assertRaises(SystemExit, makeService, options, MemoryReactorClock())
-        self.assertEqual(e.code, f"mdsvc: {path}: lookup = store needs the sqlite instance store, not vendor:thing")
+        self.assertEqual(e.code, f"mdsvc: {path}: [neutron] cafile {state}/missing.pem: cannot read: No such file or directory")
 
 
 class PluginTests(SynchronousTestCase):
@@ -245,7 +344,7 @@ class PluginTests(SynchronousTestCase):
         """twistd finds the mdsvc ServiceMaker."""
         from twisted import plugins
 
-        names = [p.tapname for p in getPlugins(IPlugin, plugins) if hasattr(p, "tapname")]
+        names = [p.tapname for p in getPlugins(IServiceMaker, plugins)]
         self.assertIn("mdsvc", names)
 
     def test_tac_builds_same_tree(self) -> None:

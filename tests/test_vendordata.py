@@ -20,8 +20,9 @@ from mdsvc.interfaces import IVendordataProvider
 from mdsvc.model import instance_from_document
 from tests.test_api_resource import Harness, fixture
 
+UUID = "0d0e0f10-0000-4000-8000-000000000001"
 INSTANCE = instance_from_document({
-    "uuid": "u-1", "hostname": "web", "project_id": "p", "image_id": "img", "user_data": "aGVsbG8=",
+    "uuid": UUID, "hostname": "web", "project_id": "p", "image_id": "img", "user_data": "aGVsbG8=",
     "metadata": {"a": "b"}, "system_metadata": {"boot_roles": "admin,member"},
 })
 
@@ -125,7 +126,7 @@ class DynamicJSONTests(SynchronousTestCase):
         stub.flush()
         self.assertEqual(self.successResultOf(d), {"testing": {"a": 1}})
         _, headers, body = target.requests[0]
-        self.assertEqual(json.loads(body), {"project-id": "p", "instance-id": "u-1", "image-id": "img", "user-data": "aGVsbG8=",
+        self.assertEqual(json.loads(body), {"project-id": "p", "instance-id": UUID, "image-id": "img", "user-data": "aGVsbG8=",
                                             "hostname": "web", "metadata": {"a": "b"}, "boot-roles": "admin,member"})
         self.assertEqual(headers[b"User-Agent"], [b"openstack-nova-vendordata"])
         self.assertEqual(headers[b"Content-Type"], [b"application/json"])
@@ -167,7 +168,7 @@ class DynamicJSONTests(SynchronousTestCase):
         root.putChild(b"b", Target(body=b'{"w": 2}'))
         stub = StubTreq(root)
         h = Harness(self, providers=("StaticJSON", "DynamicJSON"))
-        h.app.dynamic["DynamicJSON"] = DynamicJSON(
+        h.app.built_providers["DynamicJSON"] = DynamicJSON(
             [("static", "http://vd/a"), ("hamster", "http://vd/b")], stub, h.clock)
         h.store.add(fixture())
         from tests.http import request, response

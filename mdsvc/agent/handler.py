@@ -36,7 +36,7 @@ from mdsvc.hop import (
     sign,
 )
 from mdsvc.http import HTTPResponse
-from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
+from mdsvc.interfaces import ICachingLookup, IInstanceLookup, LookupUnavailable
 from mdsvc.wire import UnsafeRequest, is_identifier, loggable
 
 MEMO_SIZE = 65536
@@ -50,7 +50,8 @@ RELAYED_ERRORS = {400, 403, 404, 409, 500, 502, 503, 504}
 @define
 class MetadataAgent:
     """
-    @ivar lookup: the instance-lookup backend (normally a caching one, with C{forget}).
+    @ivar lookup: the instance-lookup backend; when it is an L{ICachingLookup} (the lookup
+        cache), an API 404 makes the agent forget its answer and look the guest up once more.
     @ivar api: where signed requests go (L{mdsvc.agent.forwarder.APIForwarder} over HTTP, or
         the API in this process).
     @ivar limiter: None when rate limiting is off.
@@ -119,19 +120,34 @@ class MetadataAgent:
     async def _answer(self, request: GuestRequest) -> HTTPResponse:
         found = await self._lookup(request)
         response = await self._forward(request, found)
-        if response.code == 404 and hasattr(self.lookup, "forget"):
+        if response.code == 404 and ICachingLookup.providedBy(self.lookup):
             # The port may have moved to a new instance since it was cached (neutron spec §4):
             # look again, but forget the cached answer at most once per interval per guest, so
             # a guest asking for missing paths costs a cache hit, not a backend lookup each.
-            if self._may_forget(request, found[0]):
-                self.lookup.forget(request.address, request.network_id, request.router_id, request.mac)
-            again = await self._lookup(request)
+            # Unlike Neutron, which logs "The instance ... is not present anymore" for every
+            # 404, what is logged is what the fresh lookup found.
+            fresh = self._may_forget(request)
+            if fresh:
+                ICachingLookup(self.lookup).forget(request.address, request.network_id, request.router_id, request.mac)
+            try:
+                again = await self._lookup(request)
+            except HopError as e:
+                if fresh and e.code == 404:
+                    self._log.info("{ip}: instance {instance} is not present anymore (the metadata API does not know it, "
+                                   "and a fresh lookup finds no instance)", ip=request.address, instance=found[0])
+                raise
             if again != found:
+                self._log.info("{ip}: the metadata API does not know instance {instance}; the address now belongs to "
+                               "instance {now}: asking again for it", ip=request.address, instance=found[0], now=again[0])
                 response = await self._forward(request, again)
+            elif fresh:
+                self._log.debug("{method} {path}: 404 for instance {instance}, which a fresh lookup still finds: no such "
+                                "path", method=request.method.decode("latin-1"), path=loggable(request.target),
+                                instance=found[0])
         return self._relay(response)
 
-    def _may_forget(self, request: GuestRequest, instance: str) -> bool:
-        """Whether a 404 for this guest may drop its cached lookup now (logged when it does)."""
+    def _may_forget(self, request: GuestRequest) -> bool:
+        """Whether a 404 for this guest may drop its cached lookup now (once per C{relookup_interval})."""
         guest = (request.network_id, request.router_id, request.address, request.mac)
         now = self.clock.seconds()  # type: ignore[union-attr]
         last = self._forgotten.get(guest)
@@ -140,7 +156,6 @@ class MetadataAgent:
         if len(self._forgotten) >= MEMO_SIZE:
             self._forgotten = {k: t for k, t in self._forgotten.items() if now - t < self.relookup_interval}
         self._forgotten[guest] = now
-        self._log.info("The instance: {instance} is not present anymore, skipping cache...", instance=instance)
         return True
 
     async def _lookup(self, request: GuestRequest) -> tuple[str, str]:

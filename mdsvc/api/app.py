@@ -19,12 +19,13 @@ from twisted.python.failure import Failure
 
 from mdsvc.api.errors import MetadataError, not_found
 from mdsvc.api.identify import ByAddress, ByInstanceId, ByProvider, Identifier
+from mdsvc.api.injected import InterfacesTemplate
 from mdsvc.api.metadata import EC2_VERSION_LIST, HTML, JSON, TEXT, Answer, InstanceMetadata, Password, dumps, normalise_path
 from mdsvc.api.vendordata import StaticJSONFile, merge_vendordata
 from mdsvc.cache import ExpiringCache
 from mdsvc.hop import UNKNOWN_ERROR, error_response
 from mdsvc.http import HTTPResponse
-from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IVendordataProvider, StoreUnavailable
+from mdsvc.interfaces import AmbiguousAddress, ICache, IInstanceStore, IVendordataProvider, StoreUnavailable
 from mdsvc.limits import LogThrottle
 from mdsvc.model import Instance
 from mdsvc.wire import loggable
@@ -41,19 +42,24 @@ class MetadataApp:
     """
     Answers metadata requests for the instances of C{store}.
 
+    @ivar interfaces: with C{[DEFAULT] flat_injected}, the interfaces template rendered for each
+        instance (C{network_config}); None without.
     @ivar providers: C{vendordata_providers} in order; C{"StaticJSON"} reads C{static_file},
-        any other name is looked up in C{dynamic} (e.g. C{{"DynamicJSON": DynamicJSON(...)}}).
+        any other name is looked up in C{built_providers}.
+    @ivar built_providers: the L{IVendordataProvider}s of C{providers} by name (C{DynamicJSON}
+        and vendors' plugins: L{mdsvc.api.factory.build_vendordata_providers}).
     """
 
     store: IInstanceStore
     identifier: Identifier
     clock: IReactorTime
     dhcp_domain: str = "novalocal"
+    interfaces: InterfacesTemplate | None = None
     cache_ttl: float = 15
     static_file: StaticJSONFile = field(factory=lambda: StaticJSONFile(None))
     providers: tuple[str, ...] = ("StaticJSON",)
-    dynamic: dict[str, IVendordataProvider] = field(factory=dict)
-    cache: ExpiringCache = field(default=None)
+    built_providers: dict[str, IVendordataProvider] = field(factory=dict)
+    cache: ICache = field(default=None)
     _not_found_lines: LogThrottle = field(default=None, init=False, repr=False)
     _unavailable_lines: LogThrottle = field(default=None, init=False, repr=False)
     _day: tuple[float, float, str] = field(default=(0.0, 0.0, ""), init=False, repr=False)
@@ -78,7 +84,7 @@ class MetadataApp:
     def render(self, instance: Instance) -> InstanceMetadata:
         """A fresh render cache entry for C{instance} (StaticJSON data as of now)."""
         static = self.static_file.load() if "StaticJSON" in self.providers else None
-        return InstanceMetadata(instance, self.dhcp_domain, static)
+        return InstanceMetadata(instance, self.dhcp_domain, static, self.interfaces)
 
     def _load_uuid(self, key: Any) -> Deferred[InstanceMetadata | None]:
         _, uuid = key  # ("uuid", uuid)
@@ -273,8 +279,8 @@ class MetadataApp:
                 if static is not None and static.error is not None:
                     self._log.warn("vendor_data2.json of {uuid} without static data: {reason}", uuid=md.instance.uuid, reason=static.error)
                 parts.append((provider, {"static": static.data if static is not None and static.error is None else {}}))
-            elif provider in self.dynamic:
-                parts.append((provider, await self.dynamic[provider].vendordata(md.instance)))
+            elif provider in self.built_providers:
+                parts.append((provider, await self.built_providers[provider].vendordata(md.instance)))
         return dumps(merge_vendordata(parts, self._log))
 
     async def _password(self, method: bytes, md: InstanceMetadata, keys: tuple[Hashable, ...], body: bytes) -> Answer:

@@ -24,6 +24,7 @@ from attrs import define, field, frozen
 from mdsvc.api import openstack as ostack
 from mdsvc.api.ec2 import LOCAL_IPV4_FROM_REQUEST, ec2_meta_data
 from mdsvc.api.errors import MetadataError, not_found
+from mdsvc.api.injected import InterfacesTemplate
 from mdsvc.api.network_data import network_data
 from mdsvc.api.vendordata import StaticVendordata
 from mdsvc.api.versions import EC2_VERSIONS, GRIZZLY, HAVANA, NEWTON_TWO, ec2_version, openstack_listing, openstack_version
@@ -109,11 +110,15 @@ class InstanceMetadata:
 
     @ivar static_vendordata: the StaticJSON data as of this build, or None when StaticJSON is not
         among C{vendordata_providers}.
+    @ivar interfaces: with C{[DEFAULT] flat_injected}, the interfaces template to render
+        (C{network_config}, C{/openstack/content/0000}); None without.
     """
 
     instance: Instance
     dhcp_domain: str
     static_vendordata: StaticVendordata | None = None
+    interfaces: InterfacesTemplate | None = None
+    _content: dict[str, bytes] | None = field(default=None, init=False, repr=False)
     _ec2_trees: dict[str, dict[str, Any]] = field(factory=dict, init=False, repr=False)
     _meta_data: dict[str, bytes] = field(factory=dict, init=False, repr=False)
     _network_data: bytes | None = field(default=None, init=False, repr=False)
@@ -121,6 +126,22 @@ class InstanceMetadata:
     """Answers by path, for everything that is the same on every request of this entry."""
 
     # -- documents ----------------------------------------------------------------------------
+
+    def content(self) -> dict[str, bytes]:
+        """
+        C{/openstack/content/<key>} as the service has it: C{0000} the rendered interfaces
+        template when C{flat_injected} renders one, else nothing (injected files are on drives only).
+        """
+        if self._content is None:
+            rendered = self.interfaces.render(self.instance) if self.interfaces is not None else None
+            self._content = {} if rendered is None else {"0000": rendered.encode("utf-8")}
+        return self._content
+
+    def network_config(self) -> dict[str, str] | None:
+        """C{meta_data.json}'s C{network_config}: where the rendered template is, if there is one."""
+        if not self.content():
+            return None
+        return {"name": "network_config", "content_path": "/content/0000"}
 
     def ec2_tree(self, version: str) -> dict[str, Any]:
         """C{{"meta-data": ..., "user-data": ...}} of EC2 C{version} (may hold the local-ipv4 marker)."""
@@ -149,12 +170,15 @@ class InstanceMetadata:
         @param files: config drive only: the injected files' C{{"path", "content_path"}}.
         @param extra: config drive only: C{{"admin_pass": ...}}.
         """
+        network_config = self.network_config()
         if files or extra:
             # (meta_data embeds the seed only from GRIZZLY on)
-            return dumps(ostack.meta_data(self.instance, version, self.dhcp_domain, files=files, extra=extra, random_seed=seed()))
+            return dumps(ostack.meta_data(
+                self.instance, version, self.dhcp_domain, files=files, extra=extra, network_config=network_config, random_seed=seed(),
+            ))
         template = self._meta_data.get(version)
         if template is None:
-            template = dumps(ostack.meta_data(self.instance, version, self.dhcp_domain))
+            template = dumps(ostack.meta_data(self.instance, version, self.dhcp_domain, network_config=network_config))
             self._meta_data[version] = template
         if version >= GRIZZLY:
             return template.replace(_SEED_MARK, b'"' + seed().encode("ascii") + b'"', 1)
@@ -216,11 +240,18 @@ class InstanceMetadata:
             return _NEEDS_ADDRESS
         return Answer(render_value(node))
 
+    def _resolve_content(self, rest: tuple[str, ...]) -> Answer:
+        """C{/openstack/content/<key>}: no listing, nothing deeper (spec §2.4.9)."""
+        data = self.content().get(rest[0]) if len(rest) == 1 else None
+        if data is None:
+            raise not_found(f"no content {'/'.join(rest)!r} (injected files are only on config drives)")
+        return Answer(data, TEXT)
+
     def _resolve_openstack(self, rest: tuple[str, ...], today: str) -> Answer | Password | VendorData2:
         if not rest:
             return Answer(render_value(openstack_listing(today)))
         if rest[0] == "content":
-            raise not_found(f"no content {'/'.join(rest[1:])!r} (injected files are only on config drives)")
+            return self._resolve_content(rest[1:])
         version = openstack_version(rest[0])
         if version is None:
             raise not_found(f"unknown OpenStack version {rest[0]!r}")

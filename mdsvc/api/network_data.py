@@ -3,28 +3,44 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
-from mdsvc.model import FixedIp, Instance, Subnet
+from mdsvc.api.addresses import netmask_text, network_of, network_text, subnet_of
+from mdsvc.model import FixedIp, Instance, Nic, Subnet
 
 _KNOWN_VIF_TYPES = {"bridge", "dvs", "hw_veb", "hyperv", "ovs", "tap", "vhostuser", "vif"}
 
+SubnetIp = tuple[Subnet, FixedIp]
+"""A subnet of a port and the port's first fixed IP in it."""
 
-def _netmask(cidr: str | None, version: int) -> str:
-    if cidr is None:
-        return "255.255.255.255" if version == 4 else "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
-    return str(ipaddress.ip_network(cidr, strict=False).netmask)
+
+def port_subnets(nic: Nic) -> list[SubnetIp]:
+    """A port's subnets in order, each with its first fixed IP: Nova's network info of the port."""
+    subnets: dict[Any, SubnetIp] = {}
+    for fip in nic.fixed_ips:
+        subnets.setdefault(fip.subnet.id or fip.subnet, (fip.subnet, fip))
+    return list(subnets.values())
+
+
+def first_of_version(subnets: list[SubnetIp], version: int) -> SubnetIp | None:
+    """The first subnet of IP C{version} (Nova uses only the first of each version)."""
+    return next((pair for pair in subnets if pair[0].ip_version == version), None)
+
+
+def _netmask(subnet: Subnet, fip: FixedIp) -> str:
+    return netmask_text(subnet_of(subnet.cidr, fip.ip, subnet.ip_version))
 
 
 def _routes(subnet: Subnet) -> list[dict[str, str]]:
+    """The default route through the gateway, then the host routes; next hops as written, the
+    destinations' network and netmask as netaddr prints them."""
     routes = []
     if subnet.gateway:
         default = "0.0.0.0" if subnet.ip_version == 4 else "::"
         routes.append({"network": default, "netmask": default, "gateway": subnet.gateway})
     for destination, nexthop in subnet.routes:
-        net = ipaddress.ip_network(destination, strict=False)
-        routes.append({"network": str(net.network_address), "netmask": str(net.netmask), "gateway": nexthop})
+        net = network_of(destination)
+        routes.append({"network": network_text(net), "netmask": netmask_text(net), "gateway": nexthop})
     return routes
 
 
@@ -37,16 +53,13 @@ def network_data(instance: Instance) -> dict[str, Any]:
     services: list[dict[str, str]] = []
     index = 0
     for nic in instance.nics:
-        subnets: dict[Any, tuple[Subnet, FixedIp]] = {}
-        for fip in nic.fixed_ips:
-            subnets.setdefault(fip.subnet.id or fip.subnet, (fip.subnet, fip))
+        subnets = port_subnets(nic)
         if not subnets:
             continue
-        v4 = next((pair for pair in subnets.values() if pair[0].ip_version == 4), None)
-        v6 = next((pair for pair in subnets.values() if pair[0].ip_version == 6), None)
+        v4, v6 = first_of_version(subnets, 4), first_of_version(subnets, 6)
         link_id = nic.devname or f"interface{index}"
         index += 1
-        has_dhcp_server = any(s.dhcp_server for s, _ in subnets.values())
+        has_dhcp_server = any(s.dhcp_server for s, _ in subnets)
         links.append({
             "id": link_id,
             "vif_id": nic.port_id,
@@ -76,7 +89,7 @@ def network_data(instance: Instance) -> dict[str, Any]:
                 "type": kind,
                 "link": link_id,
                 "ip_address": fip.ip,
-                "netmask": _netmask(subnet.cidr, subnet.ip_version),
+                "netmask": _netmask(subnet, fip),
                 "routes": _routes(subnet),
                 "network_id": nic.network.id,
                 "services": dns,

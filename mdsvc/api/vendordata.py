@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_vendordata -*-
 """
-Vendor data providers (spec §6): StaticJSON (a file) and DynamicJSON (REST targets).
+Vendor data providers (spec §6): StaticJSON (a file), DynamicJSON (REST targets) and vendors'
+plugins (L{IVendordataProviderFactory}), named in C{[api] vendordata_providers}.
 
 StaticJSON reads its file when it changes (by mtime and size), not on every request; a missing or
 broken file is logged with its reason and makes C{vendor_data.json} answer 404 instead of failing
@@ -23,8 +24,48 @@ from zope.interface import implementer
 
 from mdsvc.api.errors import MetadataError
 from mdsvc.files import WatchedFile
-from mdsvc.interfaces import IVendordataProvider
+from mdsvc.interfaces import IVendordataProvider, IVendordataProviderFactory
 from mdsvc.model import Instance
+
+BUILTIN = ("StaticJSON", "DynamicJSON")
+"""The providers mdsvc has itself; any other name in C{vendordata_providers} is a plugin's."""
+
+
+def vendordata_plugins() -> list[Any]:
+    """The vendor data provider factories installed in C{mdsvc/plugins/} directories."""
+    from mdsvc.plugins import installed
+
+    return installed(IVendordataProviderFactory)
+
+
+def vendordata_plugin(name: str, plugins: Any = None) -> Any:
+    """
+    The plugin factory of provider C{name} (default: among L{vendordata_plugins}).
+
+    @raise ValueError: one line: no provider is named so (listing those available), or several are.
+    """
+    from mdsvc.plugins import named
+
+    factories = list(vendordata_plugins() if plugins is None else plugins)
+    factory = named(name, factories)
+    if factory is None:
+        available = list(BUILTIN) + sorted(f.name for f in factories)
+        raise ValueError(f"unknown vendordata provider {name!r} (available: {', '.join(available)})")
+    return factory
+
+
+def check_providers(names: tuple[str, ...], plugins: Any = None) -> None:
+    """
+    Check, without building anything, that every name of C{[api] vendordata_providers} is a
+    built-in provider or an installed plugin's.
+
+    @raise ValueError: the line L{vendordata_plugin} raises for the first unknown name.
+    """
+    wanted = [name for name in names if name not in BUILTIN]
+    if wanted:
+        factories = list(vendordata_plugins() if plugins is None else plugins)
+        for name in wanted:
+            vendordata_plugin(name, factories)
 
 
 @frozen

@@ -7,7 +7,7 @@ cloud-init makes about thirty requests per boot within seconds; with the cache t
 lookup.  Found instances are kept C{ttl} seconds, "no instance" answers C{negative_ttl} seconds
 (so a port that appears just after a miss is seen soon), failures never.  When the metadata API
 answers 404 for a cached instance the agent calls L{CachingLookup.forget} and looks up once
-more (stale-port protection, LP #1868867).
+more (stale-port protection, LP #1868867): it is an L{ICachingLookup}.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from mdsvc.cache import ExpiringCache
-from mdsvc.interfaces import IInstanceLookup
+from mdsvc.interfaces import ICachingLookup, IInstanceLookup
 
 
 def _provides_lookup(instance: Any, attribute: Any, value: Any) -> None:
@@ -28,7 +28,7 @@ def _provides_lookup(instance: Any, attribute: Any, value: Any) -> None:
         raise TypeError(f"{attribute.name} must provide IInstanceLookup, got {value!r}")
 
 
-@implementer(IInstanceLookup)
+@implementer(ICachingLookup)
 @define(eq=False)
 class CachingLookup:
     """
@@ -73,10 +73,7 @@ class CachingLookup:
         return self.inner.lookup(ip, network_id=network_id, router_id=router_id, mac=mac)
 
     def forget(self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None) -> None:
-        """
-        Drop the entry of one key, and detach a lookup in progress for it, so that the next
-        lookup asks C{inner} again.
-        """
+        """See L{ICachingLookup.forget}: the next lookup of this key asks C{inner} again."""
         self._cache.invalidate((ip, network_id, router_id, mac))
 
     def sweep(self) -> None:

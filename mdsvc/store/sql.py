@@ -32,14 +32,16 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from zope.interface import implementer
 
 from mdsvc.hop import canonical_ip
-from mdsvc.interfaces import StoreUnavailable
+from mdsvc.interfaces import IInstanceStoreFactory, StoreUnavailable
 from mdsvc.model import DocumentError, Router, image_ids, instance_from_document, router_from_document
 from mdsvc.schema import join
 from mdsvc.store.nova.database import make_engine, read, shown, write
@@ -49,6 +51,7 @@ from mdsvc.store.sqlite import (
     _PASSWORD,
     _ROUTER_ID,
     _UUID,
+    SQLiteInstanceStore,
     StoredInstance,
     _assign_new,
     _keep_assigned,
@@ -168,6 +171,21 @@ class SQLDocuments:
         """Close the pooled connections."""
         self.engine.dispose()
 
+    def create(self) -> None:
+        """Make the store's tables if they are not there (what an import does first, as on SQLite)."""
+        self._schema()
+
+    def exists(self) -> bool:
+        """
+        Whether the store's tables are there (an import has made them), found without making
+        them: C{mdsvc-manage}'s commands other than C{import} create nothing.
+
+        @raise StoreUnavailable: the server cannot be reached.
+        """
+        if self._ready:
+            return True
+        return bool(read(self.engine, lambda c: inspect(c).has_table(instances.name), single=True))
+
     # -- numbering ---------------------------------------------------------------------------
 
     def _lock_numbering(self, conn: Connection) -> None:
@@ -261,10 +279,11 @@ class SQLDocuments:
         conn.execute(delete(ports).where(ports.c.uuid == uuid))
         rows = []
         for nic in instance.nics:
+            mac = nic.mac.lower() if nic.mac is not None else None  # (looked up in any case)
             if not nic.fixed_ips:
-                rows.append({"uuid": uuid, "network_id": nic.network.id, "ip": None, "mac": nic.mac})
+                rows.append({"uuid": uuid, "network_id": nic.network.id, "ip": None, "mac": mac})
             for fip in nic.fixed_ips:
-                rows.append({"uuid": uuid, "network_id": nic.network.id, "ip": canonical_ip(fip.ip) or fip.ip, "mac": nic.mac})
+                rows.append({"uuid": uuid, "network_id": nic.network.id, "ip": canonical_ip(fip.ip) or fip.ip, "mac": mac})
         if rows:
             conn.execute(insert(ports), rows)
 
@@ -353,6 +372,11 @@ class SQLDocuments:
         rows = self._read(lambda c: c.execute(select(routers.c.document).order_by(routers.c.id)).scalars().all())
         return [router_from_document(json.loads(r), strict=False) for r in rows]
 
+    def router_document(self, router_id: str) -> dict[str, Any] | None:
+        """The stored document of one router, or None."""
+        row = self._read(lambda c: c.execute(select(routers.c.document).where(routers.c.id == router_id)).scalar())
+        return dict(json.loads(row)) if row is not None else None
+
     def router_networks(self, router_id: str) -> list[str] | None:
         """The networks attached to a router, in document order; None if there is no such router."""
         def query(c: Connection) -> list[str] | None:
@@ -393,3 +417,19 @@ def check_sql_store(url: str, where: str) -> None:
         make_engine(url, 1, 1).dispose()
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
+
+
+@implementer(IInstanceStoreFactory)
+class SQLStoreFactory:
+    """
+    The built-in store of C{[mdsvc] store = postgresql://...} or C{mysql+pymysql://...} (see
+    L{mdsvc.store.open_store}): one factory per URL scheme, whose C{name} is that scheme, so that
+    the option's NAME:ARG split gives the URL back whole.
+    """
+
+    def __init__(self, scheme: str) -> None:
+        self.name = scheme
+
+    def open(self, argument: str, config: Any, reactor: Any) -> SQLiteInstanceStore:
+        """See L{IInstanceStoreFactory.open}: the document store at the URL C{NAME:argument}, read in threads."""
+        return SQLiteInstanceStore.in_threads(SQLDocuments(f"{self.name}:{argument}"), reactor)

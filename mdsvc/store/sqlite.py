@@ -33,7 +33,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from mdsvc.hop import canonical_ip
-from mdsvc.interfaces import AmbiguousAddress, IInstanceStore
+from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IInstanceStoreFactory
 from mdsvc.model import DocumentError, Instance, Router, image_ids, instance_from_document, router_from_document
 from mdsvc.schema import DeclaredField, declared_field, join
 
@@ -347,11 +347,12 @@ class SQLiteDocuments:
         )
         conn.execute("DELETE FROM ports WHERE uuid = ?", (uuid,))
         for nic in instance.nics:
+            mac = nic.mac.lower() if nic.mac is not None else None  # (looked up in any case)
             if not nic.fixed_ips:
-                conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, NULL, ?)", (uuid, nic.network.id, nic.mac))
+                conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, NULL, ?)", (uuid, nic.network.id, mac))
             for fip in nic.fixed_ips:
                 conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, ?, ?)",
-                             (uuid, nic.network.id, canonical_ip(fip.ip) or fip.ip, nic.mac))
+                             (uuid, nic.network.id, canonical_ip(fip.ip) or fip.ip, mac))
 
     def delete_instance(self, uuid: str) -> bool:
         """Remove an instance; True if it existed."""
@@ -432,6 +433,11 @@ class SQLiteDocuments:
         """Every router, sorted by id."""
         rows = self._read(lambda c: c.execute("SELECT document FROM routers ORDER BY id").fetchall())
         return [router_from_document(json.loads(r[0]), strict=False) for r in rows]
+
+    def router_document(self, router_id: str) -> dict[str, Any] | None:
+        """The stored document of one router, or None."""
+        row = self._read(lambda c: c.execute("SELECT document FROM routers WHERE id = ?", (router_id,)).fetchone())
+        return dict(json.loads(row[0])) if row else None
 
     def router_networks(self, router_id: str) -> list[str] | None:
         """The networks attached to a router, in document order; None if there is no such router."""
@@ -538,13 +544,14 @@ class SQLiteInstanceStore:
         return self._run(self.documents.set_password, uuid, password)
 
 
-def open_store(url: str, reactor: Any) -> SQLiteInstanceStore:
-    """Build the instance store a C{[mdsvc] store} URL names: C{sqlite:PATH}, or a database server's URL."""
-    from mdsvc.store.sql import SQLDocuments, is_sql_url
+@implementer(IInstanceStoreFactory)
+class SQLiteStoreFactory:
+    """The built-in store of C{[mdsvc] store = sqlite:PATH} (see L{mdsvc.store.open_store})."""
 
-    if is_sql_url(url):
-        return SQLiteInstanceStore.in_threads(SQLDocuments(url), reactor)
-    kind, _, arg = url.partition(":")
-    if kind != "sqlite":
-        raise ValueError(f"unknown store kind {kind!r} (allowed: sqlite:PATH, postgresql://..., mysql+pymysql://...)")
-    return SQLiteInstanceStore.in_threads(arg, reactor)
+    name = "sqlite"
+
+    def open(self, argument: str, config: Any, reactor: Any) -> SQLiteInstanceStore:
+        """See L{IInstanceStoreFactory.open}: the store in the file C{argument}, read in threads."""
+        if not argument:
+            raise ValueError("store = sqlite:PATH needs a file path")
+        return SQLiteInstanceStore.in_threads(argument, reactor)

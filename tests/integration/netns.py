@@ -17,12 +17,19 @@ from twisted.trial.unittest import SkipTest
 
 
 def require_netns() -> None:
-    """Skip, saying so, where namespaces cannot be made: not root, or no ip/iptables/curl."""
+    """
+    Skip, saying so, where namespaces cannot be made (not root); fail in one line naming the
+    packages to install when root lacks ip, iptables or curl.
+    """
     if os.geteuid() != 0:
         raise SkipTest("needs root and ip netns (integration tests with real network namespaces)")
-    for tool in ("ip", "iptables", "curl"):
-        if shutil.which(tool) is None:
-            raise SkipTest(f"needs root and ip netns: {tool} is not installed")
+    packages = {"ip": "iproute2", "iptables": "iptables", "curl": "curl"}
+    missing = [package for tool, package in packages.items() if shutil.which(tool) is None]
+    if missing:
+        from tests.integration.processes import NotInstalled
+
+        raise NotInstalled(f"the namespace tests need {', '.join(packages)}: apt-get install {' '.join(missing)} "
+                           "(bash .ci/install-test-deps does; make test runs it)")
 
 
 def run(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:

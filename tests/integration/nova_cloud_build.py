@@ -164,7 +164,8 @@ def build(conf: str, cell2_url: str, out: str) -> None:
                                  _subnet("2001:db8:50::/64", ["2001:db8:50::9"], "2001:db8:50::1", [], enable_dhcp=True,
                                          ipv6_address_mode="dhcpv6-stateful", dhcp_server="2001:db8:50::2"),
                              ], vif_type="bridge"),
-                 ["5e1a0c3e-0000-4000-8000-00000000d003"]),
+                 # "default" on both ports: Nova lists a group once per port that has it
+                 ["5e1a0c3e-0000-4000-8000-00000000d001", "5e1a0c3e-0000-4000-8000-00000000d003"]),
         ])
         devices = objects.InstanceDeviceMetadata(devices=[
             objects.NetworkInterfaceMetadata(bus=objects.PCIDeviceBus(address="0000:00:03.0"), mac="fa:16:3e:12:34:01",

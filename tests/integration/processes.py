@@ -16,6 +16,84 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROBE = os.path.join(ROOT, "tests", "integration", "clients", "probe.py")
+INSTALL_CLIENTS = "bash tests/integration/clients/install.sh"
+# Debian's tools the config drive readers call, and their packages.
+DRIVE_TOOLS = {"bsdtar": "libarchive-tools", "mcopy": "mtools", "mlabel": "mtools", "blkid": "util-linux"}
+
+
+class NotInstalled(AssertionError):
+    """
+    What a test drives is not installed (the real metadata clients, the tools they call,
+    haproxy, wrk, the Nova peer): the test fails, never skips. C{str()} is the one line to show,
+    naming the command that installs it (tests/integration/conftest.py shows only that line
+    under pytest).
+    """
+
+
+def clients_dir() -> str:
+    """Where tests/integration/clients/install.sh puts the clients (C{$MDSVC_CLIENTS_DIR})."""
+    return os.environ.get("MDSVC_CLIENTS_DIR", "/var/cache/mdsvc-test-clients")
+
+
+def client_python(*tools: str) -> str:
+    """
+    The python of the clients' own virtualenv, which runs probe.py (the clients are installed
+    nowhere else).
+
+    @param tools: the Debian tools the probe will call as well (L{DRIVE_TOOLS}).
+    @raise NotInstalled: something is not installed; one line naming the command to run.
+    """
+    directory = clients_dir()
+    python = os.path.join(directory, "venv", "bin", "python")
+    cloud_init = os.path.join(directory, "cloud-init", "VERSION")
+    if not (os.path.exists(python) and os.path.exists(cloud_init)):
+        raise NotInstalled(f"the real metadata clients are not installed in {directory}: run {INSTALL_CLIENTS} (make test does)")
+    import shutil
+
+    missing = sorted({DRIVE_TOOLS[tool] for tool in tools if shutil.which(tool) is None})
+    if missing:
+        raise NotInstalled(f"the config drive readers need {', '.join(tools)}: apt-get install {' '.join(missing)} "
+                             "(as root, bash .ci/install-test-deps does)")
+    return python
+
+
+def run_probe(client: str, target: str, *extra: str, tools: tuple[str, ...] = ()) -> dict[str, Any]:
+    """
+    Run a real metadata client (tests/integration/clients/probe.py) on a base URL or a drive
+    image, in the clients' virtualenv, and return what it read. Its temporary files go into a
+    directory of their own, which must be empty once the probe is done.
+
+    @raise NotInstalled: the clients are not installed.
+    @raise AssertionError: the client failed (its one line), or left temporary files behind.
+    """
+    import json
+    import tempfile
+
+    python = client_python(*tools)
+    scratch = tempfile.mkdtemp(prefix="mdsvc-probe-")
+    try:
+        result = subprocess.run([python, PROBE, client, target, *extra], capture_output=True, text=True, timeout=120,
+                                env=dict(os.environ, TMPDIR=scratch))
+        if result.returncode != 0:
+            raise AssertionError(f"{client} probe failed ({result.returncode}): {result.stderr.strip()}")
+        left = os.listdir(scratch)
+        if left:
+            raise AssertionError(f"{client} probe left temporary files behind: {sorted(left)}")
+        return dict(json.loads(result.stdout))
+    finally:
+        remove_tree(scratch)
+
+
+def remove_tree(path: str) -> None:
+    """Remove a directory tree, read-only directories in it too (as a drive's files are extracted)."""
+    import shutil
+
+    for directory, _, _ in os.walk(path):
+        try:
+            os.chmod(directory, 0o700)
+        except OSError:
+            pass
+    shutil.rmtree(path, ignore_errors=True)
 TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
 
 
@@ -143,12 +221,5 @@ def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None, 
 
 
 def probe(client: str, base: str, *extra: str) -> dict[str, Any]:
-    """Run a real metadata client (tests/integration/clients/probe.py) and return what it read."""
-    import json
-
-    result = subprocess.run([sys.executable, PROBE, client, base, "--timeout", "5", "--deadline", "90", *extra],
-                            capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise AssertionError(f"{client} probe failed ({result.returncode}): {result.stderr.strip()}\n"
-                             "(the clients are installed by tests/integration/clients/install.sh)")
-    return json.loads(result.stdout)
+    """Run a real metadata client on a metadata base URL (L{run_probe}) and return what it read."""
+    return run_probe(client, base, "--timeout", "5", "--deadline", "90", *extra)

@@ -15,7 +15,7 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.processes import ROOT, Twistd, fetch, manage, probe, write_config
+from tests.integration.processes import ROOT, Twistd, client_python, fetch, manage, probe, write_config
 
 UUID = "6e7f5b2a-1c1d-4a55-9f3e-2b9d1c0a7e11"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmdsvcIntegrationKeyIntegrationKey0000 alice@example"
@@ -60,6 +60,10 @@ class ApiProcessCase(SynchronousTestCase):
 
 class RealClientsTests(ApiProcessCase):
     """Real clients read what the API serves, and it is what the document says."""
+
+    def setUp(self) -> None:
+        client_python()  # not installed: fail at once, in one line naming the install command
+        super().setUp()
 
     def test_cloud_init(self) -> None:
         """cloud-init's OpenStack reader gets meta_data.json, user data, network data and the EC2 tree."""
@@ -131,7 +135,7 @@ class LiveChangesTests(ApiProcessCase):
         """An import with one bad document writes none of them and names the field."""
         path = os.path.join(self.dir, "bad.json")
         with open(path, "w") as f:
-            json.dump([document(hostname="never"), {"uuid": "x", "nics": [{"mac": "nope"}]}], f)
+            json.dump([document(hostname="never"), {"uuid": "22222222-2222-4222-8222-222222222222", "nics": [{"mac": "nope"}]}], f)
         result = manage(self.config, "instance", "import", path, check=False)
         self.assertEqual(result.returncode, 1)
         self.assertEqual(result.stderr.strip(), f"mdsvc-manage: {path}: [1].nics[0].mac: 'nope' is not valid")
@@ -245,10 +249,13 @@ class StartupTests(SynchronousTestCase):
             api_port = s.getsockname()[1]
         with open(os.path.join(ROOT, "etc", "demo.conf")) as f:
             text = f.read().replace("tcp:8775:", f"tcp:{api_port}:").replace("tcp:8080:", f"tcp:{proxy_port}:")
-        config = os.path.join(directory, "demo.conf")
+        os.mkdir(os.path.join(directory, "etc"))
+        config = os.path.join(directory, "etc", "demo.conf")  # where it is in the tree: its state goes into ../.demo-state
         with open(config, "w") as f:
             f.write(text + f"\n[DEFAULT]\nnova_metadata_port = {api_port}\n")
-        api = Twistd(["mdsvc", "--config", config], os.path.join(directory, "demo.log"), cwd=directory,
+        elsewhere = os.path.join(directory, "elsewhere")  # the current directory does not matter
+        os.mkdir(elsewhere)
+        api = Twistd(["mdsvc", "--config", config], os.path.join(directory, "demo.log"), cwd=elsewhere,
                      ready=lambda p: os.path.exists(os.path.join(directory, ".demo-state", "metadata_proxy")))
         self.addCleanup(api.stop)
         base = f"http://127.0.0.1:{proxy_port}/"
@@ -277,5 +284,80 @@ class StartupTests(SynchronousTestCase):
         self.assertNotIn("--config-file", result.stdout)
         self.assertEqual(result.stdout.splitlines()[-2:], [
             "mdsvc did not start.",
-            f"twistd -n: mdsvc: {bad}:3: [api] vendordata_providers = 'StaticJSON,Bogus': allowed: StaticJSON | DynamicJSON",
+            f"twistd -n: mdsvc: {bad}:3: [api] vendordata_providers: unknown vendordata provider 'Bogus' (available: StaticJSON, DynamicJSON)",
         ])
+
+
+class ListenFailureTests(SynchronousTestCase):
+    """A real twistd that cannot listen stops with one line naming the option and the address, not a traceback."""
+
+    def twistd(self, role: str, config: str, cwd: str, pidfile: bool = False) -> tuple[int, list[str]]:
+        """Run twistd -n until it exits; (its status, its output lines: log and stderr together)."""
+        from tests.integration.processes import TWISTD
+
+        result = subprocess.run(TWISTD + ["-n", *([] if pidfile else ["--pidfile="]), "mdsvc", "--role", role, "--config", config],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60, cwd=cwd)
+        self.assertNotIn("Traceback", result.stdout)
+        return result.returncode, result.stdout.splitlines()
+
+    def held_port(self) -> int:
+        """A loopback port another process (this one) listens on."""
+        import socket
+
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        self.addCleanup(holder.close)
+        return int(holder.getsockname()[1])
+
+    def one_error(self, lines: list[str]) -> str:
+        """The one line saying why mdsvc stopped (after twistd's own start-up lines)."""
+        errors = [line for line in lines if " mdsvc: " in line or line.startswith("mdsvc: ")]
+        self.assertEqual(len(errors), 1, "\n".join(lines))
+        self.assertEqual(lines[-1], errors[0], "\n".join(lines))
+        return errors[0][errors[0].index("mdsvc: "):]
+
+    def test_api_port_taken(self) -> None:
+        """The api role finds its port taken: the line names [mdsvc] api_endpoint and the address; no pid file is left."""
+        directory = os.path.abspath(self.mktemp())
+        port = self.held_port()
+        config = write_config(directory, "")
+        with open(config, "a") as f:
+            f.write(f"\n[mdsvc]\napi_endpoint = tcp:{port}:interface=127.0.0.1\n")
+        status, lines = self.twistd("api", config, directory, pidfile=True)
+        self.assertEqual(status, 1)
+        self.assertEqual(self.one_error(lines), f"mdsvc: {config}: [mdsvc] api_endpoint tcp:{port}:interface=127.0.0.1: "
+                                                f"cannot listen on 127.0.0.1:{port}: Address already in use")
+        self.assertFalse(os.path.exists(os.path.join(directory, "twistd.pid")))
+
+    def test_demo_proxy_port_taken(self) -> None:
+        """The demo (all-in-one) finds its proxy listener's port taken: the line names [proxy] listeners."""
+        import shutil
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="mdsvc-")  # short: it holds the agent's socket
+        self.addCleanup(shutil.rmtree, directory, True)
+        os.makedirs(os.path.join(directory, "etc"))
+        port = self.held_port()
+        with open(os.path.join(ROOT, "etc", "demo.conf")) as f:
+            text = f.read().replace("tcp:8775:", "tcp:0:").replace("tcp:8080:", f"tcp:{port}:")
+        config = os.path.join(directory, "etc", "demo.conf")
+        with open(config, "w") as f:
+            f.write(text)
+        status, lines = self.twistd("all-in-one", config, directory)
+        self.assertEqual(status, 1)
+        self.assertEqual(self.one_error(lines), f"mdsvc: {config}: [proxy] listeners network 11111111-0000-4000-8000-000000000001 "
+                                                f"tcp:{port}:interface=127.0.0.1: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+    def test_agent_socket_unusable(self) -> None:
+        """The agent role cannot make its socket's directory: the line names metadata_proxy_socket and the path."""
+        directory = os.path.abspath(self.mktemp())
+        config = write_config(directory, "")
+        blocker = os.path.join(directory, "a-file")
+        open(blocker, "w").close()
+        with open(config, "a") as f:
+            f.write(f"\n[DEFAULT]\nmetadata_proxy_socket = {blocker}/agent.sock\n")
+        status, lines = self.twistd("agent", config, directory)
+        self.assertEqual(status, 1)
+        line = self.one_error(lines)
+        self.assertTrue(line.startswith(f"mdsvc: {config}: [DEFAULT] metadata_proxy_socket {blocker}/agent.sock: cannot listen"), line)

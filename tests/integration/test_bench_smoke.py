@@ -14,7 +14,7 @@ import sys
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.integration.processes import ROOT
+from tests.integration.processes import ROOT, NotInstalled
 
 NOVA_VENV = os.environ.get("MDSVC_BENCH_NOVA_VENV", "/var/cache/mdsvc-bench/nova-venv")
 SHAPES = ("1 bare twisted.web", "2 haproxy", "3 mdsvc api", "4 mdsvc network-node", "5 mdsvc all-in-one", "6 nova metadata")
@@ -24,13 +24,13 @@ class BenchSmokeTests(SynchronousTestCase):
     """C{python3 bench/run.py --smoke} as CI runs it."""
 
     def setUp(self) -> None:
+        if os.geteuid() != 0:
+            raise SkipTest("bench smoke needs root (its own network namespace, SNAT rules, qdhcp- namespaces)")
         missing = [tool for tool in ("wrk", "haproxy") if shutil.which(tool) is None]
         if not os.path.exists(os.path.join(NOVA_VENV, "bin", "gunicorn")):
             missing.append(f"the Nova venv {NOVA_VENV}")
         if missing:
-            raise SkipTest(f"bench smoke needs {', '.join(missing)}: run bash bench/install.sh")
-        if os.geteuid() != 0:
-            raise SkipTest("bench smoke needs root (its own network namespace, SNAT rules, qdhcp- namespaces)")
+            raise NotInstalled(f"bench smoke needs {', '.join(missing)}: run bash bench/install.sh (make test does)")
 
     def test_smoke(self) -> None:
         """

@@ -18,7 +18,7 @@ import urllib.parse
 import pycdlib
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.processes import PROBE, ROOT, Twistd, fetch, manage, write_config
+from tests.integration.processes import DRIVE_TOOLS, ROOT, Twistd, fetch, manage, run_probe, write_config
 
 UUID = "0c0ffee0-1111-4222-8333-444455556666"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDriveDriveDriveDriveDriveDriveDriveDrive0 ops@example"
@@ -154,9 +154,8 @@ class ConfigDriveTests(StoreCase):
             self.assertIn(f"TYPE={kind}", out.splitlines(), image)
 
     def probe(self, client: str, image: str) -> dict[str, object]:
-        result = subprocess.run([sys.executable, PROBE, client, image, "--deadline", "60"], capture_output=True, text=True, timeout=90)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        return json.loads(result.stdout)
+        """What a real client reads from a drive image (it must leave no temporary file behind)."""
+        return run_probe(client, image, "--deadline", "60", tools=tuple(DRIVE_TOOLS))
 
     def test_cloud_init_reads_both(self) -> None:
         """cloud-init's read_config_drive reads identity, files, user data and network data from both images."""

@@ -26,10 +26,11 @@ from collections import Counter
 from typing import Any
 
 from attrs import frozen
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from tests.integration import hostile
 from tests.integration.chains import HAPROXY, Deployment, Guest, make_guests
+from tests.integration.processes import NotInstalled
 from tests.integration.rawhttp import exchange
 
 TIMEOUT = 4.0
@@ -137,7 +138,7 @@ class CrossTenantTests:
 
     def setUp(self) -> None:
         if self.shape == "haproxy" and HAPROXY is None:
-            raise SkipTest("haproxy is not installed (bash bench/install.sh installs it; CI does)")
+            raise NotInstalled("haproxy is not installed: run bash bench/install.sh as root (make test does)")
         self.report = report(self.shape)
 
     def assertNothing(self, found: list[Any], what: str) -> None:

@@ -22,7 +22,7 @@ import time
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.integration.netns import Cloud, curl, new_id, require_netns, run
-from tests.integration.processes import PROBE, Twistd, free_port, manage
+from tests.integration.processes import PROBE, Twistd, client_python, free_port, manage
 
 META = "http://169.254.169.254/"
 
@@ -118,9 +118,10 @@ class NamespaceCloudTests(NodeCase):
 
     def test_cloud_init_in_each_guest(self) -> None:
         """An unmodified cloud-init OpenStack reader inside each guest reads that guest's instance."""
+        python = client_python()
         for guest, key in ((f"ga-{self.net_a[:6]}", "a"), (f"gb-{self.net_b[:6]}", "b"), (f"gc-{self.net_c[:6]}", "c")):
             self.eventually(guest, META + "openstack", b"latest")
-            result = run("ip", "netns", "exec", guest, sys.executable, PROBE, "cloud-init", META, "--timeout", "5", "--deadline", "90", timeout=120)
+            result = run("ip", "netns", "exec", guest, python, PROBE, "cloud-init", META, "--timeout", "5", "--deadline", "90", timeout=120)
             seen = json.loads(result.stdout)
             self.assertEqual(seen["metadata"]["uuid"], self.ids[key], guest)
             self.assertEqual(seen["public_keys"], [f"ssh-ed25519 AAAAguest-{key}"])

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -20,9 +23,11 @@ from mdsvc.store.sql import SQLDocuments
 from tests.integration.mariadb import shared_mariadb
 from tests.integration.nova_cloud import SECRET, request, sign
 from tests.integration.postgresql import shared_postgresql
-from tests.integration.processes import ROOT, Twistd, manage
+from tests.integration.processes import ROOT, Twistd, fetch, free_port, manage
 
 UUID = "7a1b2c3d-0000-4000-8000-00000000a001"
+DEMO_UUID = "d3b0c0de-0000-4000-8000-000000000001"  # mdsvc/data/demo-instance.json, with 127.0.0.1 on DEMO_NETWORK
+DEMO_NETWORK = "11111111-0000-4000-8000-000000000001"
 
 
 def document(uuid: str, name: str = "web-1", **changes: Any) -> dict[str, Any]:
@@ -37,6 +42,12 @@ def document(uuid: str, name: str = "web-1", **changes: Any) -> dict[str, Any]:
 def headers(uuid: str) -> dict[str, str]:
     """A Neutron metadata agent's headers for C{uuid}."""
     return {"X-Instance-ID": uuid, "X-Instance-ID-Signature": sign(uuid), "X-Tenant-ID": "p1"}
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on the loopback port C{port}."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 class SharedStoreMixin:
@@ -101,6 +112,51 @@ class SharedStoreMixin:
         time.sleep(1.2)
         for node in (a, b):
             self.assertEqual(request(node.port, "GET", path, headers(UUID))[0], 404)  # type: ignore[attr-defined]
+
+    def test_only_import_creates(self) -> None:
+        """
+        On a new database every command but import says there is no store (the URL's password
+        masked) and makes no table; an import makes them.
+        """
+        for args in (("instance", "list"), ("instance", "show", UUID), ("router", "list")):
+            result = manage(self.config, *args, check=False)
+            self.assertEqual(result.returncode, 1, result.stderr)  # type: ignore[attr-defined]
+            self.assertIn("mdsvc-manage: no store at ", result.stderr)  # type: ignore[attr-defined]
+            self.assertIn("instance import or router import creates it", result.stderr)  # type: ignore[attr-defined]
+            self.assertNotIn(self.store.split("@")[0].rsplit(":", 1)[1], result.stderr)  # type: ignore[attr-defined]
+        documents = SQLDocuments(self.store)
+        try:
+            self.assertFalse(documents.exists())  # type: ignore[attr-defined]
+        finally:
+            documents.close()
+        self.import_docs([document(UUID)])
+        self.assertIn(UUID, manage(self.config, "instance", "list").stdout)  # type: ignore[attr-defined]
+
+    def test_demo_and_lookup_store(self) -> None:
+        """
+        all-in-one on the shared store, as the demo runs on sqlite: the demo instance imported
+        into the server's documents at startup, and the agent's lookup = store finding the
+        guest there, through the whole chain (proxy listener, agent, API).
+        """
+        directory = os.path.join(self.dir, "aio")
+        os.makedirs(directory)
+        config, proxy_port, api_port = os.path.join(directory, "mdsvc.conf"), free_port(), free_port()
+        socket_dir = tempfile.mkdtemp(prefix="mdsvc-")  # (the test's own directory is too deep for a UNIX socket)
+        self.addCleanup(shutil.rmtree, socket_dir, True)  # type: ignore[attr-defined]
+        with open(config, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = state\nmetadata_proxy_socket = {socket_dir}/agent.sock\n"
+                    f"metadata_proxy_shared_secret = {SECRET}\n"
+                    f"nova_metadata_host = 127.0.0.1\nnova_metadata_port = {api_port}\n"
+                    "[neutron]\nservice_metadata_proxy = true\n"
+                    f"[proxy]\nnamespaces = none\nlisteners = network {DEMO_NETWORK} tcp:{proxy_port}:interface=127.0.0.1\n"
+                    f"[mdsvc]\nstore = {self.store}\ndemo = true\nlookup = store\n"
+                    f"api_endpoint = tcp:{api_port}:interface=127.0.0.1\n")
+        node = Twistd(["mdsvc", "--role", "all-in-one", "--config", config], os.path.join(directory, "twistd.log"))
+        self.addCleanup(node.stop)  # type: ignore[attr-defined]
+        node.wait_until(lambda: listening(proxy_port), f"the proxy listener on port {proxy_port}")
+        status, _, body = fetch(f"http://127.0.0.1:{proxy_port}/openstack/latest/meta_data.json")
+        self.assertEqual((status, json.loads(body)["uuid"]), (200, DEMO_UUID), body)  # type: ignore[attr-defined]
+        self.assertIn(DEMO_UUID, manage(config, "instance", "list").stdout)  # type: ignore[attr-defined]
 
     def test_import_all_or_nothing(self) -> None:
         """An import whose second document is bad stores nothing, not even the first."""

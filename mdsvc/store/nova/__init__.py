@@ -22,8 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from mdsvc.config import Config, read_ini
+from mdsvc.config import Config, located
+from mdsvc.interfaces import IInstanceStoreFactory
 from mdsvc.store.nova.database import Engines, make_engine, shown
 from mdsvc.store.nova.neutron import NovaNeutron
 from mdsvc.store.nova.store import NovaDatabases, NovaInstanceStore, NovaReader
@@ -33,17 +35,8 @@ __all__ = ["NovaStoreFactory", "check_nova_store", "where"]
 log = Logger()
 
 
-def where(config: Config, section: str, name: str) -> str:
-    """C{FILE:LINE: [section] name} of the last configuration file that sets the option (else its section and name)."""
-    for path in reversed(config.sources):
-        try:
-            parser, located = read_ini(path)
-        except Exception:  # noqa: BLE001 - the file was read once already; this only names a line
-            continue
-        if parser.has_section(section) and parser.has_option(section, name):
-            line = located.lines.get((section, name))
-            return f"{path}:{line}: [{section}] {name}" if line else f"{path}: [{section}] {name}"
-    return f"{config.source or 'defaults'}: [{section}] {name}"
+where = located
+"""C{FILE:LINE: [section] name} of the last configuration file that sets the option (L{mdsvc.config.located})."""
 
 
 def _neutron_configured(config: Config) -> bool:
@@ -78,8 +71,9 @@ def check_nova_store(config: Config) -> None:
                          "through Neutron: set [neutron] auth_url (or endpoint_override)")
 
 
+@implementer(IInstanceStoreFactory)
 class NovaStoreFactory:
-    """Opens C{[mdsvc] store = nova} (the shape of a store plugin: a name and C{open})."""
+    """The built-in store of C{[mdsvc] store = nova} (see L{mdsvc.store.open_store})."""
 
     name = "nova"
 

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Install the real metadata clients that probe.py drives:
+# Install the real metadata clients that probe.py drives, all under one directory and nowhere
+# else (neither the project's Python nor the system's):
 #   * cloud-init     - Debian 12's package, unpacked (not installed) with dpkg -x
-#   * cloudbase-init - from PyPI
-#   * botocore       - from PyPI
+#   * cloudbase-init - from PyPI, into the virtualenv $MDSVC_CLIENTS_DIR/venv
+#   * botocore       - from PyPI, into the same virtualenv
+# The tests run probe.py with that virtualenv's python (tests/integration/processes.py).
 # Idempotent: a second run only checks that everything imports (~1 s).
 # Env: MDSVC_CLIENTS_DIR (default /var/cache/mdsvc-test-clients),
-#      PYTHON (default python3: the interpreter the probes run under).
+#      PYTHON (default python3: the interpreter the virtualenv is made from).
 set -euo pipefail
 
 CLIENTS_DIR="${MDSVC_CLIENTS_DIR:-/var/cache/mdsvc-test-clients}"
-PYTHON="${PYTHON:-python3}"
+BASE_PYTHON="${PYTHON:-python3}"
+VENV="$CLIENTS_DIR/venv"
+PYTHON="$VENV/bin/python"
 CI_ROOT="$CLIENTS_DIR/cloud-init"
 CI_PKGS="$CI_ROOT/usr/lib/python3/dist-packages"
 # Minimal set found by trial: cloud-init's OpenStack/EC2 readers import
@@ -53,9 +57,14 @@ import botocore.utils, botocore.session
 PY
 }
 if ! check_imports; then
-    "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore "${PIP_PKGS[@]}"
+    if [ ! -x "$PYTHON" ]; then
+        mkdir -p "$CLIENTS_DIR"
+        rm -rf "$VENV"
+        "$BASE_PYTHON" -m venv "$VENV"
+    fi
+    "$PYTHON" -m pip install -q --disable-pip-version-check "${PIP_PKGS[@]}"
     check_imports || { echo "install.sh: clients still fail to import after pip install" >&2; exit 1; }
-    installed+=("pip: ${PIP_PKGS[*]}")
+    installed+=("pip: ${PIP_PKGS[*]} (in $VENV)")
 fi
 
 versions="$("$PYTHON" - <<'PY'
@@ -64,7 +73,7 @@ print("cloudbase-init %s, botocore %s" % (version("cloudbase-init"), version("bo
 PY
 )"
 if [ ${#installed[@]} -eq 0 ]; then
-    echo "install.sh: already installed: cloud-init $ci_version, $versions (in $CLIENTS_DIR and $("$PYTHON" -c 'import sys; print(sys.prefix)'))"
+    echo "install.sh: already installed: cloud-init $ci_version, $versions (in $CLIENTS_DIR)"
 else
     joined="$(printf '%s; ' "${installed[@]}")"
     echo "install.sh: installed ${joined%; }; now: cloud-init $ci_version, $versions"

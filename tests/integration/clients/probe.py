@@ -18,8 +18,10 @@ import base64
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import traceback
 
 CLIENTS_DIR = os.environ.get("MDSVC_CLIENTS_DIR", "/var/cache/mdsvc-test-clients")
@@ -46,6 +48,16 @@ def jsonable(value):
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return repr(value)
+
+
+def remove_tree(path):
+    """Remove a directory tree, read-only directories in it too (an ISO's files are extracted read-only)."""
+    for directory, _, _ in os.walk(path):
+        try:
+            os.chmod(directory, 0o700)
+        except OSError:
+            pass
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def one_line(exc):
@@ -403,11 +415,17 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true", help="client debug logs on stderr")
     args = ap.parse_args(argv)
 
+    # Every temporary file of the probe and of the clients (cloudbase-init extracts a drive into
+    # tempfile.mkdtemp() and leaves it there) goes into one directory, removed at the end.
+    scratch = tempfile.mkdtemp(prefix="probe-")
+    tempfile.tempdir = scratch
+
     # cloudbase-init's requests calls have no timeout at all: a hard deadline
     # keeps a hung server from hanging the test.
     def on_alarm(_signum, _frame):
         sys.stderr.write("probe %s: deadline of %ss exceeded\n" % (args.client, args.deadline))
         sys.stderr.flush()
+        remove_tree(scratch)
         os._exit(3)
     signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, args.deadline)
@@ -432,6 +450,8 @@ def main(argv=None):
             traceback.print_exc()
         sys.stderr.write("probe %s: %s\n" % (args.client, one_line(e)))
         return 2
+    finally:
+        remove_tree(scratch)
     sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     sys.stdout.flush()
     return 0
