@@ -103,8 +103,9 @@ def check_startup(role: str, config: Config) -> None:
     names given to plugins (L{plugin_problems}), the store (private modes, a sound database)
     and the agent's socket owners.
 
-    @raise ConfigError: a name no installed plugin has, or a feature of the embedded store asked
-        of another (one line naming the file and line).
+    @raise ConfigError: a name no installed plugin has, a feature of mdsvc's own document stores
+        asked of another, or C{store = nova} without what it needs (one line naming the file and
+        line).
     @raise StoreProblem: the store cannot be used.
     @raise ValueError: an unknown user or group (one line).
     """
@@ -114,6 +115,13 @@ def check_startup(role: str, config: Config) -> None:
     if uses_store(role, config):
         # before anything reads it: private modes, a sound database (one line if not)
         prepare_configured_store(config)
+    if config.store == "nova" and "api" in NODE_ROLES[role]:
+        from mdsvc.store.nova import check_nova_store
+
+        try:
+            check_nova_store(config)  # the databases and Neutron it needs
+        except ValueError as e:
+            raise ConfigError(str(e)) from None  # (names the file and line already)
     if "agent" in NODE_ROLES[role]:
         from mdsvc.agent.server import socket_mode
 
@@ -128,18 +136,21 @@ def check_startup(role: str, config: Config) -> None:
 def plugin_problems(config: Config, parts: frozenset[str]) -> list[str]:
     """
     The problems of what the configuration names for the parts C{parts} of a node (C{api},
-    C{agent}), one line each naming the file and line: L{unknown_names}, and what only the
-    embedded store does (the demo, C{lookup = store}) asked of another store.
+    C{agent}), one line each naming the file and line: L{unknown_names}, and what only mdsvc's
+    own document stores do (the demo, C{lookup = store}: C{sqlite:PATH} and database servers'
+    URLs) asked of another store (C{nova}, a vendor's).
     """
+    from mdsvc.store import document_store
+
     problems = unknown_names(config, parts)
     agent_store = "agent" in parts and config.agent.lookup == "store"
-    embedded = config.store.startswith("sqlite:")
-    if "api" in parts and config.demo and not embedded:
-        problems.append(f"{located(config, 'mdsvc', 'demo')}: the demo instance is imported into the embedded sqlite store, "
+    own = "mdsvc's own document store (sqlite:PATH or a database server's URL)"
+    documents = document_store(config.store)
+    if "api" in parts and config.demo and not documents:
+        problems.append(f"{located(config, 'mdsvc', 'demo')}: the demo instance is imported into {own}, "
                         f"not into store = {config.store}")
-    if agent_store and not embedded:
-        problems.append(f"{located(config, 'mdsvc', 'lookup')}: lookup = store reads the embedded sqlite store, "
-                        f"not store = {config.store}")
+    if agent_store and not documents:
+        problems.append(f"{located(config, 'mdsvc', 'lookup')}: lookup = store reads {own}, not store = {config.store}")
     return problems
 
 
@@ -245,7 +256,7 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
         from mdsvc.store.demo import DemoSeed
         from mdsvc.store.sqlite import SQLiteInstanceStore
 
-        if isinstance(store, SQLiteInstanceStore):  # always (check_startup refuses the demo on another store)
+        if isinstance(store, SQLiteInstanceStore):  # always: sqlite or a database server (check_startup refuses others)
             DemoSeed(store.documents).setServiceParent(top)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.

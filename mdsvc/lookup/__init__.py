@@ -75,7 +75,7 @@ def build_lookup(
 
     @param spec: C{store}, C{neutron}, C{static:PATH}, or a vendor C{NAME[:ARG]}.
     @param documents_or_store_path: for C{store}: a L{mdsvc.store.sqlite.SQLiteDocuments}, a
-        path, or a C{sqlite:PATH} store URL.
+        path, a C{sqlite:PATH} store URL or a database server's URL (L{mdsvc.store.sql}).
     @param neutron_config: the L{mdsvc.config.NeutronClientConfig}, for C{neutron}.
     @param plugins: the vendor factories to choose from (default: L{lookup_plugins}).
     @param ovn_config: the L{mdsvc.config.OvnConfig}, for C{ovn}.
@@ -89,10 +89,15 @@ def build_lookup(
 
         documents = documents_or_store_path
         if isinstance(documents, str):
+            from mdsvc.store.sql import SQLDocuments, is_sql_url
+
+            if is_sql_url(documents):
+                return StoreLookup.in_threads(SQLDocuments(documents), reactor)  # type: ignore[arg-type]
             if documents.startswith("sqlite:"):
                 documents = documents[len("sqlite:"):]
-            elif ":" in documents and not documents.startswith(("/", ".")):
-                raise ValueError(f"lookup = store needs the sqlite instance store, not {documents}")
+            elif documents == "nova" or (":" in documents and not documents.startswith(("/", "."))):
+                raise ValueError("lookup = store reads mdsvc's own document store (sqlite:PATH or a database server's URL), "
+                                 f"not store = {documents}")
             documents = SQLiteDocuments(documents)
         return StoreLookup.in_threads(documents, reactor)
     if spec == "neutron":
