@@ -20,7 +20,15 @@ setup(
         "pycdlib>=1.14",
         "pyfatfs>=1.0",
         "httptools>=0.6.2",
+        # [mdsvc] store = nova: Nova's databases through SQLAlchemy Core, MariaDB/MySQL through PyMySQL
+        "SQLAlchemy>=2.0",
+        "PyMySQL>=1.1",
+        # [mdsvc] store = postgresql://...: psycopg 3, SQLAlchemy 2.1's default PostgreSQL driver
+        "psycopg[binary]>=3.1",
         "jinja2>=3.0",
+        # lookup = ovn: Open vSwitch's own RFC 7047 client and IDL (what ovsdbapp and Neutron use)
+        "ovs>=3.4.1",
+        # [mdsvc] metrics_endpoint: the Prometheus exposition
         "prometheus-client>=0.20",
     ],
     # What the suite and `make check` import besides the product's own requirements (the real

@@ -243,7 +243,7 @@ class Doctor:
     def _lookup_broken(self, problem: str) -> None:
         self.add("lookup backend", False, f"{self.config.agent.lookup}: {problem}",
                  "make the backend reachable from this node ([mdsvc] lookup and its options: [neutron] auth_url / "
-                 "endpoint_override, the static file, the store)")
+                 "endpoint_override, [ovn] ovn_sb_connection, the static file, the store)")
 
     def check_secret(self, client: AdminClient, found: list[str] | None) -> None:
         """A request signed as the agent signs is accepted by the API; a wrongly signed one is refused."""
@@ -275,7 +275,8 @@ class Doctor:
         for name, problem in self._ready(client).items():
             if name.startswith("instance store"):
                 self.add("instance store", problem is None, f"{name[len('instance store '):]}: {problem or 'answering'}",
-                         "check the store's file or database server and its permissions")
+                         "check the store's file or database server and its permissions (store = nova: [api_database] and "
+                         "[database] connection)")
         where = _tcp(self.config.api.listen_endpoint)
         if where is not None:
             problem = _connects(host=where[0], port=where[1])
