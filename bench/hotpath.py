@@ -106,6 +106,8 @@ def main() -> int:
     lookup = CachingLookup(lookup, clock, 10, 2)  # as the agent's [cache] does by default
     if opts.metered:
         agent = MetadataAgent(lookup, InProcessAPI(app, meter=meters["api"]), "secret", clock=clock, meter=meters["agent"])
+        if hasattr(agent, "front"):  # trees where the in-process proxy's listener times the agent (as tap wires it)
+            agent.front = meters["proxy"]
     else:
         agent = MetadataAgent(lookup, InProcessAPI(app), "secret", clock=clock)
     signed = (f"X-Instance-ID: {instance.uuid}\r\nX-Tenant-ID: {instance.project_id}\r\n"

@@ -543,8 +543,8 @@ class LeanHTTPProtocol(Protocol):
 
     def _serve(self, item: tuple[HTTPRequest, bool] | _Refusal) -> None:
         every = self.factory.meter_every
-        if every is not None:
-            self._began = every.now()
+        if every is not None:  # (an agent called in this process within this call starts then too)
+            self._began = every.began = every.now()
         if isinstance(item, _Refusal):
             self._write(error_response(item.code, item.text), None, keep=False)
             return
@@ -591,17 +591,23 @@ class LeanHTTPProtocol(Protocol):
         if not head_only:
             parts.append(response.body)
         self.transport.write(b"".join(parts))
-        meter = self.factory.meter
+        factory = self.factory
+        meter = factory.meter
         if meter is not None:
+            now = meter.now()  # the answer's time, and the start of the idle time that follows
             if request is None:  # the protocol's own refusal
-                meter.answered(response, self._began or meter.now(), self.source or self._peer, self.factory.scope, None,
-                               b"-", b"-", None)
-            elif self.factory.meter_every is not None:
-                meter.record((self._began, meter.now(), response.code, response if response.reason is not None else None,
-                              self.source or self._peer, self.factory.scope, None, request.method, request.target, None, None))
-        if keep:
-            self._idle_since = self.factory.clock.seconds()
-            self._idle_limit = self.factory.idle_timeout
+                meter.answered(response, self._began or now, self.source or self._peer, factory.scope, None, b"-", b"-", None)
+            elif factory.meter_every is not None:
+                meter.note((meter.hop, self._began, now, response.code, response if response.reason is not None else None,
+                            self.source or self._peer, factory.scope, None, request.method, request.target, None, None))
+            if keep:
+                self._idle_since = now
+                self._idle_limit = factory.idle_timeout
+            else:
+                self._close()
+        elif keep:
+            self._idle_since = factory.clock.seconds()
+            self._idle_limit = factory.idle_timeout
         else:
             self._close()
 

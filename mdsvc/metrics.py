@@ -18,16 +18,16 @@ into prometheus_client (L{mdsvc.exposition} reads these at scrape time).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from functools import partial
-from itertools import compress
-from operator import is_not, itemgetter, sub
+from itertools import compress, repeat
+from operator import eq, is_not, sub
 from typing import Any
 
 from attrs import define, field
 
-from mdsvc.trace import TraceRing, row
+from mdsvc.trace import RECORD, WIDTH, TraceRing, row
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the latency buckets: a cached answer takes well under a millisecond,
@@ -82,43 +82,55 @@ class Histogram:
 
 class HopMeter:
     """
-    Where a hop notes each answer: one tuple appended to its pending list, the only work on the
-    request path (L{RECORD} says what it holds). L{NodeMetrics.fold} turns pending
-    records into counts, latency buckets, trace records and failure lines, off the request path.
+    Where a hop notes each answer: one record, a tuple of L{RECORD}, added to the flat list of
+    the process's pending records (L{NodeMetrics.pending}), the only work on the request path.
+    L{NodeMetrics.fold} turns pending records into counts, latency buckets, trace records and
+    failure lines, off the request path.
 
     A hop notes an answer as::
 
-        meter.record((started, meter.now(), response.code, response if response.reason is not None else None,
-                      address, scope, instance, method, path, cache, waited))
+        meter.note(("agent", started, meter.now(), response.code, response if response.reason is not None else None,
+                    address, scope, instance, method, path, cache, waited))
 
-    Every field is text, bytes, a number or None (a failure's answer object excepted, for its
-    reason and to be logged once): such records cost the garbage collector nothing once it has
-    seen them, however many are held. Header values the API notes are bytes, made text when read.
+    C{note} is the pending deque's C{extend}: the record's values are copied into it and the
+    tuple freed at once, so a record leaves no object behind for the garbage collector to track
+    and traverse, however many are pending (the trace keeps them in tuples of a batch each, which
+    the collector untracks once seen). Every value is text,
+    bytes, a number or None (a failure's answer object excepted, for its reason and to be logged
+    once). Header values the API notes are bytes, made text when read.
+
+    A hop that another hop of the same process called, and that answered within that call (the
+    agent called by a namespace proxy's listener; the API by the agent, answering at once), notes
+    C{answered} as None: the fold gives it the time of the next record noted with one, its
+    caller's, noted in the same call (so a chain of hops in one process reads the clock twice or
+    three times, not six).
 
     @ivar codes: answers by status code (counted when folded).
     @ivar latency: seconds from the request to the answer (observed when folded).
     @ivar now: the clock's C{seconds} (the reactor's is C{time.time}).
-    @ivar record: appends one record to the pending list.
+    @ivar note: adds one record to the process's pending records.
+    @ivar began: (a namespace proxy's listeners) when the request being answered was taken up:
+        the start of the agent this listener calls in the same process, within its call.
     """
 
-    __slots__ = ("hop", "clock", "codes", "latency", "now", "pending", "record", "waited")
+    __slots__ = ("hop", "clock", "codes", "latency", "now", "note", "waited", "began")
 
-    def __init__(self, hop: str, clock: Any, waited: Histogram | None = None) -> None:
+    def __init__(self, hop: str, clock: Any, note: Callable[[tuple[Any, ...]], None], waited: Histogram | None = None) -> None:
         self.hop = hop
         self.clock = clock
         self.codes: Counter[int] = Counter()
         self.latency = Histogram()
         self.now = clock.seconds
-        self.pending: list[tuple[Any, ...]] = []
-        self.record = self.pending.append
+        self.note = note
         self.waited = waited
+        self.began = 0.0
 
     def answered(
         self, response: Any, started: float, address: Any, scope: str | None, instance: Any, method: bytes, path: bytes,
         cache: str | None, waited: float | None = None,
     ) -> None:
         """
-        Note one answer (the same as appending its record; for callers off the hot path).
+        Note one answer (the same as noting its record; for callers off the hot path).
 
         @param response: the L{mdsvc.http.HTTPResponse} this hop answers with; its C{reason},
             when set, is the failure's, logged by the innermost hop that notes it.
@@ -130,18 +142,26 @@ class HopMeter:
             this hop consults, or None.
         @param waited: seconds this hop waited for the next one (the agent for a remote API), or None.
         """
-        self.record((started, self.now(), response.code, response if response.reason is not None else None, address, scope,
-                     instance, method, path, cache, waited))
+        self.note((self.hop, started, self.now(), response.code, response if response.reason is not None else None, address,
+                   scope, instance, method, path, cache, waited))
 
 
-FOLD_ORDER = ("api", "agent", "proxy")
-"""The hops folded innermost first: a failure is logged by the hop that made it."""
+_DEPTH = {"api": 0, "agent": 1, "proxy": 2}
+"""The hops innermost first: a failure is logged by the innermost hop that noted it (the one that made it)."""
 
-_STARTED, _ANSWERED, _CODE, _FAILURE, _WAITED = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3), itemgetter(10)
 _IS_SET = partial(is_not, None)
 
-RECORD = ("started", "answered", "code", "failure", "address", "scope", "instance", "method", "path", "cache", "waited")
-"""What a pending record holds, in order (L{HopMeter})."""
+
+def _bucket(latency: Histogram, elapsed: list[float]) -> None:
+    """Observe the sorted C{elapsed} into C{latency}: one bisect per bucket, not per value."""
+    counts = latency.counts
+    below = 0
+    for bucket, bound in enumerate(latency.bounds):
+        upto = bisect_right(elapsed, bound, below)
+        counts[bucket] += upto - below
+        below = upto
+    counts[-1] += len(elapsed) - below
+    latency.sum += sum(elapsed)
 
 
 @define(eq=False)
@@ -152,6 +172,8 @@ class NodeMetrics:
     @ivar role: the node role the process runs (C{twistd mdsvc --role}).
     @ivar trace: the process's ring of recent requests.
     @ivar hops: a L{HopMeter} per hop this process answers at (made by L{hop}).
+    @ivar pending: the records the hops noted since the last fold, flat (L{WIDTH} values each), in
+        a deque: it grows by blocks, where a list would copy itself as it grows.
     @ivar stages: the latency histograms (L{STAGES}) by name.
     @ivar backend_errors: failures of instance-lookup backends and instance stores, by backend
         name (C{store}, C{neutron}, C{sqlite}, a plugin's name...).
@@ -171,6 +193,7 @@ class NodeMetrics:
     trace: TraceRing = field(factory=TraceRing)
     failure: Callable[..., None] | None = None
     hops: dict[str, HopMeter] = field(factory=dict)
+    pending: deque[Any] = field(factory=deque)
     stages: dict[str, Histogram] = field(factory=dict)
     backend_errors: dict[str, int] = field(factory=dict)
     caches: dict[str, Any] = field(factory=dict)
@@ -185,45 +208,62 @@ class NodeMetrics:
         meter = self.hops.get(name)
         if meter is None:
             waited = self.stage("agent_to_api") if name == "agent" else None
-            meter = self.hops[name] = HopMeter(name, self.clock, waited)
+            meter = self.hops[name] = HopMeter(name, self.clock, self.pending.extend, waited)
             self.stages[HOP_STAGE[name]] = meter.latency
         return meter
 
     def fold(self) -> None:
         """
-        Turn the hops' pending records into counts, latency buckets, trace records and failure
-        lines (each failure logged once, by the innermost hop that noted it: the one that made
-        it), in loops that run in C but for the failures. Done every second by the process
-        (L{mdsvc.operations}), and before anything reads the counts or the trace.
+        Turn the pending records into counts, latency buckets, trace records and failure lines
+        (each failure logged once, by the innermost hop that noted it: the one that made it), in
+        loops that run in C but for the failures and the times of inner hops that answered
+        within their caller's call. Done every second by the process (L{mdsvc.operations}), and
+        before anything reads the counts or the trace.
         """
-        for name in FOLD_ORDER:
-            meter = self.hops.get(name)
-            if meter is None or not meter.pending:
-                continue
-            pending = meter.pending
-            meter.codes.update(map(_CODE, pending))
-            elapsed = sorted(map(sub, map(_ANSWERED, pending), map(_STARTED, pending)))
-            latency = meter.latency
-            counts = latency.counts
-            below = 0
-            for bucket, bound in enumerate(latency.bounds):  # one bisect per bucket, not per record
-                upto = bisect_right(elapsed, bound, below)
-                counts[bucket] += upto - below
-                below = upto
-            counts[-1] += len(elapsed) - below
-            latency.sum += sum(elapsed)
+        pending = self.pending
+        if not pending:
+            return
+        batch = list(pending)
+        pending.clear()  # (the same deque: the meters' note is its extend)
+        n = len(batch) // WIDTH
+        answered = batch[2::WIDTH]
+        if None in answered:  # inner hops that answered within their caller's call: its time, noted next
+            later = self.clock.seconds()
+            for i in range(n - 1, -1, -1):
+                if answered[i] is None:
+                    answered[i] = batch[i * WIDTH + 2] = later
+                else:
+                    later = answered[i]
+        hops = batch[0::WIDTH]
+        codes = batch[3::WIDTH]
+        elapsed = list(map(sub, answered, batch[1::WIDTH]))
+        waits = batch[11::WIDTH]
+        present = set(hops)
+        for name in present:
+            meter = self.hops[name]
+            if len(present) == 1:
+                mine, took, waited = codes, elapsed, waits
+            else:
+                mask = list(map(eq, hops, repeat(name)))
+                mine, took, waited = list(compress(codes, mask)), list(compress(elapsed, mask)), list(compress(waits, mask))
+            meter.codes.update(mine)
+            took.sort()
+            _bucket(meter.latency, took)
             if meter.waited is not None:
-                for waited in filter(_IS_SET, map(_WAITED, pending)):
-                    meter.waited.observe(waited)
-            for record in compress(pending, map(_FAILURE, pending)):  # failures only
-                response = record[3]
+                for value in filter(_IS_SET, waited):
+                    meter.waited.observe(value)
+        failed = list(compress(range(n), batch[4::WIDTH]))
+        if failed:  # innermost hop first: the one that made the failure logs it
+            failed.sort(key=lambda i: _DEPTH.get(hops[i], 9))
+            for i in failed:
+                record = batch[i * WIDTH:(i + 1) * WIDTH]
+                response = record[4]
                 if not response.noted:
                     response.noted = True
                     if self.failure is not None:
-                        _, _, _, address, scope, instance, method, path, code, _, _, reason = row(0, name, record)
-                        self.failure(name, code, address, scope, instance, method, path, reason)
-            self.trace.keep(name, pending)
-            pending.clear()
+                        _, _, hop, address, scope, instance, method, path, code, _, _, reason = row(0, record)
+                        self.failure(hop, code, address, scope, instance, method, path, reason)
+        self.trace.keep(tuple(batch), present)
 
     def select(self, instance: str | None = None, address: str | None = None, after: int = 0,
                limit: int | None = None) -> list[dict[str, Any]]:
@@ -248,4 +288,4 @@ class NodeMetrics:
         return {(hop, code): n for hop, meter in self.hops.items() for code, n in meter.codes.items()}
 
 
-__all__ = ["HOPS", "HOP_STAGE", "LATENCY_BUCKETS", "RECORD", "STAGES", "HopMeter", "Histogram", "NodeMetrics"]
+__all__ = ["HOPS", "HOP_STAGE", "LATENCY_BUCKETS", "RECORD", "STAGES", "WIDTH", "HopMeter", "Histogram", "NodeMetrics"]

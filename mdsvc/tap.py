@@ -396,6 +396,7 @@ def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     top = MultiService()
     if "agent" in parts:
         upstream: Any = parts["agent"]  # the agent in this process: no socket, no HTTP, just a call
+        upstream.front = metrics.hop("proxy")  # within the listener's call: its times are the agent's
     else:
         upstream = AgentSocketUpstream(reactor, config.agent.socket_path, reactor, proxy.agent_timeout)
         PoolService(upstream.pool).setServiceParent(top)

@@ -3,8 +3,8 @@
 The last requests a process answered, hop by hop, in a bounded ring: what C{mdsvc-manage trace
 UUID|IP} reads over the admin socket when a boot fails.
 
-Each hop (L{mdsvc.metrics.HopMeter}) notes one tuple per answer; they are kept here as they are
-(the oldest falling off once C{size} of a hop are held) and made into rows of L{FIELDS} only
+Each hop (L{mdsvc.metrics.HopMeter}) notes one record per answer; they are kept here as they are
+(the oldest falling off once C{size} for each hop are held) and made into rows of L{FIELDS} only
 when read.  A record never holds a secret: the shared
 secret and signatures are not among its fields, and what is read out is passed through the
 node's L{mdsvc.redact.Redactor} as well.
@@ -13,7 +13,7 @@ node's L{mdsvc.redact.Redactor} as well.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mdsvc.hop import canonical_ip
@@ -24,6 +24,12 @@ answered (seconds since the epoch), the hop, the guest's address, the network or
 through, the instance, method, path, status, seconds taken, the cache outcome, the reason of a
 failure made at this hop."""
 
+RECORD = ("hop", "started", "answered", "code", "failure", "address", "scope", "instance", "method", "path", "cache", "waited")
+"""What a record the hops note holds, in order (L{mdsvc.metrics.HopMeter})."""
+
+WIDTH = len(RECORD)
+"""Values per record in the flat lists of pending and kept records."""
+
 _INNER_FIRST = {"api": 0, "agent": 1, "proxy": 2}
 
 DEFAULT_SIZE = 4096
@@ -32,32 +38,48 @@ DEFAULT_SIZE = 4096
 
 class TraceRing:
     """
-    The most recent C{size} records of each hop of a process, kept as the hops noted them
-    (L{mdsvc.metrics.RECORD}: the answer object itself, times, address...) and made into
-    L{FIELDS} only when read, so that keeping them costs the request path nothing more.
+    The most recent records of a process, C{size} for each hop it answers at, kept as the hops
+    noted them (flat batches of L{RECORD}: the answer object of a failure, times,
+    address...; a tuple of values per batch, which the garbage collector untracks once seen) and
+    made into L{FIELDS} only when read, so that keeping them costs the request path nothing more.
 
     @ivar size: records kept per hop.
     """
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = max(size, 0)  # 0: nothing kept
-        self._records: dict[str, deque[tuple[Any, ...]]] = {}
-        self._seqs: dict[str, deque[int]] = {}
+        self._batches: deque[tuple[int, tuple[Any, ...]]] = deque()  # (the first record's number, flat records)
+        self._held = 0
+        self._hops: set[str] = set()
         self._next = 1
 
-    def keep(self, hop: str, records: list[tuple[Any, ...]]) -> None:
-        """Keep a batch of a hop's records (oldest first), numbered on from the last batch of any hop."""
-        if hop not in self._records:
-            self._records[hop] = deque(maxlen=self.size)
-            self._seqs[hop] = deque(maxlen=self.size)
+    def keep(self, batch: tuple[Any, ...], hops: Iterable[str]) -> None:
+        """
+        Keep a batch of records (flat, oldest first, of the C{hops} named), numbered on from the
+        last batch; the oldest fall off once C{size} per hop are held.
+        """
+        count = len(batch) // WIDTH
         first = self._next
-        self._next += len(records)
-        self._records[hop].extend(records)
-        self._seqs[hop].extend(range(first, self._next))
+        self._next += count
+        if not self.size:
+            return
+        self._hops.update(hops)
+        self._batches.append((first, batch))
+        self._held += count
+        limit = self.size * len(self._hops)
+        while self._held > limit:
+            oldest_first, oldest = self._batches[0]
+            excess, held = self._held - limit, len(oldest) // WIDTH
+            if held <= excess:
+                self._batches.popleft()
+                self._held -= held
+            else:
+                self._batches[0] = (oldest_first + excess, oldest[excess * WIDTH:])
+                self._held -= excess
 
     def __len__(self) -> int:
         """How many records are held."""
-        return sum(len(r) for r in self._records.values())
+        return self._held
 
     def select(
         self, instance: str | None = None, address: str | None = None, after: int = 0, limit: int | None = None,
@@ -67,21 +89,20 @@ class TraceRing:
         numbered after C{after}, in the order they were answered, at most the C{limit} newest.
         """
         picked = []
-        for hop, records in self._records.items():
-            for seq, record in zip(self._seqs[hop], records, strict=True):
-                if seq > after:
-                    found = row(seq, hop, record)
-                    if _matches(found, instance, address):
-                        picked.append(found)
+        for first, batch in self._batches:
+            for k in range(max(0, after + 1 - first), len(batch) // WIDTH):
+                found = row(first + k, batch[k * WIDTH:(k + 1) * WIDTH])
+                if _matches(found, instance, address):
+                    picked.append(found)
         picked.sort(key=lambda r: (r[1], _INNER_FIRST.get(r[2], 9), r[0]))  # one request's hops answer innermost first
         if limit is not None:
             picked = picked[-limit:] if limit > 0 else []
         return [as_dict(r) for r in picked]
 
 
-def row(seq: int, hop: str, record: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A kept record (L{mdsvc.metrics.RECORD}) as the tuple of L{FIELDS} (header values the API noted made text)."""
-    started, answered, code, failure, address, scope, instance, method, path, cache, _ = record
+def row(seq: int, record: Sequence[Any]) -> tuple[Any, ...]:
+    """A kept record (L{RECORD}) as the tuple of L{FIELDS} (header values the API noted made text)."""
+    hop, started, answered, code, failure, address, scope, instance, method, path, cache, _ = record
     if type(address) is bytes:
         address = address.decode("latin-1")
     if type(instance) is bytes:
@@ -111,4 +132,4 @@ def as_dict(record: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["DEFAULT_SIZE", "FIELDS", "TraceRing", "as_dict"]
+__all__ = ["DEFAULT_SIZE", "FIELDS", "RECORD", "WIDTH", "TraceRing", "as_dict"]

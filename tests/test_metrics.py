@@ -19,7 +19,7 @@ from mdsvc.http import HTTPResponse, error_response
 from mdsvc.interfaces import AmbiguousAddress, IInstanceLookup, IInstanceStore, LookupUnavailable
 from mdsvc.lookup.cache import CachingLookup
 from mdsvc.metered import MeteredLookup, MeteredStore
-from mdsvc.metrics import Histogram, NodeMetrics
+from mdsvc.metrics import WIDTH, Histogram, NodeMetrics
 from mdsvc.testing import MemoryInstanceStore, MemoryLookup
 from mdsvc.trace import TraceRing
 from tests.http import request, response
@@ -55,9 +55,9 @@ class HopMeterTests(SynchronousTestCase):
         started = self.clock.seconds()
         self.clock.advance(0.002)
         self.meter.answered(HTTPResponse(200, (), b""), started, "10.0.0.5", NETWORK, UUID, b"GET", b"/latest", "hit")
-        self.assertEqual((self.meter.codes, len(self.meter.pending)), ({}, 1))
+        self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({}, WIDTH))
         self.metrics.fold()
-        self.assertEqual((self.meter.codes, self.meter.pending), ({200: 1}, []))
+        self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({200: 1}, 0))
         self.assertEqual(self.meter.latency.cumulative()[2], ("0.0025", 1))
         (record,) = self.metrics.select()
         self.assertEqual((record["hop"], record["address"], record["scope"], record["instance"], record["path"], record["status"],
@@ -90,6 +90,25 @@ class HopMeterTests(SynchronousTestCase):
         self.metrics.fold()
         self.assertEqual(self.failures, [("agent", 404, "10.0.0.5", NETWORK, UUID, b"GET", b"/x", "instance gone")])
         self.assertEqual([r["reason"] for r in self.metrics.select()], ["instance gone", "instance gone"])
+
+
+class TraceRingTests(SynchronousTestCase):
+    """The ring keeps flat batches of records, C{size} per hop it has seen, the oldest falling off first."""
+
+    def record(self, hop: str, n: int) -> tuple[Any, ...]:
+        return (hop, float(n), n + 0.5, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", f"/{n}".encode(), None, None)
+
+    def test_oldest_fall_off(self) -> None:
+        """Size 2, two hops: four records held; a batch is cut where the limit falls; numbers go on."""
+        ring = TraceRing(2)
+        ring.keep(tuple(v for n in range(3) for v in self.record("api", n)), {"api"})
+        self.assertEqual([r["path"] for r in ring.select()], ["/1", "/2"])
+        ring.keep(tuple(v for n in range(3, 6) for v in self.record("agent" if n % 2 else "api", n)), {"api", "agent"})
+        self.assertEqual(len(ring), 4)
+        self.assertEqual([(r["seq"], r["hop"], r["path"]) for r in ring.select()],
+                         [(3, "api", "/2"), (4, "agent", "/3"), (5, "api", "/4"), (6, "agent", "/5")])
+        self.assertEqual([r["seq"] for r in ring.select(after=4)], [5, 6])
+        self.assertEqual(ring.select(limit=1)[0]["latency"], 0.5)
 
 
 class AgentMeteringTests(SynchronousTestCase):
@@ -143,6 +162,69 @@ class AgentMeteringTests(SynchronousTestCase):
         self.assertEqual(self.metrics.backend_errors, {"memory": 1})
         (record,) = self.metrics.select(address="10.0.0.5")
         self.assertIn("neutron is down", record["reason"])
+
+
+class _Ticking:
+    """A clock whose every read is a millisecond after the one before (to tell the reads apart)."""
+
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def seconds(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+class InProcessChainTests(SynchronousTestCase):
+    """
+    All-in-one: a namespace proxy's listener, the agent and the API in one process. The agent
+    takes the listener's times; the API, answering at once, its own start and the listener's
+    answer (the next record noted with a time): each hop keeps its own record, status and cache.
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from mdsvc.http import LeanHTTPFactory
+        from mdsvc.proxy.http import NamespaceProxyHandler
+
+        self.h = Harness(self, secret="k")
+        self.h.store.add(fixture())
+        self.ticking = _Ticking()
+        self.metrics = NodeMetrics("all-in-one", self.ticking)
+        lookup = CachingLookup(MemoryLookup({("network", NETWORK, "10.0.0.5"): (UUID, "test")}), self.h.clock, 10)
+        agent = MetadataAgent(lookup, InProcessAPI(self.h.app, meter=self.metrics.hop("api")), "k", clock=self.h.clock,
+                              meter=self.metrics.hop("agent"))
+        agent.front = self.metrics.hop("proxy")  # as mdsvc.tap wires an in-process proxy
+        factory = LeanHTTPFactory(NamespaceProxyHandler("network", NETWORK, agent), self.h.clock, meter=self.metrics.hop("proxy"),
+                                  meter_answers=True, scope=NETWORK)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.5", 40000))
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.5", 40000))
+        self.protocol.makeConnection(self.transport)
+
+    def get(self, path: bytes) -> None:
+        self.protocol.dataReceived(b"GET " + path + b" HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n")
+
+    def test_times_and_rows(self) -> None:
+        """Answered at once (both caches warm): the agent's times are the listener's; the API ends with them."""
+        self.get(b"/latest/meta-data/hostname")  # warms both caches
+        self.metrics.fold()
+        self.get(b"/latest/meta-data/hostname")
+        pending = list(self.metrics.pending)
+        api, agent, proxy = (pending[i:i + WIDTH] for i in range(0, len(pending), WIDTH))
+        self.assertEqual([api[0], agent[0], proxy[0]], ["api", "agent", "proxy"])
+        self.assertEqual((api[2], agent[1], agent[2]), (None, proxy[1], None))
+        self.assertLess(proxy[1], api[1])
+        self.assertLess(api[1], proxy[2])
+        self.metrics.fold()
+        rows = [r for r in self.metrics.select(instance=UUID) if r["seq"] > 3] + self.metrics.select(address="10.0.0.5")[-1:]
+        self.assertEqual([(r["hop"], r["status"], r["cache"]) for r in rows],
+                         [("api", 200, "hit"), ("agent", 200, "hit"), ("proxy", 200, None)])
+        self.assertEqual({r["time"] for r in rows}, {proxy[2]})
+        self.assertEqual([round(r["latency"], 6) for r in rows],
+                         [round(proxy[2] - api[1], 6), round(proxy[2] - proxy[1], 6), round(proxy[2] - proxy[1], 6)])
+        self.assertEqual(self.metrics.requests(), {("api", 200): 2, ("agent", 200): 2, ("proxy", 200): 2})
 
 
 class APIHandlerMeteringTests(SynchronousTestCase):

@@ -65,6 +65,8 @@ class MetadataAgent:
     @ivar meter: notes every answer (L{mdsvc.metrics.HopMeter} of the C{agent} hop), or None.
     @ivar time_api: (with a meter) whether each answer's record says how long the API took
         (C{agent_to_api}); not for an API in this process, which notes its own time.
+    @ivar front: (with a meter) the meter of the namespace proxies' listeners that call this agent
+        in the same process (L{handle_in_process}), whose start and answer times are the agent's.
     @ivar rate_limited: requests refused (429) by the rate limiter.
     @ivar in_flight_refused: requests refused (429) because their guest had too many in flight.
     """
@@ -79,6 +81,7 @@ class MetadataAgent:
     max_in_flight: int = 0
     meter: Any = None
     time_api: bool = False
+    front: Any = None
     rate_limited: int = field(default=0, init=False)
     in_flight_refused: int = field(default=0, init=False)
     _caching: Any = field(default=None, init=False, repr=False)
@@ -99,6 +102,14 @@ class MetadataAgent:
         """See L{IAgentHop.handle}: the Deferred never fails (except on cancellation)."""
         return ensureDeferred(self._handle(request)).addErrback(self._failed, request)
 
+    def handle_in_process(self, request: GuestRequest) -> Deferred[HTTPResponse]:
+        """
+        L{handle} for a namespace proxy's listener in this process, which calls it within its
+        own call and notes its answer right after the agent's: the agent notes no times of its own
+        but the listener's (L{mdsvc.metrics.HopMeter}), two clock reads fewer per request.
+        """
+        return ensureDeferred(self._handle(request, self.front)).addErrback(self._failed, request)
+
     def _failed(self, failure: Failure, request: GuestRequest) -> Any:
         if failure.check(CancelledError):
             return failure
@@ -113,9 +124,9 @@ class MetadataAgent:
         reason = f"{e.explanation} ({cause})" if cause is not None and str(cause) else e.explanation
         return error_response(e.code, e.explanation, request.accept, reason=reason)
 
-    async def _handle(self, request: GuestRequest) -> HTTPResponse:
+    async def _handle(self, request: GuestRequest, front: Any = None) -> HTTPResponse:
         meter = self.meter
-        started = meter.now() if meter is not None else 0.0
+        started = (meter.now() if front is None else front.began) if meter is not None else 0.0
         seen: list[Any] = [None, None, None]  # the instance, the lookup cache's outcome, seconds the API took
         ip = request.address
         try:
@@ -140,8 +151,9 @@ class MetadataAgent:
         except HopError as e:
             response = self._refusal(e, request)
         if meter is not None:
-            meter.record((started, meter.now(), response.code, response if response.reason is not None else None, ip,
-                          request.network_id or request.router_id, seen[0], request.method, request.target, seen[1], seen[2]))
+            meter.note(("agent", started, meter.now() if front is None else None, response.code,
+                        response if response.reason is not None else None, ip, request.network_id or request.router_id, seen[0],
+                        request.method, request.target, seen[1], seen[2]))
         return response
 
     async def _answer(self, request: GuestRequest, seen: list[Any]) -> HTTPResponse:

@@ -59,9 +59,9 @@ class APIHandler:
         if isinstance(answer, Answer):  # answered at once: from the render cache (or the version list of /)
             response = ok(answer)
             headers = request.headers  # (the first values as sent: bytes, made text when read)
-            meter.record((started, meter.now(), response.code, None, (headers.get(b"x-forwarded-for") or _NO_VALUE)[0] or request.peer,
-                          None, (headers.get(b"x-instance-id") or _NO_VALUE)[0], request.method, request.target,
-                          None if answer is ROOT_ANSWER else "hit", None))
+            meter.note(("api", started, meter.now(), response.code, None, headers.get(b"x-forwarded-for", _NO_VALUE)[0] or request.peer,
+                        None, headers.get(b"x-instance-id", _NO_VALUE)[0], request.method, request.target,
+                        None if answer is ROOT_ANSWER else "hit", None))
             return response
         # what the cache did, as its get decided it, before any wait (a provider's address is
         # looked up first: its outcome is the previous request's)
@@ -77,16 +77,16 @@ class APIHandler:
 
     def _note(self, response: HTTPResponse, request: HTTPRequest, started: float, cache: str | None) -> HTTPResponse:
         """Note the answer with the hop's meter: the instance the agent named, the guest's address."""
-        self.meter.record((started, self.meter.now(), response.code, response if response.reason is not None else None,
-                           request.header(b"x-forwarded-for") or request.peer, None, request.header(b"x-instance-id"),
-                           request.method, request.target, cache, None))
+        self.meter.note(("api", started, self.meter.now(), response.code, response if response.reason is not None else None,
+                         request.header(b"x-forwarded-for") or request.peer, None, request.header(b"x-instance-id"),
+                         request.method, request.target, cache, None))
         return response
 
     def _failure(self, request: HTTPRequest, failure: Failure) -> HTTPResponse:
         return self.app.failed(failure, request.method, request.target, _peer(request), request.header(b"accept"))
 
 
-_NO_VALUE = [None]
+_NO_VALUE = (None,)
 """What a header that was not sent gives as its first value, in a record."""
 
 

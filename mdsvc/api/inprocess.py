@@ -47,16 +47,17 @@ class InProcessAPI:
         started = meter.now()
         result = self._answer(request)
         if type(result) is HTTPResponse:  # answered at once: from the render cache, no callback to add
-            meter.record((started, meter.now(), result.code, result if result.reason is not None else None, request.address,
-                          None, request.instance_id, request.method, request.target, "hit" if result.code == 200 else None, None))
+            # answered within the agent's call: the agent's answer, noted next, gives the time (HopMeter)
+            meter.note(("api", started, None, result.code, result if result.reason is not None else None, request.address,
+                        None, request.instance_id, request.method, request.target, "hit" if result.code == 200 else None, None))
             return succeed(result)
         # what the cache did, as its get decided it, before any wait
         outcome = self._cache.outcome if self._cache is not None else None
         return result.addCallback(self._note, request, started, outcome)  # type: ignore[union-attr]
 
     def _note(self, response: HTTPResponse, request: SignedRequest, started: float, cache: str | None) -> HTTPResponse:
-        self.meter.record((started, self.meter.now(), response.code, response if response.reason is not None else None,
-                           request.address, None, request.instance_id, request.method, request.target, cache, None))
+        self.meter.note(("api", started, self.meter.now(), response.code, response if response.reason is not None else None,
+                         request.address, None, request.instance_id, request.method, request.target, cache, None))
         return response
 
     def _answer(self, request: SignedRequest) -> HTTPResponse | Deferred[HTTPResponse]:

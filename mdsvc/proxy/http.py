@@ -74,6 +74,8 @@ class NamespaceProxyHandler:
         self.upstream = upstream
         self._network = ident if kind == "network" else None
         self._router = ident if kind == "router" else None
+        # an agent in this process is called within the listener's call (MetadataAgent.handle_in_process)
+        self._handle = getattr(upstream, "handle_in_process", None) or upstream.handle
 
     def __call__(self, request: HTTPRequest) -> Deferred[HTTPResponse]:
         """
@@ -90,4 +92,4 @@ class NamespaceProxyHandler:
             address, mac = peer_address(request.peer or "")
         except ValueError:
             return succeed(error_response(400, "The guest's address is not an IP address.", accept))
-        return self.upstream.handle(GuestRequest(request.method, target, request.body, address, mac, self._network, self._router, accept))
+        return self._handle(GuestRequest(request.method, target, request.body, address, mac, self._network, self._router, accept))
