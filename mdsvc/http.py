@@ -543,8 +543,8 @@ class LeanHTTPProtocol(Protocol):
 
     def _serve(self, item: tuple[HTTPRequest, bool] | _Refusal) -> None:
         every = self.factory.meter_every
-        if every is not None:  # (an agent called in this process within this call starts then too)
-            self._began = every.began = every.now()
+        if every is not None:
+            self._began = every.now()
         if isinstance(item, _Refusal):
             self._write(error_response(item.code, item.text), None, keep=False)
             return
@@ -598,8 +598,14 @@ class LeanHTTPProtocol(Protocol):
             if request is None:  # the protocol's own refusal
                 meter.answered(response, self._began or now, self.source or self._peer, factory.scope, None, b"-", b"-", None)
             elif factory.meter_every is not None:
-                meter.note((meter.hop, self._began, now, response.code, response if response.reason is not None else None,
-                            self.source or self._peer, factory.scope, None, request.method, request.target, None, None))
+                inner = meter.inner  # an agent of this process that answered within this call: one record for both
+                if inner is None:
+                    meter.note((meter.hop, self._began, now, response.code, response if response.reason is not None else None,
+                                self.source or self._peer, factory.scope, None, request.method, request.target, None, None))
+                else:
+                    meter.inner = None
+                    meter.note((inner[0], self._began, now, response.code, response if response.reason is not None else None,
+                                self.source or self._peer, factory.scope, inner[1], request.method, request.target, inner[2], None))
             if keep:
                 self._idle_since = now
                 self._idle_limit = factory.idle_timeout

@@ -27,7 +27,7 @@ from typing import Any
 
 from attrs import define, field
 
-from mdsvc.trace import RECORD, WIDTH, TraceRing, row
+from mdsvc.trace import CHAINS, RECORD, WIDTH, TraceRing, row
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the latency buckets: a cached answer takes well under a millisecond,
@@ -92,6 +92,8 @@ class HopMeter:
         meter.note(("agent", started, meter.now(), response.code, response if response.reason is not None else None,
                     address, scope, instance, method, path, cache, waited))
 
+    where the first value names the hops the record stands for (L{mdsvc.trace.CHAINS}).
+
     C{note} is the pending deque's C{extend}: the record's values are copied into it and the
     tuple freed at once, so a record leaves no object behind for the garbage collector to track
     and traverse, however many are pending (the trace keeps them in tuples of a batch each, which
@@ -99,21 +101,23 @@ class HopMeter:
     bytes, a number or None (a failure's answer object excepted, for its reason and to be logged
     once). Header values the API notes are bytes, made text when read.
 
-    A hop that another hop of the same process called, and that answered within that call (the
-    agent called by a namespace proxy's listener; the API by the agent, answering at once), notes
-    C{answered} as None: the fold gives it the time of the next record noted with one, its
-    caller's, noted in the same call (so a chain of hops in one process reads the clock twice or
-    three times, not six).
+    Hops of one process that answer within the outer one's call are noted once, by the
+    outermost: the API answering the agent at once is noted in the agent's record (C{agent+api});
+    the agent called by a namespace proxy's listener leaves what it knows (its hops, the instance,
+    its lookup cache's outcome) in the listener's meter's C{inner}, which the listener's record
+    takes (C{proxy+agent+api}), with the listener's times: all-in-one notes one record and reads
+    the clock twice per request where it noted three and read six times. Each hop still counts
+    its answers and has its row in the trace (L{mdsvc.trace.CHAINS}).
 
     @ivar codes: answers by status code (counted when folded).
     @ivar latency: seconds from the request to the answer (observed when folded).
     @ivar now: the clock's C{seconds} (the reactor's is C{time.time}).
     @ivar note: adds one record to the process's pending records.
-    @ivar began: (a namespace proxy's listeners) when the request being answered was taken up:
-        the start of the agent this listener calls in the same process, within its call.
+    @ivar inner: (a namespace proxy's listeners) what the agent of this process that answered
+        within the listener's call knows: C{(hops, instance, lookup cache outcome)}, or None.
     """
 
-    __slots__ = ("hop", "clock", "codes", "latency", "now", "note", "waited", "began")
+    __slots__ = ("hop", "clock", "codes", "latency", "now", "note", "waited", "inner")
 
     def __init__(self, hop: str, clock: Any, note: Callable[[tuple[Any, ...]], None], waited: Histogram | None = None) -> None:
         self.hop = hop
@@ -123,7 +127,7 @@ class HopMeter:
         self.now = clock.seconds
         self.note = note
         self.waited = waited
-        self.began = 0.0
+        self.inner: tuple[str, Any, str | None] | None = None
 
     def answered(
         self, response: Any, started: float, address: Any, scope: str | None, instance: Any, method: bytes, path: bytes,
@@ -216,54 +220,46 @@ class NodeMetrics:
         """
         Turn the pending records into counts, latency buckets, trace records and failure lines
         (each failure logged once, by the innermost hop that noted it: the one that made it), in
-        loops that run in C but for the failures and the times of inner hops that answered
-        within their caller's call. Done every second by the process (L{mdsvc.operations}), and
-        before anything reads the counts or the trace.
+        loops that run in C but for the failures and the agent's waits for a remote API. A record
+        of several hops (L{mdsvc.trace.CHAINS}) counts for each. Done every second by the process
+        (L{mdsvc.operations}), and before anything reads the counts or the trace.
         """
         pending = self.pending
         if not pending:
             return
         batch = list(pending)
         pending.clear()  # (the same deque: the meters' note is its extend)
-        n = len(batch) // WIDTH
-        answered = batch[2::WIDTH]
-        if None in answered:  # inner hops that answered within their caller's call: its time, noted next
-            later = self.clock.seconds()
-            for i in range(n - 1, -1, -1):
-                if answered[i] is None:
-                    answered[i] = batch[i * WIDTH + 2] = later
-                else:
-                    later = answered[i]
-        hops = batch[0::WIDTH]
+        kinds = batch[0::WIDTH]
         codes = batch[3::WIDTH]
-        elapsed = list(map(sub, answered, batch[1::WIDTH]))
-        waits = batch[11::WIDTH]
-        present = set(hops)
-        for name in present:
-            meter = self.hops[name]
-            if len(present) == 1:
-                mine, took, waited = codes, elapsed, waits
-            else:
-                mask = list(map(eq, hops, repeat(name)))
-                mine, took, waited = list(compress(codes, mask)), list(compress(elapsed, mask)), list(compress(waits, mask))
-            meter.codes.update(mine)
-            took.sort()
-            _bucket(meter.latency, took)
-            if meter.waited is not None:
-                for value in filter(_IS_SET, waited):
-                    meter.waited.observe(value)
-        failed = list(compress(range(n), batch[4::WIDTH]))
+        elapsed = list(map(sub, batch[2::WIDTH], batch[1::WIDTH]))
+        rows = 0
+        by_kind: Counter[str] = Counter()
+        for (kind, code), n in Counter(zip(kinds, codes, strict=True)).items():
+            by_kind[kind] += n
+            for hop in CHAINS[kind]:
+                self.hop(hop).codes[code] += n
+        for kind, n in by_kind.items():
+            chain = CHAINS[kind]
+            rows += n * len(chain)
+            took = sorted(elapsed) if len(by_kind) == 1 else sorted(compress(elapsed, map(eq, kinds, repeat(kind))))
+            for hop in chain:
+                _bucket(self.hops[hop].latency, took)
+        waited = self.hops["agent"].waited if "agent" in self.hops else None
+        if waited is not None:
+            for value in filter(_IS_SET, batch[11::WIDTH]):
+                waited.observe(value)
+        failed = list(compress(range(len(codes)), batch[4::WIDTH]))
         if failed:  # innermost hop first: the one that made the failure logs it
-            failed.sort(key=lambda i: _DEPTH.get(hops[i], 9))
+            failed.sort(key=lambda i: _DEPTH.get(CHAINS[kinds[i]][0], 9))
             for i in failed:
                 record = batch[i * WIDTH:(i + 1) * WIDTH]
                 response = record[4]
                 if not response.noted:
                     response.noted = True
                     if self.failure is not None:
-                        _, _, hop, address, scope, instance, method, path, code, _, _, reason = row(0, record)
+                        _, _, hop, address, scope, instance, method, path, code, _, _, reason = row(0, CHAINS[record[0]][0], record)
                         self.failure(hop, code, address, scope, instance, method, path, reason)
-        self.trace.keep(tuple(batch), present)
+        self.trace.keep(tuple(batch), rows, {hop for kind in by_kind for hop in CHAINS[kind]})
 
     def select(self, instance: str | None = None, address: str | None = None, after: int = 0,
                limit: int | None = None) -> list[dict[str, Any]]:

@@ -24,11 +24,22 @@ answered (seconds since the epoch), the hop, the guest's address, the network or
 through, the instance, method, path, status, seconds taken, the cache outcome, the reason of a
 failure made at this hop."""
 
-RECORD = ("hop", "started", "answered", "code", "failure", "address", "scope", "instance", "method", "path", "cache", "waited")
-"""What a record the hops note holds, in order (L{mdsvc.metrics.HopMeter})."""
+RECORD = ("hops", "started", "answered", "code", "failure", "address", "scope", "instance", "method", "path", "cache", "waited")
+"""What a record the hops note holds, in order (L{mdsvc.metrics.HopMeter}); C{hops} is a key of L{CHAINS}."""
 
 WIDTH = len(RECORD)
 """Values per record in the flat lists of pending and kept records."""
+
+AGENT_API = "agent+api"
+PROXY_AGENT = "proxy+agent"
+PROXY_AGENT_API = "proxy+agent+api"
+
+CHAINS: dict[str, tuple[str, ...]] = {
+    "api": ("api",), "agent": ("agent",), "proxy": ("proxy",),
+    AGENT_API: ("api", "agent"), PROXY_AGENT: ("agent", "proxy"), PROXY_AGENT_API: ("api", "agent", "proxy"),
+}
+"""The hops one record stands for, innermost first: a hop of its own, or hops of one process
+that answered within the outer one's call, noted once by the outermost (L{mdsvc.metrics.HopMeter})."""
 
 _INNER_FIRST = {"api": 0, "agent": 1, "proxy": 2}
 
@@ -38,71 +49,81 @@ DEFAULT_SIZE = 4096
 
 class TraceRing:
     """
-    The most recent records of a process, C{size} for each hop it answers at, kept as the hops
-    noted them (flat batches of L{RECORD}: the answer object of a failure, times,
+    The most recent records of a process, at least C{size} for each hop it answers at, kept as
+    the hops noted them (flat batches of L{RECORD}: the answer object of a failure, times,
     address...; a tuple of values per batch, which the garbage collector untracks once seen) and
-    made into L{FIELDS} only when read, so that keeping them costs the request path nothing more.
+    made into rows of L{FIELDS}, one per hop a record stands for, only when read, so that keeping
+    them costs the request path nothing more.
 
-    @ivar size: records kept per hop.
+    @ivar size: rows kept per hop (whole batches fall off, the oldest first).
     """
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = max(size, 0)  # 0: nothing kept
-        self._batches: deque[tuple[int, tuple[Any, ...]]] = deque()  # (the first record's number, flat records)
+        self._batches: deque[tuple[int, int, tuple[Any, ...]]] = deque()  # (the first row's number, rows, flat records)
         self._held = 0
         self._hops: set[str] = set()
         self._next = 1
 
-    def keep(self, batch: tuple[Any, ...], hops: Iterable[str]) -> None:
+    def keep(self, batch: tuple[Any, ...], rows: int, hops: Iterable[str]) -> None:
         """
-        Keep a batch of records (flat, oldest first, of the C{hops} named), numbered on from the
-        last batch; the oldest fall off once C{size} per hop are held.
+        Keep a batch of records (flat, oldest first) making C{rows} rows of the C{hops} named,
+        numbered on from the last batch; the oldest batches fall off while C{size} rows per hop
+        are held without them.
         """
-        count = len(batch) // WIDTH
         first = self._next
-        self._next += count
+        self._next += rows
         if not self.size:
             return
         self._hops.update(hops)
-        self._batches.append((first, batch))
-        self._held += count
+        self._batches.append((first, rows, batch))
+        self._held += rows
         limit = self.size * len(self._hops)
-        while self._held > limit:
-            oldest_first, oldest = self._batches[0]
-            excess, held = self._held - limit, len(oldest) // WIDTH
-            if held <= excess:
-                self._batches.popleft()
-                self._held -= held
-            else:
-                self._batches[0] = (oldest_first + excess, oldest[excess * WIDTH:])
-                self._held -= excess
+        while self._held - self._batches[0][1] >= limit:
+            self._held -= self._batches.popleft()[1]
 
     def __len__(self) -> int:
-        """How many records are held."""
+        """How many rows are held."""
         return self._held
 
     def select(
         self, instance: str | None = None, address: str | None = None, after: int = 0, limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """
-        The records of one instance or guest address (either matches; neither given: all),
+        The rows of one instance or guest address (either matches; neither given: all),
         numbered after C{after}, in the order they were answered, at most the C{limit} newest.
         """
         picked = []
-        for first, batch in self._batches:
-            for k in range(max(0, after + 1 - first), len(batch) // WIDTH):
-                found = row(first + k, batch[k * WIDTH:(k + 1) * WIDTH])
-                if _matches(found, instance, address):
-                    picked.append(found)
+        for first, rows, batch in self._batches:
+            if first + rows <= after + 1:
+                continue
+            seq = first
+            for k in range(0, len(batch), WIDTH):
+                record = batch[k:k + WIDTH]
+                for hop in CHAINS[record[0]]:
+                    if seq > after:
+                        found = row(seq, hop, record)
+                        if _matches(found, instance, address):
+                            picked.append(found)
+                    seq += 1
         picked.sort(key=lambda r: (r[1], _INNER_FIRST.get(r[2], 9), r[0]))  # one request's hops answer innermost first
         if limit is not None:
             picked = picked[-limit:] if limit > 0 else []
         return [as_dict(r) for r in picked]
 
 
-def row(seq: int, record: Sequence[Any]) -> tuple[Any, ...]:
-    """A kept record (L{RECORD}) as the tuple of L{FIELDS} (header values the API noted made text)."""
-    hop, started, answered, code, failure, address, scope, instance, method, path, cache, _ = record
+def row(seq: int, hop: str, record: Sequence[Any]) -> tuple[Any, ...]:
+    """
+    The row of C{hop} of a kept record (L{RECORD}) as the tuple of L{FIELDS} (header values the
+    API noted made text). Of a record standing for several hops, the listener's row has no
+    instance or cache; the API's no scope, and the cache outcome of an answer given at once.
+    """
+    kind, started, answered, code, failure, address, scope, instance, method, path, cache, _ = record
+    if kind is not hop and kind != hop:
+        if hop == "proxy":
+            instance = cache = None
+        elif hop == "api":
+            scope, cache = None, ("hit" if code == 200 else None)
     if type(address) is bytes:
         address = address.decode("latin-1")
     if type(instance) is bytes:
@@ -132,4 +153,4 @@ def as_dict(record: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["DEFAULT_SIZE", "FIELDS", "RECORD", "WIDTH", "TraceRing", "as_dict"]
+__all__ = ["AGENT_API", "CHAINS", "DEFAULT_SIZE", "FIELDS", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "WIDTH", "TraceRing", "as_dict"]

@@ -93,21 +93,26 @@ class HopMeterTests(SynchronousTestCase):
 
 
 class TraceRingTests(SynchronousTestCase):
-    """The ring keeps flat batches of records, C{size} per hop it has seen, the oldest falling off first."""
+    """The ring keeps flat batches of records, at least C{size} rows per hop it has seen, the oldest batches falling off first."""
 
-    def record(self, hop: str, n: int) -> tuple[Any, ...]:
-        return (hop, float(n), n + 0.5, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", f"/{n}".encode(), None, None)
+    def record(self, hops: str, n: int) -> tuple[Any, ...]:
+        return (hops, float(n), n + 0.5, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", f"/{n}".encode(), "hit", None)
 
     def test_oldest_fall_off(self) -> None:
-        """Size 2, two hops: four records held; a batch is cut where the limit falls; numbers go on."""
+        """Size 2: a batch goes once the newer ones hold two rows per hop; rows are numbered on; a chain record makes a row per hop."""
         ring = TraceRing(2)
-        ring.keep(tuple(v for n in range(3) for v in self.record("api", n)), {"api"})
-        self.assertEqual([r["path"] for r in ring.select()], ["/1", "/2"])
-        ring.keep(tuple(v for n in range(3, 6) for v in self.record("agent" if n % 2 else "api", n)), {"api", "agent"})
-        self.assertEqual(len(ring), 4)
-        self.assertEqual([(r["seq"], r["hop"], r["path"]) for r in ring.select()],
-                         [(3, "api", "/2"), (4, "agent", "/3"), (5, "api", "/4"), (6, "agent", "/5")])
-        self.assertEqual([r["seq"] for r in ring.select(after=4)], [5, 6])
+        ring.keep(tuple(v for n in range(3) for v in self.record("api", n)), 3, {"api"})
+        ring.keep(tuple(self.record("api", 3)), 1, {"api"})
+        self.assertEqual([(r["seq"], r["path"]) for r in ring.select()], [(1, "/0"), (2, "/1"), (3, "/2"), (4, "/3")])
+        ring.keep(tuple(v for n in (4, 5) for v in self.record("proxy+agent+api", n)), 6, {"api", "agent", "proxy"})
+        self.assertEqual(len(ring), 6)  # the newest batch alone holds 2 rows of each of the 3 hops: the others fell off
+        rows = ring.select()
+        self.assertEqual([(r["seq"], r["hop"], r["path"]) for r in rows],
+                         [(5, "api", "/4"), (6, "agent", "/4"), (7, "proxy", "/4"), (8, "api", "/5"), (9, "agent", "/5"),
+                          (10, "proxy", "/5")])
+        self.assertEqual([(r["instance"], r["scope"], r["cache"]) for r in rows[:3]],
+                         [(UUID, None, "hit"), (UUID, NETWORK, "hit"), (None, NETWORK, None)])
+        self.assertEqual([r["seq"] for r in ring.select(after=8)], [9, 10])
         self.assertEqual(ring.select(limit=1)[0]["latency"], 0.5)
 
 
@@ -206,25 +211,32 @@ class InProcessChainTests(SynchronousTestCase):
     def get(self, path: bytes) -> None:
         self.protocol.dataReceived(b"GET " + path + b" HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n")
 
-    def test_times_and_rows(self) -> None:
-        """Answered at once (both caches warm): the agent's times are the listener's; the API ends with them."""
+    def test_one_record(self) -> None:
+        """
+        Answered at once (both caches warm): one record with the listener's times stands for the
+        three hops, each of which counts its answer and has its row.
+        """
         self.get(b"/latest/meta-data/hostname")  # warms both caches
         self.metrics.fold()
         self.get(b"/latest/meta-data/hostname")
-        pending = list(self.metrics.pending)
-        api, agent, proxy = (pending[i:i + WIDTH] for i in range(0, len(pending), WIDTH))
-        self.assertEqual([api[0], agent[0], proxy[0]], ["api", "agent", "proxy"])
-        self.assertEqual((api[2], agent[1], agent[2]), (None, proxy[1], None))
-        self.assertLess(proxy[1], api[1])
-        self.assertLess(api[1], proxy[2])
-        self.metrics.fold()
-        rows = [r for r in self.metrics.select(instance=UUID) if r["seq"] > 3] + self.metrics.select(address="10.0.0.5")[-1:]
-        self.assertEqual([(r["hop"], r["status"], r["cache"]) for r in rows],
-                         [("api", 200, "hit"), ("agent", 200, "hit"), ("proxy", 200, None)])
-        self.assertEqual({r["time"] for r in rows}, {proxy[2]})
-        self.assertEqual([round(r["latency"], 6) for r in rows],
-                         [round(proxy[2] - api[1], 6), round(proxy[2] - proxy[1], 6), round(proxy[2] - proxy[1], 6)])
+        record = list(self.metrics.pending)
+        self.assertEqual((len(record), record[0], record[7], record[10]), (WIDTH, "proxy+agent+api", UUID, "hit"))
+        self.assertIsNone(self.metrics.hop("proxy").inner)
+        rows = self.metrics.select(address="10.0.0.5")[-3:]
+        self.assertEqual([(r["hop"], r["status"], r["instance"], r["cache"]) for r in rows],
+                         [("api", 200, UUID, "hit"), ("agent", 200, UUID, "hit"), ("proxy", 200, None, None)])
+        self.assertEqual({(r["time"], r["latency"]) for r in rows}, {(record[2], record[2] - record[1])})
         self.assertEqual(self.metrics.requests(), {("api", 200): 2, ("agent", 200): 2, ("proxy", 200): 2})
+        self.assertEqual({name: h.count for name, h in self.metrics.stages.items()}, {"proxy_to_agent": 2, "agent": 2, "api_render": 2, "agent_to_api": 0})
+
+    def test_missing_path(self) -> None:
+        """The API's 404 for a path it does not have: its reason on each hop's row, logged once, by the API."""
+        failures: list[tuple[Any, ...]] = []
+        self.metrics.failure = lambda *a: failures.append(a)
+        self.get(b"/latest/meta-data/nope")
+        self.assertEqual([(r["hop"], r["status"]) for r in self.metrics.select(address="10.0.0.5")],
+                         [("api", 404), ("agent", 404), ("proxy", 404)])
+        self.assertEqual([(f[0], f[1]) for f in failures], [("api", 404)])
 
 
 class APIHandlerMeteringTests(SynchronousTestCase):

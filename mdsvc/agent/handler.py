@@ -37,6 +37,7 @@ from mdsvc.hop import (
 )
 from mdsvc.http import HTTPResponse
 from mdsvc.interfaces import ICachingLookup, IInstanceLookup, LookupUnavailable
+from mdsvc.trace import AGENT_API, PROXY_AGENT, PROXY_AGENT_API
 from mdsvc.wire import UnsafeRequest, is_identifier, loggable
 
 MEMO_SIZE = 65536
@@ -66,7 +67,7 @@ class MetadataAgent:
     @ivar time_api: (with a meter) whether each answer's record says how long the API took
         (C{agent_to_api}); not for an API in this process, which notes its own time.
     @ivar front: (with a meter) the meter of the namespace proxies' listeners that call this agent
-        in the same process (L{handle_in_process}), whose start and answer times are the agent's.
+        in the same process (L{handle_in_process}), whose records stand for the agent too.
     @ivar rate_limited: requests refused (429) by the rate limiter.
     @ivar in_flight_refused: requests refused (429) because their guest had too many in flight.
     """
@@ -85,6 +86,7 @@ class MetadataAgent:
     rate_limited: int = field(default=0, init=False)
     in_flight_refused: int = field(default=0, init=False)
     _caching: Any = field(default=None, init=False, repr=False)
+    _within: Any = field(default=None, init=False, repr=False)
     _signatures: dict[str, str] = field(factory=dict, init=False, repr=False)
     _forgotten: dict[tuple[Any, ...], float] = field(factory=dict, init=False, repr=False)
     _in_flight: dict[tuple[Any, ...], int] = field(factory=dict, init=False, repr=False)
@@ -97,6 +99,8 @@ class MetadataAgent:
             self.clock = reactor
         if self.meter is not None and getattr(self.lookup, "outcome", False) is not False:
             self._caching = self.lookup  # tells what each lookup did in its cache, for the meter
+        if self.meter is not None and getattr(self.api, "meter", None) is not None:
+            self._within = getattr(self.api, "forward_within", None)  # an API in this process: one record for both
 
     def handle(self, request: GuestRequest) -> Deferred[HTTPResponse]:
         """See L{IAgentHop.handle}: the Deferred never fails (except on cancellation)."""
@@ -105,8 +109,9 @@ class MetadataAgent:
     def handle_in_process(self, request: GuestRequest) -> Deferred[HTTPResponse]:
         """
         L{handle} for a namespace proxy's listener in this process, which calls it within its
-        own call and notes its answer right after the agent's: the agent notes no times of its own
-        but the listener's (L{mdsvc.metrics.HopMeter}), two clock reads fewer per request.
+        own call and notes its answer right after the agent's: the agent leaves what it knows in
+        the listener's meter (C{front.inner}), whose one record stands for both hops, with the
+        listener's times (L{mdsvc.metrics.HopMeter}).
         """
         return ensureDeferred(self._handle(request, self.front)).addErrback(self._failed, request)
 
@@ -126,8 +131,10 @@ class MetadataAgent:
 
     async def _handle(self, request: GuestRequest, front: Any = None) -> HTTPResponse:
         meter = self.meter
-        started = (meter.now() if front is None else front.began) if meter is not None else 0.0
-        seen: list[Any] = [None, None, None]  # the instance, the lookup cache's outcome, seconds the API took
+        started = meter.now() if meter is not None and front is None else 0.0
+        # the instance, the lookup cache's outcome, seconds the API took, whether the API of this
+        # process answered at once (noted in this hop's record)
+        seen: list[Any] = [None, None, None, False]
         ip = request.address
         try:
             if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
@@ -151,9 +158,12 @@ class MetadataAgent:
         except HopError as e:
             response = self._refusal(e, request)
         if meter is not None:
-            meter.note(("agent", started, meter.now() if front is None else None, response.code,
-                        response if response.reason is not None else None, ip, request.network_id or request.router_id, seen[0],
-                        request.method, request.target, seen[1], seen[2]))
+            if front is not None:  # the listener calling, within its call, notes next: its record stands for this hop
+                front.inner = (PROXY_AGENT_API if seen[3] else PROXY_AGENT, seen[0], seen[1])
+            else:
+                meter.note((AGENT_API if seen[3] else "agent", started, meter.now(), response.code,
+                            response if response.reason is not None else None, ip, request.network_id or request.router_id,
+                            seen[0], request.method, request.target, seen[1], seen[2]))
         return response
 
     async def _answer(self, request: GuestRequest, seen: list[Any]) -> HTTPResponse:
@@ -180,6 +190,11 @@ class MetadataAgent:
                 self._log.info("{ip}: the metadata API does not know instance {instance}; the address now belongs to "
                                "instance {now}: asking again for it", ip=request.address, instance=found[0], now=again[0])
                 seen[0] = again[0]
+                if seen[3]:  # the API's first answer, given at once: a record of its own (the agent's is for the second)
+                    seen[3] = False
+                    self.meter.note(("api", self.meter.now(), self.meter.now(), response.code,
+                                     response if response.reason is not None else None, request.address, None, found[0],
+                                     request.method, request.target, None, None))
                 response = await self._forward(request, again, seen)
             elif fresh:
                 self._log.debug("{method} {path}: 404 for instance {instance}, which a fresh lookup still finds: no such "
@@ -227,6 +242,8 @@ class MetadataAgent:
         timed = seen is not None and self.time_api and self.meter is not None
         sent = self.meter.now() if timed else 0.0
         try:
+            if self._within is not None and seen is not None:
+                return await self._within(signed, seen)
             return await self.api.forward(signed)
         except UpstreamUnavailable as e:
             self._log.warn("The remote metadata server is temporarily unavailable. Please try again later. ({reason})", reason=str(e))

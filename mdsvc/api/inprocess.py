@@ -47,11 +47,24 @@ class InProcessAPI:
         started = meter.now()
         result = self._answer(request)
         if type(result) is HTTPResponse:  # answered at once: from the render cache, no callback to add
-            # answered within the agent's call: the agent's answer, noted next, gives the time (HopMeter)
-            meter.note(("api", started, None, result.code, result if result.reason is not None else None, request.address,
+            meter.note(("api", started, meter.now(), result.code, result if result.reason is not None else None, request.address,
                         None, request.instance_id, request.method, request.target, "hit" if result.code == 200 else None, None))
             return succeed(result)
         # what the cache did, as its get decided it, before any wait
+        outcome = self._cache.outcome if self._cache is not None else None
+        return result.addCallback(self._note, request, started, outcome)  # type: ignore[union-attr]
+
+    def forward_within(self, request: SignedRequest, seen: list[Any]) -> Deferred[HTTPResponse]:
+        """
+        L{forward} for the metered agent of this process: an answer given at once is not noted
+        here but in the agent's own record, which stands for both hops (C{seen[3]} set to True;
+        L{mdsvc.metrics.HopMeter}); a later one is noted here, timed.
+        """
+        result = self._answer(request)
+        if type(result) is HTTPResponse:
+            seen[3] = True
+            return succeed(result)
+        started = self.meter.now()  # (what ran before the wait took microseconds)
         outcome = self._cache.outcome if self._cache is not None else None
         return result.addCallback(self._note, request, started, outcome)  # type: ignore[union-attr]
 
