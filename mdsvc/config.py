@@ -441,6 +441,11 @@ OPTIONS: tuple[Option, ...] = (
            aliases=(("DEFAULT", "use_forwarded_for"),),
            help="Remote-address mode only: trust X-Forwarded-For from the front end (OSSN-0074: only behind "
                 "a proxy that sets it)."),
+    Option("api", "imds_tokens", choice("off", "optional", "required"), "off", roles=API, dest="api.imds_tokens",
+           help="IMDSv2-style session tokens (not in Nova): off (PUT /latest/api/token is 404, as in Nova) | "
+                "optional (a request may carry a token from PUT /latest/api/token, and then it must be good) | "
+                "required (every request needs one, else 401). Tokens are signed with a key derived from "
+                "metadata_proxy_shared_secret, which must be set."),
     Option("api", "config_drive_skip_versions", list_of(sep=None), _SKIPPED_EC2_VERSIONS, roles=API,
            dest="api.config_drive_skip_versions",
            help="EC2 versions left off config drives (separated by blanks)."),
@@ -628,6 +633,7 @@ class ApiConfig:
     vendordata_dynamic_read_timeout: int
     vendordata_dynamic_failure_fatal: bool
     use_forwarded_for: bool
+    imds_tokens: str
     service_metadata_proxy: bool
     shared_secret: str = field(repr=False)
     flat_injected: bool
@@ -912,6 +918,8 @@ def read_ini(path: str) -> tuple[configparser.RawConfigParser, _Located]:
 
 
 _SECRET_WORDS = ("secret", "password", "passwd", "key", "token", "connection", "transport_url")
+_NOT_SECRETS = frozenset({"imds_tokens"})
+"""Names with such a word that hold no secret (a mode)."""
 
 
 def holds_secret(name: str) -> bool:
@@ -920,6 +928,8 @@ def holds_secret(name: str) -> bool:
     password, a shared secret, a private key, a token, a URL with credentials).
     """
     lowered = name.lower()
+    if lowered in _NOT_SECRETS:
+        return False
     return any(word in lowered for word in _SECRET_WORDS)
 
 

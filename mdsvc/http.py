@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mdsvc.hoplimit import limit_hops
 from mdsvc.limits import ConnectionLimits
 from mdsvc.pages import TITLES, error_page
 from mdsvc.wire import loggable
@@ -132,12 +133,15 @@ class HTTPResponse:
 
     @ivar length: for an answer to HEAD relayed from another server, the C{Content-Length} that
         server announced (the body is empty); None means C{len(body)}.
+    @ivar hop_limit: the IP TTL / IPv6 hop limit the answer, and the rest of its connection,
+        is sent with (L{mdsvc.hoplimit}); None: the system's.
     """
 
     code: int
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     length: int | None = None
+    hop_limit: int | None = None
     _wire: bytes | None = field(default=None, init=False, eq=False, repr=False)
     """The header lines as written, kept: a cached answer is written many times."""
 
@@ -574,6 +578,8 @@ class LeanHTTPProtocol(Protocol):
         parts.append(b"\r\n")
         if not head_only:
             parts.append(response.body)
+        if response.hop_limit is not None:
+            limit_hops(self.transport, response.hop_limit)
         self.transport.write(b"".join(parts))
         if keep:
             self._idle_since = self.factory.clock.seconds()

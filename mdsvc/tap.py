@@ -128,6 +128,10 @@ def plugin_problems(config: Config, parts: frozenset[str]) -> list[str]:
     embedded store does (the demo, C{lookup = store}) asked of another store.
     """
     problems = unknown_names(config, parts)
+    if "api" in parts:
+        from mdsvc.api.tokens import config_problems
+
+        problems += config_problems(config)
     agent_store = "agent" in parts and config.agent.lookup == "store"
     embedded = config.store.startswith("sqlite:")
     if "api" in parts and config.demo and not embedded:

@@ -42,8 +42,9 @@ from mdsvc.wire import UnsafeRequest, is_identifier, loggable
 MEMO_SIZE = 65536
 """Instance signatures kept (a pure function of the id)."""
 
-RELAYED_ERRORS = {400, 403, 404, 409, 500, 502, 503, 504}
-"""API statuses passed through to the guest (spec §5.1); any other non-200 is the agent's 502."""
+RELAYED_ERRORS = {400, 401, 403, 404, 405, 409, 500, 502, 503, 504}
+"""API statuses passed through to the guest (spec §5.1, and the session tokens' 401 and 405);
+any other non-200 is the agent's 502."""
 
 
 @implementer(IAgentHop)
@@ -179,7 +180,8 @@ class MetadataAgent:
             if len(self._signatures) >= MEMO_SIZE:
                 self._signatures.clear()
             signature = self._signatures[instance_id] = sign(self.shared_secret, instance_id)
-        signed = SignedRequest(request.method, request.target, request.body, request.address, instance_id, project_id or "", signature)
+        signed = SignedRequest(request.method, request.target, request.body, request.address, instance_id, project_id or "", signature,
+                               request.token, request.token_ttl)
         try:
             return await self.api.forward(signed)
         except UpstreamUnavailable as e:

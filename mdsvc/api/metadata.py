@@ -40,17 +40,21 @@ EC2_VERSION_LIST = "\n".join(EC2_VERSIONS + ("latest",)).encode("ascii")
 
 @frozen
 class Answer:
-    """A successful response: body bytes and their content type."""
+    """
+    A successful response: body bytes, their content type, and any other headers (the token
+    answer's C{X-aws-ec2-metadata-token-ttl-seconds}).
+    """
 
     body: bytes
     content_type: bytes = TEXT
+    headers: tuple[tuple[bytes, bytes], ...] = ()
     _response: list[HTTPResponse] = field(factory=list, init=False, eq=False, repr=False)
     """The HTTP response, once made (in a list: the class is frozen)."""
 
     def response(self) -> HTTPResponse:
         """This answer as an HTTP 200."""
         if not self._response:
-            self._response.append(HTTPResponse(200, ((b"Content-Type", self.content_type),), self.body))
+            self._response.append(HTTPResponse(200, ((b"Content-Type", self.content_type), *self.headers), self.body))
         return self._response[0]
 
 
