@@ -99,18 +99,21 @@ class TokenTests(SynchronousTestCase):
             self.assertEqual(self.assertRaises(MetadataError, parse_ttl, bad).code, 400, bad)
 
 
+def token_harness(case: SynchronousTestCase, mode: str) -> Harness:
+    """The API behind agents (signed requests) with two instances and tokens C{mode}."""
+    h = Harness(case, secret="s3cret")
+    h.store.add(fixture())
+    h.store.add(fixture(uuid=OTHER, ec2_instance_id=2))
+    if mode != "off":
+        h.app.tokens = SessionTokens(h.clock, mode == "required", "s3cret")
+    return h
+
+
 class TokenAPITests(SynchronousTestCase):
     """The API's token PUT and its checks, behind the metadata agents (signed requests)."""
 
-    mode = "optional"
-
-    def harness(self, mode: str, **kw: object) -> Harness:
-        h = Harness(self, secret="s3cret", **kw)  # type: ignore[arg-type]
-        h.store.add(fixture())
-        h.store.add(fixture(uuid=OTHER, ec2_instance_id=2))
-        if mode != "off":
-            h.app.tokens = SessionTokens(h.clock, mode == "required", "s3cret")
-        return h
+    def harness(self, mode: str) -> Harness:
+        return token_harness(self, mode)
 
     def token(self, h: Harness, ttl: bytes = b"21600", **kw: object) -> bytes:
         r = h.get(TOKEN_PATH, b"PUT", {b"X-aws-ec2-metadata-token-ttl-seconds": ttl}, **kw)  # type: ignore[arg-type]
@@ -302,3 +305,29 @@ class TokenConfigTests(SynchronousTestCase):
             "[neutron] metadata_proxy_shared_secret, which is not set"])
         path = self.write("[api]\nimds_tokens = required\n[neutron]\nmetadata_proxy_shared_secret = x\n")
         self.assertEqual(config_problems(load_config(path)), [])
+
+
+class IdentityDocumentTests(SynchronousTestCase):
+    """AWS's dynamic/instance-identity/document: with tokens on only, so that off keeps Nova's trees."""
+
+    def test_served_with_tokens(self) -> None:
+        """With tokens on, 2009-04-04 and latest have dynamic/instance-identity/document, AWS's JSON."""
+        import json
+
+        h = token_harness(self, "optional")
+        for version in ("2009-04-04", "latest"):
+            self.assertEqual(h.get(f"/{version}/dynamic/instance-identity/").body, b"document")
+            r = h.get(f"/{version}/dynamic/instance-identity/document")
+            document = json.loads(r.body)
+            self.assertEqual((document["instanceId"], document["instanceType"], document["availabilityZone"], document["accountId"]),
+                             ("i-00000001", "m1.small", "fake-az", "test"))
+            self.assertEqual((document["region"], document["version"]), (None, "2017-09-30"))
+            self.assertIn(b'"instanceId" : "i-00000001"', r.body)
+        self.assertEqual(h.get("/latest/").body, b"dynamic/\nmeta-data/\nuser-data")
+        self.assertEqual(h.get("/2008-09-01/dynamic/instance-identity/document").code, 404)
+
+    def test_not_without_tokens(self) -> None:
+        """With tokens off, there is no dynamic tree (Nova's 404) and the listing is Nova's."""
+        h = token_harness(self, "off")
+        self.assertEqual(h.get("/latest/dynamic/instance-identity/document").code, 404)
+        self.assertEqual(h.get("/latest/").body, b"meta-data/\nuser-data")

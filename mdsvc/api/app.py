@@ -90,7 +90,7 @@ class MetadataApp:
     def render(self, instance: Instance) -> InstanceMetadata:
         """A fresh render cache entry for C{instance} (StaticJSON data as of now)."""
         static = self.static_file.load() if "StaticJSON" in self.providers else None
-        return InstanceMetadata(instance, self.dhcp_domain, static, self.interfaces)
+        return InstanceMetadata(instance, self.dhcp_domain, static, self.interfaces, self.tokens is not None)
 
     def _load_uuid(self, key: Any) -> Deferred[InstanceMetadata | None]:
         _, uuid = key  # ("uuid", uuid)

@@ -24,10 +24,20 @@ from attrs import define, field, frozen
 from mdsvc.api import openstack as ostack
 from mdsvc.api.ec2 import LOCAL_IPV4_FROM_REQUEST, ec2_meta_data
 from mdsvc.api.errors import MetadataError, not_found
+from mdsvc.api.identity import identity_tree
 from mdsvc.api.injected import InterfacesTemplate
 from mdsvc.api.network_data import network_data
 from mdsvc.api.vendordata import StaticVendordata
-from mdsvc.api.versions import EC2_VERSIONS, GRIZZLY, HAVANA, NEWTON_TWO, ec2_version, openstack_listing, openstack_version
+from mdsvc.api.versions import (
+    EC2_VERSIONS,
+    GRIZZLY,
+    HAVANA,
+    NEWTON_TWO,
+    ec2_at_least,
+    ec2_version,
+    openstack_listing,
+    openstack_version,
+)
 from mdsvc.http import HTTPResponse
 from mdsvc.model import Instance
 
@@ -116,12 +126,15 @@ class InstanceMetadata:
         among C{vendordata_providers}.
     @ivar interfaces: with C{[DEFAULT] flat_injected}, the interfaces template to render
         (C{network_config}, C{/openstack/content/0000}); None without.
+    @ivar aws_identity: the EC2 versions that have it (2009-04-04, C{latest}) carry AWS's
+        C{dynamic/instance-identity/document} (L{mdsvc.api.identity}: with session tokens on).
     """
 
     instance: Instance
     dhcp_domain: str
     static_vendordata: StaticVendordata | None = None
     interfaces: InterfacesTemplate | None = None
+    aws_identity: bool = False
     _content: dict[str, bytes] | None = field(default=None, init=False, repr=False)
     _ec2_trees: dict[str, dict[str, Any]] = field(factory=dict, init=False, repr=False)
     _meta_data: dict[str, bytes] = field(factory=dict, init=False, repr=False)
@@ -154,6 +167,8 @@ class InstanceMetadata:
             tree = {"meta-data": ec2_meta_data(self.instance, version, self.dhcp_domain)}
             if self.instance.user_data is not None:
                 tree["user-data"] = self.instance.user_data
+            if self.aws_identity and ec2_at_least(version, "2009-04-04"):
+                tree["dynamic"] = identity_tree(self.instance)
             self._ec2_trees[version] = tree
         return tree
 
