@@ -395,8 +395,9 @@ OPTIONS: tuple[Option, ...] = (
            help="Where mdsvc keeps its state: the embedded store ($state_path/mdsvc.sqlite) and the agent's "
                 "socket ($state_path/metadata_proxy). A relative path, here and in every option naming a file, "
                 "is taken from the directory of the file that sets it.", paths=a_path),
-    Option("DEFAULT", "debug", boolean, "false", roles=API, dest="api.debug",
-           help="Log every API request's headers at debug level (signatures and tokens masked)."),
+    Option("DEFAULT", "debug", boolean, "false", roles=EVERY_PART, dest=("api.debug", "debug"),
+           help="Log at debug level (else info and above), and log every API request's headers (signatures and "
+                "tokens masked). Reloaded on SIGHUP."),
     Option("DEFAULT", "metadata_listen", string, "0.0.0.0", roles=API,
            help="Listen address of the metadata API (an IPv6 address listens on tcp6; [mdsvc] api_endpoint "
                 "overrides it)."),
@@ -467,6 +468,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("mdsvc", "demo", boolean, None, roles=API, example="false",
            help="Import the bundled demo instance at startup (default: only when no configuration file is "
                 "given)."),
+    Option("mdsvc", "secret_rotation_window", number(0), "600", roles=API | AGENT, dest="secret_rotation_window",
+           help="Seconds the previous metadata_proxy_shared_secret is still accepted (API: signatures and session "
+                "tokens made with it; agent: re-signing a request the API refused) after SIGHUP loaded a new one, "
+                "so the nodes of a cloud can be given the new secret one after the other, in any order."),
     Option("mdsvc", "access_log", boolean, "false", roles=EVERY_PART, dest="access_log",
            help="One log line per request (the 404s and 500s are always logged, with their reason)."),
     # the agent (metadata_agent.ini names)
@@ -753,6 +758,8 @@ class Config:
     access_log: bool
     proxy: ProxyConfig
     limits: GuestLimits
+    debug: bool
+    secret_rotation_window: float
 
     @property
     def source(self) -> str | None:
@@ -918,7 +925,7 @@ def read_ini(path: str) -> tuple[configparser.RawConfigParser, _Located]:
 
 
 _SECRET_WORDS = ("secret", "password", "passwd", "key", "token", "connection", "transport_url")
-_NOT_SECRETS = frozenset({"imds_tokens"})
+_NOT_SECRETS = frozenset({"imds_tokens", "secret_rotation_window"})
 """Names with such a word that hold no secret (a mode)."""
 
 

@@ -250,7 +250,12 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.
     guest_facing = not api.service_metadata_proxy and not api.use_forwarded_for
-    site = _http(config, APIHandler(app, config.api.debug), reactor, "metadata-api", parts if parts is not None else {}, guest_facing)
+    handler = APIHandler(app, config.api.debug)
+    if parts is not None:
+        from mdsvc.api.reload import APIReload
+
+        parts.setdefault("reloadable", []).append(APIReload(app, handler, config, reactor))
+    site = _http(config, handler, reactor, "metadata-api", parts if parts is not None else {}, guest_facing)
     listen_service(api.listen_endpoint, site, reactor, f"{_source(config)}: {api.listen_option}").setServiceParent(top)
     return top
 
@@ -259,7 +264,8 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     """The metadata agent: lookup (cached), signing, forwarding, on its UNIX socket."""
     from mdsvc.agent.forwarder import APIForwarder, api_pool
     from mdsvc.agent.handler import MetadataAgent
-    from mdsvc.agent.ratelimit import SlidingWindowLimiter
+    from mdsvc.agent.ratelimit import rate_limiter
+    from mdsvc.agent.reload import AgentReload
     from mdsvc.agent.server import AgentHandler, UnixSocketListener, socket_mode
     from mdsvc.api.inprocess import InProcessAPI
     from mdsvc.httpclient import PoolService
@@ -279,12 +285,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     if agent.cache_enabled:
         lookup = CachingLookup(lookup, reactor, agent.cache_ttl, agent.cache_negative_ttl)
     limit = agent.rate_limit
-    limiter = None
-    if limit.enabled:
-        if limit.ip_version is None:
-            log.warn("Invalid metadata address IP versions. Metadata rate limiting will not be enabled.")
-        else:
-            limiter = SlidingWindowLimiter(reactor, ((limit.base_window, limit.base_limit), (limit.burst_window, limit.burst_limit)))
+    limiter = rate_limiter(limit, reactor)
     if "app" in parts:
         # all-in-one: the API is in this process; signed requests go straight to its code
         api: Any = InProcessAPI(parts["app"])
@@ -295,6 +296,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         relookup_interval=max(agent.cache_negative_ttl, 1), max_in_flight=config.limits.max_connections_per_guest,
     )
     parts["agent"] = handler
+    parts.setdefault("reloadable", []).append(AgentReload(handler, config, reactor))
     site = _http(config, AgentHandler(handler), reactor, "metadata-agent", parts)
     top = MultiService()
     socket = Listening(f"{_source(config)}: [DEFAULT] metadata_proxy_socket {agent.socket_path}")
@@ -357,8 +359,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    from mdsvc.loglevel import LogLevelFilter, LogLevelService
+    from mdsvc.reload import LogLevelReload, Reloader
+
+    config: Config = options["parsed"]
+    role = options["role"]
     top = MultiService()
-    parts: dict[str, Any] = {}
-    for build in SERVICES_BY_ROLE[options["role"]]:
-        build(options["parsed"], reactor, parts).setServiceParent(top)
+    level = LogLevelFilter(config.debug)
+    LogLevelService(level).setServiceParent(top)
+    parts: dict[str, Any] = {"reloadable": [LogLevelReload(level)]}
+    for build in SERVICES_BY_ROLE[role]:
+        build(config, reactor, parts).setServiceParent(top)
+    Reloader(reactor, config, parts["reloadable"], lambda new: plugin_problems(new, NODE_ROLES[role])).setServiceParent(top)
     return top

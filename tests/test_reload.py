@@ -1,0 +1,294 @@
+"""
+SIGHUP reloads (L{mdsvc.reload}): the secret rotation window on both sides of the agent-to-API
+hop, what the API and the agent apply, what needs a restart, refused configurations, the log
+level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, LogPublisher, capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from mdsvc.agent.forwarder import APIForwarder
+from mdsvc.agent.handler import MetadataAgent
+from mdsvc.agent.reload import AgentReload
+from mdsvc.api.reload import APIReload
+from mdsvc.api.tokens import SessionTokens
+from mdsvc.config import load_config
+from mdsvc.hop import sign
+from mdsvc.http import HTTPRequest, HTTPResponse
+from mdsvc.loglevel import LogLevelFilter
+from mdsvc.reload import IReloadable, LogLevelReload, Reloader, Rotation
+from mdsvc.testing import MemoryLookup, stub_pool
+from tests.test_api_resource import UUID, Harness, fixture
+
+NET = "7f1e1b0c-1111-2222-3333-444455556666"
+
+
+class RotationTests(SynchronousTestCase):
+    """A secret and the one before it, for the window."""
+
+    def test_window(self) -> None:
+        """A new secret keeps the previous one for the window, then drops it; each change is reported."""
+        clock, seen = Clock(), []
+        rotation = Rotation(clock, "old", lambda s, p: seen.append((s, p)))
+        self.assertFalse(rotation.set("old", 10))
+        self.assertTrue(rotation.set("new", 10))
+        self.assertEqual(seen, [("new", ("old",))])
+        clock.advance(9.9)
+        self.assertEqual(rotation.previous, ("old",))
+        clock.advance(0.1)
+        self.assertEqual((rotation.previous, seen[-1]), ((), ("new", ())))
+
+    def test_no_window(self) -> None:
+        """With a window of 0 the previous secret is dropped at once."""
+        seen: list[Any] = []
+        rotation = Rotation(Clock(), "old", lambda s, p: seen.append((s, p)))
+        rotation.set("new", 0)
+        self.assertEqual(seen, [("new", ())])
+
+    def test_again_within_window(self) -> None:
+        """A second rotation within the window keeps only the secret just replaced, for a full window."""
+        clock = Clock()
+        rotation = Rotation(clock, "a", lambda s, p: None)
+        rotation.set("b", 10)
+        clock.advance(5)
+        rotation.set("c", 10)
+        self.assertEqual(rotation.previous, ("b",))
+        clock.advance(9)
+        self.assertEqual(rotation.previous, ("b",))
+        clock.advance(1)
+        self.assertEqual(rotation.previous, ())
+
+
+def config_file(case: SynchronousTestCase, body: str, path: str | None = None) -> str:
+    """A configuration file (in the test's directory) with C{body}."""
+    path = path or os.path.abspath(case.mktemp())
+    with open(path, "w") as f:
+        f.write(body)
+    return path
+
+
+class APIReloadTests(SynchronousTestCase):
+    """What the API applies."""
+
+    def setUp(self) -> None:
+        self.h = Harness(self, secret="old")
+        self.h.store.add(fixture())
+        self.path = config_file(self, "[neutron]\nservice_metadata_proxy = true\nmetadata_proxy_shared_secret = old\n"
+                                "[mdsvc]\nsecret_rotation_window = 30\n")
+        self.reload = APIReload(self.h.app, self.h.resource, load_config(self.path), self.h.clock)
+
+    def apply(self, body: str) -> None:
+        config_file(self, body, self.path)
+        with capturedLogs():
+            self.reload.reload(load_config(self.path))
+
+    def signed(self, secret: str) -> int:
+        headers = {b"X-Instance-ID": UUID.encode(), b"X-Tenant-ID": b"test", b"X-Instance-ID-Signature": sign(secret, UUID).encode()}
+        return self.h.get("/latest/meta-data/instance-id", headers=headers, signed=False).code  # type: ignore[arg-type]
+
+    def test_interface(self) -> None:
+        """It is an IReloadable."""
+        self.assertTrue(verifyObject(IReloadable, self.reload))
+
+    def test_secret_rotation(self) -> None:
+        """A new secret: both are accepted for the window; then only the new one."""
+        self.assertEqual((self.signed("old"), self.signed("new")), (200, 403))
+        self.apply("[neutron]\nservice_metadata_proxy = true\nmetadata_proxy_shared_secret = new\n[mdsvc]\nsecret_rotation_window = 30\n")
+        self.assertEqual((self.signed("old"), self.signed("new")), (200, 200))
+        self.h.clock.advance(30)
+        with capturedLogs():
+            self.assertEqual((self.signed("old"), self.signed("new")), (403, 200))
+
+    def test_tokens_across_rotation(self) -> None:
+        """Tokens made with the previous secret stay good for the window; tokens turned on by a reload work."""
+        self.apply("[neutron]\nservice_metadata_proxy = true\nmetadata_proxy_shared_secret = old\n[api]\nimds_tokens = required\n")
+        self.assertIsInstance(self.h.app.tokens, SessionTokens)
+        token = self.h.app.tokens.issue(UUID, 600)  # type: ignore[union-attr]
+        self.apply("[neutron]\nservice_metadata_proxy = true\nmetadata_proxy_shared_secret = new\n[api]\nimds_tokens = required\n"
+                   "[mdsvc]\nsecret_rotation_window = 30\n")
+        self.assertTrue(self.h.app.tokens.valid(token, UUID))  # type: ignore[union-attr]
+        self.h.clock.advance(30)
+        self.assertFalse(self.h.app.tokens.valid(token, UUID))  # type: ignore[union-attr]
+
+    def test_vendordata_and_cache(self) -> None:
+        """A new vendordata file is served at once: the render cache is emptied."""
+        first = config_file(self, json.dumps({"v": 1}))
+        second = config_file(self, json.dumps({"v": 2}))
+        base = "[neutron]\nservice_metadata_proxy = true\nmetadata_proxy_shared_secret = old\n"
+        self.apply(base + f"[api]\nvendordata_jsonfile_path = {first}\n")
+        self.assertEqual(json.loads(self.h.get("/openstack/latest/vendor_data.json").body), {"v": 1})
+        self.apply(base + f"[api]\nvendordata_jsonfile_path = {second}\n")
+        self.assertEqual(json.loads(self.h.get("/openstack/latest/vendor_data.json").body), {"v": 2})
+
+    def test_debug(self) -> None:
+        """[DEFAULT] debug turns the header log on and off."""
+        self.apply("[DEFAULT]\ndebug = true\n[neutron]\nservice_metadata_proxy = true\nmetadata_proxy_shared_secret = old\n")
+        self.assertTrue(self.h.resource.debug)
+
+
+class FakeAPI:
+    """An API that takes only signatures made with C{accepted} (403 otherwise) and records each."""
+
+    def __init__(self, accepted: str) -> None:
+        self.accepted = accepted
+        self.signatures: list[bytes] = []
+
+    def __call__(self, request: HTTPRequest) -> HTTPResponse:
+        signature = request.headers[b"x-instance-id-signature"][0]
+        self.signatures.append(signature)
+        code = 200 if signature == sign(self.accepted, "inst-1").encode() else 403
+        return HTTPResponse(code, ((b"Content-Type", b"text/plain"),), b"ok" if code == 200 else b"no")
+
+
+class AgentReloadTests(SynchronousTestCase):
+    """What the agent applies."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.api = FakeAPI("old")
+        lookup = MemoryLookup({("network", NET, "10.0.0.5"): ("inst-1", "proj-1")})
+        pool = stub_pool(self.api, clock=self.clock)
+        self.agent = MetadataAgent(lookup, APIForwarder(pool, "api", 20), "old", clock=self.clock)
+        self.path = config_file(self, "[neutron]\nmetadata_proxy_shared_secret = old\n")
+        self.reload = AgentReload(self.agent, load_config(self.path), self.clock)
+
+    def apply(self, body: str) -> None:
+        config_file(self, body, self.path)
+        with capturedLogs():
+            self.reload.reload(load_config(self.path))
+
+    def get(self) -> int:
+        from mdsvc.hop import GuestRequest
+
+        with capturedLogs():
+            return self.successResultOf(self.agent.handle(GuestRequest(b"GET", b"/", b"", "10.0.0.5", None, NET, None))).code
+
+    def test_interface(self) -> None:
+        """It is an IReloadable."""
+        self.assertTrue(verifyObject(IReloadable, self.reload))
+
+    def test_new_secret_before_the_api(self) -> None:
+        """The agent has the new secret, the API not yet: refused requests are signed again with the previous one."""
+        self.apply("[neutron]\nmetadata_proxy_shared_secret = new\n[mdsvc]\nsecret_rotation_window = 30\n")
+        self.assertEqual(self.get(), 200)
+        self.assertEqual(self.api.signatures, [sign("new", "inst-1").encode(), sign("old", "inst-1").encode()])
+        self.api.accepted = "new"  # the API has it now: one request, no retry
+        self.assertEqual(self.get(), 200)
+        self.assertEqual(len(self.api.signatures), 3)
+
+    def test_after_the_window(self) -> None:
+        """After the window the previous secret is never used again: the API's 403 reaches the guest."""
+        self.apply("[neutron]\nmetadata_proxy_shared_secret = new\n[mdsvc]\nsecret_rotation_window = 30\n")
+        self.clock.advance(30)
+        self.assertEqual(self.get(), 403)
+
+    def test_rate_limits(self) -> None:
+        """Rate limiting turned on, its limits changed, turned off."""
+        self.assertIsNone(self.agent.limiter)
+        self.apply("[neutron]\nmetadata_proxy_shared_secret = old\n[metadata_rate_limiting]\nrate_limit_enabled = true\n"
+                   "burst_query_rate_limit = 2\n")
+        limiter = self.agent.limiter
+        self.assertEqual(limiter.windows, ((60, 240), (10, 2)))  # type: ignore[union-attr]
+        self.assertEqual([self.get() for _ in range(3)], [200, 200, 429])
+        self.apply("[neutron]\nmetadata_proxy_shared_secret = old\n[metadata_rate_limiting]\nrate_limit_enabled = true\n"
+                   "burst_query_rate_limit = 5\n")
+        self.assertIs(self.agent.limiter, limiter)
+        self.assertEqual(limiter.windows, ((60, 240), (10, 5)))  # type: ignore[union-attr]
+        self.apply("[neutron]\nmetadata_proxy_shared_secret = old\n")
+        self.assertIsNone(self.agent.limiter)
+
+
+class Recorder:
+    """An IReloadable that records the configurations it is given."""
+
+    options = frozenset({("api", "dhcp_domain")})
+
+    def __init__(self) -> None:
+        self.configs: list[Any] = []
+
+    def reload(self, config: Any) -> None:
+        self.configs.append(config)
+
+
+class ReloaderTests(SynchronousTestCase):
+    """Reading the files again, what is applied and what is refused."""
+
+    def setUp(self) -> None:
+        self.path = config_file(self, "[api]\ndhcp_domain = one\n[neutron]\nmetadata_proxy_shared_secret = topsecret\n")
+        self.part = Recorder()
+        self.reloader = Reloader(Clock(), load_config(self.path), [self.part], install_signal=False)
+
+    def text(self, events: list[Any]) -> str:
+        return "\n".join(formatEvent(e) for e in events)
+
+    def test_applied(self) -> None:
+        """A changed option a part takes is applied and named; hooks run around it."""
+        seen: list[str] = []
+        self.reloader.hooks.append(seen.append)
+        config_file(self, "[api]\ndhcp_domain = two\n[neutron]\nmetadata_proxy_shared_secret = topsecret\n", self.path)
+        with capturedLogs() as events:
+            self.assertTrue(self.reloader.reload())
+        self.assertEqual(self.part.configs[-1].api.dhcp_domain, "two")
+        self.assertIn("applied: [api] dhcp_domain", self.text(events))
+        self.assertEqual(seen, ["reloading", "reloaded"])
+
+    def test_needs_restart(self) -> None:
+        """A changed option no part takes is named in a warning (and the secret's value never appears)."""
+        config_file(self, "[api]\ndhcp_domain = one\n[neutron]\nmetadata_proxy_shared_secret = othersecret\n"
+                    "[DEFAULT]\nmetadata_listen_port = 9999\n", self.path)
+        with capturedLogs() as events:
+            self.reloader.reload()
+        text = self.text(events)
+        self.assertIn("taking effect at the next restart: [DEFAULT] metadata_listen_port, [neutron] metadata_proxy_shared_secret", text)
+        self.assertNotIn("othersecret", text)
+        self.assertNotIn("topsecret", text)
+
+    def test_bad_file_kept(self) -> None:
+        """A bad value: one error line naming file, line and option; nothing is applied."""
+        config_file(self, "[api]\ndhcp_domain = two\nmetadata_cache_expiration = soon\n", self.path)
+        with capturedLogs() as events:
+            self.assertFalse(self.reloader.reload())
+        self.assertEqual(self.part.configs, [])
+        self.assertIn(f"{self.path}:3: [api] metadata_cache_expiration = 'soon'", self.text(events))
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.error])
+
+    def test_startup_check_refuses(self) -> None:
+        """A configuration the startup checks refuse is not applied either."""
+        self.reloader.check = lambda config: ["tokens without a secret"]
+        with capturedLogs() as events:
+            self.assertFalse(self.reloader.reload())
+        self.assertIn("tokens without a secret; the running configuration is kept", self.text(events))
+
+    def test_no_files(self) -> None:
+        """Without configuration files (the embedded defaults) there is nothing to read again."""
+        reloader = Reloader(Clock(), load_config(None), [self.part], install_signal=False)
+        with capturedLogs():
+            self.assertFalse(reloader.reload())
+
+
+class LogLevelTests(SynchronousTestCase):
+    """[DEFAULT] debug: the observers' level, changed at once."""
+
+    def test_filter(self) -> None:
+        """Debug events are dropped at info and written at debug; events of other levels pass either way."""
+        from twisted.logger import Logger
+
+        publisher, written = LogPublisher(), []
+        publisher.addObserver(written.append)
+        level = LogLevelFilter(False, publisher)
+        level.install()
+        level.install()  # once only
+        log = Logger(observer=publisher)
+        log.debug("hidden")
+        log.info("shown")
+        LogLevelReload(level).reload(load_config(config_file(self, "[DEFAULT]\ndebug = true\n")))
+        log.debug("now shown")
+        self.assertEqual([e["log_format"] for e in written], ["shown", "now shown"])
