@@ -468,6 +468,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("mdsvc", "demo", boolean, None, roles=API, example="false",
            help="Import the bundled demo instance at startup (default: only when no configuration file is "
                 "given)."),
+    Option("mdsvc", "drain_timeout", number(0), "30", roles=EVERY_PART, dest="drain_timeout",
+           help="Seconds a stopping node (SIGTERM, systemctl stop or restart) waits for the requests in flight to be "
+                "answered, after its listeners stopped accepting; what is still open then is cut. Keep it below "
+                "systemd's TimeoutStopSec."),
     Option("mdsvc", "secret_rotation_window", number(0), "600", roles=API | AGENT, dest="secret_rotation_window",
            help="Seconds the previous metadata_proxy_shared_secret is still accepted (API: signatures and session "
                 "tokens made with it; agent: re-signing a request the API refused) after SIGHUP loaded a new one, "
@@ -760,6 +764,7 @@ class Config:
     limits: GuestLimits
     debug: bool
     secret_rotation_window: float
+    drain_timeout: float
 
     @property
     def source(self) -> str | None:

@@ -121,6 +121,13 @@ def listen_service(description: str, factory: Any, reactor: Any, where: str) -> 
     top = Listening(where)
     try:
         strports.service(description, factory, reactor=reactor).setServiceParent(top)
+    except (IndexError, KeyError) as e:
+        if description.startswith("systemd:"):
+            # no descriptor at that index or with that name: not started by its .socket unit
+            which = "at that index" if isinstance(e, IndexError) else f"named {e}"
+            raise failed(f"mdsvc: {where}: systemd passed no socket {which}: start the service through its .socket unit, "
+                         "which sets LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES") from None
+        raise failed(f"mdsvc: {where}: not a server endpoint this Twisted can make: {' '.join(str(e).split())}") from None
     except Exception as e:  # an unknown endpoint type, a bad argument, a certificate that cannot be read
         reason = " ".join(str(e).split()) or type(e).__name__
         raise failed(f"mdsvc: {where}: not a server endpoint this Twisted can make: {reason}") from None

@@ -196,8 +196,10 @@ def _http(config: Config, handler: Any, reactor: Any, name: str, parts: dict[str
     if config.access_log:
         handler = AccessLog(handler)
     limits = config.limits
-    return LeanHTTPFactory(handler, reactor, request_timeout=limits.request_timeout, idle_timeout=limits.idle_timeout,
-                           name=name, limits=_connection_limits(config, reactor, parts), guest_facing=guest_facing)
+    factory = LeanHTTPFactory(handler, reactor, request_timeout=limits.request_timeout, idle_timeout=limits.idle_timeout,
+                              name=name, limits=_connection_limits(config, reactor, parts), guest_facing=guest_facing)
+    parts.setdefault("factories", []).append(factory)  # drained when the node stops (mdsvc.drain)
+    return factory
 
 
 def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> Any:
@@ -359,16 +361,26 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    from mdsvc.drain import Drain
     from mdsvc.loglevel import LogLevelFilter, LogLevelService
     from mdsvc.reload import LogLevelReload, Reloader
+    from mdsvc.systemd import SystemdNotifier
 
     config: Config = options["parsed"]
     role = options["role"]
     top = MultiService()
+    parts: dict[str, Any] = {"factories": []}
+    # stopped last, once every listener has stopped accepting: the requests in flight answered
+    Drain(reactor, parts["factories"], config.drain_timeout).setServiceParent(top)
     level = LogLevelFilter(config.debug)
     LogLevelService(level).setServiceParent(top)
-    parts: dict[str, Any] = {"reloadable": [LogLevelReload(level)]}
+    parts["reloadable"] = [LogLevelReload(level)]
     for build in SERVICES_BY_ROLE[role]:
         build(config, reactor, parts).setServiceParent(top)
-    Reloader(reactor, config, parts["reloadable"], lambda new: plugin_problems(new, NODE_ROLES[role])).setServiceParent(top)
+    reloader = Reloader(reactor, config, parts["reloadable"], lambda new: plugin_problems(new, NODE_ROLES[role]))
+    reloader.setServiceParent(top)
+    # started last (the listeners are up), stopped first (STOPPING before the drain)
+    notifier = SystemdNotifier(reactor, f"serving ({role})")
+    reloader.hooks.append(notifier.reloading)
+    notifier.setServiceParent(top)
     return top

@@ -39,6 +39,7 @@ class APIReload:
         self.handler = handler
         self.config = config
         self.clock = clock
+        self._previous: tuple[str, ...] = ()
         self.rotation = Rotation(clock, config.api.shared_secret, self._secrets)
 
     def reload(self, config: Config) -> None:
@@ -64,8 +65,9 @@ class APIReload:
         api = self.config.api
         self.app.identifier = Identifier(api.service_metadata_proxy, secret, api.use_forwarded_for, previous)
         self.app.tokens = session_tokens(self.config, self.clock, previous)
-        if not previous:
-            self._log.info("API: signatures and tokens are checked with the current shared secret only")
+        if self._previous and not previous:
+            self._log.info("API: the rotation window is over: signatures and tokens are checked with the current shared secret only")
+        self._previous = previous
 
 
 __all__ = ["APIReload"]
