@@ -403,6 +403,10 @@ OPTIONS: tuple[Option, ...] = (
                 "overrides it)."),
     Option("DEFAULT", "metadata_listen_port", integer(0, 65535), "8775", roles=API,
            help="Listen port of the metadata API (overridden by [mdsvc] api_endpoint)."),
+    Option("DEFAULT", "metadata_workers", optional(integer(1)), None, roles=API, dest="api.workers", example="2",
+           help="API worker processes sharing the API's port, for the api role (all-in-one runs in one process): a "
+                "supervisor opens the port and restarts a worker that dies. Unset: 1, one process (Nova's default is "
+                "the number of CPUs)."),
     Option("DEFAULT", "flat_injected", boolean, "false", roles=API, dest="api.flat_injected",
            help="Render Nova's /etc/network/interfaces template for the instance's ports (meta_data.json "
                 "network_config, /openstack/content/0000 and on config drives), as nova-compute does when the "
@@ -649,6 +653,7 @@ class ApiConfig:
     injected_network_template: str | None
     config_drive_skip_versions: tuple[str, ...]
     debug: bool
+    workers: int | None
 
 
 @frozen

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -73,19 +74,24 @@ class SystemdNotifier(Service):
     tree: it is started last (listeners up) and stopped first (STOPPING before the drain).
 
     @param status: the C{STATUS=} text once ready (C{systemctl status} shows it).
+    @param ready: READY waits for it too (the API's workers, L{mdsvc.workers}), if given.
     """
 
-    def __init__(self, reactor: Any, status: str, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, reactor: Any, status: str, environ: Mapping[str, str] | None = None, ready: Deferred[Any] | None = None) -> None:
         self.reactor = reactor
         self.status = status
         self.environ = os.environ if environ is None else environ
+        self.ready = ready
         self._watchdog: LoopingCall | None = None
 
     def startService(self) -> None:
-        """READY once the reactor runs; the watchdog's pings from then on."""
+        """READY once the reactor runs (and C{ready} fired); the watchdog's pings from then on."""
         super().startService()
         if notify_address(self.environ) is not None:
-            self.reactor.callWhenRunning(self._ready)
+            if self.ready is not None:
+                self.ready.addCallback(lambda _: self.reactor.callWhenRunning(self._ready))
+            else:
+                self.reactor.callWhenRunning(self._ready)
 
     def _ready(self) -> None:
         notify(f"READY=1\nSTATUS={self.status}\nMAINPID={os.getpid()}", self.environ)

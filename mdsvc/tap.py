@@ -42,6 +42,8 @@ class Options(usage.Options):
 
     optParameters = [
         ["role", "r", "all-in-one", "Node role: " + " | ".join(ROLES) + "."],
+        ["worker-fd", None, None, "(internal) Serve the API's port at this descriptor, as a worker of metadata_workers.", int],
+        ["worker-index", None, 0, "(internal) The worker's number.", int],
     ]
 
     def __init__(self) -> None:
@@ -243,7 +245,7 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
             # a vendor's store or provider with connections to open and close: started before the
             # listener, stopped after it
             IService(part).setServiceParent(top)
-    if config.demo:
+    if config.demo and (parts is None or not parts.get("worker_index")):
         from mdsvc.store.demo import DemoSeed
         from mdsvc.store.sqlite import SQLiteInstanceStore
 
@@ -258,7 +260,19 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
 
         parts.setdefault("reloadable", []).append(APIReload(app, handler, config, reactor))
     site = _http(config, handler, reactor, "metadata-api", parts if parts is not None else {}, guest_facing)
-    listen_service(api.listen_endpoint, site, reactor, f"{_source(config)}: {api.listen_option}").setServiceParent(top)
+    where = f"{_source(config)}: {api.listen_option}"
+    if parts is not None and parts.get("worker_fd") is not None:
+        # a worker of metadata_workers: the supervisor's socket, shared with the other workers
+        from twisted.application.internet import StreamServerEndpointService
+
+        from mdsvc.listen import Listening
+        from mdsvc.workers import adopted_endpoint
+
+        shared = Listening(where)
+        StreamServerEndpointService(adopted_endpoint(reactor, parts["worker_fd"]), site).setServiceParent(shared)
+        shared.setServiceParent(top)
+    else:
+        listen_service(api.listen_endpoint, site, reactor, where).setServiceParent(top)
     return top
 
 
@@ -368,8 +382,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     config: Config = options["parsed"]
     role = options["role"]
+    workers = config.api.workers or 1
+    if role == "api" and workers > 1 and options.get("worker-fd") is None:
+        return _supervisor(config, reactor, workers)
+    if role != "api" and workers > 1:
+        log.warn("[DEFAULT] metadata_workers = {workers} is for the api role: {role} runs in one process", workers=workers, role=role)
     top = MultiService()
-    parts: dict[str, Any] = {"factories": []}
+    parts: dict[str, Any] = {"factories": [], "worker_fd": options.get("worker-fd"), "worker_index": options.get("worker-index")}
+    if options.get("worker-fd") is not None:
+        from mdsvc.workers import die_with_parent
+
+        die_with_parent()
     # stopped last, once every listener has stopped accepting: the requests in flight answered
     Drain(reactor, parts["factories"], config.drain_timeout).setServiceParent(top)
     level = LogLevelFilter(config.debug)
@@ -381,6 +404,30 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     reloader.setServiceParent(top)
     # started last (the listeners are up), stopped first (STOPPING before the drain)
     notifier = SystemdNotifier(reactor, f"serving ({role})")
+    reloader.hooks.append(notifier.reloading)
+    notifier.setServiceParent(top)
+    return top
+
+
+def _supervisor(config: Config, reactor: Any, workers: int) -> IService:
+    """The api role with C{metadata_workers} > 1: a supervisor of workers sharing the API's port (L{mdsvc.workers})."""
+    from mdsvc.listen import Listening
+    from mdsvc.loglevel import LogLevelFilter, LogLevelService
+    from mdsvc.reload import LogLevelReload, Reloader
+    from mdsvc.systemd import SystemdNotifier
+    from mdsvc.workers import WorkerCommand, WorkerSupervisor
+
+    top = MultiService()
+    level = LogLevelFilter(config.debug)
+    LogLevelService(level).setServiceParent(top)
+    command = WorkerCommand(config.sources).argv()
+    supervisor = WorkerSupervisor(reactor, config.api.listen_endpoint, workers, command, config.drain_timeout + 5)
+    shared = Listening(f"{_source(config)}: {config.api.listen_option}")
+    supervisor.setServiceParent(shared)
+    shared.setServiceParent(top)
+    reloader = Reloader(reactor, config, [LogLevelReload(level), supervisor], lambda new: plugin_problems(new, NODE_ROLES["api"]))
+    reloader.setServiceParent(top)
+    notifier = SystemdNotifier(reactor, f"serving (api, {workers} workers)", ready=supervisor.all_ready)
     reloader.hooks.append(notifier.reloading)
     notifier.setServiceParent(top)
     return top
