@@ -477,18 +477,46 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
+def last_cpu(pid: int) -> int | None:
+    """The CPU a process last ran on (/proc/PID/stat field 39), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[36])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_ticks_own(pid: int) -> int:
+    """utime + stime (clock ticks) of one process (its threads included), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class RSSSampler:
-    """Peak of the summed RSS of the server processes (and their children) while the load runs."""
+    """
+    Peak of the summed RSS of the server processes (and their children) while the load runs, and
+    the CPUs each process was seen running on (sampled twice a second).
+    """
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
         self.peak = 0
+        self.cpus: dict[int, set[int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> int:
-        total = sum(rss_kib(p) for p in descendants(self.pids))
+        processes = descendants(self.pids)
+        total = sum(rss_kib(p) for p in processes)
         self.peak = max(self.peak, total)
+        for pid in processes:
+            cpu = last_cpu(pid)
+            if cpu is not None:
+                self.cpus.setdefault(pid, set()).add(cpu)
         return total
 
     def _run(self) -> None:
@@ -516,6 +544,7 @@ def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Se
     pids = [s.pid for s in servers]
     with RSSSampler(pids) as rss:
         ticks0 = cpu_ticks(pids)
+        each0 = {pid: cpu_ticks_own(pid) for pid in descendants(pids)}
         load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         stop_profile = None
         if profile:
@@ -528,6 +557,7 @@ def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Se
             stdout, stderr = load.communicate()
         result = subprocess.CompletedProcess(argv, load.returncode, stdout, stderr)
         ticks = cpu_ticks(pids) - ticks0
+        each = {pid: (cpu_ticks_own(pid) - each0.get(pid, 0)) / os.sysconf("SC_CLK_TCK") for pid in descendants(pids)}
         if stop_profile:
             stop_profile()
     found = re.search(r"^MDSVC-BENCH (\{.*\})$", result.stdout, re.M)
@@ -537,6 +567,8 @@ def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Se
     stats["rps"] = stats["requests"] / (stats["duration_us"] / 1e6)
     stats["errors"] = stats["non2xx"] + stats["connect"] + stats["read"] + stats["write"] + stats["timeout"]
     stats["rss_kib"] = rss.peak
+    stats["cpu_s_by_pid"] = each
+    stats["cpus_by_pid"] = {pid: sorted(c) for pid, c in rss.cpus.items()}
     # server CPU per answered request (includes what the servers did for requests wrk left in flight)
     stats["cpu_us"] = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(1, stats["requests"])
     for s in servers:
@@ -881,7 +913,12 @@ def print_table(results: dict[int, dict[str, Any]], opts: argparse.Namespace, ou
             cores = r["cpu_us"] * r["rps"] / 1e6
             print(f"shape {shape}: {r['rps']:.0f} req/s on {cores:.2f} cores of server CPU = {r['rps'] / cores:.0f} req/s per core"
                   f"{' (workers and wrk unpinned, sharing both cores)' if shape in UNPINNED_SHAPES else ''}", file=out)
-    r3, r7 = results.get(3, {}), results.get(7, {})
+    r7 = results.get(7, {})
+    if "cpu_s_by_pid" in r7:
+        processes = ", ".join(f"pid {pid}: {seconds:.1f} s on CPU {','.join(map(str, r7['cpus_by_pid'].get(pid, [])))}"
+                              for pid, seconds in sorted(r7["cpu_s_by_pid"].items()))
+        print(f"shape 7 server processes (supervisor first), CPU time during the load and the CPUs seen running them: {processes}", file=out)
+    r3 = results.get(3, {})
     if "rps" in r3 and "rps" in r7:
         print(f"shape7/shape3 = {r7['rps'] / r3['rps']:.2f} in req/s, "
               f"{(r7['rps'] / (r7['cpu_us'] * r7['rps'] / 1e6)) / (r3['rps'] / (r3['cpu_us'] * r3['rps'] / 1e6)):.2f} per core", file=out)

@@ -156,11 +156,15 @@ class Twistd:
             stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=dict(os.environ, **(env or {})),
             preexec_fn=None if nofile is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)),
         )
-        if ready is None:
-            self.port = self._wait_for_port()
-        else:
-            self.port = 0
-            self.wait_until(lambda: ready(self), f"{args} to be ready")
+        try:
+            if ready is None:
+                self.port = self._wait_for_port()
+            else:
+                self.port = 0
+                self.wait_until(lambda: ready(self), f"{args} to be ready")
+        except BaseException:
+            self.stop()  # never left running by a test that gave up on it
+            raise
 
     def wait_until(self, condition: Any, what: str, timeout: float = 30) -> None:
         """Poll C{condition()} until true; fail naming C{what} (with the log) if it never is."""

@@ -134,6 +134,23 @@ class WorkersTests(SynchronousTestCase):
         self.assertEqual(load.failed, [])
         self.assertIn(f"API worker 1 (pid {first[1]}) has not pinged for", api.log())
 
+    def test_tokens_across_workers(self) -> None:
+        """With tokens required, a token one worker made is good at the other: no state shared but the secret."""
+        with open(self.config, "a") as f:
+            f.write("[api]\nimds_tokens = required\n[neutron]\nmetadata_proxy_shared_secret = s3cret\n")
+        api = self.start()
+        request = urllib.request.Request(api.base + "latest/api/token", method="PUT",
+                                         headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            token = r.read().decode()
+        for _ in range(60):
+            get = urllib.request.Request(api.base + "latest/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token})
+            with urllib.request.urlopen(get, timeout=10) as r:
+                self.assertEqual(r.read(), b"i-00005a1e")
+        log = api.log()
+        for index in (0, 1):
+            self.assertRegex(log, rf"\[worker {index} mdsvc\.http\.AccessLog#info\] 127\.0\.0\.1 GET /latest/meta-data/instance-id 200")
+
     def test_reload_and_stop(self) -> None:
         """SIGHUP: each worker reads its configuration again; SIGTERM: the workers stop, then the supervisor."""
         api = self.start()
