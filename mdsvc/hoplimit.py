@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_hoplimit -*-
+# -*- test-case-name: tests.test_imds -*-
 """
 How far an answer may travel: the IP TTL (IPv4) or hop limit (IPv6) of a connection's packets.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api_identity_document -*-
+# -*- test-case-name: tests.test_api_tokens -*-
 """
 AWS's instance identity document (C{/<version>/dynamic/instance-identity/document}), from what
 Nova knows of an instance.
