@@ -421,7 +421,10 @@ def _supervisor(config: Config, reactor: Any, workers: int) -> IService:
     level = LogLevelFilter(config.debug)
     LogLevelService(level).setServiceParent(top)
     command = WorkerCommand(config.sources).argv()
-    supervisor = WorkerSupervisor(reactor, config.api.listen_endpoint, workers, command, config.drain_timeout + 5)
+    from mdsvc.api.reload import APIReload
+
+    supervisor = WorkerSupervisor(reactor, config.api.listen_endpoint, workers, command, config.drain_timeout + 5,
+                                  applies=APIReload.options)
     shared = Listening(f"{_source(config)}: {config.api.listen_option}")
     supervisor.setServiceParent(shared)
     shared.setServiceParent(top)

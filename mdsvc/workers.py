@@ -188,14 +188,16 @@ class WorkerSupervisor(Service):
     @param argv: the command line of a worker, without the worker options (they are added).
     @param stop_timeout: seconds the workers have to drain and exit once told to stop, before
         they are killed.
+    @param applies: the options the workers apply on SIGHUP (the API's).
     @ivar all_ready: fires once every first worker said READY (systemd's READY waits for it).
     """
 
     _log = Logger()
-    options = frozenset({("DEFAULT", "debug")})  # (the workers apply the rest themselves)
 
     def __init__(self, reactor: Any, description: str, count: int, argv: Sequence[str], stop_timeout: float,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, applies: frozenset[tuple[str, str]] = frozenset()) -> None:
+        self.options = applies
+        """What a SIGHUP applies: what the workers apply themselves (L{IReloadable.options})."""
         self.reactor = reactor
         self.description = description
         self.count = count

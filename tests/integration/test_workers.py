@@ -154,8 +154,12 @@ class WorkersTests(SynchronousTestCase):
     def test_reload_and_stop(self) -> None:
         """SIGHUP: each worker reads its configuration again; SIGTERM: the workers stop, then the supervisor."""
         api = self.start()
+        with open(self.config, "a") as f:
+            f.write("[api]\ndhcp_domain = example.org\n")
         api.process.send_signal(signal.SIGHUP)
         api.wait_until(lambda: api.log().count("SIGHUP: read") == 3, "the supervisor's and both workers' reload")
+        self.assertEqual(api.log().count("applied: [api] dhcp_domain"), 3)
+        self.assertNotIn("next restart", api.log())
         api.stop()
         log = api.log()
         self.assertEqual(api.process.returncode, -signal.SIGTERM)
