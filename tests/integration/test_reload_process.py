@@ -35,7 +35,7 @@ def write(path: str, text: str) -> str:
 class StormCase(SynchronousTestCase):
     """An api and a network-node process reading two files (nova.conf and metadata_agent.ini, say)."""
 
-    guests = 300
+    guests = 600
 
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="mdsvc-hup-")

@@ -52,7 +52,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_for
 class RestartCase(SynchronousTestCase):
     """A directory, a fake systemd, guests and their instances in the store."""
 
-    guests = 300
+    guests = 600
 
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="mdsvc-rs-")
@@ -206,7 +206,7 @@ class RestartUnderStormTests(RestartCase):
     """systemctl restart while every guest of a boot storm reads its metadata: no request fails."""
 
     def restart(self, role: str, config: str, process: subprocess.Popen[bytes], storm: subprocess.Popen[str]) -> subprocess.Popen[bytes]:
-        time.sleep(1.0)
+        time.sleep(0.5)
         self.assertIsNone(storm.poll(), "the storm ended before the restart")
         stop(process)  # systemctl restart: stop (and wait), then start
         again = self.spawn(role, config)
