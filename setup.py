@@ -20,7 +20,14 @@ setup(
         "pycdlib>=1.14",
         "pyfatfs>=1.0",
         "httptools>=0.6.2",
+        # [mdsvc] store = nova: Nova's databases through SQLAlchemy Core, MariaDB/MySQL through PyMySQL
+        "SQLAlchemy>=2.0",
+        "PyMySQL>=1.1",
+        # [mdsvc] store = postgresql://...: psycopg 3, SQLAlchemy 2.1's default PostgreSQL driver
+        "psycopg[binary]>=3.1",
         "jinja2>=3.0",
+        # lookup = ovn: Open vSwitch's own RFC 7047 client and IDL (what ovsdbapp and Neutron use)
+        "ovs>=3.4.1",
     ],
     # What the suite and `make check` import besides the product's own requirements (the real
     # metadata clients the integration tests drive live in a virtualenv of their own:

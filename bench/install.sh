@@ -3,7 +3,8 @@
 # about a second when everything is there):
 #   - Debian's wrk (the load generator) and haproxy (shape 2, Neutron's namespace proxy);
 #   - iproute2 (ip netns, for --namespaces) and util-linux (taskset);
-#   - the Nova peer (shape 6): PyPI `nova` and `gunicorn` in their OWN virtualenv, so Nova's pinned
+#   - the Nova peer (shape 6): PyPI `nova`, `gunicorn` and `PyMySQL` (Nova on MariaDB: the store = nova
+#     tests and benchmark) in their OWN virtualenv, so Nova's pinned
 #     dependencies never touch the project's Python. Default /var/cache/mdsvc-bench/nova-venv,
 #     or $MDSVC_BENCH_NOVA_VENV.
 #   - the project itself (pip install -e .) into $PYTHON, as `make install` does, when it is not
@@ -42,13 +43,13 @@ fi
 
 # The Nova peer in its own virtualenv. A stamp file marks a complete install, so an interrupted
 # one is finished the next time.
-if [ ! -f "$VENV/.mdsvc-bench-complete" ] || ! "$VENV/bin/python" -W ignore -c "import nova.api.metadata.handler, gunicorn" >/dev/null 2>&1; then
-  echo "bench/install.sh: nova + gunicorn into $VENV (about half a minute the first time)"
+if [ ! -f "$VENV/.mdsvc-bench-complete" ] || ! "$VENV/bin/python" -W ignore -c "import nova.api.metadata.handler, gunicorn, pymysql" >/dev/null 2>&1; then
+  echo "bench/install.sh: nova + gunicorn + PyMySQL into $VENV (about half a minute the first time)"
   mkdir -p "$(dirname "$VENV")"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: '  || true
-  "$VENV/bin/python" -m pip install -q nova gunicorn 2>&1 | grep -v '^WARNING: '  || true
-  "$VENV/bin/python" -W ignore -c "import nova.api.metadata.handler, gunicorn"
+  "$VENV/bin/python" -m pip install -q nova gunicorn PyMySQL 2>&1 | grep -v '^WARNING: '  || true
+  "$VENV/bin/python" -W ignore -c "import nova.api.metadata.handler, gunicorn, pymysql"
   "$VENV/bin/python" -m pip freeze > "$VENV/.mdsvc-bench-complete"
 fi
 echo "bench/install.sh: ready (wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(haproxy -v | head -1 | awk '{print $1, $3}'), nova $("$VENV/bin/python" -W ignore -c 'import importlib.metadata as m; print(m.version("nova"))'))"

@@ -385,38 +385,12 @@ def haproxy_config(tmp: str, port: int, socket_path: str) -> str:
     a loopback port instead of 169.254.169.254:80, no user/group/daemon (run in the foreground as
     the caller), pidfile in the temporary directory.
     """
-    path = os.path.join(tmp, "haproxy.conf")
-    with open(path, "w") as f:
-        f.write(f"""global
-    log         /dev/log local0 info
-    log-tag     haproxy-metadata-proxy-{NETWORK_ID}
-    maxconn     1024
-    nbthread    2
-    pidfile     {tmp}/{NETWORK_ID}.pid.haproxy
+    from tests.integration.neutron_haproxy import neutron_haproxy_config
 
-defaults
-    log global
-    mode http
-    option httplog
-    option dontlognull
-    option http-server-close
-    option forwardfor
-    retries                 3
-    timeout http-request    30s
-    timeout connect         30s
-    timeout client          32s
-    timeout server          32s
-    timeout http-keep-alive 30s
-
-listen listener
-    bind 127.0.0.1:{port}
-
-    server metadata {socket_path}
-
-    http-request del-header X-Neutron-Router-ID
-    http-request set-header X-Neutron-Network-ID {NETWORK_ID}
-""")
-    return path
+    return neutron_haproxy_config(
+        os.path.join(tmp, "haproxy.conf"), NETWORK_ID, [f"127.0.0.1:{port}"], socket_path,
+        ["del-header X-Neutron-Router-ID", f"set-header X-Neutron-Network-ID {NETWORK_ID}"],
+    )
 
 
 # ----------------------------------------------------------------------------------- the checks

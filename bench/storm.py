@@ -4,9 +4,12 @@ Boot-storm client: N guests each replay cloud-init's whole boot sequence through
 at most C guests at a time. A separate process from the servers (bench/run.py pins it to the load
 generator's core); raw asyncio streams, no HTTP library.
 
-    python3 bench/storm.py HOST PORT GUESTS_FILE [--concurrency 50] [--deadline 300]
+    python3 bench/storm.py HOST PORT GUESTS_FILE [--concurrency 50] [--deadline 300] [--agent-secret S]
 
-GUESTS_FILE: one guest per line, C{SOURCE_IP UUID EC2_INSTANCE_ID}. Each guest connects from its
+With C{--agent-secret}, requests go straight to an API as a Neutron metadata agent sends them
+(signed C{X-Instance-ID}, C{X-Tenant-ID}, C{X-Forwarded-For}), not through a proxy listener.
+
+GUESTS_FILE: one guest per line, C{SOURCE_IP UUID EC2_INSTANCE_ID [PROJECT]}. Each guest connects from its
 own source address (its fixed IP, bound before connecting: the proxy tells guests apart by it)
 and, like cloud-init's url_helper (a new requests.Session per read), opens a new connection for
 every request. The guest's requests run one after another; the next guest starts as soon as one
@@ -61,12 +64,16 @@ OpenStack reader (the version list twice, then the 2018-08-27 documents) and the
 of latest/meta-data/ (tests/integration/clients/probe.py records the same sequence)."""
 
 
-async def get(host: str, port: int, source: str, path: str, timeout: float) -> tuple[int, bytes]:
-    """One GET on a new connection from C{source}; (status, body); status 0 on a socket error."""
+async def get(host: str, port: int, source: str, path: str, timeout: float, headers: str = "") -> tuple[int, bytes]:
+    """
+    One GET on a new connection from C{source}; (status, body); status 0 on a socket error.
+
+    @param headers: extra header lines (each ending in CRLF), e.g. a metadata agent's identity headers.
+    """
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, local_addr=(source, 0)), timeout)
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: Cloud-Init/22.4.2\r\n"
-                     f"Accept: */*\r\nConnection: close\r\n\r\n".encode("ascii"))
+                     f"Accept: */*\r\n{headers}Connection: close\r\n\r\n".encode("ascii"))
         data = await asyncio.wait_for(reader.read(-1), timeout)
     finally:
         writer.close()
@@ -75,7 +82,18 @@ async def get(host: str, port: int, source: str, path: str, timeout: float) -> t
     return status, body
 
 
-async def storm(host: str, port: int, guests: list[tuple[str, str, str]], concurrency: int, timeout: float) -> dict:
+def agent_headers(secret: str, uuid: str, project: str, source: str) -> str:
+    """What a Neutron metadata agent adds to a guest's request: its instance, signed, and tenant."""
+    import hashlib
+    import hmac
+
+    signature = hmac.new(secret.encode(), uuid.encode(), hashlib.sha256).hexdigest()
+    return (f"X-Instance-ID: {uuid}\r\nX-Instance-ID-Signature: {signature}\r\nX-Tenant-ID: {project}\r\n"
+            f"X-Forwarded-For: {source}\r\n")
+
+
+async def storm(host: str, port: int, guests: list[tuple[str, ...]], concurrency: int, timeout: float,
+                secret: str | None = None) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     queue = list(reversed(guests))
@@ -83,11 +101,12 @@ async def storm(host: str, port: int, guests: list[tuple[str, str, str]], concur
     def error(kind: str) -> None:
         errors[kind] = errors.get(kind, 0) + 1
 
-    async def boot(source: str, uuid: str, ec2_id: str) -> None:
+    async def boot(source: str, uuid: str, ec2_id: str, project: str = "") -> None:
+        headers = agent_headers(secret, uuid, project, source) if secret is not None else ""
         for path in BOOT_PATHS:
             t0 = time.perf_counter()
             try:
-                status, body = await get(host, port, source, path, timeout)
+                status, body = await get(host, port, source, path, timeout, headers)
             except TimeoutError:
                 error("timeout")
                 continue
@@ -128,10 +147,13 @@ def main() -> int:
     parser.add_argument("guests", help="file: SOURCE_IP UUID EC2_INSTANCE_ID per line")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--agent-secret", default=None,
+                        help="talk to an API as a Neutron metadata agent does: signed X-Instance-ID headers with this "
+                             "secret (GUESTS_FILE lines then end with the instance's PROJECT)")
     args = parser.parse_args()
     with open(args.guests) as f:
         guests = [tuple(line.split()) for line in f if line.strip()]
-    result = asyncio.run(storm(args.host, args.port, guests, args.concurrency, args.timeout))  # type: ignore[arg-type]
+    result = asyncio.run(storm(args.host, args.port, guests, args.concurrency, args.timeout, args.agent_secret))
     print("MDSVC-STORM " + json.dumps(result), flush=True)
     return 0
 

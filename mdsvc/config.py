@@ -24,6 +24,8 @@ from typing import Any
 import attrs
 from attrs import define, field, frozen
 
+from mdsvc.lookup.ovn.remotes import ovsdb_remotes
+
 
 class ConfigError(Exception):
     """
@@ -178,24 +180,38 @@ def listeners(text: str) -> tuple[Listener, ...]:
 
 
 def lookup_backend(text: str) -> str:
-    """C{[mdsvc] lookup}: store, neutron or static:PATH."""
+    """C{[mdsvc] lookup}: store, neutron, ovn or static:PATH."""
     value = text.strip()
-    if value in ("store", "neutron") or (value.startswith("static:") and len(value) > 7):
+    if value in ("store", "neutron", "ovn") or (value.startswith("static:") and len(value) > 7):
         return value
     if re.match(r"^[a-z][a-z0-9_-]*(:.+)?$", value) and not value.startswith("static"):
         return value  # a vendor plugin's NAME[:ARG]; checked when the agent is built
-    raise ValueError("allowed: store | neutron | static:PATH | a plugin's NAME[:ARG]")
+    raise ValueError("allowed: store | neutron | ovn | static:PATH | a plugin's NAME[:ARG]")
 
 
 def store_url(text: str) -> str:
     """
-    C{[mdsvc] store}: C{sqlite:PATH} or a vendor plugin's C{NAME:ARG} (a URL: its scheme is the
-    NAME); whether a plugin has that NAME is checked when a role that opens the store starts.
+    C{[mdsvc] store}: C{sqlite:PATH}, a database server's URL (C{postgresql://...},
+    C{mysql+pymysql://...}), C{nova} (Nova's own databases) or a vendor plugin's C{NAME:ARG} (a
+    URL: its scheme is the NAME); whether a plugin has that NAME is checked when a role that opens
+    the store starts (L{mdsvc.store.check_store}).
     """
     value = text.strip()
+    if value == "nova":
+        return value
     name, colon, argument = value.partition(":")
     if not colon or not argument or not re.match(r"^[a-z][a-z0-9_+.-]*$", name):
-        raise ValueError("allowed: sqlite:PATH | a plugin's NAME:ARG")
+        raise ValueError("allowed: sqlite:PATH | postgresql://USER:PASSWORD@HOST/DB | mysql+pymysql://USER:PASSWORD@HOST/DB "
+                         "| nova | a plugin's NAME:ARG")
+    return value
+
+
+def database_url(text: str) -> str:
+    """An SQLAlchemy database URL, as oslo.db takes it (C{mysql+pymysql://nova:PASSWORD@db/nova})."""
+    from mdsvc.store.nova.database import check_url
+
+    value = text.strip()
+    check_url(value)
     return value
 
 
@@ -374,8 +390,10 @@ class Option:
 SECTIONS: dict[str, str] = {
     "DEFAULT": "nova.conf's and metadata_agent.ini's [DEFAULT] options that mdsvc reads.",
     "api": "The metadata API (nova.conf's [api] names).",
-    "neutron": "Requests signed by the metadata agents, and Neutron's API for lookup = neutron (nova.conf's "
+    "neutron": "Requests signed by the metadata agents, and Neutron's API for lookup = neutron and store = nova (nova.conf's "
                "[neutron] names).",
+    "ovn": ("The OVN Southbound database, for lookup = ovn (the OVN metadata agent's [ovn] names: its "
+            "networking_ovn_metadata_agent.ini works as it is)."),
     "mdsvc": "mdsvc's own options.",
     "cache": "The agent's lookup cache: an API 404 drops an instance's entry and looks it up once more.",
     "metadata_rate_limiting": (
@@ -386,6 +404,8 @@ SECTIONS: dict[str, str] = {
         "cloudbase-init configures, other agents); a flood is refused after its first 60 requests."
     ),
     "proxy": "The namespace proxies.",
+    "api_database": "store = nova: Nova's API database (nova.conf's [api_database]).",
+    "database": "store = nova: a cell database of Nova (nova.conf's [database]).",
 }
 
 _SKIPPED_EC2_VERSIONS = "1.0 2007-01-19 2007-03-01 2007-08-29 2007-10-10 2007-12-15 2008-02-01 2008-09-01"
@@ -464,8 +484,10 @@ OPTIONS: tuple[Option, ...] = (
            help="The HMAC key the agents sign requests with and the API checks them with: the same on every "
                 "node (taken as written, $ included)."),
     Option("mdsvc", "store", store_url, None, roles=API | AGENT, example="sqlite:/var/lib/mdsvc/mdsvc.sqlite",
-           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite) | a vendor plugin's "
-                "NAME:ARG.", paths=prefixed_path("sqlite:")),
+           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite) | a database server "
+                "shared by several api nodes (postgresql://USER:PASSWORD@HOST/DB, mysql+pymysql://...) | nova (Nova's "
+                "own databases: [api_database] and [database] connection) | a vendor plugin's NAME:ARG.",
+           paths=prefixed_path("sqlite:")),
     Option("mdsvc", "api_endpoint", endpoint, None, roles=API, example=r"tcp6:8775:interface=\:\:",
            help="A Twisted endpoint for the API, instead of metadata_listen and metadata_listen_port, e.g. "
                 "unix:/run/mdsvc/api.sock:mode=660", paths=endpoint_path),
@@ -539,7 +561,11 @@ OPTIONS: tuple[Option, ...] = (
            help="An extra endpoint for the agent besides its socket.", paths=endpoint_path),
     Option("mdsvc", "lookup", lookup_backend, "store", roles=AGENT, dest="agent.lookup",
            help="How the agent finds a guest's instance: store (the embedded store) | neutron (the [neutron] "
-                "options) | static:PATH (a JSON/YAML file of ports) | a vendor plugin's NAME[:ARG].", paths=prefixed_path("static:")),
+                "options) | ovn (a replica of the OVN Southbound database: the [ovn] options) | static:PATH (a "
+                "JSON/YAML file of ports) | a vendor plugin's NAME[:ARG].", paths=prefixed_path("static:")),
+    Option("mdsvc", "ovn_replica_max_age", number(0), "60", roles=AGENT, dest="agent.ovn.max_age",
+           help="lookup = ovn: seconds the agent goes on answering from its replica of the Southbound database "
+                "after losing every member; then guests get 503 until one is in reach again."),
     Option("mdsvc", "api_connect_timeout", number(0.1), "5", roles=AGENT, dest="agent.api_connect_timeout",
            help="Seconds to connect to the API (keep it below the guest's patience)."),
     Option("mdsvc", "api_timeout", number(0.1), "20", roles=AGENT, dest="agent.api_timeout",
@@ -565,33 +591,63 @@ OPTIONS: tuple[Option, ...] = (
                 "lines (or separated by ;).", paths=listeners_path),
     Option("proxy", "metadata_port", integer(1, 65535), "9697", roles=PROXY, dest="proxy.router_port",
            help="Port the qrouter- listeners use (the L3 agent redirects 169.254.169.254:80 to it)."),
-    # Neutron's REST API for the neutron lookup backend (nova.conf [neutron] keystoneauth names)
-    Option("neutron", "auth_url", string, "", roles=AGENT, dest="agent.neutron.auth_url",
-           help="lookup = neutron: Keystone's URL (v3 password auth; Neutron's endpoint comes from its "
+    # Neutron's REST API for the neutron lookup backend and store = nova (nova.conf [neutron] keystoneauth names)
+    Option("neutron", "auth_type", choice("password", "v3password"), "password", roles=API | AGENT,
+           help="lookup = neutron, store = nova: Keystone v3 password authentication (the only kind mdsvc speaks)."),
+    Option("neutron", "auth_url", string, "", roles=API | AGENT, dest="agent.neutron.auth_url",
+           help="lookup = neutron, store = nova: Keystone's URL (v3 password auth; Neutron's endpoint comes from its "
                 "catalog)."),
-    Option("neutron", "username", string, "", roles=AGENT, dest="agent.neutron.username",
-           help="lookup = neutron: the Keystone user."),
-    Option("neutron", "password", raw, "", roles=AGENT, dest="agent.neutron.password",
-           help="lookup = neutron: the Keystone user's password."),
-    Option("neutron", "project_name", string, "", roles=AGENT, dest="agent.neutron.project_name",
-           help="lookup = neutron: the project the token is scoped to."),
-    Option("neutron", "user_domain_name", string, "Default", roles=AGENT, dest="agent.neutron.user_domain_name",
-           help="lookup = neutron: the user's domain."),
-    Option("neutron", "project_domain_name", string, "Default", roles=AGENT,
-           dest="agent.neutron.project_domain_name", help="lookup = neutron: the project's domain."),
-    Option("neutron", "region_name", string, "", roles=AGENT, dest="agent.neutron.region_name",
-           help="lookup = neutron: the catalog region (empty: any)."),
+    Option("neutron", "username", string, "", roles=API | AGENT, dest="agent.neutron.username",
+           help="lookup = neutron, store = nova: the Keystone user."),
+    Option("neutron", "password", raw, "", roles=API | AGENT, dest="agent.neutron.password",
+           help="lookup = neutron, store = nova: the Keystone user's password."),
+    Option("neutron", "project_name", string, "", roles=API | AGENT, dest="agent.neutron.project_name",
+           help="lookup = neutron, store = nova: the project the token is scoped to."),
+    Option("neutron", "user_domain_name", string, "Default", roles=API | AGENT, dest="agent.neutron.user_domain_name",
+           help="lookup = neutron, store = nova: the user's domain."),
+    Option("neutron", "project_domain_name", string, "Default", roles=API | AGENT,
+           dest="agent.neutron.project_domain_name", help="lookup = neutron, store = nova: the project's domain."),
+    Option("neutron", "region_name", string, "", roles=API | AGENT, dest="agent.neutron.region_name",
+           help="lookup = neutron, store = nova: the catalog region (empty: any)."),
     Option("neutron", "valid_interfaces", list_of(choice("internal", "public", "admin")), "internal,public",
-           roles=AGENT, dest="agent.neutron.valid_interfaces",
-           help="lookup = neutron: the catalog interfaces to use, first found first."),
-    Option("neutron", "endpoint_override", string, "", roles=AGENT, dest="agent.neutron.endpoint_override",
-           help="lookup = neutron: Neutron's URL without Keystone (noauth) or to skip the catalog."),
-    Option("neutron", "cafile", string, "", roles=AGENT, dest="agent.neutron.cafile",
-           help="lookup = neutron: CA certificates to verify Keystone and Neutron with (empty: the system's).", paths=a_path),
-    Option("neutron", "insecure", boolean, "false", roles=AGENT, dest="agent.neutron.insecure",
-           help="lookup = neutron: do not verify Keystone's and Neutron's certificates."),
-    Option("neutron", "timeout", number(0.1), "10", roles=AGENT, dest="agent.neutron.timeout",
-           help="lookup = neutron: seconds for each request to Keystone or Neutron."),
+           roles=API | AGENT, dest="agent.neutron.valid_interfaces",
+           help="lookup = neutron, store = nova: the catalog interfaces to use, first found first."),
+    Option("neutron", "endpoint_override", string, "", roles=API | AGENT, dest="agent.neutron.endpoint_override",
+           help="lookup = neutron, store = nova: Neutron's URL without Keystone (noauth) or to skip the catalog."),
+    Option("neutron", "cafile", string, "", roles=API | AGENT, dest="agent.neutron.cafile",
+           help="lookup = neutron, store = nova: CA certificates to verify Keystone and Neutron with (empty: the system's).",
+           paths=a_path),
+    Option("neutron", "insecure", boolean, "false", roles=API | AGENT, dest="agent.neutron.insecure",
+           help="lookup = neutron, store = nova: do not verify Keystone's and Neutron's certificates."),
+    Option("neutron", "timeout", number(0.1), "10", roles=API | AGENT, dest="agent.neutron.timeout",
+           help="lookup = neutron, store = nova: seconds for each request to Keystone or Neutron."),
+    # store = nova: Nova's own databases (nova.conf names) and how mdsvc reads them
+    Option("api_database", "connection", optional(database_url), None, roles=API, dest="nova.api_database",
+           example="mysql+pymysql://nova:PASSWORD@db/nova_api",
+           help="store = nova: Nova's API database, where each instance's cell is found."),
+    Option("database", "connection", optional(database_url), None, roles=API, dest="nova.database",
+           example="mysql+pymysql://nova:PASSWORD@db/nova",
+           help="store = nova: the cell database read with local_metadata_per_cell, or for an instance without a "
+                "cell mapping; also fills the {placeholders} of cell mappings' database_connection."),
+    Option("api", "local_metadata_per_cell", boolean, "false", roles=API, dest="nova.local_metadata_per_cell",
+           help="store = nova: read [database] connection only (one metadata API per cell), never the API database."),
+    Option("mdsvc", "database_threads", integer(1, 256), "8", roles=API, dest="nova.threads",
+           help="store = nova: threads (and pooled connections per database) that query Nova's databases."),
+    Option("mdsvc", "database_timeout", number(0.1), "5", roles=API, dest="nova.timeout",
+           help="store = nova: seconds to connect to a database and for each query; past them the guest gets 503."),
+    # the OVN Southbound database for the ovn lookup backend (the OVN metadata agent's [ovn] names)
+    Option("ovn", "ovn_sb_connection", ovsdb_remotes, "tcp:127.0.0.1:6642", roles=AGENT, dest="agent.ovn.connection",
+           help="lookup = ovn: the members of the Southbound database, comma-separated tcp:IP:PORT, ssl:IP:PORT or "
+                "unix:PATH (every member of a Raft cluster; any of them serves the replica)."),
+    Option("ovn", "ovn_sb_private_key", string, "", roles=AGENT, dest="agent.ovn.private_key",
+           help="lookup = ovn, ssl: members: the private key mdsvc presents."),
+    Option("ovn", "ovn_sb_certificate", string, "", roles=AGENT, dest="agent.ovn.certificate",
+           help="lookup = ovn, ssl: members: the certificate of ovn_sb_private_key."),
+    Option("ovn", "ovn_sb_ca_cert", string, "", roles=AGENT, dest="agent.ovn.ca_cert",
+           help="lookup = ovn, ssl: members: the CA certificates the members' certificates are checked with."),
+    Option("ovn", "ovsdb_probe_interval", integer(0), "60000", roles=AGENT, dest="agent.ovn.probe_interval",
+           help="lookup = ovn: milliseconds of silence on a tcp: or ssl: connection before mdsvc probes it (0: "
+                "never); a member that does not answer the probe is left for another."),
     # what one guest, and all guests together, may hold (every role's HTTP listeners)
     Option("mdsvc", "request_timeout", number(0.1), "30", roles=EVERY_PART, dest="limits.request_timeout",
            help="Seconds a client has to send a whole request, head and body, from its first byte (also how "
@@ -690,6 +746,30 @@ class NeutronClientConfig:
 
 
 @frozen
+class NovaDatabaseConfig:
+    """C{[mdsvc] store = nova}: where Nova's databases are and how mdsvc reads them."""
+
+    api_database: str | None = field(repr=False)
+    database: str | None = field(repr=False)
+    local_metadata_per_cell: bool
+    threads: int
+    timeout: float
+
+
+@frozen
+class OvnConfig:
+    """How the ovn lookup backend reaches the Southbound database, and how long its replica answers alone."""
+
+    connection: tuple[str, ...]
+    private_key: str
+    certificate: str
+    ca_cert: str
+    probe_interval: int
+    max_age: float
+    status_path: str
+
+
+@frozen
 class AgentConfig:
     """What the metadata agent needs (metadata_agent.ini names)."""
 
@@ -717,6 +797,7 @@ class AgentConfig:
     lookup: str
     rate_limit: RateLimitConfig
     neutron: NeutronClientConfig
+    ovn: OvnConfig
 
 
 @frozen
@@ -770,6 +851,7 @@ class Config:
     debug: bool
     secret_rotation_window: float
     drain_timeout: float
+    nova: NovaDatabaseConfig
 
     @property
     def source(self) -> str | None:
@@ -859,8 +941,14 @@ def rate_limit_ip_version(loaded: Loaded) -> int | None:
     return int(versions[0]) if len(versions) == 1 else None
 
 
+def ovn_status_path(loaded: Loaded) -> str:
+    """C{OvnConfig.status_path}: C{$state_path/ovn-sb-replica.json}."""
+    return f"{loaded['DEFAULT', 'state_path']}/ovn-sb-replica.json"
+
+
 #: The fields of L{Config} no single option fills, by dotted path, and what computes them.
 DERIVED: dict[str, Callable[[Loaded], Any]] = {
+    "agent.ovn.status_path": ovn_status_path,
     "sources": sources,
     "store": store,
     "demo": demo,

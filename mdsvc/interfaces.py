@@ -8,6 +8,10 @@ class AmbiguousAddress(Exception):
     """More than one instance has the fixed IP a remote-address lookup asked for."""
 
 
+class StoreUnavailable(Exception):
+    """The instance store cannot answer now (its database is down or too slow); C{str()} says why."""
+
+
 class IInstanceStore(Interface):
     """Where instance documents live: read by the metadata API, written by mdsvc-manage."""
 

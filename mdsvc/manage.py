@@ -32,7 +32,7 @@ from twisted.logger import ILogObserver, Logger, formatEvent
 from zope.interface import provider
 
 from mdsvc.api.identify import sign
-from mdsvc.config import NODE_ROLES, Config, ConfigError, check_config, given_sources, load_config
+from mdsvc.config import NODE_ROLES, Config, ConfigError, check_config, given_sources, load_config, located
 from mdsvc.model import DocumentError, Instance, Router, YAMLDocumentLoader, instance_from_document, router_from_document
 from mdsvc.schema import declared_field, join
 from mdsvc.store.sqlite import SQLiteDocuments
@@ -103,16 +103,33 @@ def _yaml(path: str, text: str) -> Any:
         raise CommandError(f"{where}: invalid YAML: {problem}") from None
 
 
-def _store(config: Config, create: bool = False) -> SQLiteDocuments:
+def _store(config: Config, create: bool = False) -> Any:
     """
-    The configured store, checked as the service checks it at startup (modes, soundness).
+    The configured store: the embedded SQLite one, checked as the service checks it at startup
+    (modes, soundness), or mdsvc's document store on a database server (L{mdsvc.store.sql}).
 
     @param create: make the store if there is none (an import); every other command needs an
-        existing one, and a missing one is an error rather than a new, empty store.
+        existing one, and a missing one is an error rather than a new, empty store (on a
+        database server: its tables are made by an import only).
     """
+    from mdsvc.store.sql import SQLDocuments, is_sql_url
+
+    if is_sql_url(config.store):
+        try:
+            documents = SQLDocuments(config.store)
+        except ValueError as e:
+            raise CommandError(f"{located(config, 'mdsvc', 'store')}: {e}") from None
+        if create:
+            documents.create()
+        elif not documents.exists():
+            documents.close()
+            raise CommandError(f"no store at {documents.path} ([mdsvc] store of {config.source or 'the defaults'}; "
+                               "instance import or router import creates it)")
+        return documents
     kind, _, path = config.store.partition(":")
     if kind != "sqlite":
-        raise CommandError(f"[mdsvc] store {config.store}: mdsvc-manage handles sqlite stores only")
+        raise CommandError(f"{located(config, 'mdsvc', 'store')}: mdsvc-manage handles mdsvc's own document stores "
+                           f"(sqlite:PATH, postgresql://..., mysql+pymysql://...), not store = {config.store}")
     if not create and not os.path.exists(path):
         raise CommandError(f"no store at {path} ([mdsvc] store of {config.source or 'the defaults'}; "
                            "instance import or router import creates it)")
@@ -181,7 +198,7 @@ def _build_config_drive(config: Config, documents: SQLiteDocuments, uuid: str, o
     from twisted.internet import reactor
 
     try:
-        app = app_from_config(config, SQLiteInstanceStore.in_threads(documents.path, reactor), reactor)
+        app = app_from_config(config, SQLiteInstanceStore.in_threads(documents, reactor), reactor)
     except ConfigError as e:
         raise CommandError(str(e)) from None
     except ValueError as e:
@@ -314,6 +331,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
 
     p = sub.add_parser("sign", help="print the X-Instance-ID-Signature the agent would send")
     p.add_argument("instance_id")
+    sub.add_parser("ovn-status", help="lookup = ovn: the agent's replica of the Southbound database, and how old it is")
     p = sub.add_parser("check-config", help="check a configuration: exit 0, or one line per problem")
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="files read together as the service reads them, later ones winning (default: the CONFIG options)")
@@ -333,6 +351,15 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         raise CommandError(str(e)) from None
     if args.command == "sign":
         print(sign(config.api.shared_secret, args.instance_id), file=out)
+        return 0
+    if args.command == "ovn-status":
+        from mdsvc.lookup.ovn.status import describe_status
+
+        try:
+            for line in describe_status(config.agent.ovn.status_path):
+                print(line, file=out)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
         return 0
     documents = _store(config, create=args.action == "import")
     if args.command == "configdrive":

@@ -105,8 +105,9 @@ def check_startup(role: str, config: Config) -> None:
     names given to plugins (L{plugin_problems}), the store (private modes, a sound database)
     and the agent's socket owners.
 
-    @raise ConfigError: a name no installed plugin has, or a feature of the embedded store asked
-        of another (one line naming the file and line).
+    @raise ConfigError: a name no installed plugin has, a feature of mdsvc's own document stores
+        asked of another, or C{store = nova} without what it needs (one line naming the file and
+        line).
     @raise StoreProblem: the store cannot be used.
     @raise ValueError: an unknown user or group (one line).
     """
@@ -116,32 +117,46 @@ def check_startup(role: str, config: Config) -> None:
     if uses_store(role, config):
         # before anything reads it: private modes, a sound database (one line if not)
         prepare_configured_store(config)
+    if config.store == "nova" and "api" in NODE_ROLES[role]:
+        from mdsvc.store.nova import check_nova_store
+
+        try:
+            check_nova_store(config)  # the databases and Neutron it needs
+        except ValueError as e:
+            raise ConfigError(str(e)) from None  # (names the file and line already)
     if "agent" in NODE_ROLES[role]:
         from mdsvc.agent.server import socket_mode
 
         agent = config.agent
         socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
+        if agent.lookup == "ovn":  # the ovs library, the files of ssl: members
+            from mdsvc.lookup.ovn import check_ovn
+
+            check_ovn(agent.ovn)
 
 
 def plugin_problems(config: Config, parts: frozenset[str]) -> list[str]:
     """
     The problems of what the configuration names for the parts C{parts} of a node (C{api},
-    C{agent}), one line each naming the file and line: L{unknown_names}, and what only the
-    embedded store does (the demo, C{lookup = store}) asked of another store.
+    C{agent}), one line each naming the file and line: L{unknown_names}, and what only mdsvc's
+    own document stores do (the demo, C{lookup = store}: C{sqlite:PATH} and database servers'
+    URLs) asked of another store (C{nova}, a vendor's).
     """
+    from mdsvc.store import document_store
+
     problems = unknown_names(config, parts)
     if "api" in parts:
         from mdsvc.api.tokens import config_problems
 
         problems += config_problems(config)
     agent_store = "agent" in parts and config.agent.lookup == "store"
-    embedded = config.store.startswith("sqlite:")
-    if "api" in parts and config.demo and not embedded:
-        problems.append(f"{located(config, 'mdsvc', 'demo')}: the demo instance is imported into the embedded sqlite store, "
+    own = "mdsvc's own document store (sqlite:PATH or a database server's URL)"
+    documents = document_store(config.store)
+    if "api" in parts and config.demo and not documents:
+        problems.append(f"{located(config, 'mdsvc', 'demo')}: the demo instance is imported into {own}, "
                         f"not into store = {config.store}")
-    if agent_store and not embedded:
-        problems.append(f"{located(config, 'mdsvc', 'lookup')}: lookup = store reads the embedded sqlite store, "
-                        f"not store = {config.store}")
+    if agent_store and not documents:
+        problems.append(f"{located(config, 'mdsvc', 'lookup')}: lookup = store reads {own}, not store = {config.store}")
     return problems
 
 
@@ -249,7 +264,7 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
         from mdsvc.store.demo import DemoSeed
         from mdsvc.store.sqlite import SQLiteInstanceStore
 
-        if isinstance(store, SQLiteInstanceStore):  # always (check_startup refuses the demo on another store)
+        if isinstance(store, SQLiteInstanceStore):  # always: sqlite or a database server (check_startup refuses others)
             DemoSeed(store.documents).setServiceParent(top)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.
@@ -287,10 +302,11 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.httpclient import PoolService
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
+    from mdsvc.lookup.replicated import IReplicatedLookup
 
     agent = config.agent
     try:
-        lookup = build_lookup(agent.lookup, config.store, reactor, agent.neutron)
+        backend = build_lookup(agent.lookup, config.store, reactor, agent.neutron, ovn_config=agent.ovn)
         mode = socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
         pool = api_pool(agent, reactor)
     except (ValueError, OSError) as e:
@@ -298,8 +314,11 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         # UsageError: twistd and twist print a traceback for one raised by makeService; what can
         # be found earlier is, as a UsageError of Options (check_startup).
         raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
+    lookup = backend
     if agent.cache_enabled:
         lookup = CachingLookup(lookup, reactor, agent.cache_ttl, agent.cache_negative_ttl)
+        if IReplicatedLookup.providedBy(backend):  # a live replica (ovn): each change reaches the cache
+            lookup = backend.front(lookup, reactor, max(agent.cache_ttl, agent.cache_negative_ttl))
     limit = agent.rate_limit
     limiter = rate_limiter(limit, reactor)
     if "app" in parts:
@@ -315,6 +334,8 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     parts.setdefault("reloadable", []).append(AgentReload(handler, config, reactor))
     site = _http(config, AgentHandler(handler), reactor, "metadata-agent", parts)
     top = MultiService()
+    if IReplicatedLookup.providedBy(backend):
+        backend.service.setServiceParent(top)  # the replica is kept while the agent runs
     socket = Listening(f"{_source(config)}: [DEFAULT] metadata_proxy_socket {agent.socket_path}")
     UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(socket)
     socket.setServiceParent(top)

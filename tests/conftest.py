@@ -1,20 +1,11 @@
 """pytest glue: run each test in its own temporary directory, as trial runs them in _trial_temp."""
 
 import os
-import shutil
 import tempfile
 
 import pytest
 
-
-def _remove(path: str) -> None:
-    """Remove a directory tree, read-only directories in it too (a test may leave one so)."""
-    for directory, _, _ in os.walk(path):
-        try:
-            os.chmod(directory, 0o700)
-        except OSError:
-            pass
-    shutil.rmtree(path, ignore_errors=True)
+from tests.integration.processes import remove_tree
 
 
 @pytest.fixture(autouse=True)
@@ -31,4 +22,4 @@ def _in_temporary_directory():
         yield
     finally:
         os.chdir(here)
-        _remove(directory)
+        remove_tree(directory)

@@ -364,9 +364,27 @@ class ErrorTests(ConfigTestsMixin, SynchronousTestCase):
                                "unexpected keyword argument 'bogus'")
 
     def test_badStore(self) -> None:
-        """A store that is not NAME:ARG is refused."""
-        self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", "allowed: sqlite:PATH | a plugin's NAME:ARG")
-        self.assertConfigError("[mdsvc]\nstore = sqlite:\n", ":2: [mdsvc] store", "allowed: sqlite:PATH | a plugin's NAME:ARG")
+        """A store that is neither nova nor NAME:ARG is refused, naming every kind."""
+        rule = "allowed: sqlite:PATH | postgresql://USER:PASSWORD@HOST/DB | mysql+pymysql://USER:PASSWORD@HOST/DB | nova | a plugin's NAME:ARG"
+        self.assertConfigError("[mdsvc]\nstore = /var/lib/x.sqlite\n", ":2: [mdsvc] store", rule)
+        self.assertConfigError("[mdsvc]\nstore = sqlite:\n", ":2: [mdsvc] store", rule)
+        self.assertConfigError("[mdsvc]\nstore = novas\n", ":2: [mdsvc] store", rule)
+
+    def test_storeKinds(self) -> None:
+        """
+        Every kind of store is taken: sqlite:PATH (a relative PATH from the file's directory), a
+        database server's URL and nova as written (a URL is never taken for a path), a plugin's
+        NAME:ARG.
+        """
+        for written, loaded in (("sqlite:db/x.sqlite", "sqlite:DIR/db/x.sqlite"),
+                                ("sqlite:/srv/x.sqlite", "sqlite:/srv/x.sqlite"),
+                                ("postgresql://mdsvc:pw@db/mdsvc", "postgresql://mdsvc:pw@db/mdsvc"),
+                                ("mysql+pymysql://mdsvc:pw@db/mdsvc", "mysql+pymysql://mdsvc:pw@db/mdsvc"),
+                                ("nova", "nova"),
+                                ("teststore:db/x.json", "teststore:db/x.json")):
+            path = self.writeConfig(f"[mdsvc]\nstore = {written}\n")
+            self.assertEqual(load_config(path).store, loaded.replace("DIR", os.path.dirname(os.path.abspath(path))))
+            self.assertEqual(check_config(path), [])
 
     def test_legacyNameInError(self) -> None:
         """An error in a legacy option names it as written in the file."""

@@ -65,9 +65,22 @@ class BuildTests(SynchronousTestCase):
             self.assertEqual(lookup.documents.path, path)  # type: ignore[attr-defined]
 
     def test_storeNotSqlite(self) -> None:
-        """store over another kind of instance store: ValueError."""
-        e = self.assertRaises(ValueError, build_lookup, "store", "redis:host", self.reactor, None)
-        self.assertEqual(str(e), "lookup = store needs the sqlite instance store, not redis:host")
+        """store over a store that is not mdsvc's own documents (a vendor's, Nova's databases): ValueError."""
+        for store in ("redis:host", "nova"):
+            e = self.assertRaises(ValueError, build_lookup, "store", store, self.reactor, None)
+            self.assertEqual(str(e), "lookup = store reads mdsvc's own document store (sqlite:PATH or a database server's "
+                                     f"URL), not store = {store}")
+
+    def test_storeOnDatabaseServer(self) -> None:
+        """store over a database server's URL: the same lookup, on mdsvc's documents there (nothing connected yet)."""
+        from mdsvc.store.sql import SQLDocuments
+
+        lookup = build_lookup("store", "postgresql://mdsvc:secret@127.0.0.1:1/mdsvc", self.reactor, None)
+        self.assertIsInstance(lookup, StoreLookup)
+        documents = lookup.documents  # type: ignore[attr-defined]
+        self.assertIsInstance(documents, SQLDocuments)
+        self.assertEqual(documents.path, "postgresql://mdsvc:***@127.0.0.1:1/mdsvc")
+        documents.close()
 
     def test_neutron(self) -> None:
         """neutron: a NeutronLookup with a pooled treq client on the reactor."""
@@ -117,12 +130,12 @@ class BuildTests(SynchronousTestCase):
     def test_unknown(self) -> None:
         """An unknown name: ValueError listing what is available."""
         e = self.assertRaises(ValueError, build_lookup, "ovn:sb", None, self.reactor, None, plugins=[VendorFactory()])
-        self.assertEqual(str(e), "unknown lookup backend 'ovn:sb' (available: store, neutron, static:PATH, vendor:ARG)")
+        self.assertEqual(str(e), "unknown lookup backend 'ovn:sb' (available: store, neutron, ovn, static:PATH, vendor:ARG)")
 
     def test_unknownNoPlugins(self) -> None:
         """Without plugins the built-ins are listed."""
         e = self.assertRaises(ValueError, build_lookup, "static", None, self.reactor, None, plugins=[])
-        self.assertEqual(str(e), "unknown lookup backend 'static' (available: store, neutron, static:PATH)")
+        self.assertEqual(str(e), "unknown lookup backend 'static' (available: store, neutron, ovn, static:PATH)")
 
 
 PLUGIN_MODULE = '''

@@ -334,9 +334,19 @@ class ImportErrorTests(ManageTestsMixin, SynchronousTestCase):
         )
 
     def test_otherStoreKind(self) -> None:
-        """mdsvc-manage refuses a store kind it does not handle."""
-        self.write("mdsvc.conf", "[mdsvc]\nstore = redis:localhost\n")
-        self.assertEqual(self.fails("instance", "list"), "[mdsvc] store redis:localhost: mdsvc-manage handles sqlite stores only")
+        """mdsvc-manage refuses a store that is not mdsvc's own documents (a vendor's, Nova's databases), naming the line."""
+        for store in ("redis:localhost", "nova"):
+            path = self.write("mdsvc.conf", f"[mdsvc]\nstore = {store}\n")
+            self.assertEqual(self.fails("instance", "list"),
+                             f"{path}:2: [mdsvc] store: mdsvc-manage handles mdsvc's own document stores (sqlite:PATH, "
+                             f"postgresql://..., mysql+pymysql://...), not store = {store}")
+
+    def test_databaseServerStoreDriverMissing(self) -> None:
+        """A database server's URL whose driver is not installed: one line naming the line, the password masked."""
+        path = self.write("mdsvc.conf", "[mdsvc]\nstore = mysql+nosuchdriver://mdsvc:secret@db/mdsvc\n")
+        message = self.fails("instance", "list")
+        self.assertTrue(message.startswith(f"{path}:2: [mdsvc] store: no driver for mysql+nosuchdriver://mdsvc:***@db/mdsvc"), message)
+        self.assertNotIn("secret", message)
 
 
 class RouterCommandTests(ManageTestsMixin, SynchronousTestCase):
@@ -417,9 +427,28 @@ class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
         out = io.StringIO()
         self.assertEqual(run(["check-config", good, bad], out=out), 1)
         self.assertEqual(out.getvalue(),
-                         f"{bad}:2: [mdsvc] store: unknown instance store 'mongo' (available: sqlite:PATH, teststore:ARG)\n"
+                         f"{bad}:2: [mdsvc] store: unknown instance store 'mongo' (available: sqlite:PATH, postgresql://..., "
+                         "mysql+pymysql://..., nova, teststore:ARG)\n"
                          f"{bad}:4: [api] vendordata_providers: unknown vendordata provider 'Other' "
                          "(available: StaticJSON, DynamicJSON, TestVendor)\n")
+
+    def test_checkConfigBuiltinStores(self) -> None:
+        """
+        check-config takes every built-in store (sqlite:PATH, a database server's URL whose driver
+        is installed, nova) without connecting to anything; a URL without its driver is one line
+        naming the file and line, the password masked.
+        """
+        for store in ("sqlite:db/mdsvc.sqlite", "postgresql://mdsvc:pw@127.0.0.1:1/mdsvc",
+                      "mysql+pymysql://mdsvc:pw@127.0.0.1:1/mdsvc", "nova"):
+            path = self.write("store.conf", f"[mdsvc]\nstore = {store}\n")
+            out = io.StringIO()
+            self.assertEqual((run(["check-config", path], out=out), out.getvalue()), (0, ""))
+        path = self.write("store.conf", "[mdsvc]\nstore = mysql+nosuchdriver://mdsvc:secret@db/mdsvc\n")
+        out = io.StringIO()
+        self.assertEqual(run(["check-config", path], out=out), 1)
+        self.assertTrue(out.getvalue().startswith(f"{path}:2: [mdsvc] store: no driver for mysql+nosuchdriver://mdsvc:***@db/mdsvc"),
+                        out.getvalue())
+        self.assertNotIn("secret", out.getvalue())
 
     def test_checkConfigSeveralFiles(self) -> None:
         """check-config reads several files together: a later file's value replaces a bad one, its own problems are named."""

@@ -125,7 +125,7 @@ class NotInstalledTests(SynchronousTestCase):
         self.assertNotIn("teststore", [f.name for f in store_plugins()])
         self.assertNotIn("TestVendor", [f.name for f in vendordata_plugins()])
         e = self.assertRaises(ValueError, open_store, "teststore:/x.json", MemoryReactorClock())
-        self.assertEqual(str(e), "unknown instance store 'teststore' (available: sqlite:PATH)")
+        self.assertEqual(str(e), "unknown instance store 'teststore' (available: sqlite:PATH, postgresql://..., mysql+pymysql://..., nova)")
 
 
 class StoreSeamTests(PluginCase):
@@ -144,7 +144,8 @@ class StoreSeamTests(PluginCase):
     def test_unknown_lists_plugins(self) -> None:
         """An unknown store names the built-in and the installed plugins' stores."""
         e = self.assertRaises(ValueError, open_store, "redis://db/0", MemoryReactorClock())
-        self.assertEqual(str(e), "unknown instance store 'redis' (available: sqlite:PATH, teststore:ARG)")
+        self.assertEqual(str(e), "unknown instance store 'redis' (available: sqlite:PATH, postgresql://..., mysql+pymysql://..., nova, "
+                                 "teststore:ARG)")
 
     def test_plugin_refuses_argument(self) -> None:
         """A store the plugin cannot open is its one line."""

@@ -697,20 +697,59 @@ class ThreadedStoreTests(TestCase):
         return d
 
     def test_openStore(self) -> None:
-        """open_store builds a threaded store from an sqlite: URL and refuses other kinds, listing those available."""
+        """
+        open_store builds a threaded store from an sqlite: URL, a database server's from its URL
+        (here one whose driver is missing: one line saying so), and refuses other kinds, listing
+        those available.
+        """
         path = os.path.join(self.mktemp(), "url.sqlite")
         SQLiteDocuments(path).import_instances([instanceDoc(U)])
         store = open_store(f"sqlite:{path}", reactor)
         self.assertIsInstance(store, SQLiteInstanceStore)
-        e = self.assertRaises(ValueError, open_store, "mysql://x", reactor, plugins=[])
-        self.assertEqual(str(e), "unknown instance store 'mysql' (available: sqlite:PATH)")
+        e = self.assertRaises(ValueError, open_store, "redis://x", reactor, plugins=[])
+        self.assertEqual(str(e), "unknown instance store 'redis' (available: sqlite:PATH, postgresql://..., mysql+pymysql://..., "
+                                 "nova)")
+        e = self.assertRaises(ValueError, open_store, "mysql+nosuchdriver://u:secret@x/db", reactor)
+        self.assertTrue(str(e).startswith("no driver for mysql+nosuchdriver://u:***@x/db"), str(e))
+        e = self.assertRaises(ValueError, open_store, "mysql:x", reactor)
+        self.assertEqual(str(e), "store = mysql: allowed: mysql://USER:PASSWORD@HOST/DB")
+        e = self.assertRaises(ValueError, open_store, "nova:x", reactor)
+        self.assertIn("store = nova takes no argument", str(e))
         e = self.assertRaises(ValueError, open_store, "sqlite:", reactor)
         self.assertEqual(str(e), "store = sqlite:PATH needs a file path")
         return store.get(U).addCallback(lambda instance: self.assertEqual(instance.uuid, U))
 
+    def test_openDatabaseServerStore(self) -> None:
+        """
+        A database server's URL opens mdsvc's documents there through the same threaded store
+        (connecting at the first query, not here).
+        """
+        from mdsvc.store.sql import SQLDocuments
+
+        for url in ("postgresql://mdsvc:secret@127.0.0.1:1/mdsvc", "mysql+pymysql://mdsvc:secret@127.0.0.1:1/mdsvc"):
+            store = open_store(url, reactor)
+            self.assertIsInstance(store, SQLiteInstanceStore)
+            documents = store.documents  # type: ignore[attr-defined]
+            self.assertIsInstance(documents, SQLDocuments)
+            self.assertEqual(documents.url, url)
+            self.assertNotIn("secret", documents.path)
+            documents.close()
+
     def test_factory_interface(self) -> None:
-        """The built-in sqlite store is opened through the same interface as a vendor's."""
+        """The built-in stores are opened through the same interface as a vendor's."""
+        from mdsvc.store import store_factory
+        from mdsvc.store.nova import NovaStoreFactory
+        from mdsvc.store.sql import SQLStoreFactory
+
         self.assertTrue(verifyObject(IInstanceStoreFactory, SQLiteStoreFactory()))
+        self.assertTrue(verifyObject(IInstanceStoreFactory, SQLStoreFactory("postgresql")))
+        self.assertTrue(verifyObject(IInstanceStoreFactory, NovaStoreFactory()))
+        for url, kind, name in (("sqlite:/x", SQLiteStoreFactory, "sqlite"), ("nova", NovaStoreFactory, "nova"),
+                                ("postgresql://u@h/d", SQLStoreFactory, "postgresql"),
+                                ("mysql+pymysql://u@h/d", SQLStoreFactory, "mysql+pymysql")):
+            factory = store_factory(url, plugins=[])
+            self.assertIsInstance(factory, kind)
+            self.assertEqual(factory.name, name)
 
 
 class StoredDocumentTests(DocumentsTestsMixin, SynchronousTestCase):

@@ -142,7 +142,8 @@ class OptionsTests(SynchronousTestCase):
                                  "(available: StaticJSON, DynamicJSON, TestVendor)")
         path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\n\nstore = redis://db/0\n")
         e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "all-in-one", "--config", path])
-        self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] store: unknown instance store 'redis' (available: sqlite:PATH, teststore:ARG)")
+        self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] store: unknown instance store 'redis' (available: sqlite:PATH, postgresql://..., mysql+pymysql://..., nova, "
+                                 "teststore:ARG)")
 
     def test_plugin_names_checked_for_their_roles(self) -> None:
         """
@@ -158,18 +159,60 @@ class OptionsTests(SynchronousTestCase):
 
     def test_embedded_store_features_refused_on_plugin_store(self) -> None:
         """
-        What only the embedded store does, asked of a plugin's store, is one line naming the
-        option that asks it: lookup = store (the agent reads the sqlite file) and the demo.
+        What only mdsvc's own document stores do, asked of a plugin's store or of Nova's
+        databases, is one line naming the option that asks it: lookup = store (the agent reads
+        the documents) and the demo (imported into them).
         """
         install_test_plugins(self)
-        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = teststore:/srv/i.json\nlookup = store\n")
-        e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "network-node", "--config", path])
-        self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] lookup: lookup = store reads the embedded sqlite store, "
-                                 "not store = teststore:/srv/i.json")
-        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = teststore:/srv/i.json\ndemo = true\n")
+        own = "mdsvc's own document store (sqlite:PATH or a database server's URL)"
+        for store in ("teststore:/srv/i.json", "nova"):
+            path = self.config(f"[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = {store}\nlookup = store\n")
+            e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "agent", "--config", path])
+            self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] lookup: lookup = store reads {own}, not store = {store}")
+            path = self.config(f"[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = {store}\ndemo = true\n")
+            e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
+            self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] demo: the demo instance is imported into {own}, "
+                                     f"not into store = {store}")
+
+    def test_document_store_features_on_database_server(self) -> None:
+        """
+        lookup = store and the demo work on mdsvc's document store on a database server as on
+        sqlite: the startup checks take them (without connecting), and the api role seeds the
+        demo into the server's documents.
+        """
+        url = "postgresql://mdsvc:secret@127.0.0.1:1/mdsvc"
+        path = self.config(f"[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = {url}\nlookup = store\ndemo = true\n")
+        for role in ("agent", "network-node", "api", "all-in-one"):
+            options = Options()
+            options.parseOptions(["--role", role, "--config", path])
+            self.assertEqual(options["parsed"].store, url)
+        options = Options()
+        options.parseOptions(["--role", "api", "--config", path])
+        top = makeService(options, reactor=MemoryReactorClock())
+        seeds = [s for s in services(top) if isinstance(s, DemoSeed)]
+        self.assertEqual(len(seeds), 1)
+        from mdsvc.store.sql import SQLDocuments
+
+        self.assertIsInstance(seeds[0].documents, SQLDocuments)
+        seeds[0].documents.close()
+
+    def test_database_server_driver_checked(self) -> None:
+        """A database server's URL without its driver stops the roles that open the store, one line, the password masked."""
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = mysql+nosuchdriver://mdsvc:secret@db/mdsvc\n")
+        e = str(self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path]))
+        self.assertTrue(e.startswith(f"mdsvc: {path}:4: [mdsvc] store: no driver for mysql+nosuchdriver://mdsvc:***@db/mdsvc"), e)
+        self.assertNotIn("secret", e)
+        Options().parseOptions(["--role", "proxy", "--config", path])
+
+    def test_nova_store_needs_its_databases(self) -> None:
+        """store = nova without [api_database] connection stops the api role with one line naming the option's line."""
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = nova\n")
         e = self.assertRaises(UsageError, Options().parseOptions, ["--role", "api", "--config", path])
-        self.assertEqual(str(e), f"mdsvc: {path}:5: [mdsvc] demo: the demo instance is imported into the embedded sqlite store, "
-                                 "not into store = teststore:/srv/i.json")
+        self.assertEqual(str(e), f"mdsvc: {path}:4: [mdsvc] store: store = nova needs [api_database] connection (or [api] "
+                                 "local_metadata_per_cell = true with [database] connection)")
+        Options().parseOptions(["--role", "proxy", "--config", path])  # (the proxy does not open it)
+        path = self.config("[DEFAULT]\nstate_path = STATE\n[mdsvc]\nstore = nova\nlookup = neutron\n")
+        Options().parseOptions(["--role", "agent", "--config", path])  # (nor an agent that does not look up in it)
 
     def test_unknown_socket_user_is_usage_error(self) -> None:
         """A metadata_proxy_user that does not exist stops the agent's startup in the options."""

@@ -27,7 +27,7 @@ from mdsvc.cache import ExpiringCache
 from mdsvc.hop import UNKNOWN_ERROR, error_response
 from mdsvc.http import HTTPResponse
 from mdsvc.imds import TOKEN_HEADER, TTL_HEADER, TTL_HEADER_NAME, carried
-from mdsvc.interfaces import AmbiguousAddress, ICache, IInstanceStore, IVendordataProvider
+from mdsvc.interfaces import AmbiguousAddress, ICache, IInstanceStore, IVendordataProvider, StoreUnavailable
 from mdsvc.limits import LogThrottle
 from mdsvc.model import Instance
 from mdsvc.wire import loggable
@@ -69,6 +69,7 @@ class MetadataApp:
     cache: ICache = field(default=None)
     tokens: SessionTokens | None = None
     _not_found_lines: LogThrottle = field(default=None, init=False, repr=False)
+    _unavailable_lines: LogThrottle = field(default=None, init=False, repr=False)
     _day: tuple[float, float, str] = field(default=(0.0, 0.0, ""), init=False, repr=False)
     _log = Logger()
 
@@ -76,6 +77,7 @@ class MetadataApp:
         if self.cache is None:
             self.cache = ExpiringCache(self.clock, self.cache_ttl)
         self._not_found_lines = LogThrottle(self.clock)
+        self._unavailable_lines = LogThrottle(self.clock)
 
     def today(self) -> str:
         """The UTC date by the injected clock, for the OpenStack version listing."""
@@ -137,6 +139,8 @@ class MetadataApp:
                 md = await self.cache.get(key, self._load_uuid)
             except CancelledError:
                 raise
+            except StoreUnavailable as e:
+                raise self._unavailable(e) from None
             except Exception as e:
                 self._log.failure("Failed to get metadata for instance id: {uuid}", uuid=identity.uuid)
                 raise MetadataError(500, UNKNOWN_ERROR, f"instance store failed: {e!r}") from None
@@ -156,12 +160,26 @@ class MetadataApp:
             raise
         except AmbiguousAddress as e:
             raise MetadataError(500, UNKNOWN_ERROR, f"fixed IP {identity.address} is shared by instances {', '.join(e.args[1])}") from None
+        except StoreUnavailable as e:
+            raise self._unavailable(e) from None
         except Exception as e:
             self._log.failure("Failed to get metadata for IP {address}", address=identity.address)
             raise MetadataError(500, UNKNOWN_ERROR, f"instance store failed: {e!r}") from None
         if md is None:
             raise not_found(f"no instance has fixed IP {identity.address}")
         return md, (key, ("uuid", md.instance.uuid))
+
+    def _unavailable(self, error: StoreUnavailable) -> MetadataError:
+        """
+        503 for a store that cannot answer now (its database down): logged with the reason, once a
+        minute with the count of the others, so an outage during a boot storm stays readable.
+        """
+        held = self._unavailable_lines.allow("store")
+        if held is not None:
+            self._log.error("the instance store is unavailable: {reason}{more}", reason=str(error),
+                            more=f" ({held} more requests answered 503 in the last minute)" if held else "")
+        return MetadataError(503, "The instance store is temporarily unavailable. Please try again later.",
+                             f"instance store unavailable: {error}")
 
     # -- answering ----------------------------------------------------------------------------
 
@@ -373,6 +391,8 @@ class MetadataApp:
             stored = await self.store.set_password(md.instance.uuid, password)
         except KeyError:
             raise MetadataError(400, f"Instance {md.instance.uuid} could not be found.") from None
+        except StoreUnavailable as e:
+            raise self._unavailable(e) from None
         except Exception as e:
             self._log.failure("storing the password of {uuid} failed", uuid=md.instance.uuid)
             raise MetadataError(500, UNKNOWN_ERROR, f"instance store failed: {e!r}") from None

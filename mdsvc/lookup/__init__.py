@@ -6,6 +6,7 @@ C{[mdsvc] lookup} names one:
 
   - C{store}: the embedded instance store (L{mdsvc.lookup.store.StoreLookup}), the default;
   - C{neutron}: Neutron's REST API (L{mdsvc.lookup.neutron.NeutronLookup});
+  - C{ovn}: a replica of the OVN Southbound database (L{mdsvc.lookup.ovn});
   - C{static:PATH}: a JSON or YAML file (L{mdsvc.lookup.static.StaticLookup});
   - C{NAME:ARG} (or C{NAME}): a vendor backend, an object in a module of C{mdsvc/plugins/} that
     provides both L{twisted.plugin.IPlugin} and L{ILookupBackendFactory}.
@@ -23,7 +24,7 @@ from zope.interface import Attribute, Interface
 
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 
-BUILTIN = ("store", "neutron", "static:PATH")
+BUILTIN = ("store", "neutron", "ovn", "static:PATH")
 
 
 class ILookupBackendFactory(Interface):
@@ -67,15 +68,17 @@ def build_lookup(
     reactor: Any,
     neutron_config: Any,
     plugins: Iterable[Any] | None = None,
+    ovn_config: Any = None,
 ) -> IInstanceLookup:
     """
     Build the lookup backend C{[mdsvc] lookup} names, without a cache.
 
     @param spec: C{store}, C{neutron}, C{static:PATH}, or a vendor C{NAME[:ARG]}.
     @param documents_or_store_path: for C{store}: a L{mdsvc.store.sqlite.SQLiteDocuments}, a
-        path, or a C{sqlite:PATH} store URL.
+        path, a C{sqlite:PATH} store URL or a database server's URL (L{mdsvc.store.sql}).
     @param neutron_config: the L{mdsvc.config.NeutronClientConfig}, for C{neutron}.
     @param plugins: the vendor factories to choose from (default: L{lookup_plugins}).
+    @param ovn_config: the L{mdsvc.config.OvnConfig}, for C{ovn}.
     @raise ValueError: one line: an unknown backend (listing those available) or a bad argument.
     """
     spec = spec.strip()
@@ -86,10 +89,15 @@ def build_lookup(
 
         documents = documents_or_store_path
         if isinstance(documents, str):
+            from mdsvc.store.sql import SQLDocuments, is_sql_url
+
+            if is_sql_url(documents):
+                return StoreLookup.in_threads(SQLDocuments(documents), reactor)  # type: ignore[arg-type]
             if documents.startswith("sqlite:"):
                 documents = documents[len("sqlite:"):]
-            elif ":" in documents and not documents.startswith(("/", ".")):
-                raise ValueError(f"lookup = store needs the sqlite instance store, not {documents}")
+            elif documents == "nova" or (":" in documents and not documents.startswith(("/", "."))):
+                raise ValueError("lookup = store reads mdsvc's own document store (sqlite:PATH or a database server's URL), "
+                                 f"not store = {documents}")
             documents = SQLiteDocuments(documents)
         return StoreLookup.in_threads(documents, reactor)
     if spec == "neutron":
@@ -98,6 +106,12 @@ def build_lookup(
         if neutron_config is None:
             raise ValueError("lookup = neutron needs the [neutron] options")
         return NeutronLookup(neutron_config, build_http_client(reactor, neutron_config), reactor)
+    if spec == "ovn":
+        from mdsvc.lookup.ovn import build_ovn_lookup
+
+        if ovn_config is None:
+            raise ValueError("lookup = ovn needs the [ovn] options")
+        return build_ovn_lookup(ovn_config, reactor)
     if kind == "static" and colon:
         from mdsvc.lookup.static import StaticLookup
 
@@ -123,7 +137,7 @@ def check_lookup(spec: str, plugins: Iterable[Any] | None = None) -> None:
     @raise ValueError: the line L{build_lookup} would raise for an unknown backend.
     """
     spec = spec.strip()
-    if spec in ("store", "neutron") or spec.startswith("static:"):
+    if spec in ("store", "neutron", "ovn") or spec.startswith("static:"):
         return
     _plugin(spec, plugins)
 

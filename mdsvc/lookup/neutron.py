@@ -172,6 +172,16 @@ class NeutronLookup:
 
     async def _ports(self, query: str) -> list[dict[str, Any]]:
         """C{GET /v2.0/ports?query} with a valid token: the C{ports} list of the answer."""
+        return await self.list_resources("ports", query)
+
+    async def list_resources(self, collection: str, query: str) -> list[dict[str, Any]]:
+        """
+        C{GET /v2.0/COLLECTION?query} (C{ports}, C{security-groups}, C{subnets}) with a valid
+        token: the list of the answer (under the collection's name, C{-} as C{_}).
+
+        @raise LookupUnavailable: Keystone or Neutron cannot answer, or answered something else.
+        """
+        key = collection.replace("-", "_")
         for attempt in (1, 2):
             token, endpoint = await self._authenticated()
             base = endpoint.rstrip("/")
@@ -181,23 +191,23 @@ class NeutronLookup:
             if token is not None:
                 headers[b"X-Auth-Token"] = [token.encode("latin-1")]
             where = f"Neutron at {base}"
-            code, _, body = await self._call("GET", f"{base}/v2.0/ports?{query}", headers, None, where)
+            code, _, body = await self._call("GET", f"{base}/v2.0/{collection}?{query}", headers, None, where)
             if code == 401 and token is not None:
                 self._forget_token(token)
                 if attempt == 1:
                     self._log.info("Neutron at {endpoint} refused the token (HTTP 401); authenticating again", endpoint=base)
                     continue
-                raise LookupUnavailable(f"{where} refused a new token too (HTTP 401) for GET /v2.0/ports")
+                raise LookupUnavailable(f"{where} refused a new token too (HTTP 401) for GET /v2.0/{collection}")
             if code != 200:
-                raise LookupUnavailable(f"{where} answered HTTP {code} to GET /v2.0/ports")
+                raise LookupUnavailable(f"{where} answered HTTP {code} to GET /v2.0/{collection}")
             try:
                 data = json.loads(body)
             except ValueError as e:
-                raise LookupUnavailable(f"{where}: the answer to GET /v2.0/ports is not JSON: {_one_line(str(e))}") from None
-            ports = data.get("ports") if isinstance(data, dict) else None
-            if not isinstance(ports, list) or not all(isinstance(p, dict) for p in ports):
-                raise LookupUnavailable(f"{where}: the answer to GET /v2.0/ports has no list of ports")
-            return ports
+                raise LookupUnavailable(f"{where}: the answer to GET /v2.0/{collection} is not JSON: {_one_line(str(e))}") from None
+            items = data.get(key) if isinstance(data, dict) else None
+            if not isinstance(items, list) or not all(isinstance(p, dict) for p in items):
+                raise LookupUnavailable(f"{where}: the answer to GET /v2.0/{collection} has no list of {key}")
+            return items
         raise AssertionError("unreachable")
 
     def _call(

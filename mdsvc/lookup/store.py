@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
+from mdsvc.interfaces import IInstanceLookup, LookupUnavailable, StoreUnavailable
 from mdsvc.lookup._match import choose, no_networks
 from mdsvc.store.sqlite import SQLiteDocuments
 
@@ -100,7 +100,7 @@ class StoreLookup:
         return choose(matches, self._log, ip, network_id, router_id, mac)
 
     def _unavailable(self, failure: Failure) -> Failure:
-        if failure.check(sqlite3.Error, OSError):
+        if failure.check(sqlite3.Error, OSError, StoreUnavailable):  # (StoreUnavailable: a database server's)
             raise LookupUnavailable(f"instance store {self.documents.path}: {_oneLine(failure.getErrorMessage())}")
         return failure
 

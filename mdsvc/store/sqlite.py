@@ -492,13 +492,18 @@ class SQLiteInstanceStore:
         self._run = run
 
     @classmethod
-    def in_threads(cls, path: str, reactor: Any, threadpool: ThreadPool | None = None) -> SQLiteInstanceStore:
-        """A store whose queries run in C{threadpool} (default: the reactor's)."""
+    def in_threads(cls, path: Any, reactor: Any, threadpool: ThreadPool | None = None) -> SQLiteInstanceStore:
+        """
+        A store whose queries run in C{threadpool} (default: the reactor's).
+
+        @param path: the SQLite file, or the documents object itself (L{mdsvc.store.sql.SQLDocuments}
+            for a store on a database server).
+        """
         def run(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
             pool = threadpool if threadpool is not None else reactor.getThreadPool()
             return deferToThreadPool(reactor, pool, f, *args)
 
-        return cls(SQLiteDocuments(path), run)
+        return cls(SQLiteDocuments(path) if isinstance(path, str) else path, run)
 
     def get(self, uuid: str) -> Deferred[Instance | None]:
         """See L{IInstanceStore.get}."""

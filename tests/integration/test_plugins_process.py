@@ -98,8 +98,8 @@ class PluginProcessTests(SynchronousTestCase):
                                 capture_output=True, text=True, timeout=60, cwd=ROOT)
         self.assertNotEqual(result.returncode, 0)
         store, providers = self.line("store = "), self.line("vendordata_providers = ")
-        self.assertIn(f"mdsvc: {self.config}:{store}: [mdsvc] store: unknown instance store 'teststore' (available: sqlite:PATH)",
-                      result.stdout + result.stderr)
+        self.assertIn(f"mdsvc: {self.config}:{store}: [mdsvc] store: unknown instance store 'teststore' (available: sqlite:PATH, "
+                      "postgresql://..., mysql+pymysql://..., nova)", result.stdout + result.stderr)
         self.assertNotIn("Traceback", result.stdout + result.stderr)
 
         def check_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -108,7 +108,8 @@ class PluginProcessTests(SynchronousTestCase):
 
         without = check_config({})
         self.assertEqual((without.returncode, without.stdout.splitlines()), (1, [
-            f"{self.config}:{store}: [mdsvc] store: unknown instance store 'teststore' (available: sqlite:PATH)",
+            f"{self.config}:{store}: [mdsvc] store: unknown instance store 'teststore' (available: sqlite:PATH, "
+            "postgresql://..., mysql+pymysql://..., nova)",
             f"{self.config}:{providers}: [api] vendordata_providers: unknown vendordata provider 'TestVendor' (available: StaticJSON, DynamicJSON)",
         ]))
         with_plugins = check_config(self.vendor_env())
