@@ -9,13 +9,18 @@ of the node's HTTP servers has been answered and closed (L{mdsvc.http.LeanHTTPFa
 a request being read or answered is answered, with C{Connection: close}; a kept-alive
 connection between requests is closed after a short grace; and only then does the process
 exit.  The wait is bounded by C{[mdsvc] drain_timeout}: what is still open then is cut.
+
+What those requests need to be answered outlives them: L{Drain}'s own child services, the node's
+backends (an instance store with its database threads and pooled connections, such as
+C{store = nova}'s; a vendordata provider's connections; the agent's OVN replica), are started
+before any listener and stopped only once the drain is over.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -24,22 +29,27 @@ GRACE = 0.5
 """Seconds a kept-alive connection waiting for its next request may still send one."""
 
 
-class Drain(Service):
+class Drain(MultiService):
     """
     Drains the HTTP servers C{factories} when the node stops (a list: factories made later,
-    such as a new namespace's, are added to it).
+    such as a new namespace's, are added to it); its children (the node's backends) are stopped
+    after that.
     """
 
     _log = Logger()
 
     def __init__(self, clock: IReactorTime, factories: list[Any], timeout: float) -> None:
+        super().__init__()
         self.clock = clock
         self.factories = factories
         self.timeout = timeout
 
     def stopService(self) -> Deferred[Any]:
-        """Wait (at most C{timeout} seconds) until every connection is answered and closed."""
-        super().stopService()
+        """
+        Wait (at most C{timeout} seconds) until every connection is answered and closed, then stop
+        the children (the backends those connections' requests used).
+        """
+        Service.stopService(self)
         open_now = sum(f.open_connections for f in self.factories)
         started = self.clock.seconds()
         if open_now:
@@ -58,6 +68,7 @@ class Drain(Service):
                 done.callback(None)
 
         drained.addCallback(finished)
+        done.addCallback(lambda _: MultiService.stopService(self))
         return done
 
     def _give_up(self, done: Deferred[Any]) -> None:

@@ -219,6 +219,15 @@ def _http(config: Config, handler: Any, reactor: Any, name: str, parts: dict[str
     return factory
 
 
+def _backends(parts: dict[str, Any] | None, top: MultiService) -> MultiService:
+    """
+    Where a backend service of a role goes: under the node's L{mdsvc.drain.Drain}
+    (C{parts["backends"]}), which stops it after the drain, else under the role's own C{top}.
+    """
+    backends = parts.get("backends") if parts is not None else None
+    return backends if backends is not None else top
+
+
 def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> Any:
     """The process's one L{ConnectionLimits}: made with the first listener, shared by every one."""
     from mdsvc.limits import ConnectionLimits, connection_budget, raise_descriptor_limit
@@ -257,9 +266,10 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     top = MultiService()
     for part in (store, *app.built_providers.values()):
         if IService.providedBy(part):
-            # a vendor's store or provider with connections to open and close: started before the
-            # listener, stopped after it
-            IService(part).setServiceParent(top)
+            # a store or provider with threads or connections to open and close (store = nova, a
+            # vendor's): started before the listener, stopped once the requests in flight are
+            # answered (the node's backends, L{mdsvc.drain.Drain}), else after the listener
+            IService(part).setServiceParent(_backends(parts, top))
     if config.demo and (parts is None or not parts.get("worker_index")):
         from mdsvc.store.demo import DemoSeed
         from mdsvc.store.sqlite import SQLiteInstanceStore
@@ -335,7 +345,8 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     site = _http(config, AgentHandler(handler), reactor, "metadata-agent", parts)
     top = MultiService()
     if IReplicatedLookup.providedBy(backend):
-        backend.service.setServiceParent(top)  # the replica is kept while the agent runs
+        # the replica is kept while the agent runs, and until its requests in flight are answered
+        backend.service.setServiceParent(_backends(parts, top))
     socket = Listening(f"{_source(config)}: [DEFAULT] metadata_proxy_socket {agent.socket_path}")
     UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(socket)
     socket.setServiceParent(top)
@@ -414,8 +425,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from mdsvc.workers import die_with_parent
 
         die_with_parent()
-    # stopped last, once every listener has stopped accepting: the requests in flight answered
-    Drain(reactor, parts["factories"], config.drain_timeout).setServiceParent(top)
+    # stopped last, once every listener has stopped accepting: the requests in flight answered;
+    # then the backends under it (stores, providers, a replica: what those requests need)
+    drain = Drain(reactor, parts["factories"], config.drain_timeout)
+    drain.setServiceParent(top)
+    parts["backends"] = drain
     level = LogLevelFilter(config.debug)
     LogLevelService(level).setServiceParent(top)
     parts["reloadable"] = [LogLevelReload(level)]

@@ -170,3 +170,61 @@ class DrainServiceTests(SynchronousTestCase):
         drain.startService()
         self.successResultOf(drain.stopService())
         self.assertTrue(server.factory._drain is not None)
+
+
+class BackendTests(SynchronousTestCase):
+    """L{Drain}'s children, the node's backends: stopped only once the drain is over."""
+
+    def drain_with_backend(self, timeout: float = 30) -> tuple[Server, Any, Drain, Any]:
+        """A server with a request in flight, and a started drain over it with one child service."""
+        from twisted.application.service import Service
+
+        server = Server()
+        protocol, transport = server.connect()
+        protocol.dataReceived(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        drain = Drain(server.clock, [server.factory], timeout)
+        backend = Service()
+        backend.setServiceParent(drain)
+        drain.startService()
+        self.assertTrue(backend.running)
+        return server, (protocol, transport), drain, backend
+
+    def test_after_drain(self) -> None:
+        """A backend runs while a request is answered, and is stopped once it is."""
+        server, (protocol, transport), drain, backend = self.drain_with_backend()
+        stopped = drain.stopService()
+        self.assertTrue(backend.running)
+        server.pending.pop().callback(HTTPResponse(200, (), b"late"))
+        self.assertTrue(backend.running)  # (answered, the connection not closed yet)
+        server.close_if_asked(protocol, transport)
+        self.successResultOf(stopped)
+        self.assertFalse(backend.running)
+
+    def test_after_timeout(self) -> None:
+        """Past the drain's timeout the connections are cut, then the backends stopped."""
+        server, _, drain, backend = self.drain_with_backend(timeout=2)
+        stopped = drain.stopService()
+        server.clock.advance(1.9)
+        self.assertTrue(backend.running)
+        server.clock.advance(0.1)
+        self.successResultOf(stopped)
+        self.assertFalse(backend.running)
+
+    def test_waits_for_backends(self) -> None:
+        """The drain's stop fires once the backends' own stops have."""
+        from twisted.application.service import Service
+
+        class Slow(Service):
+            def stopService(self) -> Deferred[None]:
+                super().stopService()
+                self.done: Deferred[None] = Deferred()
+                return self.done
+
+        drain = Drain(Clock(), [], 2)
+        backend = Slow()
+        backend.setServiceParent(drain)
+        drain.startService()
+        stopped = drain.stopService()
+        self.assertNoResult(stopped)
+        backend.done.callback(None)
+        self.successResultOf(stopped)

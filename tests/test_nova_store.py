@@ -295,6 +295,50 @@ class WiringTests(SynchronousTestCase):
         self.assertIsNotNone(stores[0].neutron)
         self.assertEqual(stores[0].reader.databases, NovaDatabases(f"sqlite:///{directory}/api.db", None, False))
 
+    def test_threads_stopped_after_drain(self) -> None:
+        """
+        SIGTERM: the store's database threads and connections serve the requests in flight while
+        the node drains, and are stopped after the drain (L{mdsvc.drain.Drain}), not with the
+        listener.
+        """
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+        from mdsvc.drain import Drain
+        from mdsvc.tap import Options, makeService
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "nova.conf")
+        with open(path, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = {directory}\n[mdsvc]\nstore = nova\napi_endpoint = tcp:0\n"
+                    f"[api_database]\nconnection = sqlite:///{directory}/api.db\n[neutron]\nauth_url = http://keystone/v3\n"
+                    "username = nova\nproject_name = service\n")
+        options = Options()
+        options.parseOptions(["--role", "api", "--config", path])
+        reactor = MemoryReactorClock()
+        top = makeService(options, reactor=reactor)
+        drain = next(s for s in top if isinstance(s, Drain))
+        store = next(s for s in drain if isinstance(s, NovaInstanceStore))
+        top.startService()
+        self.assertTrue(store.threadpool.started)
+        address = IPv4Address("TCP", "10.0.0.5", 4000)
+        protocol = drain.factories[0].buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # answered, the connection kept alive
+        self.assertIn(b"200 OK", transport.value())
+        stopped = top.stopService()
+        self.assertTrue(store.running)
+        self.assertTrue(store.threadpool.started)
+        reactor.advance(1)  # the drain's grace for a kept-alive connection
+        self.assertTrue(transport.disconnecting)
+        self.assertTrue(store.running)
+        protocol.connectionLost(None)
+        self.successResultOf(stopped)
+        self.assertFalse(store.running)
+        self.assertFalse(store.threadpool.started)
+
 
 class FakeNeutron:
     """Nova's questions to Neutron, answered from a table of address -> devices, counting the asks."""
