@@ -282,8 +282,11 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     handler = APIHandler(app, config.api.debug)
     if parts is not None:
         from mdsvc.api.reload import APIReload
+        from mdsvc.reload import IReloadable
 
         parts.setdefault("reloadable", []).append(APIReload(app, handler, config, reactor))
+        if IReloadable.providedBy(store):  # a store that applies some options itself (store = nova)
+            parts["reloadable"].append(store)
     site = _http(config, handler, reactor, "metadata-api", parts if parts is not None else {}, guest_facing)
     where = f"{_source(config)}: {api.listen_option}"
     if parts is not None and parts.get("worker_fd") is not None:

@@ -292,3 +292,101 @@ class LogLevelTests(SynchronousTestCase):
         LogLevelReload(level).reload(load_config(config_file(self, "[DEFAULT]\ndebug = true\n")))
         log.debug("now shown")
         self.assertEqual([e["log_format"] for e in written], ["shown", "now shown"])
+
+
+class StoreReloadTests(SynchronousTestCase):
+    """
+    SIGHUP on a node built by L{mdsvc.tap.makeService} with main's stores and lookups: C{store =
+    nova}, a document store on a database server, C{lookup = ovn}.  What they can take is
+    applied; their databases, threads and members are named as needing a restart, and the running
+    store or replica goes on unchanged.
+    """
+
+    def node(self, role: str, body: str) -> tuple[Any, str, Reloader]:
+        """The role's service tree over a configuration file of C{body}, its file, and its reloader."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from mdsvc.tap import Options, makeService
+
+        path = config_file(self, body)
+        options = Options()
+        options["role"], options["parsed"] = role, load_config(path)
+        parts: list[Any] = []
+        top = makeService(options, reactor=MemoryReactorClock())
+
+        def walk(service: Any) -> None:
+            parts.append(service)
+            for child in getattr(service, "services", []):
+                walk(child)
+
+        walk(top)
+        reloader = next(s for s in parts if isinstance(s, Reloader))
+        return parts, path, reloader
+
+    def reload(self, reloader: Reloader, path: str, body: str) -> str:
+        """Write C{body} and reload; the log lines (the reload must have been applied)."""
+        config_file(self, body, path)
+        with capturedLogs() as events:
+            self.assertTrue(reloader.reload())
+        return "\n".join(formatEvent(e) for e in events)
+
+    def test_nova(self) -> None:
+        """
+        store = nova: the cache lifetime applies to the API's render cache and to the store's
+        kept Neutron answers; the databases and the timeout take a restart, the password of a
+        database URL never in a log line.
+        """
+        from mdsvc.api.app import MetadataApp
+        from mdsvc.store.nova.store import NovaInstanceStore
+
+        directory = os.path.abspath(self.mktemp())
+        nova = (f"[DEFAULT]\nstate_path = {directory}\n[mdsvc]\nstore = nova\napi_endpoint = tcp:0\n"
+                "[neutron]\nauth_url = http://keystone/v3\nusername = nova\nproject_name = service\n")
+        parts, path, reloader = self.node("api", nova + f"[api_database]\nconnection = sqlite:///{directory}/api.db\n")
+        store = next(s for s in parts if isinstance(s, NovaInstanceStore))
+        self.assertEqual(store.addresses.ttl, 15)
+        text = self.reload(reloader, path, nova + "[api]\nmetadata_cache_expiration = 60\n[mdsvc]\ndatabase_timeout = 9\n"
+                           "[api_database]\nconnection = mysql+pymysql://nova:hunter2@db/nova_api\n")
+        self.assertIn("applied: [api] metadata_cache_expiration", text)
+        self.assertIn("taking effect at the next restart: [api_database] connection, [mdsvc] database_timeout", text)
+        self.assertNotIn("hunter2", text)
+        self.assertEqual(store.addresses.ttl, 60)
+        apps = [r.app for r in reloader.parts if isinstance(getattr(r, "app", None), MetadataApp)]
+        self.assertEqual([(app.store, app.cache.ttl) for app in apps], [(store, 60)])
+        self.assertEqual(store.reader.databases.api_database, f"sqlite:///{directory}/api.db")
+        self.assertEqual(store.reader.engines.timeout, 5)
+
+    def test_database_server_store(self) -> None:
+        """A document store on PostgreSQL: a new URL takes a restart; the store in use stays."""
+        from mdsvc.api.app import MetadataApp
+
+        directory = os.path.abspath(self.mktemp())
+        base = f"[DEFAULT]\nstate_path = {directory}\n[mdsvc]\napi_endpoint = tcp:0\n"
+        parts, path, reloader = self.node("api", base + "store = postgresql://mdsvc:pw1@db1/mdsvc\n")
+        app = next(r.app for r in reloader.parts if isinstance(getattr(r, "app", None), MetadataApp))
+        store = app.store
+        text = self.reload(reloader, path, base + "store = postgresql://mdsvc:pw2@db2/mdsvc\n[api]\ndhcp_domain = example.org\n")
+        self.assertIn("taking effect at the next restart: [mdsvc] store", text)
+        self.assertIn("applied: [api] dhcp_domain", text)
+        self.assertNotIn("pw2", text)
+        self.assertIs(app.store, store)
+        self.assertEqual(app.dhcp_domain, "example.org")
+
+    def test_ovn(self) -> None:
+        """lookup = ovn: the members take a restart; the agent still looks up through the replica's front."""
+        from mdsvc.agent.handler import MetadataAgent
+        from mdsvc.lookup.ovn.front import ReplicaCacheFront
+
+        directory = os.path.abspath(self.mktemp())
+        base = (f"[DEFAULT]\nstate_path = {directory}\nmetadata_proxy_shared_secret = s\n[mdsvc]\nlookup = ovn\n"
+                f"metadata_proxy_socket = {directory}/agent.sock\n")
+        parts, path, reloader = self.node("agent", base + "[ovn]\novn_sb_connection = unix:/run/a.sock\n")
+        agent = next(r.agent for r in reloader.parts if isinstance(getattr(r, "agent", None), MetadataAgent))
+        front = agent.lookup
+        self.assertIsInstance(front, ReplicaCacheFront)
+        text = self.reload(reloader, path, base + "[ovn]\novn_sb_connection = unix:/run/b.sock\n"
+                           "[metadata_rate_limiting]\nrate_limit_enabled = true\nip_versions = 4\n")
+        self.assertIn("taking effect at the next restart: [ovn] ovn_sb_connection", text)
+        self.assertIn("applied: [metadata_rate_limiting]", text)
+        self.assertIs(agent.lookup, front)
+        self.assertIsNotNone(agent.limiter)
