@@ -208,3 +208,71 @@ class CommandTests(SynchronousTestCase):
         self.patch(os, "environ", {WORKER_ENV: "1"})
         Logger(namespace="mdsvc.api", observer=worker_log_observer()).info("hello {who}", who="there")
         self.assertIn("[worker 1 mdsvc.api#info] hello there", out.getvalue())
+
+
+class NovaStoreTests(SynchronousTestCase):
+    """
+    C{metadata_workers} with C{store = nova}: each worker opens its own engines and thread pool;
+    the supervisor opens none (nothing made before a worker starts is shared with it).
+    """
+
+    def config(self, workers: str) -> str:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "nova.conf")
+        with open(path, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = {directory}\nmetadata_workers = {workers}\n[mdsvc]\nstore = nova\n"
+                    f"api_endpoint = tcp:0\n[api_database]\nconnection = sqlite:///{directory}/api.db\n"
+                    "[neutron]\nauth_url = http://keystone/v3\nusername = nova\nproject_name = service\n")
+        return path
+
+    def build(self, *args: str) -> tuple[Any, list[Any]]:
+        """makeService for the api role with C{args}; the service tree and the stores opened."""
+        import threading
+
+        from twisted.internet.testing import MemoryReactorClock
+
+        from mdsvc import tap
+        from mdsvc.store.nova.store import NovaInstanceStore
+
+        opened: list[Any] = []
+        real_open = tap.open_store
+
+        def open_store(*a: Any) -> Any:
+            store = real_open(*a)
+            opened.append(store)
+            return store
+
+        self.patch(tap, "open_store", open_store)
+        threads = threading.active_count()
+        options = tap.Options()
+        options.parseOptions(["--role", "api", *args])
+        top = tap.makeService(options, reactor=MemoryReactorClock())
+        self.assertEqual(threading.active_count(), threads)  # (a pool's threads start with the service)
+
+        def walk(service: Any) -> list[Any]:
+            return [service] + [s for c in getattr(service, "services", []) for s in walk(c)]
+
+        self.assertEqual([s for s in walk(top) if isinstance(s, NovaInstanceStore)], opened)
+        return top, opened
+
+    def test_supervisor_opens_no_store(self) -> None:
+        """The supervisor: no store, no engine, no thread pool; its workers are new processes (exec), not forks."""
+        top, opened = self.build("--config-file", self.config("2"))
+        self.assertEqual(opened, [])
+        supervisor = next(s for s in top.services[1].services if isinstance(s, WorkerSupervisor))
+        self.assertEqual(supervisor.argv[:2], [sys.executable, "-c"])
+
+    def test_worker_opens_its_own(self) -> None:
+        """A worker (C{--worker-fd}) opens the store itself, with its own thread pool."""
+        import mdsvc.workers
+        from mdsvc.store.nova.store import NovaInstanceStore
+
+        self.patch(mdsvc.workers, "die_with_parent", lambda: None)  # (not this test process)
+        r, w = socket.socketpair()
+        self.addCleanup(r.close)
+        self.addCleanup(w.close)
+        top, opened = self.build("--config-file", self.config("2"), "--worker-fd", str(r.fileno()))
+        self.assertEqual(len(opened), 1)
+        self.assertIsInstance(opened[0], NovaInstanceStore)
+        self.assertFalse(opened[0].threadpool.started)  # started with the worker's services, in the worker
