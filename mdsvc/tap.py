@@ -19,7 +19,7 @@ from twisted.python import usage
 from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
 from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config, located
-from mdsvc.listen import Listening, listen_service
+from mdsvc.listen import Listening, check_endpoint, listen_service
 from mdsvc.store import open_store
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
@@ -459,11 +459,13 @@ def _supervisor(config: Config, reactor: Any, workers: int) -> IService:
     level = LogLevelFilter(config.debug)
     LogLevelService(level).setServiceParent(top)
     command = WorkerCommand(config.sources).argv()
+    where = f"{_source(config)}: {config.api.listen_option}"
+    check_endpoint(config.api.listen_endpoint, reactor, where)  # (a bad one or a systemd socket not passed: one line now)
     from mdsvc.api.reload import APIReload
 
     supervisor = WorkerSupervisor(reactor, config.api.listen_endpoint, workers, command, config.drain_timeout + 5,
                                   applies=APIReload.options)
-    shared = Listening(f"{_source(config)}: {config.api.listen_option}")
+    shared = Listening(where)
     supervisor.setServiceParent(shared)
     shared.setServiceParent(top)
     reloader = Reloader(reactor, config, [LogLevelReload(level), supervisor], lambda new: plugin_problems(new, NODE_ROLES["api"]))

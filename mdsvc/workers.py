@@ -219,8 +219,18 @@ class WorkerSupervisor(Service):
         """Open the shared socket (before twistd drops privileges); the supervisor never accepts on it."""
         super().privilegedStartService()
         if self.port is None:
+            from mdsvc.listen import no_systemd_socket
+
+            try:
+                endpoint = serverFromString(self.reactor, self.description)
+            except (IndexError, KeyError) as e:
+                # a systemd: socket not passed: the line a single process gives (L{mdsvc.listen})
+                missing = no_systemd_socket(self.description, e)
+                if missing is None:
+                    raise
+                raise missing from None
             result: list[Any] = []
-            serverFromString(self.reactor, self.description).listen(_Unused()).addBoth(result.append)
+            endpoint.listen(_Unused()).addBoth(result.append)
             if isinstance(result[0], Failure):
                 result[0].raiseException()
             self.port = result[0]

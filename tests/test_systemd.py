@@ -119,3 +119,31 @@ class SocketActivationTests(SynchronousTestCase):
             e = self.assertRaises(ListenFailed, listen_service, description, object(), MemoryReactor(), f"x.conf: [mdsvc] api_endpoint {description}")
             self.assertEqual(str(e), f"mdsvc: x.conf: [mdsvc] api_endpoint {description}: systemd passed no socket {which}: start the service "
                                      "through its .socket unit, which sets LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES")
+
+    def test_workers_one_line(self) -> None:
+        """
+        With C{metadata_workers}, the supervisor opens the socket: the same line, when the node is
+        built (before twistd's logging), and from the supervisor itself if it is started alone.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from mdsvc.listen import ListenFailed, Listening
+        from mdsvc.tap import Options, makeService
+        from mdsvc.workers import WorkerSupervisor
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "api.conf")
+        with open(path, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = {directory}\nmetadata_workers = 2\n[mdsvc]\napi_endpoint = systemd:domain=INET:name=api\n")
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")})
+        line = (f"mdsvc: {path}: [mdsvc] api_endpoint systemd:domain=INET:name=api: systemd passed no socket named 'api': "
+                "start the service through its .socket unit, which sets LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES")
+        options = Options()
+        options.parseOptions(["--role", "api", "--config-file", path])
+        e = self.assertRaises(ListenFailed, makeService, options, MemoryReactorClock())
+        self.assertEqual(str(e), line)
+        shared = Listening(f"{path}: [mdsvc] api_endpoint systemd:domain=INET:name=api")
+        WorkerSupervisor(MemoryReactorClock(), "systemd:domain=INET:name=api", 2, ["true"], 5).setServiceParent(shared)
+        e = self.assertRaises(ListenFailed, shared.privilegedStartService)
+        self.assertEqual(str(e), line)
