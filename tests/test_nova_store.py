@@ -416,3 +416,62 @@ class PlacementTests(StoreCase):
         self.cloud.add(self.cloud.cell2, UUID, False, display_name="After")
         self.cloud.run(self.cloud.api, update(instance_mappings).values(cell_id=2))
         self.assertEqual(self.get(store, UUID).name, "After")
+
+
+class TokenTests(StoreCase):
+    """
+    Session tokens (C{[api] imds_tokens}) on C{store = nova}: a token is issued for the instance
+    Nova's database has, and a database that cannot answer is 503 for the PUT and for a request
+    carrying a good token (not 401, not 500, no token issued); a request without a token is
+    refused before any query.
+    """
+
+    def harness(self, mode: str = "required") -> tuple[Any, NovaInstanceStore]:
+        """The API behind agents (signed requests) over a Nova store of one instance, tokens C{mode}."""
+        from mdsvc.api.tokens import SessionTokens
+        from tests.test_api_resource import UUID as SIGNED
+        from tests.test_api_resource import Harness
+
+        self.uuid = SIGNED  # (the instance the harness's requests are signed for)
+        self.cloud.add(self.cloud.cell1, SIGNED, 1, project_id="test")
+        h = Harness(self, secret="s3cret")
+        store = NovaInstanceStore(NovaReader(NovaDatabases(self.cloud.api, self.cloud.cell1), self.engines), sync, None,
+                                  h.clock)
+        h.app.store = store
+        h.app.tokens = SessionTokens(h.clock, mode == "required", "s3cret")
+        return h, store
+
+    def put(self, h: Any) -> Any:
+        return h.get("/latest/api/token", b"PUT", {b"X-aws-ec2-metadata-token-ttl-seconds": b"60"})
+
+    def test_issued_and_checked(self) -> None:
+        """The PUT gives a token for the instance Nova has; with it the instance's documents are served."""
+        h, _ = self.harness()
+        r = self.put(h)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertTrue(h.app.tokens.valid(r.body, self.uuid))
+        r = h.get("/latest/meta-data/hostname", headers={b"X-aws-ec2-metadata-token": r.body})
+        self.assertEqual((r.code, r.body), (200, b"web.novalocal"))
+
+    def test_database_down(self) -> None:
+        """The databases unreachable: the PUT and a request with a good token are 503; none without a token reaches them."""
+        h, store = self.harness()
+        r = self.put(h)
+        self.assertEqual(r.code, 200, r.body)
+        token = r.body
+        h.clock.advance(16)  # past metadata_cache_expiration: the next request asks the database
+
+        def down(uuid: str) -> None:
+            raise StoreUnavailable("mysql+pymysql://nova:***@db/nova_cell1: (2003, Can't connect)")
+
+        store.reader.rows = down  # type: ignore[method-assign]
+        with capturedLogs():
+            r = self.put(h)
+            self.assertEqual(r.code, 503, r.body)
+            self.assertNotEqual(len(r.body), 56)
+            r = h.get("/latest/meta-data/hostname", headers={b"X-aws-ec2-metadata-token": token})
+            self.assertEqual(r.code, 503, r.body)
+        asked: list[str] = []
+        store.reader.rows = lambda uuid: asked.append(uuid)  # type: ignore[method-assign]
+        self.assertEqual(h.get("/latest/meta-data/hostname").code, 401)
+        self.assertEqual(asked, [])
