@@ -19,7 +19,7 @@ one after the other, in either order.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.application.service import Service
@@ -95,19 +95,23 @@ class Reloader(Service):
         configuration with problems is not applied).
     @param hooks: called with C{"reloading"} before and C{"reloaded"} after applying (systemd's
         notification, L{mdsvc.systemd}).
+    @param sources: the files to read, asked again at each reload (C{--config-dir}: the
+        directory's C{*.conf} files as they are now, as oslo.config lists them again); by
+        default the files read at startup.
     """
 
     _log = Logger()
 
     def __init__(
         self, reactor: Any, config: Config, parts: Iterable[IReloadable], check: Callable[[Config], list[str]] | None = None,
-        install_signal: bool = True,
+        install_signal: bool = True, sources: Callable[[], Sequence[str] | None] | None = None,
     ) -> None:
         self.reactor = reactor
         self.config = config
         self.parts = list(parts)
         self.check = check or (lambda config: [])
         self.install_signal = install_signal
+        self.sources = sources or (lambda: self.config.sources)
         self.hooks: list[Callable[[str], None]] = []
         self._values = load_values(config.sources or None)
         self._previous_handler: Any = None
@@ -134,7 +138,11 @@ class Reloader(Service):
 
         @return: whether a new configuration was applied (False: it was refused, logged).
         """
-        sources = self.config.sources
+        try:
+            sources = self.sources()
+        except ConfigError as e:  # a --config-dir that cannot be listed now
+            self._log.error("SIGHUP: {error}; the running configuration is kept", error=str(e))
+            return False
         if not sources:
             self._log.info("SIGHUP: no configuration file was given; nothing to read again")
             return False

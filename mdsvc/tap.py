@@ -18,7 +18,7 @@ from twisted.python import usage
 
 from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
-from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config, located
+from mdsvc.config import NODE_ROLES, Config, ConfigError, config_files, given_sources, load_config, located
 from mdsvc.listen import Listening, check_endpoint, listen_service
 from mdsvc.store import open_store
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
@@ -419,7 +419,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     role = options["role"]
     workers = config.api.workers or 1
     if role == "api" and workers > 1 and options.get("worker-fd") is None:
-        return _supervisor(config, reactor, workers)
+        return _supervisor(config, reactor, workers, options)
     if role != "api" and workers > 1:
         log.warn("[DEFAULT] metadata_workers = {workers} is for the api role: {role} runs in one process", workers=workers, role=role)
     top = MultiService()
@@ -438,7 +438,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     parts["reloadable"] = [LogLevelReload(level)]
     for build in SERVICES_BY_ROLE[role]:
         build(config, reactor, parts).setServiceParent(top)
-    reloader = Reloader(reactor, config, parts["reloadable"], lambda new: plugin_problems(new, NODE_ROLES[role]))
+    reloader = Reloader(reactor, config, parts["reloadable"], lambda new: plugin_problems(new, NODE_ROLES[role]),
+                        sources=_listed_again(options))
     reloader.setServiceParent(top)
     # started last (the listeners are up), stopped first (STOPPING before the drain)
     notifier = SystemdNotifier(reactor, f"serving ({role})")
@@ -447,8 +448,24 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     return top
 
 
-def _supervisor(config: Config, reactor: Any, workers: int) -> IService:
-    """The api role with C{metadata_workers} > 1: a supervisor of workers sharing the API's port (L{mdsvc.workers})."""
+def _listed_again(options: Options) -> Callable[[], list[str]] | None:
+    """
+    With C{--config-dir}: the configuration files a SIGHUP reads, listed again (a file added to or
+    removed from the directory since startup counts, as with oslo.config); else None (the files
+    read at startup).
+    """
+    files, directories = list(options.get("config-files") or []), list(options.get("config-dirs") or [])
+    if not directories:
+        return None
+    return lambda: config_files(files, directories)
+
+
+def _supervisor(config: Config, reactor: Any, workers: int, options: Options) -> IService:
+    """
+    The api role with C{metadata_workers} > 1: a supervisor of workers sharing the API's port
+    (L{mdsvc.workers}).  Its workers are given the C{--config-dir} directories as such, so that
+    each lists them when it starts or reloads.
+    """
     from mdsvc.listen import Listening
     from mdsvc.loglevel import LogLevelFilter, LogLevelService
     from mdsvc.reload import LogLevelReload, Reloader
@@ -458,7 +475,9 @@ def _supervisor(config: Config, reactor: Any, workers: int) -> IService:
     top = MultiService()
     level = LogLevelFilter(config.debug)
     LogLevelService(level).setServiceParent(top)
-    command = WorkerCommand(config.sources).argv()
+    directories = list(options.get("config-dirs") or [])
+    given = list(options.get("config-files") or []) if directories else list(config.sources)
+    command = WorkerCommand(given, directories).argv()
     where = f"{_source(config)}: {config.api.listen_option}"
     check_endpoint(config.api.listen_endpoint, reactor, where)  # (a bad one or a systemd socket not passed: one line now)
     from mdsvc.api.reload import APIReload
@@ -468,7 +487,8 @@ def _supervisor(config: Config, reactor: Any, workers: int) -> IService:
     shared = Listening(where)
     supervisor.setServiceParent(shared)
     shared.setServiceParent(top)
-    reloader = Reloader(reactor, config, [LogLevelReload(level), supervisor], lambda new: plugin_problems(new, NODE_ROLES["api"]))
+    reloader = Reloader(reactor, config, [LogLevelReload(level), supervisor], lambda new: plugin_problems(new, NODE_ROLES["api"]),
+                        sources=_listed_again(options))
     reloader.setServiceParent(top)
     notifier = SystemdNotifier(reactor, f"serving (api, {workers} workers)", ready=supervisor.all_ready)
     reloader.hooks.append(notifier.reloading)

@@ -357,17 +357,23 @@ class WorkerSupervisor(Service):
 
 @define
 class WorkerCommand:
-    """The command line of a worker: this interpreter running twistd with the supervisor's configuration files."""
+    """
+    The command line of a worker: this interpreter running twistd with the supervisor's
+    configuration files, and its C{--config-dir} directories as such (listed by the worker).
+    """
 
     config_files: Sequence[str] = field(factory=tuple)
+    config_dirs: Sequence[str] = field(factory=tuple)
 
     def argv(self) -> list[str]:
-        """C{python -c <twistd> -n --pidfile= --logger=<worker_log_observer> mdsvc --role api --config-file F...}."""
+        """C{python -c <twistd> -n --pidfile= --logger=<worker_log_observer> mdsvc --role api --config-file F... --config-dir D...}."""
         twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
         args = [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logger=mdsvc.workers.worker_log_observer", "mdsvc",
                 "--role", "api"]
         for path in self.config_files:
             args += ["--config-file", path]
+        for directory in self.config_dirs:
+            args += ["--config-dir", directory]
         return args
 
 

@@ -390,3 +390,59 @@ class StoreReloadTests(SynchronousTestCase):
         self.assertIn("applied: [metadata_rate_limiting]", text)
         self.assertIs(agent.lookup, front)
         self.assertIsNotNone(agent.limiter)
+
+
+class ConfigDirTests(SynchronousTestCase):
+    """
+    C{--config-dir} (main's oslo.config-style directories) with SIGHUP: the directory is listed
+    again at each reload, as oslo.config does, so a file added since startup is read and one
+    removed is not looked for.
+    """
+
+    def node(self, role: str = "api") -> tuple[str, Any, Reloader]:
+        """A node of C{role} on C{--config-file base.conf --config-dir conf.d}: the directory, the app, the reloader."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from mdsvc.api.app import MetadataApp
+        from mdsvc.tap import Options, makeService
+
+        top_dir = os.path.abspath(self.mktemp())
+        directory = os.path.join(top_dir, "conf.d")
+        os.makedirs(directory)
+        base = config_file(self, f"[DEFAULT]\nstate_path = {top_dir}/state\nmetadata_workers = 1\n[mdsvc]\napi_endpoint = tcp:0\n",
+                           os.path.join(top_dir, "base.conf"))
+        config_file(self, "[api]\ndhcp_domain = one\n", os.path.join(directory, "10-domain.conf"))
+        options = Options()
+        options.parseOptions(["--role", role, "--config-file", base, "--config-dir", directory])
+        top = makeService(options, reactor=MemoryReactorClock())
+        reloader = next(s for s in top if isinstance(s, Reloader))
+        app = next(r.app for r in reloader.parts if isinstance(getattr(r, "app", None), MetadataApp))
+        return directory, app, reloader
+
+    def test_file_added(self) -> None:
+        """A file added to the directory after startup is read by the next SIGHUP, after those before it."""
+        directory, app, reloader = self.node()
+        self.assertEqual(app.dhcp_domain, "one")
+        config_file(self, "[api]\ndhcp_domain = two\n", os.path.join(directory, "20-later.conf"))
+        with capturedLogs():
+            self.assertTrue(reloader.reload())
+        self.assertEqual(app.dhcp_domain, "two")
+
+    def test_file_removed(self) -> None:
+        """A file removed from the directory is not looked for: the reload applies what the rest says."""
+        directory, app, reloader = self.node()
+        os.remove(os.path.join(directory, "10-domain.conf"))
+        with capturedLogs():
+            self.assertTrue(reloader.reload())
+        self.assertEqual(app.dhcp_domain, "novalocal")
+
+    def test_directory_gone(self) -> None:
+        """A directory that cannot be listed any more: one error line, the running configuration kept."""
+        import shutil
+
+        directory, app, reloader = self.node()
+        shutil.rmtree(directory)
+        with capturedLogs() as events:
+            self.assertFalse(reloader.reload())
+        self.assertIn(f"SIGHUP: {directory}: cannot read", "\n".join(formatEvent(e) for e in events))
+        self.assertEqual(app.dhcp_domain, "one")

@@ -276,3 +276,37 @@ class NovaStoreTests(SynchronousTestCase):
         self.assertEqual(len(opened), 1)
         self.assertIsInstance(opened[0], NovaInstanceStore)
         self.assertFalse(opened[0].threadpool.started)  # started with the worker's services, in the worker
+
+
+class ConfigDirTests(SynchronousTestCase):
+    """C{--config-dir} with workers: each worker is given the directory, not the files it held at startup."""
+
+    def test_argv(self) -> None:
+        """The files, then the directories, as the supervisor was given them."""
+        argv = WorkerCommand(("/etc/nova/nova.conf",), ("/etc/mdsvc/conf.d",)).argv()
+        self.assertEqual(argv[-4:], ["--config-file", "/etc/nova/nova.conf", "--config-dir", "/etc/mdsvc/conf.d"])
+
+    def test_supervisor(self) -> None:
+        """The supervisor built by makeService passes C{--config-dir} on; a SIGHUP lists the directory again."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from mdsvc.reload import Reloader
+        from mdsvc.tap import Options, makeService
+
+        top_dir = os.path.abspath(self.mktemp())
+        directory = os.path.join(top_dir, "conf.d")
+        os.makedirs(directory)
+        base = os.path.join(top_dir, "base.conf")
+        with open(base, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = {top_dir}\nmetadata_workers = 2\n[mdsvc]\napi_endpoint = tcp:0\n")
+        with open(os.path.join(directory, "a.conf"), "w") as f:
+            f.write("[DEFAULT]\ndebug = false\n")
+        options = Options()
+        options.parseOptions(["--role", "api", "--config-file", base, "--config-dir", directory])
+        top = makeService(options, reactor=MemoryReactorClock())
+        supervisor = next(s for s in top.services[1].services if isinstance(s, WorkerSupervisor))
+        self.assertEqual(supervisor.argv[-4:], ["--config-file", base, "--config-dir", directory])
+        with open(os.path.join(directory, "b.conf"), "w") as f:
+            f.write("[DEFAULT]\ndebug = true\n")
+        reloader = next(s for s in top if isinstance(s, Reloader))
+        self.assertEqual(reloader.sources(), [base, os.path.join(directory, "a.conf"), os.path.join(directory, "b.conf")])
