@@ -117,22 +117,53 @@ def check_startup(role: str, config: Config) -> None:
     if uses_store(role, config):
         # before anything reads it: private modes, a sound database (one line if not)
         prepare_configured_store(config)
-    if config.store == "nova" and "api" in NODE_ROLES[role]:
+    backend_checks(config, NODE_ROLES[role])
+    if "agent" in NODE_ROLES[role]:
+        from mdsvc.agent.server import socket_mode
+
+        agent = config.agent
+        socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
+
+
+def backend_checks(config: Config, parts: frozenset[str]) -> None:
+    """
+    The startup checks of the backends the parts C{parts} of a node would open that change
+    nothing on the host (unlike the store's preparation): C{store = nova}'s databases and
+    Neutron, C{lookup = ovn}'s library and TLS files.
+
+    @raise ConfigError: for C{store = nova} (naming the file and line).
+    @raise ValueError: for C{lookup = ovn} (one line).
+    """
+    if config.store == "nova" and "api" in parts:
         from mdsvc.store.nova import check_nova_store
 
         try:
             check_nova_store(config)  # the databases and Neutron it needs
         except ValueError as e:
             raise ConfigError(str(e)) from None  # (names the file and line already)
-    if "agent" in NODE_ROLES[role]:
-        from mdsvc.agent.server import socket_mode
+    if "agent" in parts and config.agent.lookup == "ovn":  # the ovs library, the files of ssl: members
+        from mdsvc.lookup.ovn import check_ovn
 
-        agent = config.agent
-        socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
-        if agent.lookup == "ovn":  # the ovs library, the files of ssl: members
-            from mdsvc.lookup.ovn import check_ovn
+        check_ovn(config.agent.ovn)
 
-            check_ovn(agent.ovn)
+
+def reload_problems(config: Config, parts: frozenset[str]) -> list[str]:
+    """
+    What makes a SIGHUP refuse a new configuration (L{mdsvc.reload.Reloader}): the problems
+    startup would have with it that can be found without changing anything, L{plugin_problems}
+    then L{backend_checks}, one line each (a store or replica that would not start after the
+    next restart is refused now, not only named as taking effect then).
+    """
+    problems = plugin_problems(config, parts)
+    if problems:
+        return problems
+    try:
+        backend_checks(config, parts)
+    except ConfigError as e:
+        return [str(e)]
+    except ValueError as e:
+        return [f"{config.source or 'defaults'}: {e}"]
+    return []
 
 
 def plugin_problems(config: Config, parts: frozenset[str]) -> list[str]:
@@ -438,7 +469,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     parts["reloadable"] = [LogLevelReload(level)]
     for build in SERVICES_BY_ROLE[role]:
         build(config, reactor, parts).setServiceParent(top)
-    reloader = Reloader(reactor, config, parts["reloadable"], lambda new: plugin_problems(new, NODE_ROLES[role]),
+    reloader = Reloader(reactor, config, parts["reloadable"], lambda new: reload_problems(new, NODE_ROLES[role]),
                         sources=_listed_again(options))
     reloader.setServiceParent(top)
     # started last (the listeners are up), stopped first (STOPPING before the drain)
@@ -487,7 +518,7 @@ def _supervisor(config: Config, reactor: Any, workers: int, options: Options) ->
     shared = Listening(where)
     supervisor.setServiceParent(shared)
     shared.setServiceParent(top)
-    reloader = Reloader(reactor, config, [LogLevelReload(level), supervisor], lambda new: plugin_problems(new, NODE_ROLES["api"]),
+    reloader = Reloader(reactor, config, [LogLevelReload(level), supervisor], lambda new: reload_problems(new, NODE_ROLES["api"]),
                         sources=_listed_again(options))
     reloader.setServiceParent(top)
     notifier = SystemdNotifier(reactor, f"serving (api, {workers} workers)", ready=supervisor.all_ready)

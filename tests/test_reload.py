@@ -356,6 +356,42 @@ class StoreReloadTests(SynchronousTestCase):
         self.assertEqual(store.reader.databases.api_database, f"sqlite:///{directory}/api.db")
         self.assertEqual(store.reader.engines.timeout, 5)
 
+    def refused(self, reloader: Reloader, path: str, body: str) -> str:
+        """Write C{body} and reload; the log lines (the reload must have been refused)."""
+        config_file(self, body, path)
+        with capturedLogs() as events:
+            self.assertFalse(reloader.reload())
+        return "\n".join(formatEvent(e) for e in events)
+
+    def test_nova_would_not_start(self) -> None:
+        """
+        A file with which store = nova would not start (no [api_database] connection) is refused
+        as startup refuses it, not named as taking effect at a restart that would fail.
+        """
+        from mdsvc.store.nova.store import NovaInstanceStore
+
+        directory = os.path.abspath(self.mktemp())
+        nova = (f"[DEFAULT]\nstate_path = {directory}\n[mdsvc]\nstore = nova\napi_endpoint = tcp:0\n"
+                "[neutron]\nauth_url = http://keystone/v3\nusername = nova\nproject_name = service\n")
+        parts, path, reloader = self.node("api", nova + f"[api_database]\nconnection = sqlite:///{directory}/api.db\n")
+        store = next(s for s in parts if isinstance(s, NovaInstanceStore))
+        text = self.refused(reloader, path, nova + "[api]\nmetadata_cache_expiration = 60\n")
+        self.assertIn(f"SIGHUP: {path}:4: [mdsvc] store: store = nova needs [api_database] connection", text)
+        self.assertIn("the running configuration is kept", text)
+        self.assertEqual(store.addresses.ttl, 15)
+
+    def test_ovn_would_not_start(self) -> None:
+        """lookup = ovn with an ssl: member and TLS files that are not there: refused as startup refuses it."""
+        directory = os.path.abspath(self.mktemp())
+        base = (f"[DEFAULT]\nstate_path = {directory}\nmetadata_proxy_shared_secret = s\n[mdsvc]\nlookup = ovn\n"
+                f"metadata_proxy_socket = {directory}/agent.sock\n")
+        parts, path, reloader = self.node("agent", base + "[ovn]\novn_sb_connection = unix:/run/a.sock\n")
+        text = self.refused(reloader, path, base + "[ovn]\novn_sb_connection = ssl:127.0.0.1:6642\n"
+                            f"ovn_sb_private_key = {directory}/none.key\novn_sb_certificate = {directory}/none.pem\n"
+                            f"ovn_sb_ca_cert = {directory}/ca.pem\n")
+        self.assertIn(f"SIGHUP: {path}: [ovn] ovn_sb_private_key = {directory}/none.key: cannot read the file", text)
+        self.assertIn("the running configuration is kept", text)
+
     def test_database_server_store(self) -> None:
         """A document store on PostgreSQL: a new URL takes a restart; the store in use stays."""
         from mdsvc.api.app import MetadataApp
