@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attrs import define, field
+from attrs import define, evolve, field
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -42,8 +42,9 @@ from mdsvc.wire import UnsafeRequest, is_identifier, loggable
 MEMO_SIZE = 65536
 """Instance signatures kept (a pure function of the id)."""
 
-RELAYED_ERRORS = {400, 403, 404, 409, 500, 502, 503, 504}
-"""API statuses passed through to the guest (spec §5.1); any other non-200 is the agent's 502."""
+RELAYED_ERRORS = {400, 401, 403, 404, 405, 409, 500, 502, 503, 504}
+"""API statuses passed through to the guest (spec §5.1, and the session tokens' 401 and 405);
+any other non-200 is the agent's 502."""
 
 
 @implementer(IAgentHop)
@@ -62,6 +63,9 @@ class MetadataAgent:
         not make the agent forget its cached lookup again (the lookup cache's negative TTL).
     @ivar max_in_flight: requests one guest may have in flight at once (0: no limit); beyond,
         429.
+    @ivar previous_secrets: while a new shared secret is rolled out (L{mdsvc.reload}), the
+        secrets before it: a request the API refuses (403) is signed again with each, for an
+        API that has not been given the new secret yet.
     """
 
     lookup: IInstanceLookup
@@ -72,9 +76,11 @@ class MetadataAgent:
     clock: IReactorTime | None = None
     relookup_interval: float = 2.0
     max_in_flight: int = 0
+    previous_secrets: tuple[str, ...] = field(default=(), repr=False)
     _signatures: dict[str, str] = field(factory=dict, init=False, repr=False)
     _forgotten: dict[tuple[Any, ...], float] = field(factory=dict, init=False, repr=False)
     _in_flight: dict[tuple[Any, ...], int] = field(factory=dict, init=False, repr=False)
+    _told_previous: bool = field(default=False, init=False, repr=False)
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -179,7 +185,31 @@ class MetadataAgent:
             if len(self._signatures) >= MEMO_SIZE:
                 self._signatures.clear()
             signature = self._signatures[instance_id] = sign(self.shared_secret, instance_id)
-        signed = SignedRequest(request.method, request.target, request.body, request.address, instance_id, project_id or "", signature)
+        signed = SignedRequest(request.method, request.target, request.body, request.address, instance_id, project_id or "", signature,
+                               request.token, request.token_ttl)
+        response = await self._send(signed)
+        for secret in self.previous_secrets if response.code == 403 else ():
+            # the API refused the new secret's signature (it runs with the previous secret
+            # still): nothing was done, so the request goes once more, signed as it expects
+            again = await self._send(evolve(signed, signature=sign(secret, instance_id)))
+            if again.code != 403:
+                if not self._told_previous:
+                    self._told_previous = True
+                    self._log.warn("The metadata API refuses the new metadata_proxy_shared_secret and takes the previous "
+                                   "one: requests are signed with it while the rotation window lasts; give the API the new "
+                                   "secret (SIGHUP)")
+                return again
+        return response
+
+    def set_secret(self, secret: str, previous: tuple[str, ...]) -> None:
+        """Sign with C{secret} from now on, falling back on C{previous} (L{previous_secrets})."""
+        if secret != self.shared_secret:
+            self._signatures.clear()
+        self.shared_secret = secret
+        self.previous_secrets = previous
+        self._told_previous = False
+
+    async def _send(self, signed: SignedRequest) -> HTTPResponse:
         try:
             return await self.api.forward(signed)
         except UpstreamUnavailable as e:
