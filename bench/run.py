@@ -17,6 +17,9 @@ Shapes (bench/README.md says more):
   4  mdsvc --role network-node + --role api (two processes), requests entering at a proxy listener
   5  mdsvc --role all-in-one, requests entering at a proxy listener
   6  Nova's MetadataRequestHandler (PyPI nova) under gunicorn -w 2, in-memory instances, signed headers
+  7  mdsvc --role api with [DEFAULT] metadata_workers = 2 (a supervisor, two workers on one port),
+     signed headers: not pinned (the workers and wrk share both cores); compared with shape 3 per
+     core used
 
 As root the whole run happens in a network namespace of its own (mdsvc-bench-PID, deleted at the
 end): there, iptables SNAT rules give every new connection to a proxy listener the next guest's
@@ -74,7 +77,10 @@ SHAPE_NAMES = {
     4: "4 mdsvc network-node + api",
     5: "5 mdsvc all-in-one",
     6: "6 nova metadata, gunicorn -w2",
+    7: "7 mdsvc api, metadata_workers = 2",
 }
+UNPINNED_SHAPES = (7,)
+"""Shapes whose servers and load generator the scheduler places on both cores."""
 TINY_BODY_LEN = 200
 
 
@@ -368,6 +374,16 @@ api_endpoint = tcp:{api_port}:interface=127.0.0.1
     return path
 
 
+def workers_config(config: str, workers: int) -> str:
+    """C{config} with C{[DEFAULT] metadata_workers = workers}, next to it."""
+    path = config.replace(".conf", f"-workers{workers}.conf")
+    with open(config) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("[DEFAULT]\n", f"[DEFAULT]\nmetadata_workers = {workers}\n", 1))
+    return path
+
+
 def haproxy_config(tmp: str, port: int, socket_path: str) -> str:
     """
     Neutron's DHCP-namespace template (spec §8, no rate limiting) with these changes only: bind on
@@ -440,18 +456,46 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
+def last_cpu(pid: int) -> int | None:
+    """The CPU a process last ran on (/proc/PID/stat field 39), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[36])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_ticks_own(pid: int) -> int:
+    """utime + stime (clock ticks) of one process (its threads included), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class RSSSampler:
-    """Peak of the summed RSS of the server processes (and their children) while the load runs."""
+    """
+    Peak of the summed RSS of the server processes (and their children) while the load runs, and
+    the CPUs each process was seen running on (sampled twice a second).
+    """
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
         self.peak = 0
+        self.cpus: dict[int, set[int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> int:
-        total = sum(rss_kib(p) for p in descendants(self.pids))
+        processes = descendants(self.pids)
+        total = sum(rss_kib(p) for p in processes)
         self.peak = max(self.peak, total)
+        for pid in processes:
+            cpu = last_cpu(pid)
+            if cpu is not None:
+                self.cpus.setdefault(pid, set()).add(cpu)
         return total
 
     def _run(self) -> None:
@@ -469,15 +513,17 @@ class RSSSampler:
         self.sample()
 
 
-def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Server], profile: Callable[[], Any] | None = None) -> dict[str, Any]:
-    """Drive one shape with wrk (one thread, pinned); the MDSVC-BENCH line of boot.lua, plus RSS."""
+def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Server], profile: Callable[[], Any] | None = None,
+        pinned: bool = True) -> dict[str, Any]:
+    """Drive one shape with wrk (one thread, pinned unless not C{pinned}); the MDSVC-BENCH line of boot.lua, plus RSS."""
     argv = ["wrk", "-t1", f"-c{opts.connections}", f"-d{opts.duration}s", "--timeout", "10s",
             "-s", os.path.join(BENCH, "boot.lua"), f"http://127.0.0.1:{port}", "--", request_file, "1"]
-    if opts.client_cpu is not None:
+    if opts.client_cpu is not None and pinned:
         argv = ["taskset", "-c", opts.client_cpu] + argv
     pids = [s.pid for s in servers]
     with RSSSampler(pids) as rss:
         ticks0 = cpu_ticks(pids)
+        each0 = {pid: cpu_ticks_own(pid) for pid in descendants(pids)}
         load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         stop_profile = None
         if profile:
@@ -490,6 +536,7 @@ def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Se
             stdout, stderr = load.communicate()
         result = subprocess.CompletedProcess(argv, load.returncode, stdout, stderr)
         ticks = cpu_ticks(pids) - ticks0
+        each = {pid: (cpu_ticks_own(pid) - each0.get(pid, 0)) / os.sysconf("SC_CLK_TCK") for pid in descendants(pids)}
         if stop_profile:
             stop_profile()
     found = re.search(r"^MDSVC-BENCH (\{.*\})$", result.stdout, re.M)
@@ -499,6 +546,8 @@ def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Se
     stats["rps"] = stats["requests"] / (stats["duration_us"] / 1e6)
     stats["errors"] = stats["non2xx"] + stats["connect"] + stats["read"] + stats["write"] + stats["timeout"]
     stats["rss_kib"] = rss.peak
+    stats["cpu_s_by_pid"] = each
+    stats["cpus_by_pid"] = {pid: sorted(c) for pid, c in rss.cpus.items()}
     # server CPU per answered request (includes what the servers did for requests wrk left in flight)
     stats["cpu_us"] = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(1, stats["requests"])
     for s in servers:
@@ -566,6 +615,13 @@ def run_shape(shape: int, opts: argparse.Namespace, env: dict[str, Any]) -> dict
                 check_boot(shape, port, env["check"], signed=False, by_source=env["isolated"])
             if shape == opts.profile_shape and opts.profile:
                 profile = py_spy(opts, servers[-1].pid)
+        elif shape == 7:
+            api_port = env["api_port"]
+            servers.append(twistd("api-workers", "api", workers_config(env["config"], 2), None))
+            wait_tcp(servers[0], api_port)
+            servers[0].wait_until(lambda: "all 2 API workers are serving" in servers[0].log(), "both workers")
+            port, requests = api_port, env["signed"]
+            check_boot(shape, port, env["check"], signed=True, by_source=False)
         elif shape == 6:
             port = ports.get()
             gunicorn = os.path.join(NOVA_VENV, "bin", "gunicorn")
@@ -578,7 +634,7 @@ def run_shape(shape: int, opts: argparse.Namespace, env: dict[str, Any]) -> dict
             requests = env["signed"]
         else:
             raise BenchError(f"no shape {shape}")
-        stats = wrk(opts, port, requests, servers, profile)
+        stats = wrk(opts, port, requests, servers, profile, pinned=shape not in UNPINNED_SHAPES)
         stats["processes"] = len(descendants([s.pid for s in servers]))
         return stats
     finally:
@@ -827,9 +883,24 @@ def print_table(results: dict[int, dict[str, Any]], opts: argparse.Namespace, ou
         print(f"{SHAPE_NAMES[shape]:<38} {r['rps']:>9.0f} {ms(r['p50']):>8} {ms(r['p99']):>8} {ms(r['p999']):>9} "
               f"{r['errors']:>7} {r['rss_kib'] / 1024:>8.1f} {r['cpu_us']:>10.0f} {r['cpu_us'] * r['rps'] / 1e4:>6.0f}", file=out)
     print("-" * len(head), file=out)
-    if opts.server_cpu is not None and any(r.get("cpu_us", 0) * r.get("rps", 0) < 0.9e6 for r in results.values()):
+    if opts.server_cpu is not None and any(r.get("cpu_us", 0) * r.get("rps", 0) < 0.9e6 for k, r in results.items() if k not in UNPINNED_SHAPES):
         print("note: a shape whose servers used under 90% of their core was held back by something else "
               "(another load on the machine, or latency): run it again before trusting its req/s", file=out)
+    for shape in (3, 7):
+        r = results.get(shape, {})
+        if "rps" in r:
+            cores = r["cpu_us"] * r["rps"] / 1e6
+            print(f"shape {shape}: {r['rps']:.0f} req/s on {cores:.2f} cores of server CPU = {r['rps'] / cores:.0f} req/s per core"
+                  f"{' (workers and wrk unpinned, sharing both cores)' if shape in UNPINNED_SHAPES else ''}", file=out)
+    r7 = results.get(7, {})
+    if "cpu_s_by_pid" in r7:
+        processes = ", ".join(f"pid {pid}: {seconds:.1f} s on CPU {','.join(map(str, r7['cpus_by_pid'].get(pid, [])))}"
+                              for pid, seconds in sorted(r7["cpu_s_by_pid"].items()))
+        print(f"shape 7 server processes (supervisor first), CPU time during the load and the CPUs seen running them: {processes}", file=out)
+    r3 = results.get(3, {})
+    if "rps" in r3 and "rps" in r7:
+        print(f"shape7/shape3 = {r7['rps'] / r3['rps']:.2f} in req/s, "
+              f"{(r7['rps'] / (r7['cpu_us'] * r7['rps'] / 1e6)) / (r3['rps'] / (r3['cpu_us'] * r3['rps'] / 1e6)):.2f} per core", file=out)
     for a, b, target in ((4, 2, 1.0), (5, 1, 0.5), (3, 6, 5.0)):
         ra, rb = results.get(a), results.get(b)
         if ra and rb and "rps" in ra and "rps" in rb and rb["rps"]:
@@ -846,7 +917,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--duration", type=int, default=None, help="seconds of load per shape (default 20; smoke 2)")
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
-    p.add_argument("--shapes", default=None, help="comma-separated shapes (default 1,2,3,4,5,6)")
+    p.add_argument("--shapes", default=None, help="comma-separated shapes (default 1,2,3,4,5,6,7)")
     p.add_argument("--instances", type=int, default=None, help="instances in the request mix (default 200; smoke 4)")
     p.add_argument("--smoke", action="store_true", help="short run checking that every shape starts and answers right (CI)")
     p.add_argument("--storm", type=int, default=None, metavar="N", help="boot storm of N instances (default 1000; 0: none)")
@@ -867,7 +938,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     selected = opts.shapes is not None or opts.storm is not None or opts.namespaces is not None
     everything = opts.smoke or not selected
     if opts.shapes is None:
-        opts.shapes = "1,2,3,4,5,6" if everything else ""
+        opts.shapes = "1,2,3,4,5,6,7" if everything else ""
     opts.shape_list = [int(s) for s in opts.shapes.split(",") if s.strip()]
     if opts.smoke:
         opts.duration = opts.duration or 2

@@ -419,13 +419,18 @@ OPTIONS: tuple[Option, ...] = (
            help="Where mdsvc keeps its state: the embedded store ($state_path/mdsvc.sqlite) and the agent's "
                 "socket ($state_path/metadata_proxy). A relative path, here and in every option naming a file, "
                 "is taken from the directory of the file that sets it.", paths=a_path),
-    Option("DEFAULT", "debug", boolean, "false", roles=API, dest="api.debug",
-           help="Log every API request's headers at debug level (signatures and tokens masked)."),
+    Option("DEFAULT", "debug", boolean, "false", roles=EVERY_PART, dest=("api.debug", "debug"),
+           help="Log at debug level (else info and above), and log every API request's headers (signatures and "
+                "tokens masked). Reloaded on SIGHUP."),
     Option("DEFAULT", "metadata_listen", string, "0.0.0.0", roles=API,
            help="Listen address of the metadata API (an IPv6 address listens on tcp6; [mdsvc] api_endpoint "
                 "overrides it)."),
     Option("DEFAULT", "metadata_listen_port", integer(0, 65535), "8775", roles=API,
            help="Listen port of the metadata API (overridden by [mdsvc] api_endpoint)."),
+    Option("DEFAULT", "metadata_workers", optional(integer(1)), None, roles=API, dest="api.workers", example="2",
+           help="API worker processes sharing the API's port, for the api role (all-in-one runs in one process): a "
+                "supervisor opens the port and restarts a worker that dies. Unset: 1, one process (Nova's default is "
+                "the number of CPUs)."),
     Option("DEFAULT", "flat_injected", boolean, "false", roles=API, dest="api.flat_injected",
            help="Render Nova's /etc/network/interfaces template for the instance's ports (meta_data.json "
                 "network_config, /openstack/content/0000 and on config drives), as nova-compute does when the "
@@ -465,6 +470,11 @@ OPTIONS: tuple[Option, ...] = (
            aliases=(("DEFAULT", "use_forwarded_for"),),
            help="Remote-address mode only: trust X-Forwarded-For from the front end (OSSN-0074: only behind "
                 "a proxy that sets it)."),
+    Option("api", "imds_tokens", choice("off", "optional", "required"), "off", roles=API, dest="api.imds_tokens",
+           help="IMDSv2-style session tokens (not in Nova): off (PUT /latest/api/token is 404, as in Nova) | "
+                "optional (a request may carry a token from PUT /latest/api/token, and then it must be good) | "
+                "required (every request needs one, else 401). Tokens are signed with a key derived from "
+                "metadata_proxy_shared_secret, which must be set."),
     Option("api", "config_drive_skip_versions", list_of(sep=None), _SKIPPED_EC2_VERSIONS, roles=API,
            dest="api.config_drive_skip_versions",
            help="EC2 versions left off config drives (separated by blanks)."),
@@ -488,6 +498,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("mdsvc", "demo", boolean, None, roles=API, example="false",
            help="Import the bundled demo instance at startup (default: only when no configuration file is "
                 "given)."),
+    Option("mdsvc", "drain_timeout", number(0), "30", roles=EVERY_PART, dest="drain_timeout",
+           help="Seconds a stopping node (SIGTERM, systemctl stop or restart) waits for the requests in flight to be "
+                "answered, after its listeners stopped accepting; what is still open then is cut. Keep it below "
+                "systemd's TimeoutStopSec."),
+    Option("mdsvc", "secret_rotation_window", number(0), "600", roles=API | AGENT, dest="secret_rotation_window",
+           help="Seconds the previous metadata_proxy_shared_secret is still accepted (API: signatures and session "
+                "tokens made with it; agent: re-signing a request the API refused) after SIGHUP loaded a new one, "
+                "so the nodes of a cloud can be given the new secret one after the other, in any order."),
     Option("mdsvc", "access_log", boolean, "false", roles=EVERY_PART, dest="access_log",
            help="One log line per request (the 404s and 500s are always logged, with their reason)."),
     # the agent (metadata_agent.ini names)
@@ -708,12 +726,14 @@ class ApiConfig:
     vendordata_dynamic_read_timeout: int
     vendordata_dynamic_failure_fatal: bool
     use_forwarded_for: bool
+    imds_tokens: str
     service_metadata_proxy: bool
     shared_secret: str = field(repr=False)
     flat_injected: bool
     injected_network_template: str | None
     config_drive_skip_versions: tuple[str, ...]
     debug: bool
+    workers: int | None
 
 
 @frozen
@@ -871,6 +891,9 @@ class Config:
     proxy: ProxyConfig
     limits: GuestLimits
     operations: OperationsConfig
+    debug: bool
+    secret_rotation_window: float
+    drain_timeout: float
     nova: NovaDatabaseConfig
 
     @property
@@ -1049,6 +1072,8 @@ def read_ini(path: str) -> tuple[configparser.RawConfigParser, _Located]:
 
 
 _SECRET_WORDS = ("secret", "password", "passwd", "key", "token", "connection", "transport_url")
+_NOT_SECRETS = frozenset({"imds_tokens", "secret_rotation_window"})
+"""Names with such a word that hold no secret (a mode)."""
 
 
 def holds_secret(name: str) -> bool:
@@ -1057,6 +1082,8 @@ def holds_secret(name: str) -> bool:
     password, a shared secret, a private key, a token, a URL with credentials).
     """
     lowered = name.lower()
+    if lowered in _NOT_SECRETS:
+        return False
     return any(word in lowered for word in _SECRET_WORDS)
 
 

@@ -26,6 +26,7 @@ from attrs import define
 from zope.interface import Interface
 
 from mdsvc.http import HTTPRequest, HTTPResponse, error_response
+from mdsvc.imds import TOKEN_HEADER, TTL_HEADER, carried, token_headers
 from mdsvc.pages import DEFAULT_EXPLANATIONS, TITLES, UNKNOWN_ERROR, ErrorPage, error_page
 from mdsvc.wire import forwardable_value, is_identifier, is_origin_target
 
@@ -156,6 +157,8 @@ class GuestRequest:
     @ivar network_id: the network of the proxy's namespace, or None behind a router.
     @ivar router_id: the router of the proxy's namespace, or None on a network.
     @ivar accept: the guest's C{Accept} if it may be passed on, for error pages.
+    @ivar token: the session token the guest sent (L{mdsvc.imds.carried}), or None.
+    @ivar token_ttl: the token lifetime the guest asked for (L{mdsvc.imds.carried}), or None.
     """
 
     method: bytes
@@ -166,6 +169,8 @@ class GuestRequest:
     network_id: str | None
     router_id: str | None
     accept: bytes | None = None
+    token: bytes | None = None
+    token_ttl: bytes | None = None
 
 
 class IAgentHop(Interface):
@@ -187,6 +192,8 @@ def guest_request_headers(request: GuestRequest) -> list[tuple[bytes, bytes]]:
         headers.append((b"X-Neutron-Router-ID", request.router_id.encode("ascii")))
     if request.accept:
         headers.append((b"Accept", request.accept))
+    if request.token is not None or request.token_ttl is not None:
+        headers.extend(token_headers(request.token, request.token_ttl))
     return headers
 
 
@@ -223,7 +230,8 @@ def read_guest_request(request: HTTPRequest) -> GuestRequest:
             _FORWARDED.clear()
         _FORWARDED[raw] = address
     accept = forwardable_value(request.header(b"accept"))
-    return GuestRequest(request.method, target, request.body, address[0], address[1], network_id, router_id, accept)
+    return GuestRequest(request.method, target, request.body, address[0], address[1], network_id, router_id, accept,
+                        carried(headers.get(TOKEN_HEADER)), carried(headers.get(TTL_HEADER)))
 
 
 def _identity(networks: list[bytes], routers: list[bytes]) -> tuple[str | None, str | None]:
@@ -256,6 +264,8 @@ class SignedRequest:
 
     @ivar address: the guest's address (normal form), for the API's logs and C{local-ipv4}.
     @ivar project_id: the project of the guest's port (C{X-Tenant-ID}).
+    @ivar token: the guest's session token, or None (L{GuestRequest.token}).
+    @ivar token_ttl: the token lifetime the guest asked for, or None.
     """
 
     method: bytes
@@ -265,6 +275,8 @@ class SignedRequest:
     instance_id: str
     project_id: str
     signature: str
+    token: bytes | None = None
+    token_ttl: bytes | None = None
 
 
 class UpstreamUnavailable(Exception):
@@ -288,13 +300,19 @@ class IAPIHop(Interface):
 
 
 def signed_request_headers(request: SignedRequest) -> list[tuple[bytes, bytes]]:
-    """A L{SignedRequest} as the four headers Neutron's agent sends to Nova (neutron spec §1, hop 4)."""
-    return [
+    """
+    A L{SignedRequest} as the four headers Neutron's agent sends to Nova (neutron spec §1, hop 4),
+    and the guest's session token headers if it sent any.
+    """
+    headers = [
         (b"X-Forwarded-For", request.address.encode("ascii")),
         (b"X-Instance-ID", request.instance_id.encode("utf-8")),
         (b"X-Tenant-ID", request.project_id.encode("utf-8")),
         (b"X-Instance-ID-Signature", request.signature.encode("ascii")),
     ]
+    if request.token is not None or request.token_ttl is not None:
+        headers.extend(token_headers(request.token, request.token_ttl))
+    return headers
 
 
 __all__ = [  # (the pages are rendered by mdsvc.pages; re-exported as what every hop answers with)

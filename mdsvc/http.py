@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mdsvc.hoplimit import limit_hops
 from mdsvc.limits import ConnectionLimits
 from mdsvc.pages import TITLES, error_page
 from mdsvc.wire import loggable
@@ -132,6 +133,8 @@ class HTTPResponse:
 
     @ivar length: for an answer to HEAD relayed from another server, the C{Content-Length} that
         server announced (the body is empty); None means C{len(body)}.
+    @ivar hop_limit: the IP TTL / IPv6 hop limit the answer, and the rest of its connection,
+        is sent with (L{mdsvc.hoplimit}); None: the system's.
     @ivar reason: why the request failed, for traces and logs (never sent): set by the hop that
         made the error; an answer relayed over HTTP has none.
     @ivar noted: whether a hop has logged this failure already (in one process, the same object
@@ -142,6 +145,7 @@ class HTTPResponse:
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     length: int | None = None
+    hop_limit: int | None = None
     reason: str | None = field(default=None, eq=False, repr=False)
     noted: bool = field(default=False, init=False, eq=False, repr=False)
     _wire: bytes | None = field(default=None, init=False, eq=False, repr=False)
@@ -252,6 +256,8 @@ class LeanHTTPProtocol(Protocol):
         self._write_paused = False
         self._reading = True
         self._processing = False
+        self._draining = False
+        self._kept_alive = False  # it has had an answer and was kept for more
         self._idle_since = 0.0
         self._idle_limit = factory.request_timeout
         self._stalled_since = 0.0
@@ -549,7 +555,7 @@ class LeanHTTPProtocol(Protocol):
             self._write(error_response(item.code, item.text), None, keep=False)
             return
         request, keep = item
-        if (self._refused or self._read_closed) and not self._queue:
+        if (self._refused or self._read_closed or self._draining) and not self._queue:
             keep = False  # nothing will follow this answer
         try:
             result = self.factory.handler(request)
@@ -576,6 +582,8 @@ class LeanHTTPProtocol(Protocol):
         return None
 
     def _write(self, response: HTTPResponse, request: HTTPRequest | None, keep: bool) -> None:
+        if self._draining and keep and not self._queue:
+            keep = False  # the server is stopping: this was the last request of the connection
         head_only = request is not None and request.method == b"HEAD"
         length = response.length if head_only and response.length is not None else len(response.body)
         parts = [self.factory.date.status_line(response.code), b"%d\r\n" % length, response.wire_headers()]
@@ -590,6 +598,8 @@ class LeanHTTPProtocol(Protocol):
         parts.append(b"\r\n")
         if not head_only:
             parts.append(response.body)
+        if response.hop_limit is not None:
+            limit_hops(self.transport, response.hop_limit)
         self.transport.write(b"".join(parts))
         factory = self.factory
         meter = factory.meter
@@ -609,11 +619,13 @@ class LeanHTTPProtocol(Protocol):
             if keep:
                 self._idle_since = now
                 self._idle_limit = factory.idle_timeout
+                self._kept_alive = True
             else:
                 self._close()
         elif keep:
             self._idle_since = factory.clock.seconds()
             self._idle_limit = factory.idle_timeout
+            self._kept_alive = True
         else:
             self._close()
 
@@ -666,6 +678,20 @@ class LeanHTTPProtocol(Protocol):
             self.deadline = started + self.factory.request_timeout
         else:
             self.deadline = self._idle_since + self._idle_limit
+
+    def drain(self, grace: float) -> None:
+        """
+        The server is stopping (L{LeanHTTPFactory.drain}): the requests read or being read are
+        answered, the last one with C{Connection: close}, and the connection closed after it; a
+        kept-alive connection waiting for its next request gets C{grace} seconds to send one.
+        A connection that has not sent its first request yet keeps its request deadline.
+        """
+        self._draining = True
+        if self._closing:
+            return
+        if self._kept_alive and self._pending is None and not self._queue:
+            self._idle_limit = self.factory.clock.seconds() - self._idle_since + grace
+        self._rearm()
 
     def timed_out(self) -> None:
         """The sweep found the deadline passed: 408 mid-request, else close (abort if stuck)."""
@@ -742,10 +768,13 @@ class LeanHTTPFactory(ServerFactory):
         self.sweep_interval = 1.0
         self._watched: dict[LeanHTTPProtocol, None] = {}
         self._sweeper: Any = None
+        self._drain: tuple[float, Deferred[None]] | None = None
 
     def connection_opened(self, protocol: LeanHTTPProtocol) -> None:
         """A connection built here is up: its deadlines are watched."""
         self._watched[protocol] = None
+        if self._drain is not None:
+            protocol.drain(self._drain[0])
         if self._sweeper is None or not self._sweeper.running:
             from twisted.internet.task import LoopingCall
 
@@ -781,6 +810,35 @@ class LeanHTTPFactory(ServerFactory):
                 self.limits.release(self, protocol.source)
             if not self._watched and self._sweeper is not None and self._sweeper.running:
                 self._sweeper.stop()
+            if not self._watched and self._drain is not None and not self._drain[1].called:
+                self._drain[1].callback(None)
+
+    def drain(self, grace: float = 0.5) -> Deferred[None]:
+        """
+        Answer what the connections have asked and close them (the listeners have stopped
+        accepting): see L{LeanHTTPProtocol.drain}.  A connection still open when the caller gives
+        up can be cut with L{abort_all}.
+
+        @return: a Deferred that fires once every connection is closed.
+        """
+        if self._drain is None:
+            self._drain = (grace, Deferred())
+            for protocol in list(self._watched):
+                protocol.drain(grace)
+            if not self._watched:
+                self._drain[1].callback(None)
+        return self._drain[1]
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections built here are open."""
+        return len(self._watched)
+
+    def abort_all(self) -> None:
+        """Cut every connection still open (a drain that took too long)."""
+        for protocol in list(self._watched):
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
 
     def doStart(self) -> None:
         """Quiet: no log line per listener start (a proxy may own a thousand)."""

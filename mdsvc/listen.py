@@ -27,6 +27,7 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 
 
@@ -53,12 +54,33 @@ def failed(line: str) -> ListenFailed:
     return ListenFailed(line)
 
 
+class NoSystemdSocket(Exception):
+    """
+    A C{systemd:} endpoint whose socket systemd did not pass (no descriptor at its index or with
+    its name); C{str()} says so (L{no_systemd_socket}).
+    """
+
+
+def no_systemd_socket(description: str, error: BaseException) -> NoSystemdSocket | None:
+    """
+    What Twisted's C{serverFromString} raising C{error} for C{description} means when it is a
+    C{systemd:} endpoint systemd passed no socket for (an C{IndexError} or C{KeyError}); else None.
+    """
+    if not description.startswith("systemd:") or not isinstance(error, (IndexError, KeyError)):
+        return None
+    which = "at that index" if isinstance(error, IndexError) else f"named {error}"
+    return NoSystemdSocket(f"systemd passed no socket {which}: start the service through its .socket unit, "
+                           "which sets LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES")
+
+
 def describe(error: BaseException) -> str:
     """
     What went wrong when listening, in a few words: C{cannot listen on ADDRESS: REASON} for a
     socket error (with a hint for the usual cause of a refused privileged port), else
     C{cannot listen: REASON}.
     """
+    if isinstance(error, NoSystemdSocket):
+        return str(error)
     if isinstance(error, CannotListenError):
         address = error.port.decode("utf-8", "replace") if isinstance(error.port, bytes) else error.port
         if error.interface is not None:
@@ -122,6 +144,27 @@ def listen_service(description: str, factory: Any, reactor: Any, where: str) -> 
     try:
         strports.service(description, factory, reactor=reactor).setServiceParent(top)
     except Exception as e:  # an unknown endpoint type, a bad argument, a certificate that cannot be read
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise failed(f"mdsvc: {where}: not a server endpoint this Twisted can make: {reason}") from None
+        raise _unmakeable(description, where, e) from None
     return top
+
+
+def check_endpoint(description: str, reactor: Any, where: str) -> None:
+    """
+    Make the server endpoint C{description} without listening, as L{listen_service} would (for a
+    listener another part opens later, such as the workers' supervisor's).
+
+    @raise ListenFailed: the line L{listen_service} would raise.
+    """
+    try:
+        serverFromString(reactor, description)
+    except Exception as e:
+        raise _unmakeable(description, where, e) from None
+
+
+def _unmakeable(description: str, where: str, error: Exception) -> ListenFailed:
+    """The one line for an endpoint that cannot be made (a C{systemd:} socket not passed: L{no_systemd_socket})."""
+    missing = no_systemd_socket(description, error)
+    if missing is not None:
+        return failed(f"mdsvc: {where}: {missing}")
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return failed(f"mdsvc: {where}: not a server endpoint this Twisted can make: {reason}")

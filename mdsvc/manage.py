@@ -258,13 +258,16 @@ def _sources(args: argparse.Namespace) -> list[str] | None:
 def _check_config(paths: Sequence[str] | None, out: TextIO) -> int:
     """
     Print every problem of the configuration C{paths}, one line each; 1 if there is any. Once
-    every value is good, the names given to plugins are checked against those installed here.
+    every value is good, the names given to plugins are checked against those installed here,
+    and session tokens against the shared secret they need.
     """
     problems = check_config(paths)
     if not problems:
+        from mdsvc.api.tokens import config_problems
         from mdsvc.tap import unknown_names
 
-        problems = unknown_names(load_config(paths), frozenset({"api", "agent"}))
+        config = load_config(paths)
+        problems = unknown_names(config, frozenset({"api", "agent"})) + config_problems(config)
     for problem in problems:
         print(problem, file=out)
     return 1 if problems else 0

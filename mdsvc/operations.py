@@ -99,8 +99,9 @@ def operations_service(config: Config, role: str, reactor: Any, parts: dict[str,
     folding.clock = reactor
     folding.setServiceParent(top)
     readiness = parts.setdefault("readiness", Readiness(reactor))
+    worker = parts.get("worker_fd") is not None  # one of the api role's metadata_workers
     endpoint = config.operations.metrics_endpoint
-    if endpoint:
+    if endpoint and not worker:
         handler = MetricsHandler(registry_for(parts["metrics"]), readiness)
         factory = LeanHTTPFactory(handler, reactor, request_timeout=config.limits.request_timeout,
                                   idle_timeout=config.limits.idle_timeout, name="mdsvc-metrics", guest_facing=False)
@@ -109,7 +110,7 @@ def operations_service(config: Config, role: str, reactor: Any, parts: dict[str,
     state = AdminState(role, config.sources, parts, Redactor.of(config), reactor.seconds())
     admin = LeanHTTPFactory(AdminHandler(state), reactor, request_timeout=config.limits.request_timeout,
                             idle_timeout=config.limits.idle_timeout, name="mdsvc-admin", guest_facing=False)
-    path = socket_path(config.operations.admin_dir, role)
+    path = socket_path(config.operations.admin_dir, f"{role}@{parts['worker_index']}" if worker else role)
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         log.warn("no admin socket: {path} is longer than a UNIX socket path may be ({most} bytes); set [mdsvc] admin_dir "
                  "to a shorter directory (mdsvc-manage doctor and trace cannot reach this process)", path=path, most=MAX_SOCKET_PATH)

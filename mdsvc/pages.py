@@ -13,7 +13,8 @@ import json
 from attrs import frozen
 
 TITLES = {
-    100: "Continue", 200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
+    100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout",
     409: "Conflict", 413: "Payload Too Large", 414: "URI Too Long", 429: "Too Many Requests",
     431: "Request Header Fields Too Large", 500: "Internal Server Error", 502: "Bad Gateway",
     503: "Service Unavailable", 504: "Gateway Timeout",
@@ -21,8 +22,10 @@ TITLES = {
 """The reason phrase of every status mdsvc answers with."""
 DEFAULT_EXPLANATIONS = {
     400: "The server could not comply with the request since it is either malformed or otherwise incorrect.",
+    401: "This server could not verify that you are authorized to access the document you requested.",
     403: "Access was denied to this resource.",
     404: "The resource could not be found.",
+    405: "The method is not allowed for this resource.",
     408: "The request was not sent in time.",
     409: "There was a conflict when trying to complete your request.",
     413: "Request is too large.",

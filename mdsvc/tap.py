@@ -18,8 +18,8 @@ from twisted.python import usage
 
 from mdsvc.api.factory import app_from_config
 from mdsvc.api.handler import APIHandler
-from mdsvc.config import NODE_ROLES, Config, ConfigError, given_sources, load_config, located
-from mdsvc.listen import Listening, listen_service
+from mdsvc.config import NODE_ROLES, Config, ConfigError, config_files, given_sources, load_config, located
+from mdsvc.listen import Listening, check_endpoint, listen_service
 from mdsvc.store import open_store
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
@@ -42,6 +42,8 @@ class Options(usage.Options):
 
     optParameters = [
         ["role", "r", "all-in-one", "Node role: " + " | ".join(ROLES) + "."],
+        ["worker-fd", None, None, "(internal) Serve the API's port at this descriptor, as a worker of metadata_workers.", int],
+        ["worker-index", None, 0, "(internal) The worker's number.", int],
     ]
 
     def __init__(self) -> None:
@@ -115,22 +117,53 @@ def check_startup(role: str, config: Config) -> None:
     if uses_store(role, config):
         # before anything reads it: private modes, a sound database (one line if not)
         prepare_configured_store(config)
-    if config.store == "nova" and "api" in NODE_ROLES[role]:
+    backend_checks(config, NODE_ROLES[role])
+    if "agent" in NODE_ROLES[role]:
+        from mdsvc.agent.server import socket_mode
+
+        agent = config.agent
+        socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
+
+
+def backend_checks(config: Config, parts: frozenset[str]) -> None:
+    """
+    The startup checks of the backends the parts C{parts} of a node would open that change
+    nothing on the host (unlike the store's preparation): C{store = nova}'s databases and
+    Neutron, C{lookup = ovn}'s library and TLS files.
+
+    @raise ConfigError: for C{store = nova} (naming the file and line).
+    @raise ValueError: for C{lookup = ovn} (one line).
+    """
+    if config.store == "nova" and "api" in parts:
         from mdsvc.store.nova import check_nova_store
 
         try:
             check_nova_store(config)  # the databases and Neutron it needs
         except ValueError as e:
             raise ConfigError(str(e)) from None  # (names the file and line already)
-    if "agent" in NODE_ROLES[role]:
-        from mdsvc.agent.server import socket_mode
+    if "agent" in parts and config.agent.lookup == "ovn":  # the ovs library, the files of ssl: members
+        from mdsvc.lookup.ovn import check_ovn
 
-        agent = config.agent
-        socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
-        if agent.lookup == "ovn":  # the ovs library, the files of ssl: members
-            from mdsvc.lookup.ovn import check_ovn
+        check_ovn(config.agent.ovn)
 
-            check_ovn(agent.ovn)
+
+def reload_problems(config: Config, parts: frozenset[str]) -> list[str]:
+    """
+    What makes a SIGHUP refuse a new configuration (L{mdsvc.reload.Reloader}): the problems
+    startup would have with it that can be found without changing anything, L{plugin_problems}
+    then L{backend_checks}, one line each (a store or replica that would not start after the
+    next restart is refused now, not only named as taking effect then).
+    """
+    problems = plugin_problems(config, parts)
+    if problems:
+        return problems
+    try:
+        backend_checks(config, parts)
+    except ConfigError as e:
+        return [str(e)]
+    except ValueError as e:
+        return [f"{config.source or 'defaults'}: {e}"]
+    return []
 
 
 def plugin_problems(config: Config, parts: frozenset[str]) -> list[str]:
@@ -143,6 +176,10 @@ def plugin_problems(config: Config, parts: frozenset[str]) -> list[str]:
     from mdsvc.store import document_store
 
     problems = unknown_names(config, parts)
+    if "api" in parts:
+        from mdsvc.api.tokens import config_problems
+
+        problems += config_problems(config)
     agent_store = "agent" in parts and config.agent.lookup == "store"
     own = "mdsvc's own document store (sqlite:PATH or a database server's URL)"
     documents = document_store(config.store)
@@ -216,9 +253,11 @@ def _http(
         handler = AccessLog(handler)
     limits = config.limits
     meter = _metrics(parts, reactor).hop(hop) if hop is not None else None
-    return LeanHTTPFactory(handler, reactor, request_timeout=limits.request_timeout, idle_timeout=limits.idle_timeout,
-                           name=name, limits=_connection_limits(config, reactor, parts), guest_facing=guest_facing,
-                           meter=meter, meter_answers=meter_answers, scope=scope)
+    factory = LeanHTTPFactory(handler, reactor, request_timeout=limits.request_timeout, idle_timeout=limits.idle_timeout,
+                              name=name, limits=_connection_limits(config, reactor, parts), guest_facing=guest_facing,
+                              meter=meter, meter_answers=meter_answers, scope=scope)
+    parts.setdefault("factories", []).append(factory)  # drained when the node stops (mdsvc.drain)
+    return factory
 
 
 def _metrics(parts: dict[str, Any], reactor: Any) -> Any:
@@ -248,6 +287,15 @@ def _store_shown(url: str) -> str:
     from mdsvc.store.nova.database import shown
 
     return shown(url)
+
+
+def _backends(parts: dict[str, Any] | None, top: MultiService) -> MultiService:
+    """
+    Where a backend service of a role goes: under the node's L{mdsvc.drain.Drain}
+    (C{parts["backends"]}), which stops it after the drain, else under the role's own C{top}.
+    """
+    backends = parts.get("backends") if parts is not None else None
+    return backends if backends is not None else top
 
 
 def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> Any:
@@ -296,10 +344,11 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     top = MultiService()
     for part in (store, *app.built_providers.values()):
         if IService.providedBy(part):
-            # a vendor's store or provider with connections to open and close: started before the
-            # listener, stopped after it
-            IService(part).setServiceParent(top)
-    if config.demo:
+            # a store or provider with threads or connections to open and close (store = nova, a
+            # vendor's): started before the listener, stopped once the requests in flight are
+            # answered (the node's backends, L{mdsvc.drain.Drain}), else after the listener
+            IService(part).setServiceParent(_backends(parts, top))
+    if config.demo and not parts.get("worker_index"):
         from mdsvc.store.demo import DemoSeed
         from mdsvc.store.sqlite import SQLiteInstanceStore
 
@@ -308,9 +357,27 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.
     guest_facing = not api.service_metadata_proxy and not api.use_forwarded_for
-    site = _http(config, APIHandler(app, config.api.debug, meter=metrics.hop("api")), reactor, "metadata-api", parts,
-                 guest_facing, hop="api")
-    listen_service(api.listen_endpoint, site, reactor, f"{_source(config)}: {api.listen_option}").setServiceParent(top)
+    handler = APIHandler(app, config.api.debug, meter=metrics.hop("api"))
+    from mdsvc.api.reload import APIReload
+    from mdsvc.reload import IReloadable
+
+    parts.setdefault("reloadable", []).append(APIReload(app, handler, config, reactor))
+    if IReloadable.providedBy(store):  # a store that applies some options itself (store = nova)
+        parts["reloadable"].append(store)
+    site = _http(config, handler, reactor, "metadata-api", parts, guest_facing, hop="api")
+    where = f"{_source(config)}: {api.listen_option}"
+    if parts.get("worker_fd") is not None:
+        # a worker of metadata_workers: the supervisor's socket, shared with the other workers
+        from twisted.application.internet import StreamServerEndpointService
+
+        from mdsvc.listen import Listening
+        from mdsvc.workers import adopted_endpoint
+
+        shared = Listening(where)
+        StreamServerEndpointService(adopted_endpoint(reactor, parts["worker_fd"]), site).setServiceParent(shared)
+        shared.setServiceParent(top)
+    else:
+        listen_service(api.listen_endpoint, site, reactor, where).setServiceParent(top)
     return top
 
 
@@ -318,7 +385,8 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     """The metadata agent: lookup (cached), signing, forwarding, on its UNIX socket."""
     from mdsvc.agent.forwarder import APIForwarder, api_pool
     from mdsvc.agent.handler import MetadataAgent
-    from mdsvc.agent.ratelimit import SlidingWindowLimiter
+    from mdsvc.agent.ratelimit import rate_limiter
+    from mdsvc.agent.reload import AgentReload
     from mdsvc.agent.server import AgentHandler, UnixSocketListener, socket_mode
     from mdsvc.api.inprocess import InProcessAPI
     from mdsvc.httpclient import PoolService
@@ -349,12 +417,7 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         if IReplicatedLookup.providedBy(backend):  # a live replica (ovn): each change reaches the cache
             lookup = backend.front(lookup, reactor, max(agent.cache_ttl, agent.cache_negative_ttl))
     limit = agent.rate_limit
-    limiter = None
-    if limit.enabled:
-        if limit.ip_version is None:
-            log.warn("Invalid metadata address IP versions. Metadata rate limiting will not be enabled.")
-        else:
-            limiter = SlidingWindowLimiter(reactor, ((limit.base_window, limit.base_limit), (limit.burst_window, limit.burst_limit)))
+    limiter = rate_limiter(limit, reactor)
     if "app" in parts:
         # all-in-one: the API is in this process; signed requests go straight to its code
         api: Any = InProcessAPI(parts["app"], meter=metrics.hop("api"))
@@ -370,10 +433,12 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     )
     parts["agent"] = handler
     metrics.agents.append(handler)
+    parts.setdefault("reloadable", []).append(AgentReload(handler, config, reactor))
     site = _http(config, AgentHandler(handler, metrics.hop("agent")), reactor, "metadata-agent", parts, hop="agent")
     top = MultiService()
     if IReplicatedLookup.providedBy(backend):
-        backend.service.setServiceParent(top)  # the replica is kept while the agent runs
+        # the replica is kept while the agent runs, and until its requests in flight are answered
+        backend.service.setServiceParent(_backends(parts, top))
     socket = Listening(f"{_source(config)}: [DEFAULT] metadata_proxy_socket {agent.socket_path}")
     UnixSocketListener(reactor, agent.socket_path, site, agent.backlog, mode).setServiceParent(socket)
     socket.setServiceParent(top)
@@ -446,12 +511,93 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    from mdsvc.drain import Drain
+    from mdsvc.loglevel import LogLevelFilter, LogLevelService
     from mdsvc.operations import NodeService, node_metrics, operations_service
+    from mdsvc.reload import LogLevelReload, Reloader
+    from mdsvc.systemd import SystemdNotifier
 
-    config, role = options["parsed"], options["role"]
+    config: Config = options["parsed"]
+    role = options["role"]
+    workers = config.api.workers or 1
+    if role == "api" and workers > 1 and options.get("worker-fd") is None:
+        return _supervisor(config, reactor, workers, options)
+    if role != "api" and workers > 1:
+        log.warn("[DEFAULT] metadata_workers = {workers} is for the api role: {role} runs in one process", workers=workers, role=role)
     top = NodeService(config)
-    parts: dict[str, Any] = {"metrics": node_metrics(config, role, reactor)}
+    parts: dict[str, Any] = {"metrics": node_metrics(config, role, reactor), "factories": [], "worker_fd": options.get("worker-fd"),
+                             "worker_index": options.get("worker-index")}
+    if options.get("worker-fd") is not None:
+        from mdsvc.workers import die_with_parent
+
+        die_with_parent()
+    # the log level first: it filters until the very end (the drain's lines included)
+    level = LogLevelFilter(config.debug)
+    LogLevelService(level).setServiceParent(top)
+    # stopped last of the role's services, once every listener has stopped accepting: the
+    # requests in flight answered; then the backends under it (stores, providers, a replica:
+    # what those requests need)
+    drain = Drain(reactor, parts["factories"], config.drain_timeout)
+    drain.setServiceParent(top)
+    parts["backends"] = drain
+    parts["reloadable"] = [LogLevelReload(level)]
     for build in SERVICES_BY_ROLE[role]:
         build(config, reactor, parts).setServiceParent(top)
     operations_service(config, role, reactor, parts).setServiceParent(top)
+    reloader = Reloader(reactor, config, parts["reloadable"], lambda new: reload_problems(new, NODE_ROLES[role]),
+                        sources=_listed_again(options))
+    reloader.setServiceParent(top)
+    # started last (the listeners are up), stopped first (STOPPING before the drain)
+    notifier = SystemdNotifier(reactor, f"serving ({role})")
+    reloader.hooks.append(notifier.reloading)
+    notifier.setServiceParent(top)
+    return top
+
+
+def _listed_again(options: Options) -> Callable[[], list[str]] | None:
+    """
+    With C{--config-dir}: the configuration files a SIGHUP reads, listed again (a file added to or
+    removed from the directory since startup counts, as with oslo.config); else None (the files
+    read at startup).
+    """
+    files, directories = list(options.get("config-files") or []), list(options.get("config-dirs") or [])
+    if not directories:
+        return None
+    return lambda: config_files(files, directories)
+
+
+def _supervisor(config: Config, reactor: Any, workers: int, options: Options) -> IService:
+    """
+    The api role with C{metadata_workers} > 1: a supervisor of workers sharing the API's port
+    (L{mdsvc.workers}).  Its workers are given the C{--config-dir} directories as such, so that
+    each lists them when it starts or reloads.
+    """
+    from mdsvc.listen import Listening
+    from mdsvc.loglevel import LogLevelFilter, LogLevelService
+    from mdsvc.operations import NodeService
+    from mdsvc.reload import LogLevelReload, Reloader
+    from mdsvc.systemd import SystemdNotifier
+    from mdsvc.workers import WorkerCommand, WorkerSupervisor
+
+    top = NodeService(config)
+    level = LogLevelFilter(config.debug)
+    LogLevelService(level).setServiceParent(top)
+    directories = list(options.get("config-dirs") or [])
+    given = list(options.get("config-files") or []) if directories else list(config.sources)
+    command = WorkerCommand(given, directories).argv()
+    where = f"{_source(config)}: {config.api.listen_option}"
+    check_endpoint(config.api.listen_endpoint, reactor, where)  # (a bad one or a systemd socket not passed: one line now)
+    from mdsvc.api.reload import APIReload
+
+    supervisor = WorkerSupervisor(reactor, config.api.listen_endpoint, workers, command, config.drain_timeout + 5,
+                                  applies=APIReload.options)
+    shared = Listening(where)
+    supervisor.setServiceParent(shared)
+    shared.setServiceParent(top)
+    reloader = Reloader(reactor, config, [LogLevelReload(level), supervisor], lambda new: reload_problems(new, NODE_ROLES["api"]),
+                        sources=_listed_again(options))
+    reloader.setServiceParent(top)
+    notifier = SystemdNotifier(reactor, f"serving (api, {workers} workers)", ready=supervisor.all_ready)
+    reloader.hooks.append(notifier.reloading)
+    notifier.setServiceParent(top)
     return top

@@ -153,6 +153,24 @@ class ForwardingTests(SynchronousTestCase):
         _, channel = raw_request(AgentHandler(h.agent), b"GET", b"/latest", {b"X-OVN-Network-ID": NET.encode(), b"X-Forwarded-For": b"10.0.0.5"})
         self.assertEqual(raw_response(channel).code, 200)  # type: ignore[union-attr]
 
+    def test_ovn_network_header_tokens(self) -> None:
+        """
+        Behind OVN's haproxy (X-OVN-Network-ID), a guest's session token PUT and its token reach
+        the API signed for the instance found on that network, as behind Neutron's.
+        """
+        h = Harness()
+        headers = {b"X-OVN-Network-ID": NET.encode(), b"X-Forwarded-For": b"10.0.0.5"}
+        _, channel = raw_request(AgentHandler(h.agent), b"PUT", b"/latest/api/token",
+                                 {**headers, b"X-aws-ec2-metadata-token-ttl-seconds": b"60"})
+        self.assertEqual(raw_response(channel).code, 200)  # type: ignore[union-attr]
+        _, channel = raw_request(AgentHandler(h.agent), b"GET", b"/latest/meta-data/", {**headers, b"X-aws-ec2-metadata-token": b"T0K"})
+        self.assertEqual(raw_response(channel).code, 200)  # type: ignore[union-attr]
+        self.assertEqual(h.lookup.calls[0][:2], ("10.0.0.5", NET))
+        put, get = h.api.seen
+        self.assertEqual((put["method"], put["headers"][b"x-aws-ec2-metadata-token-ttl-seconds"]), (b"PUT", [b"60"]))
+        self.assertEqual(get["headers"][b"x-aws-ec2-metadata-token"], [b"T0K"])
+        self.assertEqual(put["headers"][b"x-instance-id"], get["headers"][b"x-instance-id"])
+
 
 class AddressTests(SynchronousTestCase):
     """Guest addresses (neutron spec §10 item 5)."""

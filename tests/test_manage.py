@@ -398,6 +398,14 @@ class OtherCommandTests(ManageTestsMixin, SynchronousTestCase):
             f"{path}:4: [neutron] service_metadata_proxy = '2': allowed: true or false\n",
         )
 
+    def test_checkConfigTokensWithoutSecret(self) -> None:
+        """check-config names session tokens turned on without the shared secret they are signed with."""
+        path = self.write("tokens.conf", "[api]\nimds_tokens = optional\n")
+        out = io.StringIO()
+        self.assertEqual(run(["check-config", path], out=out), 1)
+        self.assertEqual(out.getvalue(), f"{path}:2: [api] imds_tokens = optional: session tokens are signed with a key derived "
+                                         "from [neutron] metadata_proxy_shared_secret, which is not set\n")
+
     def test_checkConfigGood(self) -> None:
         """check-config of a good file prints nothing and exits 0."""
         out = io.StringIO()

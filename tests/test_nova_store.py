@@ -295,6 +295,50 @@ class WiringTests(SynchronousTestCase):
         self.assertIsNotNone(stores[0].neutron)
         self.assertEqual(stores[0].reader.databases, NovaDatabases(f"sqlite:///{directory}/api.db", None, False))
 
+    def test_threads_stopped_after_drain(self) -> None:
+        """
+        SIGTERM: the store's database threads and connections serve the requests in flight while
+        the node drains, and are stopped after the drain (L{mdsvc.drain.Drain}), not with the
+        listener.
+        """
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+        from mdsvc.drain import Drain
+        from mdsvc.tap import Options, makeService
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "nova.conf")
+        with open(path, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = {directory}\n[mdsvc]\nstore = nova\napi_endpoint = tcp:0\n"
+                    f"[api_database]\nconnection = sqlite:///{directory}/api.db\n[neutron]\nauth_url = http://keystone/v3\n"
+                    "username = nova\nproject_name = service\n")
+        options = Options()
+        options.parseOptions(["--role", "api", "--config", path])
+        reactor = MemoryReactorClock()
+        top = makeService(options, reactor=reactor)
+        drain = next(s for s in top if isinstance(s, Drain))
+        store = next(s for s in drain if isinstance(s, NovaInstanceStore))
+        top.startService()
+        self.assertTrue(store.threadpool.started)
+        address = IPv4Address("TCP", "10.0.0.5", 4000)
+        protocol = drain.factories[0].buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # answered, the connection kept alive
+        self.assertIn(b"200 OK", transport.value())
+        stopped = top.stopService()
+        self.assertTrue(store.running)
+        self.assertTrue(store.threadpool.started)
+        reactor.advance(1)  # the drain's grace for a kept-alive connection
+        self.assertTrue(transport.disconnecting)
+        self.assertTrue(store.running)
+        protocol.connectionLost(None)
+        self.successResultOf(stopped)
+        self.assertFalse(store.running)
+        self.assertFalse(store.threadpool.started)
+
 
 class FakeNeutron:
     """Nova's questions to Neutron, answered from a table of address -> devices, counting the asks."""
@@ -372,3 +416,62 @@ class PlacementTests(StoreCase):
         self.cloud.add(self.cloud.cell2, UUID, False, display_name="After")
         self.cloud.run(self.cloud.api, update(instance_mappings).values(cell_id=2))
         self.assertEqual(self.get(store, UUID).name, "After")
+
+
+class TokenTests(StoreCase):
+    """
+    Session tokens (C{[api] imds_tokens}) on C{store = nova}: a token is issued for the instance
+    Nova's database has, and a database that cannot answer is 503 for the PUT and for a request
+    carrying a good token (not 401, not 500, no token issued); a request without a token is
+    refused before any query.
+    """
+
+    def harness(self, mode: str = "required") -> tuple[Any, NovaInstanceStore]:
+        """The API behind agents (signed requests) over a Nova store of one instance, tokens C{mode}."""
+        from mdsvc.api.tokens import SessionTokens
+        from tests.test_api_resource import UUID as SIGNED
+        from tests.test_api_resource import Harness
+
+        self.uuid = SIGNED  # (the instance the harness's requests are signed for)
+        self.cloud.add(self.cloud.cell1, SIGNED, 1, project_id="test")
+        h = Harness(self, secret="s3cret")
+        store = NovaInstanceStore(NovaReader(NovaDatabases(self.cloud.api, self.cloud.cell1), self.engines), sync, None,
+                                  h.clock)
+        h.app.store = store
+        h.app.tokens = SessionTokens(h.clock, mode == "required", "s3cret")
+        return h, store
+
+    def put(self, h: Any) -> Any:
+        return h.get("/latest/api/token", b"PUT", {b"X-aws-ec2-metadata-token-ttl-seconds": b"60"})
+
+    def test_issued_and_checked(self) -> None:
+        """The PUT gives a token for the instance Nova has; with it the instance's documents are served."""
+        h, _ = self.harness()
+        r = self.put(h)
+        self.assertEqual(r.code, 200, r.body)
+        self.assertTrue(h.app.tokens.valid(r.body, self.uuid))
+        r = h.get("/latest/meta-data/hostname", headers={b"X-aws-ec2-metadata-token": r.body})
+        self.assertEqual((r.code, r.body), (200, b"web.novalocal"))
+
+    def test_database_down(self) -> None:
+        """The databases unreachable: the PUT and a request with a good token are 503; none without a token reaches them."""
+        h, store = self.harness()
+        r = self.put(h)
+        self.assertEqual(r.code, 200, r.body)
+        token = r.body
+        h.clock.advance(16)  # past metadata_cache_expiration: the next request asks the database
+
+        def down(uuid: str) -> None:
+            raise StoreUnavailable("mysql+pymysql://nova:***@db/nova_cell1: (2003, Can't connect)")
+
+        store.reader.rows = down  # type: ignore[method-assign]
+        with capturedLogs():
+            r = self.put(h)
+            self.assertEqual(r.code, 503, r.body)
+            self.assertNotEqual(len(r.body), 56)
+            r = h.get("/latest/meta-data/hostname", headers={b"X-aws-ec2-metadata-token": token})
+            self.assertEqual(r.code, 503, r.body)
+        asked: list[str] = []
+        store.reader.rows = lambda uuid: asked.append(uuid)  # type: ignore[method-assign]
+        self.assertEqual(h.get("/latest/meta-data/hostname").code, 401)
+        self.assertEqual(asked, [])

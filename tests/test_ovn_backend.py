@@ -69,3 +69,18 @@ class BackendTests(SynchronousTestCase):
         self.assertIsInstance(parts["agent"].lookup, MeteredLookup)
         self.assertIsInstance(parts["agent"].lookup.inner, OvnLookup)
         self.assertEqual(len([s for s in services(top) if isinstance(s, ReplicaService)]), 1)
+
+    def test_replica_outlives_drain(self) -> None:
+        """
+        In a node (L{mdsvc.tap.makeService}) the replica's service is one of the backends the
+        drain stops after the requests in flight are answered, not with the agent's socket.
+        """
+        from mdsvc.drain import Drain
+        from mdsvc.tap import Options, makeService
+
+        config = self.config()
+        options = Options()
+        options["role"], options["parsed"] = "agent", config
+        top = makeService(options, reactor=MemoryReactorClock())
+        drain = next(s for s in top if isinstance(s, Drain))
+        self.assertEqual([type(s) for s in drain], [ReplicaService])

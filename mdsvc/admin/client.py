@@ -50,8 +50,8 @@ class AdminClient:
 
     @property
     def role(self) -> str:
-        """The role, from the socket's name (C{ROLE.sock})."""
-        return os.path.basename(self.path)[:-len(".sock")]
+        """The role, from the socket's name (C{ROLE.sock}, or C{ROLE@N.sock} for worker N of C{metadata_workers})."""
+        return os.path.basename(self.path)[:-len(".sock")].partition("@")[0]
 
     def get(self, route: str, **query: Any) -> dict[str, Any]:
         """

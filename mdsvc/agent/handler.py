@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from attrs import define, field
+from attrs import define, evolve, field
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -43,8 +43,9 @@ from mdsvc.wire import UnsafeRequest, is_identifier, loggable
 MEMO_SIZE = 65536
 """Instance signatures kept (a pure function of the id)."""
 
-RELAYED_ERRORS = {400, 403, 404, 409, 500, 502, 503, 504}
-"""API statuses passed through to the guest (spec §5.1); any other non-200 is the agent's 502."""
+RELAYED_ERRORS = {400, 401, 403, 404, 405, 409, 500, 502, 503, 504}
+"""API statuses passed through to the guest (spec §5.1, and the session tokens' 401 and 405);
+any other non-200 is the agent's 502."""
 
 
 @implementer(IAgentHop)
@@ -63,6 +64,9 @@ class MetadataAgent:
         not make the agent forget its cached lookup again (the lookup cache's negative TTL).
     @ivar max_in_flight: requests one guest may have in flight at once (0: no limit); beyond,
         429.
+    @ivar previous_secrets: while a new shared secret is rolled out (L{mdsvc.reload}), the
+        secrets before it: a request the API refuses (403) is signed again with each, for an
+        API that has not been given the new secret yet.
     @ivar meter: notes every answer (L{mdsvc.metrics.HopMeter} of the C{agent} hop), or None.
     @ivar time_api: (with a meter) whether each answer's record says how long the API took
         (C{agent_to_api}); not for an API in this process, which notes its own time.
@@ -80,6 +84,7 @@ class MetadataAgent:
     clock: IReactorTime | None = None
     relookup_interval: float = 2.0
     max_in_flight: int = 0
+    previous_secrets: tuple[str, ...] = field(default=(), repr=False)
     meter: Any = None
     time_api: bool = False
     front: Any = None
@@ -90,6 +95,7 @@ class MetadataAgent:
     _signatures: dict[str, str] = field(factory=dict, init=False, repr=False)
     _forgotten: dict[tuple[Any, ...], float] = field(factory=dict, init=False, repr=False)
     _in_flight: dict[tuple[Any, ...], int] = field(factory=dict, init=False, repr=False)
+    _told_previous: bool = field(default=False, init=False, repr=False)
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -238,7 +244,31 @@ class MetadataAgent:
             if len(self._signatures) >= MEMO_SIZE:
                 self._signatures.clear()
             signature = self._signatures[instance_id] = sign(self.shared_secret, instance_id)
-        signed = SignedRequest(request.method, request.target, request.body, request.address, instance_id, project_id or "", signature)
+        signed = SignedRequest(request.method, request.target, request.body, request.address, instance_id, project_id or "", signature,
+                               request.token, request.token_ttl)
+        response = await self._send(signed, seen)
+        for secret in self.previous_secrets if response.code == 403 else ():
+            # the API refused the new secret's signature (it runs with the previous secret
+            # still): nothing was done, so the request goes once more, signed as it expects
+            again = await self._send(evolve(signed, signature=sign(secret, instance_id)), seen)
+            if again.code != 403:
+                if not self._told_previous:
+                    self._told_previous = True
+                    self._log.warn("The metadata API refuses the new metadata_proxy_shared_secret and takes the previous "
+                                   "one: requests are signed with it while the rotation window lasts; give the API the new "
+                                   "secret (SIGHUP)")
+                return again
+        return response
+
+    def set_secret(self, secret: str, previous: tuple[str, ...]) -> None:
+        """Sign with C{secret} from now on, falling back on C{previous} (L{previous_secrets})."""
+        if secret != self.shared_secret:
+            self._signatures.clear()
+        self.shared_secret = secret
+        self.previous_secrets = previous
+        self._told_previous = False
+
+    async def _send(self, signed: SignedRequest, seen: list[Any] | None) -> HTTPResponse:
         timed = seen is not None and self.time_api and self.meter is not None
         sent = self.meter.now() if timed else 0.0
         try:

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable
+from typing import Any
 
 from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+_log = Logger()
 
 
 @define
@@ -52,3 +56,16 @@ class SlidingWindowLimiter:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+def rate_limiter(limit: Any, clock: IReactorTime) -> SlidingWindowLimiter | None:
+    """
+    The limiter C{[metadata_rate_limiting]} asks for (a L{mdsvc.config.RateLimitConfig}): None
+    when off, or when C{ip_versions} names both versions (as in Neutron: off, with a warning).
+    """
+    if not limit.enabled:
+        return None
+    if limit.ip_version is None:
+        _log.warn("Invalid metadata address IP versions. Metadata rate limiting will not be enabled.")
+        return None
+    return SlidingWindowLimiter(clock, ((limit.base_window, limit.base_limit), (limit.burst_window, limit.burst_limit)))

@@ -8,7 +8,7 @@ it on a socket, L{mdsvc.api.inprocess} to an agent in the same process.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from attrs import define, field
@@ -21,10 +21,12 @@ from mdsvc.api.errors import MetadataError, not_found
 from mdsvc.api.identify import ByAddress, ByInstanceId, ByProvider, Identifier
 from mdsvc.api.injected import InterfacesTemplate
 from mdsvc.api.metadata import EC2_VERSION_LIST, HTML, JSON, TEXT, Answer, InstanceMetadata, Password, dumps, normalise_path
+from mdsvc.api.tokens import SessionTokens, parse_ttl
 from mdsvc.api.vendordata import StaticJSONFile, merge_vendordata
 from mdsvc.cache import ExpiringCache
 from mdsvc.hop import UNKNOWN_ERROR, error_response
 from mdsvc.http import HTTPResponse
+from mdsvc.imds import TOKEN_HEADER, TTL_HEADER, TTL_HEADER_NAME, carried
 from mdsvc.interfaces import AmbiguousAddress, ICache, IInstanceStore, IVendordataProvider, StoreUnavailable
 from mdsvc.limits import LogThrottle
 from mdsvc.model import Instance
@@ -35,6 +37,9 @@ ROOT_ANSWER = Answer(EC2_VERSION_LIST, TEXT)
 
 MAX_PASSWORD_SIZE = 4 * 255
 """Nova stores the password in four system-metadata chunks of 255 characters (spec §2.4.7)."""
+
+TOKEN_PATH = ("latest", "api", "token")
+"""Where a session token is asked for (C{PUT}), with C{[api] imds_tokens} on."""
 
 
 @define
@@ -48,6 +53,8 @@ class MetadataApp:
         any other name is looked up in C{built_providers}.
     @ivar built_providers: the L{IVendordataProvider}s of C{providers} by name (C{DynamicJSON}
         and vendors' plugins: L{mdsvc.api.factory.build_vendordata_providers}).
+    @ivar tokens: with C{[api] imds_tokens} on, the session tokens (L{mdsvc.api.tokens}); None
+        when off (Nova's behaviour: C{PUT /latest/api/token} is an unknown path, 404).
     """
 
     store: IInstanceStore
@@ -60,6 +67,7 @@ class MetadataApp:
     providers: tuple[str, ...] = ("StaticJSON",)
     built_providers: dict[str, IVendordataProvider] = field(factory=dict)
     cache: ICache = field(default=None)
+    tokens: SessionTokens | None = None
     _not_found_lines: LogThrottle = field(default=None, init=False, repr=False)
     _unavailable_lines: LogThrottle = field(default=None, init=False, repr=False)
     _day: tuple[float, float, str] = field(default=(0.0, 0.0, ""), init=False, repr=False)
@@ -84,7 +92,7 @@ class MetadataApp:
     def render(self, instance: Instance) -> InstanceMetadata:
         """A fresh render cache entry for C{instance} (StaticJSON data as of now)."""
         static = self.static_file.load() if "StaticJSON" in self.providers else None
-        return InstanceMetadata(instance, self.dhcp_domain, static, self.interfaces)
+        return InstanceMetadata(instance, self.dhcp_domain, static, self.interfaces, self.tokens is not None)
 
     def _load_uuid(self, key: Any) -> Deferred[InstanceMetadata | None]:
         _, uuid = key  # ("uuid", uuid)
@@ -203,25 +211,91 @@ class MetadataApp:
         @raise MetadataError: (raised, or as the Deferred's failure) for every error status.
         """
         segments = normalise_path(raw_path)
-        if segments is None:
-            return ROOT_ANSWER
-        return self._answer_for(method, segments, self.identifier.identify(headers, peer), body)
+        if self.tokens is None:
+            if segments is None:
+                return ROOT_ANSWER
+            return self._answer_for(method, segments, self.identifier.identify(headers, peer), body, None)
+        if segments == TOKEN_PATH and method == b"PUT" and self._forwarded_by_guest(headers):
+            raise MetadataError(403, "A token request must not carry X-Forwarded-For.", "token PUT with X-Forwarded-For refused")
+        return self._session(method, segments, lambda: self.identifier.identify(headers, peer), body,
+                             carried(headers.get(TOKEN_HEADER)), carried(headers.get(TTL_HEADER)))
 
-    def handle_identified(self, method: bytes, raw_path: bytes, identity: ByInstanceId, body: bytes) -> Answer | Deferred[Answer]:
+    def handle_identified(
+        self, method: bytes, raw_path: bytes, identity: ByInstanceId, body: bytes, token: bytes | None = None,
+        ttl: bytes | None = None,
+    ) -> Answer | Deferred[Answer]:
         """
         L{handle} for an agent in this process, which vouches for the instance itself: no
         headers to read, no signature to check (there is no hop to protect).
+
+        @param token: the session token the guest sent (L{mdsvc.imds.carried}), or None.
+        @param ttl: the token lifetime the guest asked for, or None.
         """
         segments = normalise_path(raw_path)
-        if segments is None:
-            return ROOT_ANSWER
-        return self._answer_for(method, segments, identity, body)
+        if self.tokens is None:
+            if segments is None:
+                return ROOT_ANSWER
+            return self._answer_for(method, segments, identity, body, None)
+        return self._session(method, segments, lambda: identity, body, token, ttl)
 
-    def _answer_for(self, method: bytes, segments: tuple[str, ...], identity: Any, body: bytes) -> Answer | Deferred[Answer]:
-        answer = self._answer_cached(segments, identity)
+    def _forwarded_by_guest(self, headers: dict[bytes, list[bytes]]) -> bool:
+        """
+        Whether a token PUT came through a proxy the guest runs (AWS refuses those): in
+        remote-address mode, any C{X-Forwarded-For}; with C{use_forwarded_for}, more than the
+        one address the trusted front end adds.  Behind the metadata agents the guest's headers
+        never arrive, and the agent's are trusted.
+        """
+        if self.identifier.service_metadata_proxy:
+            return False
+        values = headers.get(b"x-forwarded-for")
+        if not values:
+            return False
+        if self.identifier.use_forwarded_for:
+            return len(values) > 1 or b"," in values[0]
+        return True
+
+    def _session(
+        self, method: bytes, segments: tuple[str, ...] | None, identify: Callable[[], Any], body: bytes, token: bytes | None,
+        ttl: bytes | None,
+    ) -> Answer | Deferred[Answer]:
+        """A request with session tokens on: the token PUT, or any other request with its token checked."""
+        tokens = self.tokens
+        assert tokens is not None
+        if segments == TOKEN_PATH:
+            if method != b"PUT":
+                raise MetadataError(405, "A session token is asked for with PUT.", f"{method.decode('latin-1')} on the token path")
+            seconds = parse_ttl(ttl)
+            return ensureDeferred(self._issue(identify(), seconds))
+        if segments is None:
+            if token is None:
+                tokens.check(None, "")  # 401 when required, before any lookup
+                return ROOT_ANSWER
+            return ensureDeferred(self._root(identify(), token))
+        if token is None:
+            tokens.check(None, "")  # 401 when required, before any lookup
+        return self._answer_for(method, segments, identify(), body, token)
+
+    async def _issue(self, identity: ByInstanceId | ByAddress | ByProvider, ttl: int) -> Answer:
+        """A session token for the identified instance (404 when there is none)."""
+        md, _ = await self.metadata_for(identity)
+        assert self.tokens is not None
+        token = self.tokens.issue(md.instance.uuid, ttl)
+        return Answer(token, TEXT, ((TTL_HEADER_NAME, b"%d" % ttl),))
+
+    async def _root(self, identity: ByInstanceId | ByAddress | ByProvider, token: bytes) -> Answer:
+        """C{GET /} with a token, which must be the identified instance's."""
+        md, _ = await self.metadata_for(identity)
+        assert self.tokens is not None
+        self.tokens.check(token, md.instance.uuid)
+        return ROOT_ANSWER
+
+    def _answer_for(
+        self, method: bytes, segments: tuple[str, ...], identity: Any, body: bytes, token: bytes | None,
+    ) -> Answer | Deferred[Answer]:
+        answer = self._answer_cached(segments, identity, token)
         if answer is not None:
             return answer
-        return ensureDeferred(self.answer(method, segments, identity, body))
+        return ensureDeferred(self.answer(method, segments, identity, body, token))
 
     def failed(self, failure: Failure, method: bytes, path: bytes, peer: str | None, accept: bytes | None) -> HTTPResponse:
         """
@@ -234,10 +308,19 @@ class MetadataApp:
             self._log.failure("unhandled error answering {method} {path}", failure, method=method, path=loggable(path))
             error = MetadataError(500, UNKNOWN_ERROR, f"internal error: {failure.getErrorMessage()}")
         self.log_error(error, method, path, peer)
-        return error_response(error.code, error.explanation, accept, reason=error.reason)
+        response = error_response(error.code, error.explanation, accept, reason=error.reason)
+        if error.code == 405:
+            response = HTTPResponse(405, response.headers + ((b"Allow", b"PUT"),), response.body, reason=response.reason)
+        return response
 
-    def _answer_cached(self, segments: tuple[str, ...], identity: ByInstanceId | ByAddress | ByProvider) -> Answer | None:
-        """The answer without waiting, or None when it needs the store, a check that fails, or I/O."""
+    def _answer_cached(
+        self, segments: tuple[str, ...], identity: ByInstanceId | ByAddress | ByProvider, token: bytes | None,
+    ) -> Answer | None:
+        """
+        The answer without waiting, or None when it needs the store, a check that fails, or I/O.
+
+        @raise MetadataError: 401, the session token is not the cached instance's.
+        """
         if isinstance(identity, ByInstanceId):
             md = self.cache.peek(("uuid", identity.uuid))
             if md is None or (md.instance.project_id or "") != identity.tenant:
@@ -248,20 +331,28 @@ class MetadataApp:
                 return None
         else:
             return None
+        if self.tokens is not None:
+            self.tokens.check(token, md.instance.uuid)
         try:
             resolved = md.resolve(segments, identity.address, self.today())
         except MetadataError:
             return None  # answered (and logged) by the full path
         return resolved if isinstance(resolved, Answer) else None
 
-    async def answer(self, method: bytes, segments: tuple[str, ...], identity: ByInstanceId | ByAddress | ByProvider, body: bytes) -> Answer:
+    async def answer(
+        self, method: bytes, segments: tuple[str, ...], identity: ByInstanceId | ByAddress | ByProvider, body: bytes,
+        token: bytes | None = None,
+    ) -> Answer:
         """
         Answer one request after identification.
 
         @param body: the request body (only the password POST reads it).
+        @param token: the session token the request carries, checked when tokens are on.
         @raise MetadataError: for every error status.
         """
         md, keys = await self.metadata_for(identity)
+        if self.tokens is not None:
+            self.tokens.check(token, md.instance.uuid)
         address = identity.address
         resolved = md.resolve(segments, address, self.today())
         if isinstance(resolved, Answer):

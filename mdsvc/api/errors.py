@@ -15,8 +15,9 @@ class MetadataError(Exception):
     """
     A request ends with an error status.
 
-    @ivar code: one of 400, 403, 404, 409, 500 (the only statuses Nova returns); the agent and
-        proxies also use 429, 502, 503 and 504.
+    @ivar code: one of 400, 403, 404, 409, 500 (the only statuses Nova returns), or 401 and 405
+        of the session tokens (L{mdsvc.api.tokens}); the agent and proxies also use 429, 502,
+        503 and 504.
     @ivar explanation: what the guest is told, or None for the generic text of the status.
     @ivar reason: what the log is told: the concrete cause (never a secret).
     """

@@ -11,6 +11,7 @@ from zope.interface import implementer
 from mdsvc.api.app import MetadataApp
 from mdsvc.api.identify import Identifier
 from mdsvc.api.injected import InterfacesTemplate
+from mdsvc.api.tokens import SessionTokens
 from mdsvc.api.vendordata import DynamicJSON, StaticJSONFile, parse_targets, vendordata_plugin, vendordata_plugins
 from mdsvc.config import Config
 from mdsvc.interfaces import IInstanceStore, IVendordataProvider, IVendordataProviderFactory
@@ -97,4 +98,16 @@ def app_from_config(config: Config, store: IInstanceStore, reactor: Any, plugins
         static_file=StaticJSONFile(api.vendordata_jsonfile_path),
         providers=api.vendordata_providers,
         built_providers=build_vendordata_providers(config, reactor, plugins),
+        tokens=session_tokens(config, reactor),
     )
+
+
+def session_tokens(config: Config, reactor: Any, previous: tuple[str, ...] = ()) -> SessionTokens | None:
+    """
+    The session tokens C{[api] imds_tokens} asks for (None when off), signed with the shared
+    secret; C{previous} secrets' tokens are still accepted (during a rotation).
+    """
+    api = config.api
+    if api.imds_tokens == "off":
+        return None
+    return SessionTokens(reactor, api.imds_tokens == "required", api.shared_secret, previous)

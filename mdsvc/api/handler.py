@@ -3,7 +3,8 @@
 The HTTP face of the metadata API: L{APIHandler} turns an L{HTTPRequest} into an answer of
 L{MetadataApp}, for L{mdsvc.http.LeanHTTPFactory}.
 
-Every request ends in a status of {200, 400, 403, 404, 409, 500} (spec §3.3); every 404 and 500
+Every request ends in a status of {200, 400, 403, 404, 409, 500} (spec §3.3), and with session
+tokens on (C{[api] imds_tokens}, L{mdsvc.api.tokens}) also 401 and 405; every 404 and 500
 is logged with its concrete reason; an unexpected exception is logged with its traceback and
 answered with the generic 500, never with a traceback.  HEAD is answered like GET without the
 body (the protocol drops it). With C{[DEFAULT] debug} every request's headers are logged at

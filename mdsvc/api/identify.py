@@ -72,6 +72,8 @@ class Identifier:
     service_metadata_proxy: bool
     shared_secret: str = field(repr=False)
     use_forwarded_for: bool = False
+    previous: tuple[str, ...] = field(default=(), repr=False)
+    """Secrets whose signatures are still accepted, while a new secret is rolled out (L{mdsvc.reload})."""
     _expected: dict[bytes, bytes] = field(factory=dict, init=False, repr=False, eq=False)
     """The expected signature of each instance id seen (a pure function of id and secret)."""
 
@@ -109,7 +111,7 @@ class Identifier:
         if self.shared_secret:
             expected = sign(self.shared_secret, provider).encode("ascii")
             signature = _header(headers, b"x-metadata-provider-signature") or b""
-            if not hmac.compare_digest(expected, signature):
+            if not hmac.compare_digest(expected, signature) and not self._signed_before(provider, signature):
                 log.warn(
                     "X-Instance-ID-Signature: {signature} does not match the expected signature for id: {requestor_id}. Request From: {requestor_address}",
                     signature=loggable(signature), requestor_id=loggable(provider), requestor_address=loggable(address),
@@ -138,7 +140,7 @@ class Identifier:
         address = first_forwarded(_header(headers, b"x-forwarded-for"))
         known = self._expected.get(instance_id)
         expected = known if known is not None else sign(self.shared_secret, instance_id).encode("ascii")
-        if not hmac.compare_digest(expected, signature):  # still constant-time, every request
+        if not hmac.compare_digest(expected, signature) and not self._signed_before(instance_id, signature):  # constant-time
             log.warn(
                 "X-Instance-ID-Signature: {signature} does not match the expected signature for id: {requestor_id}. Request From: {requestor_address}",
                 signature=loggable(signature), requestor_id=loggable(instance_id), requestor_address=loggable(address or ""),
@@ -155,6 +157,13 @@ class Identifier:
         except UnicodeDecodeError:
             raise MetadataError(400, "X-Instance-ID and X-Tenant-ID must be UTF-8.") from None
         return ByInstanceId(uuid=uuid, tenant=tenant, address=address)
+
+    def _signed_before(self, value: bytes, signature: bytes) -> bool:
+        """Whether C{signature} is C{value}'s with one of the L{previous} secrets (constant-time each)."""
+        good = False
+        for secret in self.previous:
+            good |= hmac.compare_digest(sign(secret, value).encode("ascii"), signature)
+        return good
 
 
 __all__ = ["ByAddress", "ByInstanceId", "ByProvider", "Identifier", "first_forwarded", "sign"]

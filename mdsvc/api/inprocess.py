@@ -78,7 +78,7 @@ class InProcessAPI:
         identity = ByInstanceId(request.instance_id, request.project_id, request.address)
         path = request.target.split(b"?", 1)[0]
         try:
-            answer = self.app.handle_identified(request.method, path, identity, request.body)
+            answer = self.app.handle_identified(request.method, path, identity, request.body, request.token, request.token_ttl)
         except Exception:
             return self.app.failed(Failure(), request.method, path, request.address, None)
         if isinstance(answer, Answer):

@@ -24,10 +24,20 @@ from attrs import define, field, frozen
 from mdsvc.api import openstack as ostack
 from mdsvc.api.ec2 import LOCAL_IPV4_FROM_REQUEST, ec2_meta_data
 from mdsvc.api.errors import MetadataError, not_found
+from mdsvc.api.identity import identity_tree
 from mdsvc.api.injected import InterfacesTemplate
 from mdsvc.api.network_data import network_data
 from mdsvc.api.vendordata import StaticVendordata
-from mdsvc.api.versions import EC2_VERSIONS, GRIZZLY, HAVANA, NEWTON_TWO, ec2_version, openstack_listing, openstack_version
+from mdsvc.api.versions import (
+    EC2_VERSIONS,
+    GRIZZLY,
+    HAVANA,
+    NEWTON_TWO,
+    ec2_at_least,
+    ec2_version,
+    openstack_listing,
+    openstack_version,
+)
 from mdsvc.http import HTTPResponse
 from mdsvc.model import Instance
 
@@ -40,17 +50,21 @@ EC2_VERSION_LIST = "\n".join(EC2_VERSIONS + ("latest",)).encode("ascii")
 
 @frozen
 class Answer:
-    """A successful response: body bytes and their content type."""
+    """
+    A successful response: body bytes, their content type, and any other headers (the token
+    answer's C{X-aws-ec2-metadata-token-ttl-seconds}).
+    """
 
     body: bytes
     content_type: bytes = TEXT
+    headers: tuple[tuple[bytes, bytes], ...] = ()
     _response: list[HTTPResponse] = field(factory=list, init=False, eq=False, repr=False)
     """The HTTP response, once made (in a list: the class is frozen)."""
 
     def response(self) -> HTTPResponse:
         """This answer as an HTTP 200."""
         if not self._response:
-            self._response.append(HTTPResponse(200, ((b"Content-Type", self.content_type),), self.body))
+            self._response.append(HTTPResponse(200, ((b"Content-Type", self.content_type), *self.headers), self.body))
         return self._response[0]
 
 
@@ -112,12 +126,15 @@ class InstanceMetadata:
         among C{vendordata_providers}.
     @ivar interfaces: with C{[DEFAULT] flat_injected}, the interfaces template to render
         (C{network_config}, C{/openstack/content/0000}); None without.
+    @ivar aws_identity: the EC2 versions that have it (2009-04-04, C{latest}) carry AWS's
+        C{dynamic/instance-identity/document} (L{mdsvc.api.identity}: with session tokens on).
     """
 
     instance: Instance
     dhcp_domain: str
     static_vendordata: StaticVendordata | None = None
     interfaces: InterfacesTemplate | None = None
+    aws_identity: bool = False
     _content: dict[str, bytes] | None = field(default=None, init=False, repr=False)
     _ec2_trees: dict[str, dict[str, Any]] = field(factory=dict, init=False, repr=False)
     _meta_data: dict[str, bytes] = field(factory=dict, init=False, repr=False)
@@ -150,6 +167,8 @@ class InstanceMetadata:
             tree = {"meta-data": ec2_meta_data(self.instance, version, self.dhcp_domain)}
             if self.instance.user_data is not None:
                 tree["user-data"] = self.instance.user_data
+            if self.aws_identity and ec2_at_least(version, "2009-04-04"):
+                tree["dynamic"] = identity_tree(self.instance)
             self._ec2_trees[version] = tree
         return tree
 

@@ -22,6 +22,7 @@ from zope.interface import implementer
 from mdsvc.hop import GuestRequest, IAgentHop, error_response, guest_request_headers, peer_address
 from mdsvc.http import HTTPRequest, HTTPResponse
 from mdsvc.httpclient import BadResponse, ConnectionFailed, HTTPPool, RequestTimedOut, relayed
+from mdsvc.imds import HOP_LIMIT, TOKEN_HEADER, TTL_HEADER, carried
 from mdsvc.wire import UnsafeRequest, forwardable_value, is_origin_target
 
 
@@ -82,7 +83,12 @@ class NamespaceProxyHandler:
         Forward with the listener's identity; the guest's own identity headers never pass, and
         of the rest only what was checked does: the method (a token, by the parser), the target
         in origin form (visible ASCII, by the parser; anything but a path is refused here),
-        C{Accept} if it is plain visible ASCII, and the body (framed by its length).
+        C{Accept} if it is plain visible ASCII, the session token headers as L{carried} makes
+        them, and the body (framed by its length).
+
+        The answer to a C{PUT} (the session token's) leaves with IP TTL / hop limit
+        L{HOP_LIMIT}: it reaches the guest and no further, so a container behind the guest
+        cannot get a token (as AWS's default).
         """
         accept = forwardable_value(request.header(b"accept"))
         target = request.origin_target
@@ -92,4 +98,17 @@ class NamespaceProxyHandler:
             address, mac = peer_address(request.peer or "")
         except ValueError:
             return succeed(error_response(400, "The guest's address is not an IP address.", accept))
-        return self._handle(GuestRequest(request.method, target, request.body, address, mac, self._network, self._router, accept))
+        headers = request.headers
+        token = carried(headers.get(TOKEN_HEADER)) if TOKEN_HEADER in headers else None
+        ttl = carried(headers.get(TTL_HEADER)) if TTL_HEADER in headers else None
+        guest = GuestRequest(request.method, target, request.body, address, mac, self._network, self._router, accept, token, ttl)
+        answer = self._handle(guest)
+        if request.method == b"PUT":
+            answer.addCallback(_hop_limited)
+        return answer
+
+
+def _hop_limited(response: HTTPResponse) -> HTTPResponse:
+    """C{response}, to be sent with IP TTL / hop limit L{HOP_LIMIT}."""
+    return HTTPResponse(response.code, response.headers, response.body, response.length, hop_limit=HOP_LIMIT,
+                        reason=response.reason)

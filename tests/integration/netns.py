@@ -105,6 +105,23 @@ class Cloud:
         return router
 
 
+    def behind(self, guest: str, container: str, subnet: str = "10.9.0") -> str:
+        """
+        A namespace C{container} behind C{guest}, as a container behind a VM: the guest routes
+        and masquerades its packets (one more hop, the metadata service sees the guest's
+        address), as Docker's default bridge does.
+        """
+        self.namespace(container)
+        self.veth(guest, "cbr0", container, "eth0")
+        run("ip", "-n", guest, "addr", "add", f"{subnet}.1/24", "dev", "cbr0")
+        run("ip", "-n", container, "addr", "add", f"{subnet}.2/24", "dev", "eth0")
+        run("ip", "-n", container, "route", "add", "default", "via", f"{subnet}.1")
+        run("ip", "netns", "exec", guest, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        run("ip", "netns", "exec", guest, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", f"{subnet}.0/24", "-o", "eth0",
+            "-j", "MASQUERADE")
+        return container
+
+
 def curl(namespace: str, url: str, *extra: str, timeout: float = 10) -> tuple[int, bytes, float]:
     """C{curl} inside a namespace: (status, body, seconds taken); status 0 if nothing answered."""
     start = time.monotonic()

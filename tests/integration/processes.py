@@ -57,12 +57,40 @@ def client_python(*tools: str) -> str:
     return python
 
 
-def run_probe(client: str, target: str, *extra: str, tools: tuple[str, ...] = ()) -> dict[str, Any]:
+TOKEN_CLIENTS = {
+    "ec2-metadata": "amazon-ec2-utils/VERSION", "ec2metadata": "cloud-guest-utils/VERSION",
+    "aws-sdk-js": "node/.installed", "aws-sdk-js-v2": "node/.installed",
+}
+"""The token-first clients install.sh adds, and the stamp each leaves in the clients' directory."""
+
+
+def require_clients(*clients: str) -> None:
+    """
+    Fail in one line naming the install command when one of C{clients} (probe.py's names) is not
+    installed; the clients not in L{TOKEN_CLIENTS} are checked by L{client_python}.
+
+    @raise NotInstalled: naming the command.
+    """
+    import shutil
+
+    client_python()
+    directory = clients_dir()
+    missing = sorted(c for c in clients if c in TOKEN_CLIENTS and not os.path.exists(os.path.join(directory, TOKEN_CLIENTS[c])))
+    if missing:
+        raise NotInstalled(f"the metadata clients {', '.join(missing)} are not installed in {directory}: run {INSTALL_CLIENTS}")
+    if any(c.startswith("aws-sdk-js") for c in clients) and shutil.which("node") is None:
+        raise NotInstalled("aws-sdk-js needs node: apt-get install nodejs npm (as root, bash .ci/install-test-deps does)")
+
+
+def run_probe(
+    client: str, target: str, *extra: str, tools: tuple[str, ...] = (), namespace: str | None = None,
+) -> dict[str, Any]:
     """
     Run a real metadata client (tests/integration/clients/probe.py) on a base URL or a drive
     image, in the clients' virtualenv, and return what it read. Its temporary files go into a
     directory of their own, which must be empty once the probe is done.
 
+    @param namespace: the network namespace to run it in (a guest's), or None.
     @raise NotInstalled: the clients are not installed.
     @raise AssertionError: the client failed (its one line), or left temporary files behind.
     """
@@ -72,7 +100,8 @@ def run_probe(client: str, target: str, *extra: str, tools: tuple[str, ...] = ()
     python = client_python(*tools)
     scratch = tempfile.mkdtemp(prefix="mdsvc-probe-")
     try:
-        result = subprocess.run([python, PROBE, client, target, *extra], capture_output=True, text=True, timeout=120,
+        prefix = ["ip", "netns", "exec", namespace] if namespace else []
+        result = subprocess.run([*prefix, python, PROBE, client, target, *extra], capture_output=True, text=True, timeout=120,
                                 env=dict(os.environ, TMPDIR=scratch))
         if result.returncode != 0:
             raise AssertionError(f"{client} probe failed ({result.returncode}): {result.stderr.strip()}")
@@ -111,26 +140,31 @@ class Twistd:
 
     def __init__(
         self, args: list[str], log_path: str, env: dict[str, str] | None = None, cwd: str = ROOT,
-        ready: Any = None, nofile: int | None = None,
+        ready: Any = None, nofile: int | None = None, prefix: list[str] | None = None,
     ) -> None:
         """
         @param ready: None to wait for a TCP listener (and learn its port), or a callable
             C{ready(self) -> bool} polled until true.
         @param nofile: the child's descriptor limit (soft and hard), as systemd's C{LimitNOFILE=}
             sets it; None: this process's.
+        @param prefix: a command twistd runs under, such as C{ip netns exec NS}.
         """
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            TWISTD + ["-n", "--pidfile=", "--logfile=-"] + args,
+            (prefix or []) + TWISTD + ["-n", "--pidfile=", "--logfile=-"] + args,
             stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=dict(os.environ, **(env or {})),
             preexec_fn=None if nofile is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)),
         )
-        if ready is None:
-            self.port = self._wait_for_port()
-        else:
-            self.port = 0
-            self.wait_until(lambda: ready(self), f"{args} to be ready")
+        try:
+            if ready is None:
+                self.port = self._wait_for_port()
+            else:
+                self.port = 0
+                self.wait_until(lambda: ready(self), f"{args} to be ready")
+        except BaseException:
+            self.stop()  # never left running by a test that gave up on it
+            raise
 
     def wait_until(self, condition: Any, what: str, timeout: float = 30) -> None:
         """Poll C{condition()} until true; fail naming C{what} (with the log) if it never is."""
@@ -220,6 +254,6 @@ def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None, 
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
-def probe(client: str, base: str, *extra: str) -> dict[str, Any]:
+def probe(client: str, base: str, *extra: str, namespace: str | None = None) -> dict[str, Any]:
     """Run a real metadata client on a metadata base URL (L{run_probe}) and return what it read."""
-    return run_probe(client, base, "--timeout", "5", "--deadline", "90", *extra)
+    return run_probe(client, base, "--timeout", "5", "--deadline", "90", *extra, namespace=namespace)

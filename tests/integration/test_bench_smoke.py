@@ -17,7 +17,8 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from tests.integration.processes import ROOT, NotInstalled
 
 NOVA_VENV = os.environ.get("MDSVC_BENCH_NOVA_VENV", "/var/cache/mdsvc-bench/nova-venv")
-SHAPES = ("1 bare twisted.web", "2 haproxy", "3 mdsvc api", "4 mdsvc network-node", "5 mdsvc all-in-one", "6 nova metadata")
+SHAPES = ("1 bare twisted.web", "2 haproxy", "3 mdsvc api", "4 mdsvc network-node", "5 mdsvc all-in-one", "6 nova metadata",
+          "7 mdsvc api, metadata_workers")
 
 
 class BenchSmokeTests(SynchronousTestCase):
@@ -34,8 +35,9 @@ class BenchSmokeTests(SynchronousTestCase):
 
     def test_smoke(self) -> None:
         """
-        The smoke run exits 0, its table has a line for each of the six shapes with 0 errors, and
-        the boot storm and the namespace scale report their results.
+        The smoke run exits 0, its table has a line for each of the seven shapes with 0 errors, the
+        workers' shape reports its processes' CPU, and the boot storm and the namespace scale
+        report their results.
         """
         result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run.py"), "--smoke"],
                                 capture_output=True, text=True, timeout=900, cwd=ROOT)
@@ -51,5 +53,6 @@ class BenchSmokeTests(SynchronousTestCase):
             self.assertNotIn("FAILED", line, output[-6000:])
             # columns from the right: ... errors, RSS MiB, CPU us/req, core %
             self.assertEqual(line.split()[-4], "0", f"{shape}: {line}")
+        self.assertRegex(result.stdout, r"shape 7 server processes \(supervisor first\), CPU time during the load")
         self.assertRegex(result.stdout, r"boot storm \(shape 5\): 20 guests .* errors 0,")
         self.assertRegex(result.stdout, r"namespace scale: 20 qdhcp- namespaces .* all served")

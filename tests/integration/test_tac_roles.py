@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 from twisted.trial import unittest
 
@@ -32,32 +33,45 @@ def listening(pid: int) -> set[str]:
     return found
 
 
-class TacRoleTests(unittest.TestCase):
-    """``twistd -ny tac/ROLE.tac`` for the five roles."""
+class TacCase(unittest.TestCase):
+    """Starting ``twistd -ny tac/ROLE.tac`` on a configuration naming every listener of every role."""
 
-    def start(self, role: str) -> tuple[Twistd, dict[str, str]]:
-        """Start tac/ROLE.tac on a config naming every listener of every role; return it and those listeners."""
-        directory = tempfile.mkdtemp(prefix="mdsvc-tac-")  # short: a UNIX socket path is at most 107 bytes
-        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+    def write_config(self, directory: str, defaults: str = "", api_endpoint: str | None = None) -> tuple[str, dict[str, str]]:
+        """A config naming every listener of every role (C{defaults}: more [DEFAULT] lines); its path and those listeners."""
         api_port, proxy_port = free_port(), free_port()
         socket_path = os.path.join(directory, "agent.sock")
         config = os.path.join(directory, "mdsvc.conf")
         with open(config, "w") as f:
             f.write(
                 f"[DEFAULT]\nstate_path = {directory}/state\nmetadata_proxy_shared_secret = s\n"
-                f"metadata_proxy_socket = {socket_path}\nnova_metadata_port = {api_port}\n\n"
+                f"metadata_proxy_socket = {socket_path}\nnova_metadata_port = {api_port}\n{defaults}\n"
                 f"[proxy]\nnamespaces = none\n"
                 f"listeners = network 11111111-0000-4000-8000-000000000001 tcp:{proxy_port}:interface=127.0.0.1\n\n"
-                f"[mdsvc]\napi_endpoint = tcp:{api_port}:interface=127.0.0.1\n"
+                f"[mdsvc]\napi_endpoint = {api_endpoint or f'tcp:{api_port}:interface=127.0.0.1'}\n"
             )
-        expected = {"api": f"tcp:{api_port}", "agent": f"unix:{socket_path}", "proxy": f"tcp:{proxy_port}",
-                    "admin": f"unix:{directory}/state/run/{role}.sock"}
+        return config, {"api": f"tcp:{api_port}", "agent": f"unix:{socket_path}", "proxy": f"tcp:{proxy_port}"}
+
+    def directory(self) -> str:
+        """A directory for one test's files, removed after it."""
+        directory = tempfile.mkdtemp(prefix="mdsvc-tac-")  # short: a UNIX socket path is at most 107 bytes
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        return directory
+
+    def start(self, role: str, defaults: str = "") -> tuple[Twistd, dict[str, str]]:
+        """Start tac/ROLE.tac on a config naming every listener of every role; return it and those listeners."""
+        directory = self.directory()
+        config, expected = self.write_config(directory, defaults)
+        expected["admin"] = f"unix:{directory}/state/run/{role}.sock"  # the admin socket (mdsvc-manage doctor, trace)
         process = Twistd(
             ["-y", os.path.join(ROOT, "tac", f"{role}.tac")], os.path.join(directory, "twistd.log"),
             env={"MDSVC_CONFIG": config}, ready=lambda p: "reactor class" in p.log(),
         )
         self.addCleanup(process.stop)
         return process, expected
+
+
+class TacRoleTests(TacCase):
+    """``twistd -ny tac/ROLE.tac`` for the five roles."""
 
     def assert_listens(self, role: str, hops: list[str]) -> None:
         """tac/ROLE.tac ends up listening on exactly the listeners of C{hops}, and its admin socket."""
@@ -88,3 +102,59 @@ class TacRoleTests(unittest.TestCase):
     def test_all_in_one(self) -> None:
         """tac/all-in-one.tac: all three."""
         self.assert_listens("all-in-one", ["api", "agent", "proxy"])
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of C{pid}."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(word) for word in f.read().split()]
+
+
+class TacWorkersAndSocketsTests(TacCase):
+    """
+    tac/api.tac with this branch's listeners: C{metadata_workers} (a supervisor and its workers
+    on one socket) and a socket systemd passes in (socket activation), and both together.
+    """
+
+    def assert_shared(self, pid: int, wanted: set[str], workers: int, log: Any) -> None:
+        """Process C{pid} and each of its C{workers} children listen on exactly C{wanted}."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = [pid, *children(pid)]
+            if len(pids) == workers + 1 and all(listening(p) == wanted for p in pids):
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)  # nothing more comes later
+        pids = [pid, *children(pid)]
+        self.assertEqual(len(pids), workers + 1, log()[-3000:])
+        self.assertEqual({p: listening(p) for p in pids}, {p: wanted for p in pids}, log()[-3000:])
+
+    def test_api_workers(self) -> None:
+        """metadata_workers = 2: the supervisor (the .tac's process) and each worker hold the API's port, nothing else."""
+        process, listeners = self.start("api", "metadata_workers = 2\n")
+        self.assert_shared(process.process.pid, {listeners["api"]}, 2, process.log)
+
+    def systemd(self, defaults: str = "") -> tuple[Any, int, str]:
+        """tac/api.tac started as systemd starts a socket-activated service: the process, the socket's port, the log."""
+        from tests.integration.fakesystemd import FakeSystemd, stop
+
+        directory = self.directory()
+        systemd = FakeSystemd(directory)
+        self.addCleanup(systemd.close)
+        port = systemd.listen("api")
+        config, _ = self.write_config(directory, defaults, "systemd:domain=INET:name=api")
+        log = os.path.join(directory, "twistd.log")
+        process = systemd.spawn(["-y", os.path.join(ROOT, "tac", "api.tac")], log, env={"MDSVC_CONFIG": config})
+        self.addCleanup(lambda: process.poll() is not None or stop(process))
+        systemd.wait_for("READY")
+        return process, port, log
+
+    def test_api_systemd_socket(self) -> None:
+        """api_endpoint = systemd:...:name=api: the .tac serves the socket systemd passed, and listens nowhere else."""
+        process, port, log = self.systemd()
+        self.assert_shared(process.pid, {f"tcp:{port}"}, 0, lambda: open(log).read())
+
+    def test_api_systemd_socket_workers(self) -> None:
+        """Both: the supervisor and its two workers share the socket systemd passed, and listen nowhere else."""
+        process, port, log = self.systemd("metadata_workers = 2\n")
+        self.assert_shared(process.pid, {f"tcp:{port}"}, 2, lambda: open(log).read())

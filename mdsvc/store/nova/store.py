@@ -29,6 +29,7 @@ from zope.interface import implementer
 from mdsvc.cache import ExpiringCache
 from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, StoreUnavailable
 from mdsvc.model import Instance
+from mdsvc.reload import IReloadable
 from mdsvc.store.nova import convert
 from mdsvc.store.nova.cells import find_cell, format_db_url
 from mdsvc.store.nova.database import Engines, read, write
@@ -137,7 +138,7 @@ class NovaReader:
             return False
 
 
-@implementer(IInstanceStore)
+@implementer(IInstanceStore, IReloadable)
 class NovaInstanceStore(Service):
     """
     L{IInstanceStore} over Nova's databases and Neutron.
@@ -153,6 +154,9 @@ class NovaInstanceStore(Service):
     """
 
     name = "nova-store"
+    options = frozenset({("api", "metadata_cache_expiration")})
+    """What a SIGHUP applies (L{IReloadable}): how long Neutron's answers for addresses are kept.
+    The databases, threads and timeout are the engines' and the pool's: they take a restart."""
     _log = Logger()
 
     def __init__(self, reader: NovaReader, run: Callable[..., Deferred[Any]], neutron: NovaNeutron | None,
@@ -207,6 +211,13 @@ class NovaInstanceStore(Service):
             self.threadpool.stop()
         self.reader.engines.dispose()
         return None
+
+    def reload(self, config: Any) -> None:
+        """
+        See L{IReloadable.reload}: Neutron's answers for addresses kept C{metadata_cache_expiration}
+        seconds from now on, those kept so far forgotten (as the API's render cache is).
+        """
+        self.addresses = ExpiringCache(self.clock, config.api.cache_expiration, self.addresses.negative_ttl)
 
     # -- IInstanceStore ------------------------------------------------------------------------
 

@@ -4,8 +4,12 @@
 #   * cloud-init     - Debian 12's package, unpacked (not installed) with dpkg -x
 #   * cloudbase-init - from PyPI, into the virtualenv $MDSVC_CLIENTS_DIR/venv
 #   * botocore       - from PyPI, into the same virtualenv
+#   * ec2-metadata   - Debian 12's amazon-ec2-utils, unpacked (a bash script calling curl)
+#   * ec2metadata    - Debian 12's cloud-guest-utils (cloud-utils' guest tools), unpacked
+#   * aws-sdk-js     - from npm (v3's @aws-sdk/ec2-metadata-service and v2's aws-sdk), into
+#                      $MDSVC_CLIENTS_DIR/node (needs node and npm: apt-get install nodejs npm)
 # The tests run probe.py with that virtualenv's python (tests/integration/processes.py).
-# Idempotent: a second run only checks that everything imports (~1 s).
+# Idempotent: a second run only checks that everything imports and the stamps are there (~1 s).
 # Env: MDSVC_CLIENTS_DIR (default /var/cache/mdsvc-test-clients),
 #      PYTHON (default python3: the interpreter the virtualenv is made from).
 set -euo pipefail
@@ -23,27 +27,35 @@ PIP_PKGS=(pyyaml requests configobj cloudbase-init botocore)
 
 installed=()
 
-# ---------------------------------------------------------------- cloud-init
-if [ -f "$CI_PKGS/cloudinit/sources/helpers/openstack.py" ] && [ -f "$CI_ROOT/VERSION" ]; then
-    ci_version="$(cat "$CI_ROOT/VERSION")"
-else
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
-    # Download as root without apt's _apt sandbox (the temp dir is root-only).
-    if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root cloud-init >/dev/null 2>&1); then
-        apt-get update -q >/dev/null
-        (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root cloud-init >/dev/null)
+# ------------------------------------------------- Debian packages, unpacked
+# unpack PACKAGE DIR: Debian's PACKAGE unpacked (not installed) into DIR, its version in
+# DIR/VERSION (the stamp: an unpacked tree without it is unpacked again).
+unpack() {
+    local package="$1" root="$2" tmp deb version
+    if [ -f "$root/VERSION" ]; then
+        return 0
     fi
-    deb="$(ls "$tmp"/cloud-init_*.deb)"
-    ci_version="$(dpkg-deb -f "$deb" Version)"
+    tmp="$(mktemp -d)"
+    # Download as root without apt's _apt sandbox (the temp dir is root-only).
+    if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$package" >/dev/null 2>&1); then
+        apt-get update -q >/dev/null
+        (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$package" >/dev/null)
+    fi
+    deb="$(ls "$tmp"/"${package}"_*.deb)"
+    version="$(dpkg-deb -f "$deb" Version)"
     mkdir -p "$CLIENTS_DIR"
-    rm -rf "$CI_ROOT.new"
-    dpkg -x "$deb" "$CI_ROOT.new"
-    echo "$ci_version" > "$CI_ROOT.new/VERSION"
-    rm -rf "$CI_ROOT"
-    mv "$CI_ROOT.new" "$CI_ROOT"
-    installed+=("cloud-init $ci_version (apt, unpacked in $CI_ROOT)")
-fi
+    rm -rf "$root.new"
+    dpkg -x "$deb" "$root.new"
+    echo "$version" > "$root.new/VERSION"
+    rm -rf "$root" "$tmp"
+    mv "$root.new" "$root"
+    installed+=("$package $version (apt, unpacked in $root)")
+}
+
+unpack cloud-init "$CI_ROOT"
+unpack amazon-ec2-utils "$CLIENTS_DIR/amazon-ec2-utils"
+unpack cloud-guest-utils "$CLIENTS_DIR/cloud-guest-utils"
+ci_version="$(cat "$CI_ROOT/VERSION")"
 
 # ---------------------------------------------------------- Python packages
 check_imports() {
@@ -67,11 +79,32 @@ if ! check_imports; then
     installed+=("pip: ${PIP_PKGS[*]} (in $VENV)")
 fi
 
+# ------------------------------------------------------ aws-sdk-js (npm)
+NODE_DIR="$CLIENTS_DIR/node"
+NPM_PKGS=(@aws-sdk/ec2-metadata-service@3 aws-sdk@2)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "install.sh: aws-sdk-js needs node and npm: apt-get install nodejs npm" >&2
+    exit 1
+fi
+check_node() {
+    NODE_PATH="$NODE_DIR/node_modules" node -e 'require("@aws-sdk/ec2-metadata-service"); require("aws-sdk")' >/dev/null 2>&1
+}
+if [ ! -f "$NODE_DIR/.installed" ] || ! check_node; then
+    mkdir -p "$NODE_DIR"
+    rm -f "$NODE_DIR/.installed"
+    npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent "${NPM_PKGS[@]}" >/dev/null
+    check_node || { echo "install.sh: the AWS SDK for JavaScript still fails to load after npm install" >&2; exit 1; }
+    touch "$NODE_DIR/.installed"
+    installed+=("npm: ${NPM_PKGS[*]} (in $NODE_DIR)")
+fi
+
 versions="$("$PYTHON" - <<'PY'
 from importlib.metadata import version
 print("cloudbase-init %s, botocore %s" % (version("cloudbase-init"), version("botocore")))
 PY
 )"
+js_versions="$(NODE_PATH="$NODE_DIR/node_modules" node -p 'require("@aws-sdk/ec2-metadata-service/package.json").version + ", aws-sdk " + require("aws-sdk/package.json").version')"
+versions="$versions, @aws-sdk/ec2-metadata-service $js_versions, amazon-ec2-utils $(cat "$CLIENTS_DIR/amazon-ec2-utils/VERSION"), cloud-guest-utils $(cat "$CLIENTS_DIR/cloud-guest-utils/VERSION")"
 if [ ${#installed[@]} -eq 0 ]; then
     echo "install.sh: already installed: cloud-init $ci_version, $versions (in $CLIENTS_DIR)"
 else

@@ -4,7 +4,9 @@
 usage: probe.py CLIENT BASE_URL [--post-password PW] [--timeout S]
                 [--retries N] [--deadline S] [--verbose]
 
-CLIENT is one of: cloud-init, cloudbase-init, botocore.
+CLIENT is one of: cloud-init, cloud-init-ec2, cloudbase-init, botocore,
+aws-sdk-js, aws-sdk-js-v2, ec2-metadata, ec2metadata (the last two talk
+to http://169.254.169.254/ only), cloud-init-drive, cloudbase-init-drive.
 Prints one JSON object on stdout and exits 0 when the client read the
 metadata; exits non-zero with a one-line error on stderr otherwise.
 Install the clients first with install.sh (same directory).
@@ -26,6 +28,11 @@ import traceback
 
 CLIENTS_DIR = os.environ.get("MDSVC_CLIENTS_DIR", "/var/cache/mdsvc-test-clients")
 CLOUD_INIT_PKGS = os.path.join(CLIENTS_DIR, "cloud-init", "usr", "lib", "python3", "dist-packages")
+EC2_METADATA = os.path.join(CLIENTS_DIR, "amazon-ec2-utils", "usr", "bin", "ec2-metadata")
+EC2METADATA = os.path.join(CLIENTS_DIR, "cloud-guest-utils", "usr", "bin", "ec2metadata")
+NODE_MODULES = os.path.join(CLIENTS_DIR, "node", "node_modules")
+AWS_SDK_PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe_aws_sdk.js")
+FIXED_ADDRESS = "169.254.169.254"
 
 
 class ProbeError(Exception):
@@ -128,6 +135,133 @@ def probe_cloud_init(base_url, args):
     keys_view.metadata, keys_view.version = results["metadata"], results["version"]
     out["public_keys"] = keys_view.get_public_ssh_keys()
     return out
+
+
+# ------------------------------------------------------ cloud-init, EC2 (IMDSv2)
+
+def probe_cloud_init_ec2(base_url, args):
+    if not os.path.isdir(os.path.join(CLOUD_INIT_PKGS, "cloudinit")):
+        raise ProbeError("cloud-init not unpacked in %s: run install.sh" % CLOUD_INIT_PKGS)
+    sys.path.insert(0, CLOUD_INIT_PKGS)
+    from cloudinit import helpers, version
+    from cloudinit.sources import DataSourceEc2
+
+    # DataSourceEc2 as cloud-init builds it, with metadata_urls = [BASE_URL].  The one change:
+    # the platform is AWS, which cloud-init otherwise learns from DMI data this machine does
+    # not have; on AWS (only) it uses IMDSv2: PUT latest/api/token first, then the token on
+    # every request, a fresh token on a 401, and no metadata service at all without a token.
+    state = tempfile.mkdtemp(prefix="probe-ec2-")
+    paths = helpers.Paths({"cloud_dir": state, "run_dir": state})
+    sys_cfg = {"datasource": {"Ec2": {"metadata_urls": [base_url.rstrip("/")], "timeout": max(1, int(args.timeout)),
+                                      "max_wait": max(1, int(args.timeout) * 2)}}}
+    ds = DataSourceEc2.DataSourceEc2(sys_cfg, None, paths)
+    ds._cloud_name = DataSourceEc2.CloudNames.AWS
+    crawled = ds.crawl_metadata()  # wait_for_metadata_service, the API version, user-data, meta-data, identity
+    if not crawled:
+        raise ProbeError("DataSourceEc2.crawl_metadata() found no metadata service at %s" % base_url)
+    if not ds._api_token:
+        raise ProbeError("DataSourceEc2 read the metadata without a session token")
+    meta = crawled["meta-data"]
+    identity = crawled.get("dynamic", {}).get("instance-identity", {}).get("document", {})
+    return {
+        "client": "cloud-init-ec2",
+        "client_version": version.version_string(),
+        "metadata_address": ds.metadata_address,
+        "api_version": crawled["_metadata_api_version"],
+        "token_length": len(ds._api_token),
+        "instance_id": meta.get("instance-id"),
+        "local_hostname": meta.get("local-hostname"),
+        "local_ipv4": meta.get("local-ipv4"),
+        "public_keys": jsonable(meta.get("public-keys")),
+        "user_data": jsonable(crawled["user-data"]),
+        "identity": jsonable(identity),
+    }
+
+
+# ---------------------------------------------------- ec2-metadata, ec2metadata
+
+def _fixed_address_only(name, base_url):
+    """These scripts talk to 169.254.169.254 and nothing else (the token PUT is not configurable)."""
+    import urllib.parse
+    if urllib.parse.urlsplit(base_url).hostname != FIXED_ADDRESS:
+        raise ProbeError("%s only talks to http://%s/: run it where that is the metadata service" % (name, FIXED_ADDRESS))
+
+
+def _run(argv, name, **env):
+    import subprocess
+    result = subprocess.run(argv, capture_output=True, timeout=args_deadline(), env=dict(os.environ, LC_ALL="C", **env))
+    if result.returncode != 0:
+        raise ProbeError("%s exited %d: %s" % (name, result.returncode,
+                                              " ".join((result.stdout + result.stderr).decode(errors="replace").split())[:300]))
+    return result.stdout.decode("utf-8", "replace")
+
+
+def probe_ec2_metadata(base_url, args):
+    # amazon-ec2-utils' ec2-metadata (Debian's package, unpacked), unmodified: a bash script that
+    # PUTs latest/api/token with curl (and stops if it gets no token), then GETs with the token.
+    if not os.path.exists(EC2_METADATA):
+        raise ProbeError("amazon-ec2-utils not unpacked in %s: run install.sh" % CLIENTS_DIR)
+    _fixed_address_only("ec2-metadata", base_url)
+    text = _run(["bash", EC2_METADATA, "--instance-id", "--local-hostname", "--local-ipv4", "--availability-zone",
+                 "--public-keys", "--user-data"], "ec2-metadata")
+    out = {"client": "ec2-metadata", "client_version": _file_version(EC2_METADATA), "raw": text}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key in ("instance-id", "local-hostname", "local-ipv4", "placement", "user-data"):
+            out[key.replace("-", "_")] = value
+    out["public_key"] = next((line for line in text.splitlines() if line.startswith("ssh-")), None)
+    return out
+
+
+def probe_ec2metadata(base_url, args):
+    # cloud-utils' ec2metadata (Debian's cloud-guest-utils, unpacked), unmodified: urllib, a
+    # token PUT to 169.254.169.254 (always: it has no IMDSv1 fallback), then GETs of BASE_URL's
+    # 2009-04-04 tree with the token.
+    if not os.path.exists(EC2METADATA):
+        raise ProbeError("cloud-guest-utils not unpacked in %s: run install.sh" % CLIENTS_DIR)
+    _fixed_address_only("ec2metadata", base_url)
+    options = ["instance-id", "local-hostname", "local-ipv4", "availability-zone", "public-keys", "user-data"]
+    text = _run([sys.executable, EC2METADATA, "--url", base_url.rstrip("/") + "/2009-04-04"] + ["--" + o for o in options],
+                "ec2metadata")
+    lines = text.splitlines()
+    out = {"client": "ec2metadata", "client_version": _file_version(EC2METADATA)}
+    for option, value in zip(options, lines, strict=False):  # (user-data, last, may span lines)
+        out[option.replace("-", "_")] = value
+    return out
+
+
+def _file_version(path):
+    # the unpacked package's version, written by install.sh next to its tree
+    root = path.split("/usr/bin/")[0]
+    try:
+        with open(os.path.join(root, "VERSION")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def args_deadline():
+    return _DEADLINE[0]
+
+
+_DEADLINE = [60.0]
+
+
+# ------------------------------------------------------------- aws-sdk-js
+
+def probe_aws_sdk_js(base_url, args, flavour="v3"):
+    import shutil
+    node = shutil.which("node")
+    if node is None or not os.path.isdir(NODE_MODULES):
+        raise ProbeError("node or the AWS SDK for JavaScript is missing in %s: run install.sh" % NODE_MODULES)
+    text = _run([node, AWS_SDK_PROBE, flavour, base_url, str(int(args.timeout * 1000))], "aws-sdk-js " + flavour,
+                NODE_PATH=NODE_MODULES)
+    import json as _json
+    return _json.loads(text)
+
+
+def probe_aws_sdk_js_v2(base_url, args):
+    return probe_aws_sdk_js(base_url, args, "v2")
 
 
 # ------------------------------------------------------------ cloudbase-init
@@ -393,6 +527,11 @@ def probe_botocore(base_url, args):
 
 PROBES = {
     "cloud-init": probe_cloud_init,
+    "cloud-init-ec2": probe_cloud_init_ec2,
+    "ec2-metadata": probe_ec2_metadata,
+    "ec2metadata": probe_ec2metadata,
+    "aws-sdk-js": probe_aws_sdk_js,
+    "aws-sdk-js-v2": probe_aws_sdk_js_v2,
     "cloudbase-init": probe_cloudbase_init,
     "botocore": probe_botocore,
     "cloud-init-drive": probe_cloud_init_drive,
@@ -414,6 +553,7 @@ def main(argv=None):
                     help="kill the probe after this many seconds (default 60)")
     ap.add_argument("--verbose", action="store_true", help="client debug logs on stderr")
     args = ap.parse_args(argv)
+    _DEADLINE[0] = args.deadline
 
     # Every temporary file of the probe and of the clients (cloudbase-init extracts a drive into
     # tempfile.mkdtemp() and leaves it there) goes into one directory, removed at the end.
