@@ -8,14 +8,17 @@ It asks the running processes over their admin sockets (C{[mdsvc] admin_dir}, ne
 guest-facing listener) and checks the sockets and ports the configuration names itself:
 
   1. C{config}: the files are valid (as C{check-config} says).
-  2. C{process ROLE}: each process of the node answers on its admin socket.
+  2. C{process ROLE}: each process of the node answers on its admin socket; with
+     C{metadata_workers} > 1, C{process api} is the supervisor (naming its workers) and
+     C{process api@N} each worker, one that is not running named.
   3. proxies: C{namespaces} discovered, C{listener NAME} bound in each, C{fixed listener}s
      accepting; C{agent socket} accepting when the agent is another process.
   4. agent: C{agent socket} accepting; C{lookup backend} answering (for C{--guest}: naming its
      instance); C{metadata API} reachable from the agent; C{shared secret}: a request signed as
      the agent signs is accepted (200, or 404 for an instance the API does not have) where a
      wrongly signed one gets 403.
-  5. API: C{instance store} answering, C{API listener} accepting.
+  5. API: C{instance store} answering (as each worker sees it, naming the worker), C{API listener}
+     accepting.
 """
 
 from __future__ import annotations
@@ -102,6 +105,11 @@ class Doctor:
         self.guest = guest
         self.findings: list[Finding] = []
         self.processes: dict[str, tuple[AdminClient, dict[str, Any]]] = {}
+        """By the admin socket's name (C{ROLE}, or C{api@N} for a worker): its client and C{/status}."""
+
+    def roles(self) -> set[str]:
+        """The roles of the processes that answered."""
+        return {status["role"] for _, status in self.processes.values()}
 
     def add(self, hop: str, ok: bool, text: str, fix: str | None = None) -> None:
         """One finding."""
@@ -111,7 +119,7 @@ class Doctor:
         """Every check, in the order a guest's request crosses the hops."""
         self.check_config()
         self.check_processes()
-        parts = frozenset().union(*(NODE_ROLES[role] for role in self.processes)) if self.processes else frozenset()
+        parts = frozenset().union(*(NODE_ROLES[role] for role in self.roles())) if self.processes else frozenset()
         if "proxy" in parts:
             self.check_proxies()
         if "agent" in parts:
@@ -145,11 +153,23 @@ class Doctor:
             try:
                 status = client.get("/status")
             except AdminUnavailable as e:
-                self.add(f"process {client.role}", False, f"its admin socket does not answer: {e}",
+                self.add(f"process {client.name}", False, f"its admin socket does not answer: {e}",
                          f"start it again (systemctl restart mdsvc@{client.role}), or remove the stale socket")
                 continue
-            self.processes[status["role"]] = (client, status)
-            self.add(f"process {status['role']}", True, f"pid {status['pid']}, admin socket {client.path}")
+            name = client.name
+            self.processes[name] = (client, status)
+            workers = status.get("workers")
+            if workers is None:
+                self.add(f"process {name}", True, f"pid {status['pid']}, admin socket {client.path}")
+                continue
+            running = ", ".join(f"{w['index']} (pid {w['pid']})" for w in workers if w["pid"] is not None)
+            self.add(f"process {name}", True, f"pid {status['pid']}, supervisor of {len(workers)} API workers "
+                     f"(running: {running or 'none'}), admin socket {client.path}")
+            for worker in workers:
+                if worker["pid"] is None:
+                    self.add(f"process {name}@{worker['index']}", False, "not running: the supervisor is starting another "
+                             f"({worker['restarts']} restarts so far)",
+                             "see the API's log for why its workers exit (journalctl -u mdsvc@api)")
         if not clients:
             self.add("processes", False, f"no mdsvc process has an admin socket in {admin_dir}",
                      "start mdsvc with this configuration (systemctl start mdsvc@ROLE); run the doctor as the user it runs as")
@@ -157,8 +177,8 @@ class Doctor:
     def check_proxies(self) -> None:
         """Namespaces discovered, a listener in each, the fixed listeners, and the agent socket behind them."""
         proxy = self.config.proxy
-        for role, (client, _) in self.processes.items():
-            if "proxy" not in NODE_ROLES[role]:
+        for client, status in self.processes.values():
+            if "proxy" not in NODE_ROLES[status["role"]]:
                 continue
             try:
                 status = client.get("/namespaces")
@@ -188,7 +208,7 @@ class Doctor:
             self.add(f"fixed listener {listener.kind} {listener.id}", problem is None,
                      f"{listener.endpoint}: {'accepting' if problem is None else problem}",
                      "see the proxy's log for why it could not listen")
-        if not any("agent" in NODE_ROLES[role] for role in self.processes):
+        if not any("agent" in NODE_ROLES[role] for role in self.roles()):
             self.check_agent_socket(as_upstream=True)
 
     def check_agent_socket(self, as_upstream: bool = False) -> None:
@@ -203,7 +223,7 @@ class Doctor:
 
     def check_agent(self) -> None:
         """The agent: its socket, its lookup backend, the API behind it, the shared secret."""
-        client, status = next((c, s) for role, (c, s) in self.processes.items() if "agent" in NODE_ROLES[role])
+        client, status = next((c, s) for c, s in self.processes.values() if "agent" in NODE_ROLES[s["role"]])
         self.check_agent_socket()
         ready = self._ready(client)
         lookup_problem = next((p for name, p in ready.items() if name.startswith("lookup backend")), None)
@@ -268,15 +288,18 @@ class Doctor:
                      "refused (403)")
 
     def check_api(self) -> None:
-        """The API process: its store answers, its listener accepts."""
-        client, _ = self.processes.get("api") or self.processes.get("all-in-one") or (None, None)
-        if client is None:
+        """The API process (or each of its workers, named): its store answers; its listener accepts."""
+        serving = [(c, s) for c, s in self.processes.values() if s["role"] in ("api", "all-in-one") and "workers" not in s]
+        if not serving:
             return
-        for name, problem in self._ready(client).items():
-            if name.startswith("instance store"):
-                self.add("instance store", problem is None, f"{name[len('instance store '):]}: {problem or 'answering'}",
-                         "check the store's file or database server and its permissions (store = nova: [api_database] and "
-                         "[database] connection)")
+        for client, status in sorted(serving, key=lambda cs: cs[1].get("worker") or 0):
+            worker = status.get("worker")
+            seen = f" (as API worker {worker} sees it, {client.path})" if worker is not None else ""
+            for name, problem in self._ready(client).items():
+                if name.startswith("instance store"):
+                    self.add("instance store", problem is None, f"{name[len('instance store '):]}: {problem or 'answering'}{seen}",
+                             "check the store's file or database server and its permissions (store = nova: [api_database] and "
+                             "[database] connection)")
         where = _tcp(self.config.api.listen_endpoint)
         if where is not None:
             problem = _connects(host=where[0], port=where[1])

@@ -11,7 +11,8 @@ counters (L{mdsvc.metrics.NodeMetrics}) when Prometheus scrapes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -121,11 +122,18 @@ class MetricsHandler:
     """
     C{LeanHTTPFactory(MetricsHandler(...))}: C{GET /metrics}, C{/healthz}, C{/readyz}; anything
     else 404.
+
+    @param registry: what C{/metrics} renders; or None, and C{exposition} renders it.
+    @param readiness: what C{/readyz} checks (anything with L{Readiness.check}'s signature).
+    @param exposition: returns a Deferred of C{/metrics}' text (the supervisor of
+        C{metadata_workers} asks its workers for theirs: L{mdsvc.workerops}).
     """
 
-    def __init__(self, registry: CollectorRegistry, readiness: Readiness) -> None:
+    def __init__(self, registry: CollectorRegistry | None, readiness: Readiness | Any,
+                 exposition: Callable[[], Deferred[bytes]] | None = None) -> None:
         self.registry = registry
         self.readiness = readiness
+        self.exposition = exposition
 
     def __call__(self, request: HTTPRequest) -> HTTPResponse | Deferred[HTTPResponse]:
         """Answer one request of the metrics listener."""
@@ -133,12 +141,20 @@ class MetricsHandler:
         if request.method not in (b"GET", b"HEAD"):
             return HTTPResponse(405, ((b"Content-Type", TEXT), (b"Allow", b"GET, HEAD")), b"GET or HEAD only\n")
         if path == b"/metrics":
-            return HTTPResponse(200, ((b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii")),), generate_latest(self.registry))
+            if self.exposition is not None:
+                return self.exposition().addCallback(metrics_response)
+            assert self.registry is not None
+            return metrics_response(generate_latest(self.registry))
         if path == b"/healthz":
             return HTTPResponse(200, ((b"Content-Type", TEXT),), b"ok\n")
         if path == b"/readyz":
             return self.readiness.check().addCallback(readyz_response)
         return HTTPResponse(404, ((b"Content-Type", TEXT),), b"not found: /metrics, /healthz and /readyz are served here\n")
+
+
+def metrics_response(text: bytes) -> HTTPResponse:
+    """200 and the exposition C{text}."""
+    return HTTPResponse(200, ((b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii")),), text)
 
 
 def readyz_response(results: list[tuple[str, str | None]]) -> HTTPResponse:
@@ -149,4 +165,4 @@ def readyz_response(results: list[tuple[str, str | None]]) -> HTTPResponse:
     return HTTPResponse(200 if ready else 503, ((b"Content-Type", TEXT),), body.encode("utf-8"))
 
 
-__all__ = ["MetricsHandler", "NodeCollector", "readyz_response", "registry_for"]
+__all__ = ["MetricsHandler", "NodeCollector", "metrics_response", "readyz_response", "registry_for"]

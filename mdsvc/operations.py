@@ -2,7 +2,12 @@
 """
 What a process runs besides its role, to be seen and asked: the metrics listener
 (C{[mdsvc] metrics_endpoint}) and the admin socket (C{[mdsvc] admin_dir}), wired here so that
-L{mdsvc.tap} only calls two functions.
+L{mdsvc.tap} only calls a few functions.
+
+With C{[DEFAULT] metadata_workers} > 1 (api role) the supervisor serves the metrics listener for
+the whole API (L{mdsvc.workerops}: its workers' metrics merged, labelled C{worker="N"}, and their
+readiness) and has the admin socket C{api.sock}; each worker N has C{api@N.sock} and no metrics
+listener of its own.
 """
 
 from __future__ import annotations
@@ -85,16 +90,17 @@ def operations_service(config: Config, role: str, reactor: Any, parts: dict[str,
     socket, C{[mdsvc] admin_dir}/ROLE.sock (L{mdsvc.admin.server}); the folding of what the hops
     noted, every L{FOLD_INTERVAL} seconds.
     """
+    from prometheus_client import generate_latest
     from twisted.application.internet import TimerService
 
-    from mdsvc.admin.server import AdminHandler, AdminSocket, AdminState, socket_path
+    from mdsvc.admin.server import AdminState
     from mdsvc.exposition import MetricsHandler, registry_for
-    from mdsvc.http import LeanHTTPFactory
-    from mdsvc.listen import Listening, listen_service
     from mdsvc.logs import Redactor
     from mdsvc.readiness import Readiness
 
     top = MultiService()
+    registry = registry_for(parts["metrics"])
+    parts.setdefault("exposition", lambda: generate_latest(registry))
     folding = TimerService(FOLD_INTERVAL, parts["metrics"].fold)
     folding.clock = reactor
     folding.setServiceParent(top)
@@ -102,23 +108,85 @@ def operations_service(config: Config, role: str, reactor: Any, parts: dict[str,
     worker = parts.get("worker_fd") is not None  # one of the api role's metadata_workers
     endpoint = config.operations.metrics_endpoint
     if endpoint and not worker:
-        handler = MetricsHandler(registry_for(parts["metrics"]), readiness)
-        factory = LeanHTTPFactory(handler, reactor, request_timeout=config.limits.request_timeout,
-                                  idle_timeout=config.limits.idle_timeout, name="mdsvc-metrics", guest_facing=False)
-        where = f"{config.source or 'defaults'}: [mdsvc] metrics_endpoint {endpoint}"
-        listen_service(endpoint, factory, reactor, where).setServiceParent(top)
-    state = AdminState(role, config.sources, parts, Redactor.of(config), reactor.seconds())
-    admin = LeanHTTPFactory(AdminHandler(state), reactor, request_timeout=config.limits.request_timeout,
-                            idle_timeout=config.limits.idle_timeout, name="mdsvc-admin", guest_facing=False)
-    path = socket_path(config.operations.admin_dir, f"{role}@{parts['worker_index']}" if worker else role)
-    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        log.warn("no admin socket: {path} is longer than a UNIX socket path may be ({most} bytes); set [mdsvc] admin_dir "
-                 "to a shorter directory (mdsvc-manage doctor and trace cannot reach this process)", path=path, most=MAX_SOCKET_PATH)
-        return top
-    listening = Listening(f"{config.source or 'defaults'}: [mdsvc] admin_dir {config.operations.admin_dir}: {path}")
-    AdminSocket(reactor, path, admin).setServiceParent(listening)
-    listening.setServiceParent(top)
+        _metrics_listener(config, reactor, MetricsHandler(registry, readiness)).setServiceParent(top)
+    name = f"{role}@{parts['worker_index']}" if worker else role
+    admin = _admin_socket(config, reactor, AdminState(role, config.sources, parts, Redactor.of(config), reactor.seconds()), name)
+    if admin is not None:
+        admin.setServiceParent(top)
     return top
 
 
-__all__ = ["NodeService", "node_metrics", "operations_service"]
+def supervisor_operations_service(config: Config, reactor: Any, supervisor: Any) -> IService:
+    """
+    What the supervisor of C{metadata_workers} serves for its workers (L{mdsvc.workerops}): the
+    metrics listener, if C{[mdsvc] metrics_endpoint} is set (C{/metrics} of every worker merged,
+    C{/readyz} of them all), and the admin socket C{api.sock}; the admin sockets its workers
+    leave behind (a worker killed, a slot no longer configured) are removed.
+    """
+    from twisted.application.service import Service
+
+    from mdsvc.admin.server import AdminState
+    from mdsvc.exposition import MetricsHandler
+    from mdsvc.logs import Redactor
+    from mdsvc.workerops import WorkerAsker, WorkersExposition, WorkersReadiness, remove_stale_sockets
+
+    admin_dir = config.operations.admin_dir
+    asker = WorkerAsker(reactor, admin_dir, supervisor)
+    exposition, readiness = WorkersExposition(asker), WorkersReadiness(asker)
+    top = MultiService()
+
+    class _Stale(Service):
+        """Removes the stale worker sockets at startup (none of this supervisor's workers runs yet)."""
+
+        def startService(self) -> None:
+            super().startService()
+            for path in remove_stale_sockets(admin_dir):
+                log.info("removed the stale admin socket {path} (its worker is gone)", path=path)
+
+    _Stale().setServiceParent(top)
+
+    def ended(worker: Any) -> None:
+        for path in remove_stale_sockets(admin_dir, keep=[w.index for w in supervisor.workers if w is not worker]):
+            log.info("removed the admin socket {path} of API worker {index}, which is gone", path=path, index=worker.index)
+
+    supervisor.ended_hooks.append(ended)
+    if config.operations.metrics_endpoint:
+        _metrics_listener(config, reactor, MetricsHandler(None, readiness, exposition=exposition)).setServiceParent(top)
+    parts = {"readiness": readiness, "exposition": exposition, "supervisor": supervisor}
+    admin = _admin_socket(config, reactor, AdminState("api", config.sources, parts, Redactor.of(config), reactor.seconds()), "api")
+    if admin is not None:
+        admin.setServiceParent(top)
+    return top
+
+
+def _metrics_listener(config: Config, reactor: Any, handler: Any) -> IService:
+    """The listener of C{[mdsvc] metrics_endpoint}, answering with C{handler}."""
+    from mdsvc.http import LeanHTTPFactory
+    from mdsvc.listen import listen_service
+
+    endpoint = config.operations.metrics_endpoint or ""
+    factory = LeanHTTPFactory(handler, reactor, request_timeout=config.limits.request_timeout,
+                              idle_timeout=config.limits.idle_timeout, name="mdsvc-metrics", guest_facing=False)
+    where = f"{config.source or 'defaults'}: [mdsvc] metrics_endpoint {endpoint}"
+    return listen_service(endpoint, factory, reactor, where)
+
+
+def _admin_socket(config: Config, reactor: Any, state: Any, name: str) -> IService | None:
+    """The admin socket C{[mdsvc] admin_dir}/NAME.sock answering from C{state}; None (and a warning) if its path is too long."""
+    from mdsvc.admin.server import AdminHandler, AdminSocket, socket_path
+    from mdsvc.http import LeanHTTPFactory
+    from mdsvc.listen import Listening
+
+    admin = LeanHTTPFactory(AdminHandler(state), reactor, request_timeout=config.limits.request_timeout,
+                            idle_timeout=config.limits.idle_timeout, name="mdsvc-admin", guest_facing=False)
+    path = socket_path(config.operations.admin_dir, name)
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        log.warn("no admin socket: {path} is longer than a UNIX socket path may be ({most} bytes); set [mdsvc] admin_dir "
+                 "to a shorter directory (mdsvc-manage doctor and trace cannot reach this process)", path=path, most=MAX_SOCKET_PATH)
+        return None
+    listening = Listening(f"{config.source or 'defaults'}: [mdsvc] admin_dir {config.operations.admin_dir}: {path}")
+    AdminSocket(reactor, path, admin).setServiceParent(listening)
+    return listening
+
+
+__all__ = ["NodeService", "node_metrics", "operations_service", "supervisor_operations_service"]

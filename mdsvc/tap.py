@@ -574,7 +574,7 @@ def _supervisor(config: Config, reactor: Any, workers: int, options: Options) ->
     """
     from mdsvc.listen import Listening
     from mdsvc.loglevel import LogLevelFilter, LogLevelService
-    from mdsvc.operations import NodeService
+    from mdsvc.operations import NodeService, supervisor_operations_service
     from mdsvc.reload import LogLevelReload, Reloader
     from mdsvc.systemd import SystemdNotifier
     from mdsvc.workers import WorkerCommand, WorkerSupervisor
@@ -594,6 +594,7 @@ def _supervisor(config: Config, reactor: Any, workers: int, options: Options) ->
     shared = Listening(where)
     supervisor.setServiceParent(shared)
     shared.setServiceParent(top)
+    supervisor_operations_service(config, reactor, supervisor).setServiceParent(top)
     reloader = Reloader(reactor, config, [LogLevelReload(level), supervisor], lambda new: reload_problems(new, NODE_ROLES["api"]),
                         sources=_listed_again(options))
     reloader.setServiceParent(top)

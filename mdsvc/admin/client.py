@@ -49,9 +49,14 @@ class AdminClient:
     timeout: float = 30.0
 
     @property
+    def name(self) -> str:
+        """The socket's name: C{ROLE}, or C{ROLE@N} for worker N of C{metadata_workers}."""
+        return os.path.basename(self.path)[:-len(".sock")]
+
+    @property
     def role(self) -> str:
         """The role, from the socket's name (C{ROLE.sock}, or C{ROLE@N.sock} for worker N of C{metadata_workers})."""
-        return os.path.basename(self.path)[:-len(".sock")].partition("@")[0]
+        return self.name.partition("@")[0]
 
     def get(self, route: str, **query: Any) -> dict[str, Any]:
         """

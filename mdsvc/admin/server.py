@@ -6,6 +6,8 @@ JSON over mdsvc's own HTTP/1.1 server:
   - C{GET /status}: role, pid, version, configuration files, the parts it runs.
   - C{GET /trace?instance=UUID&address=IP&after=SEQ&limit=N}: the trace ring's records.
   - C{GET /ready}: each dependency of the role and why it does not answer (L{mdsvc.readiness}).
+  - C{GET /metrics}: the process's Prometheus exposition (text, not JSON): how the supervisor of
+    C{metadata_workers} gathers its workers' metrics, whose workers open no metrics listener.
   - C{GET /namespaces}: (proxies) every namespace discovered, its listeners, the last problem.
   - C{GET /check/lookup?address=IP&network=ID|router=ID}: (agent) the lookup backend's own answer
     for a guest, past the cache.
@@ -55,7 +57,8 @@ class AdminState:
 
     @ivar parts: C{metrics}, C{readiness}, and as the role has them C{agent} (the
         L{mdsvc.agent.handler.MetadataAgent}), C{lookup} (the backend, without cache), C{proxies},
-        C{app}.
+        C{app}; C{exposition} (returns the C{/metrics} text, or a Deferred of it); in the
+        supervisor of C{metadata_workers}, C{supervisor} (its L{mdsvc.workers.WorkerSupervisor}).
     """
 
     role: str
@@ -82,6 +85,8 @@ class AdminHandler:
             b"/status": self._status, b"/trace": self._trace, b"/ready": self._ready, b"/namespaces": self._namespaces,
             b"/check/lookup": self._check_lookup, b"/check/secret": self._check_secret,
         }.get(request.path)
+        if request.path == b"/metrics":
+            return self._metrics()
         if route is None:
             return self._json(404, {"error": f"no {request.path.decode('latin-1')} here"})
         try:
@@ -96,12 +101,30 @@ class AdminHandler:
         data = json.dumps(self.state.redactor.value(body), sort_keys=True).encode("utf-8")
         return HTTPResponse(code, ((b"Content-Type", JSON),), data)
 
+    def _metrics(self) -> HTTPResponse | Deferred[HTTPResponse]:
+        exposition = self.state.parts.get("exposition")
+        if exposition is None:
+            return self._json(404, {"error": "this process has no metrics"})
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        def response(text: bytes) -> HTTPResponse:
+            return HTTPResponse(200, ((b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii")),), text)
+
+        result = exposition()
+        return result.addCallback(response) if isinstance(result, Deferred) else response(result)
+
     def _status(self, query: dict[str, str]) -> dict[str, Any]:
         parts = self.state.parts
-        return {"role": self.state.role, "pid": os.getpid(), "version": __version__, "sources": list(self.state.sources),
-                "started": self.state.started,
-                "parts": sorted(name for name in ("app", "agent", "proxies", "lookup") if name in parts),
-                "agent_in_process_api": "app" in parts and "agent" in parts}
+        status = {"role": self.state.role, "pid": os.getpid(), "version": __version__, "sources": list(self.state.sources),
+                  "started": self.state.started,
+                  "parts": sorted(name for name in ("app", "agent", "proxies", "lookup") if name in parts),
+                  "agent_in_process_api": "app" in parts and "agent" in parts,
+                  "worker": parts["worker_index"] if parts.get("worker_fd") is not None else None}
+        supervisor = parts.get("supervisor")
+        if supervisor is not None:
+            status["workers"] = [{"index": w.index, "pid": w.pid if w.process is not None else None, "ready": w.ready,
+                                  "restarts": w.restarts} for w in supervisor.workers]
+        return status
 
     def _trace(self, query: dict[str, str]) -> dict[str, Any]:
         try:
@@ -109,7 +132,8 @@ class AdminHandler:
             limit = int(query["limit"]) if "limit" in query else None
         except ValueError:
             raise ValueError("after and limit are integers") from None
-        records = self.state.parts["metrics"].select(query.get("instance"), query.get("address"), after, limit)
+        metrics = self.state.parts.get("metrics")  # (none in the supervisor of metadata_workers: its workers answer)
+        records = metrics.select(query.get("instance"), query.get("address"), after, limit) if metrics is not None else []
         return {"role": self.state.role, "pid": os.getpid(), "records": records}
 
     def _ready(self, query: dict[str, str]) -> Deferred[dict[str, Any]]:
