@@ -7,6 +7,8 @@ them all; under systemd the supervisor says READY once both serve, on the socket
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -19,13 +21,15 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.integration.fakesystemd import FakeSystemd, stop
-from tests.integration.processes import Twistd, manage, write_config
+from tests.integration.processes import Twistd, free_port, manage, write_config
 from tests.integration.test_token_clients import document
 
 UUID = "5a1e0000-0000-4000-8000-00000000c0de"
+SECRET = "w0rkers-s3cret"
 
 
 class Load:
@@ -199,3 +203,102 @@ class SystemdWorkersTests(SynchronousTestCase):
         systemd.wait_for("STOPPING", timeout=5)
 
 
+
+
+class WorkersOperationsTests(SynchronousTestCase):
+    """
+    Operating a supervisor and two workers: one metrics listener (the supervisor's) for the whole
+    API, /readyz of both workers, the admin sockets of each, and mdsvc-manage trace and doctor.
+    """
+
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="mdsvc-wo-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.metrics = free_port()
+        self.config = write_config(self.dir, "[DEFAULT]\nmetadata_workers = 2\n[mdsvc]\naccess_log = true\n"
+                                             f"metrics_endpoint = tcp:{self.metrics}:interface=127.0.0.1\n"
+                                             f"[neutron]\nservice_metadata_proxy = true\nmetadata_proxy_shared_secret = {SECRET}\n")
+        docs = os.path.join(self.dir, "docs.json")
+        with open(docs, "w") as f:
+            json.dump([document(UUID, "workers", "127.0.0.1", "5a1e0000-0000-4000-8000-0000000000ee", 0x5A1E)], f)
+        manage(self.config, "instance", "import", docs)
+        self.api = Twistd(["mdsvc", "--role", "api", "--config", self.config], os.path.join(self.dir, "api.log"))
+        self.addCleanup(self.api.stop)
+        self.api.wait_until(lambda: "all 2 API workers are serving" in self.api.log(), "both workers")
+
+    def signed(self) -> bytes:
+        """A request signed as the agent signs it, on a new connection (so either worker may take it)."""
+        request = urllib.request.Request(self.api.base + "openstack/latest/meta_data.json", headers={
+            "X-Instance-ID": UUID, "X-Tenant-ID": "proj-workers", "X-Forwarded-For": "127.0.0.1",
+            "X-Instance-ID-Signature": hmac.new(SECRET.encode(), UUID.encode(), hashlib.sha256).hexdigest()})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.read()
+
+    def worker_answers(self) -> dict[str, float]:
+        """The API's 200 answers, by worker, as the supervisor's /metrics says."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        answers: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "mdsvc_requests_total" and sample.labels.get("hop") == "api" and sample.labels.get("code") == "200":
+                    answers[sample.labels["worker"]] = answers.get(sample.labels["worker"], 0) + sample.value
+        return answers
+
+    def test_metrics_readiness_trace_doctor(self) -> None:
+        """Signed requests move both workers' counters on the supervisor's /metrics; ready; traced; the doctor is content."""
+        self.assertEqual(self.worker_answers(), {})  # (no answer yet)
+        sent = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self.assertIn(UUID.encode(), self.signed())
+            sent += 1
+            if sent % 10 == 0 and len([n for n in self.worker_answers().values() if n > 0]) == 2:
+                break
+        answers = self.worker_answers()
+        self.assertEqual(sorted(answers), ["0", "1"])
+        self.assertTrue(all(n > 0 for n in answers.values()), answers)
+        self.assertEqual(sum(answers.values()), sent)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        self.assertEqual(text.count("# TYPE mdsvc_requests_total counter"), 1)
+        self.assertEqual(text.count("# HELP mdsvc_requests_total "), 1)
+        self.assertIn("mdsvc_workers_alive 2.0", text)
+        self.assertIn('mdsvc_worker_restarts_total{worker="0"} 0.0', text)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/readyz", timeout=10) as r:
+            ready = r.read().decode()
+        self.assertTrue(ready.startswith("ready\n"), ready)
+        self.assertIn("ok: API worker 0: instance store", ready)
+        self.assertIn("ok: API worker 1: instance store", ready)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/healthz", timeout=10) as r:
+            self.assertEqual(r.read(), b"ok\n")
+        run = os.path.join(self.dir, "state", "run")
+        self.assertEqual(sorted(os.listdir(run)), ["api.sock", "api@0.sock", "api@1.sock"])
+        trace = manage(self.config, "trace", UUID).stdout
+        self.assertEqual(trace.count("GET /openstack/latest/meta_data.json"), sent, trace)
+        doctor = manage(self.config, "doctor", check=False).stdout
+        self.assertRegex(doctor, r"OK    process api: pid \d+, supervisor of 2 API workers \(running: 0 \(pid \d+\), 1 \(pid \d+\)\)")
+        self.assertIn("OK    process api@0: pid", doctor)
+        self.assertIn("OK    process api@1: pid", doctor)
+        self.assertIn("as API worker 1 sees it", doctor)
+        self.assertNotIn("FAIL", doctor)
+
+    def test_killed_worker(self) -> None:
+        """A worker killed leaves no stale socket behind: its replacement's is there, and /readyz is ready again."""
+        pids = {int(i): int(p) for i, p in re.findall(r"started API worker (\d) \(pid (\d+)\)", self.api.log())}
+        os.kill(pids[1], signal.SIGKILL)
+        self.api.wait_until(lambda: "removed the admin socket" in self.api.log(), "the dead worker's socket removed")
+        self.api.wait_until(lambda: self.api.log().count("metadata-api starting on") >= 4, "the new worker serving")
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/readyz", timeout=10) as r:
+                    return r.status == 200
+            except urllib.error.HTTPError:
+                return False
+
+        self.api.wait_until(ready, "ready again")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            self.assertIn('mdsvc_worker_restarts_total{worker="1"} 1.0', r.read().decode())
+        doctor = manage(self.config, "doctor", check=False).stdout
+        self.assertNotIn("FAIL", doctor)
