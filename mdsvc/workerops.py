@@ -99,18 +99,17 @@ class WorkerAsker:
                 return body.addCallback(lambda data: _raise(f"answered {response.code}: {data[:200]!r}"))
             return body
 
-        def failed(failure: Any) -> None:
-            from twisted.internet.defer import CancelledError
-            from twisted.internet.defer import TimeoutError as DeferredTimeout
+        def timed_out(result: Any, timeout: float) -> bytes:
+            # (whatever the cancelled request failed with: not connected yet, or no answer)
+            raise WorkerUnavailable(f"no answer within {timeout:g}s")
 
-            if failure.check(DeferredTimeout, CancelledError):
-                raise WorkerUnavailable(f"no answer within {self.timeout:g}s")
+        def failed(failure: Any) -> None:
             if failure.check(WorkerUnavailable):
                 failure.raiseException()
             raise WorkerUnavailable(failure.getErrorMessage() or failure.type.__name__)
 
         d.addCallback(answered)
-        d.addTimeout(self.timeout, self.reactor)
+        d.addTimeout(self.timeout, self.reactor, onTimeoutCancel=timed_out)
         return d.addErrback(failed)
 
     def each(self, route: bytes) -> Deferred[list[tuple[int, bytes | WorkerUnavailable]]]:

@@ -90,3 +90,35 @@ class DoctorTests(SynchronousTestCase):
         self.assertEqual(run(["--config", self.path, "doctor"], out), 1)
         self.assertEqual(out.getvalue(), f"FAIL  config: {self.path}:3: [DEFAULT] log_format = 'xml': allowed: text | json\n"
                                          "      fix: correct the option named\nbroken: config\n")
+
+
+class _Ready:
+    """An admin client answering C{/ready} with C{dependencies}."""
+
+    def __init__(self, path: str, dependencies: dict[str, str | None]) -> None:
+        self.path = path
+        self.dependencies = dependencies
+
+    def get(self, route: str, **query: Any) -> dict[str, Any]:
+        assert route == "/ready"
+        return {"dependencies": [{"name": n, "problem": p} for n, p in self.dependencies.items()]}
+
+
+class WorkersDoctorTests(SynchronousTestCase):
+    """The api role with metadata_workers: the supervisor's socket and each worker's."""
+
+    setUp = DoctorTests.setUp
+
+    def test_each_worker(self) -> None:
+        """The instance store as each worker sees it, naming the worker; the supervisor itself is not asked."""
+        doctor = Doctor(self.config, [self.path])
+        doctor.processes = {
+            "api": (_Ready("/run/api.sock", {"API worker 0: instance store x": None}), {"role": "api", "workers": []}),
+            "api@1": (_Ready("/run/api@1.sock", {"instance store sqlite:/s": "disk I/O error"}), {"role": "api", "worker": 1}),
+            "api@0": (_Ready("/run/api@0.sock", {"instance store sqlite:/s": None}), {"role": "api", "worker": 0}),
+        }  # type: ignore[dict-item]
+        doctor.check_api()
+        self.assertEqual([(f.hop, f.ok, f.text) for f in doctor.findings if f.hop == "instance store"], [
+            ("instance store", True, "sqlite:/s: answering (as API worker 0 sees it, /run/api@0.sock)"),
+            ("instance store", False, "sqlite:/s: disk I/O error (as API worker 1 sees it, /run/api@1.sock)"),
+        ])
