@@ -110,32 +110,57 @@ def children(pid: int) -> list[int]:
         return [int(word) for word in f.read().split()]
 
 
+def worker_index(pid: int) -> str:
+    """The number of API worker C{pid} (its C{--worker-index}), or C{?}."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().decode().split("\0")
+    except OSError:
+        return "?"
+    return args[args.index("--worker-index") + 1] if "--worker-index" in args else "?"
+
+
+def admin_dir(log: str) -> str:
+    """The admin directory of the process whose log is C{log} (C{state_path}/run beside it)."""
+    return os.path.join(os.path.dirname(log), "state", "run")
+
+
 class TacWorkersAndSocketsTests(TacCase):
     """
     tac/api.tac with this branch's listeners: C{metadata_workers} (a supervisor and its workers
     on one socket) and a socket systemd passes in (socket activation), and both together.
     """
 
-    def assert_shared(self, pid: int, wanted: set[str], workers: int, log: Any) -> None:
-        """Process C{pid} and each of its C{workers} children listen on exactly C{wanted}."""
+    def assert_shared(self, pid: int, wanted: set[str], workers: int, log: Any, admin_dir: str) -> None:
+        """
+        Process C{pid} and each of its C{workers} children listen on exactly C{wanted} and an admin
+        socket of their own in C{admin_dir}: C{api.sock} (the supervisor, or the only process),
+        C{api@N.sock} (worker N).
+        """
+
+        def expected(p: int) -> set[str]:
+            return wanted | {f"unix:{admin_dir}/{'api' if p == pid else f'api@{worker_index(p)}'}.sock"}
+
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             pids = [pid, *children(pid)]
-            if len(pids) == workers + 1 and all(listening(p) == wanted for p in pids):
+            if len(pids) == workers + 1 and all(listening(p) == expected(p) for p in pids):
                 break
             time.sleep(0.2)
         time.sleep(0.5)  # nothing more comes later
         pids = [pid, *children(pid)]
         self.assertEqual(len(pids), workers + 1, log()[-3000:])
-        self.assertEqual({p: listening(p) for p in pids}, {p: wanted for p in pids}, log()[-3000:])
+        self.assertEqual({p: listening(p) for p in pids}, {p: expected(p) for p in pids}, log()[-3000:])
+        self.assertEqual(sorted(expected(p) for p in pids[1:]) if workers else [],
+                         sorted({f"unix:{admin_dir}/api@{i}.sock"} | wanted for i in range(workers)))
 
     def test_api_workers(self) -> None:
-        """metadata_workers = 2: the supervisor (the .tac's process) and each worker hold the API's port, nothing else."""
+        """metadata_workers = 2: the supervisor (the .tac's process) and each worker hold the API's port and an admin socket each."""
         process, listeners = self.start("api", "metadata_workers = 2\n")
-        self.assert_shared(process.process.pid, {listeners["api"]}, 2, process.log)
+        self.assert_shared(process.process.pid, {listeners["api"]}, 2, process.log, os.path.dirname(listeners["admin"][5:]))
 
     def systemd(self, defaults: str = "") -> tuple[Any, int, str]:
-        """tac/api.tac started as systemd starts a socket-activated service: the process, the socket's port, the log."""
+        """tac/api.tac started as systemd starts a socket-activated service: the process, the socket's port, the log (its admin sockets beside it)."""
         from tests.integration.fakesystemd import FakeSystemd, stop
 
         directory = self.directory()
@@ -152,9 +177,9 @@ class TacWorkersAndSocketsTests(TacCase):
     def test_api_systemd_socket(self) -> None:
         """api_endpoint = systemd:...:name=api: the .tac serves the socket systemd passed, and listens nowhere else."""
         process, port, log = self.systemd()
-        self.assert_shared(process.pid, {f"tcp:{port}"}, 0, lambda: open(log).read())
+        self.assert_shared(process.pid, {f"tcp:{port}"}, 0, lambda: open(log).read(), admin_dir(log))
 
     def test_api_systemd_socket_workers(self) -> None:
         """Both: the supervisor and its two workers share the socket systemd passed, and listen nowhere else."""
         process, port, log = self.systemd("metadata_workers = 2\n")
-        self.assert_shared(process.pid, {f"tcp:{port}"}, 2, lambda: open(log).read())
+        self.assert_shared(process.pid, {f"tcp:{port}"}, 2, lambda: open(log).read(), admin_dir(log))
