@@ -671,9 +671,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("mdsvc", "metrics_endpoint", optional(endpoint), None, roles=EVERY_PART, dest="operations.metrics_endpoint",
            example="tcp:9180:interface=127.0.0.1",
            help="A Twisted endpoint serving /metrics (Prometheus), /healthz and /readyz; unset: none. Every "
-                "process needs its own (give each role's file its own port).", paths=endpoint_path),
+                "process needs its own (give each role's file its own port); with metadata_workers, the api role's "
+                "supervisor serves it for all its workers (each sample labelled worker=\"N\").", paths=endpoint_path),
     Option("mdsvc", "admin_dir", optional(string), None, roles=EVERY_PART, example="$state_path/run",
-           help="Where each process serves its admin socket, ROLE.sock (mode 0600, in a 0700 directory), "
+           help="Where each process serves its admin socket, ROLE.sock (worker N of metadata_workers: api@N.sock; "
+                "mode 0600, in a 0700 directory), "
                 "which mdsvc-manage doctor and trace talk to (default $state_path/run).", paths=a_path),
     Option("mdsvc", "trace_size", integer(0), "4096", roles=EVERY_PART, dest="operations.trace_size",
            help="Requests each process keeps for mdsvc-manage trace (one per hop answered; 0: none)."),
