@@ -136,12 +136,26 @@ def supervisor_operations_service(config: Config, reactor: Any, supervisor: Any)
     top = MultiService()
 
     class _Stale(Service):
-        """Removes the stale worker sockets at startup (none of this supervisor's workers runs yet)."""
+        """
+        Removes the stale worker sockets at startup, before any worker of this supervisor runs
+        (the workers start in C{startService}, after every C{privilegedStartService}).
+        """
+
+        done = False
+
+        def privilegedStartService(self) -> None:
+            super().privilegedStartService()
+            self._remove()
 
         def startService(self) -> None:
             super().startService()
-            for path in remove_stale_sockets(admin_dir):
-                log.info("removed the stale admin socket {path} (its worker is gone)", path=path)
+            self._remove()
+
+        def _remove(self) -> None:
+            if not self.done:
+                self.done = True
+                for path in remove_stale_sockets(admin_dir):
+                    log.info("removed the stale admin socket {path} (its worker is gone)", path=path)
 
     _Stale().setServiceParent(top)
 
