@@ -104,7 +104,7 @@ class HopMeter:
     Hops of one process that answer within the outer one's call are noted once, by the
     outermost: the API answering the agent at once is noted in the agent's record (C{agent+api});
     the agent called by a namespace proxy's listener leaves what it knows (its hops, the instance,
-    its lookup cache's outcome) in the listener's meter's C{inner}, which the listener's record
+    its lookup cache's outcome, its wait for a remote API) in the listener's meter's C{inner}, which the listener's record
     takes (C{proxy+agent+api}), with the listener's times: all-in-one notes one record and reads
     the clock twice per request where it noted three and read six times. Each hop still counts
     its answers and has its row in the trace (L{mdsvc.trace.CHAINS}).
@@ -114,7 +114,8 @@ class HopMeter:
     @ivar now: the clock's C{seconds} (the reactor's is C{time.time}).
     @ivar note: adds one record to the process's pending records.
     @ivar inner: (a namespace proxy's listeners) what the agent of this process that answered
-        within the listener's call knows: C{(hops, instance, lookup cache outcome)}, or None.
+        within the listener's call knows: C{(hops, instance, lookup cache outcome, seconds it
+        waited for a remote API or None)}, or None.
     """
 
     __slots__ = ("hop", "clock", "codes", "latency", "now", "note", "waited", "inner")
@@ -127,7 +128,7 @@ class HopMeter:
         self.now = clock.seconds
         self.note = note
         self.waited = waited
-        self.inner: tuple[str, Any, str | None] | None = None
+        self.inner: tuple[str, Any, str | None, float | None] | None = None
 
     def answered(
         self, response: Any, started: float, address: Any, scope: str | None, instance: Any, method: bytes, path: bytes,

@@ -309,3 +309,42 @@ class _Held:
     def lookup(self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None) -> Deferred[Any]:
         """See L{IInstanceLookup.lookup}."""
         return fail(self.broken) if self.broken is not None else self.pending
+
+
+class _RemoteAPI:
+    """An API in another process, answering after C{delay} seconds of C{clock}."""
+
+    def __init__(self, clock: Any, delay: float) -> None:
+        self.clock, self.delay = clock, delay
+
+    def forward(self, signed: Any) -> Deferred[HTTPResponse]:
+        from twisted.internet.task import deferLater
+
+        return deferLater(self.clock, self.delay, lambda: HTTPResponse(200, (), b"{}"))
+
+
+class NetworkNodeChainTests(SynchronousTestCase):
+    """A network node: a namespace proxy's listener and the agent in one process, the API elsewhere."""
+
+    def test_agent_to_api(self) -> None:
+        """The listener's one record for both hops keeps the agent's wait for the remote API (agent_to_api)."""
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from mdsvc.http import LeanHTTPFactory
+        from mdsvc.proxy.http import NamespaceProxyHandler
+
+        clock = Clock()
+        metrics = NodeMetrics("network-node", clock)
+        lookup = MemoryLookup({("network", NETWORK, "10.0.0.5"): (UUID, "test")})
+        agent = MetadataAgent(lookup, _RemoteAPI(clock, 0.25), "k", clock=clock, meter=metrics.hop("agent"), time_api=True)  # type: ignore[arg-type]
+        agent.front = metrics.hop("proxy")
+        factory = LeanHTTPFactory(NamespaceProxyHandler("network", NETWORK, agent), clock, meter=metrics.hop("proxy"),
+                                  meter_answers=True, scope=NETWORK)
+        protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.5", 40000))
+        protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.5", 40000)))
+        protocol.dataReceived(b"GET /openstack HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n")
+        clock.advance(0.25)
+        self.assertEqual(metrics.requests(), {("proxy", 200): 1, ("agent", 200): 1})
+        waited = metrics.stages["agent_to_api"]
+        self.assertEqual((waited.count, waited.sum), (1, 0.25))

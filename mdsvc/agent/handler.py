@@ -165,7 +165,7 @@ class MetadataAgent:
             response = self._refusal(e, request)
         if meter is not None:
             if front is not None:  # the listener calling, within its call, notes next: its record stands for this hop
-                front.inner = (PROXY_AGENT_API if seen[3] else PROXY_AGENT, seen[0], seen[1])
+                front.inner = (PROXY_AGENT_API if seen[3] else PROXY_AGENT, seen[0], seen[1], seen[2])
             else:
                 meter.note((AGENT_API if seen[3] else "agent", started, meter.now(), response.code,
                             response if response.reason is not None else None, ip, request.network_id or request.router_id,
