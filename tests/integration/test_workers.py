@@ -308,3 +308,24 @@ class WorkersOperationsTests(SynchronousTestCase):
             self.assertIn('mdsvc_worker_restarts_total{worker="1"} 1.0', r.read().decode())
         doctor = manage(self.config, "doctor", check=False).stdout
         self.assertNotIn("FAIL", doctor)
+
+    def test_stopped_worker_left_out(self) -> None:
+        """A worker that does not answer (SIGSTOP) is left out of a scrape within the timeout, counted, and /readyz names it."""
+        pids = {int(i): int(p) for i, p in re.findall(r"started API worker (\d) \(pid (\d+)\)", self.api.log())}
+        os.kill(pids[1], signal.SIGSTOP)
+        self.addCleanup(os.kill, pids[1], signal.SIGCONT)
+        started = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertIn("mdsvc_workers_unscraped 1.0", text)
+        self.assertIn('mdsvc_worker_scrapes_missed_total{worker="1"} 1.0', text)
+        self.assertIn('mdsvc_info{role="api",version=', text)
+        self.assertIn('worker="0"}', text.split("# HELP mdsvc_info")[1].split("# HELP")[0])
+        self.assertNotIn('worker="1"}', text.split("# HELP mdsvc_info")[1].split("# HELP")[0])
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/readyz", timeout=10)
+        body = caught.exception.read().decode()
+        self.assertEqual(caught.exception.code, 503)
+        self.assertIn("not ready: API worker 1: its admin socket does not answer: no answer within 2s", body)
+        self.assertIn("ok: API worker 0: instance store", body)
