@@ -122,6 +122,21 @@ class FileTests(DocumentsTestsMixin, SynchronousTestCase):
         threading.Timer(0.5, holder.execute, ("COMMIT",)).start()
         self.assertEqual(self.docs.import_instances([instanceDoc(A)]), [A])
 
+    def test_sameLayout(self) -> None:
+        """Every new store file has its tables and indexes made in one order (the same pages hold the same things)."""
+        layouts = []
+        for _ in range(3):
+            docs = fileDocuments(os.path.join(self.mktemp(), "mdsvc.sqlite"))
+            docs.create()
+            docs.close()
+            conn = sqlite3.connect(docs.path)
+            layouts.append(conn.execute("SELECT type, name, rootpage FROM sqlite_master ORDER BY rootpage").fetchall())
+            conn.close()
+        self.assertEqual(layouts[0], layouts[1])
+        self.assertEqual(layouts[0], layouts[2])
+        self.assertEqual([name for kind, name, _ in layouts[0] if kind == "index" and not name.startswith("sqlite_")][:5],
+                         ["ix_instances_project_id", "ix_ports_uuid", "ports_ip", "ports_network_ip", "ports_network_mac"])
+
     def test_emptyPath(self) -> None:
         """sqlite: without a path is refused."""
         e = self.assertRaises(ValueError, SQLDocuments, "sqlite:")
@@ -454,6 +469,11 @@ class RouterTests(DocumentsTestsMixin, SynchronousTestCase):
         self.assertEqual(self.docs.list_routers(), [])
 
 
+RULE_TESTS = ("ImportTests", "DeclaredAssignedTests", "PasswordTests", "AddressTests", "RouterTests", "InstanceStoreTests",
+              "StoredDocumentTests", "OlderDocumentTests", "ExplicitEc2IdTests")
+"""The test classes of the store's rules, on any database: tests/integration/test_sql_store.py runs them on the servers."""
+
+
 class SharedFileTests(SynchronousTestCase):
     """mdsvc-manage and the service are two processes on one file: writes are seen at once."""
 
@@ -668,12 +688,12 @@ def synchronous(f: Any, *args: Any) -> Deferred[Any]:
     return maybeDeferred(f, *args)
 
 
-class InstanceStoreTests(SynchronousTestCase):
+class InstanceStoreTests(DocumentsTestsMixin, SynchronousTestCase):
     """L{DocumentStore} with a synchronous runner."""
 
     def setUp(self) -> None:
-        path = os.path.join(self.mktemp(), "store.sqlite")
-        self.documents = fileDocuments(path)
+        super().setUp()
+        self.documents = self.docs
         self.store = DocumentStore(self.documents, synchronous)
         self.documents.import_instances(
             [instanceDoc(A, "10.0.0.5"), instanceDoc(B, "10.0.0.7", "net-1"), instanceDoc(C, "10.0.0.7", "net-2")]

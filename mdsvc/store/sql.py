@@ -47,6 +47,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import CreateIndex, CreateTable
 from zope.interface import implementer
 
 from mdsvc.hop import canonical_ip
@@ -177,7 +178,14 @@ class SQLDocuments:
         """Create the tables on first use (a new database; every node or process may try, one wins)."""
         if not self._ready:
             def create(conn: Connection) -> None:
-                DOCUMENTS.create_all(conn, checkfirst=True)
+                # (not create_all: it makes a table's indexes in the order of a set, and so a new
+                # file's pages in another order each time)
+                existing = set(inspect(conn).get_table_names())
+                for table in DOCUMENTS.sorted_tables:
+                    if table.name not in existing:
+                        conn.execute(CreateTable(table))
+                        for index in sorted(table.indexes, key=lambda index: str(index.name)):
+                            conn.execute(CreateIndex(index))
 
             def lock_row(conn: Connection) -> None:
                 if conn.execute(select(store_locks.c.name).where(store_locks.c.name == "numbering")).first() is None:

@@ -20,6 +20,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.store.sql import SQLDocuments
+from tests import test_store
 from tests.integration.mariadb import shared_mariadb
 from tests.integration.nova_cloud import SECRET, request, sign
 from tests.integration.postgresql import shared_postgresql
@@ -205,3 +206,33 @@ class MariaDBStoreTests(SharedStoreMixin, SynchronousTestCase):
         name = f"mdsvc_{time.monotonic_ns()}"
         server.create_database(name)
         return server.url(name)
+
+
+class OnPostgreSQL:
+    """A rule test's store on a new database of the shared PostgreSQL."""
+
+    def store_url(self) -> str:
+        """A new database on the shared PostgreSQL."""
+        server = shared_postgresql()
+        name = f"mdsvc_{time.monotonic_ns()}"
+        server.create_database(name)
+        return server.url(name)
+
+
+class OnMariaDB:
+    """A rule test's store on a new database of the shared MariaDB."""
+
+    def store_url(self) -> str:
+        """A new database on the shared MariaDB."""
+        server = shared_mariadb()
+        name = f"mdsvc_{time.monotonic_ns()}"
+        server.create_database(name)
+        return server.url(name)
+
+
+# tests/test_store.py's rule tests, written once, run on each server too: PostgreSQLImportTests,
+# MariaDBPasswordTests, ... (the module is imported, not its classes: they are not run here on SQLite)
+for _server, _kind in ((OnPostgreSQL, "PostgreSQL"), (OnMariaDB, "MariaDB")):
+    for _name in test_store.RULE_TESTS:
+        _base = getattr(test_store, _name)
+        globals()[_kind + _name] = type(_kind + _name, (_server, _base), {"__doc__": f"{_base.__doc__} On {_kind}."})
