@@ -142,6 +142,42 @@ def write(engine: Engine, change: Callable[[Connection], T]) -> T:
         raise _own(e) from None
 
 
+class Select:
+    """
+    One SELECT compiled once for the file's dialect, run on a kept connection straight through
+    the driver: the cache misses of a boot storm (an instance by uuid, the uuids of an address)
+    cost what a bare C{sqlite3} query costs, not SQLAlchemy's execution machinery around it
+    (C{bench/store.py}: about five times as much per call).  The statement alone, with no
+    C{BEGIN} (the connections are in the driver's autocommit mode), is a transaction of its own:
+    it sees every commit made before it and holds nothing after it.
+    """
+
+    def __init__(self, engine: Engine, statement: Any) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self.engine = engine
+        self.sql = compiled.string
+        self.names = tuple(compiled.positiontup or ())
+
+    def rows(self, **params: Any) -> list[Any]:
+        """
+        The rows the statement selects with C{params} (its bound parameters by name).
+
+        @raise sqlite3.Error: as SQLite raised it.
+        """
+        try:
+            connection = self.engine.raw_connection()
+        except DBAPIError as e:
+            raise _own(e) from None
+        try:
+            cursor = connection.cursor()
+            try:
+                return cursor.execute(self.sql, tuple(params[name] for name in self.names)).fetchall()
+            finally:
+                cursor.close()
+        finally:
+            connection.close()  # back to the pool
+
+
 def _own(error: DBAPIError) -> BaseException:
     """SQLite's own exception inside SQLAlchemy's wrapper (the wrapper itself if there is none)."""
     return error.orig if isinstance(error.orig, sqlite3.Error) else error

@@ -126,8 +126,9 @@ Index("ports_network_ip", ports.c.network_id, ports.c.ip)
 Index("ports_network_mac", ports.c.network_id, ports.c.mac)
 Index("ports_ip", ports.c.ip)
 
-# The statements of an API cache miss (a boot storm's), made once: SQLAlchemy's compiled cache
-# then finds them without building a statement per call.
+# The statements of an API cache miss (a boot storm's), made once: on a server SQLAlchemy's
+# compiled cache finds them without building a statement per call; in the file they run
+# compiled, straight through the driver (embedded.Select).
 _GET = select(instances.c.document, instances.c.password).where(instances.c.uuid == bindparam("uuid"))
 _BY_ADDRESS = select(ports.c.uuid).where(ports.c.ip == bindparam("ip")).distinct().order_by(ports.c.uuid)
 
@@ -169,6 +170,8 @@ class SQLDocuments:
             self.path = shown(url)
             self.engine = make_engine(url, pool_size or 8, timeout)
             self._reader, self._writer = read, write
+        # a miss's reads, straight through the file's driver (on a server: SQLAlchemy's execution)
+        self._selects = {statement: embedded.Select(self.engine, statement) for statement in (_GET, _BY_ADDRESS)} if self.embedded else {}
         # the rowid is the id column in the file, and the only one in files of older mdsvc
         self._port_order = literal_column("rowid") if self.embedded else ports.c.id
         self._network_order = literal_column("rowid") if self.embedded else router_networks.c.id
@@ -207,6 +210,14 @@ class SQLDocuments:
                             raise
                         time.sleep(0.2 * (attempt + 1))
             self._ready = True
+
+    def _select(self, statement: Any, **params: Any) -> list[Any]:
+        """The rows of one of the statements made once (L{_GET}, L{_BY_ADDRESS}), with C{params}."""
+        self._schema()
+        fast = self._selects.get(statement)
+        if fast is not None:
+            return fast.rows(**params)
+        return list(read(self.engine, lambda c: c.execute(statement, params).all(), single=True))
 
     def _read(self, query: Callable[[Connection], T]) -> T:
         self._schema()
@@ -410,7 +421,8 @@ class SQLDocuments:
 
     def get(self, uuid: str) -> StoredInstance | None:
         """The stored row of one instance, or None."""
-        row = self._read(lambda c: c.execute(_GET, {"uuid": uuid}).first())
+        found = self._select(_GET, uuid=uuid)
+        row = found[0] if found else None
         return StoredInstance(json.loads(row[0]), row[1]) if row else None
 
     def uuids_by_address(self, ip: str) -> list[str]:
@@ -418,7 +430,7 @@ class SQLDocuments:
         canonical = canonical_ip(ip)
         if canonical is None:
             return []
-        return list(self._read(lambda c: c.execute(_BY_ADDRESS, {"ip": canonical}).scalars().all()))
+        return [row[0] for row in self._select(_BY_ADDRESS, ip=canonical)]
 
     def list_instances(self) -> list[tuple[str, str | None, str | None, list[str]]]:
         """(uuid, name, project_id, fixed IPs) for every instance, sorted by uuid."""
