@@ -112,32 +112,28 @@ def _store(config: Config, create: bool = False) -> Any:
         existing one, and a missing one is an error rather than a new, empty store (on a
         database server: its tables are made by an import only).
     """
-    from mdsvc.store.sql import is_sql_url
+    from mdsvc.store import document_store
 
-    if is_sql_url(config.store):
-        try:
-            documents = SQLDocuments(config.store)
-        except ValueError as e:
-            raise CommandError(f"{located(config, 'mdsvc', 'store')}: {e}") from None
-        if create:
-            documents.create()
-        elif not documents.exists():
-            documents.close()
-            raise CommandError(f"no store at {documents.path} ([mdsvc] store of {config.source or 'the defaults'}; "
-                               "instance import or router import creates it)")
-        return documents
-    kind, _, path = config.store.partition(":")
-    if kind != "sqlite":
+    if not document_store(config.store):
         raise CommandError(f"{located(config, 'mdsvc', 'store')}: mdsvc-manage handles mdsvc's own document stores "
                            f"(sqlite:PATH, postgresql://..., mysql+pymysql://...), not store = {config.store}")
-    if not create and not os.path.exists(path):
-        raise CommandError(f"no store at {path} ([mdsvc] store of {config.source or 'the defaults'}; "
-                           "instance import or router import creates it)")
     try:
-        prepare_configured_store(config, Logger(observer=_warn))
-    except StoreProblem as e:
-        raise CommandError(f"{config.source or 'defaults'}: {e}") from None
-    return SQLDocuments(config.store)
+        documents = SQLDocuments(config.store)
+    except ValueError as e:
+        raise CommandError(f"{located(config, 'mdsvc', 'store')}: {e}") from None
+    if not create and not documents.exists():
+        documents.close()
+        raise CommandError(f"no store at {documents.path} ([mdsvc] store of {config.source or 'the defaults'}; "
+                           "instance import or router import creates it)")
+    if documents.embedded:
+        try:
+            prepare_configured_store(config, Logger(observer=_warn))  # (creates a new one, private)
+        except StoreProblem as e:
+            documents.close()
+            raise CommandError(f"{config.source or 'defaults'}: {e}") from None
+    elif create:
+        documents.create()
+    return documents
 
 
 @provider(ILogObserver)

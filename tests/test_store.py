@@ -410,6 +410,18 @@ class AddressTests(DocumentsTestsMixin, SynchronousTestCase):
         self.docs.import_instances([instanceDoc(B, "10.0.0.5", "net-b"), instanceDoc(A, "10.0.0.5", "net-a")])
         self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [A, B])
 
+    def test_rowsByAddress(self) -> None:
+        """rows_by_address: (uuid, row) of each instance holding the address, once each, sorted; none for garbage."""
+        doc = instanceDoc(B, "10.0.0.5", "net-b")
+        doc["nics"].append({"mac": "fa:16:3e:00:00:09", "network": {"id": "net-c"}, "fixed_ips": [{"ip": "10.0.0.5"}]})
+        self.docs.import_instances([doc, instanceDoc(A, "10.0.0.5", "net-a"), instanceDoc(C, "10.0.0.6")])
+        self.docs.set_password(A, "pa")
+        found = self.docs.rows_by_address("::ffff:10.0.0.5")
+        self.assertEqual([(uuid, row.document["uuid"], row.password) for uuid, row in found], [(A, A, "pa"), (B, B, None)])
+        self.assertEqual([uuid for uuid, _ in self.docs.rows_by_address("10.0.0.6")], [C])
+        self.assertEqual(self.docs.rows_by_address("10.0.0.7"), [])
+        self.assertEqual(self.docs.rows_by_address("not-an-ip"), [])
+
     def test_reimportMovesPorts(self) -> None:
         """A re-import with another IP drops the old address."""
         self.docs.import_instances([instanceDoc(A, "10.0.0.5")])

@@ -131,6 +131,9 @@ Index("ports_ip", ports.c.ip)
 # compiled, straight through the driver (embedded.Select).
 _GET = select(instances.c.document, instances.c.password).where(instances.c.uuid == bindparam("uuid"))
 _BY_ADDRESS = select(ports.c.uuid).where(ports.c.ip == bindparam("ip")).distinct().order_by(ports.c.uuid)
+_ROWS_BY_ADDRESS = (select(instances.c.uuid, instances.c.document, instances.c.password)
+                    .where(instances.c.uuid.in_(select(ports.c.uuid).where(ports.c.ip == bindparam("ip"))))
+                    .order_by(instances.c.uuid))
 
 SERVER_KINDS = ("postgresql", "mysql", "mariadb")
 """The URL schemes (before any C{+driver}) of the database servers this store runs on (besides C{sqlite:PATH})."""
@@ -171,7 +174,7 @@ class SQLDocuments:
             self.engine = make_engine(url, pool_size or 8, timeout)
             self._reader, self._writer = read, write
         # a miss's reads, straight through the file's driver (on a server: SQLAlchemy's execution)
-        self._selects = {statement: embedded.Select(self.engine, statement) for statement in (_GET, _BY_ADDRESS)} if self.embedded else {}
+        self._selects = {s: embedded.Select(self.engine, s) for s in (_GET, _BY_ADDRESS, _ROWS_BY_ADDRESS)} if self.embedded else {}
         # the rowid is the id column in the file, and the only one in files of older mdsvc
         self._port_order = literal_column("rowid") if self.embedded else ports.c.id
         self._network_order = literal_column("rowid") if self.embedded else router_networks.c.id
@@ -196,7 +199,11 @@ class SQLDocuments:
 
             if self.embedded:
                 embedded.create_file(self.path)
-                self._writer(self.engine, create)  # (SQLite's DDL is transactional, and writers queue)
+                # a store that has its tables is only read (no write lock taken, a read-only file
+                # read); a new one is made in one write transaction (SQLite's DDL is transactional)
+                existing = embedded.read(self.engine, lambda c: set(inspect(c).get_table_names()))
+                if any(table.name not in existing for table in DOCUMENTS.sorted_tables):
+                    embedded.write(self.engine, create)
             else:
                 for attempt in range(10):
                     try:
@@ -205,14 +212,14 @@ class SQLDocuments:
                         break
                     except StoreUnavailable:
                         # another node is making them at the same moment (MySQL's DDL is not
-                        # transactional): once it is done, checkfirst finds everything there
+                        # transactional): once it is done, the next attempt finds every table there
                         if attempt == 9:
                             raise
                         time.sleep(0.2 * (attempt + 1))
             self._ready = True
 
     def _select(self, statement: Any, **params: Any) -> list[Any]:
-        """The rows of one of the statements made once (L{_GET}, L{_BY_ADDRESS}), with C{params}."""
+        """The rows of one of the statements made once (L{_GET}, L{_BY_ADDRESS}, ...), with C{params}."""
         self._schema()
         fast = self._selects.get(statement)
         if fast is not None:
@@ -431,6 +438,17 @@ class SQLDocuments:
         if canonical is None:
             return []
         return [row[0] for row in self._select(_BY_ADDRESS, ip=canonical)]
+
+    def rows_by_address(self, ip: str) -> list[tuple[str, StoredInstance]]:
+        """
+        C{(uuid, row)} of every instance that holds C{ip} as a fixed IP, in any network, sorted
+        by uuid: L{uuids_by_address} and L{get} in one query (a miss by address).
+        """
+        canonical = canonical_ip(ip)
+        if canonical is None:
+            return []
+        return [(uuid, StoredInstance(json.loads(document), password))
+                for uuid, document, password in self._select(_ROWS_BY_ADDRESS, ip=canonical)]
 
     def list_instances(self) -> list[tuple[str, str | None, str | None, list[str]]]:
         """(uuid, name, project_id, fixed IPs) for every instance, sorted by uuid."""

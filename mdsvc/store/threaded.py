@@ -58,13 +58,10 @@ class DocumentStore:
         """See L{IInstanceStore.by_address}."""
 
         def load() -> Instance | None:
-            uuids = self.documents.uuids_by_address(ip)
-            if len(uuids) > 1:
-                raise AmbiguousAddress(ip, uuids)
-            if not uuids:
-                return None
-            row = self.documents.get(uuids[0])
-            return row.instance() if row else None
+            rows = self.documents.rows_by_address(ip)
+            if len(rows) > 1:
+                raise AmbiguousAddress(ip, [uuid for uuid, _ in rows])
+            return rows[0][1].instance() if rows else None
 
         return self._run(load)
 
