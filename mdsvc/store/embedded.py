@@ -169,11 +169,8 @@ class Select:
         except DBAPIError as e:
             raise _own(e) from None
         try:
-            cursor = connection.cursor()
-            try:
-                return cursor.execute(self.sql, tuple(params[name] for name in self.names)).fetchall()
-            finally:
-                cursor.close()
+            # (sqlite3's own execute: its cursor is made, used up and dropped in C)
+            return connection.driver_connection.execute(self.sql, tuple(params[name] for name in self.names)).fetchall()
         finally:
             connection.close()  # back to the pool
 
