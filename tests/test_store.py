@@ -837,7 +837,6 @@ class ThreadedStoreTests(TestCase):
         """The built-in stores are opened through the same interface as a vendor's."""
         from mdsvc.store import store_factory
         from mdsvc.store.nova import NovaStoreFactory
-        from mdsvc.store.sql import SQLStoreFactory
 
         self.assertTrue(verifyObject(IInstanceStoreFactory, SQLStoreFactory("sqlite")))
         self.assertTrue(verifyObject(IInstanceStoreFactory, SQLStoreFactory("postgresql")))

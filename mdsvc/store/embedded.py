@@ -169,8 +169,10 @@ class Select:
         except DBAPIError as e:
             raise _own(e) from None
         try:
+            driver = connection.driver_connection
+            assert driver is not None  # (a connection checked out of the pool is open)
             # (sqlite3's own execute: its cursor is made, used up and dropped in C)
-            return connection.driver_connection.execute(self.sql, tuple(params[name] for name in self.names)).fetchall()
+            return driver.execute(self.sql, tuple(params[name] for name in self.names)).fetchall()
         finally:
             connection.close()  # back to the pool
 
