@@ -135,6 +135,13 @@ _ROWS_BY_ADDRESS = (select(instances.c.uuid, instances.c.document, instances.c.p
                     .where(instances.c.uuid.in_(select(ports.c.uuid).where(ports.c.ip == bindparam("ip"))))
                     .order_by(instances.c.uuid))
 
+# An import's statements, made once too (building a statement costs more than running it in the file).
+_INSTANCE_NUMBER = select(ec2_instance_ids.c.id).where(ec2_instance_ids.c.uuid == bindparam("uuid"))
+_IMAGE_NUMBER = select(ec2_image_ids.c.id).where(ec2_image_ids.c.image_uuid == bindparam("image"))
+_LAST_NUMBER = {table.name: select(func.coalesce(func.max(table.c.id), 0)) for table in (ec2_instance_ids, ec2_image_ids)}
+_UPDATE_INSTANCE = update(instances).where(instances.c.uuid == bindparam("b_uuid"))
+_DELETE_PORTS = delete(ports).where(ports.c.uuid == bindparam("uuid"))
+
 SERVER_KINDS = ("postgresql", "mysql", "mariadb")
 """The URL schemes (before any C{+driver}) of the database servers this store runs on (besides C{sqlite:PATH})."""
 
@@ -269,17 +276,17 @@ class SQLDocuments:
         conn.execute(select(store_locks.c.name).where(store_locks.c.name == "numbering").with_for_update())
 
     def _next_id(self, conn: Connection, table: Table) -> int:
-        return int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
+        return int(conn.execute(_LAST_NUMBER[table.name]).scalar_one()) + 1
 
     def _number_instance(self, conn: Connection, uuid: str, doc: dict[str, Any]) -> None:
         """The instance's EC2 number: the one it had, the one it gives, or a new one above every other."""
         table = ec2_instance_ids
         number = EC2_INSTANCE.get(doc)
         if number is None:
-            found = conn.execute(select(table.c.id).where(table.c.uuid == uuid)).scalar()
+            found = conn.execute(_INSTANCE_NUMBER, {"uuid": uuid}).scalar()
             if found is None:
                 found = self._next_id(conn, table)
-                conn.execute(insert(table).values(id=found, uuid=uuid))
+                conn.execute(insert(table), {"id": found, "uuid": uuid})
             EC2_INSTANCE.put(doc, int(found))
             return
         owner = conn.execute(select(table.c.uuid).where(table.c.id == number)).scalar()
@@ -302,10 +309,10 @@ class SQLDocuments:
                 conn.execute(insert(table).values(id=number, image_uuid=image))
         for image in image_ids(doc):
             if image not in images:
-                found = conn.execute(select(table.c.id).where(table.c.image_uuid == image)).scalar()
+                found = conn.execute(_IMAGE_NUMBER, {"image": image}).scalar()
                 if found is None:
                     found = self._next_id(conn, table)
-                    conn.execute(insert(table).values(id=found, image_uuid=image))
+                    conn.execute(insert(table), {"id": found, "image_uuid": image})
                 images[image] = int(found)
         EC2_IMAGES.put(doc, images)
 
@@ -344,7 +351,7 @@ class SQLDocuments:
         return list(seen)
 
     def _write_instance(self, conn: Connection, uuid: str, doc: dict[str, Any], reset_password: bool) -> None:
-        old = conn.execute(select(instances.c.document, instances.c.password).where(instances.c.uuid == uuid)).first()
+        old = conn.execute(_GET, {"uuid": uuid}).first()
         old_doc = json.loads(old[0]) if old else {}
         password = kept_password(PASSWORD.pop(doc), old[1] if old else None, reset_password)
         keep_assigned(doc, old_doc)
@@ -358,10 +365,10 @@ class SQLDocuments:
         values = {"document": json.dumps(doc, sort_keys=False), "project_id": instance.project_id, "password": password,
                   "updated_at": datetime.now(UTC).isoformat()}
         if old:
-            conn.execute(update(instances).where(instances.c.uuid == uuid).values(**values))
+            conn.execute(_UPDATE_INSTANCE, {"b_uuid": uuid, **values})
         else:
-            conn.execute(insert(instances).values(uuid=uuid, **values))
-        conn.execute(delete(ports).where(ports.c.uuid == uuid))
+            conn.execute(insert(instances), {"uuid": uuid, **values})
+        conn.execute(_DELETE_PORTS, {"uuid": uuid})
         rows = []
         for nic in instance.nics:
             mac = nic.mac.lower() if nic.mac is not None else None  # (looked up in any case)
