@@ -122,6 +122,36 @@ class FileTests(DocumentsTestsMixin, SynchronousTestCase):
         threading.Timer(0.5, holder.execute, ("COMMIT",)).start()
         self.assertEqual(self.docs.import_instances([instanceDoc(A)]), [A])
 
+    def test_concurrentImports(self) -> None:
+        """Four writers on one file at once (each its own store object, as processes are): forty different EC2 numbers."""
+        import threading
+
+        self.docs.create()
+        errors: list[BaseException] = []
+
+        def writer(n: int) -> None:
+            docs = fileDocuments(self.path)
+            try:
+                for i in range(10):
+                    docs.import_instances([instanceDoc(f"00000000-0000-4000-8000-{n:06d}{i:06d}", image_id=f"img-{i}")])
+            except BaseException as e:  # noqa: BLE001 - failed below
+                errors.append(e)
+            finally:
+                docs.close()
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(errors, [])
+        numbers = [self.docs.get(f"00000000-0000-4000-8000-{n:06d}{i:06d}").instance().ec2_instance_id  # type: ignore[union-attr]
+                   for n in range(4) for i in range(10)]
+        self.assertEqual(sorted(numbers), list(range(1, 41)))
+        images = {self.docs.get(f"00000000-0000-4000-8000-{n:06d}{i:06d}").instance().ec2_image_ids[f"img-{i}"]  # type: ignore[union-attr]
+                  for n in range(4) for i in range(10)}
+        self.assertEqual(sorted(images), list(range(1, 11)))
+
     def test_sameLayout(self) -> None:
         """Every new store file has its tables and indexes made in one order (the same pages hold the same things)."""
         layouts = []

@@ -1,6 +1,7 @@
 """
 mdsvc's own document store on a database server (C{[mdsvc] store = postgresql://...} or
-C{mysql+pymysql://...}), on a real PostgreSQL and a real MariaDB started by the tests: imports
+C{mysql+pymysql://...}), on a real PostgreSQL and a real MariaDB started by the tests, and the same
+tests on the embedded file (C{sqlite:PATH}) that several processes open: imports
 with mdsvc-manage are all or nothing, two api nodes share the store (what one stores, the other
 serves; a password is set once across both), concurrent imports never give one EC2 number twice.
 """
@@ -124,7 +125,8 @@ class SharedStoreMixin:
             self.assertEqual(result.returncode, 1, result.stderr)  # type: ignore[attr-defined]
             self.assertIn("mdsvc-manage: no store at ", result.stderr)  # type: ignore[attr-defined]
             self.assertIn("instance import or router import creates it", result.stderr)  # type: ignore[attr-defined]
-            self.assertNotIn(self.store.split("@")[0].rsplit(":", 1)[1], result.stderr)  # type: ignore[attr-defined]
+            if "@" in self.store:  # (a server's password)
+                self.assertNotIn(self.store.split("@")[0].rsplit(":", 1)[1], result.stderr)  # type: ignore[attr-defined]
         documents = SQLDocuments(self.store)
         try:
             self.assertFalse(documents.exists())  # type: ignore[attr-defined]
@@ -184,6 +186,14 @@ class SharedStoreMixin:
         finally:
             documents.close()
         self.assertEqual(len(set(numbers)), 60)  # type: ignore[attr-defined]
+
+
+class SQLiteFileStoreTests(SharedStoreMixin, SynchronousTestCase):
+    """The same on the embedded store: one file that every process (api nodes, mdsvc-manage) opens."""
+
+    def url(self) -> str:
+        """A file in a directory of its own, not there yet."""
+        return f"sqlite:{os.path.abspath(self.mktemp())}/store/mdsvc.sqlite"  # type: ignore[attr-defined]
 
 
 class PostgreSQLStoreTests(SharedStoreMixin, SynchronousTestCase):
