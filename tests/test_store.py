@@ -1010,8 +1010,20 @@ class OldStoreFileTests(SynchronousTestCase):
         self.docs = fileDocuments(self.path)
         self.addCleanup(self.docs.close)
 
+    def schema(self) -> list[Any]:
+        """The file's tables and indexes, as SQLite keeps them."""
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name").fetchall()
+        finally:
+            conn.close()
+
     def test_reads(self) -> None:
-        """Every row reads back as it was written: documents, passwords, addresses, routers in their order."""
+        """
+        Every row reads back as it was written: documents, passwords, addresses, routers in
+        their order; the file's schema is left as it was.
+        """
+        before = self.schema()
         a = self.docs.get(A)
         assert a is not None
         self.assertEqual((a.password, a.instance().ec2_instance_id, a.instance().reservation_id), ("guest-pw", 1, "r-00000001"))
@@ -1024,6 +1036,7 @@ class OldStoreFileTests(SynchronousTestCase):
         store = DocumentStore(self.docs, synchronous)
         self.assertEqual(self.successResultOf(store.by_address("10.0.0.5")).password, "guest-pw")
         self.assertEqual(self.successResultOf(store.by_provider("r1", "10.0.0.6")), [(B, "proj")])
+        self.assertEqual(self.schema(), before)
 
     def test_writes(self) -> None:
         """

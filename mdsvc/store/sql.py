@@ -119,7 +119,7 @@ store_locks = Table(
     "store_locks", DOCUMENTS,
     Column("name", String(64), primary_key=True),
 )
-"""One row per lock: writers that hand out EC2 numbers queue on the row C{numbering}."""
+"""One row per lock: writers that hand out EC2 numbers queue on the row C{numbering} (servers only)."""
 
 # the indexes of the lookups, named as in the SQLite schema
 Index("ports_network_ip", ports.c.network_id, ports.c.ip)
@@ -185,6 +185,8 @@ class SQLDocuments:
         # the rowid is the id column in the file, and the only one in files of older mdsvc
         self._port_order = literal_column("rowid") if self.embedded else ports.c.id
         self._network_order = literal_column("rowid") if self.embedded else router_networks.c.id
+        # the file needs no lock table (SQLite's write lock serves): an old file stays as it was
+        self._tables = [t for t in DOCUMENTS.sorted_tables if not (self.embedded and t is store_locks)]
         self._ready = False
 
     def _schema(self) -> None:
@@ -194,7 +196,7 @@ class SQLDocuments:
                 # (not create_all: it makes a table's indexes in the order of a set, and so a new
                 # file's pages in another order each time)
                 existing = set(inspect(conn).get_table_names())
-                for table in DOCUMENTS.sorted_tables:
+                for table in self._tables:
                     if table.name not in existing:
                         conn.execute(CreateTable(table))
                         for index in sorted(table.indexes, key=lambda index: str(index.name)):
@@ -209,7 +211,7 @@ class SQLDocuments:
                 # a store that has its tables is only read (no write lock taken, a read-only file
                 # read); a new one is made in one write transaction (SQLite's DDL is transactional)
                 existing = embedded.read(self.engine, lambda c: set(inspect(c).get_table_names()))
-                if any(table.name not in existing for table in DOCUMENTS.sorted_tables):
+                if any(table.name not in existing for table in self._tables):
                     embedded.write(self.engine, create)
             else:
                 for attempt in range(10):
