@@ -520,7 +520,7 @@ class SharedFileTests(SynchronousTestCase):
     """mdsvc-manage and the service are two processes on one file: writes are seen at once."""
 
     def test_otherInstanceSeesWrites(self) -> None:
-        """A write through one SQLiteDocuments is seen at once by another on the same file."""
+        """A write through one SQLDocuments is seen at once by another on the same file."""
         path = os.path.join(self.mktemp(), "shared.sqlite")
         reader = fileDocuments(path)
         writer = fileDocuments(path)
@@ -648,7 +648,7 @@ class FullDiskTests(SynchronousTestCase):
         self.assertEqual(os.statvfs(self.mountpoint).f_bavail, 0)
 
     def test_documentsRead(self) -> None:
-        """Every instance, address, list and router reads through SQLiteDocuments."""
+        """Every instance, address, list and router reads through SQLDocuments."""
         for i, uuid in enumerate(self.uuids):
             row = self.docs.get(uuid)
             assert row is not None
