@@ -488,9 +488,11 @@ OPTIONS: tuple[Option, ...] = (
            help="The HMAC key the agents sign requests with and the API checks them with: the same on every "
                 "node (taken as written, $ included)."),
     Option("mdsvc", "store", store_url, None, roles=API | AGENT, example="sqlite:/var/lib/mdsvc/mdsvc.sqlite",
-           help="The instance store: sqlite:PATH (default sqlite:$state_path/mdsvc.sqlite) | a database server "
-                "shared by several api nodes (postgresql://USER:PASSWORD@HOST/DB, mysql+pymysql://...) | nova (Nova's "
-                "own databases: [api_database] and [database] connection) | a vendor plugin's NAME:ARG.",
+           help="The instance store: sqlite:PATH, mdsvc's documents in one SQLite file (default "
+                "sqlite:$state_path/mdsvc.sqlite) | the same documents on a database server several api nodes share: "
+                "an SQLAlchemy URL, postgresql://USER:PASSWORD@HOST/DB (psycopg) or mysql+pymysql://USER:PASSWORD@HOST/DB "
+                "(MariaDB, MySQL) | nova (Nova's own databases: [api_database] and [database] connection) | a vendor "
+                "plugin's NAME:ARG.",
            paths=prefixed_path("sqlite:")),
     Option("mdsvc", "api_endpoint", endpoint, None, roles=API, example=r"tcp6:8775:interface=\:\:",
            help="A Twisted endpoint for the API, instead of metadata_listen and metadata_listen_port, e.g. "

@@ -54,7 +54,7 @@ class IInstanceStoreFactory(Interface):
     chosen by C{[mdsvc] store = NAME:ARG} (a URL's scheme is a NAME: C{redis://db:6379/0} is
     C{redis} with the argument C{//db:6379/0}). The object must also provide
     L{twisted.plugin.IPlugin}; C{sqlite} is the built-in one
-    (L{mdsvc.store.sqlite.SQLiteStoreFactory}).
+    (L{mdsvc.store.sql.SQLStoreFactory}).
     """
 
     name = Attribute("The NAME of C{[mdsvc] store = NAME:ARG}.")

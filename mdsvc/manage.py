@@ -37,7 +37,7 @@ from mdsvc.api.identify import sign
 from mdsvc.config import NODE_ROLES, Config, ConfigError, check_config, given_sources, load_config, located
 from mdsvc.model import DocumentError, Instance, Router, YAMLDocumentLoader, instance_from_document, router_from_document
 from mdsvc.schema import declared_field, join
-from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.sql import SQLDocuments
 from mdsvc.store.startup import StoreProblem, prepare_configured_store
 
 #: Where the document format is described, for C{import --help}.
@@ -107,39 +107,35 @@ def _yaml(path: str, text: str) -> Any:
 
 def _store(config: Config, create: bool = False) -> Any:
     """
-    The configured store: the embedded SQLite one, checked as the service checks it at startup
-    (modes, soundness), or mdsvc's document store on a database server (L{mdsvc.store.sql}).
+    The configured store (L{mdsvc.store.sql}): the embedded SQLite file, checked as the service
+    checks it at startup (modes, soundness), or mdsvc's documents on a database server.
 
     @param create: make the store if there is none (an import); every other command needs an
         existing one, and a missing one is an error rather than a new, empty store (on a
         database server: its tables are made by an import only).
     """
-    from mdsvc.store.sql import SQLDocuments, is_sql_url
+    from mdsvc.store import document_store
 
-    if is_sql_url(config.store):
-        try:
-            documents = SQLDocuments(config.store)
-        except ValueError as e:
-            raise CommandError(f"{located(config, 'mdsvc', 'store')}: {e}") from None
-        if create:
-            documents.create()
-        elif not documents.exists():
-            documents.close()
-            raise CommandError(f"no store at {documents.path} ([mdsvc] store of {config.source or 'the defaults'}; "
-                               "instance import or router import creates it)")
-        return documents
-    kind, _, path = config.store.partition(":")
-    if kind != "sqlite":
+    if not document_store(config.store):
         raise CommandError(f"{located(config, 'mdsvc', 'store')}: mdsvc-manage handles mdsvc's own document stores "
                            f"(sqlite:PATH, postgresql://..., mysql+pymysql://...), not store = {config.store}")
-    if not create and not os.path.exists(path):
-        raise CommandError(f"no store at {path} ([mdsvc] store of {config.source or 'the defaults'}; "
-                           "instance import or router import creates it)")
     try:
-        prepare_configured_store(config, Logger(observer=_warn))
-    except StoreProblem as e:
-        raise CommandError(f"{config.source or 'defaults'}: {e}") from None
-    return SQLiteDocuments(path)
+        documents = SQLDocuments(config.store)
+    except ValueError as e:
+        raise CommandError(f"{located(config, 'mdsvc', 'store')}: {e}") from None
+    if not create and not documents.exists():
+        documents.close()
+        raise CommandError(f"no store at {documents.path} ([mdsvc] store of {config.source or 'the defaults'}; "
+                           "instance import or router import creates it)")
+    if documents.embedded:
+        try:
+            prepare_configured_store(config, Logger(observer=_warn))  # (creates a new one, private)
+        except StoreProblem as e:
+            documents.close()
+            raise CommandError(f"{config.source or 'defaults'}: {e}") from None
+    elif create:
+        documents.create()
+    return documents
 
 
 @provider(ILogObserver)
@@ -148,7 +144,7 @@ def _warn(event: dict[str, Any]) -> None:
     print(f"mdsvc-manage: warning: {formatEvent(event)}", file=sys.stderr)
 
 
-def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out: TextIO, reset_password: bool = False) -> None:
+def _import(documents: SQLDocuments, paths: Sequence[str], routers: bool, out: TextIO, reset_password: bool = False) -> None:
     """
     Validate every document of every file (errors name the file and field), then import all.
 
@@ -184,14 +180,14 @@ def _import(documents: SQLiteDocuments, paths: Sequence[str], routers: bool, out
         print(f"imported {'router' if routers else 'instance'} {imported}", file=out)
 
 
-def _build_config_drive(config: Config, documents: SQLiteDocuments, uuid: str, output: str, fmt: str) -> None:
+def _build_config_drive(config: Config, documents: SQLDocuments, uuid: str, output: str, fmt: str) -> None:
     """Render the drive's files with the API's own code and write the image (all or nothing)."""
     from twisted.internet.defer import ensureDeferred
 
     from mdsvc import __version__
     from mdsvc.api.factory import app_from_config
     from mdsvc.configdrive import ConfigDriveError, drive_files, write_image
-    from mdsvc.store.sqlite import SQLiteInstanceStore
+    from mdsvc.store.threaded import DocumentStore
 
     row = documents.get(uuid)
     if row is None:
@@ -200,7 +196,7 @@ def _build_config_drive(config: Config, documents: SQLiteDocuments, uuid: str, o
     from twisted.internet import reactor
 
     try:
-        app = app_from_config(config, SQLiteInstanceStore.in_threads(documents, reactor), reactor)
+        app = app_from_config(config, DocumentStore.in_threads(documents, reactor), reactor)
     except ConfigError as e:
         raise CommandError(str(e)) from None
     except ValueError as e:

@@ -350,9 +350,9 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
             IService(part).setServiceParent(_backends(parts, top))
     if config.demo and not parts.get("worker_index"):
         from mdsvc.store.demo import DemoSeed
-        from mdsvc.store.sqlite import SQLiteInstanceStore
+        from mdsvc.store.threaded import DocumentStore
 
-        if isinstance(store, SQLiteInstanceStore):  # always: sqlite or a database server (check_startup refuses others)
+        if isinstance(store, DocumentStore):  # always: sqlite or a database server (check_startup refuses others)
             DemoSeed(store.documents).setServiceParent(top)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.

@@ -21,7 +21,7 @@ from mdsvc.lookup import ILookupBackendFactory, build_lookup, lookup_plugins
 from mdsvc.lookup.neutron import NeutronLookup
 from mdsvc.lookup.static import StaticLookup
 from mdsvc.lookup.store import StoreLookup
-from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.sql import SQLDocuments
 from tests.test_lookup_cache import HeldLookup
 from tests.test_lookup_neutron import CONFIG
 
@@ -49,8 +49,8 @@ class BuildTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
 
     def test_storeFromDocuments(self) -> None:
-        """store with a SQLiteDocuments: a StoreLookup over it."""
-        docs = SQLiteDocuments("x.sqlite")
+        """store with an SQLDocuments: a StoreLookup over it."""
+        docs = SQLDocuments("sqlite:x.sqlite")
         lookup = build_lookup("store", docs, self.reactor, None)
         self.assertIsInstance(lookup, StoreLookup)
         self.assertIs(lookup.documents, docs)  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 from mdsvc.hop import normalise_address
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup.store import StoreLookup
-from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.sql import SQLDocuments
 
 MAC_A = "fa:16:3e:00:00:0a"
 
@@ -49,7 +49,7 @@ class StoreFixture:
 
     def setUp(self) -> None:
         self.path = os.path.join(self.mktemp(), "mdsvc.sqlite")  # type: ignore[attr-defined]
-        self.docs = SQLiteDocuments(self.path)
+        self.docs = SQLDocuments("sqlite:" + self.path)
         self.docs.import_instances([
             instance(VM_A, "proj-a", nic("net-a", MAC_A, "10.0.0.5", "fd00::5")),
             instance(VM_B, "proj-b", nic("net-b", "fa:16:3e:00:00:0b", "10.0.0.5")),
@@ -70,7 +70,7 @@ class StoreFixture:
 
 
 class DocumentQueryTests(StoreFixture, SynchronousTestCase):
-    """The read methods of L{SQLiteDocuments} that the lookup uses."""
+    """The read methods of L{SQLDocuments} that the lookup uses."""
 
     def test_routerNetworks(self) -> None:
         """A router's networks come in document order, each once."""
@@ -241,7 +241,7 @@ class StoreErrorTests(SynchronousTestCase):
         path = self.mktemp()
         with open(path, "wb") as f:
             f.write(b"this is not a database" * 100)
-        lookup = StoreLookup(SQLiteDocuments(path), synchronously)
+        lookup = StoreLookup(SQLDocuments("sqlite:" + path), synchronously)
         failure = self.failureResultOf(lookup.lookup("10.0.0.5", network_id="net-a"), LookupUnavailable)
         self.assertEqual(str(failure.value), f"instance store {path}: file is not a database")
 
@@ -250,7 +250,7 @@ class StoreErrorTests(SynchronousTestCase):
         blocker = self.mktemp()
         with open(blocker, "w") as f:
             f.write("a file where a directory should be")
-        lookup = StoreLookup(SQLiteDocuments(os.path.join(blocker, "mdsvc.sqlite")), synchronously)
+        lookup = StoreLookup(SQLDocuments("sqlite:" + os.path.join(blocker, "mdsvc.sqlite")), synchronously)
         failure = self.failureResultOf(lookup.lookup("10.0.0.5", router_id="r"), LookupUnavailable)
         self.assertTrue(str(failure.value).startswith(f"instance store {blocker}/mdsvc.sqlite: "), str(failure.value))
 
@@ -260,11 +260,11 @@ class StoreErrorTests(SynchronousTestCase):
         def broken(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
             return maybeDeferred(lambda: 1 / 0)
 
-        lookup = StoreLookup(SQLiteDocuments(self.mktemp()), broken)
+        lookup = StoreLookup(SQLDocuments("sqlite:" + self.mktemp()), broken)
         self.failureResultOf(lookup.lookup("10.0.0.5", network_id="net-a"), ZeroDivisionError)
 
     def test_inThreads(self) -> None:
-        """in_threads accepts a path and keeps the documents it opens."""
-        lookup = StoreLookup.in_threads("some/path.sqlite", reactor=None)
+        """in_threads accepts a store URL and keeps the documents it opens."""
+        lookup = StoreLookup.in_threads("sqlite:some/path.sqlite", reactor=None)
         self.assertEqual(lookup.documents.path, "some/path.sqlite")
         self.assertTrue(verifyObject(IInstanceLookup, lookup))

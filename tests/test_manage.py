@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from mdsvc.api.identify import sign
 from mdsvc.config import load_config
 from mdsvc.manage import CommandError, main, read_documents, run
-from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.sql import SQLDocuments
 from mdsvc.store.startup import prepare_configured_store
 from tests.vendor_plugins import install_test_plugins
 
@@ -48,7 +48,7 @@ class ManageTestsMixin:
         self.dir = os.path.abspath(self.mktemp())  # type: ignore[attr-defined]
         os.makedirs(self.dir)
         self.config = self.write("mdsvc.conf", f"[DEFAULT]\nstate_path = {self.dir}/state\n[neutron]\nmetadata_proxy_shared_secret = s3cr3t\n")
-        self.store = SQLiteDocuments(os.path.join(self.dir, "state", "mdsvc.sqlite"))
+        self.store = SQLDocuments("sqlite:" + os.path.join(self.dir, "state", "mdsvc.sqlite"))
         prepare_configured_store(load_config(self.config))  # an empty store, as the service leaves it
 
     def write(self, name: str, text: str) -> str:

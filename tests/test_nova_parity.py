@@ -35,7 +35,8 @@ from mdsvc.api.injected import TEMPLATE
 from mdsvc.config import load_config
 from mdsvc.configdrive import drive_files
 from mdsvc.model import Instance, instance_from_document
-from mdsvc.store.sqlite import SQLiteDocuments, SQLiteInstanceStore
+from mdsvc.store.sql import SQLDocuments
+from mdsvc.store.threaded import DocumentStore
 from tests.http import request, response
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nova_parity")
@@ -107,9 +108,9 @@ class Deployment:
             f.write(NOVA_CONF.format(secret=expected()["secret"], default=default, **options))
         self.case = case
         self.config = load_config(path)
-        self.documents = SQLiteDocuments(os.path.join(directory, "mdsvc.sqlite"))
+        self.documents = SQLDocuments("sqlite:" + os.path.join(directory, "mdsvc.sqlite"))
         self.documents.import_instances(documents())
-        self.store = SQLiteInstanceStore(self.documents, synchronous)
+        self.store = DocumentStore(self.documents, synchronous)
         self.case.addCleanup(self.documents.close)
         clock = Clock()
         clock.advance(NOW)

@@ -1,4 +1,8 @@
-"""Tests for L{mdsvc.store.sqlite}: the embedded instance store."""
+"""
+Tests for mdsvc's document store (L{mdsvc.store.sql}, L{mdsvc.store.threaded}): its rules on the
+embedded SQLite file here; the rule tests (L{DocumentsTestsMixin}) run again on a real PostgreSQL
+and MariaDB in tests/integration/test_sql_store.py.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ import json
 import os
 import re
 import sqlite3
+import stat
 from typing import Any
 from unittest import SkipTest
 
+from sqlalchemy import text
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -20,7 +26,8 @@ from mdsvc.interfaces import AmbiguousAddress, IInstanceStore, IInstanceStoreFac
 from mdsvc.model import DocumentError, Instance, Router, instance_from_document
 from mdsvc.schema import declared_fields
 from mdsvc.store import open_store
-from mdsvc.store.sqlite import SQLiteDocuments, SQLiteInstanceStore, SQLiteStoreFactory
+from mdsvc.store.sql import SQLDocuments, SQLStoreFactory
+from mdsvc.store.threaded import DocumentStore
 
 IMAGE = "6a1b2c3d-0000-4000-8000-00000000cafe"
 OTHER_IMAGE = "6a1b2c3d-0000-4000-8000-00000000beef"
@@ -42,25 +49,132 @@ def instanceDoc(uuid: str, ip: str | None = None, network: str = "net-a", **extr
     return doc
 
 
+def fileDocuments(path: str) -> SQLDocuments:
+    """The documents of the store file C{path} (C{[mdsvc] store = sqlite:PATH})."""
+    return SQLDocuments(f"sqlite:{path}")
+
+
 class DocumentsTestsMixin:
-    """A fresh store file in a directory that does not exist yet."""
+    """
+    A fresh store: by default a file in a directory that does not exist yet; a subclass gives
+    another store's URL (L{store_url}: a database server's, in the integration tests).
+    """
+
+    def store_url(self) -> str:
+        """The URL of a new, empty store."""
+        self.path = os.path.join(self.mktemp(), "sub", "mdsvc.sqlite")  # type: ignore[attr-defined]
+        return f"sqlite:{self.path}"
 
     def setUp(self) -> None:
-        self.path = os.path.join(self.mktemp(), "sub", "mdsvc.sqlite")  # type: ignore[attr-defined]
-        self.docs = SQLiteDocuments(self.path)
+        self.docs = SQLDocuments(self.store_url())
+        self.addCleanup(self.docs.close)  # type: ignore[attr-defined]
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        """The one value C{sql} selects from the store's tables, read past the store's own methods."""
+        with self.docs.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+
+class FileTests(DocumentsTestsMixin, SynchronousTestCase):
+    """The embedded store's file."""
+
+    def test_createsFile(self) -> None:
+        """The first write creates the file (0600) and its directory (0700), in WAL mode."""
+        self.assertFalse(os.path.exists(self.path))
+        self.assertFalse(self.docs.exists())
+        self.assertFalse(os.path.exists(self.path))
+        self.assertEqual(self.docs.import_instances([instanceDoc(A)]), [A])
+        self.assertTrue(os.path.exists(self.path))
+        self.assertTrue(self.docs.exists())
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(self.path)).st_mode), 0o700)
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+
+    def test_createdPrivateWhateverTheUmask(self) -> None:
+        """With a umask that gives everyone everything, the file is still 0600 (made so before SQLite writes)."""
+        old = os.umask(0)
+        try:
+            self.docs.import_instances([instanceDoc(A)])
+        finally:
+            os.umask(old)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.path + suffix):
+                self.assertEqual(stat.S_IMODE(os.stat(self.path + suffix).st_mode), 0o600, suffix)
+
+    def test_connectionSettings(self) -> None:
+        """Every connection enforces foreign keys, waits for another writer's lock, and is in WAL mode."""
+        self.docs.create()
+        with self.docs.engine.connect() as conn:
+            self.assertEqual(conn.exec_driver_sql("PRAGMA foreign_keys").scalar(), 1)
+            self.assertEqual(conn.exec_driver_sql("PRAGMA busy_timeout").scalar(), 30000)
+            self.assertEqual(conn.exec_driver_sql("PRAGMA journal_mode").scalar(), "wal")
+
+    def test_writerWaitsForWriter(self) -> None:
+        """A write while another process holds the write lock waits for it, then goes through."""
+        import threading
+
+        self.docs.create()
+        holder = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.addCleanup(holder.close)
+        holder.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.5, holder.execute, ("COMMIT",)).start()
+        self.assertEqual(self.docs.import_instances([instanceDoc(A)]), [A])
+
+    def test_concurrentImports(self) -> None:
+        """Four writers on one file at once (each its own store object, as processes are): forty different EC2 numbers."""
+        import threading
+
+        self.docs.create()
+        errors: list[BaseException] = []
+
+        def writer(n: int) -> None:
+            docs = fileDocuments(self.path)
+            try:
+                for i in range(10):
+                    docs.import_instances([instanceDoc(f"00000000-0000-4000-8000-{n:06d}{i:06d}", image_id=f"img-{i}")])
+            except BaseException as e:  # noqa: BLE001 - failed below
+                errors.append(e)
+            finally:
+                docs.close()
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(errors, [])
+        numbers = [self.docs.get(f"00000000-0000-4000-8000-{n:06d}{i:06d}").instance().ec2_instance_id  # type: ignore[union-attr]
+                   for n in range(4) for i in range(10)]
+        self.assertEqual(sorted(numbers), list(range(1, 41)))
+        images = {self.docs.get(f"00000000-0000-4000-8000-{n:06d}{i:06d}").instance().ec2_image_ids[f"img-{i}"]  # type: ignore[union-attr]
+                  for n in range(4) for i in range(10)}
+        self.assertEqual(sorted(images), list(range(1, 11)))
+
+    def test_sameLayout(self) -> None:
+        """Every new store file has its tables and indexes made in one order (the same pages hold the same things)."""
+        layouts = []
+        for _ in range(3):
+            docs = fileDocuments(os.path.join(self.mktemp(), "mdsvc.sqlite"))
+            docs.create()
+            docs.close()
+            conn = sqlite3.connect(docs.path)
+            layouts.append(conn.execute("SELECT type, name, rootpage FROM sqlite_master ORDER BY rootpage").fetchall())
+            conn.close()
+        self.assertEqual(layouts[0], layouts[1])
+        self.assertEqual(layouts[0], layouts[2])
+        self.assertEqual([name for kind, name, _ in layouts[0] if kind == "index" and not name.startswith("sqlite_")][:5],
+                         ["ix_instances_project_id", "ix_ports_uuid", "ports_ip", "ports_network_ip", "ports_network_mac"])
+
+    def test_emptyPath(self) -> None:
+        """sqlite: without a path is refused."""
+        e = self.assertRaises(ValueError, SQLDocuments, "sqlite:")
+        self.assertEqual(str(e), "store = sqlite:PATH needs a file path")
 
 
 class ImportTests(DocumentsTestsMixin, SynchronousTestCase):
     """Importing instance documents."""
-
-    def test_createsFile(self) -> None:
-        """The first write creates the file and its directory, in WAL mode."""
-        self.assertFalse(os.path.exists(self.path))
-        self.assertEqual(self.docs.import_instances([instanceDoc(A)]), [A])
-        self.assertTrue(os.path.exists(self.path))
-        conn = sqlite3.connect(self.path)
-        self.addCleanup(conn.close)
-        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "wal")
 
     def test_roundTrip(self) -> None:
         """An imported document comes back with the same Instance values plus what the store assigned."""
@@ -326,6 +440,18 @@ class AddressTests(DocumentsTestsMixin, SynchronousTestCase):
         self.docs.import_instances([instanceDoc(B, "10.0.0.5", "net-b"), instanceDoc(A, "10.0.0.5", "net-a")])
         self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [A, B])
 
+    def test_rowsByAddress(self) -> None:
+        """rows_by_address: (uuid, row) of each instance holding the address, once each, sorted; none for garbage."""
+        doc = instanceDoc(B, "10.0.0.5", "net-b")
+        doc["nics"].append({"mac": "fa:16:3e:00:00:09", "network": {"id": "net-c"}, "fixed_ips": [{"ip": "10.0.0.5"}]})
+        self.docs.import_instances([doc, instanceDoc(A, "10.0.0.5", "net-a"), instanceDoc(C, "10.0.0.6")])
+        self.docs.set_password(A, "pa")
+        found = self.docs.rows_by_address("::ffff:10.0.0.5")
+        self.assertEqual([(uuid, row.document["uuid"], row.password) for uuid, row in found], [(A, A, "pa"), (B, B, None)])
+        self.assertEqual([uuid for uuid, _ in self.docs.rows_by_address("10.0.0.6")], [C])
+        self.assertEqual(self.docs.rows_by_address("10.0.0.7"), [])
+        self.assertEqual(self.docs.rows_by_address("not-an-ip"), [])
+
     def test_reimportMovesPorts(self) -> None:
         """A re-import with another IP drops the old address."""
         self.docs.import_instances([instanceDoc(A, "10.0.0.5")])
@@ -341,9 +467,7 @@ class AddressTests(DocumentsTestsMixin, SynchronousTestCase):
         self.assertEqual(self.docs.uuids_by_address("10.0.0.5"), [])
         self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), [B])
         self.assertIs(self.docs.delete_instance(A), False)
-        conn = sqlite3.connect(self.path)
-        self.addCleanup(conn.close)
-        self.assertEqual(conn.execute("SELECT COUNT(*) FROM ports WHERE uuid = ?", (A,)).fetchone()[0], 0)
+        self.assertEqual(self.scalar("SELECT COUNT(*) FROM ports WHERE uuid = :uuid", uuid=A), 0)
 
     def test_deleteAndReimportKeepsEc2Id(self) -> None:
         """An instance deleted and imported again gets its old EC2 id back."""
@@ -371,9 +495,8 @@ class RouterTests(DocumentsTestsMixin, SynchronousTestCase):
         self.assertIs(self.docs.delete_router("r1"), True)
         self.assertIs(self.docs.delete_router("r1"), False)
         self.assertEqual(self.docs.list_routers(), [Router(id="r2", networks=("n3",))])
-        conn = sqlite3.connect(self.path)
-        self.addCleanup(conn.close)
-        self.assertEqual(conn.execute("SELECT network_id FROM router_networks ORDER BY network_id").fetchall(), [("n3",)])
+        self.assertEqual(self.scalar("SELECT COUNT(*) FROM router_networks WHERE network_id <> 'n3'"), 0)
+        self.assertEqual(self.scalar("SELECT network_id FROM router_networks"), "n3")
 
     def test_badRouterWritesNothing(self) -> None:
         """A bad router in a batch is named and nothing is written."""
@@ -388,14 +511,19 @@ class RouterTests(DocumentsTestsMixin, SynchronousTestCase):
         self.assertEqual(self.docs.list_routers(), [])
 
 
+RULE_TESTS = ("ImportTests", "DeclaredAssignedTests", "PasswordTests", "AddressTests", "RouterTests", "InstanceStoreTests",
+              "StoredDocumentTests", "OlderDocumentTests", "ExplicitEc2IdTests")
+"""The test classes of the store's rules, on any database: tests/integration/test_sql_store.py runs them on the servers."""
+
+
 class SharedFileTests(SynchronousTestCase):
     """mdsvc-manage and the service are two processes on one file: writes are seen at once."""
 
     def test_otherInstanceSeesWrites(self) -> None:
-        """A write through one SQLiteDocuments is seen at once by another on the same file."""
+        """A write through one SQLDocuments is seen at once by another on the same file."""
         path = os.path.join(self.mktemp(), "shared.sqlite")
-        reader = SQLiteDocuments(path)
-        writer = SQLiteDocuments(path)
+        reader = fileDocuments(path)
+        writer = fileDocuments(path)
         self.assertEqual(reader.uuids_by_address("10.0.0.5"), [])
         writer.import_instances([instanceDoc(A, "10.0.0.5")])
         self.assertEqual(reader.uuids_by_address("10.0.0.5"), [A])
@@ -405,14 +533,17 @@ class SharedFileTests(SynchronousTestCase):
         self.assertIsNone(reader.get(A))
 
     def test_openConnectionSeesWrites(self) -> None:
-        """A reader whose own connection was open during the write still reads the new data."""
+        """A reader whose kept connection was open during another process's write reads the new data."""
         path = os.path.join(self.mktemp(), "shared.sqlite")
-        SQLiteDocuments(path).import_instances([instanceDoc(A)])
-        held = SQLiteDocuments(path).connect()
-        self.addCleanup(held.close)
-        self.assertEqual(held.execute("SELECT COUNT(*) FROM instances").fetchone()[0], 1)
-        SQLiteDocuments(path).import_instances([instanceDoc(B)])
-        self.assertEqual(held.execute("SELECT COUNT(*) FROM instances").fetchone()[0], 2)
+        reader = fileDocuments(path)
+        self.addCleanup(reader.close)
+        reader.import_instances([instanceDoc(A)])
+        self.assertEqual(len(reader.list_instances()), 1)
+        other = sqlite3.connect(path)  # (another process: mdsvc-manage)
+        self.addCleanup(other.close)
+        with other:
+            other.execute("DELETE FROM instances")
+        self.assertEqual(reader.list_instances(), [])
 
 
 class KeptConnectionTests(SynchronousTestCase):
@@ -423,33 +554,30 @@ class KeptConnectionTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.path = os.path.join(self.mktemp(), "kept.sqlite")
-        self.docs = SQLiteDocuments(self.path)
+        self.docs = fileDocuments(self.path)
         self.addCleanup(self.docs.close)
         self.docs.import_instances([instanceDoc(A, "10.0.0.5"), instanceDoc(B, "10.0.0.6")])
 
     def test_connectionsKept(self) -> None:
         """Many reads and writes in one thread open one connection."""
+        from sqlalchemy import event
+
+        self.docs.close()
         opened = []
-        real = sqlite3.connect
-
-        def counting(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-            opened.append(args)
-            return real(*args, **kwargs)
-
-        self.patch(sqlite3, "connect", counting)
+        event.listen(self.docs.engine, "connect", lambda *args: opened.append(args))
         for _ in range(10):
             self.assertEqual(self.docs.get(A).document["uuid"], A)  # type: ignore[union-attr]
             self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), [B])
             self.assertEqual(len(self.docs.list_instances()), 2)
         self.docs.set_password(A, "pw")
         self.docs.import_instances([instanceDoc(C)])
-        self.assertLessEqual(len(opened), 1)
+        self.assertEqual(len(opened), 1)
 
     def test_noReadTransactionLeftOpen(self) -> None:
         """After a read, another writer's commit is seen, and a full checkpoint is not blocked by us."""
         self.assertIsNone(self.docs.get(C))
         self.assertEqual(len(self.docs.list_instances()), 2)
-        other = SQLiteDocuments(self.path)
+        other = fileDocuments(self.path)
         self.addCleanup(other.close)
         other.import_instances([instanceDoc(C, "10.0.0.7")])
         self.assertEqual(self.docs.uuids_by_address("10.0.0.7"), [C])
@@ -459,12 +587,12 @@ class KeptConnectionTests(SynchronousTestCase):
 
     def test_failedQueryEndsTransaction(self) -> None:
         """A read that fails leaves no transaction behind; the next read works."""
-        def failing(conn: sqlite3.Connection) -> None:
-            conn.execute("SELECT * FROM instances").fetchone()
+        def failing(conn: Any) -> None:
+            conn.exec_driver_sql("SELECT * FROM instances").fetchone()
             raise RuntimeError("query failed")
 
         self.assertRaises(RuntimeError, self.docs._read, failing)
-        SQLiteDocuments(self.path).import_instances([instanceDoc(D)])
+        fileDocuments(self.path).import_instances([instanceDoc(D)])
         self.assertIsNotNone(self.docs.get(D))
 
     def test_close(self) -> None:
@@ -495,7 +623,7 @@ class FullDiskTests(SynchronousTestCase):
             raise SkipTest(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
         self.addCleanup(subprocess.run, ["umount", "-l", self.mountpoint], check=True)
         self.path = os.path.join(self.mountpoint, "state", "mdsvc.sqlite")
-        self.docs = SQLiteDocuments(self.path)
+        self.docs = fileDocuments(self.path)
         self.addCleanup(self.docs.close)
         self.uuids = [f"00000000-0000-4000-8000-{i:012x}" for i in range(self.COUNT)]
         self.docs.import_instances(
@@ -520,7 +648,7 @@ class FullDiskTests(SynchronousTestCase):
         self.assertEqual(os.statvfs(self.mountpoint).f_bavail, 0)
 
     def test_documentsRead(self) -> None:
-        """Every instance, address, list and router reads through SQLiteDocuments."""
+        """Every instance, address, list and router reads through SQLDocuments."""
         for i, uuid in enumerate(self.uuids):
             row = self.docs.get(uuid)
             assert row is not None
@@ -531,8 +659,8 @@ class FullDiskTests(SynchronousTestCase):
         self.assertEqual(self.docs.router_networks("r1"), ["net-a"])
 
     def test_storeReads(self) -> None:
-        """Every instance reads through SQLiteInstanceStore, by uuid and by address."""
-        store = SQLiteInstanceStore(self.docs, synchronous)
+        """Every instance reads through DocumentStore, by uuid and by address."""
+        store = DocumentStore(self.docs, synchronous)
         for i, uuid in enumerate(self.uuids):
             self.assertEqual(self.successResultOf(store.get(uuid)).uuid, uuid)
             self.assertEqual(self.successResultOf(store.by_address(f"10.0.1.{i + 1}")).uuid, uuid)
@@ -540,7 +668,7 @@ class FullDiskTests(SynchronousTestCase):
 
     def test_otherStoreObjectReads(self) -> None:
         """A second store object on the same file (the lookup's) reads too while the first is open."""
-        other = SQLiteDocuments(self.path)
+        other = fileDocuments(self.path)
         self.addCleanup(other.close)
         for uuid in self.uuids:
             self.assertEqual(other.get(uuid).document["uuid"], uuid)  # type: ignore[union-attr]
@@ -567,7 +695,7 @@ class FullDiskTests(SynchronousTestCase):
         from mdsvc.api.identify import Identifier, sign
         from tests.http import request, response
 
-        store = SQLiteInstanceStore(self.docs, synchronous)
+        store = DocumentStore(self.docs, synchronous)
         handler = APIHandler(MetadataApp(store=store, identifier=Identifier(True, "s", False), clock=Clock(), cache_ttl=0))
 
         def call(uuid: str, path: bytes, method: bytes = b"GET", body: bytes = b"") -> Any:
@@ -602,13 +730,13 @@ def synchronous(f: Any, *args: Any) -> Deferred[Any]:
     return maybeDeferred(f, *args)
 
 
-class InstanceStoreTests(SynchronousTestCase):
-    """L{SQLiteInstanceStore} with a synchronous runner."""
+class InstanceStoreTests(DocumentsTestsMixin, SynchronousTestCase):
+    """L{DocumentStore} with a synchronous runner."""
 
     def setUp(self) -> None:
-        path = os.path.join(self.mktemp(), "store.sqlite")
-        self.documents = SQLiteDocuments(path)
-        self.store = SQLiteInstanceStore(self.documents, synchronous)
+        super().setUp()
+        self.documents = self.docs
+        self.store = DocumentStore(self.documents, synchronous)
         self.documents.import_instances(
             [instanceDoc(A, "10.0.0.5"), instanceDoc(B, "10.0.0.7", "net-1"), instanceDoc(C, "10.0.0.7", "net-2")]
         )
@@ -667,13 +795,13 @@ class InstanceStoreTests(SynchronousTestCase):
 
 
 class ThreadedStoreTests(TestCase):
-    """L{SQLiteInstanceStore.in_threads} on the reactor's real thread pool."""
+    """L{DocumentStore.in_threads} on the reactor's real thread pool."""
 
     def test_inThreads(self) -> None:
         """Queries run in the reactor's threads and their results arrive in the reactor thread."""
         path = os.path.join(self.mktemp(), "threads.sqlite")
-        SQLiteDocuments(path).import_instances([instanceDoc(A, "10.0.0.5")])
-        store = SQLiteInstanceStore.in_threads(path, reactor)
+        fileDocuments(path).import_instances([instanceDoc(A, "10.0.0.5")])
+        store = DocumentStore.in_threads(f"sqlite:{path}", reactor)
         verifyObject(IInstanceStore, store)
 
         d = store.by_address("10.0.0.5")
@@ -703,9 +831,9 @@ class ThreadedStoreTests(TestCase):
         those available.
         """
         path = os.path.join(self.mktemp(), "url.sqlite")
-        SQLiteDocuments(path).import_instances([instanceDoc(U)])
+        fileDocuments(path).import_instances([instanceDoc(U)])
         store = open_store(f"sqlite:{path}", reactor)
-        self.assertIsInstance(store, SQLiteInstanceStore)
+        self.assertIsInstance(store, DocumentStore)
         e = self.assertRaises(ValueError, open_store, "redis://x", reactor, plugins=[])
         self.assertEqual(str(e), "unknown instance store 'redis' (available: sqlite:PATH, postgresql://..., mysql+pymysql://..., "
                                  "nova)")
@@ -728,7 +856,7 @@ class ThreadedStoreTests(TestCase):
 
         for url in ("postgresql://mdsvc:secret@127.0.0.1:1/mdsvc", "mysql+pymysql://mdsvc:secret@127.0.0.1:1/mdsvc"):
             store = open_store(url, reactor)
-            self.assertIsInstance(store, SQLiteInstanceStore)
+            self.assertIsInstance(store, DocumentStore)
             documents = store.documents  # type: ignore[attr-defined]
             self.assertIsInstance(documents, SQLDocuments)
             self.assertEqual(documents.url, url)
@@ -739,12 +867,11 @@ class ThreadedStoreTests(TestCase):
         """The built-in stores are opened through the same interface as a vendor's."""
         from mdsvc.store import store_factory
         from mdsvc.store.nova import NovaStoreFactory
-        from mdsvc.store.sql import SQLStoreFactory
 
-        self.assertTrue(verifyObject(IInstanceStoreFactory, SQLiteStoreFactory()))
+        self.assertTrue(verifyObject(IInstanceStoreFactory, SQLStoreFactory("sqlite")))
         self.assertTrue(verifyObject(IInstanceStoreFactory, SQLStoreFactory("postgresql")))
         self.assertTrue(verifyObject(IInstanceStoreFactory, NovaStoreFactory()))
-        for url, kind, name in (("sqlite:/x", SQLiteStoreFactory, "sqlite"), ("nova", NovaStoreFactory, "nova"),
+        for url, kind, name in (("sqlite:/x", SQLStoreFactory, "sqlite"), ("nova", NovaStoreFactory, "nova"),
                                 ("postgresql://u@h/d", SQLStoreFactory, "postgresql"),
                                 ("mysql+pymysql://u@h/d", SQLStoreFactory, "mysql+pymysql")):
             factory = store_factory(url, plugins=[])
@@ -758,9 +885,8 @@ class StoredDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
     def test_documentIsJson(self) -> None:
         """The stored document is JSON without the password, which lives in its own column."""
         self.docs.import_instances([instanceDoc(A, password="pw")])
-        conn = sqlite3.connect(self.path)
-        self.addCleanup(conn.close)
-        document, password, project = conn.execute("SELECT document, password, project_id FROM instances").fetchone()
+        with self.docs.engine.connect() as conn:
+            document, password, project = conn.execute(text("SELECT document, password, project_id FROM instances")).one()
         self.assertNotIn("password", json.loads(document))
         self.assertEqual((password, project), ("pw", "proj"))
 
@@ -771,11 +897,10 @@ class OlderDocumentTests(DocumentsTestsMixin, SynchronousTestCase):
     def test_storedBeforeStricterRules(self) -> None:
         """A stored document that today's import would refuse (empty hostname) still reads back."""
         self.docs.import_instances([instanceDoc(A, "10.0.0.5")])
-        conn = sqlite3.connect(self.path)
-        self.addCleanup(conn.close)
-        with conn:
-            conn.execute("UPDATE instances SET document = ? WHERE uuid = ?", (json.dumps(dict(instanceDoc(A, "10.0.0.5"), hostname="")), A))
-        store = SQLiteInstanceStore(self.docs, synchronous)
+        with self.docs.engine.begin() as conn:
+            conn.execute(text("UPDATE instances SET document = :document WHERE uuid = :uuid"),
+                         {"document": json.dumps(dict(instanceDoc(A, "10.0.0.5"), hostname="")), "uuid": A})
+        store = DocumentStore(self.docs, synchronous)
         self.assertEqual(self.successResultOf(store.by_address("10.0.0.5")).hostname, "")
         self.assertRaises(DocumentError, self.docs.import_instances, [self.docs.get(A).document])  # type: ignore[union-attr]
 
@@ -810,3 +935,140 @@ class ExplicitEc2IdTests(DocumentsTestsMixin, SynchronousTestCase):
         self.docs.delete_instance(A)
         self.docs.import_instances([dict(instanceDoc(B), ec2_ids={"instance": 5})])
         self.assertEqual(self.docs.get(B).instance().ec2_instance_id, 5)  # type: ignore[union-attr]
+
+
+# The schema of the store files mdsvc wrote before the SQLAlchemy store (mdsvc/store/sqlite.py
+# on Python's sqlite3, up to c62948e), as it created them: a fixture, never to be changed.
+OLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    uuid TEXT PRIMARY KEY,
+    document TEXT NOT NULL,
+    project_id TEXT,
+    password TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ports (
+    uuid TEXT NOT NULL REFERENCES instances(uuid) ON DELETE CASCADE,
+    network_id TEXT,
+    ip TEXT,
+    mac TEXT
+);
+CREATE INDEX IF NOT EXISTS ports_network_ip ON ports(network_id, ip);
+CREATE INDEX IF NOT EXISTS ports_network_mac ON ports(network_id, mac);
+CREATE INDEX IF NOT EXISTS ports_ip ON ports(ip);
+CREATE INDEX IF NOT EXISTS ports_uuid ON ports(uuid);
+CREATE TABLE IF NOT EXISTS routers (
+    id TEXT PRIMARY KEY,
+    document TEXT NOT NULL,
+    project_id TEXT
+);
+CREATE TABLE IF NOT EXISTS router_networks (
+    router_id TEXT NOT NULL REFERENCES routers(id) ON DELETE CASCADE,
+    network_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS router_networks_router ON router_networks(router_id);
+CREATE TABLE IF NOT EXISTS ec2_instance_ids (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT UNIQUE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ec2_image_ids (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_uuid TEXT UNIQUE NOT NULL
+);
+"""
+
+
+class OldStoreFileTests(SynchronousTestCase):
+    """
+    A store file written by mdsvc before the SQLAlchemy store (its schema and rows as that code
+    wrote them) opens and serves with nothing lost, and takes new writes as it is.
+    """
+
+    def setUp(self) -> None:
+        directory = self.mktemp()
+        os.makedirs(directory, mode=0o700)
+        self.path = os.path.join(directory, "mdsvc.sqlite")
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(OLD_SCHEMA)
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("BEGIN")
+        for number, uuid, ip, network in ((1, A, "10.0.0.5", "net-a"), (7, B, "10.0.0.6", "net-b")):
+            doc = dict(instanceDoc(uuid, ip, network), image_id=IMAGE, reservation_id=f"r-0000000{number}",
+                       created_at="2025-01-01T00:00:00Z", ec2_ids={"instance": number, "images": {IMAGE: 3}})
+            conn.execute("INSERT INTO instances(uuid, document, project_id, password, updated_at) VALUES (?, ?, ?, ?, ?)",
+                         (uuid, json.dumps(doc), "proj", "guest-pw" if uuid == A else None, "2025-01-01T00:00:00+00:00"))
+            conn.execute("INSERT INTO ports(uuid, network_id, ip, mac) VALUES (?, ?, ?, ?)", (uuid, network, ip, "fa:16:3e:00:00:01"))
+            conn.execute("INSERT INTO ec2_instance_ids(id, uuid) VALUES (?, ?)", (number, uuid))
+        conn.execute("INSERT INTO ec2_image_ids(id, image_uuid) VALUES (3, ?)", (IMAGE,))
+        conn.execute("INSERT INTO routers(id, document, project_id) VALUES ('r1', ?, 'proj')",
+                     (json.dumps({"id": "r1", "project_id": "proj", "networks": ["net-b", "net-a"]}),))
+        conn.executemany("INSERT INTO router_networks(router_id, network_id) VALUES ('r1', ?)", [("net-b",), ("net-a",)])
+        conn.execute("COMMIT")
+        conn.close()
+        os.chmod(self.path, 0o600)
+        self.docs = fileDocuments(self.path)
+        self.addCleanup(self.docs.close)
+
+    def schema(self) -> list[Any]:
+        """The file's tables and indexes, as SQLite keeps them."""
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name").fetchall()
+        finally:
+            conn.close()
+
+    def test_reads(self) -> None:
+        """
+        Every row reads back as it was written: documents, passwords, addresses, routers in
+        their order; the file's schema is left as it was.
+        """
+        before = self.schema()
+        a = self.docs.get(A)
+        assert a is not None
+        self.assertEqual((a.password, a.instance().ec2_instance_id, a.instance().reservation_id), ("guest-pw", 1, "r-00000001"))
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), [B])
+        self.assertEqual(self.docs.list_instances(), [(A, "vm-a", "proj", ["10.0.0.5"]), (B, "vm-b", "proj", ["10.0.0.6"])])
+        self.assertEqual(self.docs.router_networks("r1"), ["net-b", "net-a"])
+        self.assertEqual(self.docs.ports_by_network_ip(["net-a", "net-b"], "10.0.0.5"), [(A, "proj")])
+        self.assertEqual(self.docs.ports_by_network_mac(["net-b"], "FA:16:3E:00:00:01"), [(B, "proj")])
+        self.assertEqual(self.docs.router_document("r1"), {"id": "r1", "project_id": "proj", "networks": ["net-b", "net-a"]})
+        store = DocumentStore(self.docs, synchronous)
+        self.assertEqual(self.successResultOf(store.by_address("10.0.0.5")).password, "guest-pw")
+        self.assertEqual(self.successResultOf(store.by_provider("r1", "10.0.0.6")), [(B, "proj")])
+        self.assertEqual(self.schema(), before)
+
+    def test_writes(self) -> None:
+        """
+        Imports, passwords and deletes work on the old tables: numbers go on above the old ones,
+        what was assigned stays, a deleted instance's ports go, routers are replaced in order.
+        """
+        self.assertIs(self.docs.set_password(A, "again"), False)
+        self.assertIs(self.docs.set_password(B, "b-pw"), True)
+        self.docs.import_instances([instanceDoc(A, "10.0.0.9", image_id=IMAGE, name="renamed"), instanceDoc(C, "10.0.0.7", image_id=OTHER_IMAGE)])
+        a, c = self.docs.get(A), self.docs.get(C)
+        assert a is not None and c is not None
+        self.assertEqual((a.password, a.instance().ec2_instance_id, a.instance().reservation_id, a.instance().name),
+                         ("guest-pw", 1, "r-00000001", "renamed"))
+        self.assertEqual(a.instance().ec2_image_ids, {IMAGE: 3})
+        self.assertEqual(c.instance().ec2_instance_id, 8)
+        self.assertEqual(c.instance().ec2_image_ids, {OTHER_IMAGE: 4})
+        self.assertEqual((self.docs.uuids_by_address("10.0.0.5"), self.docs.uuids_by_address("10.0.0.9")), ([], [A]))
+        self.assertIs(self.docs.delete_instance(B), True)
+        self.assertEqual(self.docs.uuids_by_address("10.0.0.6"), [])
+        self.docs.import_routers([{"id": "r1", "networks": ["net-c", "net-a", "net-b"]}])
+        self.assertEqual(self.docs.router_networks("r1"), ["net-c", "net-a", "net-b"])
+        self.assertIs(self.docs.delete_router("r1"), True)
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM ports WHERE uuid = ?", (B,)).fetchone()[0], 0)
+        self.assertEqual(conn.execute("SELECT COUNT(*) FROM router_networks").fetchone()[0], 0)
+        # the old tables are still the old ones: nothing was migrated
+        self.assertNotIn("id", [row[1] for row in conn.execute("PRAGMA table_info(ports)")])
+
+    def test_startupChecks(self) -> None:
+        """The service's startup checks take the old file as it is (modes, soundness), changing none of its rows."""
+        from mdsvc.store.startup import prepare_store
+
+        self.assertEqual(prepare_store(f"sqlite:{self.path}"), self.path)
+        self.assertEqual(len(self.docs.list_instances()), 2)

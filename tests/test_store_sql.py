@@ -1,7 +1,8 @@
 """
-mdsvc's document store on the SQLAlchemy layer (L{mdsvc.store.sql}): the rules of the embedded
-store, checked here on an SQLite URL; the same code on a real PostgreSQL and MariaDB,
-shared by two api nodes: tests/integration/test_sql_store.py.
+mdsvc's document store (L{mdsvc.store.sql}): what it does on every database, checked here on
+the embedded file (C{sqlite:PATH}); the same code on a real PostgreSQL and MariaDB, shared by
+two api nodes: tests/integration/test_sql_store.py (which also runs tests/test_store.py's rule
+tests there).
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ def doc(uuid: str, **changes: Any) -> dict[str, Any]:
 
 
 class SQLDocumentsTests(SynchronousTestCase):
-    """Imports, numbering, lookups and passwords through SQLAlchemy."""
+    """Imports, numbering, lookups and passwords."""
 
     def setUp(self) -> None:
-        """A store on a fresh SQLite file, through SQLAlchemy."""
-        self.docs = SQLDocuments(f"sqlite:///{os.path.abspath(self.mktemp())}")
+        """A store on a fresh SQLite file."""
+        self.docs = SQLDocuments(f"sqlite:{self.mktemp()}")
         self.addCleanup(self.docs.close)
 
     def test_urls(self) -> None:
@@ -108,7 +109,7 @@ class SQLDocumentsTests(SynchronousTestCase):
 
     def test_exists(self) -> None:
         """A store is there once an import made its tables; asking makes nothing."""
-        fresh = SQLDocuments(f"sqlite:///{os.path.abspath(self.mktemp())}")
+        fresh = SQLDocuments(f"sqlite:{self.mktemp()}")
         self.addCleanup(fresh.close)
         self.assertFalse(fresh.exists())
         self.assertFalse(fresh.exists())
@@ -142,13 +143,13 @@ class SQLDocumentsTests(SynchronousTestCase):
 
 
 class LookupOnDatabaseServerTests(SynchronousTestCase):
-    """The agent's lookup = store on the documents of a database server (here through an SQLite URL)."""
+    """The agent's lookup = store on the documents (here the file's; a server's in the integration tests)."""
 
     def test_found(self) -> None:
         """The guest's port is found by network and address, and by MAC whatever its case."""
         from mdsvc.lookup.store import StoreLookup
 
-        docs = SQLDocuments(f"sqlite:///{os.path.abspath(self.mktemp())}")
+        docs = SQLDocuments(f"sqlite:{self.mktemp()}")
         self.addCleanup(docs.close)
         docs.import_instances([doc(A)])
         lookup = StoreLookup(docs, lambda f, *args: succeed(f(*args)))  # type: ignore[arg-type]

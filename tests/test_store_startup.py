@@ -19,7 +19,7 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.manage import CommandError, run
-from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.sql import SQLDocuments
 from mdsvc.tap import Options
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +80,7 @@ class CreationModeTests(StartupTestsMixin, SynchronousTestCase):
         """
         self.umask(0)
         path = os.path.join(self.dir, "own", "mdsvc.sqlite")
-        docs = SQLiteDocuments(path)
+        docs = SQLDocuments("sqlite:" + path)
         self.addCleanup(docs.close)
         docs.import_instances(instanceDocs(3))
         self.assertTrue(os.path.exists(path + "-wal") and os.path.exists(path + "-shm"))
@@ -113,7 +113,7 @@ class ExistingModeTests(StartupTestsMixin, SynchronousTestCase):
     def oldStore(self, directory: str, dir_mode: int = 0o755) -> str:
         """A store as an older mdsvc left it: 0644 files (with -wal and -shm) in a 0755 directory."""
         path = os.path.join(directory, "mdsvc.sqlite")
-        docs = SQLiteDocuments(path)
+        docs = SQLDocuments("sqlite:" + path)
         docs.import_instances(instanceDocs(2))
         held = sqlite3.connect(path)  # keeps -wal and -shm in place
         self.addCleanup(held.close)
@@ -223,7 +223,7 @@ class CorruptionTests(StartupTestsMixin, SynchronousTestCase):
     def store(self) -> str:
         """A real store of a few hundred instances, checkpointed into its file."""
         path = os.path.join(self.state, "mdsvc.sqlite")
-        docs = SQLiteDocuments(path)
+        docs = SQLDocuments("sqlite:" + path)
         docs.import_instances(instanceDocs(300))
         docs.close()  # the last connection checkpoints the WAL into the file
         self.assertFalse(os.path.exists(path + "-wal"))
@@ -270,7 +270,7 @@ class CorruptionTests(StartupTestsMixin, SynchronousTestCase):
         """A sound store starts, with its documents."""
         path = self.store()
         self.start()
-        self.assertEqual(len(SQLiteDocuments(path).list_instances()), 300)
+        self.assertEqual(len(SQLDocuments("sqlite:" + path).list_instances()), 300)
 
     def test_proxyRoleDoesNotOpenStore(self) -> None:
         """The proxy role does not use the store: a corrupt one does not stop it, and none is created."""

@@ -14,7 +14,7 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.store.demo import DemoSeed, demo_document
-from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.sql import SQLDocuments
 from mdsvc.tap import ROLES, SERVICES_BY_ROLE, Options, makeService
 from tests.vendor_plugins import install_test_plugins
 
@@ -282,7 +282,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(options["role"], "all-in-one")
         top = makeService(options, MemoryReactorClock())
         top.privilegedStartService()
-        documents = SQLiteDocuments(os.path.join(state, "mdsvc.sqlite"))
+        documents = SQLDocuments("sqlite:" + os.path.join(state, "mdsvc.sqlite"))
         uuid = demo_document()["uuid"]
         self.assertEqual(documents.get(uuid).document["name"], "demo-1")  # type: ignore[union-attr]
         documents.import_instances([dict(demo_document(), name="renamed")])

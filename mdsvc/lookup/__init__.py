@@ -74,8 +74,8 @@ def build_lookup(
     Build the lookup backend C{[mdsvc] lookup} names, without a cache.
 
     @param spec: C{store}, C{neutron}, C{static:PATH}, or a vendor C{NAME[:ARG]}.
-    @param documents_or_store_path: for C{store}: a L{mdsvc.store.sqlite.SQLiteDocuments}, a
-        path, a C{sqlite:PATH} store URL or a database server's URL (L{mdsvc.store.sql}).
+    @param documents_or_store_path: for C{store}: a L{mdsvc.store.sql.SQLDocuments}, a path, a
+        C{sqlite:PATH} store URL or a database server's URL.
     @param neutron_config: the L{mdsvc.config.NeutronClientConfig}, for C{neutron}.
     @param plugins: the vendor factories to choose from (default: L{lookup_plugins}).
     @param ovn_config: the L{mdsvc.config.OvnConfig}, for C{ovn}.
@@ -85,20 +85,16 @@ def build_lookup(
     kind, colon, argument = spec.partition(":")
     if spec == "store":
         from mdsvc.lookup.store import StoreLookup
-        from mdsvc.store.sqlite import SQLiteDocuments
+        from mdsvc.store.sql import SQLDocuments, is_sql_url
 
         documents = documents_or_store_path
         if isinstance(documents, str):
-            from mdsvc.store.sql import SQLDocuments, is_sql_url
-
-            if is_sql_url(documents):
-                return StoreLookup.in_threads(SQLDocuments(documents), reactor)  # type: ignore[arg-type]
-            if documents.startswith("sqlite:"):
-                documents = documents[len("sqlite:"):]
-            elif documents == "nova" or (":" in documents and not documents.startswith(("/", "."))):
-                raise ValueError("lookup = store reads mdsvc's own document store (sqlite:PATH or a database server's URL), "
-                                 f"not store = {documents}")
-            documents = SQLiteDocuments(documents)
+            if not (is_sql_url(documents) or documents.startswith("sqlite:")):
+                if documents == "nova" or (":" in documents and not documents.startswith(("/", "."))):
+                    raise ValueError("lookup = store reads mdsvc's own document store (sqlite:PATH or a database server's URL), "
+                                     f"not store = {documents}")
+                documents = f"sqlite:{documents}"  # a path
+            documents = SQLDocuments(documents)
         return StoreLookup.in_threads(documents, reactor)
     if spec == "neutron":
         from mdsvc.lookup.neutron import NeutronLookup, build_http_client

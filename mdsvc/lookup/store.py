@@ -4,7 +4,8 @@ The C{store} lookup backend: ports and routers from the embedded instance store.
 
 The store indexes each instance's NICs by (network, fixed IP) and (network, MAC), and each
 router's networks (C{mdsvc-manage router import}), so both the network and the router cases of
-neutron spec §2.1 are answered from the same SQLite file the metadata API reads.
+neutron spec §2.1 are answered from the same store the metadata API reads (the SQLite file or a
+database server).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from zope.interface import implementer
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable, StoreUnavailable
 from mdsvc.lookup._match import choose, no_networks
 from mdsvc.readiness import IHealthCheck
-from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.sql import SQLDocuments
 
 _UNKNOWN_ROUTER = object()
 _NO_NETWORKS = object()
@@ -34,23 +35,27 @@ _NO_NETWORKS = object()
 @define(eq=False)
 class StoreLookup:
     """
-    L{IInstanceLookup} over L{SQLiteDocuments}.
+    L{IInstanceLookup} over L{SQLDocuments}.
 
-    @ivar documents: the store file.
+    @ivar documents: the store.
     @ivar run: how to run a blocking call, C{run(f, *args) -> Deferred}: in production a thread
         pool (L{in_threads}), in tests a synchronous runner.
     """
 
-    documents: SQLiteDocuments
+    documents: SQLDocuments
     run: Callable[..., Deferred[Any]]
     name = "store"
     _log = Logger()
 
     @classmethod
-    def in_threads(cls, documents: SQLiteDocuments | str, reactor: Any, threadpool: ThreadPool | None = None) -> StoreLookup:
-        """A lookup whose queries run in C{threadpool} (default: the reactor's)."""
+    def in_threads(cls, documents: SQLDocuments | str, reactor: Any, threadpool: ThreadPool | None = None) -> StoreLookup:
+        """
+        A lookup whose queries run in C{threadpool} (default: the reactor's).
+
+        @param documents: the store, or its URL (C{sqlite:PATH}, a database server's).
+        """
         if isinstance(documents, str):
-            documents = SQLiteDocuments(documents)
+            documents = SQLDocuments(documents)
 
         def run(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
             pool = threadpool if threadpool is not None else reactor.getThreadPool()
@@ -108,7 +113,7 @@ class StoreLookup:
         return choose(matches, self._log, ip, network_id, router_id, mac)
 
     def _unavailable(self, failure: Failure) -> Failure:
-        if failure.check(sqlite3.Error, OSError, StoreUnavailable):  # (StoreUnavailable: a database server's)
+        if failure.check(sqlite3.Error, OSError, StoreUnavailable):  # (sqlite3.Error: the file's; StoreUnavailable: a server's)
             raise LookupUnavailable(f"instance store {self.documents.path}: {_oneLine(failure.getErrorMessage())}")
         return failure
 

@@ -4,9 +4,10 @@ Instance stores: where instance and router documents live, chosen by C{[mdsvc] s
 
 Built in:
 
-  - C{sqlite:PATH}: the embedded store (L{mdsvc.store.sqlite}), the default;
-  - C{postgresql://...}, C{mysql+pymysql://...}: the same documents on a database server that
-    several api nodes share (L{mdsvc.store.sql}; a URL's scheme is its NAME);
+  - C{sqlite:PATH}: the embedded store, one file (L{mdsvc.store.sql} on L{mdsvc.store.embedded}),
+    the default;
+  - C{postgresql://...}, C{mysql+pymysql://...}: the same documents, through the same code, on a
+    database server that several api nodes share (L{mdsvc.store.sql}; a URL's scheme is its NAME);
   - C{nova}: Nova's own databases, read as C{nova-api-metadata} reads them (L{mdsvc.store.nova});
 
 and C{NAME:ARG}: a vendor store, an object in a module of an C{mdsvc/plugins/} directory that
@@ -68,9 +69,9 @@ def store_factory(url: str, plugins: Iterable[Any] | None = None) -> Any:
 
     name, colon, _ = url.partition(":")
     if name == "sqlite":
-        from mdsvc.store.sqlite import SQLiteStoreFactory
+        from mdsvc.store.sql import SQLStoreFactory
 
-        return SQLiteStoreFactory()
+        return SQLStoreFactory("sqlite")
     if name == "nova":
         if colon:
             raise ValueError("store = nova takes no argument (Nova's databases are [api_database] and [database] connection)")
@@ -102,7 +103,8 @@ def check_store(url: str, plugins: Iterable[Any] | None = None) -> None:
     """
     from mdsvc.store.sql import SQLStoreFactory
 
-    if isinstance(store_factory(url, plugins), SQLStoreFactory):
+    factory = store_factory(url, plugins)
+    if isinstance(factory, SQLStoreFactory) and factory.name != "sqlite":
         from mdsvc.store.nova.database import make_engine
 
         make_engine(url, 1, 1).dispose()

@@ -10,7 +10,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.sql import SQLDocuments
 
 
 class DemoSeed(Service):
@@ -18,7 +18,7 @@ class DemoSeed(Service):
 
     _log = Logger()
 
-    def __init__(self, documents: SQLiteDocuments) -> None:
+    def __init__(self, documents: SQLDocuments) -> None:
         self.documents = documents
 
     def privilegedStartService(self) -> None:

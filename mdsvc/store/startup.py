@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from twisted.logger import Logger
 
 from mdsvc.config import Config
-from mdsvc.store.sqlite import SQLiteDocuments
+from mdsvc.store.sql import SQLDocuments
 
 log = Logger()
 
@@ -75,7 +75,11 @@ def prepare_store(url: str, shared: Iterable[str] = (), logger: Logger = log) ->
         _check_file(path + suffix, where, logger)
     _check_sound(path, where)
     try:
-        SQLiteDocuments(path).connect().close()  # creates a new store, with its schema
+        documents = SQLDocuments(f"sqlite:{path}", pool_size=1)
+        try:
+            documents.create()  # a new store, with its tables
+        finally:
+            documents.close()
     except sqlite3.DatabaseError as e:
         raise StoreProblem(_corrupt(where, str(e)) if _is_corrupt(e) else f"{where}: cannot open: {e}") from None
     except OSError as e:

@@ -1,6 +1,7 @@
 """
 mdsvc's own document store on a database server (C{[mdsvc] store = postgresql://...} or
-C{mysql+pymysql://...}), on a real PostgreSQL and a real MariaDB started by the tests: imports
+C{mysql+pymysql://...}), on a real PostgreSQL and a real MariaDB started by the tests, and the same
+tests on the embedded file (C{sqlite:PATH}) that several processes open: imports
 with mdsvc-manage are all or nothing, two api nodes share the store (what one stores, the other
 serves; a password is set once across both), concurrent imports never give one EC2 number twice.
 """
@@ -20,6 +21,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from mdsvc.store.sql import SQLDocuments
+from tests import test_store
 from tests.integration.mariadb import shared_mariadb
 from tests.integration.nova_cloud import SECRET, request, sign
 from tests.integration.postgresql import shared_postgresql
@@ -123,7 +125,8 @@ class SharedStoreMixin:
             self.assertEqual(result.returncode, 1, result.stderr)  # type: ignore[attr-defined]
             self.assertIn("mdsvc-manage: no store at ", result.stderr)  # type: ignore[attr-defined]
             self.assertIn("instance import or router import creates it", result.stderr)  # type: ignore[attr-defined]
-            self.assertNotIn(self.store.split("@")[0].rsplit(":", 1)[1], result.stderr)  # type: ignore[attr-defined]
+            if "@" in self.store:  # (a server's password)
+                self.assertNotIn(self.store.split("@")[0].rsplit(":", 1)[1], result.stderr)  # type: ignore[attr-defined]
         documents = SQLDocuments(self.store)
         try:
             self.assertFalse(documents.exists())  # type: ignore[attr-defined]
@@ -185,6 +188,14 @@ class SharedStoreMixin:
         self.assertEqual(len(set(numbers)), 60)  # type: ignore[attr-defined]
 
 
+class SQLiteFileStoreTests(SharedStoreMixin, SynchronousTestCase):
+    """The same on the embedded store: one file that every process (api nodes, mdsvc-manage) opens."""
+
+    def url(self) -> str:
+        """A file in a directory of its own, not there yet."""
+        return f"sqlite:{os.path.abspath(self.mktemp())}/store/mdsvc.sqlite"  # type: ignore[attr-defined]
+
+
 class PostgreSQLStoreTests(SharedStoreMixin, SynchronousTestCase):
     """The store on a real PostgreSQL."""
 
@@ -205,3 +216,33 @@ class MariaDBStoreTests(SharedStoreMixin, SynchronousTestCase):
         name = f"mdsvc_{time.monotonic_ns()}"
         server.create_database(name)
         return server.url(name)
+
+
+class OnPostgreSQL:
+    """A rule test's store on a new database of the shared PostgreSQL."""
+
+    def store_url(self) -> str:
+        """A new database on the shared PostgreSQL."""
+        server = shared_postgresql()
+        name = f"mdsvc_{time.monotonic_ns()}"
+        server.create_database(name)
+        return server.url(name)
+
+
+class OnMariaDB:
+    """A rule test's store on a new database of the shared MariaDB."""
+
+    def store_url(self) -> str:
+        """A new database on the shared MariaDB."""
+        server = shared_mariadb()
+        name = f"mdsvc_{time.monotonic_ns()}"
+        server.create_database(name)
+        return server.url(name)
+
+
+# tests/test_store.py's rule tests, written once, run on each server too: PostgreSQLImportTests,
+# MariaDBPasswordTests, ... (the module is imported, not its classes: they are not run here on SQLite)
+for _server, _kind in ((OnPostgreSQL, "PostgreSQL"), (OnMariaDB, "MariaDB")):
+    for _name in test_store.RULE_TESTS:
+        _base = getattr(test_store, _name)
+        globals()[_kind + _name] = type(_kind + _name, (_server, _base), {"__doc__": f"{_base.__doc__} On {_kind}."})
