@@ -19,7 +19,7 @@ from mdsvc.http import HTTPResponse, error_response
 from mdsvc.interfaces import AmbiguousAddress, IInstanceLookup, IInstanceStore, LookupUnavailable
 from mdsvc.lookup.cache import CachingLookup
 from mdsvc.metered import MeteredLookup, MeteredStore
-from mdsvc.metrics import WIDTH, Histogram, NodeMetrics
+from mdsvc.metrics import RECORD, Histogram, NodeMetrics
 from mdsvc.testing import MemoryInstanceStore, MemoryLookup
 from mdsvc.trace import TraceRing
 from tests.http import request, response
@@ -55,7 +55,7 @@ class HopMeterTests(SynchronousTestCase):
         started = self.clock.seconds()
         self.clock.advance(0.002)
         self.meter.answered(HTTPResponse(200, (), b""), started, "10.0.0.5", NETWORK, UUID, b"GET", b"/latest", "hit")
-        self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({}, WIDTH))
+        self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({}, 1))
         self.metrics.fold()
         self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({200: 1}, 0))
         self.assertEqual(self.meter.latency.cumulative()[2], ("0.0025", 1))
@@ -93,7 +93,7 @@ class HopMeterTests(SynchronousTestCase):
 
 
 class TraceRingTests(SynchronousTestCase):
-    """The ring keeps flat batches of records, at least C{size} rows per hop it has seen, the oldest batches falling off first."""
+    """The ring keeps batches of records, at least C{size} rows per hop it has seen, the oldest batches falling off first."""
 
     def record(self, hops: str, n: int) -> tuple[Any, ...]:
         return (hops, float(n), n + 0.5, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", f"/{n}".encode(), "hit", None)
@@ -101,10 +101,10 @@ class TraceRingTests(SynchronousTestCase):
     def test_oldest_fall_off(self) -> None:
         """Size 2: a batch goes once the newer ones hold two rows per hop; rows are numbered on; a chain record makes a row per hop."""
         ring = TraceRing(2)
-        ring.keep(tuple(v for n in range(3) for v in self.record("api", n)), 3, {"api"})
-        ring.keep(tuple(self.record("api", 3)), 1, {"api"})
+        ring.keep([self.record("api", n) for n in range(3)], 3, {"api"})
+        ring.keep([self.record("api", 3)], 1, {"api"})
         self.assertEqual([(r["seq"], r["path"]) for r in ring.select()], [(1, "/0"), (2, "/1"), (3, "/2"), (4, "/3")])
-        ring.keep(tuple(v for n in (4, 5) for v in self.record("proxy+agent+api", n)), 6, {"api", "agent", "proxy"})
+        ring.keep([self.record("proxy+agent+api", n) for n in (4, 5)], 6, {"api", "agent", "proxy"})
         self.assertEqual(len(ring), 6)  # the newest batch alone holds 2 rows of each of the 3 hops: the others fell off
         rows = ring.select()
         self.assertEqual([(r["seq"], r["hop"], r["path"]) for r in rows],
@@ -219,8 +219,8 @@ class InProcessChainTests(SynchronousTestCase):
         self.get(b"/latest/meta-data/hostname")  # warms both caches
         self.metrics.fold()
         self.get(b"/latest/meta-data/hostname")
-        record = list(self.metrics.pending)
-        self.assertEqual((len(record), record[0], record[7], record[10]), (WIDTH, "proxy+agent+api", UUID, "hit"))
+        (record,) = self.metrics.pending
+        self.assertEqual((len(record), record[0], record[7], record[10]), (len(RECORD), "proxy+agent+api", UUID, "hit"))
         self.assertIsNone(self.metrics.hop("proxy").inner)
         rows = self.metrics.select(address="10.0.0.5")[-3:]
         self.assertEqual([(r["hop"], r["status"], r["instance"], r["cache"]) for r in rows],
