@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -188,9 +190,6 @@ class InProcessChainTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from twisted.internet.address import IPv4Address
-        from twisted.internet.testing import StringTransport
-
         from mdsvc.http import LeanHTTPFactory
         from mdsvc.proxy.http import NamespaceProxyHandler
 
@@ -228,6 +227,29 @@ class InProcessChainTests(SynchronousTestCase):
         self.assertEqual({(r["time"], r["latency"]) for r in rows}, {(record[2], record[2] - record[1])})
         self.assertEqual(self.metrics.requests(), {("api", 200): 2, ("agent", 200): 2, ("proxy", 200): 2})
         self.assertEqual({name: h.count for name, h in self.metrics.stages.items()}, {"proxy_to_agent": 2, "agent": 2, "api_render": 2, "agent_to_api": 0})
+
+    def test_remote_api_wait(self) -> None:
+        """
+        A network node's agent (its API elsewhere): the listener's record of both hops keeps the
+        time the agent waited for the API (agent_to_api).
+        """
+        from mdsvc.http import LeanHTTPFactory
+        from mdsvc.proxy.http import NamespaceProxyHandler
+
+        lookup = MemoryLookup({("network", NETWORK, "10.0.0.5"): (UUID, "test")})
+        agent = MetadataAgent(lookup, InProcessAPI(self.h.app), "k", clock=self.h.clock, meter=self.metrics.hop("agent"),
+                              time_api=True)  # an API that notes nothing here: a stand-in for a remote one
+        agent.front = self.metrics.hop("proxy")
+        factory = LeanHTTPFactory(NamespaceProxyHandler("network", NETWORK, agent), self.h.clock, meter=self.metrics.hop("proxy"),
+                                  meter_answers=True, scope=NETWORK)
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.5", 40000))
+        self.protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.5", 40000)))
+        self.get(b"/latest/meta-data/hostname")
+        (record,) = self.metrics.pending
+        self.assertEqual(record[0], "proxy+agent")
+        self.assertGreater(record[11], 0)
+        self.metrics.fold()
+        self.assertEqual(self.metrics.stages["agent_to_api"].count, 1)
 
     def test_missing_path(self) -> None:
         """The API's 404 for a path it does not have: its reason on each hop's row, logged once, by the API."""

@@ -110,8 +110,8 @@ class MetadataAgent:
         """
         L{handle} for a namespace proxy's listener in this process, which calls it within its
         own call and notes its answer right after the agent's: the agent leaves what it knows in
-        the listener's meter (C{front.inner}), whose one record stands for both hops, with the
-        listener's times (L{mdsvc.metrics.HopMeter}).
+        the listener's meter (C{front.inner}: its hops, the instance, the lookup cache's outcome,
+        the API's time), whose one record stands for both hops, with the listener's times (L{mdsvc.metrics.HopMeter}).
         """
         return ensureDeferred(self._handle(request, self.front)).addErrback(self._failed, request)
 
@@ -159,7 +159,7 @@ class MetadataAgent:
             response = self._refusal(e, request)
         if meter is not None:
             if front is not None:  # the listener calling, within its call, notes next: its record stands for this hop
-                front.inner = (PROXY_AGENT_API if seen[3] else PROXY_AGENT, seen[0], seen[1])
+                front.inner = (PROXY_AGENT_API if seen[3] else PROXY_AGENT, seen[0], seen[1], seen[2])
             else:
                 meter.note((AGENT_API if seen[3] else "agent", started, meter.now(), response.code,
                             response if response.reason is not None else None, ip, request.network_id or request.router_id,
