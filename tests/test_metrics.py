@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -259,6 +259,45 @@ class InProcessChainTests(SynchronousTestCase):
         self.assertEqual([(r["hop"], r["status"]) for r in self.metrics.select(address="10.0.0.5")],
                          [("api", 404), ("agent", 404), ("proxy", 404)])
         self.assertEqual([(f[0], f[1]) for f in failures], [("api", 404)])
+
+
+class _AtOnceAPI:
+    """An API of this process that answers every request at once: 404 for instance C{gone}, else 200."""
+
+    meter = "metered"
+
+    def __init__(self, gone: str) -> None:
+        self.gone = gone
+
+    def forward(self, request: Any) -> Deferred[HTTPResponse]:
+        raise AssertionError("the metered agent calls forward_within")
+
+    def forward_within(self, request: Any, seen: list[Any]) -> Deferred[HTTPResponse]:
+        seen[3] = True
+        if request.instance_id == self.gone:
+            return succeed(error_response(404, None, reason="no such instance"))
+        return succeed(HTTPResponse(200, (), b"ok"))
+
+
+class AskedTwiceTests(SynchronousTestCase):
+    """The API's 404 for a moved address, answered at once, then its answer for the new instance."""
+
+    def test_two_api_answers(self) -> None:
+        """The first API answer has a record of its own; the agent's record stands for itself and the second."""
+        clock = Clock()
+        clock.advance(1000)
+        metrics = NodeMetrics("all-in-one", clock)
+        backend = MemoryLookup({("network", NETWORK, "10.0.0.5"): ("old-vm", "p")})
+        lookup = CachingLookup(backend, clock, 10)
+        agent = MetadataAgent(lookup, _AtOnceAPI("old-vm"), "k", clock=clock, meter=metrics.hop("agent"))  # type: ignore[arg-type]
+        self.successResultOf(lookup.lookup("10.0.0.5", network_id=NETWORK))  # cached: old-vm
+        backend.entries[("network", NETWORK, "10.0.0.5")] = ("new-vm", "p")  # the port moved
+        answer = self.successResultOf(agent.handle(GuestRequest(b"GET", b"/latest", b"", "10.0.0.5", None, NETWORK, None)))
+        self.assertEqual(answer.code, 200)
+        self.assertEqual([(r[0], r[3], r[7]) for r in metrics.pending], [("api", 404, "old-vm"), ("agent+api", 200, "new-vm")])
+        self.assertEqual(metrics.requests(), {("api", 404): 1, ("api", 200): 1, ("agent", 200): 1})
+        self.assertEqual([(r["hop"], r["status"], r["instance"]) for r in metrics.select(address="10.0.0.5")],
+                         [("api", 404, "old-vm"), ("api", 200, "new-vm"), ("agent", 200, "new-vm")])
 
 
 class APIHandlerMeteringTests(SynchronousTestCase):
