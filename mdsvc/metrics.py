@@ -234,8 +234,10 @@ class NodeMetrics:
         elapsed = list(map(sub, map(_ANSWERED, batch), map(_STARTED, batch)))
         rows = 0
         by_kind: Counter[str] = Counter()
+        all_ok = codes.count(200) == len(codes)  # (a 200 is never a failure: no failure to look for)
         if kinds.count(kinds[0]) == len(kinds):  # one kind of record (the usual batch): its codes as they are
-            by_code = {(kinds[0], code): n for code, n in Counter(codes).items()}
+            counted = {200: len(codes)} if all_ok else Counter(codes)
+            by_code = {(kinds[0], code): n for code, n in counted.items()}
         else:
             by_code = Counter(zip(kinds, codes, strict=True))
         for (kind, code), n in by_code.items():
@@ -245,14 +247,19 @@ class NodeMetrics:
         for kind, n in by_kind.items():
             chain = CHAINS[kind]
             rows += n * len(chain)
-            took = sorted(elapsed) if len(by_kind) == 1 else sorted(compress(elapsed, map(eq, kinds, repeat(kind))))
+            if len(by_kind) == 1:
+                elapsed.sort()
+                took = elapsed
+            else:
+                took = sorted(compress(elapsed, map(eq, kinds, repeat(kind))))
             for hop in chain:
                 _bucket(self.hops[hop].latency, took)
         waited = self.hops["agent"].waited if "agent" in self.hops else None
-        if waited is not None:
+        if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
+            # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)
             for value in filter(_IS_SET, map(_WAITED, batch)):
                 waited.observe(value)
-        failed = list(compress(batch, map(_FAILURE, batch)))
+        failed = [] if all_ok else list(compress(batch, map(_FAILURE, batch)))
         if failed:  # innermost hop first: the one that made the failure logs it
             failed.sort(key=lambda r: _DEPTH.get(CHAINS[r[0]][0], 9))
             for record in failed:

@@ -98,7 +98,8 @@ class MetadataAgent:
 
             self.clock = reactor
         if self.meter is not None and getattr(self.lookup, "outcome", False) is not False:
-            self._caching = self.lookup  # tells what each lookup did in its cache, for the meter
+            # tells what each lookup did in its cache, for the meter (the cache's own attribute when it has one)
+            self._caching = getattr(self.lookup, "tracker", self.lookup)
         if self.meter is not None and getattr(self.api, "meter", None) is not None:
             self._within = getattr(self.api, "forward_within", None)  # an API in this process: one record for both
 
