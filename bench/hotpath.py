@@ -137,6 +137,8 @@ def main() -> int:
         if statuses != {b"200"}:
             print(f"{name}: answers other than 200 while warming up: {sorted(statuses)}")
             return 1
+        if opts.metered:
+            metrics.fold()  # the warm-up's records are not the measured requests'
         best = float("inf")
         for _ in range(opts.repeats):
             transport.clear()

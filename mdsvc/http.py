@@ -615,7 +615,8 @@ class LeanHTTPProtocol(Protocol):
                 else:
                     meter.inner = None
                     meter.note((inner[0], self._began, now, response.code, response if response.reason is not None else None,
-                                self.source or self._peer, factory.scope, inner[1], request.method, request.target, inner[2], inner[3]))
+                                self.source or self._peer, factory.scope, inner[1], request.method, request.target, inner[2],
+                                inner[3]))
             if keep:
                 self._idle_since = now
                 self._idle_limit = factory.idle_timeout

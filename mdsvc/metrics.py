@@ -18,16 +18,16 @@ into prometheus_client (L{mdsvc.exposition} reads these at scrape time).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from itertools import compress, repeat
-from operator import eq, is_not, sub
+from operator import eq, is_not, itemgetter, sub
 from typing import Any
 
 from attrs import define, field
 
-from mdsvc.trace import CHAINS, RECORD, WIDTH, TraceRing, row
+from mdsvc.trace import CHAINS, RECORD, TraceRing, row
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the latency buckets: a cached answer takes well under a millisecond,
@@ -94,10 +94,9 @@ class HopMeter:
 
     where the first value names the hops the record stands for (L{mdsvc.trace.CHAINS}).
 
-    C{note} is the pending deque's C{extend}: the record's values are copied into it and the
-    tuple freed at once, so a record leaves no object behind for the garbage collector to track
-    and traverse, however many are pending (the trace keeps them in tuples of a batch each, which
-    the collector untracks once seen). Every value is text,
+    C{note} is the pending list's C{append}. Every value is text, bytes, a number or None (a
+    failure's answer object excepted), so the garbage collector untracks a record the first
+    time it sees it, and never traverses it again however long the trace keeps it. Every value is text,
     bytes, a number or None (a failure's answer object excepted, for its reason and to be logged
     once). Header values the API notes are bytes, made text when read.
 
@@ -115,7 +114,7 @@ class HopMeter:
     @ivar note: adds one record to the process's pending records.
     @ivar inner: (a namespace proxy's listeners) what the agent of this process that answered
         within the listener's call knows: C{(hops, instance, lookup cache outcome, seconds it
-        waited for a remote API or None)}, or None.
+        waited for a remote API)}, or None.
     """
 
     __slots__ = ("hop", "clock", "codes", "latency", "now", "note", "waited", "inner")
@@ -155,6 +154,7 @@ _DEPTH = {"api": 0, "agent": 1, "proxy": 2}
 """The hops innermost first: a failure is logged by the innermost hop that noted it (the one that made it)."""
 
 _IS_SET = partial(is_not, None)
+_KIND, _STARTED, _ANSWERED, _CODE, _FAILURE, _WAITED = (itemgetter(i) for i in (0, 1, 2, 3, 4, 11))
 
 
 def _bucket(latency: Histogram, elapsed: list[float]) -> None:
@@ -177,8 +177,7 @@ class NodeMetrics:
     @ivar role: the node role the process runs (C{twistd mdsvc --role}).
     @ivar trace: the process's ring of recent requests.
     @ivar hops: a L{HopMeter} per hop this process answers at (made by L{hop}).
-    @ivar pending: the records the hops noted since the last fold, flat (L{WIDTH} values each), in
-        a deque: it grows by blocks, where a list would copy itself as it grows.
+    @ivar pending: the records the hops noted since the last fold.
     @ivar stages: the latency histograms (L{STAGES}) by name.
     @ivar backend_errors: failures of instance-lookup backends and instance stores, by backend
         name (C{store}, C{neutron}, C{sqlite}, a plugin's name...).
@@ -198,7 +197,7 @@ class NodeMetrics:
     trace: TraceRing = field(factory=TraceRing)
     failure: Callable[..., None] | None = None
     hops: dict[str, HopMeter] = field(factory=dict)
-    pending: deque[Any] = field(factory=deque)
+    pending: list[tuple[Any, ...]] = field(factory=list)
     stages: dict[str, Histogram] = field(factory=dict)
     backend_errors: dict[str, int] = field(factory=dict)
     caches: dict[str, Any] = field(factory=dict)
@@ -213,7 +212,7 @@ class NodeMetrics:
         meter = self.hops.get(name)
         if meter is None:
             waited = self.stage("agent_to_api") if name == "agent" else None
-            meter = self.hops[name] = HopMeter(name, self.clock, self.pending.extend, waited)
+            meter = self.hops[name] = HopMeter(name, self.clock, self.pending.append, waited)
             self.stages[HOP_STAGE[name]] = meter.latency
         return meter
 
@@ -228,39 +227,49 @@ class NodeMetrics:
         pending = self.pending
         if not pending:
             return
-        batch = list(pending)
-        pending.clear()  # (the same deque: the meters' note is its extend)
-        kinds = batch[0::WIDTH]
-        codes = batch[3::WIDTH]
-        elapsed = list(map(sub, batch[2::WIDTH], batch[1::WIDTH]))
+        batch = pending[:]
+        pending.clear()  # (the same list: the meters' note is its append)
+        kinds = list(map(_KIND, batch))
+        codes = list(map(_CODE, batch))
+        elapsed = list(map(sub, map(_ANSWERED, batch), map(_STARTED, batch)))
         rows = 0
         by_kind: Counter[str] = Counter()
-        for (kind, code), n in Counter(zip(kinds, codes, strict=True)).items():
+        all_ok = codes.count(200) == len(codes)  # (a 200 is never a failure: no failure to look for)
+        if kinds.count(kinds[0]) == len(kinds):  # one kind of record (the usual batch): its codes as they are
+            counted = {200: len(codes)} if all_ok else Counter(codes)
+            by_code = {(kinds[0], code): n for code, n in counted.items()}
+        else:
+            by_code = Counter(zip(kinds, codes, strict=True))
+        for (kind, code), n in by_code.items():
             by_kind[kind] += n
             for hop in CHAINS[kind]:
                 self.hop(hop).codes[code] += n
         for kind, n in by_kind.items():
             chain = CHAINS[kind]
             rows += n * len(chain)
-            took = sorted(elapsed) if len(by_kind) == 1 else sorted(compress(elapsed, map(eq, kinds, repeat(kind))))
+            if len(by_kind) == 1:
+                elapsed.sort()
+                took = elapsed
+            else:
+                took = sorted(compress(elapsed, map(eq, kinds, repeat(kind))))
             for hop in chain:
                 _bucket(self.hops[hop].latency, took)
         waited = self.hops["agent"].waited if "agent" in self.hops else None
-        if waited is not None:
-            for value in filter(_IS_SET, batch[11::WIDTH]):
+        if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
+            # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)
+            for value in filter(_IS_SET, map(_WAITED, batch)):
                 waited.observe(value)
-        failed = list(compress(range(len(codes)), batch[4::WIDTH]))
+        failed = [] if all_ok else list(compress(batch, map(_FAILURE, batch)))
         if failed:  # innermost hop first: the one that made the failure logs it
-            failed.sort(key=lambda i: _DEPTH.get(CHAINS[kinds[i]][0], 9))
-            for i in failed:
-                record = batch[i * WIDTH:(i + 1) * WIDTH]
+            failed.sort(key=lambda r: _DEPTH.get(CHAINS[r[0]][0], 9))
+            for record in failed:
                 response = record[4]
                 if not response.noted:
                     response.noted = True
                     if self.failure is not None:
                         _, _, hop, address, scope, instance, method, path, code, _, _, reason = row(0, CHAINS[record[0]][0], record)
                         self.failure(hop, code, address, scope, instance, method, path, reason)
-        self.trace.keep(tuple(batch), rows, {hop for kind in by_kind for hop in CHAINS[kind]})
+        self.trace.keep(batch, rows, {hop for kind in by_kind for hop in CHAINS[kind]})
 
     def select(self, instance: str | None = None, address: str | None = None, after: int = 0,
                limit: int | None = None) -> list[dict[str, Any]]:
@@ -285,4 +294,4 @@ class NodeMetrics:
         return {(hop, code): n for hop, meter in self.hops.items() for code, n in meter.codes.items()}
 
 
-__all__ = ["HOPS", "HOP_STAGE", "LATENCY_BUCKETS", "RECORD", "STAGES", "WIDTH", "HopMeter", "Histogram", "NodeMetrics"]
+__all__ = ["HOPS", "HOP_STAGE", "LATENCY_BUCKETS", "RECORD", "STAGES", "HopMeter", "Histogram", "NodeMetrics"]

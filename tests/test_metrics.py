@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -19,7 +21,7 @@ from mdsvc.http import HTTPResponse, error_response
 from mdsvc.interfaces import AmbiguousAddress, IInstanceLookup, IInstanceStore, LookupUnavailable
 from mdsvc.lookup.cache import CachingLookup
 from mdsvc.metered import MeteredLookup, MeteredStore
-from mdsvc.metrics import WIDTH, Histogram, NodeMetrics
+from mdsvc.metrics import RECORD, Histogram, NodeMetrics
 from mdsvc.testing import MemoryInstanceStore, MemoryLookup
 from mdsvc.trace import TraceRing
 from tests.http import request, response
@@ -55,7 +57,7 @@ class HopMeterTests(SynchronousTestCase):
         started = self.clock.seconds()
         self.clock.advance(0.002)
         self.meter.answered(HTTPResponse(200, (), b""), started, "10.0.0.5", NETWORK, UUID, b"GET", b"/latest", "hit")
-        self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({}, WIDTH))
+        self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({}, 1))
         self.metrics.fold()
         self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({200: 1}, 0))
         self.assertEqual(self.meter.latency.cumulative()[2], ("0.0025", 1))
@@ -93,7 +95,7 @@ class HopMeterTests(SynchronousTestCase):
 
 
 class TraceRingTests(SynchronousTestCase):
-    """The ring keeps flat batches of records, at least C{size} rows per hop it has seen, the oldest batches falling off first."""
+    """The ring keeps batches of records, at least C{size} rows per hop it has seen, the oldest batches falling off first."""
 
     def record(self, hops: str, n: int) -> tuple[Any, ...]:
         return (hops, float(n), n + 0.5, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", f"/{n}".encode(), "hit", None)
@@ -101,10 +103,10 @@ class TraceRingTests(SynchronousTestCase):
     def test_oldest_fall_off(self) -> None:
         """Size 2: a batch goes once the newer ones hold two rows per hop; rows are numbered on; a chain record makes a row per hop."""
         ring = TraceRing(2)
-        ring.keep(tuple(v for n in range(3) for v in self.record("api", n)), 3, {"api"})
-        ring.keep(tuple(self.record("api", 3)), 1, {"api"})
+        ring.keep([self.record("api", n) for n in range(3)], 3, {"api"})
+        ring.keep([self.record("api", 3)], 1, {"api"})
         self.assertEqual([(r["seq"], r["path"]) for r in ring.select()], [(1, "/0"), (2, "/1"), (3, "/2"), (4, "/3")])
-        ring.keep(tuple(v for n in (4, 5) for v in self.record("proxy+agent+api", n)), 6, {"api", "agent", "proxy"})
+        ring.keep([self.record("proxy+agent+api", n) for n in (4, 5)], 6, {"api", "agent", "proxy"})
         self.assertEqual(len(ring), 6)  # the newest batch alone holds 2 rows of each of the 3 hops: the others fell off
         rows = ring.select()
         self.assertEqual([(r["seq"], r["hop"], r["path"]) for r in rows],
@@ -188,9 +190,6 @@ class InProcessChainTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from twisted.internet.address import IPv4Address
-        from twisted.internet.testing import StringTransport
-
         from mdsvc.http import LeanHTTPFactory
         from mdsvc.proxy.http import NamespaceProxyHandler
 
@@ -219,8 +218,8 @@ class InProcessChainTests(SynchronousTestCase):
         self.get(b"/latest/meta-data/hostname")  # warms both caches
         self.metrics.fold()
         self.get(b"/latest/meta-data/hostname")
-        record = list(self.metrics.pending)
-        self.assertEqual((len(record), record[0], record[7], record[10]), (WIDTH, "proxy+agent+api", UUID, "hit"))
+        (record,) = self.metrics.pending
+        self.assertEqual((len(record), record[0], record[7], record[10]), (len(RECORD), "proxy+agent+api", UUID, "hit"))
         self.assertIsNone(self.metrics.hop("proxy").inner)
         rows = self.metrics.select(address="10.0.0.5")[-3:]
         self.assertEqual([(r["hop"], r["status"], r["instance"], r["cache"]) for r in rows],
@@ -228,6 +227,29 @@ class InProcessChainTests(SynchronousTestCase):
         self.assertEqual({(r["time"], r["latency"]) for r in rows}, {(record[2], record[2] - record[1])})
         self.assertEqual(self.metrics.requests(), {("api", 200): 2, ("agent", 200): 2, ("proxy", 200): 2})
         self.assertEqual({name: h.count for name, h in self.metrics.stages.items()}, {"proxy_to_agent": 2, "agent": 2, "api_render": 2, "agent_to_api": 0})
+
+    def test_remote_api_wait(self) -> None:
+        """
+        A network node's agent (its API elsewhere): the listener's record of both hops keeps the
+        time the agent waited for the API (agent_to_api).
+        """
+        from mdsvc.http import LeanHTTPFactory
+        from mdsvc.proxy.http import NamespaceProxyHandler
+
+        lookup = MemoryLookup({("network", NETWORK, "10.0.0.5"): (UUID, "test")})
+        agent = MetadataAgent(lookup, InProcessAPI(self.h.app), "k", clock=self.h.clock, meter=self.metrics.hop("agent"),
+                              time_api=True)  # an API that notes nothing here: a stand-in for a remote one
+        agent.front = self.metrics.hop("proxy")
+        factory = LeanHTTPFactory(NamespaceProxyHandler("network", NETWORK, agent), self.h.clock, meter=self.metrics.hop("proxy"),
+                                  meter_answers=True, scope=NETWORK)
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.5", 40000))
+        self.protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.5", 40000)))
+        self.get(b"/latest/meta-data/hostname")
+        (record,) = self.metrics.pending
+        self.assertEqual(record[0], "proxy+agent")
+        self.assertGreater(record[11], 0)
+        self.metrics.fold()
+        self.assertEqual(self.metrics.stages["agent_to_api"].count, 1)
 
     def test_missing_path(self) -> None:
         """The API's 404 for a path it does not have: its reason on each hop's row, logged once, by the API."""
@@ -237,6 +259,45 @@ class InProcessChainTests(SynchronousTestCase):
         self.assertEqual([(r["hop"], r["status"]) for r in self.metrics.select(address="10.0.0.5")],
                          [("api", 404), ("agent", 404), ("proxy", 404)])
         self.assertEqual([(f[0], f[1]) for f in failures], [("api", 404)])
+
+
+class _AtOnceAPI:
+    """An API of this process that answers every request at once: 404 for instance C{gone}, else 200."""
+
+    meter = "metered"
+
+    def __init__(self, gone: str) -> None:
+        self.gone = gone
+
+    def forward(self, request: Any) -> Deferred[HTTPResponse]:
+        raise AssertionError("the metered agent calls forward_within")
+
+    def forward_within(self, request: Any, seen: list[Any]) -> Deferred[HTTPResponse]:
+        seen[3] = True
+        if request.instance_id == self.gone:
+            return succeed(error_response(404, None, reason="no such instance"))
+        return succeed(HTTPResponse(200, (), b"ok"))
+
+
+class AskedTwiceTests(SynchronousTestCase):
+    """The API's 404 for a moved address, answered at once, then its answer for the new instance."""
+
+    def test_two_api_answers(self) -> None:
+        """The first API answer has a record of its own; the agent's record stands for itself and the second."""
+        clock = Clock()
+        clock.advance(1000)
+        metrics = NodeMetrics("all-in-one", clock)
+        backend = MemoryLookup({("network", NETWORK, "10.0.0.5"): ("old-vm", "p")})
+        lookup = CachingLookup(backend, clock, 10)
+        agent = MetadataAgent(lookup, _AtOnceAPI("old-vm"), "k", clock=clock, meter=metrics.hop("agent"))  # type: ignore[arg-type]
+        self.successResultOf(lookup.lookup("10.0.0.5", network_id=NETWORK))  # cached: old-vm
+        backend.entries[("network", NETWORK, "10.0.0.5")] = ("new-vm", "p")  # the port moved
+        answer = self.successResultOf(agent.handle(GuestRequest(b"GET", b"/latest", b"", "10.0.0.5", None, NETWORK, None)))
+        self.assertEqual(answer.code, 200)
+        self.assertEqual([(r[0], r[3], r[7]) for r in metrics.pending], [("api", 404, "old-vm"), ("agent+api", 200, "new-vm")])
+        self.assertEqual(metrics.requests(), {("api", 404): 1, ("api", 200): 1, ("agent", 200): 1})
+        self.assertEqual([(r["hop"], r["status"], r["instance"]) for r in metrics.select(address="10.0.0.5")],
+                         [("api", 404, "old-vm"), ("api", 200, "new-vm"), ("agent", 200, "new-vm")])
 
 
 class APIHandlerMeteringTests(SynchronousTestCase):

@@ -104,7 +104,8 @@ class MetadataAgent:
 
             self.clock = reactor
         if self.meter is not None and getattr(self.lookup, "outcome", False) is not False:
-            self._caching = self.lookup  # tells what each lookup did in its cache, for the meter
+            # tells what each lookup did in its cache, for the meter (the cache's own attribute when it has one)
+            self._caching = getattr(self.lookup, "tracker", self.lookup)
         if self.meter is not None and getattr(self.api, "meter", None) is not None:
             self._within = getattr(self.api, "forward_within", None)  # an API in this process: one record for both
 
@@ -116,8 +117,8 @@ class MetadataAgent:
         """
         L{handle} for a namespace proxy's listener in this process, which calls it within its
         own call and notes its answer right after the agent's: the agent leaves what it knows in
-        the listener's meter (C{front.inner}), whose one record stands for both hops, with the
-        listener's times (L{mdsvc.metrics.HopMeter}).
+        the listener's meter (C{front.inner}: its hops, the instance, the lookup cache's outcome,
+        the API's time), whose one record stands for both hops, with the listener's times (L{mdsvc.metrics.HopMeter}).
         """
         return ensureDeferred(self._handle(request, self.front)).addErrback(self._failed, request)
 

@@ -73,6 +73,11 @@ class CachingLookup:
         return self._cache.coalesced
 
     @property
+    def tracker(self) -> ExpiringCache:
+        """The cache itself, whose C{outcome} attribute is L{outcome} (read per request without a property call)."""
+        return self._cache
+
+    @property
     def outcome(self) -> str | None:
         """What the last lookup did in the cache: C{hit}, C{miss} or C{wait} (L{ExpiringCache.outcome})."""
         return self._cache.outcome
