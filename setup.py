@@ -28,6 +28,8 @@ setup(
         "jinja2>=3.0",
         # lookup = ovn: Open vSwitch's own RFC 7047 client and IDL (what ovsdbapp and Neutron use)
         "ovs>=3.4.1",
+        # [mdsvc] metrics_endpoint: the Prometheus exposition
+        "prometheus-client>=0.20",
     ],
     # What the suite and `make check` import besides the product's own requirements (the real
     # metadata clients the integration tests drive live in a virtualenv of their own:

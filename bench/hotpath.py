@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,6 +42,8 @@ def main() -> int:
     p.add_argument("--path", choices=("server", "api", "all-in-one", "all"), default="all")
     p.add_argument("--requests", type=int, default=28000, help="requests per path and repeat")
     p.add_argument("--repeats", type=int, default=5, help="the minimum of this many timed repeats is printed")
+    p.add_argument("--metered", action="store_true",
+                   help="wire the hop meters, trace ring and metered lookup as mdsvc.tap does (trees with mdsvc/metrics.py)")
     opts = p.parse_args()
     sys.path.insert(0, opts.mdsvc_tree or os.path.dirname(HERE))
     from storm import BOOT_PATHS  # the 28 GETs of a cloud-init boot
@@ -75,29 +78,56 @@ def main() -> int:
 
     clock = Clock()
     clock.advance(1_700_000_000)
+    # A running node's clock is the reactor, whose seconds is time.time, a call into C; so is this
+    # one's (a fixed time: the caches never expire while measuring), for every tree alike.
+    clock.seconds = partial(float, clock.seconds())  # type: ignore[method-assign]
     with open(os.path.join(os.path.dirname(mdsvc.__file__), "data", "demo-instance.json")) as f:
         doc = json.load(f)
     instance = instance_from_document(doc)
     network = doc["nics"][0]["network"]["id"]
     ip = doc["nics"][0]["fixed_ips"][0]["ip"]
+    from mdsvc.lookup.cache import CachingLookup
+
     store = MemoryInstanceStore()
     store.add(instance)
+    lookup: Any = MemoryLookup({("network", network, ip): (instance.uuid, instance.project_id)})
+    meters: dict[str, Any] = {}
+    if opts.metered:  # as mdsvc.tap wires a process (counting and tracing are always on there)
+        from mdsvc.metered import MeteredLookup, MeteredStore
+        from mdsvc.operations import node_metrics
+
+        metrics = node_metrics(__import__("mdsvc.config", fromlist=["load_config"]).load_config(None), "all-in-one", clock)
+        lookup = MeteredLookup(lookup, metrics)
+        store = MeteredStore(store, metrics, "memory")  # type: ignore[assignment]
+        meters = {"proxy": metrics.hop("proxy"), "api": metrics.hop("api")}
+        metrics.stages["agent_to_api"] = meters["api"].latency  # as tap wires an in-process API
+        meters["agent"] = metrics.hop("agent")
     app = MetadataApp(store=store, identifier=Identifier(True, "secret"), clock=clock)
-    agent = MetadataAgent(MemoryLookup({("network", network, ip): (instance.uuid, instance.project_id)}), InProcessAPI(app),
-                          "secret")
+    lookup = CachingLookup(lookup, clock, 10, 2)  # as the agent's [cache] does by default
+    if opts.metered:
+        agent = MetadataAgent(lookup, InProcessAPI(app, meter=meters["api"]), "secret", clock=clock, meter=meters["agent"])
+        if hasattr(agent, "front"):  # trees where the in-process proxy's listener times the agent (as tap wires it)
+            agent.front = meters["proxy"]
+    else:
+        agent = MetadataAgent(lookup, InProcessAPI(app), "secret", clock=clock)
     signed = (f"X-Instance-ID: {instance.uuid}\r\nX-Tenant-ID: {instance.project_id}\r\n"
               f"X-Instance-ID-Signature: {sign('secret', instance.uuid)}\r\nX-Forwarded-For: {ip}\r\n").encode()
     answer = HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"x" * 200)
     paths = {
         "server": (lambda r: answer, b""),
-        "api": (APIHandler(app), signed),
+        "api": (APIHandler(app, meter=meters["api"]) if opts.metered else APIHandler(app), signed),
         "all-in-one": (NamespaceProxyHandler("network", network, proxy_to_agent(agent)), b""),
     }
+    factory_options: dict[str, dict[str, Any]] = {
+        "server": {}, "api": {"meter": meters.get("api"), "meter_answers": False},
+        "all-in-one": {"meter": meters.get("proxy"), "meter_answers": True, "scope": network},
+    } if opts.metered else {"server": {}, "api": {}, "all-in-one": {}}
     chosen = list(paths) if opts.path == "all" else [opts.path]
-    print(f"mdsvc at {os.path.dirname(mdsvc.__file__)}: {opts.requests} requests of the boot mix per repeat, minimum of {opts.repeats}")
+    print(f"mdsvc at {os.path.dirname(mdsvc.__file__)}{' (metered)' if opts.metered else ''}: {opts.requests} requests of the boot "
+          f"mix per repeat, minimum of {opts.repeats}")
     for name in chosen:
         handler, extra = paths[name]
-        protocol = LeanHTTPFactory(handler, clock).buildProtocol(IPv4Address("TCP", ip, 40000))
+        protocol = LeanHTTPFactory(handler, clock, **factory_options[name]).buildProtocol(IPv4Address("TCP", ip, 40000))
         transport = StringTransport(peerAddress=IPv4Address("TCP", ip, 40000))
         protocol.makeConnection(transport)
         requests = [REQUEST % (path.encode(), extra) for path in BOOT_PATHS]
@@ -107,6 +137,8 @@ def main() -> int:
         if statuses != {b"200"}:
             print(f"{name}: answers other than 200 while warming up: {sorted(statuses)}")
             return 1
+        if opts.metered:
+            metrics.fold()  # the warm-up's records are not the measured requests'
         best = float("inf")
         for _ in range(opts.repeats):
             transport.clear()
@@ -115,6 +147,8 @@ def main() -> int:
                 protocol.dataReceived(requests[n % len(requests)])
                 if n % 512 == 0:
                     transport.clear()
+            if opts.metered:
+                metrics.fold()  # what the process does once a second: part of the cost
             best = min(best, time.perf_counter() - started)
         print(f"{name:12} {best / opts.requests * 1e6:7.2f} µs per request")
     return 0

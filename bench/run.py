@@ -343,8 +343,11 @@ class Ports:
             return s.getsockname()[1]
 
 
-def mdsvc_config(tmp: str, api_port: int, listener_port: int) -> str:
-    """One config file every mdsvc role of the run reads (each reads its own sections)."""
+def mdsvc_config(tmp: str, api_port: int, listener_port: int, metrics: bool = False) -> str:
+    """
+    One config file every mdsvc role of the run reads (each reads its own sections); with
+    C{metrics}, every process also serves /metrics on a port of its own (C{tcp:0}).
+    """
     path = os.path.join(tmp, "mdsvc.conf")
     with open(path, "w") as f:
         f.write(f"""# written by bench/run.py
@@ -366,6 +369,8 @@ listeners = network {NETWORK_ID} tcp:{listener_port}:interface=127.0.0.1
 [mdsvc]
 api_endpoint = tcp:{api_port}:interface=127.0.0.1
 """)
+        if metrics:
+            f.write("metrics_endpoint = tcp:0:interface=127.0.0.1\n")
     return path
 
 
@@ -927,6 +932,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mdsvc-tree", metavar="DIR", help="measure the mdsvc of another source tree (e.g. an older commit: "
                    "git archive COMMIT | tar -x -C DIR); default this repository")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
+    p.add_argument("--metrics", action="store_true", help="every mdsvc process also serves [mdsvc] metrics_endpoint (tcp:0)")
     opts = p.parse_args(argv)
     # nothing selected: everything; --smoke: everything, small; else only what was asked for
     selected = opts.shapes is not None or opts.storm is not None or opts.namespaces is not None
@@ -982,7 +988,7 @@ def main(argv: list[str] | None = None) -> int:
             enter_bench_namespace(f"mdsvc-bench-{os.getpid()}")
         ports = Ports(opts.isolated)
         api_port, listener_port = ports.get(), ports.get()
-        config = mdsvc_config(RUN.tmp, api_port, listener_port)
+        config = mdsvc_config(RUN.tmp, api_port, listener_port, opts.metrics)
         count = max(opts.instances, opts.storm if opts.storm else 0)
         documents = prepare_store(opts, RUN.tmp, count)
         plain, signed = os.path.join(RUN.tmp, "plain.txt"), os.path.join(RUN.tmp, "signed.txt")

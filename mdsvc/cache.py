@@ -28,8 +28,11 @@ class ExpiringCache:
     """
     @ivar ttl: seconds a value is kept (0: not kept; concurrent misses are still coalesced).
     @ivar negative_ttl: seconds a None is kept (0: not kept).
-    @ivar loads: how many loads were started.
-    @ivar hits: how many gets were answered from the cache.
+    @ivar loads: how many loads were started (misses).
+    @ivar hits: how many gets and peeks found a fresh value.
+    @ivar coalesced: how many gets waited for a load another get had started.
+    @ivar outcome: what the last get or successful peek did: C{hit}, C{miss} (it started a
+        load) or C{wait} (it joined one); read by whoever traces a request right after its call.
     """
 
     clock: IReactorTime
@@ -40,11 +43,15 @@ class ExpiringCache:
     _next_sweep: float = field(default=0.0, init=False)
     loads: int = field(default=0, init=False)
     hits: int = field(default=0, init=False)
+    coalesced: int = field(default=0, init=False)
+    outcome: str | None = field(default=None, init=False)
 
     def peek(self, key: Hashable) -> Any:
         """The fresh value of C{key}, or None (nothing is loaded)."""
         entry = self._entries.get(key)
         if entry is not None and entry[0] > self.clock.seconds():
+            self.hits += 1
+            self.outcome = "hit"
             return entry[1]
         return None
 
@@ -54,15 +61,19 @@ class ExpiringCache:
         if entry is not None:
             if entry[0] > self.clock.seconds():
                 self.hits += 1
+                self.outcome = "hit"
                 return succeed(entry[1])
             del self._entries[key]
         waiter: Deferred[Any] = Deferred()
         waiters = self._pending.get(key)
         if waiters is not None:
             waiters.append(waiter)
+            self.coalesced += 1
+            self.outcome = "wait"
             return waiter
         waiters = self._pending[key] = [waiter]
         self.loads += 1
+        self.outcome = "miss"
         maybeDeferred(load, key).addBoth(self._loaded, key, waiters)
         return waiter
 

@@ -408,6 +408,10 @@ SECTIONS: dict[str, str] = {
     "database": "store = nova: a cell database of Nova (nova.conf's [database]).",
 }
 
+SYSLOG_FACILITIES = ("LOG_USER", "LOG_DAEMON", "LOG_LOCAL0", "LOG_LOCAL1", "LOG_LOCAL2", "LOG_LOCAL3", "LOG_LOCAL4",
+                     "LOG_LOCAL5", "LOG_LOCAL6", "LOG_LOCAL7")
+"""What C{[DEFAULT] syslog_log_facility} may name."""
+
 _SKIPPED_EC2_VERSIONS = "1.0 2007-01-19 2007-03-01 2007-08-29 2007-10-10 2007-12-15 2008-02-01 2008-09-01"
 
 OPTIONS: tuple[Option, ...] = (
@@ -665,6 +669,28 @@ OPTIONS: tuple[Option, ...] = (
            help="Connections one source address may hold on one namespace listener, and requests one guest "
                 "may have in flight at the agent. Beyond, new connections are closed at once (logged once a "
                 "minute). 0: no limit."),
+    # operating it: metrics, logs, the admin socket (doctor, trace)
+    Option("mdsvc", "metrics_endpoint", optional(endpoint), None, roles=EVERY_PART, dest="operations.metrics_endpoint",
+           example="tcp:9180:interface=127.0.0.1",
+           help="A Twisted endpoint serving /metrics (Prometheus), /healthz and /readyz; unset: none. Every "
+                "process needs its own (give each role's file its own port); with metadata_workers, the api role's "
+                "supervisor serves it for all its workers (each sample labelled worker=\"N\").", paths=endpoint_path),
+    Option("mdsvc", "admin_dir", optional(string), None, roles=EVERY_PART, example="$state_path/run",
+           help="Where each process serves its admin socket, ROLE.sock (worker N of metadata_workers: api@N.sock; "
+                "mode 0600, in a 0700 directory), "
+                "which mdsvc-manage doctor and trace talk to (default $state_path/run).", paths=a_path),
+    Option("mdsvc", "trace_size", integer(0), "4096", roles=EVERY_PART, dest="operations.trace_size",
+           help="Requests each process keeps for mdsvc-manage trace (one per hop answered; 0: none)."),
+    Option("DEFAULT", "log_format", choice("text", "json"), "text", roles=EVERY_PART, dest="operations.log_format",
+           help="text: twistd's lines; json: one JSON object per event and line on standard output, with every "
+                "named field (twisted.logger's JSON form)."),
+    Option("DEFAULT", "use_syslog", boolean, "false", roles=EVERY_PART, dest="operations.use_syslog",
+           help="Also send every event to syslog (/dev/log), as oslo.log's option of this name does."),
+    Option("DEFAULT", "syslog_log_facility", choice(*SYSLOG_FACILITIES), "LOG_USER", roles=EVERY_PART,
+           dest="operations.syslog_facility", help="The syslog facility of use_syslog."),
+    Option("DEFAULT", "use_journal", boolean, "false", roles=EVERY_PART, dest="operations.use_journal",
+           help="Also send every event to journald with its named fields (MDSVC_HOP=..., MDSVC_INSTANCE=...), as "
+                "oslo.log's option of this name does."),
 )
 
 _BY_KEY = {o.key: o for o in OPTIONS}
@@ -838,6 +864,24 @@ class GuestLimits:
 
 
 @frozen
+class OperationsConfig:
+    """
+    How a process lets itself be seen: the metrics listener, its admin socket, its trace ring,
+    where its logs go.
+
+    @ivar admin_dir: the directory of the admin sockets (C{ROLE.sock}).
+    """
+
+    metrics_endpoint: str | None
+    admin_dir: str
+    trace_size: int
+    log_format: str
+    use_syslog: bool
+    syslog_facility: str
+    use_journal: bool
+
+
+@frozen
 class Config:
     """The whole parsed configuration of a node."""
 
@@ -850,6 +894,7 @@ class Config:
     access_log: bool
     proxy: ProxyConfig
     limits: GuestLimits
+    operations: OperationsConfig
     debug: bool
     secret_rotation_window: float
     drain_timeout: float
@@ -937,6 +982,11 @@ def api_url(loaded: Loaded) -> str:
     return f"{loaded['DEFAULT', 'nova_metadata_protocol']}://{netloc}:{loaded['DEFAULT', 'nova_metadata_port']}"
 
 
+def admin_dir(loaded: Loaded) -> str:
+    """C{OperationsConfig.admin_dir}: C{[mdsvc] admin_dir}, else C{$state_path/run}."""
+    return loaded["mdsvc", "admin_dir"] or f"{loaded['DEFAULT', 'state_path']}/run"
+
+
 def rate_limit_ip_version(loaded: Loaded) -> int | None:
     """C{RateLimitConfig.ip_version}: the one version of C{ip_versions}, else None (no limiting)."""
     versions = loaded["metadata_rate_limiting", "ip_versions"]
@@ -960,6 +1010,7 @@ DERIVED: dict[str, Callable[[Loaded], Any]] = {
     "agent.listen_endpoint": agent_listen_endpoint,
     "agent.api_url": api_url,
     "agent.rate_limit.ip_version": rate_limit_ip_version,
+    "operations.admin_dir": admin_dir,
 }
 
 

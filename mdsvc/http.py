@@ -135,6 +135,10 @@ class HTTPResponse:
         server announced (the body is empty); None means C{len(body)}.
     @ivar hop_limit: the IP TTL / IPv6 hop limit the answer, and the rest of its connection,
         is sent with (L{mdsvc.hoplimit}); None: the system's.
+    @ivar reason: why the request failed, for traces and logs (never sent): set by the hop that
+        made the error; an answer relayed over HTTP has none.
+    @ivar noted: whether a hop has logged this failure already (in one process, the same object
+        crosses every hop).
     """
 
     code: int
@@ -142,6 +146,8 @@ class HTTPResponse:
     body: bytes
     length: int | None = None
     hop_limit: int | None = None
+    reason: str | None = field(default=None, eq=False, repr=False)
+    noted: bool = field(default=False, init=False, eq=False, repr=False)
     _wire: bytes | None = field(default=None, init=False, eq=False, repr=False)
     """The header lines as written, kept: a cached answer is written many times."""
 
@@ -183,10 +189,16 @@ class _DateCache:
         return line
 
 
-def error_response(code: int, explanation: str | None, accept: bytes | None = None) -> HTTPResponse:
-    """An error page (L{mdsvc.pages.error_page}) as the answer of any hop, the protocol's own refusals included."""
+def error_response(code: int, explanation: str | None, accept: bytes | None = None, reason: str | None = None) -> HTTPResponse:
+    """
+    An error page (L{mdsvc.pages.error_page}) as the answer of any hop, the protocol's own
+    refusals included.
+
+    @param reason: what traces and logs say (default: the explanation); never sent.
+    """
     page = error_page(code, explanation, accept)
-    return HTTPResponse(code, ((b"Content-Type", page.content_type),), page.body)
+    return HTTPResponse(code, ((b"Content-Type", page.content_type),), page.body,
+                        reason=reason or explanation or TITLES.get(code, str(code)))
 
 
 class _Refusal(Exception):
@@ -252,6 +264,7 @@ class LeanHTTPProtocol(Protocol):
         self._close_by = 0.0
         self.deadline: float | None = None
         self._peer: str | None = None
+        self._began = 0.0  # when the request being answered was taken up (metered listeners)
 
     # -- the connection ----------------------------------------------------------------------
 
@@ -535,6 +548,9 @@ class LeanHTTPProtocol(Protocol):
             self._processing = False
 
     def _serve(self, item: tuple[HTTPRequest, bool] | _Refusal) -> None:
+        every = self.factory.meter_every
+        if every is not None:
+            self._began = every.now()
         if isinstance(item, _Refusal):
             self._write(error_response(item.code, item.text), None, keep=False)
             return
@@ -585,9 +601,31 @@ class LeanHTTPProtocol(Protocol):
         if response.hop_limit is not None:
             limit_hops(self.transport, response.hop_limit)
         self.transport.write(b"".join(parts))
-        if keep:
-            self._idle_since = self.factory.clock.seconds()
-            self._idle_limit = self.factory.idle_timeout
+        factory = self.factory
+        meter = factory.meter
+        if meter is not None:
+            now = meter.now()  # the answer's time, and the start of the idle time that follows
+            if request is None:  # the protocol's own refusal
+                meter.answered(response, self._began or now, self.source or self._peer, factory.scope, None, b"-", b"-", None)
+            elif factory.meter_every is not None:
+                inner = meter.inner  # an agent of this process that answered within this call: one record for both
+                if inner is None:
+                    meter.note((meter.hop, self._began, now, response.code, response if response.reason is not None else None,
+                                self.source or self._peer, factory.scope, None, request.method, request.target, None, None))
+                else:
+                    meter.inner = None
+                    meter.note((inner[0], self._began, now, response.code, response if response.reason is not None else None,
+                                self.source or self._peer, factory.scope, inner[1], request.method, request.target, inner[2],
+                                inner[3]))
+            if keep:
+                self._idle_since = now
+                self._idle_limit = factory.idle_timeout
+                self._kept_alive = True
+            else:
+                self._close()
+        elif keep:
+            self._idle_since = factory.clock.seconds()
+            self._idle_limit = factory.idle_timeout
             self._kept_alive = True
         else:
             self._close()
@@ -700,12 +738,17 @@ class LeanHTTPFactory(ServerFactory):
     @param guest_facing: whether each source address is a guest, held to the per-guest limit
         (the namespace proxies; not the API behind agents or a load balancer, whose few
         sources carry every guest's requests).
+    @param meter: the hop's L{mdsvc.metrics.HopMeter}: the protocol's own refusals are noted
+        with it, and every answer when C{meter_answers} (a hop whose handler notes its answers
+        itself, with more to say about them, leaves it off).
+    @param scope: what the listener's traces name as the guest's network or router.
     (Deadlines are checked once a second, so a connection goes within a second of its deadline.)
     """
 
     def __init__(
         self, handler: Handler, clock: IReactorTime | None = None, request_timeout: float = 30, idle_timeout: float = 60,
         name: str = "http", limits: ConnectionLimits | None = None, guest_facing: bool = True,
+        meter: Any = None, meter_answers: bool = True, scope: str | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -718,6 +761,10 @@ class LeanHTTPFactory(ServerFactory):
         self.idle_timeout = idle_timeout
         self.limits = limits
         self.guest_facing = guest_facing
+        self.meter = meter
+        self.meter_answers = meter_answers
+        self.meter_every = meter if meter_answers else None
+        self.scope = scope
         self.date = _DateCache(clock)
         self.sweep_interval = 1.0
         self._watched: dict[LeanHTTPProtocol, None] = {}

@@ -365,6 +365,21 @@ class HTTPPool:
         """Whether the server's last answer echoed its request id (mdsvc's own servers do)."""
         self.connections_made = 0
 
+    @property
+    def open_connections(self) -> int:
+        """Connections open or being opened."""
+        return len(self._live) + self._opening
+
+    @property
+    def idle_connections(self) -> int:
+        """Open connections waiting for a request."""
+        return len(self._idle)
+
+    @property
+    def waiters(self) -> int:
+        """Requests waiting for a connection (every one is busy and no more may be opened)."""
+        return len(self._queue)
+
     def request(
         self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes = b"", timeout: float | None = None,
     ) -> Deferred[HTTPResponse]:

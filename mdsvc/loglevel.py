@@ -33,7 +33,7 @@ class LogLevelFilter:
             publisher = globalLogPublisher
         self.publisher = publisher
         self.level = LogLevel.debug if debug else LogLevel.info
-        self._wrapped: list[ILogObserver] = []
+        self._wrapped: list[tuple[ILogObserver, ILogObserver]] = []  # (wrapper, the observer it wraps)
 
     def set_debug(self, debug: bool) -> None:
         """Debug level when C{debug}, else info."""
@@ -49,12 +49,21 @@ class LogLevelFilter:
     def install(self) -> None:
         """Wrap each observer of the publisher (those not wrapped yet) so that it writes only what passes."""
         for observer in list(getattr(self.publisher, "_observers", ())):
-            if any(observer is w for w in self._wrapped):
+            if any(observer is w for w, _ in self._wrapped):
                 continue
             wrapper = FilteringLogObserver(observer, [self])
-            self._wrapped.append(wrapper)
+            self._wrapped.append((wrapper, observer))
             self.publisher.removeObserver(observer)
             self.publisher.addObserver(wrapper)
+
+    def uninstall(self) -> None:
+        """Give the publisher back the observers it had (those still there): nothing filtered any more."""
+        observers = getattr(self.publisher, "_observers", ())
+        for wrapper, observer in self._wrapped:
+            if any(wrapper is o for o in observers):
+                self.publisher.removeObserver(wrapper)
+                self.publisher.addObserver(observer)
+        self._wrapped = []
 
 
 class LogLevelService(Service):
@@ -67,6 +76,11 @@ class LogLevelService(Service):
         """Filter the observers twistd set up."""
         super().startService()
         self.level.install()
+
+    def stopService(self) -> Any:
+        """Unwrap the observers again (a process stops; a service tree in a test leaves the publisher as it found it)."""
+        self.level.uninstall()
+        return super().stopService()
 
 
 __all__ = ["LogLevelFilter", "LogLevelService"]

@@ -7,6 +7,8 @@ C{mdsvc-manage}: the operator's command line, on the same configuration files th
     mdsvc-manage [CONFIG] configdrive build UUID -o FILE [--format iso|vfat]
     mdsvc-manage [CONFIG] sign INSTANCE_ID
     mdsvc-manage [CONFIG] check-config [FILE...]
+    mdsvc-manage [CONFIG] doctor [--guest IP --network NET|--router R]
+    mdsvc-manage [CONFIG] trace UUID|IP [--follow]
     mdsvc-manage sample-config --role ROLE | --output-dir DIR
 
 CONFIG is C{--config-file FILE} (repeated: later files win, option by option), C{--config-dir
@@ -331,6 +333,23 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     p = sub.add_parser("check-config", help="check a configuration: exit 0, or one line per problem")
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="files read together as the service reads them, later ones winning (default: the CONFIG options)")
+    p = sub.add_parser("doctor", help="check every hop of this node; one line per hop, OK or what is broken and the fix",
+                       description="Walk every hop of this node as its configuration says it is deployed: the configuration, "
+                       "the processes (over their admin sockets, [mdsvc] admin_dir), namespaces and their listeners, the agent "
+                       "socket, the lookup backend, the API, the shared secret, the store. Exit status 0 only when all is well. "
+                       "Run it as the user the service runs as.")
+    p.add_argument("--guest", metavar="IP", help="a guest's address: the lookup backend must name its instance")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--network", metavar="NET", help="the guest's network id (with --guest)")
+    where.add_argument("--router", metavar="R", help="the router id the guest comes through (with --guest)")
+    p = sub.add_parser("trace", help="the last requests of one instance or guest address across every hop of this node",
+                       description="The last requests of an instance (UUID) or a guest (IP address) as every process of this "
+                       "node answered them (time, hop, status, latency, cache, reason of a failure), read from their admin "
+                       "sockets ([mdsvc] admin_dir). Run it as the user the service runs as.")
+    p.add_argument("what", metavar="UUID|IP")
+    p.add_argument("--follow", "-f", action="store_true", help="then print each new request as it is answered (Ctrl-C stops)")
+    p.add_argument("--limit", "-n", type=int, default=50, help="requests shown at first (default 50)")
+    p.add_argument("--duration", type=float, default=None, help=argparse.SUPPRESS)  # --follow for this many seconds (tests)
     p = sub.add_parser("sample-config", help="print the sample configuration of a role, generated from the option table")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--role", choices=tuple(NODE_ROLES), help="the role whose options to show")
@@ -344,7 +363,31 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     try:
         config = load_config(_sources(args))
     except ConfigError as e:
+        if args.command == "doctor":  # the first hop, broken: said as the doctor says it
+            from mdsvc.doctor import Finding
+
+            for problem in e.lines:
+                print("\n".join(Finding("config", False, problem, "correct the option named").lines()), file=out)
+            print("broken: config", file=out)
+            return 1
         raise CommandError(str(e)) from None
+    if args.command == "doctor":
+        from mdsvc.doctor import run_doctor
+
+        if (args.network or args.router) and not args.guest:
+            raise CommandError("--network and --router go with --guest IP")
+        if args.guest and not (args.network or args.router):
+            raise CommandError("--guest needs --network NET or --router R")
+        guest = (args.guest, args.network, args.router) if args.guest else None
+        return run_doctor(config, _sources(args), out, guest)
+    if args.command == "trace":
+        from mdsvc.admin.trace import TraceError, run_trace
+
+        try:
+            return run_trace(config.operations.admin_dir, args.what, out, follow=args.follow, limit=args.limit,
+                             duration=args.duration, err=sys.stderr)
+        except TraceError as e:
+            raise CommandError(str(e)) from None
     if args.command == "sign":
         print(sign(config.api.shared_secret, args.instance_id), file=out)
         return 0

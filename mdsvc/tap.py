@@ -237,17 +237,56 @@ def uses_store(role: str, config: Config) -> bool:
     return role in ("api", "all-in-one") or (role in ("agent", "network-node") and config.agent.lookup == "store")
 
 
-def _http(config: Config, handler: Any, reactor: Any, name: str, parts: dict[str, Any], guest_facing: bool = True) -> Any:
-    """The HTTP factory for one of our handlers, with an access log line per request if asked."""
+def _http(
+    config: Config, handler: Any, reactor: Any, name: str, parts: dict[str, Any], guest_facing: bool = True,
+    hop: str | None = None, meter_answers: bool = False, scope: str | None = None,
+) -> Any:
+    """
+    The HTTP factory for one of our handlers, with an access log line per request if asked.
+
+    @param hop: the hop whose meter notes the protocol's refusals (and every answer, with
+        C{meter_answers}: a handler that does not note its answers itself).
+    """
     from mdsvc.http import AccessLog, LeanHTTPFactory
 
     if config.access_log:
         handler = AccessLog(handler)
     limits = config.limits
+    meter = _metrics(parts, reactor).hop(hop) if hop is not None else None
     factory = LeanHTTPFactory(handler, reactor, request_timeout=limits.request_timeout, idle_timeout=limits.idle_timeout,
-                              name=name, limits=_connection_limits(config, reactor, parts), guest_facing=guest_facing)
+                              name=name, limits=_connection_limits(config, reactor, parts), guest_facing=guest_facing,
+                              meter=meter, meter_answers=meter_answers, scope=scope)
     parts.setdefault("factories", []).append(factory)  # drained when the node stops (mdsvc.drain)
     return factory
+
+
+def _metrics(parts: dict[str, Any], reactor: Any) -> Any:
+    """The process's L{mdsvc.metrics.NodeMetrics} (a stand-alone one when a part is built alone, as in tests)."""
+    if "metrics" not in parts:
+        from mdsvc.metrics import NodeMetrics
+
+        parts["metrics"] = NodeMetrics("-", reactor)
+    return parts["metrics"]
+
+
+def _readiness(parts: dict[str, Any], reactor: Any) -> Any:
+    """The process's L{mdsvc.readiness.Readiness}, its role's dependencies added by each part."""
+    if "readiness" not in parts:
+        from mdsvc.readiness import Readiness
+
+        parts["readiness"] = Readiness(reactor)
+    return parts["readiness"]
+
+
+def _store_shown(url: str) -> str:
+    """C{[mdsvc] store} as /readyz and the doctor name it: a database server's URL with its password masked."""
+    from mdsvc.store.sql import is_sql_url
+
+    if not is_sql_url(url):
+        return url
+    from mdsvc.store.nova.database import shown
+
+    return shown(url)
 
 
 def _backends(parts: dict[str, Any] | None, top: MultiService) -> MultiService:
@@ -270,15 +309,22 @@ def _connection_limits(config: Config, reactor: Any, parts: dict[str, Any]) -> A
             log.warn("[mdsvc] max_connections = {wanted} does not fit the open-files limit ({soft}); using {total} "
                      "(raise LimitNOFILE)", wanted=config.limits.max_connections, soft=soft, total=total)
         parts["limits"] = ConnectionLimits(reactor, config.limits.max_connections_per_guest, total)
+        if "metrics" in parts:
+            parts["metrics"].limits = parts["limits"]
     return parts["limits"]
 
 
 def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None) -> IService:
     """The metadata API: instance store, render cache, vendordata and the HTTP listener."""
+    from mdsvc.metered import MeteredStore
+    from mdsvc.readiness import store_check
+
     api = config.api
+    parts = parts if parts is not None else {}
+    metrics = _metrics(parts, reactor)
     try:
         store = open_store(config.store, reactor, config)
-        app = app_from_config(config, store, reactor)
+        app = app_from_config(config, MeteredStore(store, metrics, config.store.partition(":")[0]), reactor)
     except ConfigError as e:
         # a vendor's own section with a bad $name (mdsvc.config.vendor_options): its line names
         # the file and line already
@@ -292,8 +338,9 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     app.static_file.load()  # logs a bad file at startup rather than at the first guest
     if app.interfaces is not None:
         app.interfaces.load()  # (the same for the interfaces template)
-    if parts is not None:
-        parts["app"] = app
+    parts["app"] = app
+    metrics.caches["render"] = app.cache
+    _readiness(parts, reactor).add(f"instance store {_store_shown(config.store)}", store_check(store))
     top = MultiService()
     for part in (store, *app.built_providers.values()):
         if IService.providedBy(part):
@@ -301,7 +348,7 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
             # vendor's): started before the listener, stopped once the requests in flight are
             # answered (the node's backends, L{mdsvc.drain.Drain}), else after the listener
             IService(part).setServiceParent(_backends(parts, top))
-    if config.demo and (parts is None or not parts.get("worker_index")):
+    if config.demo and not parts.get("worker_index"):
         from mdsvc.store.demo import DemoSeed
         from mdsvc.store.threaded import DocumentStore
 
@@ -310,17 +357,16 @@ def build_api(config: Config, reactor: Any, parts: dict[str, Any] | None = None)
     # Guests reach the API themselves only when it identifies them by address; behind agents or
     # a load balancer a few sources carry every guest's requests.
     guest_facing = not api.service_metadata_proxy and not api.use_forwarded_for
-    handler = APIHandler(app, config.api.debug)
-    if parts is not None:
-        from mdsvc.api.reload import APIReload
-        from mdsvc.reload import IReloadable
+    handler = APIHandler(app, config.api.debug, meter=metrics.hop("api"))
+    from mdsvc.api.reload import APIReload
+    from mdsvc.reload import IReloadable
 
-        parts.setdefault("reloadable", []).append(APIReload(app, handler, config, reactor))
-        if IReloadable.providedBy(store):  # a store that applies some options itself (store = nova)
-            parts["reloadable"].append(store)
-    site = _http(config, handler, reactor, "metadata-api", parts if parts is not None else {}, guest_facing)
+    parts.setdefault("reloadable", []).append(APIReload(app, handler, config, reactor))
+    if IReloadable.providedBy(store):  # a store that applies some options itself (store = nova)
+        parts["reloadable"].append(store)
+    site = _http(config, handler, reactor, "metadata-api", parts, guest_facing, hop="api")
     where = f"{_source(config)}: {api.listen_option}"
-    if parts is not None and parts.get("worker_fd") is not None:
+    if parts.get("worker_fd") is not None:
         # a worker of metadata_workers: the supervisor's socket, shared with the other workers
         from twisted.application.internet import StreamServerEndpointService
 
@@ -347,8 +393,12 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.lookup import build_lookup
     from mdsvc.lookup.cache import CachingLookup
     from mdsvc.lookup.replicated import IReplicatedLookup
+    from mdsvc.metered import MeteredLookup
+    from mdsvc.readiness import api_check, lookup_check
 
     agent = config.agent
+    metrics = _metrics(parts, reactor)
+    readiness = _readiness(parts, reactor)
     try:
         backend = build_lookup(agent.lookup, config.store, reactor, agent.neutron, ovn_config=agent.ovn)
         mode = socket_mode(agent.socket_mode, agent.proxy_user, agent.proxy_group)
@@ -358,25 +408,33 @@ def build_agent(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
         # UsageError: twistd and twist print a traceback for one raised by makeService; what can
         # be found earlier is, as a UsageError of Options (check_startup).
         raise SystemExit(f"mdsvc: {config.source or 'defaults'}: {e}") from None
-    lookup = backend
+    readiness.add(f"lookup backend {agent.lookup}", lookup_check(backend))
+    parts["lookup"] = backend
+    lookup: Any = MeteredLookup(backend, metrics)
     if agent.cache_enabled:
         lookup = CachingLookup(lookup, reactor, agent.cache_ttl, agent.cache_negative_ttl)
+        metrics.caches["lookup"] = lookup
         if IReplicatedLookup.providedBy(backend):  # a live replica (ovn): each change reaches the cache
             lookup = backend.front(lookup, reactor, max(agent.cache_ttl, agent.cache_negative_ttl))
     limit = agent.rate_limit
     limiter = rate_limiter(limit, reactor)
     if "app" in parts:
         # all-in-one: the API is in this process; signed requests go straight to its code
-        api: Any = InProcessAPI(parts["app"])
+        api: Any = InProcessAPI(parts["app"], meter=metrics.hop("api"))
+        metrics.stages["agent_to_api"] = metrics.hop("api").latency  # the same wait, noted once
     else:
         api = APIForwarder(pool, agent.api_url, agent.api_timeout)
+        metrics.pools["api"] = pool
+        readiness.add(f"metadata API at {agent.api_url}", api_check(pool, agent.api_timeout))
     handler = MetadataAgent(
         lookup, api, agent.shared_secret, limiter, limit.ip_version, clock=reactor,
         relookup_interval=max(agent.cache_negative_ttl, 1), max_in_flight=config.limits.max_connections_per_guest,
+        meter=metrics.hop("agent"), time_api="app" not in parts,
     )
     parts["agent"] = handler
+    metrics.agents.append(handler)
     parts.setdefault("reloadable", []).append(AgentReload(handler, config, reactor))
-    site = _http(config, AgentHandler(handler), reactor, "metadata-agent", parts)
+    site = _http(config, AgentHandler(handler, metrics.hop("agent")), reactor, "metadata-agent", parts, hop="agent")
     top = MultiService()
     if IReplicatedLookup.providedBy(backend):
         # the replica is kept while the agent runs, and until its requests in flight are answered
@@ -396,22 +454,34 @@ def build_proxy(config: Config, reactor: Any, parts: dict[str, Any]) -> IService
     from mdsvc.httpclient import PoolService
     from mdsvc.proxy.http import AgentSocketUpstream, NamespaceProxyHandler
     from mdsvc.proxy.service import NamespaceProxies
+    from mdsvc.readiness import socket_check
 
     proxy = config.proxy
+    metrics = _metrics(parts, reactor)
     top = MultiService()
     if "agent" in parts:
         upstream: Any = parts["agent"]  # the agent in this process: no socket, no HTTP, just a call
+        upstream.front = metrics.hop("proxy")  # within the listener's call: its times are the agent's
     else:
         upstream = AgentSocketUpstream(reactor, config.agent.socket_path, reactor, proxy.agent_timeout)
         PoolService(upstream.pool).setServiceParent(top)
+        metrics.pools["agent"] = upstream.pool
+        _readiness(parts, reactor).add(f"agent socket {config.agent.socket_path}",
+                                       socket_check(reactor, config.agent.socket_path, min(proxy.agent_timeout, 5)))
     if proxy.namespaces != "none":
-        NamespaceProxies(
+        proxies = NamespaceProxies(
             reactor, upstream, directory=proxy.netns_dir, wanted=proxy.namespaces, interval=proxy.rescan_interval,
-            router_port=proxy.router_port, site=lambda handler, name: _http(config, handler, reactor, name, parts),
-        ).setServiceParent(top)
+            router_port=proxy.router_port,
+            site=lambda handler, name: _http(config, handler, reactor, name, parts, hop="proxy", meter_answers=True,
+                                             scope=handler.ident),
+        )
+        proxies.setServiceParent(top)
+        metrics.proxies.append(proxies)
+        parts["proxies"] = proxies
+    metrics.fixed_listeners += len(proxy.listeners)
     for listener in proxy.listeners:
         site = _http(config, NamespaceProxyHandler(listener.kind, listener.id, upstream), reactor,
-                     f"metadata-proxy {listener.kind} {listener.id}", parts)
+                     f"metadata-proxy {listener.kind} {listener.id}", parts, hop="proxy", meter_answers=True, scope=listener.id)
         where = f"{_source(config)}: [proxy] listeners {listener.kind} {listener.id} {listener.endpoint}"
         listen_service(listener.endpoint, site, reactor, where).setServiceParent(top)
     return top
@@ -443,6 +513,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         reactor = global_reactor
     from mdsvc.drain import Drain
     from mdsvc.loglevel import LogLevelFilter, LogLevelService
+    from mdsvc.operations import NodeService, node_metrics, operations_service
     from mdsvc.reload import LogLevelReload, Reloader
     from mdsvc.systemd import SystemdNotifier
 
@@ -453,22 +524,26 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         return _supervisor(config, reactor, workers, options)
     if role != "api" and workers > 1:
         log.warn("[DEFAULT] metadata_workers = {workers} is for the api role: {role} runs in one process", workers=workers, role=role)
-    top = MultiService()
-    parts: dict[str, Any] = {"factories": [], "worker_fd": options.get("worker-fd"), "worker_index": options.get("worker-index")}
+    top = NodeService(config)
+    parts: dict[str, Any] = {"metrics": node_metrics(config, role, reactor), "factories": [], "worker_fd": options.get("worker-fd"),
+                             "worker_index": options.get("worker-index")}
     if options.get("worker-fd") is not None:
         from mdsvc.workers import die_with_parent
 
         die_with_parent()
-    # stopped last, once every listener has stopped accepting: the requests in flight answered;
-    # then the backends under it (stores, providers, a replica: what those requests need)
+    # the log level first: it filters until the very end (the drain's lines included)
+    level = LogLevelFilter(config.debug)
+    LogLevelService(level).setServiceParent(top)
+    # stopped last of the role's services, once every listener has stopped accepting: the
+    # requests in flight answered; then the backends under it (stores, providers, a replica:
+    # what those requests need)
     drain = Drain(reactor, parts["factories"], config.drain_timeout)
     drain.setServiceParent(top)
     parts["backends"] = drain
-    level = LogLevelFilter(config.debug)
-    LogLevelService(level).setServiceParent(top)
     parts["reloadable"] = [LogLevelReload(level)]
     for build in SERVICES_BY_ROLE[role]:
         build(config, reactor, parts).setServiceParent(top)
+    operations_service(config, role, reactor, parts).setServiceParent(top)
     reloader = Reloader(reactor, config, parts["reloadable"], lambda new: reload_problems(new, NODE_ROLES[role]),
                         sources=_listed_again(options))
     reloader.setServiceParent(top)
@@ -499,11 +574,12 @@ def _supervisor(config: Config, reactor: Any, workers: int, options: Options) ->
     """
     from mdsvc.listen import Listening
     from mdsvc.loglevel import LogLevelFilter, LogLevelService
+    from mdsvc.operations import NodeService, supervisor_operations_service
     from mdsvc.reload import LogLevelReload, Reloader
     from mdsvc.systemd import SystemdNotifier
     from mdsvc.workers import WorkerCommand, WorkerSupervisor
 
-    top = MultiService()
+    top = NodeService(config)
     level = LogLevelFilter(config.debug)
     LogLevelService(level).setServiceParent(top)
     directories = list(options.get("config-dirs") or [])
@@ -518,6 +594,7 @@ def _supervisor(config: Config, reactor: Any, workers: int, options: Options) ->
     shared = Listening(where)
     supervisor.setServiceParent(shared)
     shared.setServiceParent(top)
+    supervisor_operations_service(config, reactor, supervisor).setServiceParent(top)
     reloader = Reloader(reactor, config, [LogLevelReload(level), supervisor], lambda new: reload_problems(new, NODE_ROLES["api"]),
                         sources=_listed_again(options))
     reloader.setServiceParent(top)

@@ -34,7 +34,7 @@ import signal
 import socket
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from attrs import define, field
@@ -138,6 +138,7 @@ class Worker:
     pinged: float = 0.0
     failures: int = 0
     ended: Deferred[None] | None = None
+    restarts: int = 0
 
 
 class _WorkerProtocol(ProcessProtocol):
@@ -190,6 +191,8 @@ class WorkerSupervisor(Service):
         they are killed.
     @param applies: the options the workers apply on SIGHUP (the API's).
     @ivar all_ready: fires once every first worker said READY (systemd's READY waits for it).
+    @ivar ended_hooks: called with each L{Worker} that exited, before another is started in its
+        place (the admin socket it may have left is removed: L{mdsvc.operations}).
     """
 
     _log = Logger()
@@ -212,6 +215,7 @@ class WorkerSupervisor(Service):
         self._watch = LoopingCall(self._check_hung)
         self._watch.clock = reactor
         self._stopping = False
+        self.ended_hooks: list[Callable[[Worker], None]] = []
 
     # -- the shared socket ------------------------------------------------------------------
 
@@ -299,11 +303,15 @@ class WorkerSupervisor(Service):
         signum, code = getattr(reason.value, "signal", None), getattr(reason.value, "exitCode", None)
         status = f"was killed by signal {signum}" if signum else f"exited with status {code}"
         ended, worker.ended, worker.process = worker.ended, None, None
+        worker.ready = False
+        for hook in self.ended_hooks:
+            hook(worker)
         if self._stopping or not self.running:
             self._log.info("API worker {index} (pid {pid}) stopped", index=worker.index, pid=worker.pid)
         else:
             worker.failures = worker.failures + 1 if lived < YOUNG else 0
             delay = 0.0 if worker.failures <= 1 else min(0.5 * 2 ** (worker.failures - 2), 30.0)
+            worker.restarts += 1
             self._log.warn("API worker {index} (pid {pid}) {status} after {lived:.1f} s; starting another{later}",
                            index=worker.index, pid=worker.pid, status=status, lived=lived,
                            later=f" in {delay:g} s" if delay else "")

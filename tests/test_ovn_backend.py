@@ -16,6 +16,7 @@ from mdsvc.lookup.ovn.front import ReplicaCacheFront
 from mdsvc.lookup.ovn.lookup import OvnLookup
 from mdsvc.lookup.ovn.service import ReplicaService
 from mdsvc.lookup.replicated import IReplicatedLookup
+from mdsvc.metered import MeteredLookup
 from mdsvc.tap import build_agent
 from tests.test_tap import services
 
@@ -45,7 +46,10 @@ class BackendTests(SynchronousTestCase):
         self.assertEqual(str(e), "lookup = ovn needs the [ovn] options")
 
     def test_agent_tree(self) -> None:
-        """The agent runs the replica's service, and looks up through the front, the cache, then the replica."""
+        """
+        The agent runs the replica's service, and looks up through the front, the cache, then the
+        replica (timed by the metrics' wrapper, under the cache).
+        """
         config = self.config("[cache]\nexpiration_time = 10\nnegative_expiration_time = 3\n")
         parts: dict[str, Any] = {}
         top = build_agent(config, MemoryReactorClock(), parts)
@@ -54,14 +58,16 @@ class BackendTests(SynchronousTestCase):
         self.assertIsInstance(front, ReplicaCacheFront)
         self.assertEqual(front.keep, 10)
         self.assertIsInstance(front.cache, CachingLookup)
-        self.assertIsInstance(front.cache.inner, OvnLookup)
-        self.assertEqual(front.cache.inner.replica.listeners, [front.changed])
+        self.assertIsInstance(front.cache.inner, MeteredLookup)
+        self.assertIsInstance(front.cache.inner.inner, OvnLookup)
+        self.assertEqual(front.cache.inner.inner.replica.listeners, [front.changed])
 
     def test_agent_without_cache(self) -> None:
-        """[cache] enabled = false: the agent asks the replica itself (nothing to forget)."""
+        """[cache] enabled = false: the agent asks the replica itself (nothing to forget), timed."""
         parts: dict[str, Any] = {}
         top = build_agent(self.config("[cache]\nenabled = false\n"), MemoryReactorClock(), parts)
-        self.assertIsInstance(parts["agent"].lookup, OvnLookup)
+        self.assertIsInstance(parts["agent"].lookup, MeteredLookup)
+        self.assertIsInstance(parts["agent"].lookup.inner, OvnLookup)
         self.assertEqual(len([s for s in services(top) if isinstance(s, ReplicaService)]), 1)
 
     def test_replica_outlives_drain(self) -> None:

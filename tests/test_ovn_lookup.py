@@ -14,6 +14,7 @@ from mdsvc.lookup.ovn.lookup import OvnLookup
 from mdsvc.lookup.ovn.records import DatapathRecord
 from mdsvc.lookup.ovn.replica import SouthboundReplica
 from mdsvc.lookup.replicated import IReplicatedLookup
+from mdsvc.readiness import IHealthCheck, NotReady
 from tests.test_ovn_replica import NET_A, NET_B, port
 
 
@@ -91,6 +92,22 @@ class LookupTests(SynchronousTestCase):
     def test_neither(self) -> None:
         """Neither a network nor a router: TypeError, as every backend."""
         self.failureResultOf(self.lookup.lookup("10.0.0.5"), TypeError)
+
+    def test_readiness(self) -> None:
+        """
+        /readyz and the doctor ask the replica's health, not a probe lookup: ready in sync and
+        while lost within max_age; not ready past it, saying why; nothing logged either way.
+        """
+        self.assertTrue(verifyObject(IHealthCheck, self.lookup))
+        with capturedLogs() as events:
+            self.assertIsNone(self.successResultOf(self.lookup.check()))
+            self.lookup.health.lost("unix:/a", "connection closed")
+            self.clock.advance(29)
+            self.assertIsNone(self.successResultOf(self.lookup.check()))
+            self.clock.advance(2)
+            why = self.failureResultOf(self.lookup.check(), NotReady).getErrorMessage()
+        self.assertIn("31 s old, over [mdsvc] ovn_replica_max_age = 30", why)
+        self.assertEqual([e for e in events if "No port found" in e.get("log_format", "")], [])
 
 
 class HealthTests(SynchronousTestCase):

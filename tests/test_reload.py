@@ -293,6 +293,23 @@ class LogLevelTests(SynchronousTestCase):
         log.debug("now shown")
         self.assertEqual([e["log_format"] for e in written], ["shown", "now shown"])
 
+    def test_stopping_unwraps(self) -> None:
+        """When the service stops, the publisher gets its own observers back: nothing filtered, nothing wrapped twice."""
+        from twisted.logger import Logger
+
+        from mdsvc.loglevel import LogLevelService
+
+        publisher, written = LogPublisher(), []
+        publisher.addObserver(written.append)
+        service = LogLevelService(LogLevelFilter(False, publisher))
+        service.startService()
+        log = Logger(observer=publisher)
+        log.debug("hidden")
+        service.stopService()
+        log.debug("after stop")
+        self.assertEqual([e["log_format"] for e in written], ["after stop"])
+        self.assertEqual(publisher._observers, [written.append])
+
 
 class StoreReloadTests(SynchronousTestCase):
     """
@@ -352,7 +369,7 @@ class StoreReloadTests(SynchronousTestCase):
         self.assertNotIn("hunter2", text)
         self.assertEqual(store.addresses.ttl, 60)
         apps = [r.app for r in reloader.parts if isinstance(getattr(r, "app", None), MetadataApp)]
-        self.assertEqual([(app.store, app.cache.ttl) for app in apps], [(store, 60)])
+        self.assertEqual([(app.store.inner, app.cache.ttl) for app in apps], [(store, 60)])  # (app.store: metered)
         self.assertEqual(store.reader.databases.api_database, f"sqlite:///{directory}/api.db")
         self.assertEqual(store.reader.engines.timeout, 5)
 

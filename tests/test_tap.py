@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import runpy
+from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, IServiceMaker, MultiService
@@ -257,6 +258,19 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual([(p[0], p[3]) for p in reactor.tcpServers], [(18775, "127.0.0.1")])
         top.stopService()
 
+    def test_readiness_hides_the_store_password(self) -> None:
+        """/readyz and the doctor name a database server's store by its URL, the password masked."""
+        from mdsvc.config import load_config
+        from mdsvc.tap import build_api
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(f"[DEFAULT]\nstate_path = {os.path.abspath(self.mktemp())}\n"
+                    "[mdsvc]\nstore = postgresql://mdsvc:s3cret@127.0.0.1:1/db\n")
+        parts: dict[str, Any] = {}
+        build_api(load_config([path]), MemoryReactorClock(), parts)
+        self.assertEqual([d.name for d in parts["readiness"].dependencies], ["instance store postgresql://mdsvc:***@127.0.0.1:1/db"])
+
     def test_all_in_one_demo_seeds(self) -> None:
         """all-in-one with demo on imports the demo instance at startup, once."""
         state = os.path.abspath(self.mktemp())
@@ -276,7 +290,11 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(documents.get(uuid).document["name"], "renamed")  # type: ignore[union-attr]
 
     def role(self, role: str, extra: str = "") -> tuple[IService, MemoryReactorClock, str]:
-        state = os.path.abspath(self.mktemp())
+        import shutil
+        import tempfile
+
+        state = tempfile.mkdtemp(prefix="mdsvc-tap-")  # short: it holds UNIX sockets (the admin socket too)
+        self.addCleanup(shutil.rmtree, state, True)
         path = self.mktemp()
         with open(path, "w") as f:
             f.write(f"[DEFAULT]\nstate_path = {state}\n[mdsvc]\napi_endpoint = tcp:0\n[proxy]\nnamespaces = none\n{extra}")
@@ -290,16 +308,20 @@ class MakeServiceTests(SynchronousTestCase):
         return top, reactor, state
 
     def test_agent_role(self) -> None:
-        """The agent listens on its UNIX socket with the backlog and mode of the config, and no TCP."""
+        """
+        The agent listens on its UNIX socket with the backlog and mode of the config, and no TCP;
+        its admin socket is $state_path/run/agent.sock, 0600.
+        """
         _, reactor, state = self.role("agent", "[DEFAULT]\nmetadata_backlog = 77\nmetadata_proxy_socket_mode = all\n")
-        self.assertEqual([(u[0], u[2], u[3]) for u in reactor.unixServers], [(f"{state}/metadata_proxy", 77, 0o666)])
+        self.assertEqual([(u[0], u[2], u[3]) for u in reactor.unixServers],
+                         [(f"{state}/metadata_proxy", 77, 0o666), (f"{state}/run/agent.sock", 50, 0o600)])
         self.assertEqual(reactor.tcpServers, [])
 
     def test_proxy_role_listeners(self) -> None:
         """The proxy role opens the fixed listeners and forwards to the agent's socket."""
-        top, reactor, _ = self.role("proxy", "listeners = network n1 tcp:18080:interface=127.0.0.1\n")
+        top, reactor, state = self.role("proxy", "listeners = network n1 tcp:18080:interface=127.0.0.1\n")
         self.assertEqual([(p[0], p[3]) for p in reactor.tcpServers], [(18080, "127.0.0.1")])
-        self.assertEqual(reactor.unixServers, [])
+        self.assertEqual([u[0] for u in reactor.unixServers], [f"{state}/run/proxy.sock"])  # its admin socket only
         from mdsvc.proxy.http import AgentSocketUpstream, NamespaceProxyHandler
         resource = reactor.tcpServers[0][1].handler
         self.assertIsInstance(resource, NamespaceProxyHandler)
@@ -313,10 +335,10 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(reactor.unixServers[0][0], f"{state}/metadata_proxy")
 
     def test_all_in_one_has_everything(self) -> None:
-        """all-in-one: API on TCP, agent on its socket, proxies in-process."""
-        _, reactor, _ = self.role("all-in-one", "listeners = network n1 tcp:18082\n")
+        """all-in-one: API on TCP, agent on its socket, proxies in-process; one admin socket."""
+        _, reactor, state = self.role("all-in-one", "listeners = network n1 tcp:18082\n")
         self.assertEqual(sorted(p[0] for p in reactor.tcpServers), [0, 18082])
-        self.assertEqual(len(reactor.unixServers), 1)
+        self.assertEqual([u[0] for u in reactor.unixServers], [f"{state}/metadata_proxy", f"{state}/run/all-in-one.sock"])
         from mdsvc.api.inprocess import InProcessAPI
         agent = [p[1] for p in reactor.tcpServers if p[0] == 18082][0].handler.upstream
         self.assertIsInstance(agent.api, InProcessAPI)

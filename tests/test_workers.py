@@ -310,3 +310,18 @@ class ConfigDirTests(SynchronousTestCase):
             f.write("[DEFAULT]\ndebug = true\n")
         reloader = next(s for s in top if isinstance(s, Reloader))
         self.assertEqual(reloader.sources(), [base, os.path.join(directory, "a.conf"), os.path.join(directory, "b.conf")])
+
+
+class EndedTests(SupervisorTests):
+    """What the supervisor tells its operations about a worker that exits."""
+
+    def test_restarts_and_hooks(self) -> None:
+        """Each worker's restarts are counted, and the ended hooks see the worker (no longer ready) before its replacement starts."""
+        seen: list[tuple[int, bool, int]] = []
+        self.supervisor.ended_hooks.append(lambda w: seen.append((w.index, w.ready, len(self.reactor.spawned))))
+        self.ready(1)
+        self.reactor.advance(60)
+        self.end(1, ProcessTerminated(signal=9))
+        self.assertEqual(seen, [(1, False, 2)])
+        self.assertEqual([w.restarts for w in self.supervisor.workers], [0, 1])
+        self.assertEqual(len(self.reactor.spawned), 3)

@@ -37,6 +37,7 @@ from mdsvc.hop import (
 )
 from mdsvc.http import HTTPResponse
 from mdsvc.interfaces import ICachingLookup, IInstanceLookup, LookupUnavailable
+from mdsvc.trace import AGENT_API, PROXY_AGENT, PROXY_AGENT_API
 from mdsvc.wire import UnsafeRequest, is_identifier, loggable
 
 MEMO_SIZE = 65536
@@ -66,6 +67,13 @@ class MetadataAgent:
     @ivar previous_secrets: while a new shared secret is rolled out (L{mdsvc.reload}), the
         secrets before it: a request the API refuses (403) is signed again with each, for an
         API that has not been given the new secret yet.
+    @ivar meter: notes every answer (L{mdsvc.metrics.HopMeter} of the C{agent} hop), or None.
+    @ivar time_api: (with a meter) whether each answer's record says how long the API took
+        (C{agent_to_api}); not for an API in this process, which notes its own time.
+    @ivar front: (with a meter) the meter of the namespace proxies' listeners that call this agent
+        in the same process (L{handle_in_process}), whose records stand for the agent too.
+    @ivar rate_limited: requests refused (429) by the rate limiter.
+    @ivar in_flight_refused: requests refused (429) because their guest had too many in flight.
     """
 
     lookup: IInstanceLookup
@@ -77,6 +85,13 @@ class MetadataAgent:
     relookup_interval: float = 2.0
     max_in_flight: int = 0
     previous_secrets: tuple[str, ...] = field(default=(), repr=False)
+    meter: Any = None
+    time_api: bool = False
+    front: Any = None
+    rate_limited: int = field(default=0, init=False)
+    in_flight_refused: int = field(default=0, init=False)
+    _caching: Any = field(default=None, init=False, repr=False)
+    _within: Any = field(default=None, init=False, repr=False)
     _signatures: dict[str, str] = field(factory=dict, init=False, repr=False)
     _forgotten: dict[tuple[Any, ...], float] = field(factory=dict, init=False, repr=False)
     _in_flight: dict[tuple[Any, ...], int] = field(factory=dict, init=False, repr=False)
@@ -88,44 +103,80 @@ class MetadataAgent:
             from twisted.internet import reactor
 
             self.clock = reactor
+        if self.meter is not None and getattr(self.lookup, "outcome", False) is not False:
+            # tells what each lookup did in its cache, for the meter (the cache's own attribute when it has one)
+            self._caching = getattr(self.lookup, "tracker", self.lookup)
+        if self.meter is not None and getattr(self.api, "meter", None) is not None:
+            self._within = getattr(self.api, "forward_within", None)  # an API in this process: one record for both
 
     def handle(self, request: GuestRequest) -> Deferred[HTTPResponse]:
         """See L{IAgentHop.handle}: the Deferred never fails (except on cancellation)."""
         return ensureDeferred(self._handle(request)).addErrback(self._failed, request)
 
+    def handle_in_process(self, request: GuestRequest) -> Deferred[HTTPResponse]:
+        """
+        L{handle} for a namespace proxy's listener in this process, which calls it within its
+        own call and notes its answer right after the agent's: the agent leaves what it knows in
+        the listener's meter (C{front.inner}: its hops, the instance, the lookup cache's outcome,
+        the API's time), whose one record stands for both hops, with the listener's times (L{mdsvc.metrics.HopMeter}).
+        """
+        return ensureDeferred(self._handle(request, self.front)).addErrback(self._failed, request)
+
     def _failed(self, failure: Failure, request: GuestRequest) -> Any:
         if failure.check(CancelledError):
             return failure
-        e = failure.value
-        if isinstance(e, HopError):
-            getattr(self._log, e.log_level)("{method} {path}: {code} {reason}", method=request.method.decode("latin-1"),
-                                            path=loggable(request.target), code=e.code, reason=e.explanation)
-            return error_response(e.code, e.explanation, request.accept)
         self._log.failure("Unexpected error answering {path}", failure, path=loggable(request.target))
         return error_response(500, UNKNOWN_ERROR, request.accept)
 
-    async def _handle(self, request: GuestRequest) -> HTTPResponse:
-        ip = request.address
-        if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
-            if not self.limiter.allow((request.network_id, request.router_id, ip)):
-                raise HopError(429, "You have sent too many requests in a given amount of time.", "info")
-        guest = (request.network_id, request.router_id, ip, request.mac)
-        held = self._in_flight.get(guest, 0)
-        if self.max_in_flight and held >= self.max_in_flight:
-            raise HopError(429, "Too many requests of this guest are in flight.", "info")
-        self._in_flight[guest] = held + 1
-        try:
-            return await self._answer(request)
-        finally:
-            left = self._in_flight[guest] - 1
-            if left:
-                self._in_flight[guest] = left
-            else:
-                del self._in_flight[guest]
+    def _refusal(self, e: HopError, request: GuestRequest) -> HTTPResponse:
+        """The agent's own error page for C{e}, logged at its level; its reason names the cause."""
+        getattr(self._log, e.log_level)("{method} {path}: {code} {reason}", method=request.method.decode("latin-1"),
+                                        path=loggable(request.target), code=e.code, reason=e.explanation)
+        cause = e.__cause__
+        reason = f"{e.explanation} ({cause})" if cause is not None and str(cause) else e.explanation
+        return error_response(e.code, e.explanation, request.accept, reason=reason)
 
-    async def _answer(self, request: GuestRequest) -> HTTPResponse:
-        found = await self._lookup(request)
-        response = await self._forward(request, found)
+    async def _handle(self, request: GuestRequest, front: Any = None) -> HTTPResponse:
+        meter = self.meter
+        started = meter.now() if meter is not None and front is None else 0.0
+        # the instance, the lookup cache's outcome, seconds the API took, whether the API of this
+        # process answered at once (noted in this hop's record)
+        seen: list[Any] = [None, None, None, False]
+        ip = request.address
+        try:
+            if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
+                if not self.limiter.allow((request.network_id, request.router_id, ip)):
+                    self.rate_limited += 1
+                    raise HopError(429, "You have sent too many requests in a given amount of time.", "info")
+            guest = (request.network_id, request.router_id, ip, request.mac)
+            held = self._in_flight.get(guest, 0)
+            if self.max_in_flight and held >= self.max_in_flight:
+                self.in_flight_refused += 1
+                raise HopError(429, "Too many requests of this guest are in flight.", "info")
+            self._in_flight[guest] = held + 1
+            try:
+                response = await self._answer(request, seen)
+            finally:
+                left = self._in_flight[guest] - 1
+                if left:
+                    self._in_flight[guest] = left
+                else:
+                    del self._in_flight[guest]
+        except HopError as e:
+            response = self._refusal(e, request)
+        if meter is not None:
+            if front is not None:  # the listener calling, within its call, notes next: its record stands for this hop
+                front.inner = (PROXY_AGENT_API if seen[3] else PROXY_AGENT, seen[0], seen[1], seen[2])
+            else:
+                meter.note((AGENT_API if seen[3] else "agent", started, meter.now(), response.code,
+                            response if response.reason is not None else None, ip, request.network_id or request.router_id,
+                            seen[0], request.method, request.target, seen[1], seen[2]))
+        return response
+
+    async def _answer(self, request: GuestRequest, seen: list[Any]) -> HTTPResponse:
+        found = await self._lookup(request, seen)
+        seen[0] = found[0]
+        response = await self._forward(request, found, seen)
         if response.code == 404 and ICachingLookup.providedBy(self.lookup):
             # The port may have moved to a new instance since it was cached (neutron spec §4):
             # look again, but forget the cached answer at most once per interval per guest, so
@@ -145,7 +196,13 @@ class MetadataAgent:
             if again != found:
                 self._log.info("{ip}: the metadata API does not know instance {instance}; the address now belongs to "
                                "instance {now}: asking again for it", ip=request.address, instance=found[0], now=again[0])
-                response = await self._forward(request, again)
+                seen[0] = again[0]
+                if seen[3]:  # the API's first answer, given at once: a record of its own (the agent's is for the second)
+                    seen[3] = False
+                    self.meter.note(("api", self.meter.now(), self.meter.now(), response.code,
+                                     response if response.reason is not None else None, request.address, None, found[0],
+                                     request.method, request.target, None, None))
+                response = await self._forward(request, again, seen)
             elif fresh:
                 self._log.debug("{method} {path}: 404 for instance {instance}, which a fresh lookup still finds: no such "
                                 "path", method=request.method.decode("latin-1"), path=loggable(request.target),
@@ -164,10 +221,13 @@ class MetadataAgent:
         self._forgotten[guest] = now
         return True
 
-    async def _lookup(self, request: GuestRequest) -> tuple[str, str]:
+    async def _lookup(self, request: GuestRequest, seen: list[Any] | None = None) -> tuple[str, str]:
         network_id, router_id = request.network_id, request.router_id
         try:
-            found = await self.lookup.lookup(request.address, network_id=network_id, router_id=router_id, mac=request.mac)
+            pending = self.lookup.lookup(request.address, network_id=network_id, router_id=router_id, mac=request.mac)
+            if seen is not None and self._caching is not None:
+                seen[1] = self._caching.outcome  # decided by the call itself, before any wait
+            found = await pending
         except LookupUnavailable as e:
             raise HopError(503, "The instance lookup service is temporarily unavailable. Please try again later.", "warn") from e
         where = f"network {network_id}" if network_id else f"router {router_id}"
@@ -178,7 +238,7 @@ class MetadataAgent:
             raise HopError(404, f"Instance was not found on {where}.")
         return found
 
-    async def _forward(self, request: GuestRequest, found: tuple[str, str]) -> HTTPResponse:
+    async def _forward(self, request: GuestRequest, found: tuple[str, str], seen: list[Any] | None = None) -> HTTPResponse:
         instance_id, project_id = found
         signature = self._signatures.get(instance_id)
         if signature is None:
@@ -187,11 +247,11 @@ class MetadataAgent:
             signature = self._signatures[instance_id] = sign(self.shared_secret, instance_id)
         signed = SignedRequest(request.method, request.target, request.body, request.address, instance_id, project_id or "", signature,
                                request.token, request.token_ttl)
-        response = await self._send(signed)
+        response = await self._send(signed, seen)
         for secret in self.previous_secrets if response.code == 403 else ():
             # the API refused the new secret's signature (it runs with the previous secret
             # still): nothing was done, so the request goes once more, signed as it expects
-            again = await self._send(evolve(signed, signature=sign(secret, instance_id)))
+            again = await self._send(evolve(signed, signature=sign(secret, instance_id)), seen)
             if again.code != 403:
                 if not self._told_previous:
                     self._told_previous = True
@@ -209,8 +269,12 @@ class MetadataAgent:
         self.previous_secrets = previous
         self._told_previous = False
 
-    async def _send(self, signed: SignedRequest) -> HTTPResponse:
+    async def _send(self, signed: SignedRequest, seen: list[Any] | None) -> HTTPResponse:
+        timed = seen is not None and self.time_api and self.meter is not None
+        sent = self.meter.now() if timed else 0.0
         try:
+            if self._within is not None and seen is not None:
+                return await self._within(signed, seen)
             return await self.api.forward(signed)
         except UpstreamUnavailable as e:
             self._log.warn("The remote metadata server is temporarily unavailable. Please try again later. ({reason})", reason=str(e))
@@ -219,6 +283,9 @@ class MetadataAgent:
             raise HopError(504, "The remote metadata server did not answer in time.", "warn") from e
         except UnsafeRequest as e:
             raise HopError(400, f"The request cannot be forwarded: {e}.", "error") from e
+        finally:
+            if timed:
+                seen[2] = self.meter.now() - sent  # type: ignore[index]
 
     def _relay(self, response: HTTPResponse) -> HTTPResponse:
         if response.code == 200 or response.code in RELAYED_ERRORS:

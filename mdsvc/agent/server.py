@@ -26,8 +26,13 @@ class AgentHandler:
 
     _log = Logger()
 
-    def __init__(self, agent: IAgentHop) -> None:
+    def __init__(self, agent: IAgentHop, meter: Any = None) -> None:
+        """
+        @param meter: the agent hop's L{mdsvc.metrics.HopMeter}, which notes the requests refused
+            here (the agent notes the others).
+        """
         self.agent = agent
+        self.meter = meter
 
     def __call__(self, request: HTTPRequest) -> HTTPResponse | Deferred[HTTPResponse]:
         """Read the proxy's identity headers, then hand the request to the agent (400 if they are wrong)."""
@@ -36,7 +41,10 @@ class AgentHandler:
         except HopError as e:
             self._log.warn("{method} {path}: {code} {reason}", method=request.method.decode("latin-1"),
                            path=loggable(request.target), code=e.code, reason=e.explanation)
-            return error_response(e.code, e.explanation, forwardable_value(request.header(b"accept")))
+            response = error_response(e.code, e.explanation, forwardable_value(request.header(b"accept")))
+            if self.meter is not None:
+                self.meter.answered(response, self.meter.now(), None, None, None, request.method, request.target, None)
+            return response
         return self.agent.handle(guest)
 
 

@@ -308,9 +308,9 @@ class MetadataApp:
             self._log.failure("unhandled error answering {method} {path}", failure, method=method, path=loggable(path))
             error = MetadataError(500, UNKNOWN_ERROR, f"internal error: {failure.getErrorMessage()}")
         self.log_error(error, method, path, peer)
-        response = error_response(error.code, error.explanation, accept)
+        response = error_response(error.code, error.explanation, accept, reason=error.reason)
         if error.code == 405:
-            response = HTTPResponse(405, response.headers + ((b"Allow", b"PUT"),), response.body)
+            response = HTTPResponse(405, response.headers + ((b"Allow", b"PUT"),), response.body, reason=response.reason)
         return response
 
     def _answer_cached(

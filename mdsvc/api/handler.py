@@ -19,7 +19,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mdsvc.api.app import MetadataApp, ok
+from mdsvc.api.app import ROOT_ANSWER, MetadataApp, ok
 from mdsvc.api.metadata import Answer
 from mdsvc.hop import canonical_ip
 from mdsvc.http import HTTPRequest, HTTPResponse
@@ -30,21 +30,44 @@ class APIHandler:
 
     _log = Logger()
 
-    def __init__(self, app: MetadataApp, debug: bool = False) -> None:
+    def __init__(self, app: MetadataApp, debug: bool = False, meter: Any = None) -> None:
+        """
+        @param meter: the API hop's L{mdsvc.metrics.HopMeter}, which notes every answer; None: none.
+        """
         self.app = app
         self.debug = debug
+        self.meter = meter
+        self._cache = traced_cache(app)
 
     def __call__(self, request: HTTPRequest) -> HTTPResponse | Deferred[HTTPResponse]:
         """Answer any method on any path (Nova never answers 405)."""
         if self.debug:
             self._log.debug("Metadata request headers: {headers}", headers=masked_headers(request.headers))
+        meter = self.meter
+        if meter is None:
+            try:
+                answer = self.app.handle(request.method, request.path, request.headers, _peer(request), request.body)
+            except Exception:
+                return self._failure(request, Failure())
+            if isinstance(answer, Answer):
+                return ok(answer)
+            return answer.addBoth(self._done, request)
+        started = meter.now()
         try:
             answer = self.app.handle(request.method, request.path, request.headers, _peer(request), request.body)
         except Exception:
-            return self._failure(request, Failure())
-        if isinstance(answer, Answer):
-            return ok(answer)
-        return answer.addBoth(self._done, request)
+            return self._note(self._failure(request, Failure()), request, started, None)
+        if isinstance(answer, Answer):  # answered at once: from the render cache (or the version list of /)
+            response = ok(answer)
+            headers = request.headers  # (the first values as sent: bytes, made text when read)
+            meter.note(("api", started, meter.now(), response.code, None, headers.get(b"x-forwarded-for", _NO_VALUE)[0] or request.peer,
+                        None, headers.get(b"x-instance-id", _NO_VALUE)[0], request.method, request.target,
+                        None if answer is ROOT_ANSWER else "hit", None))
+            return response
+        # what the cache did, as its get decided it, before any wait (a provider's address is
+        # looked up first: its outcome is the previous request's)
+        outcome = self._cache.outcome if self._cache is not None else None
+        return answer.addBoth(self._done, request).addCallback(self._note, request, started, outcome)
 
     def _done(self, result: Answer | Failure, request: HTTPRequest) -> Any:
         if isinstance(result, Failure):
@@ -53,8 +76,24 @@ class APIHandler:
             return self._failure(request, result)
         return ok(result)
 
+    def _note(self, response: HTTPResponse, request: HTTPRequest, started: float, cache: str | None) -> HTTPResponse:
+        """Note the answer with the hop's meter: the instance the agent named, the guest's address."""
+        self.meter.note(("api", started, self.meter.now(), response.code, response if response.reason is not None else None,
+                         request.header(b"x-forwarded-for") or request.peer, None, request.header(b"x-instance-id"),
+                         request.method, request.target, cache, None))
+        return response
+
     def _failure(self, request: HTTPRequest, failure: Failure) -> HTTPResponse:
         return self.app.failed(failure, request.method, request.target, _peer(request), request.header(b"accept"))
+
+
+_NO_VALUE = (None,)
+"""What a header that was not sent gives as its first value, in a record."""
+
+
+def traced_cache(app: MetadataApp) -> Any:
+    """The app's render cache if it tells what each get did (C{outcome}), else None."""
+    return app.cache if hasattr(app.cache, "outcome") else None
 
 
 def _peer(request: HTTPRequest) -> str | None:

@@ -62,6 +62,26 @@ class CachingLookup:
         """How many lookups were answered from the cache."""
         return self._cache.hits
 
+    @property
+    def loads(self) -> int:
+        """How many lookups missed the cache (the same as L{lookups})."""
+        return self._cache.loads
+
+    @property
+    def coalesced(self) -> int:
+        """How many lookups waited for one of the same key already asked of C{inner}."""
+        return self._cache.coalesced
+
+    @property
+    def tracker(self) -> ExpiringCache:
+        """The cache itself, whose C{outcome} attribute is L{outcome} (read per request without a property call)."""
+        return self._cache
+
+    @property
+    def outcome(self) -> str | None:
+        """What the last lookup did in the cache: C{hit}, C{miss} or C{wait} (L{ExpiringCache.outcome})."""
+        return self._cache.outcome
+
     def lookup(
         self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None
     ) -> Deferred[tuple[str, str | None] | None]:

@@ -36,6 +36,7 @@ from zope.interface import implementer
 from mdsvc.config import NeutronClientConfig
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup._match import choose, no_networks
+from mdsvc.readiness import IHealthCheck
 
 ROUTER_INTERFACE_OWNERS = (
     "network:router_interface",
@@ -105,7 +106,7 @@ def _timestamp(text: Any) -> float | None:
         return None
 
 
-@implementer(IInstanceLookup)
+@implementer(IInstanceLookup, IHealthCheck)
 @define(eq=False)
 class NeutronLookup:
     """
@@ -145,6 +146,15 @@ class NeutronLookup:
         (no router query); given neither, the Deferred fails with L{TypeError}.
         """
         return Deferred.fromCoroutine(self._lookup(ip, network_id, router_id, mac))
+
+    def check(self) -> Deferred[None]:
+        """See L{mdsvc.readiness.IHealthCheck}: a port query (authenticating first if need be), logging nothing."""
+        from mdsvc.readiness import PROBE_ADDRESS, PROBE_NETWORK
+
+        async def query() -> None:
+            await self._ports(address_ports_query([PROBE_NETWORK], PROBE_ADDRESS, None))
+
+        return Deferred.fromCoroutine(query())
 
     async def _lookup(
         self, ip: str, network_id: str | None, router_id: str | None, mac: str | None

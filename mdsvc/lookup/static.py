@@ -30,6 +30,7 @@ from mdsvc.hop import canonical_ip
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable
 from mdsvc.lookup._match import choose, no_networks
 from mdsvc.model import MAC_PATTERN, YAMLDocumentLoader, kind_of
+from mdsvc.readiness import IHealthCheck
 
 _PORT_KEYS = ("network_id", "ip_address", "mac_address", "device_id", "project_id")
 
@@ -147,7 +148,7 @@ def parse_static(path: str, text: str) -> StaticPorts:
     return result
 
 
-@implementer(IInstanceLookup)
+@implementer(IInstanceLookup, IHealthCheck)
 @define(eq=False)
 class StaticLookup:
     """
@@ -202,6 +203,14 @@ class StaticLookup:
                 ports=len(content.by_ip) + len(content.by_mac), routers=len(content.routers), path=self.path,
             )
         return content
+
+    def check(self) -> Deferred[None]:
+        """See L{mdsvc.readiness.IHealthCheck}: the file can be read and parsed."""
+        try:
+            self.load()
+        except LookupUnavailable as e:
+            return fail(e)
+        return succeed(None)
 
     def lookup(
         self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None

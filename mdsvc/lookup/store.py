@@ -24,13 +24,14 @@ from zope.interface import implementer
 
 from mdsvc.interfaces import IInstanceLookup, LookupUnavailable, StoreUnavailable
 from mdsvc.lookup._match import choose, no_networks
+from mdsvc.readiness import IHealthCheck
 from mdsvc.store.sql import SQLDocuments
 
 _UNKNOWN_ROUTER = object()
 _NO_NETWORKS = object()
 
 
-@implementer(IInstanceLookup)
+@implementer(IInstanceLookup, IHealthCheck)
 @define(eq=False)
 class StoreLookup:
     """
@@ -74,6 +75,13 @@ class StoreLookup:
         d = self.run(self._query, ip, network_id, router_id, mac)
         d.addCallbacks(self._decide, self._unavailable, callbackArgs=(ip, network_id, router_id, mac))
         return d
+
+    def check(self) -> Deferred[None]:
+        """See L{mdsvc.readiness.IHealthCheck}: one query of the store, logging nothing."""
+        from mdsvc.readiness import PROBE_ADDRESS, PROBE_NETWORK
+
+        d = self.run(self._query, PROBE_ADDRESS, PROBE_NETWORK, None, None)
+        return d.addCallbacks(lambda _: None, self._unavailable)
 
     def _query(self, ip: str, network_id: str | None, router_id: str | None, mac: str | None) -> Any:
         """

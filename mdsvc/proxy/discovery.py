@@ -225,6 +225,10 @@ class NamespaceWatcher(Service):
         """The names added and not removed since (callbacks in flight not included)."""
         return frozenset(self._added)
 
+    def discovered(self) -> frozenset[str]:
+        """The wanted namespaces the last scan found in the directory (served or not)."""
+        return frozenset(name for name in self._present if self._match(name))
+
     def rescan(self) -> None:
         """Reconcile with the directory now, retrying failed additions, as the periodic rescan does."""
         self._scan(True)

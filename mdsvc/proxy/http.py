@@ -55,10 +55,12 @@ class AgentSocketUpstream:
     def _failed(self, failure: Any, request: GuestRequest) -> Any:
         if failure.check(RequestTimedOut):
             self._log.warn("agent at {path} did not answer within {timeout}s", path=self.path, timeout=self._timeout)
-            return error_response(504, "The server didn't respond in time.", request.accept)
+            return error_response(504, "The server didn't respond in time.", request.accept,
+                                  reason=f"the agent at {self.path} did not answer within {self._timeout:g}s")
         if failure.check(ConnectionFailed, BadResponse):
             self._log.warn("agent at {path} is unavailable: {reason}", path=self.path, reason=failure.getErrorMessage())
-            return error_response(503, "No server is available to handle this request.", request.accept)
+            return error_response(503, "No server is available to handle this request.", request.accept,
+                                  reason=f"the agent at {self.path} is unavailable: {failure.getErrorMessage()}")
         return failure
 
 
@@ -73,6 +75,8 @@ class NamespaceProxyHandler:
         self.upstream = upstream
         self._network = ident if kind == "network" else None
         self._router = ident if kind == "router" else None
+        # an agent in this process is called within the listener's call (MetadataAgent.handle_in_process)
+        self._handle = getattr(upstream, "handle_in_process", None) or upstream.handle
 
     def __call__(self, request: HTTPRequest) -> Deferred[HTTPResponse]:
         """
@@ -98,7 +102,7 @@ class NamespaceProxyHandler:
         token = carried(headers.get(TOKEN_HEADER)) if TOKEN_HEADER in headers else None
         ttl = carried(headers.get(TTL_HEADER)) if TTL_HEADER in headers else None
         guest = GuestRequest(request.method, target, request.body, address, mac, self._network, self._router, accept, token, ttl)
-        answer = self.upstream.handle(guest)
+        answer = self._handle(guest)
         if request.method == b"PUT":
             answer.addCallback(_hop_limited)
         return answer
@@ -106,4 +110,5 @@ class NamespaceProxyHandler:
 
 def _hop_limited(response: HTTPResponse) -> HTTPResponse:
     """C{response}, to be sent with IP TTL / hop limit L{HOP_LIMIT}."""
-    return HTTPResponse(response.code, response.headers, response.body, response.length, hop_limit=HOP_LIMIT)
+    return HTTPResponse(response.code, response.headers, response.body, response.length, hop_limit=HOP_LIMIT,
+                        reason=response.reason)

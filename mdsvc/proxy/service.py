@@ -63,6 +63,8 @@ class NamespaceProxies(MultiService):
         self.router_port = router_port
         self._site = site or (lambda handler, name: LeanHTTPFactory(handler, reactor, name=name))
         self.ports: dict[str, dict[str, IListeningPort]] = {}
+        self.problems: dict[str, str] = {}
+        """Namespace name -> why its listeners could not be created the last time it was tried."""
         self._sites: dict[str, LeanHTTPFactory] = {}
         self.watcher = NamespaceWatcher(
             on_added=self.added, on_removed=self.removed, clock=reactor, directory=directory,
@@ -97,13 +99,16 @@ class NamespaceProxies(MultiService):
         self.ports.setdefault(name, {})
         try:
             self._complete(name)
-        except NamespaceError:
+        except NamespaceError as e:
             self._close(name)
+            self.problems[name] = str(e)
             raise
+        self.problems.pop(name, None)
         self._log.info("serving metadata in namespace {namespace} on {binds}", namespace=name, binds=sorted(self.ports[name]))
 
     def removed(self, name: str) -> None:
         """Close the listeners of a namespace that is gone."""
+        self.problems.pop(name, None)
         if name in self.ports:
             self._close(name)
             self._log.info("namespace {namespace} is gone; its listeners are closed", namespace=name)
@@ -131,6 +136,19 @@ class NamespaceProxies(MultiService):
                 self._log.warn("{error}", error=str(e))
             if not self._complete_already(name):
                 self._recheck[name] = (now + wait, min(wait * 2, MAX_RECHECK))
+
+    def listeners_open(self) -> int:
+        """Listening sockets held in namespaces."""
+        return sum(len(ports) for ports in self.ports.values())
+
+    def waiting_for_ipv6(self) -> list[str]:
+        """The served qdhcp-/ovnmeta- namespaces still without their IPv6 listener (no fe80::a9fe:a9fe yet)."""
+        return sorted(name for name, ports in self.ports.items() if "v4" in ports and "v6" not in ports)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Every namespace discovered: its listeners (bind names) and the last problem creating them."""
+        names = set(self.watcher.discovered()) | set(self.ports) | set(self.problems)
+        return {name: {"listeners": sorted(self.ports.get(name, {})), "problem": self.problems.get(name)} for name in sorted(names)}
 
     def _complete_already(self, name: str) -> bool:
         kind = classify(name)

@@ -61,6 +61,7 @@ class TacCase(unittest.TestCase):
         """Start tac/ROLE.tac on a config naming every listener of every role; return it and those listeners."""
         directory = self.directory()
         config, expected = self.write_config(directory, defaults)
+        expected["admin"] = f"unix:{directory}/state/run/{role}.sock"  # the admin socket (mdsvc-manage doctor, trace)
         process = Twistd(
             ["-y", os.path.join(ROOT, "tac", f"{role}.tac")], os.path.join(directory, "twistd.log"),
             env={"MDSVC_CONFIG": config}, ready=lambda p: "reactor class" in p.log(),
@@ -69,14 +70,13 @@ class TacCase(unittest.TestCase):
         return process, expected
 
 
-
 class TacRoleTests(TacCase):
     """``twistd -ny tac/ROLE.tac`` for the five roles."""
 
     def assert_listens(self, role: str, hops: list[str]) -> None:
-        """tac/ROLE.tac ends up listening on exactly the listeners of C{hops}."""
+        """tac/ROLE.tac ends up listening on exactly the listeners of C{hops}, and its admin socket."""
         process, listeners = self.start(role)
-        wanted = {listeners[hop] for hop in hops}
+        wanted = {listeners[hop] for hop in [*hops, "admin"]}
         deadline = time.monotonic() + 15
         while listening(process.process.pid) != wanted and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -84,15 +84,15 @@ class TacRoleTests(TacCase):
         self.assertEqual(listening(process.process.pid), wanted, process.log()[-3000:])
 
     def test_api(self) -> None:
-        """tac/api.tac: the metadata API's TCP port, nothing else."""
+        """tac/api.tac: the metadata API's TCP port (and the admin socket), nothing else."""
         self.assert_listens("api", ["api"])
 
     def test_agent(self) -> None:
-        """tac/agent.tac: the agent's UNIX socket, nothing else."""
+        """tac/agent.tac: the agent's UNIX socket (and the admin socket), nothing else."""
         self.assert_listens("agent", ["agent"])
 
     def test_proxy(self) -> None:
-        """tac/proxy.tac: the proxy listeners, nothing else."""
+        """tac/proxy.tac: the proxy listeners (and the admin socket), nothing else."""
         self.assert_listens("proxy", ["proxy"])
 
     def test_network_node(self) -> None:
@@ -110,32 +110,57 @@ def children(pid: int) -> list[int]:
         return [int(word) for word in f.read().split()]
 
 
+def worker_index(pid: int) -> str:
+    """The number of API worker C{pid} (its C{--worker-index}), or C{?}."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().decode().split("\0")
+    except OSError:
+        return "?"
+    return args[args.index("--worker-index") + 1] if "--worker-index" in args else "?"
+
+
+def admin_dir(log: str) -> str:
+    """The admin directory of the process whose log is C{log} (C{state_path}/run beside it)."""
+    return os.path.join(os.path.dirname(log), "state", "run")
+
+
 class TacWorkersAndSocketsTests(TacCase):
     """
     tac/api.tac with this branch's listeners: C{metadata_workers} (a supervisor and its workers
     on one socket) and a socket systemd passes in (socket activation), and both together.
     """
 
-    def assert_shared(self, pid: int, wanted: set[str], workers: int, log: Any) -> None:
-        """Process C{pid} and each of its C{workers} children listen on exactly C{wanted}."""
+    def assert_shared(self, pid: int, wanted: set[str], workers: int, log: Any, admin_dir: str) -> None:
+        """
+        Process C{pid} and each of its C{workers} children listen on exactly C{wanted} and an admin
+        socket of their own in C{admin_dir}: C{api.sock} (the supervisor, or the only process),
+        C{api@N.sock} (worker N).
+        """
+
+        def expected(p: int) -> set[str]:
+            return wanted | {f"unix:{admin_dir}/{'api' if p == pid else f'api@{worker_index(p)}'}.sock"}
+
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             pids = [pid, *children(pid)]
-            if len(pids) == workers + 1 and all(listening(p) == wanted for p in pids):
+            if len(pids) == workers + 1 and all(listening(p) == expected(p) for p in pids):
                 break
             time.sleep(0.2)
         time.sleep(0.5)  # nothing more comes later
         pids = [pid, *children(pid)]
         self.assertEqual(len(pids), workers + 1, log()[-3000:])
-        self.assertEqual({p: listening(p) for p in pids}, {p: wanted for p in pids}, log()[-3000:])
+        self.assertEqual({p: listening(p) for p in pids}, {p: expected(p) for p in pids}, log()[-3000:])
+        self.assertEqual(sorted(expected(p) for p in pids[1:]) if workers else [],
+                         sorted({f"unix:{admin_dir}/api@{i}.sock"} | wanted for i in range(workers)))
 
     def test_api_workers(self) -> None:
-        """metadata_workers = 2: the supervisor (the .tac's process) and each worker hold the API's port, nothing else."""
+        """metadata_workers = 2: the supervisor (the .tac's process) and each worker hold the API's port and an admin socket each."""
         process, listeners = self.start("api", "metadata_workers = 2\n")
-        self.assert_shared(process.process.pid, {listeners["api"]}, 2, process.log)
+        self.assert_shared(process.process.pid, {listeners["api"]}, 2, process.log, os.path.dirname(listeners["admin"][5:]))
 
     def systemd(self, defaults: str = "") -> tuple[Any, int, str]:
-        """tac/api.tac started as systemd starts a socket-activated service: the process, the socket's port, the log."""
+        """tac/api.tac started as systemd starts a socket-activated service: the process, the socket's port, the log (its admin sockets beside it)."""
         from tests.integration.fakesystemd import FakeSystemd, stop
 
         directory = self.directory()
@@ -152,9 +177,9 @@ class TacWorkersAndSocketsTests(TacCase):
     def test_api_systemd_socket(self) -> None:
         """api_endpoint = systemd:...:name=api: the .tac serves the socket systemd passed, and listens nowhere else."""
         process, port, log = self.systemd()
-        self.assert_shared(process.pid, {f"tcp:{port}"}, 0, lambda: open(log).read())
+        self.assert_shared(process.pid, {f"tcp:{port}"}, 0, lambda: open(log).read(), admin_dir(log))
 
     def test_api_systemd_socket_workers(self) -> None:
         """Both: the supervisor and its two workers share the socket systemd passed, and listen nowhere else."""
         process, port, log = self.systemd("metadata_workers = 2\n")
-        self.assert_shared(process.pid, {f"tcp:{port}"}, 2, lambda: open(log).read())
+        self.assert_shared(process.pid, {f"tcp:{port}"}, 2, lambda: open(log).read(), admin_dir(log))

@@ -7,11 +7,14 @@ them all; under systemd the supervisor says READY once both serve, on the socket
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -19,13 +22,15 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.integration.fakesystemd import FakeSystemd, stop
-from tests.integration.processes import Twistd, manage, write_config
+from tests.integration.processes import Twistd, free_port, manage, write_config
 from tests.integration.test_token_clients import document
 
 UUID = "5a1e0000-0000-4000-8000-00000000c0de"
+SECRET = "w0rkers-s3cret"
 
 
 class Load:
@@ -143,13 +148,35 @@ class WorkersTests(SynchronousTestCase):
                                          headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
         with urllib.request.urlopen(request, timeout=10) as r:
             token = r.read().decode()
-        for _ in range(60):
+        # Which worker accepts a connection is the kernel's choice: one may win every accept of
+        # a client that connects one at a time, so eight clients at once, until both have
+        # answered (each answer checked), or 30 s.
+        answers: list[bytes] = []
+        errors: list[Exception] = []
+
+        def fetch() -> None:
             get = urllib.request.Request(api.base + "latest/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token})
-            with urllib.request.urlopen(get, timeout=10) as r:
-                self.assertEqual(r.read(), b"i-00005a1e")
+            try:
+                with urllib.request.urlopen(get, timeout=10) as r:
+                    answers.append(r.read())
+            except Exception as e:  # (a thread's exception would not fail the test)
+                errors.append(e)
+
+        served = [rf"\[worker {index} mdsvc\.http\.AccessLog#info\] 127\.0\.0\.1 GET /latest/meta-data/instance-id 200"
+                  for index in (0, 1)]
+        deadline = time.monotonic() + 30
+        while not all(re.search(line, api.log()) for line in served) and time.monotonic() < deadline:
+            clients = [threading.Thread(target=fetch) for _ in range(8)]
+            for client in clients:
+                client.start()
+            for client in clients:
+                client.join()
+        self.assertEqual(errors, [])
+        self.assertTrue(answers)
+        self.assertEqual(set(answers), {b"i-00005a1e"})
         log = api.log()
-        for index in (0, 1):
-            self.assertRegex(log, rf"\[worker {index} mdsvc\.http\.AccessLog#info\] 127\.0\.0\.1 GET /latest/meta-data/instance-id 200")
+        for line in served:
+            self.assertRegex(log, line)
 
     def test_reload_and_stop(self) -> None:
         """SIGHUP: each worker reads its configuration again; SIGTERM: the workers stop, then the supervisor."""
@@ -199,3 +226,128 @@ class SystemdWorkersTests(SynchronousTestCase):
         systemd.wait_for("STOPPING", timeout=5)
 
 
+
+
+class WorkersOperationsTests(SynchronousTestCase):
+    """
+    Operating a supervisor and two workers: one metrics listener (the supervisor's) for the whole
+    API, /readyz of both workers, the admin sockets of each, and mdsvc-manage trace and doctor.
+    """
+
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="mdsvc-wo-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.metrics = free_port()
+        self.config = write_config(self.dir, "[DEFAULT]\nmetadata_workers = 2\n[mdsvc]\naccess_log = true\n"
+                                             f"metrics_endpoint = tcp:{self.metrics}:interface=127.0.0.1\n"
+                                             f"[neutron]\nservice_metadata_proxy = true\nmetadata_proxy_shared_secret = {SECRET}\n")
+        docs = os.path.join(self.dir, "docs.json")
+        with open(docs, "w") as f:
+            json.dump([document(UUID, "workers", "127.0.0.1", "5a1e0000-0000-4000-8000-0000000000ee", 0x5A1E)], f)
+        manage(self.config, "instance", "import", docs)
+        # a worker socket left by an earlier run with three workers: removed at the supervisor's start
+        run = os.path.join(self.dir, "state", "run")
+        os.makedirs(run, mode=0o700)
+        with socket.socket(socket.AF_UNIX) as stale:
+            stale.bind(os.path.join(run, "api@2.sock"))
+        self.api = Twistd(["mdsvc", "--role", "api", "--config", self.config], os.path.join(self.dir, "api.log"))
+        self.addCleanup(self.api.stop)
+        self.api.wait_until(lambda: "all 2 API workers are serving" in self.api.log(), "both workers")
+
+    def signed(self) -> bytes:
+        """A request signed as the agent signs it, on a new connection (so either worker may take it)."""
+        request = urllib.request.Request(self.api.base + "openstack/latest/meta_data.json", headers={
+            "X-Instance-ID": UUID, "X-Tenant-ID": "proj-workers", "X-Forwarded-For": "127.0.0.1",
+            "X-Instance-ID-Signature": hmac.new(SECRET.encode(), UUID.encode(), hashlib.sha256).hexdigest()})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.read()
+
+    def worker_answers(self) -> dict[str, float]:
+        """The API's 200 answers, by worker, as the supervisor's /metrics says."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        answers: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "mdsvc_requests_total" and sample.labels.get("hop") == "api" and sample.labels.get("code") == "200":
+                    answers[sample.labels["worker"]] = answers.get(sample.labels["worker"], 0) + sample.value
+        return answers
+
+    def test_metrics_readiness_trace_doctor(self) -> None:
+        """Signed requests move both workers' counters on the supervisor's /metrics; ready; traced; the doctor is content."""
+        self.assertEqual(self.worker_answers(), {})  # (no answer yet)
+        sent = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self.assertIn(UUID.encode(), self.signed())
+            sent += 1
+            if sent % 10 == 0 and len([n for n in self.worker_answers().values() if n > 0]) == 2:
+                break
+        answers = self.worker_answers()
+        self.assertEqual(sorted(answers), ["0", "1"])
+        self.assertTrue(all(n > 0 for n in answers.values()), answers)
+        self.assertEqual(sum(answers.values()), sent)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        self.assertEqual(text.count("# TYPE mdsvc_requests_total counter"), 1)
+        self.assertEqual(text.count("# HELP mdsvc_requests_total "), 1)
+        self.assertIn("mdsvc_workers_alive 2.0", text)
+        self.assertIn('mdsvc_worker_restarts_total{worker="0"} 0.0', text)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/readyz", timeout=10) as r:
+            ready = r.read().decode()
+        self.assertTrue(ready.startswith("ready\n"), ready)
+        self.assertIn("ok: API worker 0: instance store", ready)
+        self.assertIn("ok: API worker 1: instance store", ready)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/healthz", timeout=10) as r:
+            self.assertEqual(r.read(), b"ok\n")
+        run = os.path.join(self.dir, "state", "run")
+        self.assertEqual(sorted(os.listdir(run)), ["api.sock", "api@0.sock", "api@1.sock"])
+        trace = manage(self.config, "trace", UUID).stdout
+        self.assertEqual(trace.count("GET /openstack/latest/meta_data.json"), sent, trace)
+        doctor = manage(self.config, "doctor", check=False).stdout
+        self.assertRegex(doctor, r"OK    process api: pid \d+, supervisor of 2 API workers \(running: 0 \(pid \d+\), 1 \(pid \d+\)\)")
+        self.assertIn("OK    process api@0: pid", doctor)
+        self.assertIn("OK    process api@1: pid", doctor)
+        self.assertIn("as API worker 1 sees it", doctor)
+        self.assertNotIn("FAIL", doctor)
+
+    def test_killed_worker(self) -> None:
+        """A worker killed leaves no stale socket behind: its replacement's is there, and /readyz is ready again."""
+        pids = {int(i): int(p) for i, p in re.findall(r"started API worker (\d) \(pid (\d+)\)", self.api.log())}
+        os.kill(pids[1], signal.SIGKILL)
+        self.api.wait_until(lambda: "removed the admin socket" in self.api.log(), "the dead worker's socket removed")
+        self.api.wait_until(lambda: self.api.log().count("metadata-api starting on") >= 4, "the new worker serving")
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/readyz", timeout=10) as r:
+                    return r.status == 200
+            except urllib.error.HTTPError:
+                return False
+
+        self.api.wait_until(ready, "ready again")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            self.assertIn('mdsvc_worker_restarts_total{worker="1"} 1.0', r.read().decode())
+        doctor = manage(self.config, "doctor", check=False).stdout
+        self.assertNotIn("FAIL", doctor)
+
+    def test_stopped_worker_left_out(self) -> None:
+        """A worker that does not answer (SIGSTOP) is left out of a scrape within the timeout, counted, and /readyz names it."""
+        pids = {int(i): int(p) for i, p in re.findall(r"started API worker (\d) \(pid (\d+)\)", self.api.log())}
+        os.kill(pids[1], signal.SIGSTOP)
+        self.addCleanup(os.kill, pids[1], signal.SIGCONT)
+        started = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertIn("mdsvc_workers_unscraped 1.0", text)
+        self.assertIn('mdsvc_worker_scrapes_missed_total{worker="1"} 1.0', text)
+        self.assertIn('mdsvc_info{role="api",version=', text)
+        self.assertIn('worker="0"}', text.split("# HELP mdsvc_info")[1].split("# HELP")[0])
+        self.assertNotIn('worker="1"}', text.split("# HELP mdsvc_info")[1].split("# HELP")[0])
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/readyz", timeout=10)
+        body = caught.exception.read().decode()
+        self.assertEqual(caught.exception.code, 503)
+        self.assertIn("not ready: API worker 1: its admin socket does not answer: no answer within 2s", body)
+        self.assertIn("ok: API worker 0: instance store", body)

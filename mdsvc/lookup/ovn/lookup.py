@@ -27,13 +27,15 @@ from mdsvc.lookup.ovn.front import ReplicaCacheFront
 from mdsvc.lookup.ovn.health import ReplicaHealth
 from mdsvc.lookup.ovn.replica import SouthboundReplica
 from mdsvc.lookup.replicated import IReplicatedLookup
+from mdsvc.readiness import IHealthCheck, NotReady
 
 
-@implementer(IReplicatedLookup)
+@implementer(IReplicatedLookup, IHealthCheck)
 @define(eq=False)
 class OvnLookup:
     """
-    L{IReplicatedLookup} over a L{SouthboundReplica}, answering while its L{ReplicaHealth} allows.
+    L{IReplicatedLookup} over a L{SouthboundReplica}, answering while its L{ReplicaHealth} allows
+    (which is also what C{/readyz} and the doctor are told: L{IHealthCheck}).
 
     @ivar service: what keeps the replica (L{mdsvc.lookup.ovn.service.ReplicaService}).
     """
@@ -49,6 +51,11 @@ class OvnLookup:
         front = ReplicaCacheFront(cache, self.health, clock, keep)
         self.replica.listeners.append(front.changed)
         return front
+
+    def check(self) -> Deferred[None]:
+        """See L{IHealthCheck.check}: ready while the replica may answer (no probe, nothing logged)."""
+        refusal = self.health.refusal()
+        return fail(NotReady(refusal)) if refusal is not None else succeed(None)
 
     def lookup(
         self, ip: str, network_id: str | None = None, router_id: str | None = None, mac: str | None = None

@@ -1,0 +1,297 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+What a process counts about itself, in plain integers and lists: nothing on the hot path calls
+into prometheus_client (L{mdsvc.exposition} reads these at scrape time).
+
+  - L{HopMeter}: where a hop (C{proxy}, C{agent}, C{api}) notes each answer: one tuple appended
+    to a list, all the request path pays. L{NodeMetrics.fold} (every second, and before anything
+    is read) turns them into counts by status, latency buckets, records of the process's trace
+    ring (L{mdsvc.trace.TraceRing}) and, for a failure a hop made, one log line with the
+    instance, the hop and the reason (L{mdsvc.failures}).
+  - L{Histogram}: fixed buckets, fed with one C{bisect} and two additions.
+  - L{NodeMetrics}: the meters of one process and every object whose own counters it reads at
+    scrape time (caches, connection pools, namespace proxies, connection limits, the agent's
+    refusals), plus C{backend_errors}, the interface backends report their failures through
+    (L{mdsvc.metered} wraps lookups and stores in it).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from itertools import compress, repeat
+from operator import eq, is_not, itemgetter, sub
+from typing import Any
+
+from attrs import define, field
+
+from mdsvc.trace import CHAINS, RECORD, TraceRing, row
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Upper bounds (seconds) of the latency buckets: a cached answer takes well under a millisecond,
+a timed-out one the configured timeout (at most 30 s)."""
+
+HOPS = ("proxy", "agent", "api")
+"""The hops a process may answer at: a namespace proxy's listener, the agent, the API."""
+
+STAGES = ("proxy_to_agent", "agent", "agent_to_api", "api_render", "lookup", "store")
+"""The latency histograms: what a proxy waits for the agent, the agent's whole answer, what the
+agent waits for the API, the API's answer, a lookup backend's answer (cache misses), a store read
+(render cache misses)."""
+
+HOP_STAGE = {"proxy": "proxy_to_agent", "agent": "agent", "api": "api_render"}
+"""The latency histogram of each hop's answers."""
+
+
+class Histogram:
+    """
+    Counts of observations per bucket (not cumulative; L{cumulative} makes Prometheus' buckets)
+    and their sum.
+
+    @ivar bounds: the buckets' upper bounds, ascending; one more bucket holds the rest (+Inf).
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one observation (a value equal to a bound falls into that bound's bucket)."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        """How many observations there were."""
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """C{(le, observations <= le)} for every bound, then C{("+Inf", count)}."""
+        out, running = [], 0
+        for bound, n in zip(self.bounds, self.counts, strict=False):
+            running += n
+            out.append((repr(float(bound)), running))
+        out.append(("+Inf", running + self.counts[-1]))
+        return out
+
+
+class HopMeter:
+    """
+    Where a hop notes each answer: one record, a tuple of L{RECORD}, added to the flat list of
+    the process's pending records (L{NodeMetrics.pending}), the only work on the request path.
+    L{NodeMetrics.fold} turns pending records into counts, latency buckets, trace records and
+    failure lines, off the request path.
+
+    A hop notes an answer as::
+
+        meter.note(("agent", started, meter.now(), response.code, response if response.reason is not None else None,
+                    address, scope, instance, method, path, cache, waited))
+
+    where the first value names the hops the record stands for (L{mdsvc.trace.CHAINS}).
+
+    C{note} is the pending list's C{append}. Every value is text, bytes, a number or None (a
+    failure's answer object excepted), so the garbage collector untracks a record the first
+    time it sees it, and never traverses it again however long the trace keeps it. Every value is text,
+    bytes, a number or None (a failure's answer object excepted, for its reason and to be logged
+    once). Header values the API notes are bytes, made text when read.
+
+    Hops of one process that answer within the outer one's call are noted once, by the
+    outermost: the API answering the agent at once is noted in the agent's record (C{agent+api});
+    the agent called by a namespace proxy's listener leaves what it knows (its hops, the instance,
+    its lookup cache's outcome, its wait for a remote API) in the listener's meter's C{inner}, which the listener's record
+    takes (C{proxy+agent+api}), with the listener's times: all-in-one notes one record and reads
+    the clock twice per request where it noted three and read six times. Each hop still counts
+    its answers and has its row in the trace (L{mdsvc.trace.CHAINS}).
+
+    @ivar codes: answers by status code (counted when folded).
+    @ivar latency: seconds from the request to the answer (observed when folded).
+    @ivar now: the clock's C{seconds} (the reactor's is C{time.time}).
+    @ivar note: adds one record to the process's pending records.
+    @ivar inner: (a namespace proxy's listeners) what the agent of this process that answered
+        within the listener's call knows: C{(hops, instance, lookup cache outcome, seconds it
+        waited for a remote API)}, or None.
+    """
+
+    __slots__ = ("hop", "clock", "codes", "latency", "now", "note", "waited", "inner")
+
+    def __init__(self, hop: str, clock: Any, note: Callable[[tuple[Any, ...]], None], waited: Histogram | None = None) -> None:
+        self.hop = hop
+        self.clock = clock
+        self.codes: Counter[int] = Counter()
+        self.latency = Histogram()
+        self.now = clock.seconds
+        self.note = note
+        self.waited = waited
+        self.inner: tuple[str, Any, str | None, float | None] | None = None
+
+    def answered(
+        self, response: Any, started: float, address: Any, scope: str | None, instance: Any, method: bytes, path: bytes,
+        cache: str | None, waited: float | None = None,
+    ) -> None:
+        """
+        Note one answer (the same as noting its record; for callers off the hot path).
+
+        @param response: the L{mdsvc.http.HTTPResponse} this hop answers with; its C{reason},
+            when set, is the failure's, logged by the innermost hop that notes it.
+        @param started: C{clock.seconds()} when the request reached this hop.
+        @param address: the guest's address (None where the hop does not know it).
+        @param scope: the network or router id the guest came through, if known.
+        @param instance: the instance the request was answered for, if known.
+        @param cache: C{hit}, C{miss} or C{wait} (a load another request started) in the cache
+            this hop consults, or None.
+        @param waited: seconds this hop waited for the next one (the agent for a remote API), or None.
+        """
+        self.note((self.hop, started, self.now(), response.code, response if response.reason is not None else None, address,
+                   scope, instance, method, path, cache, waited))
+
+
+_DEPTH = {"api": 0, "agent": 1, "proxy": 2}
+"""The hops innermost first: a failure is logged by the innermost hop that noted it (the one that made it)."""
+
+_IS_SET = partial(is_not, None)
+_KIND, _STARTED, _ANSWERED, _CODE, _FAILURE, _WAITED = (itemgetter(i) for i in (0, 1, 2, 3, 4, 11))
+
+
+def _bucket(latency: Histogram, elapsed: list[float]) -> None:
+    """Observe the sorted C{elapsed} into C{latency}: one bisect per bucket, not per value."""
+    counts = latency.counts
+    below = 0
+    for bucket, bound in enumerate(latency.bounds):
+        upto = bisect_right(elapsed, bound, below)
+        counts[bucket] += upto - below
+        below = upto
+    counts[-1] += len(elapsed) - below
+    latency.sum += sum(elapsed)
+
+
+@define(eq=False)
+class NodeMetrics:
+    """
+    The counters of one process, and what it reads at scrape time.
+
+    @ivar role: the node role the process runs (C{twistd mdsvc --role}).
+    @ivar trace: the process's ring of recent requests.
+    @ivar hops: a L{HopMeter} per hop this process answers at (made by L{hop}).
+    @ivar pending: the records the hops noted since the last fold.
+    @ivar stages: the latency histograms (L{STAGES}) by name.
+    @ivar backend_errors: failures of instance-lookup backends and instance stores, by backend
+        name (C{store}, C{neutron}, C{sqlite}, a plugin's name...).
+    @ivar caches: name (C{render}, C{lookup}) to an object with C{hits}, C{loads} (misses),
+        C{coalesced} and C{len()} (L{mdsvc.cache.ExpiringCache}).
+    @ivar pools: name (C{api}: agent to API; C{agent}: proxy to agent socket) to an
+        L{mdsvc.httpclient.HTTPPool}.
+    @ivar proxies: the namespace proxies (L{mdsvc.proxy.service.NamespaceProxies}) and the
+        number of fixed listeners of this process.
+    @ivar agents: the agents (L{mdsvc.agent.handler.MetadataAgent}), whose C{rate_limited} and
+        C{in_flight_refused} count refusals.
+    @ivar limits: the process's L{mdsvc.limits.ConnectionLimits}, if any.
+    """
+
+    role: str
+    clock: Any
+    trace: TraceRing = field(factory=TraceRing)
+    failure: Callable[..., None] | None = None
+    hops: dict[str, HopMeter] = field(factory=dict)
+    pending: list[tuple[Any, ...]] = field(factory=list)
+    stages: dict[str, Histogram] = field(factory=dict)
+    backend_errors: dict[str, int] = field(factory=dict)
+    caches: dict[str, Any] = field(factory=dict)
+    pools: dict[str, Any] = field(factory=dict)
+    proxies: list[Any] = field(factory=list)
+    fixed_listeners: int = 0
+    agents: list[Any] = field(factory=list)
+    limits: Any = None
+
+    def hop(self, name: str) -> HopMeter:
+        """The meter of hop C{name} (one per process, made on first use)."""
+        meter = self.hops.get(name)
+        if meter is None:
+            waited = self.stage("agent_to_api") if name == "agent" else None
+            meter = self.hops[name] = HopMeter(name, self.clock, self.pending.append, waited)
+            self.stages[HOP_STAGE[name]] = meter.latency
+        return meter
+
+    def fold(self) -> None:
+        """
+        Turn the pending records into counts, latency buckets, trace records and failure lines
+        (each failure logged once, by the innermost hop that noted it: the one that made it), in
+        loops that run in C but for the failures and the agent's waits for a remote API. A record
+        of several hops (L{mdsvc.trace.CHAINS}) counts for each. Done every second by the process
+        (L{mdsvc.operations}), and before anything reads the counts or the trace.
+        """
+        pending = self.pending
+        if not pending:
+            return
+        batch = pending[:]
+        pending.clear()  # (the same list: the meters' note is its append)
+        kinds = list(map(_KIND, batch))
+        codes = list(map(_CODE, batch))
+        elapsed = list(map(sub, map(_ANSWERED, batch), map(_STARTED, batch)))
+        rows = 0
+        by_kind: Counter[str] = Counter()
+        all_ok = codes.count(200) == len(codes)  # (a 200 is never a failure: no failure to look for)
+        if kinds.count(kinds[0]) == len(kinds):  # one kind of record (the usual batch): its codes as they are
+            counted = {200: len(codes)} if all_ok else Counter(codes)
+            by_code = {(kinds[0], code): n for code, n in counted.items()}
+        else:
+            by_code = Counter(zip(kinds, codes, strict=True))
+        for (kind, code), n in by_code.items():
+            by_kind[kind] += n
+            for hop in CHAINS[kind]:
+                self.hop(hop).codes[code] += n
+        for kind, n in by_kind.items():
+            chain = CHAINS[kind]
+            rows += n * len(chain)
+            if len(by_kind) == 1:
+                elapsed.sort()
+                took = elapsed
+            else:
+                took = sorted(compress(elapsed, map(eq, kinds, repeat(kind))))
+            for hop in chain:
+                _bucket(self.hops[hop].latency, took)
+        waited = self.hops["agent"].waited if "agent" in self.hops else None
+        if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
+            # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)
+            for value in filter(_IS_SET, map(_WAITED, batch)):
+                waited.observe(value)
+        failed = [] if all_ok else list(compress(batch, map(_FAILURE, batch)))
+        if failed:  # innermost hop first: the one that made the failure logs it
+            failed.sort(key=lambda r: _DEPTH.get(CHAINS[r[0]][0], 9))
+            for record in failed:
+                response = record[4]
+                if not response.noted:
+                    response.noted = True
+                    if self.failure is not None:
+                        _, _, hop, address, scope, instance, method, path, code, _, _, reason = row(0, CHAINS[record[0]][0], record)
+                        self.failure(hop, code, address, scope, instance, method, path, reason)
+        self.trace.keep(batch, rows, {hop for kind in by_kind for hop in CHAINS[kind]})
+
+    def select(self, instance: str | None = None, address: str | None = None, after: int = 0,
+               limit: int | None = None) -> list[dict[str, Any]]:
+        """The trace's records (L{TraceRing.select}), the pending ones folded first."""
+        self.fold()
+        return self.trace.select(instance, address, after, limit)
+
+    def stage(self, name: str) -> Histogram:
+        """The latency histogram of C{name} (one of L{STAGES}), made on first use."""
+        histogram = self.stages.get(name)
+        if histogram is None:
+            histogram = self.stages[name] = Histogram()
+        return histogram
+
+    def backend_error(self, backend: str) -> None:
+        """A lookup backend or store named C{backend} failed once (it could not answer)."""
+        self.backend_errors[backend] = self.backend_errors.get(backend, 0) + 1
+
+    def requests(self) -> dict[tuple[str, int], int]:
+        """Answers so far by C{(hop, code)} (the pending ones folded first)."""
+        self.fold()
+        return {(hop, code): n for hop, meter in self.hops.items() for code, n in meter.codes.items()}
+
+
+__all__ = ["HOPS", "HOP_STAGE", "LATENCY_BUCKETS", "RECORD", "STAGES", "HopMeter", "Histogram", "NodeMetrics"]

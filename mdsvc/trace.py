@@ -1,0 +1,151 @@
+# -*- test-case-name: tests.test_trace -*-
+"""
+The last requests a process answered, hop by hop, in a bounded ring: what C{mdsvc-manage trace
+UUID|IP} reads over the admin socket when a boot fails.
+
+Each hop (L{mdsvc.metrics.HopMeter}) notes one record per answer; they are kept here as they are
+(the oldest falling off once C{size} for each hop are held) and made into rows of L{FIELDS} only
+when read.  A record never holds a secret: the shared
+secret and signatures are not among its fields, and what is read out is passed through the
+node's L{mdsvc.redact.Redactor} as well.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from mdsvc.hop import canonical_ip
+
+FIELDS = ("seq", "time", "hop", "address", "scope", "instance", "method", "path", "status", "latency", "cache", "reason")
+"""What a record holds, in order: a sequence number (per process, from 1), the time it was
+answered (seconds since the epoch), the hop, the guest's address, the network or router it came
+through, the instance, method, path, status, seconds taken, the cache outcome, the reason of a
+failure made at this hop."""
+
+RECORD = ("hops", "started", "answered", "code", "failure", "address", "scope", "instance", "method", "path", "cache", "waited")
+"""What a record the hops note holds, in order (L{mdsvc.metrics.HopMeter}); C{hops} is a key of L{CHAINS}."""
+
+AGENT_API = "agent+api"
+PROXY_AGENT = "proxy+agent"
+PROXY_AGENT_API = "proxy+agent+api"
+
+CHAINS: dict[str, tuple[str, ...]] = {
+    "api": ("api",), "agent": ("agent",), "proxy": ("proxy",),
+    AGENT_API: ("api", "agent"), PROXY_AGENT: ("agent", "proxy"), PROXY_AGENT_API: ("api", "agent", "proxy"),
+}
+"""The hops one record stands for, innermost first: a hop of its own, or hops of one process
+that answered within the outer one's call, noted once by the outermost (L{mdsvc.metrics.HopMeter})."""
+
+_INNER_FIRST = {"api": 0, "agent": 1, "proxy": 2}
+
+DEFAULT_SIZE = 4096
+"""Records kept per hop of a process (about a hundred and fifty cloud-init boots)."""
+
+
+class TraceRing:
+    """
+    The most recent records of a process, at least C{size} for each hop it answers at, kept as
+    the hops noted them (batches of L{RECORD}s: the answer object of a failure, times, address...)
+    and made into rows of L{FIELDS}, one per hop a record stands for, only when read, so that keeping
+    them costs the request path nothing more.
+
+    @ivar size: rows kept per hop (whole batches fall off, the oldest first).
+    """
+
+    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+        self.size = max(size, 0)  # 0: nothing kept
+        self._batches: deque[tuple[int, int, list[tuple[Any, ...]]]] = deque()  # (the first row's number, rows, records)
+        self._held = 0
+        self._hops: set[str] = set()
+        self._next = 1
+
+    def keep(self, batch: list[tuple[Any, ...]], rows: int, hops: Iterable[str]) -> None:
+        """
+        Keep a batch of records (oldest first) making C{rows} rows of the C{hops} named,
+        numbered on from the last batch; the oldest batches fall off while C{size} rows per hop
+        are held without them.
+        """
+        first = self._next
+        self._next += rows
+        if not self.size:
+            return
+        self._hops.update(hops)
+        self._batches.append((first, rows, batch))
+        self._held += rows
+        limit = self.size * len(self._hops)
+        while self._held - self._batches[0][1] >= limit:
+            self._held -= self._batches.popleft()[1]
+
+    def __len__(self) -> int:
+        """How many rows are held."""
+        return self._held
+
+    def select(
+        self, instance: str | None = None, address: str | None = None, after: int = 0, limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """
+        The rows of one instance or guest address (either matches; neither given: all),
+        numbered after C{after}, in the order they were answered, at most the C{limit} newest.
+        """
+        picked = []
+        for first, rows, batch in self._batches:
+            if first + rows <= after + 1:
+                continue
+            seq = first
+            for record in batch:
+                for hop in CHAINS[record[0]]:
+                    if seq > after:
+                        found = row(seq, hop, record)
+                        if _matches(found, instance, address):
+                            picked.append(found)
+                    seq += 1
+        picked.sort(key=lambda r: (r[1], _INNER_FIRST.get(r[2], 9), r[0]))  # one request's hops answer innermost first
+        if limit is not None:
+            picked = picked[-limit:] if limit > 0 else []
+        return [as_dict(r) for r in picked]
+
+
+def row(seq: int, hop: str, record: Sequence[Any]) -> tuple[Any, ...]:
+    """
+    The row of C{hop} of a kept record (L{RECORD}) as the tuple of L{FIELDS} (header values the
+    API noted made text). Of a record standing for several hops, the listener's row has no
+    instance or cache; the API's no scope, and the cache outcome of an answer given at once.
+    """
+    kind, started, answered, code, failure, address, scope, instance, method, path, cache, _ = record
+    if kind is not hop and kind != hop:
+        if hop == "proxy":
+            instance = cache = None
+        elif hop == "api":
+            scope, cache = None, ("hit" if code == 200 else None)
+    if type(address) is bytes:
+        address = address.decode("latin-1")
+    if type(instance) is bytes:
+        instance = instance.decode("latin-1")
+    if address is not None and "%" in address:
+        address = address.split("%", 1)[0]
+    return (seq, answered, hop, address, scope, instance, method, path, code, answered - started, cache,
+            failure.reason if failure is not None else None)
+
+
+def _matches(record: tuple[Any, ...], instance: str | None, address: str | None) -> bool:
+    if instance is None and address is None:
+        return True
+    if instance is not None and record[5] == instance:
+        return True
+    # a listener records the peer as the connection shows it (::ffff:10.0.0.5 on a dual-stack one)
+    return address is not None and record[3] is not None and (record[3] == address or canonical_ip(record[3]) == canonical_ip(address))
+
+
+def as_dict(record: Iterable[Any]) -> dict[str, Any]:
+    """A record as a JSON-able dict named by L{FIELDS} (method and path as text)."""
+    out = dict(zip(FIELDS, record, strict=True))
+    for name in ("method", "path"):
+        value = out[name]
+        if isinstance(value, bytes):
+            out[name] = value.decode("latin-1")
+    return out
+
+
+__all__ = ["AGENT_API", "CHAINS", "DEFAULT_SIZE", "FIELDS", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "TraceRing", "as_dict"]
