@@ -12,14 +12,13 @@ the process exits.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from typing import Any
 
+from tests.integration.dbserver import DatabaseServer, shared_server
 from tests.integration.processes import free_port
 
 MARIADBD = "/usr/sbin/mariadbd"
@@ -31,8 +30,10 @@ class MariaDBMissing(AssertionError):
     """Debian's mariadb-server is not installed (make install-test installs it)."""
 
 
-class MariaDB:
+class MariaDB(DatabaseServer):
     """One mariadbd on a fresh data directory, reached as root on its socket and as C{admin} over TCP."""
+
+    name = "mariadbd"
 
     def __init__(self, directory: str | None = None) -> None:
         if not os.path.exists(MARIADBD) or shutil.which(INSTALL_DB) is None:
@@ -43,7 +44,6 @@ class MariaDB:
         self.socket = os.path.join(self.directory, "mysqld.sock")
         self.log_path = os.path.join(self.directory, "mariadbd.log")
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
         started = time.monotonic()
         subprocess.run(
             [INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}", "--user=root", "--auth-root-authentication-method=socket",
@@ -55,51 +55,18 @@ class MariaDB:
                      f" GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'127.0.0.1' WITH GRANT OPTION;")
         self.startup_seconds = time.monotonic() - started
 
-    def start(self) -> None:
-        """Start mariadbd on the data directory (again, after L{stop}) and wait until it answers."""
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [MARIADBD, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}", f"--port={self.port}",
-             "--bind-address=127.0.0.1", "--user=root", f"--pid-file={self.directory}/mariadbd.pid", "--skip-log-bin",
-             "--skip-name-resolve", "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=32M",
-             "--innodb-flush-log-at-trx-commit=2", "--character-set-server=utf8mb4", "--max-connections=500",
-             f"--log-error={self.log_path}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"mariadbd exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            if subprocess.run(["mariadb", "--no-defaults", "-S", self.socket, "-u", "root", "-e", "SELECT 1"],
-                              capture_output=True).returncode == 0:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"mariadbd did not answer within 60 s:\n{self.log()[-3000:]}")
+    def command(self) -> tuple[list[str], None]:
+        """See L{DatabaseServer.command}: mariadbd on the data directory, its socket and port."""
+        return ([MARIADBD, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}", f"--port={self.port}",
+                 "--bind-address=127.0.0.1", "--user=root", f"--pid-file={self.directory}/mariadbd.pid", "--skip-log-bin",
+                 "--skip-name-resolve", "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=32M",
+                 "--innodb-flush-log-at-trx-commit=2", "--character-set-server=utf8mb4", "--max-connections=500",
+                 f"--log-error={self.log_path}"], None)
 
-    def stop(self) -> None:
-        """Stop mariadbd (its data stays)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def destroy(self) -> None:
-        """Stop it and remove its directory."""
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def log(self) -> str:
-        """mariadbd's error log."""
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+    def answers(self) -> bool:
+        """See L{DatabaseServer.answers}: C{SELECT 1} as root on the socket."""
+        return subprocess.run(["mariadb", "--no-defaults", "-S", self.socket, "-u", "root", "-e", "SELECT 1"],
+                              capture_output=True).returncode == 0
 
     def execute(self, sql: str) -> str:
         """Run SQL as root on the socket (the C{mariadb} client); its tab-separated output."""
@@ -126,16 +93,7 @@ class MariaDB:
         self.execute("; ".join(statements) + ";")
 
 
-_shared: dict[str, Any] = {}
-
 
 def shared_mariadb() -> MariaDB:
     """The test process's one MariaDB, started on first use and removed when the process exits."""
-    if "server" not in _shared:
-        server = MariaDB()
-        _shared["server"] = server
-        atexit.register(server.destroy)
-    server = _shared["server"]
-    if server.process is None or server.process.poll() is not None:
-        server.start()  # a test stopped it and failed before starting it again
-    return server
+    return shared_server(MariaDB)

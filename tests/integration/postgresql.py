@@ -7,17 +7,14 @@ PostgreSQL refuses to run as root: as root, the server runs as C{nobody}.
 
 from __future__ import annotations
 
-import atexit
 import glob
 import os
 import pwd
-import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
-from typing import Any
 
+from tests.integration.dbserver import DatabaseServer, shared_server
 from tests.integration.processes import free_port
 
 ADMIN_USER, ADMIN_PASSWORD = "mdsvc", "pg-secret"
@@ -31,8 +28,10 @@ def _bin_dir() -> str:
     return os.path.dirname(found[-1])
 
 
-class PostgreSQL:
+class PostgreSQL(DatabaseServer):
     """One postgres on a fresh cluster; a superuser C{mdsvc} (password auth over TCP)."""
+
+    name = "postgres"
 
     def __init__(self) -> None:
         self.bin = _bin_dir()
@@ -40,7 +39,6 @@ class PostgreSQL:
         self.datadir = os.path.join(self.directory, "data")
         self.port = free_port()
         self.log_path = os.path.join(self.directory, "postgres.log")
-        self.process: subprocess.Popen[bytes] | None = None
         self._user: Callable[[], None] | None = None
         if os.geteuid() == 0:
             nobody = pwd.getpwnam("nobody")
@@ -67,48 +65,15 @@ class PostgreSQL:
         if result.returncode != 0:
             raise AssertionError(f"{argv[0]} failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
 
-    def start(self) -> None:
-        """Start postgres on the cluster and wait until it accepts connections."""
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [os.path.join(self.bin, "postgres"), "-D", self.datadir, "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", self.directory, "-c", "fsync=off", "-c", "max_connections=200"],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._user,
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"postgres exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            if subprocess.run([os.path.join(self.bin, "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                              capture_output=True).returncode == 0:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"postgres did not answer within 60 s:\n{self.log()[-3000:]}")
+    def command(self) -> tuple[list[str], Callable[[], None] | None]:
+        """See L{DatabaseServer.command}: postgres on the cluster, its port and socket directory (as C{nobody} when root)."""
+        return ([os.path.join(self.bin, "postgres"), "-D", self.datadir, "-p", str(self.port), "-h", "127.0.0.1",
+                 "-k", self.directory, "-c", "fsync=off", "-c", "max_connections=200"], self._user)
 
-    def stop(self) -> None:
-        """Stop postgres (fast shutdown); the cluster stays."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def destroy(self) -> None:
-        """Stop it and remove its directory."""
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def log(self) -> str:
-        """The server's log."""
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+    def answers(self) -> bool:
+        """See L{DatabaseServer.answers}: C{pg_isready} over TCP."""
+        return subprocess.run([os.path.join(self.bin, "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                              capture_output=True).returncode == 0
 
     def create_database(self, name: str) -> None:
         """A new, empty database (dropped first if it exists)."""
@@ -122,16 +87,7 @@ class PostgreSQL:
         return f"postgresql://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{self.port}/{database}"
 
 
-_shared: dict[str, Any] = {}
-
 
 def shared_postgresql() -> PostgreSQL:
     """The test process's one PostgreSQL, started on first use and removed when the process exits."""
-    if "server" not in _shared:
-        server = PostgreSQL()
-        _shared["server"] = server
-        atexit.register(server.destroy)
-    server = _shared["server"]
-    if server.process is None or server.process.poll() is not None:
-        server.start()
-    return server
+    return shared_server(PostgreSQL)
