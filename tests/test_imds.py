@@ -29,6 +29,7 @@ from mdsvc.proxy.http import AgentSocketUpstream, NamespaceProxyHandler
 from mdsvc.testing import MemoryLookup, stub_pool
 from tests.http import Connection, request, response
 from tests.test_api_resource import UUID, Harness, fixture
+from tests.test_proxy_http import Recording
 
 NET = "7f1e1b0c-1111-2222-3333-444455556666"
 TTL = b"X-aws-ec2-metadata-token-ttl-seconds"
@@ -86,18 +87,6 @@ class HeaderTests(SynchronousTestCase):
                    b"x-aws-ec2-metadata-token": [b"a", b"b"]}
         read = read_guest_request(HTTPRequest(b"GET", b"/", b"HTTP/1.1", headers, b"", None))
         self.assertEqual((read.token, read.token_ttl), (MALFORMED, None))
-
-
-@implementer(IAgentHop)
-class Recording:
-    """An agent that records requests and answers 200."""
-
-    def __init__(self) -> None:
-        self.seen: list[GuestRequest] = []
-
-    def handle(self, req: GuestRequest) -> Deferred[HTTPResponse]:
-        self.seen.append(req)
-        return succeed(HTTPResponse(200, ((b"Content-Type", b"text/plain"),), b"ok"))
 
 
 class SocketTransport(StringTransport):
