@@ -23,6 +23,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid as uuidlib
@@ -106,6 +107,31 @@ def make_guests(count: int) -> list[Guest]:
                   ec2_id="i-%08x" % (base + i + 1), marker=f"userdata-marker-{i}-{tag}", project=f"project-{i}-{tag}")
             for i in range(count)]
 
+
+STORM = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench", "storm.py")
+"""The boot storm client (bench/storm.py)."""
+
+
+def write_guest_file(path: str, guests: list[Guest]) -> str:
+    """The storm's guest list (address, uuid, EC2 id per line) at C{path}; returns C{path}."""
+    with open(path, "w") as f:
+        f.writelines(f"{g.address} {g.uuid} {g.ec2_id}\n" for g in guests)
+    return path
+
+
+def start_storm(port: int, guest_file: str, concurrency: int = 30) -> subprocess.Popen[str]:
+    """A boot storm of the guests in C{guest_file} against 127.0.0.1:C{port}, running."""
+    return subprocess.Popen([sys.executable, STORM, "127.0.0.1", str(port), guest_file, "--concurrency", str(concurrency)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def storm_result(storm: subprocess.Popen[str]) -> dict[str, Any]:
+    """Wait for C{storm} to end; the result it printed (guests, requests, errors, latencies)."""
+    out, err = storm.communicate(timeout=300)
+    found = re.search(r"MDSVC-STORM (\{.*\})", out)
+    if found is None:
+        raise AssertionError(f"no storm result: {out} {err}")
+    return dict(json.loads(found.group(1)))
 
 
 def port_open(port: int) -> bool:

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.chains import NETWORK_ID, make_guests
-from tests.integration.processes import ROOT, Twistd, fetch, free_port, manage
-
-STORM = os.path.join(ROOT, "bench", "storm.py")
+from tests.integration.chains import NETWORK_ID, make_guests, start_storm, storm_result, write_guest_file
+from tests.integration.processes import Twistd, fetch, free_port, manage
 
 
 def write(path: str, text: str) -> str:
@@ -51,9 +47,7 @@ class StormCase(SynchronousTestCase):
         with open(documents, "w") as f:
             json.dump([g.document() for g in self.population], f)
         manage(self.api_conf, "instance", "import", documents)
-        self.guest_file = os.path.join(self.dir, "guests.txt")
-        with open(self.guest_file, "w") as f:
-            f.writelines(f"{g.address} {g.uuid} {g.ec2_id}\n" for g in self.population)
+        self.guest_file = write_guest_file(os.path.join(self.dir, "guests.txt"), self.population)
         self.api = self.start("api", self.api_conf)
         self.node = self.start("network-node", self.node_conf, ready=lambda p: os.path.exists(self.socket))
 
@@ -75,18 +69,11 @@ class StormCase(SynchronousTestCase):
 
     def storm(self) -> subprocess.Popen[str]:
         """The boot storm, started: every guest boots once, 30 at a time."""
-        storm = subprocess.Popen([sys.executable, STORM, "127.0.0.1", str(self.listener), self.guest_file, "--concurrency", "30"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        storm = start_storm(self.listener, self.guest_file)
         self.addCleanup(lambda: storm.poll() is None and storm.kill())
         time.sleep(0.5)
         self.assertIsNone(storm.poll(), "the storm ended before anything was changed")
         return storm
-
-    def result(self, storm: subprocess.Popen[str]) -> dict[str, object]:
-        out, err = storm.communicate(timeout=300)
-        found = re.search(r"MDSVC-STORM (\{.*\})", out)
-        self.assertIsNotNone(found, f"no storm result: {out} {err}")
-        return dict(json.loads(found.group(1)))  # type: ignore[union-attr]
 
     def hup(self, process: Twistd, count: int) -> None:
         """SIGHUP, and wait until the process says it read its files again (the C{count}th time)."""
@@ -111,7 +98,7 @@ class SecretRotationTests(StormCase):
         self.write_api("second-secret")
         self.hup(self.api, 1)
         self.assertIsNone(storm.poll(), "the storm ended before both nodes had the new secret")
-        result = self.result(storm)
+        result = storm_result(storm)
         self.assertEqual((result["errors"], result["requests"]), (0, self.guests * 28), result)
         self.assertIn("applied: [neutron] metadata_proxy_shared_secret", self.node.log())
         self.assertIn("applied: [neutron] metadata_proxy_shared_secret", self.api.log())
@@ -128,7 +115,7 @@ class SecretRotationTests(StormCase):
         self.write_node("second-secret")
         self.hup(self.node, 1)
         self.assertIsNone(storm.poll(), "the storm ended before both nodes had the new secret")
-        result = self.result(storm)
+        result = storm_result(storm)
         self.assertEqual((result["errors"], result["requests"]), (0, self.guests * 28), result)
         from mdsvc.hop import sign
 

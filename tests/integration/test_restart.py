@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,11 +26,10 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.chains import NETWORK_ID, make_guests, port_open
+from tests.integration.chains import NETWORK_ID, make_guests, port_open, start_storm, storm_result, write_guest_file
 from tests.integration.fakesystemd import FakeSystemd, stop
 from tests.integration.processes import ROOT, TWISTD, Twistd, free_port, manage
 
-STORM = os.path.join(ROOT, "bench", "storm.py")
 SLOW_TARGET = r'''
 import http.server, sys, time
 class Slow(http.server.BaseHTTPRequestHandler):
@@ -62,9 +60,7 @@ class RestartCase(SynchronousTestCase):
         self.socket = os.path.join(self.dir, "mp.sock")
         self.api_port = free_port()
         self.population = make_guests(self.guests)
-        self.guest_file = os.path.join(self.dir, "guests.txt")
-        with open(self.guest_file, "w") as f:
-            f.writelines(f"{g.address} {g.uuid} {g.ec2_id}\n" for g in self.population)
+        self.guest_file = write_guest_file(os.path.join(self.dir, "guests.txt"), self.population)
 
     def config(self, name: str, body: str) -> str:
         path = os.path.join(self.dir, name)
@@ -90,16 +86,9 @@ class RestartCase(SynchronousTestCase):
             return f.read()
 
     def storm(self, port: int) -> subprocess.Popen[str]:
-        storm = subprocess.Popen([sys.executable, STORM, "127.0.0.1", str(port), self.guest_file, "--concurrency", "30"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        storm = start_storm(port, self.guest_file)
         self.addCleanup(lambda: storm.poll() is None and storm.kill())
         return storm
-
-    def result(self, storm: subprocess.Popen[str]) -> dict[str, Any]:
-        out, err = storm.communicate(timeout=300)
-        found = re.search(r"MDSVC-STORM (\{.*\})", out)
-        self.assertIsNotNone(found, f"no storm result: {out} {err}")
-        return dict(json.loads(found.group(1)))  # type: ignore[union-attr]
 
     def curl(self, port: int, path: str, source: str = "127.1.0.1", timeout: float = 30) -> tuple[int, bytes]:
         done = subprocess.run(["curl", "-s", "-m", str(timeout), "--interface", source, "-o", "-", "-w", "\n%{http_code}",
@@ -224,7 +213,7 @@ class RestartUnderStormTests(RestartCase):
         self.systemd.wait_for("READY")
         storm = self.storm(port)
         self.restart("all-in-one", config, process, storm)
-        result = self.result(storm)
+        result = storm_result(storm)
         self.assertEqual((result["errors"], result["requests"]), (0, self.guests * 28), result)
         self.assertNotIn("Traceback", self.log("all-in-one"))
 
@@ -242,6 +231,6 @@ class RestartUnderStormTests(RestartCase):
         self.addCleanup(node.stop)
         storm = self.storm(listener)
         self.restart("api", api_conf, api, storm)
-        result = self.result(storm)
+        result = storm_result(storm)
         self.assertEqual((result["errors"], result["requests"]), (0, self.guests * 28), result)
         self.assertNotIn("Traceback", self.log("api") + node.log())
