@@ -215,3 +215,8 @@ def stub_pool(handler: Any, host: bytes = b"api", clock: Clock | None = None, **
     """
     clock = clock or Clock()
     return HTTPPool(connect_to(handler, clock), host, clock=clock, **options)
+
+
+def services_in(tree: Any) -> list[Any]:
+    """C{tree} and every service below it (a L{twisted.application.service.MultiService}'s children), depth first."""
+    return [tree] + [s for child in getattr(tree, "services", []) for s in services_in(child)]

@@ -49,6 +49,21 @@ def sync(f: Any, *args: Any) -> Deferred[Any]:
     return maybeDeferred(f, *args)
 
 
+
+def nova_api_config(case: Any, defaults: str = "") -> str:
+    """
+    A config for the api role on C{store = nova} (an SQLite API database, Neutron named), in a
+    directory of C{case}'s own; C{defaults}: more C{[DEFAULT]} lines. Its path.
+    """
+    directory = os.path.abspath(case.mktemp())
+    os.makedirs(directory)
+    path = os.path.join(directory, "nova.conf")
+    with open(path, "w") as f:
+        f.write(f"[DEFAULT]\nstate_path = {directory}\n{defaults}[mdsvc]\nstore = nova\napi_endpoint = tcp:0\n"
+                f"[api_database]\nconnection = sqlite:///{directory}/api.db\n[neutron]\nauth_url = http://keystone/v3\n"
+                "username = nova\nproject_name = service\n")
+    return path
+
 class Cloud:
     """An API database and two cell databases on SQLite files."""
 
@@ -270,27 +285,17 @@ class WiringTests(SynchronousTestCase):
 
     def test_api_role(self) -> None:
         """twistd's api role builds the Nova store as a service of its tree (its threads start and stop with it)."""
-        from twisted.application.service import IServiceCollection
         from twisted.internet.testing import MemoryReactorClock
 
         from mdsvc.tap import Options, makeService
+        from mdsvc.testing import services_in
 
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        path = os.path.join(directory, "nova.conf")
-        with open(path, "w") as f:
-            f.write(f"[DEFAULT]\nstate_path = {directory}\n[mdsvc]\nstore = nova\napi_endpoint = tcp:0\n"
-                    f"[api_database]\nconnection = sqlite:///{directory}/api.db\n[neutron]\nauth_url = http://keystone/v3\n"
-                    "username = nova\nproject_name = service\n")
+        path = nova_api_config(self)
+        directory = os.path.dirname(path)
         options = Options()
         options.parseOptions(["--role", "api", "--config", path])
         top = makeService(options, reactor=MemoryReactorClock())
-
-        def walk(service: Any) -> list[Any]:
-            children = list(IServiceCollection(service, []))
-            return [service] + [s for c in children for s in walk(c)]
-
-        stores = [s for s in walk(top) if isinstance(s, NovaInstanceStore)]
+        stores = [s for s in services_in(top) if isinstance(s, NovaInstanceStore)]
         self.assertEqual(len(stores), 1)
         self.assertIsNotNone(stores[0].neutron)
         self.assertEqual(stores[0].reader.databases, NovaDatabases(f"sqlite:///{directory}/api.db", None, False))
@@ -307,13 +312,7 @@ class WiringTests(SynchronousTestCase):
         from mdsvc.drain import Drain
         from mdsvc.tap import Options, makeService
 
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        path = os.path.join(directory, "nova.conf")
-        with open(path, "w") as f:
-            f.write(f"[DEFAULT]\nstate_path = {directory}\n[mdsvc]\nstore = nova\napi_endpoint = tcp:0\n"
-                    f"[api_database]\nconnection = sqlite:///{directory}/api.db\n[neutron]\nauth_url = http://keystone/v3\n"
-                    "username = nova\nproject_name = service\n")
+        path = nova_api_config(self)
         options = Options()
         options.parseOptions(["--role", "api", "--config", path])
         reactor = MemoryReactorClock()

@@ -25,7 +25,7 @@ from mdsvc.hop import sign
 from mdsvc.http import HTTPRequest, HTTPResponse
 from mdsvc.loglevel import LogLevelFilter
 from mdsvc.reload import IReloadable, LogLevelReload, Reloader, Rotation
-from mdsvc.testing import MemoryLookup, stub_pool
+from mdsvc.testing import MemoryLookup, services_in, stub_pool
 from tests.test_api_resource import UUID, Harness, fixture
 
 NET = "7f1e1b0c-1111-2222-3333-444455556666"
@@ -328,15 +328,7 @@ class StoreReloadTests(SynchronousTestCase):
         path = config_file(self, body)
         options = Options()
         options["role"], options["parsed"] = role, load_config(path)
-        parts: list[Any] = []
-        top = makeService(options, reactor=MemoryReactorClock())
-
-        def walk(service: Any) -> None:
-            parts.append(service)
-            for child in getattr(service, "services", []):
-                walk(child)
-
-        walk(top)
+        parts = services_in(makeService(options, reactor=MemoryReactorClock()))
         reloader = next(s for s in parts if isinstance(s, Reloader))
         return parts, path, reloader
 

@@ -14,7 +14,9 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from mdsvc.testing import services_in
 from mdsvc.workers import HANG_TIMEOUT, WORKER_ENV, WORKER_FD, WorkerCommand, WorkerSupervisor, _NotifyReader, worker_log_observer
+from tests.test_nova_store import nova_api_config
 
 
 class FakeProcess:
@@ -217,14 +219,7 @@ class NovaStoreTests(SynchronousTestCase):
     """
 
     def config(self, workers: str) -> str:
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        path = os.path.join(directory, "nova.conf")
-        with open(path, "w") as f:
-            f.write(f"[DEFAULT]\nstate_path = {directory}\nmetadata_workers = {workers}\n[mdsvc]\nstore = nova\n"
-                    f"api_endpoint = tcp:0\n[api_database]\nconnection = sqlite:///{directory}/api.db\n"
-                    "[neutron]\nauth_url = http://keystone/v3\nusername = nova\nproject_name = service\n")
-        return path
+        return nova_api_config(self, f"metadata_workers = {workers}\n")
 
     def build(self, *args: str) -> tuple[Any, list[Any]]:
         """makeService for the api role with C{args}; the service tree and the stores opened."""
@@ -249,11 +244,7 @@ class NovaStoreTests(SynchronousTestCase):
         options.parseOptions(["--role", "api", *args])
         top = tap.makeService(options, reactor=MemoryReactorClock())
         self.assertEqual(threading.active_count(), threads)  # (a pool's threads start with the service)
-
-        def walk(service: Any) -> list[Any]:
-            return [service] + [s for c in getattr(service, "services", []) for s in walk(c)]
-
-        self.assertEqual([s for s in walk(top) if isinstance(s, NovaInstanceStore)], opened)
+        self.assertEqual([s for s in services_in(top) if isinstance(s, NovaInstanceStore)], opened)
         return top, opened
 
     def test_supervisor_opens_no_store(self) -> None:
