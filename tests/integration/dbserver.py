@@ -42,6 +42,20 @@ class DatabaseServer:
         """Whether the server accepts connections now."""
         raise NotImplementedError
 
+    def create_database(self, name: str) -> None:
+        """A new, empty database C{name}."""
+        raise NotImplementedError
+
+    def url(self, database: str) -> str:
+        """The SQLAlchemy URL of C{database}."""
+        raise NotImplementedError
+
+    def new_database_url(self) -> str:
+        """The URL of a new, empty database of a name no test has used."""
+        name = f"mdsvc_{time.monotonic_ns()}"
+        self.create_database(name)
+        return self.url(name)
+
     def start(self) -> None:
         """Start the server on its data (again, after L{stop}) and wait until it answers."""
         argv, before = self.command()

@@ -201,10 +201,7 @@ class PostgreSQLStoreTests(SharedStoreMixin, SynchronousTestCase):
 
     def url(self) -> str:
         """A new database on the shared PostgreSQL."""
-        server = shared_postgresql()
-        name = f"mdsvc_{time.monotonic_ns()}"
-        server.create_database(name)
-        return server.url(name)
+        return shared_postgresql().new_database_url()
 
 
 class MariaDBStoreTests(SharedStoreMixin, SynchronousTestCase):
@@ -212,10 +209,7 @@ class MariaDBStoreTests(SharedStoreMixin, SynchronousTestCase):
 
     def url(self) -> str:
         """A new database on the shared MariaDB."""
-        server = shared_mariadb()
-        name = f"mdsvc_{time.monotonic_ns()}"
-        server.create_database(name)
-        return server.url(name)
+        return shared_mariadb().new_database_url()
 
 
 class OnPostgreSQL:
@@ -223,10 +217,7 @@ class OnPostgreSQL:
 
     def store_url(self) -> str:
         """A new database on the shared PostgreSQL."""
-        server = shared_postgresql()
-        name = f"mdsvc_{time.monotonic_ns()}"
-        server.create_database(name)
-        return server.url(name)
+        return shared_postgresql().new_database_url()
 
 
 class OnMariaDB:
@@ -234,10 +225,7 @@ class OnMariaDB:
 
     def store_url(self) -> str:
         """A new database on the shared MariaDB."""
-        server = shared_mariadb()
-        name = f"mdsvc_{time.monotonic_ns()}"
-        server.create_database(name)
-        return server.url(name)
+        return shared_mariadb().new_database_url()
 
 
 # tests/test_store.py's rule tests, written once, run on each server too: PostgreSQLImportTests,
