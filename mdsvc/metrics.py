@@ -22,12 +22,13 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from itertools import compress, repeat
-from operator import eq, is_not, itemgetter, sub
+from operator import eq, is_not, sub
 from typing import Any
 
 from attrs import define, field
+from twisted.logger import Logger
 
-from mdsvc.trace import CHAINS, RECORD, TraceRing, row
+from mdsvc.trace import CHAINS, RECORD, WIDTH, TraceRing, row
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the latency buckets: a cached answer takes well under a millisecond,
@@ -82,10 +83,10 @@ class Histogram:
 
 class HopMeter:
     """
-    Where a hop notes each answer: one record, a tuple of L{RECORD}, added to the flat list of
-    the process's pending records (L{NodeMetrics.pending}), the only work on the request path.
-    L{NodeMetrics.fold} turns pending records into counts, latency buckets, trace records and
-    failure lines, off the request path.
+    Where a hop notes each answer: one record, the L{RECORD} values of a tuple, added to the end
+    of the flat list of the process's pending records (L{NodeMetrics.pending}), the only work on
+    the request path. L{NodeMetrics.fold} turns pending records into counts, latency buckets,
+    trace records and failure lines, off the request path.
 
     A hop notes an answer as::
 
@@ -94,11 +95,13 @@ class HopMeter:
 
     where the first value names the hops the record stands for (L{mdsvc.trace.CHAINS}).
 
-    C{note} is the pending list's C{append}. Every value is text, bytes, a number or None (a
-    failure's answer object excepted), so the garbage collector untracks a record the first
-    time it sees it, and never traverses it again however long the trace keeps it. Every value is text,
-    bytes, a number or None (a failure's answer object excepted, for its reason and to be logged
-    once). Header values the API notes are bytes, made text when read.
+    C{note} is the pending list's C{extend}: the tuple is freed at once (and made again from
+    the interpreter's free list by the next request), the list holds its L{mdsvc.trace.WIDTH}
+    values, and the fold reads each field of every record with one slice. A record kept as a
+    tuple of its own cost the request path a fresh allocation, and the garbage collector a
+    traversal, per request. Every value is text, bytes, a number or None (a failure's answer
+    object excepted, for its reason and to be logged once). Header values the API notes are
+    bytes, made text when read.
 
     Hops of one process that answer within the outer one's call are noted once, by the
     outermost: the API answering the agent at once is noted in the agent's record (C{agent+api});
@@ -111,7 +114,7 @@ class HopMeter:
     @ivar codes: answers by status code (counted when folded).
     @ivar latency: seconds from the request to the answer (observed when folded).
     @ivar now: the clock's C{seconds} (the reactor's is C{time.time}).
-    @ivar note: adds one record to the process's pending records.
+    @ivar note: adds the values of one record to the process's pending records.
     @ivar inner: (a namespace proxy's listeners) what the agent of this process that answered
         within the listener's call knows: C{(hops, instance, lookup cache outcome, seconds it
         waited for a remote API)}, or None.
@@ -150,11 +153,14 @@ class HopMeter:
                    scope, instance, method, path, cache, waited))
 
 
+_log = Logger()
+
 _DEPTH = {"api": 0, "agent": 1, "proxy": 2}
 """The hops innermost first: a failure is logged by the innermost hop that noted it (the one that made it)."""
 
 _IS_SET = partial(is_not, None)
-_KIND, _STARTED, _ANSWERED, _CODE, _FAILURE, _WAITED = (itemgetter(i) for i in (0, 1, 2, 3, 4, 11))
+_KIND, _STARTED, _ANSWERED, _CODE, _FAILURE, _WAITED = (RECORD.index(name) for name in ("hops", "started", "answered", "code", "failure", "waited"))
+"""Where each field the fold reads is in a record."""
 
 
 def _bucket(latency: Histogram, elapsed: list[float]) -> None:
@@ -177,7 +183,7 @@ class NodeMetrics:
     @ivar role: the node role the process runs (C{twistd mdsvc --role}).
     @ivar trace: the process's ring of recent requests.
     @ivar hops: a L{HopMeter} per hop this process answers at (made by L{hop}).
-    @ivar pending: the records the hops noted since the last fold.
+    @ivar pending: the records the hops noted since the last fold, flat (L{mdsvc.trace.WIDTH} values each).
     @ivar stages: the latency histograms (L{STAGES}) by name.
     @ivar backend_errors: failures of instance-lookup backends and instance stores, by backend
         name (C{store}, C{neutron}, C{sqlite}, a plugin's name...).
@@ -197,7 +203,7 @@ class NodeMetrics:
     trace: TraceRing = field(factory=TraceRing)
     failure: Callable[..., None] | None = None
     hops: dict[str, HopMeter] = field(factory=dict)
-    pending: list[tuple[Any, ...]] = field(factory=list)
+    pending: list[Any] = field(factory=list)
     stages: dict[str, Histogram] = field(factory=dict)
     backend_errors: dict[str, int] = field(factory=dict)
     caches: dict[str, Any] = field(factory=dict)
@@ -212,7 +218,7 @@ class NodeMetrics:
         meter = self.hops.get(name)
         if meter is None:
             waited = self.stage("agent_to_api") if name == "agent" else None
-            meter = self.hops[name] = HopMeter(name, self.clock, self.pending.append, waited)
+            meter = self.hops[name] = HopMeter(name, self.clock, self.pending.extend, waited)
             self.stages[HOP_STAGE[name]] = meter.latency
         return meter
 
@@ -228,10 +234,13 @@ class NodeMetrics:
         if not pending:
             return
         batch = pending[:]
-        pending.clear()  # (the same list: the meters' note is its append)
-        kinds = list(map(_KIND, batch))
-        codes = list(map(_CODE, batch))
-        elapsed = list(map(sub, map(_ANSWERED, batch), map(_STARTED, batch)))
+        pending.clear()  # (the same list: the meters' note is its extend)
+        if len(batch) % WIDTH:  # (a note of another width would shift every later field: counted wrong, shown wrong)
+            _log.error("Dropped {values} metered values: not whole records of {width}", values=len(batch), width=WIDTH)
+            return
+        kinds = batch[_KIND::WIDTH]
+        codes = batch[_CODE::WIDTH]
+        elapsed = list(map(sub, batch[_ANSWERED::WIDTH], batch[_STARTED::WIDTH]))
         rows = 0
         by_kind: Counter[str] = Counter()
         all_ok = codes.count(200) == len(codes)  # (a 200 is never a failure: no failure to look for)
@@ -257,9 +266,9 @@ class NodeMetrics:
         waited = self.hops["agent"].waited if "agent" in self.hops else None
         if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
             # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)
-            for value in filter(_IS_SET, map(_WAITED, batch)):
+            for value in filter(_IS_SET, batch[_WAITED::WIDTH]):
                 waited.observe(value)
-        failed = [] if all_ok else list(compress(batch, map(_FAILURE, batch)))
+        failed = [] if all_ok else [tuple(batch[start:start + WIDTH]) for start in compress(range(0, len(batch), WIDTH), batch[_FAILURE::WIDTH])]
         if failed:  # innermost hop first: the one that made the failure logs it
             failed.sort(key=lambda r: _DEPTH.get(CHAINS[r[0]][0], 9))
             for record in failed:

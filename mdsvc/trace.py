@@ -27,6 +27,16 @@ failure made at this hop."""
 RECORD = ("hops", "started", "answered", "code", "failure", "address", "scope", "instance", "method", "path", "cache", "waited")
 """What a record the hops note holds, in order (L{mdsvc.metrics.HopMeter}); C{hops} is a key of L{CHAINS}."""
 
+WIDTH = len(RECORD)
+"""Values per record: records are laid end to end in one flat list (a batch), record M's
+values at C{batch[M * WIDTH:(M + 1) * WIDTH]}, so that a request path adds values to a list
+rather than keeping an object of its own (L{mdsvc.metrics.HopMeter})."""
+
+
+def records(batch: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The records of a flat batch, each a tuple of L{RECORD}."""
+    return [tuple(batch[start:start + WIDTH]) for start in range(0, len(batch), WIDTH)]
+
 AGENT_API = "agent+api"
 PROXY_AGENT = "proxy+agent"
 PROXY_AGENT_API = "proxy+agent+api"
@@ -47,7 +57,7 @@ DEFAULT_SIZE = 4096
 class TraceRing:
     """
     The most recent records of a process, at least C{size} for each hop it answers at, kept as
-    the hops noted them (batches of L{RECORD}s: the answer object of a failure, times, address...)
+    the hops noted them (flat batches of L{RECORD}s, L{WIDTH} values each: the answer object of a failure, times, address...)
     and made into rows of L{FIELDS}, one per hop a record stands for, only when read, so that keeping
     them costs the request path nothing more.
 
@@ -56,14 +66,14 @@ class TraceRing:
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = max(size, 0)  # 0: nothing kept
-        self._batches: deque[tuple[int, int, list[tuple[Any, ...]]]] = deque()  # (the first row's number, rows, records)
+        self._batches: deque[tuple[int, int, list[Any]]] = deque()  # (the first row's number, rows, flat records)
         self._held = 0
         self._hops: set[str] = set()
         self._next = 1
 
-    def keep(self, batch: list[tuple[Any, ...]], rows: int, hops: Iterable[str]) -> None:
+    def keep(self, batch: list[Any], rows: int, hops: Iterable[str]) -> None:
         """
-        Keep a batch of records (oldest first) making C{rows} rows of the C{hops} named,
+        Keep a flat batch of records (L{WIDTH} values each, oldest first) making C{rows} rows of the C{hops} named,
         numbered on from the last batch; the oldest batches fall off while C{size} rows per hop
         are held without them.
         """
@@ -94,7 +104,8 @@ class TraceRing:
             if first + rows <= after + 1:
                 continue
             seq = first
-            for record in batch:
+            for start in range(0, len(batch), WIDTH):
+                record = batch[start:start + WIDTH]
                 for hop in CHAINS[record[0]]:
                     if seq > after:
                         found = row(seq, hop, record)
@@ -148,4 +159,4 @@ def as_dict(record: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AGENT_API", "CHAINS", "DEFAULT_SIZE", "FIELDS", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "TraceRing", "as_dict"]
+__all__ = ["AGENT_API", "CHAINS", "DEFAULT_SIZE", "FIELDS", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "WIDTH", "TraceRing", "as_dict", "records"]

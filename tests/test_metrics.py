@@ -8,6 +8,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -23,7 +24,7 @@ from mdsvc.lookup.cache import CachingLookup
 from mdsvc.metered import MeteredLookup, MeteredStore
 from mdsvc.metrics import RECORD, Histogram, NodeMetrics
 from mdsvc.testing import MemoryInstanceStore, MemoryLookup
-from mdsvc.trace import TraceRing
+from mdsvc.trace import WIDTH, TraceRing, records
 from tests.http import request, response
 from tests.test_api_resource import UUID, Harness, fixture
 
@@ -57,9 +58,9 @@ class HopMeterTests(SynchronousTestCase):
         started = self.clock.seconds()
         self.clock.advance(0.002)
         self.meter.answered(HTTPResponse(200, (), b""), started, "10.0.0.5", NETWORK, UUID, b"GET", b"/latest", "hit")
-        self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({}, 1))
+        self.assertEqual((self.meter.codes, len(records(self.metrics.pending))), ({}, 1))
         self.metrics.fold()
-        self.assertEqual((self.meter.codes, len(self.metrics.pending)), ({200: 1}, 0))
+        self.assertEqual((self.meter.codes, len(records(self.metrics.pending))), ({200: 1}, 0))
         self.assertEqual(self.meter.latency.cumulative()[2], ("0.0025", 1))
         (record,) = self.metrics.select()
         self.assertEqual((record["hop"], record["address"], record["scope"], record["instance"], record["path"], record["status"],
@@ -77,6 +78,36 @@ class HopMeterTests(SynchronousTestCase):
         metrics = NodeMetrics("agent", self.clock, TraceRing(0))
         metrics.hop("agent").answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.5", NETWORK, None, b"GET", b"/", None)
         self.assertEqual((metrics.requests(), metrics.select()), ({("agent", 200): 1}, []))
+
+    def test_flat_records(self) -> None:
+        """A noted answer leaves its values at the end of the pending list, not a record object of its own."""
+        self.meter.answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.5", NETWORK, UUID, b"GET", b"/a", "hit")
+        self.meter.answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.6", NETWORK, UUID, b"GET", b"/b", "miss")
+        self.assertEqual(len(self.metrics.pending), 2 * WIDTH)
+        self.assertEqual([(r[5], r[9], r[10]) for r in records(self.metrics.pending)],
+                         [("10.0.0.5", b"/a", "hit"), ("10.0.0.6", b"/b", "miss")])
+
+    def test_failure_among_answers(self) -> None:
+        """One failed answer between two good ones: the fold finds it by its place, logs it with its own fields, counts all three."""
+        good, bad = HTTPResponse(200, (), b""), error_response(404, None, reason="no such path")
+        for n, answer in enumerate((good, bad, good)):
+            self.meter.answered(answer, 1000.0, f"10.0.0.{n}", NETWORK, UUID, b"GET", f"/{n}".encode(), None)
+        self.metrics.fold()
+        self.assertEqual(self.failures, [("agent", 404, "10.0.0.1", NETWORK, UUID, b"GET", b"/1", "no such path")])
+        self.assertEqual(self.meter.codes, {200: 2, 404: 1})
+        self.assertEqual([(r["address"], r["status"], r["reason"]) for r in self.metrics.select()],
+                         [("10.0.0.0", 200, None), ("10.0.0.1", 404, "no such path"), ("10.0.0.2", 200, None)])
+
+    def test_torn_batch_dropped(self) -> None:
+        """Values that are not whole records are dropped with one error line, never read shifted; the next batch counts."""
+        self.meter.note(("agent", 1000.0, 1000.5, 200))
+        with capturedLogs() as events:
+            self.metrics.fold()
+        self.assertEqual([formatEvent(e) for e in events], [f"Dropped 4 metered values: not whole records of {WIDTH}"])
+        self.assertEqual((self.meter.codes, self.metrics.select(), self.metrics.pending), ({}, [], []))
+        self.meter.answered(HTTPResponse(200, (), b""), 1000.0, "10.0.0.5", NETWORK, UUID, b"GET", b"/a", None)
+        self.metrics.fold()
+        self.assertEqual(self.meter.codes, {200: 1})
 
     def test_address_in_normal_form(self) -> None:
         """A listener's record of an IPv4-mapped peer is found by the guest's IPv4 address, as the agent records it."""
@@ -100,13 +131,17 @@ class TraceRingTests(SynchronousTestCase):
     def record(self, hops: str, n: int) -> tuple[Any, ...]:
         return (hops, float(n), n + 0.5, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", f"/{n}".encode(), "hit", None)
 
+    def flat(self, batch: Any) -> list[Any]:
+        """A batch as the fold keeps it: the records' values end to end."""
+        return [value for record in batch for value in record]
+
     def test_oldest_fall_off(self) -> None:
         """Size 2: a batch goes once the newer ones hold two rows per hop; rows are numbered on; a chain record makes a row per hop."""
         ring = TraceRing(2)
-        ring.keep([self.record("api", n) for n in range(3)], 3, {"api"})
-        ring.keep([self.record("api", 3)], 1, {"api"})
+        ring.keep(self.flat(self.record("api", n) for n in range(3)), 3, {"api"})
+        ring.keep(self.flat([self.record("api", 3)]), 1, {"api"})
         self.assertEqual([(r["seq"], r["path"]) for r in ring.select()], [(1, "/0"), (2, "/1"), (3, "/2"), (4, "/3")])
-        ring.keep([self.record("proxy+agent+api", n) for n in (4, 5)], 6, {"api", "agent", "proxy"})
+        ring.keep(self.flat(self.record("proxy+agent+api", n) for n in (4, 5)), 6, {"api", "agent", "proxy"})
         self.assertEqual(len(ring), 6)  # the newest batch alone holds 2 rows of each of the 3 hops: the others fell off
         rows = ring.select()
         self.assertEqual([(r["seq"], r["hop"], r["path"]) for r in rows],
@@ -218,7 +253,7 @@ class InProcessChainTests(SynchronousTestCase):
         self.get(b"/latest/meta-data/hostname")  # warms both caches
         self.metrics.fold()
         self.get(b"/latest/meta-data/hostname")
-        (record,) = self.metrics.pending
+        (record,) = records(self.metrics.pending)
         self.assertEqual((len(record), record[0], record[7], record[10]), (len(RECORD), "proxy+agent+api", UUID, "hit"))
         self.assertIsNone(self.metrics.hop("proxy").inner)
         rows = self.metrics.select(address="10.0.0.5")[-3:]
@@ -245,7 +280,7 @@ class InProcessChainTests(SynchronousTestCase):
         self.protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.5", 40000))
         self.protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.5", 40000)))
         self.get(b"/latest/meta-data/hostname")
-        (record,) = self.metrics.pending
+        (record,) = records(self.metrics.pending)
         self.assertEqual(record[0], "proxy+agent")
         self.assertGreater(record[11], 0)
         self.metrics.fold()
@@ -294,7 +329,7 @@ class AskedTwiceTests(SynchronousTestCase):
         backend.entries[("network", NETWORK, "10.0.0.5")] = ("new-vm", "p")  # the port moved
         answer = self.successResultOf(agent.handle(GuestRequest(b"GET", b"/latest", b"", "10.0.0.5", None, NETWORK, None)))
         self.assertEqual(answer.code, 200)
-        self.assertEqual([(r[0], r[3], r[7]) for r in metrics.pending], [("api", 404, "old-vm"), ("agent+api", 200, "new-vm")])
+        self.assertEqual([(r[0], r[3], r[7]) for r in records(metrics.pending)], [("api", 404, "old-vm"), ("agent+api", 200, "new-vm")])
         self.assertEqual(metrics.requests(), {("api", 404): 1, ("api", 200): 1, ("agent", 200): 1})
         self.assertEqual([(r["hop"], r["status"], r["instance"]) for r in metrics.select(address="10.0.0.5")],
                          [("api", 404, "old-vm"), ("api", 200, "new-vm"), ("agent", 200, "new-vm")])
