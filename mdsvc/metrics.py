@@ -21,8 +21,8 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from itertools import compress, repeat
-from operator import eq, is_not, sub
+from itertools import compress
+from operator import is_not, sub
 from typing import Any
 
 from attrs import define, field
@@ -233,7 +233,7 @@ class NodeMetrics:
         pending = self.pending
         if not pending:
             return
-        batch = pending[:]
+        batch = tuple(pending)  # (kept by the trace: a tuple of text and numbers, which the collector stops tracking)
         pending.clear()  # (the same list: the meters' note is its extend)
         if len(batch) % WIDTH:  # (a note of another width would shift every later field: counted wrong, shown wrong)
             _log.error("Dropped {values} metered values: not whole records of {width}", values=len(batch), width=WIDTH)
@@ -241,28 +241,25 @@ class NodeMetrics:
         kinds = batch[_KIND::WIDTH]
         codes = batch[_CODE::WIDTH]
         elapsed = list(map(sub, batch[_ANSWERED::WIDTH], batch[_STARTED::WIDTH]))
-        rows = 0
-        by_kind: Counter[str] = Counter()
-        all_ok = codes.count(200) == len(codes)  # (a 200 is never a failure: no failure to look for)
-        if kinds.count(kinds[0]) == len(kinds):  # one kind of record (the usual batch): its codes as they are
-            counted = {200: len(codes)} if all_ok else Counter(codes)
-            by_code = {(kinds[0], code): n for code, n in counted.items()}
+        count = len(kinds)
+        all_ok = codes.count(200) == count  # (a 200 is never a failure: no failure to look for)
+        by_kind: dict[str, int] = {kinds[0]: count} if kinds.count(kinds[0]) == count else Counter(kinds)
+        if all_ok:
+            by_code: dict[tuple[str, int], int] = {(kind, 200): n for kind, n in by_kind.items()}
+        elif len(by_kind) == 1:
+            by_code = {(kinds[0], code): n for code, n in Counter(codes).items()}
         else:
             by_code = Counter(zip(kinds, codes, strict=True))
         for (kind, code), n in by_code.items():
-            by_kind[kind] += n
             for hop in CHAINS[kind]:
                 self.hop(hop).codes[code] += n
-        for kind, n in by_kind.items():
-            chain = CHAINS[kind]
-            rows += n * len(chain)
-            if len(by_kind) == 1:
-                elapsed.sort()
-                took = elapsed
-            else:
-                took = sorted(compress(elapsed, map(eq, kinds, repeat(kind))))
-            for hop in chain:
-                _bucket(self.hops[hop].latency, took)
+        rows = sum(n * len(CHAINS[kind]) for kind, n in by_kind.items())
+        hops = {hop for kind in by_kind for hop in CHAINS[kind]}
+        ordered = sorted(elapsed)
+        for hop in hops:  # a hop's latencies: every record's where each kind of the batch stands for it, else its kinds'
+            theirs = {kind for kind in by_kind if hop in CHAINS[kind]}
+            took = ordered if len(theirs) == len(by_kind) else sorted(compress(elapsed, map(theirs.__contains__, kinds)))
+            _bucket(self.hops[hop].latency, took)
         waited = self.hops["agent"].waited if "agent" in self.hops else None
         if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
             # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)
@@ -278,7 +275,7 @@ class NodeMetrics:
                     if self.failure is not None:
                         _, _, hop, address, scope, instance, method, path, code, _, _, reason = row(0, CHAINS[record[0]][0], record)
                         self.failure(hop, code, address, scope, instance, method, path, reason)
-        self.trace.keep(batch, rows, {hop for kind in by_kind for hop in CHAINS[kind]})
+        self.trace.keep(batch, rows, hops)
 
     def select(self, instance: str | None = None, address: str | None = None, after: int = 0,
                limit: int | None = None) -> list[dict[str, Any]]:

@@ -66,12 +66,12 @@ class TraceRing:
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = max(size, 0)  # 0: nothing kept
-        self._batches: deque[tuple[int, int, list[Any]]] = deque()  # (the first row's number, rows, flat records)
+        self._batches: deque[tuple[int, int, Sequence[Any]]] = deque()  # (the first row's number, rows, flat records)
         self._held = 0
         self._hops: set[str] = set()
         self._next = 1
 
-    def keep(self, batch: list[Any], rows: int, hops: Iterable[str]) -> None:
+    def keep(self, batch: Sequence[Any], rows: int, hops: Iterable[str]) -> None:
         """
         Keep a flat batch of records (L{WIDTH} values each, oldest first) making C{rows} rows of the C{hops} named,
         numbered on from the last batch; the oldest batches fall off while C{size} rows per hop

@@ -98,6 +98,16 @@ class HopMeterTests(SynchronousTestCase):
         self.assertEqual([(r["address"], r["status"], r["reason"]) for r in self.metrics.select()],
                          [("10.0.0.0", 200, None), ("10.0.0.1", 404, "no such path"), ("10.0.0.2", 200, None)])
 
+    def test_latency_by_hop(self) -> None:
+        """A batch of two kinds: each hop observes the times of the records that stand for it, and only those."""
+        self.metrics.hop("api").note(("api", 1000.0, 1002.0, 200, None, "10.0.0.5", None, UUID, b"GET", b"/a", None, None))
+        self.meter.note(("agent+api", 1000.0, 1000.0002, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", b"/b", "hit", None))
+        self.metrics.fold()
+        self.assertEqual(self.meter.latency.cumulative()[:1], [("0.0005", 1)])
+        self.assertEqual((self.meter.latency.count, self.metrics.hop("api").latency.count), (1, 2))
+        self.assertEqual(self.metrics.hop("api").latency.cumulative()[:1], [("0.0005", 1)])
+        self.assertEqual(self.metrics.requests(), {("api", 200): 2, ("agent", 200): 1})
+
     def test_torn_batch_dropped(self) -> None:
         """Values that are not whole records are dropped with one error line, never read shifted; the next batch counts."""
         self.meter.note(("agent", 1000.0, 1000.5, 200))
