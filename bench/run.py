@@ -56,11 +56,12 @@ MDSVC_TREE = {"path": ROOT}
 """The source tree whose mdsvc the run measures (--mdsvc-tree; default this repository)."""
 
 
-def mdsvc_env() -> dict[str, str]:
-    """Environment of mdsvc processes: the measured tree first on the path."""
-    if MDSVC_TREE["path"] == ROOT:
+def mdsvc_env(tree: str | None = None) -> dict[str, str]:
+    """Environment of mdsvc processes: the measured tree (or C{tree}) first on the path."""
+    path = tree or MDSVC_TREE["path"]
+    if path == ROOT:
         return {}
-    return {"PYTHONPATH": MDSVC_TREE["path"] + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {"PYTHONPATH": path + os.pathsep + os.environ.get("PYTHONPATH", "")}
 sys.path.insert(0, BENCH)
 
 from storm import BOOT_PATHS  # noqa: E402
@@ -558,9 +559,10 @@ def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Se
 
 # ------------------------------------------------------------------------------------- the shapes
 
-def twistd(name: str, role: str, config: str, cpu: str | None) -> Server:
+def twistd(name: str, role: str, config: str, cpu: str | None, tree: str | None = None) -> Server:
+    """twistd mdsvc of C{role}, of the measured tree or of C{tree}."""
     return Server(name, TWISTD + ["-n", "--pidfile=", "--logfile=-", "mdsvc", "--role", role, "--config", config],
-                  os.path.join(RUN.tmp, f"{name}.log"), cpu, env=mdsvc_env(), cwd=MDSVC_TREE["path"])  # type: ignore[arg-type]
+                  os.path.join(RUN.tmp, f"{name}.log"), cpu, env=mdsvc_env(tree), cwd=tree or MDSVC_TREE["path"])  # type: ignore[arg-type]
 
 
 def manage(config: str, *args: str) -> None:
@@ -573,73 +575,83 @@ def manage(config: str, *args: str) -> None:
 
 def run_shape(shape: int, opts: argparse.Namespace, env: dict[str, Any]) -> dict[str, Any]:
     """Build one shape, check its answers, drive it, stop it. The figures."""
-    tmp, ports, cpu = RUN.tmp, env["ports"], opts.server_cpu
-    assert tmp is not None
     servers: list[Server] = []
-    profile = None
     try:
-        if shape == 1:
-            port = ports.get()
-            servers.append(Server("tiny", [sys.executable, os.path.join(BENCH, "tiny_server.py"), f"tcp:{port}:interface=127.0.0.1"],
-                                  os.path.join(tmp, "tiny.log"), cpu))
-            wait_tcp(servers[0], port)
-            check_tiny(shape, port)
-            requests = env["plain"]
-        elif shape == 2:
-            port = ports.get()
-            sock = os.path.join(tmp, "metadata_proxy.tiny")
-            servers.append(Server("tiny-unix", [sys.executable, os.path.join(BENCH, "tiny_server.py"), f"unix:{sock}"],
-                                  os.path.join(tmp, "tiny-unix.log"), cpu))
-            wait_unix(servers[0], sock)
-            servers.append(Server("haproxy", ["haproxy", "-db", "-f", haproxy_config(tmp, port, sock)], os.path.join(tmp, "haproxy.log"), cpu))
-            wait_tcp(servers[1], port)
-            check_tiny(shape, port)
-            requests = env["plain"]
-        elif shape in (3, 4, 5):
-            api_port, listener_port = env["api_port"], env["listener_port"]
-            config = env["config"]
-            if shape == 3:
-                servers.append(twistd("api", "api", config, cpu))
-                wait_tcp(servers[0], api_port)
-                port, requests = api_port, env["signed"]
-                check_boot(shape, port, env["check"], signed=True, by_source=False)
-            else:
-                if shape == 4:
-                    servers.append(twistd("api", "api", config, cpu))
-                    wait_tcp(servers[0], api_port)
-                    servers.append(twistd("network-node", "network-node", config, cpu))
-                else:
-                    servers.append(twistd("all-in-one", "all-in-one", config, cpu))
-                wait_tcp(servers[-1], listener_port)
-                port, requests = listener_port, env["plain"]
-                check_boot(shape, port, env["check"], signed=False, by_source=env["isolated"])
-            if shape == opts.profile_shape and opts.profile:
-                profile = py_spy(opts, servers[-1].pid)
-        elif shape == 7:
-            api_port = env["api_port"]
-            servers.append(twistd("api-workers", "api", workers_config(env["config"], 2), None))
-            wait_tcp(servers[0], api_port)
-            servers[0].wait_until(lambda: "all 2 API workers are serving" in servers[0].log(), "both workers")
-            port, requests = api_port, env["signed"]
-            check_boot(shape, port, env["check"], signed=True, by_source=False)
-        elif shape == 6:
-            port = ports.get()
-            gunicorn = os.path.join(NOVA_VENV, "bin", "gunicorn")
-            servers.append(Server("nova-gunicorn", [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--no-control-socket",
-                                                    "--chdir", BENCH, "nova_wsgi:application"],
-                                  os.path.join(tmp, "gunicorn.log"), cpu,
-                                  env={"MDSVC_BENCH_INSTANCES": env["documents"], "MDSVC_BENCH_SECRET": SECRET, "PYTHONWARNINGS": "ignore"}))
-            wait_tcp(servers[0], port)
-            check_boot(shape, port, env["check"], signed=True, by_source=False)
-            requests = env["signed"]
-        else:
-            raise BenchError(f"no shape {shape}")
+        port, requests, profile = start_shape(shape, opts, env, servers)
         stats = wrk(opts, port, requests, servers, profile, pinned=shape not in UNPINNED_SHAPES)
         stats["processes"] = len(descendants([s.pid for s in servers]))
         return stats
     finally:
         for s in reversed(servers):
             s.stop()
+
+
+def start_shape(shape: int, opts: argparse.Namespace, env: dict[str, Any], servers: list[Server]) -> tuple[int, str, Any]:
+    """
+    Start one shape's servers (added to C{servers} as they start, for the caller to stop) and
+    check its answers: the port to load, the request file, and the profiler to start under load (or None).
+    """
+    tmp, ports, cpu = RUN.tmp, env["ports"], opts.server_cpu
+    assert tmp is not None
+    tree, label = env.get("tree"), env.get("label", "")  # (bench/ab.py: two trees side by side)
+    profile = None
+    if shape == 1:
+        port = ports.get()
+        servers.append(Server("tiny", [sys.executable, os.path.join(BENCH, "tiny_server.py"), f"tcp:{port}:interface=127.0.0.1"],
+                              os.path.join(tmp, "tiny.log"), cpu))
+        wait_tcp(servers[0], port)
+        check_tiny(shape, port)
+        requests = env["plain"]
+    elif shape == 2:
+        port = ports.get()
+        sock = os.path.join(tmp, "metadata_proxy.tiny")
+        servers.append(Server("tiny-unix", [sys.executable, os.path.join(BENCH, "tiny_server.py"), f"unix:{sock}"],
+                              os.path.join(tmp, "tiny-unix.log"), cpu))
+        wait_unix(servers[0], sock)
+        servers.append(Server("haproxy", ["haproxy", "-db", "-f", haproxy_config(tmp, port, sock)], os.path.join(tmp, "haproxy.log"), cpu))
+        wait_tcp(servers[1], port)
+        check_tiny(shape, port)
+        requests = env["plain"]
+    elif shape in (3, 4, 5):
+        api_port, listener_port = env["api_port"], env["listener_port"]
+        config = env["config"]
+        if shape == 3:
+            servers.append(twistd(label + "api", "api", config, cpu, tree))
+            wait_tcp(servers[0], api_port)
+            port, requests = api_port, env["signed"]
+            check_boot(shape, port, env["check"], signed=True, by_source=False)
+        else:
+            if shape == 4:
+                servers.append(twistd(label + "api", "api", config, cpu, tree))
+                wait_tcp(servers[0], api_port)
+                servers.append(twistd(label + "network-node", "network-node", config, cpu, tree))
+            else:
+                servers.append(twistd(label + "all-in-one", "all-in-one", config, cpu, tree))
+            wait_tcp(servers[-1], listener_port)
+            port, requests = listener_port, env["plain"]
+            check_boot(shape, port, env["check"], signed=False, by_source=env["isolated"])
+        if shape == opts.profile_shape and opts.profile:
+            profile = py_spy(opts, servers[-1].pid)
+    elif shape == 7:
+        api_port = env["api_port"]
+        servers.append(twistd("api-workers", "api", workers_config(env["config"], 2), None))
+        wait_tcp(servers[0], api_port)
+        servers[0].wait_until(lambda: "all 2 API workers are serving" in servers[0].log(), "both workers")
+        port, requests = api_port, env["signed"]
+        check_boot(shape, port, env["check"], signed=True, by_source=False)
+    elif shape == 6:
+        port = ports.get()
+        gunicorn = os.path.join(NOVA_VENV, "bin", "gunicorn")
+        servers.append(Server("nova-gunicorn", [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--no-control-socket",
+                                                "--chdir", BENCH, "nova_wsgi:application"],
+                              os.path.join(tmp, "gunicorn.log"), cpu,
+                              env={"MDSVC_BENCH_INSTANCES": env["documents"], "MDSVC_BENCH_SECRET": SECRET, "PYTHONWARNINGS": "ignore"}))
+        wait_tcp(servers[0], port)
+        check_boot(shape, port, env["check"], signed=True, by_source=False)
+        requests = env["signed"]
+    else:
+        raise BenchError(f"no shape {shape}")
+    return port, requests, profile
 
 
 def py_spy(opts: argparse.Namespace, pid: int) -> Callable[[], Any]:

@@ -263,8 +263,9 @@ class NodeMetrics:
         waited = self.hops["agent"].waited if "agent" in self.hops else None
         if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
             # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)
-            for value in filter(_IS_SET, batch[_WAITED::WIDTH]):
-                waited.observe(value)
+            waits = sorted(filter(_IS_SET, batch[_WAITED::WIDTH]))
+            if waits:
+                _bucket(waited, waits)
         failed = [] if all_ok else [tuple(batch[start:start + WIDTH]) for start in compress(range(0, len(batch), WIDTH), batch[_FAILURE::WIDTH])]
         if failed:  # innermost hop first: the one that made the failure logs it
             failed.sort(key=lambda r: _DEPTH.get(CHAINS[r[0]][0], 9))

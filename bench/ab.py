@@ -1,0 +1,135 @@
+"""
+Two trees of mdsvc side by side under the boot mix, the load switched between them every few
+seconds: the way to measure a difference of a few per cent on a machine shared with others.
+
+bench/rounds.py runs one variant after the other, tens of seconds apart; a neighbour's burst that
+lasts a minute lands on one of them and moves a ratio by more than the difference sought. Here
+both variants' servers of a shape run at once, pinned to the same CPU (the one not loaded is
+idle), and wrk loads them in turn, SLICE seconds each, in the order A B B A A B ...: a burst
+shorter than a slice costs both about alike, a longer one lands on both halves of a pair.
+
+    python3 bench/unmetered.py /tmp/unmetered
+    python3 bench/ab.py --shapes 3,4,5 --slices 20 --slice 3 \\
+        --variant "off=/tmp/unmetered" --variant "on=.:metrics"
+
+A variant is NAME=TREE[:metrics] (TREE: a source tree, C{.} for this checkout; C{:metrics}: its
+processes also serve [mdsvc] metrics_endpoint). Prints per shape each variant's req/s over all
+its slices after one not counted (and server CPU µs per request), the ratio of the second to the first, and the median
+and quartiles of the ratios of the slice pairs (each pair ran back to back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import run  # noqa: E402  (bench/run.py: its shapes, servers, wrk and store)
+
+
+def variant(text: str) -> tuple[str, str, bool]:
+    """NAME=TREE[:metrics] as (name, absolute tree, metrics)."""
+    name, _, rest = text.partition("=")
+    tree, _, flag = rest.partition(":")
+    if not name or not tree or flag not in ("", "metrics"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=TREE or NAME=TREE:metrics")
+    tree = os.path.abspath(os.path.dirname(HERE) if tree == "." else tree)
+    if not os.path.isdir(os.path.join(tree, "mdsvc")):
+        raise argparse.ArgumentTypeError(f"{tree}: no mdsvc package there")
+    return name, tree, flag == "metrics"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", type=variant, action="append", required=True, metavar="NAME=TREE[:metrics]")
+    p.add_argument("--shapes", default="3,4,5", help="of run.py's 3 (api), 4 (network-node + api), 5 (all-in-one)")
+    p.add_argument("--slices", type=int, default=20, help="loads of each variant per shape")
+    p.add_argument("--slice", type=int, default=3, help="seconds of each load")
+    p.add_argument("--instances", type=int, default=200)
+    p.add_argument("--connections", type=int, default=50, help="wrk connections (run.py's default)")
+    opts = p.parse_args()
+    if len(opts.variant) != 2:
+        p.error("two variants: the first is the reference")
+    shapes = [int(s) for s in opts.shapes.split(",")]
+    if not set(shapes) <= {3, 4, 5}:
+        p.error("shapes: 3, 4 and 5")
+    if os.geteuid() != 0:
+        p.error("needs root: shapes 4 and 5 see their guests through the bench namespace (run.py's)")
+    cpus = sorted(os.sched_getaffinity(0))
+    load = argparse.Namespace(duration=opts.slice, connections=opts.connections, profile=None, profile_shape=0,
+                              server_cpu=str(cpus[0]) if len(cpus) > 1 else None, client_cpu=str(cpus[1]) if len(cpus) > 1 else None,
+                              instances=opts.instances, storm=0)
+    run.preflight(argparse.Namespace(shape_list=shapes, namespaces=0))
+    run.RUN.tmp = tempfile.mkdtemp(prefix="mdsvc-ab-")
+    try:
+        run.enter_bench_namespace(f"mdsvc-ab-{os.getpid()}")
+        ports = run.Ports(True)
+        envs = []
+        for name, tree, metrics in opts.variant:
+            tmp = os.path.join(run.RUN.tmp, name)
+            os.makedirs(tmp)
+            api_port, listener_port = ports.get(), ports.get()
+            config = run.mdsvc_config(tmp, api_port, listener_port, metrics)
+            run.MDSVC_TREE["path"] = tree  # (mdsvc-manage of this variant's tree fills its store)
+            run.prepare_store(load, tmp, opts.instances)
+            plain, signed = os.path.join(tmp, "plain.txt"), os.path.join(tmp, "signed.txt")
+            run.write_requests(plain, opts.instances, signed=False)
+            run.write_requests(signed, opts.instances, signed=True)
+            run.snat_guests(listener_port, opts.instances)
+            envs.append({"ports": ports, "api_port": api_port, "listener_port": listener_port, "config": config, "plain": plain,
+                         "signed": signed, "isolated": True, "check": [0, opts.instances - 1], "tree": tree, "label": f"{name}-"})
+        print(f"{opts.slices} loads of {opts.slice} s per variant and shape, alternating (A B B A ...); wrk -t1 "
+              f"-c{opts.connections}, servers on CPU {load.server_cpu}, wrk on CPU {load.client_cpu}", flush=True)
+        rows = [measure(shape, opts, load, envs) for shape in shapes]
+    finally:
+        run.RUN.cleanup()
+    (first, _, _), (second, _, _) = opts.variant
+    print()
+    print(f"| shape | {first}: req/s (CPU µs/req) | {second}: req/s (CPU µs/req) | {second} / {first} | "
+          f"pairs: median (quartiles) |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print(row)
+    return 0
+
+
+def measure(shape: int, opts: argparse.Namespace, load: argparse.Namespace, envs: list[dict[str, Any]]) -> str:
+    """Start both variants' servers of C{shape}, load them in turn, stop them: the table row."""
+    servers: list[list[run.Server]] = [[], []]
+    try:
+        started = [run.start_shape(shape, load, env, servers[n]) for n, env in enumerate(envs)]
+        for n in (0, 1):  # a slice each not counted: caches filled, connections made, the interpreter warm
+            run.wrk(load, started[n][0], started[n][1], servers[n])
+        totals = [[0, 0.0, 0.0], [0, 0.0, 0.0]]  # requests, seconds, server CPU seconds
+        rates: list[list[float]] = [[], []]
+        for i in range(opts.slices):
+            for n in ((0, 1) if i % 2 == 0 else (1, 0)):
+                port, requests, _ = started[n]
+                stats = run.wrk(load, port, requests, servers[n])
+                if stats["errors"]:
+                    raise run.BenchError(f"shape {shape}, {opts.variant[n][0]}: {stats['errors']} errors")
+                totals[n][0] += stats["requests"]
+                totals[n][1] += stats["duration_us"] / 1e6
+                totals[n][2] += stats["cpu_us"] * stats["requests"] / 1e6
+                rates[n].append(stats["rps"])
+            print(f"shape {shape} slice {i + 1}: " + ", ".join(f"{opts.variant[n][0]} {rates[n][-1]:,.0f}" for n in (0, 1)), flush=True)
+    finally:
+        for group in servers:
+            for s in reversed(group):
+                s.stop()
+    rps = [t[0] / t[1] for t in totals]
+    cpu = [t[2] * 1e6 / t[0] for t in totals]
+    pairs = [b / a for a, b in zip(rates[0], rates[1], strict=True)]
+    q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
+    return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.0f}) | {rps[1]:,.0f} ({cpu[1]:.0f}) | {rps[1] / rps[0]:.3f} | "
+            f"{median:.3f} ({q1:.3f}-{q3:.3f}) |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
