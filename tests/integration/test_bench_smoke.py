@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -56,3 +57,31 @@ class BenchSmokeTests(SynchronousTestCase):
         self.assertRegex(result.stdout, r"shape 7 server processes \(supervisor first\), CPU time during the load")
         self.assertRegex(result.stdout, r"boot storm \(shape 5\): 20 guests .* errors 0,")
         self.assertRegex(result.stdout, r"namespace scale: 20 qdhcp- namespaces .* all served")
+
+
+class ABSmokeTests(SynchronousTestCase):
+    """C{bench/ab.py} with a tree of C{bench/unmetered.py} against this checkout, one short slice each."""
+
+    def setUp(self) -> None:
+        if os.geteuid() != 0:
+            raise SkipTest("ab.py needs root (run.py's network namespace and SNAT rules)")
+        if shutil.which("wrk") is None:
+            raise NotInstalled("ab.py needs wrk: run bash bench/install.sh (make test does)")
+        if subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+            raise NotInstalled("ab.py's smoke test makes its unmetered tree with git archive: run it in a git checkout")
+
+    def test_side_by_side(self) -> None:
+        """Both variants of shapes 3 and 5 answer the boot mix without an error; the table has a ratio for each shape."""
+        tree = tempfile.mkdtemp(prefix="mdsvc-unmetered-")
+        self.addCleanup(shutil.rmtree, tree, True)
+        made = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "unmetered.py"), tree], capture_output=True, text=True,
+                              timeout=120)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "ab.py"), "--shapes", "3,5", "--slices", "2", "--slice", "1",
+                                 "--instances", "4", "--variant", f"off={tree}", "--variant", "on=.:metrics"],
+                                capture_output=True, text=True, timeout=600, cwd=ROOT)
+        self.assertEqual(result.returncode, 0, (result.stdout + result.stderr)[-6000:])
+        rows = [line for line in result.stdout.splitlines() if line.startswith(("| 3 mdsvc api |", "| 5 mdsvc all-in-one |"))]
+        self.assertEqual(len(rows), 2, result.stdout)
+        for row in rows:
+            self.assertRegex(row, r"^\| [^|]+ \| [\d,]+ \(\d+\) \| [\d,]+ \(\d+\) \| \d\.\d{3} \| \d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\) \|$")
