@@ -233,7 +233,7 @@ class NodeMetrics:
         pending = self.pending
         if not pending:
             return
-        batch = tuple(pending)  # (kept by the trace: a tuple of text and numbers, which the collector stops tracking)
+        batch = tuple(pending)  # (kept by the trace: text and numbers, untracked by the collector once it has seen them, failures aside)
         pending.clear()  # (the same list: the meters' note is its extend)
         if len(batch) % WIDTH:  # (a note of another width would shift every later field: counted wrong, shown wrong)
             _log.error("Dropped {values} metered values: not whole records of {width}", values=len(batch), width=WIDTH)
