@@ -9,7 +9,10 @@ another commit's with --mdsvc-tree).
 
 Paths: C{api} is what the metadata API does for a signed request (shape 3 of run.py without the
 kernel); C{all-in-one} is a proxy listener calling the agent and the API in-process (shape 5
-without the kernel); C{server} is the HTTP protocol alone with a trivial handler.  Every request
+without the kernel); C{network-node} is a proxy listener calling the agent, whose API is in
+another process (shape 4's network-node process; the remote API here answers at once, so the HTTP
+client's work, the same metered or not, is left out); C{server} is the HTTP protocol alone with
+a trivial handler.  Every request
 is parsed from the bytes cloud-init sends and its answer written to a StringTransport; caches are
 warm (as in a boot after its first request).  The kernel's share of a real request (send, recv,
 epoll) is the same for every tree, so differences here are differences in mdsvc's own code: the
@@ -39,7 +42,7 @@ REQUEST = (
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mdsvc-tree", help="measure the mdsvc package of this directory instead of this checkout's")
-    p.add_argument("--path", choices=("server", "api", "all-in-one", "all"), default="all")
+    p.add_argument("--path", choices=("server", "api", "all-in-one", "network-node", "all"), default="all")
     p.add_argument("--requests", type=int, default=28000, help="requests per path and repeat")
     p.add_argument("--repeats", type=int, default=5, help="the minimum of this many timed repeats is printed")
     p.add_argument("--metered", action="store_true",
@@ -110,6 +113,15 @@ def main() -> int:
             agent.front = meters["proxy"]
     else:
         agent = MetadataAgent(lookup, InProcessAPI(app), "secret", clock=clock)
+    remote = _RemoteAPI(HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"x" * 200))
+    entries = {("network", network, ip): (instance.uuid, instance.project_id)}
+    if opts.metered:  # the network node's process: meters of its own, its agent timing the remote API as tap wires it
+        remote_metrics = node_metrics(__import__("mdsvc.config", fromlist=["load_config"]).load_config(None), "network-node", clock)
+        remote_agent = MetadataAgent(CachingLookup(MeteredLookup(MemoryLookup(entries), remote_metrics), clock, 10, 2), remote, "secret",
+                                     clock=clock, meter=remote_metrics.hop("agent"), time_api=True)
+        remote_agent.front = remote_metrics.hop("proxy")
+    else:
+        remote_agent = MetadataAgent(CachingLookup(MemoryLookup(entries), clock, 10, 2), remote, "secret", clock=clock)
     signed = (f"X-Instance-ID: {instance.uuid}\r\nX-Tenant-ID: {instance.project_id}\r\n"
               f"X-Instance-ID-Signature: {sign('secret', instance.uuid)}\r\nX-Forwarded-For: {ip}\r\n").encode()
     answer = HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"x" * 200)
@@ -117,11 +129,14 @@ def main() -> int:
         "server": (lambda r: answer, b""),
         "api": (APIHandler(app, meter=meters["api"]) if opts.metered else APIHandler(app), signed),
         "all-in-one": (NamespaceProxyHandler("network", network, proxy_to_agent(agent)), b""),
+        "network-node": (NamespaceProxyHandler("network", network, proxy_to_agent(remote_agent)), b""),
     }
     factory_options: dict[str, dict[str, Any]] = {
         "server": {}, "api": {"meter": meters.get("api"), "meter_answers": False},
         "all-in-one": {"meter": meters.get("proxy"), "meter_answers": True, "scope": network},
-    } if opts.metered else {"server": {}, "api": {}, "all-in-one": {}}
+        "network-node": {"meter": remote_metrics.hop("proxy"), "meter_answers": True, "scope": network},
+    } if opts.metered else {"server": {}, "api": {}, "all-in-one": {}, "network-node": {}}
+    folds = {"network-node": remote_metrics.fold} if opts.metered else {}
     chosen = list(paths) if opts.path == "all" else [opts.path]
     print(f"mdsvc at {os.path.dirname(mdsvc.__file__)}{' (metered)' if opts.metered else ''}: {opts.requests} requests of the boot "
           f"mix per repeat, minimum of {opts.repeats}")
@@ -137,8 +152,9 @@ def main() -> int:
         if statuses != {b"200"}:
             print(f"{name}: answers other than 200 while warming up: {sorted(statuses)}")
             return 1
-        if opts.metered:
-            metrics.fold()  # the warm-up's records are not the measured requests'
+        fold = folds.get(name, metrics.fold) if opts.metered else None
+        if fold is not None:
+            fold()  # the warm-up's records are not the measured requests'
         best = float("inf")
         for _ in range(opts.repeats):
             transport.clear()
@@ -147,11 +163,24 @@ def main() -> int:
                 protocol.dataReceived(requests[n % len(requests)])
                 if n % 512 == 0:
                     transport.clear()
-            if opts.metered:
-                metrics.fold()  # what the process does once a second: part of the cost
+            if fold is not None:
+                fold()  # what the process does once a second: part of the cost
             best = min(best, time.perf_counter() - started)
         print(f"{name:12} {best / opts.requests * 1e6:7.2f} µs per request")
     return 0
+
+
+class _RemoteAPI:
+    """The metadata API of another process, as the network node's agent sees it: every signed request answered at once."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+    def forward(self, request: Any) -> Any:
+        """The answer, already there."""
+        from twisted.internet.defer import succeed
+
+        return succeed(self.response)
 
 
 if __name__ == "__main__":
