@@ -99,7 +99,8 @@ def main() -> int:
         from mdsvc.metered import MeteredLookup, MeteredStore
         from mdsvc.operations import node_metrics
 
-        metrics = node_metrics(__import__("mdsvc.config", fromlist=["load_config"]).load_config(None), "all-in-one", clock)
+        defaults = __import__("mdsvc.config", fromlist=["load_config"]).load_config(None)
+        metrics = node_metrics(defaults, "all-in-one", clock)
         lookup = MeteredLookup(lookup, metrics)
         store = MeteredStore(store, metrics, "memory")  # type: ignore[assignment]
         meters = {"proxy": metrics.hop("proxy"), "api": metrics.hop("api")}
@@ -113,10 +114,11 @@ def main() -> int:
             agent.front = meters["proxy"]
     else:
         agent = MetadataAgent(lookup, InProcessAPI(app), "secret", clock=clock)
-    remote = _RemoteAPI(HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"x" * 200))
+    answer = HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"x" * 200)
+    remote = _RemoteAPI(answer)
     entries = {("network", network, ip): (instance.uuid, instance.project_id)}
     if opts.metered:  # the network node's process: meters of its own, its agent timing the remote API as tap wires it
-        remote_metrics = node_metrics(__import__("mdsvc.config", fromlist=["load_config"]).load_config(None), "network-node", clock)
+        remote_metrics = node_metrics(defaults, "network-node", clock)
         remote_agent = MetadataAgent(CachingLookup(MeteredLookup(MemoryLookup(entries), remote_metrics), clock, 10, 2), remote, "secret",
                                      clock=clock, meter=remote_metrics.hop("agent"), time_api=True)
         remote_agent.front = remote_metrics.hop("proxy")
@@ -124,7 +126,6 @@ def main() -> int:
         remote_agent = MetadataAgent(CachingLookup(MemoryLookup(entries), clock, 10, 2), remote, "secret", clock=clock)
     signed = (f"X-Instance-ID: {instance.uuid}\r\nX-Tenant-ID: {instance.project_id}\r\n"
               f"X-Instance-ID-Signature: {sign('secret', instance.uuid)}\r\nX-Forwarded-For: {ip}\r\n").encode()
-    answer = HTTPResponse(200, ((b"Content-Type", b"text/plain; charset=UTF-8"),), b"x" * 200)
     paths = {
         "server": (lambda r: answer, b""),
         "api": (APIHandler(app, meter=meters["api"]) if opts.metered else APIHandler(app), signed),
