@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,6 +46,55 @@ def variant(text: str) -> tuple[str, str, bool]:
     return name, tree, flag == "metrics"
 
 
+def prepare_variants(variants: list[tuple[str, str, bool]], load: argparse.Namespace, extra_config: str = "") -> list[dict[str, Any]]:
+    """
+    Each variant's config (run.py's, C{extra_config} added), store of C{load.instances}
+    instances, request files and SNAT rules, in run.RUN.tmp and the bench namespace already
+    entered: the C{env} of run.start_shape for each.
+    """
+    assert run.RUN.tmp is not None
+    ports = run.Ports(True)
+    envs = []
+    for name, tree, metrics in variants:
+        tmp = os.path.join(run.RUN.tmp, name)
+        os.makedirs(tmp)
+        api_port, listener_port = ports.get(), ports.get()
+        config = run.mdsvc_config(tmp, api_port, listener_port, metrics, extra_config)
+        run.MDSVC_TREE["path"] = tree  # (mdsvc-manage of this variant's tree fills its store)
+        run.prepare_store(load, tmp, load.instances)
+        plain, signed = os.path.join(tmp, "plain.txt"), os.path.join(tmp, "signed.txt")
+        run.write_requests(plain, load.instances, signed=False)
+        run.write_requests(signed, load.instances, signed=True)
+        run.snat_guests(listener_port, load.instances)
+        envs.append({"ports": ports, "api_port": api_port, "listener_port": listener_port, "config": config, "plain": plain,
+                     "signed": signed, "isolated": True, "check": [0, load.instances - 1], "tree": tree, "label": f"{name}-"})
+    return envs
+
+
+def load_together(load: argparse.Namespace, started: list[tuple[int, str, Any]], servers: list[list[run.Server]]) -> dict[int, dict[str, Any]]:
+    """
+    Both variants loaded at once, a wrk each (both on the client CPU), for one slice: their
+    servers share the server CPU, so whatever else the machine does at that moment slows both.
+    """
+    results: dict[int, dict[str, Any]] = {}
+    failures: list[BaseException] = []
+
+    def drive(n: int) -> None:
+        try:
+            results[n] = run.wrk(load, started[n][0], started[n][1], servers[n])
+        except BaseException as e:  # (re-raised below, in the caller's thread)
+            failures.append(e)
+
+    threads = [threading.Thread(target=drive, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    return results
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", type=variant, action="append", required=True, metavar="NAME=TREE[:metrics]")
@@ -53,6 +103,8 @@ def main() -> int:
     p.add_argument("--slice", type=int, default=3, help="seconds of each load")
     p.add_argument("--instances", type=int, default=200)
     p.add_argument("--connections", type=int, default=50, help="wrk connections (run.py's default)")
+    p.add_argument("--together", action="store_true",
+                   help="load both variants at once in each slice (sharing the server CPU) and compare server CPU per request")
     opts = p.parse_args()
     if len(opts.variant) != 2:
         p.error("two variants: the first is the reference")
@@ -69,30 +121,21 @@ def main() -> int:
     run.RUN.tmp = tempfile.mkdtemp(prefix="mdsvc-ab-")
     try:
         run.enter_bench_namespace(f"mdsvc-ab-{os.getpid()}")
-        ports = run.Ports(True)
-        envs = []
-        for name, tree, metrics in opts.variant:
-            tmp = os.path.join(run.RUN.tmp, name)
-            os.makedirs(tmp)
-            api_port, listener_port = ports.get(), ports.get()
-            config = run.mdsvc_config(tmp, api_port, listener_port, metrics)
-            run.MDSVC_TREE["path"] = tree  # (mdsvc-manage of this variant's tree fills its store)
-            run.prepare_store(load, tmp, opts.instances)
-            plain, signed = os.path.join(tmp, "plain.txt"), os.path.join(tmp, "signed.txt")
-            run.write_requests(plain, opts.instances, signed=False)
-            run.write_requests(signed, opts.instances, signed=True)
-            run.snat_guests(listener_port, opts.instances)
-            envs.append({"ports": ports, "api_port": api_port, "listener_port": listener_port, "config": config, "plain": plain,
-                         "signed": signed, "isolated": True, "check": [0, opts.instances - 1], "tree": tree, "label": f"{name}-"})
-        print(f"{opts.slices} loads of {opts.slice} s per variant and shape, alternating (A B B A ...); wrk -t1 "
+        envs = prepare_variants(opts.variant, load)
+        how = "both at once" if opts.together else "alternating (A B B A ...)"
+        print(f"{opts.slices} loads of {opts.slice} s per variant and shape, {how}; wrk -t1 "
               f"-c{opts.connections}, servers on CPU {load.server_cpu}, wrk on CPU {load.client_cpu}", flush=True)
         rows = [measure(shape, opts, load, envs) for shape in shapes]
     finally:
         run.RUN.cleanup()
     (first, _, _), (second, _, _) = opts.variant
     print()
-    print(f"| shape | {first}: req/s (CPU µs/req) | {second}: req/s (CPU µs/req) | {second} / {first} | "
-          f"pairs: median (quartiles) |")
+    if opts.together:
+        print(f"| shape | {first}: req/s (CPU µs/req) | {second}: req/s (CPU µs/req) | {first} / {second}, CPU per request "
+              f"(its inverse: {second}'s throughput relative to {first}'s) | slices: median (quartiles) |")
+    else:
+        print(f"| shape | {first}: req/s (CPU µs/req) | {second}: req/s (CPU µs/req) | {second} / {first} | "
+              f"pairs: median (quartiles) |")
     print("|---|---|---|---|---|")
     for row in rows:
         print(row)
@@ -108,23 +151,35 @@ def measure(shape: int, opts: argparse.Namespace, load: argparse.Namespace, envs
             run.wrk(load, started[n][0], started[n][1], servers[n])
         totals = [[0, 0.0, 0.0], [0, 0.0, 0.0]]  # requests, seconds, server CPU seconds
         rates: list[list[float]] = [[], []]
+        costs: list[list[float]] = [[], []]  # server CPU µs per request, each slice
         for i in range(opts.slices):
-            for n in ((0, 1) if i % 2 == 0 else (1, 0)):
-                port, requests, _ = started[n]
-                stats = run.wrk(load, port, requests, servers[n])
+            order = (0, 1) if i % 2 == 0 else (1, 0)
+            if opts.together:
+                results = load_together(load, started, servers)
+            else:
+                results = {n: run.wrk(load, started[n][0], started[n][1], servers[n]) for n in order}
+            for n in order:
+                stats = results[n]
                 if stats["errors"]:
                     raise run.BenchError(f"shape {shape}, {opts.variant[n][0]}: {stats['errors']} errors")
                 totals[n][0] += stats["requests"]
                 totals[n][1] += stats["duration_us"] / 1e6
                 totals[n][2] += stats["cpu_us"] * stats["requests"] / 1e6
                 rates[n].append(stats["rps"])
-            print(f"shape {shape} slice {i + 1}: " + ", ".join(f"{opts.variant[n][0]} {rates[n][-1]:,.0f}" for n in (0, 1)), flush=True)
+                costs[n].append(stats["cpu_us"])
+            print(f"shape {shape} slice {i + 1}: " + ", ".join(f"{opts.variant[n][0]} {rates[n][-1]:,.0f} req/s "
+                                                               f"({costs[n][-1]:.1f} µs)" for n in (0, 1)), flush=True)
     finally:
         for group in servers:
             for s in reversed(group):
                 s.stop()
     rps = [t[0] / t[1] for t in totals]
     cpu = [t[2] * 1e6 / t[0] for t in totals]
+    if opts.together:  # (the CPU both had is shared as the scheduler saw fit: compare what a request cost)
+        pairs = [a / b for a, b in zip(costs[0], costs[1], strict=True)]
+        q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
+        return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.1f}) | {rps[1]:,.0f} ({cpu[1]:.1f}) | {cpu[0] / cpu[1]:.3f} | "
+                f"{median:.3f} ({q1:.3f}-{q3:.3f}) |")
     pairs = [b / a for a, b in zip(rates[0], rates[1], strict=True)]
     q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
     return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.0f}) | {rps[1]:,.0f} ({cpu[1]:.0f}) | {rps[1] / rps[0]:.3f} | "

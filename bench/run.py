@@ -344,10 +344,11 @@ class Ports:
             return s.getsockname()[1]
 
 
-def mdsvc_config(tmp: str, api_port: int, listener_port: int, metrics: bool = False) -> str:
+def mdsvc_config(tmp: str, api_port: int, listener_port: int, metrics: bool = False, extra: str = "") -> str:
     """
     One config file every mdsvc role of the run reads (each reads its own sections); with
-    C{metrics}, every process also serves /metrics on a port of its own (C{tcp:0}).
+    C{metrics}, every process also serves /metrics on a port of its own (C{tcp:0}); C{extra}
+    (sections of options) is added at the end.
     """
     path = os.path.join(tmp, "mdsvc.conf")
     with open(path, "w") as f:
@@ -372,6 +373,7 @@ api_endpoint = tcp:{api_port}:interface=127.0.0.1
 """)
         if metrics:
             f.write("metrics_endpoint = tcp:0:interface=127.0.0.1\n")
+        f.write(extra)
     return path
 
 
@@ -559,10 +561,15 @@ def wrk(opts: argparse.Namespace, port: int, request_file: str, servers: list[Se
 
 # ------------------------------------------------------------------------------------- the shapes
 
-def twistd(name: str, role: str, config: str, cpu: str | None, tree: str | None = None) -> Server:
-    """twistd mdsvc of C{role}, of the measured tree or of C{tree}."""
-    return Server(name, TWISTD + ["-n", "--pidfile=", "--logfile=-", "mdsvc", "--role", role, "--config", config],
-                  os.path.join(RUN.tmp, f"{name}.log"), cpu, env=mdsvc_env(tree), cwd=tree or MDSVC_TREE["path"])  # type: ignore[arg-type]
+def twistd(name: str, role: str, config: str, cpu: str | None, tree: str | None = None, wrap: list[str] | None = None,
+           env: dict[str, str] | None = None) -> Server:
+    """
+    twistd mdsvc of C{role}, of the measured tree or of C{tree}; C{wrap} is put before the
+    interpreter's argv (bench/counted.py: valgrind), C{env} added to the process's environment.
+    """
+    return Server(name, (wrap or []) + TWISTD + ["-n", "--pidfile=", "--logfile=-", "mdsvc", "--role", role, "--config", config],
+                  os.path.join(RUN.tmp, f"{name}.log"), cpu, env=dict(mdsvc_env(tree), **(env or {})),
+                  cwd=tree or MDSVC_TREE["path"])  # type: ignore[arg-type]
 
 
 def manage(config: str, *args: str) -> None:
@@ -594,6 +601,7 @@ def start_shape(shape: int, opts: argparse.Namespace, env: dict[str, Any], serve
     tmp, ports, cpu = RUN.tmp, env["ports"], opts.server_cpu
     assert tmp is not None
     tree, label = env.get("tree"), env.get("label", "")  # (bench/ab.py: two trees side by side)
+    wrapped = {"wrap": env.get("wrap"), "env": env.get("server_env")}  # (bench/counted.py: servers under valgrind)
     profile = None
     if shape == 1:
         port = ports.get()
@@ -616,17 +624,17 @@ def start_shape(shape: int, opts: argparse.Namespace, env: dict[str, Any], serve
         api_port, listener_port = env["api_port"], env["listener_port"]
         config = env["config"]
         if shape == 3:
-            servers.append(twistd(label + "api", "api", config, cpu, tree))
+            servers.append(twistd(label + "api", "api", config, cpu, tree, **wrapped))
             wait_tcp(servers[0], api_port)
             port, requests = api_port, env["signed"]
             check_boot(shape, port, env["check"], signed=True, by_source=False)
         else:
             if shape == 4:
-                servers.append(twistd(label + "api", "api", config, cpu, tree))
+                servers.append(twistd(label + "api", "api", config, cpu, tree, **wrapped))
                 wait_tcp(servers[0], api_port)
-                servers.append(twistd(label + "network-node", "network-node", config, cpu, tree))
+                servers.append(twistd(label + "network-node", "network-node", config, cpu, tree, **wrapped))
             else:
-                servers.append(twistd(label + "all-in-one", "all-in-one", config, cpu, tree))
+                servers.append(twistd(label + "all-in-one", "all-in-one", config, cpu, tree, **wrapped))
             wait_tcp(servers[-1], listener_port)
             port, requests = listener_port, env["plain"]
             check_boot(shape, port, env["check"], signed=False, by_source=env["isolated"])

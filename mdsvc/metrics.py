@@ -255,11 +255,14 @@ class NodeMetrics:
                 self.hop(hop).codes[code] += n
         rows = sum(n * len(CHAINS[kind]) for kind, n in by_kind.items())
         hops = {hop for kind in by_kind for hop in CHAINS[kind]}
-        ordered = sorted(elapsed)
-        for hop in hops:  # a hop's latencies: every record's where each kind of the batch stands for it, else its kinds'
-            theirs = {kind for kind in by_kind if hop in CHAINS[kind]}
-            took = ordered if len(theirs) == len(by_kind) else sorted(compress(elapsed, map(theirs.__contains__, kinds)))
-            _bucket(self.hops[hop].latency, took)
+        if len(by_kind) == 1:
+            elapsed.sort()
+            sorted_by_kind = {kinds[0]: elapsed}
+        else:  # each kind's latencies sorted once, and bucketed for every hop the kind stands for
+            sorted_by_kind = {kind: sorted(compress(elapsed, map(kind.__eq__, kinds))) for kind in by_kind}
+        for kind, took in sorted_by_kind.items():
+            for hop in CHAINS[kind]:
+                _bucket(self.hops[hop].latency, took)
         waited = self.hops["agent"].waited if "agent" in self.hops else None
         if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
             # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)
