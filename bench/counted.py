@@ -25,7 +25,9 @@ them and the counted windows see every request hit, as all but about 1% do in ru
 full speed. The metrics' fold, every second, would run forty times as often per request, over forty times
 fewer records each time; so each variant is counted from a copy of its tree whose fold comes
 every FOLD_INTERVAL seconds (default 20: half as many records a fold as at full speed; a window
-as long holds one fold), and the first counted window starts after the warm-up's fold. And glibc's memcpy and memset are told not
+as long holds about one fold). The warm-up's records are folded before the count starts, and the
+last window's count ends after the fold that follows it, so that every record noted while
+counting is folded, once, within the count (the idle seconds this adds cost both variants alike). And glibc's memcpy and memset are told not
 to use C{rep movsb}/C{rep stosb} (GLIBC_TUNABLES), which callgrind counts as one instruction per
 byte where the hardware moves tens of bytes a cycle: they use their vector loops instead.
 """
@@ -65,8 +67,12 @@ FOLD_LINE = "FOLD_INTERVAL = 1.0\n"
 
 
 def slow_fold_copy(tree: str, into: str, interval: float) -> str:
-    """A copy of C{tree} (without .git) whose processes fold every C{interval} seconds; SystemExit if the line is not there once."""
-    shutil.copytree(tree, into, ignore=shutil.ignore_patterns(".git", "__pycache__", "_trial_temp*", ".pytest_cache"))
+    """
+    A copy of C{tree}'s code (its C{mdsvc} package and twistd plugin) whose processes fold every
+    C{interval} seconds; SystemExit if the line is not there once.
+    """
+    for part in ("mdsvc", os.path.join("twisted", "plugins")):
+        shutil.copytree(os.path.join(tree, part), os.path.join(into, part), ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache"))
     path = os.path.join(into, "mdsvc", "operations.py")
     with open(path) as f:
         text = f.read()
@@ -133,10 +139,12 @@ def measure(shape: int, n: int, opts: argparse.Namespace, load: argparse.Namespa
         for c in counted:
             c.dump()  # what start-up and the warm-up cost: not counted
         windows = []
-        for _ in range(opts.windows):
+        for n in range(opts.windows):
             stats = run.wrk(load, port, requests, servers)
             if stats["errors"]:
                 raise run.BenchError(f"shape {shape}, {name}: {stats['errors']} errors under callgrind")
+            if n == opts.windows - 1:  # the last records folded within the count: every record noted is folded once in it
+                time.sleep(opts.fold_interval + 1)
             windows.append({"requests": stats["requests"], "by_server": {c.server.name: c.dump() for c in counted}})
             if opts.keep:  # (for callgrind_annotate: where the instructions went, by C function)
                 for c in counted:

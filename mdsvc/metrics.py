@@ -21,8 +21,8 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from itertools import compress
-from operator import is_not, sub
+from itertools import compress, repeat
+from operator import eq, is_not, sub
 from typing import Any
 
 from attrs import define, field
@@ -243,7 +243,8 @@ class NodeMetrics:
         elapsed = list(map(sub, batch[_ANSWERED::WIDTH], batch[_STARTED::WIDTH]))
         count = len(kinds)
         all_ok = codes.count(200) == count  # (a 200 is never a failure: no failure to look for)
-        by_kind: dict[str, int] = {kinds[0]: count} if kinds.count(kinds[0]) == count else Counter(kinds)
+        first = kinds.count(kinds[0])
+        by_kind: dict[str, int] = {kinds[0]: first} if first == count else {kind: kinds.count(kind) for kind in set(kinds)}
         if all_ok:
             by_code: dict[tuple[str, int], int] = {(kind, 200): n for kind, n in by_kind.items()}
         elif len(by_kind) == 1:
@@ -255,14 +256,20 @@ class NodeMetrics:
                 self.hop(hop).codes[code] += n
         rows = sum(n * len(CHAINS[kind]) for kind, n in by_kind.items())
         hops = {hop for kind in by_kind for hop in CHAINS[kind]}
-        if len(by_kind) == 1:
+        # each hop's latencies: those of the records of the kinds that stand for it, picked (in the
+        # batch's order, before any sorting) only for a hop that not every kind stands for, and
+        # sorted once for all hops of the same kinds
+        theirs_by_hop = {hop: frozenset(kind for kind in by_kind if hop in CHAINS[kind]) for hop in hops}
+        sorted_for: dict[frozenset[str], list[float]] = {}
+        for theirs in set(theirs_by_hop.values()):
+            if len(theirs) < len(by_kind):
+                picked = map(eq, kinds, repeat(next(iter(theirs)))) if len(theirs) == 1 else map(theirs.__contains__, kinds)
+                sorted_for[theirs] = sorted(compress(elapsed, picked))
+        if len(sorted_for) < len(set(theirs_by_hop.values())):  # some hop has every kind: all the batch's latencies
             elapsed.sort()
-            sorted_by_kind = {kinds[0]: elapsed}
-        else:  # each kind's latencies sorted once, and bucketed for every hop the kind stands for
-            sorted_by_kind = {kind: sorted(compress(elapsed, map(kind.__eq__, kinds))) for kind in by_kind}
-        for kind, took in sorted_by_kind.items():
-            for hop in CHAINS[kind]:
-                _bucket(self.hops[hop].latency, took)
+            sorted_for[frozenset(by_kind)] = elapsed
+        for hop, theirs in theirs_by_hop.items():
+            _bucket(self.hops[hop].latency, sorted_for[theirs])
         waited = self.hops["agent"].waited if "agent" in self.hops else None
         if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
             # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)

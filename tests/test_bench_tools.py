@@ -1,9 +1,16 @@
-"""bench/unmetered.py's edits against this checkout's mdsvc/tap.py: each matches once, and no hop meter is left wired."""
+"""
+bench/unmetered.py's edits against this checkout's mdsvc/tap.py (each matches once, and no hop meter is left
+wired), and bench/counted.py's parts that need no valgrind.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import sys
+import tempfile
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -39,4 +46,70 @@ class UnmeteredTests(SynchronousTestCase):
         with self.assertRaises(SystemExit) as caught:
             self.unmeter(changed)
         self.assertIn("upstream.front = metrics.hop(\"proxy\")", str(caught.exception))
+        self.assertIn("(one expected)", str(caught.exception))
+
+
+def _bench_module(name: str) -> object:
+    """bench/NAME.py, imported as the scripts import each other (bench/ on the path)."""
+    bench = os.path.join(ROOT, "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(bench, f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class CountedTests(SynchronousTestCase):
+    """bench/counted.py's reading of callgrind's dumps, and its copies of a tree that fold less often."""
+
+    def setUp(self) -> None:
+        self.counted: Any = _bench_module("counted")
+
+    def dump(self, text: str) -> str:
+        fd, path = tempfile.mkstemp(suffix=".callgrind")
+        self.addCleanup(os.unlink, path)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def test_totals(self) -> None:
+        """The instructions of a dump are its totals line (the summary line where there is no totals line)."""
+        self.assertEqual(self.counted.callgrind_totals(self.dump("version: 1\nevents: Ir\nsummary: 1234\nfn=x\n5 6\ntotals: 98765\n")),
+                         98765)
+        self.assertEqual(self.counted.callgrind_totals(self.dump("events: Ir\nsummary: 4321\n")), 4321)
+
+    def test_partial_dump_refused(self) -> None:
+        """A dump without either line (cut short) is an error naming the file, never a count of zero."""
+        path = self.dump("events: Ir\nfn=x\n5 6\n")
+        with self.assertRaises(Exception) as caught:
+            self.counted.callgrind_totals(path)
+        self.assertIn(path, str(caught.exception))
+
+    def test_slow_fold_copy(self) -> None:
+        """The copy of this checkout's code folds every given seconds; the rest of operations.py is unchanged."""
+        into = os.path.join(tempfile.mkdtemp(), "tree")
+        self.addCleanup(shutil.rmtree, os.path.dirname(into), True)
+        self.counted.slow_fold_copy(ROOT, into, 20.0)
+        with open(os.path.join(ROOT, "mdsvc", "operations.py")) as f:
+            original = f.read()
+        with open(os.path.join(into, "mdsvc", "operations.py")) as f:
+            copied = f.read()
+        self.assertIn("\nFOLD_INTERVAL = 1.0\n", original)
+        self.assertEqual(copied, original.replace("\nFOLD_INTERVAL = 1.0\n", "\nFOLD_INTERVAL = 20.0\n"))
+        self.assertTrue(os.path.exists(os.path.join(into, "mdsvc", "tap.py")))
+        self.assertTrue(os.path.exists(os.path.join(into, "twisted", "plugins", "mdsvc_plugin.py")))
+
+    def test_changed_fold_refused(self) -> None:
+        """A tree whose fold interval is no longer that line is refused in one line, never counted folding every second."""
+        tree = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tree, True)
+        os.makedirs(os.path.join(tree, "mdsvc"))
+        os.makedirs(os.path.join(tree, "twisted", "plugins"))
+        with open(os.path.join(tree, "mdsvc", "operations.py"), "w") as f:
+            f.write("FOLD_INTERVAL = 2.0\n")
+        with self.assertRaises(SystemExit) as caught:
+            self.counted.slow_fold_copy(tree, os.path.join(tree, "copy"), 20.0)
+        self.assertIn("FOLD_INTERVAL = 1.0", str(caught.exception))
         self.assertIn("(one expected)", str(caught.exception))

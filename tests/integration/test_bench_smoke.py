@@ -8,6 +8,7 @@ answers.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,3 +86,43 @@ class ABSmokeTests(SynchronousTestCase):
         self.assertEqual(len(rows), 2, result.stdout)
         for row in rows:
             self.assertRegex(row, r"^\| [^|]+ \| [\d,]+ \(\d+\) \| [\d,]+ \(\d+\) \| \d\.\d{3} \| \d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\) \|$")
+
+    def test_together(self) -> None:
+        """With --together both variants of shape 3 are loaded at once; the row compares their server CPU per request."""
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "ab.py"), "--together", "--shapes", "3", "--slices", "2",
+                                 "--slice", "1", "--instances", "4", "--variant", "a=.", "--variant", "b=.:metrics"],
+                                capture_output=True, text=True, timeout=600, cwd=ROOT)
+        self.assertEqual(result.returncode, 0, (result.stdout + result.stderr)[-6000:])
+        self.assertIn("both at once", result.stdout)
+        self.assertRegex(result.stdout, r"shape 3 slice 2: a [\d,]+ req/s \([\d.]+ µs\), b [\d,]+ req/s \([\d.]+ µs\)")
+        self.assertRegex(result.stdout, r"\n\| 3 mdsvc api \| [\d,]+ \(\d+\.\d\) \| [\d,]+ \(\d+\.\d\) \| \d\.\d{3} \| "
+                                        r"\d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\) \|\n")
+
+
+class CountedSmokeTests(SynchronousTestCase):
+    """C{bench/counted.py}: shape 3 of two trees under callgrind, one short window each."""
+
+    def setUp(self) -> None:
+        if os.geteuid() != 0:
+            raise SkipTest("counted.py needs root (run.py's network namespace)")
+        for tool, package in (("wrk", "wrk"), ("callgrind_control", "valgrind")):
+            if shutil.which(tool) is None:
+                raise NotInstalled(f"counted.py needs {tool} ({package}): run bash bench/install.sh (make test does)")
+
+    def test_counted(self) -> None:
+        """Both variants answer under callgrind without an error; each counted window gives instructions per request."""
+        keep = tempfile.mkdtemp(prefix="mdsvc-counted-")
+        self.addCleanup(shutil.rmtree, keep, True)
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "counted.py"), "--shapes", "3", "--windows", "1",
+                                 "--window", "2", "--warmup", "2", "--fold-interval", "1", "--instances", "2", "--keep", keep,
+                                 "--variant", "a=.", "--variant", "b=.:metrics"],
+                                capture_output=True, text=True, timeout=900, cwd=ROOT)
+        self.assertEqual(result.returncode, 0, (result.stdout + result.stderr)[-6000:])
+        counts = re.findall(r"shape 3 (a|b): ([\d,]+) instructions per request over ([\d,]+) requests", result.stdout)
+        self.assertEqual([name for name, _, _ in counts], ["a", "b"], result.stdout)
+        for _, per_request, requests in counts:
+            # a request of the boot mix is tens of thousands of instructions at least, and wrk got answers in 2 s
+            self.assertGreater(int(per_request.replace(",", "")), 20_000, result.stdout)
+            self.assertGreater(int(requests.replace(",", "")), 0, result.stdout)
+        self.assertRegex(result.stdout, r"\n\| 3 mdsvc api \| [\d,]+ \([\d,]+-[\d,]+\) \| [\d,]+ \([\d,]+-[\d,]+\) \| \d\.\d{4} \|\n")
+        self.assertEqual(sorted(os.listdir(keep)), ["a-api-3-1.callgrind", "b-api-3-1.callgrind"])
