@@ -16,6 +16,11 @@ A variant is NAME=TREE[:metrics] (TREE: a source tree, C{.} for this checkout; C
 processes also serve [mdsvc] metrics_endpoint). Prints per shape each variant's req/s over all
 its slices after one not counted (and server CPU µs per request), the ratio of the second to the first, and the median
 and quartiles of the ratios of the slice pairs (each pair ran back to back).
+
+With --together both variants are loaded at once in every slice, a wrk each: their servers share
+the server CPU as the scheduler sees fit, and whatever else the machine does in that slice slows
+both; the figure compared is then server CPU per request (the ratio printed is the first
+variant's over the second's: the second's throughput relative to the first's at equal CPU).
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import glob
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -193,6 +193,7 @@ def main() -> int:
                               instances=opts.instances, storm=0)
     run.preflight(argparse.Namespace(shape_list=shapes, namespaces=0))
     run.RUN.tmp = tempfile.mkdtemp(prefix="mdsvc-counted-")
+    run.RUN.start_timeout = 600.0  # (a twistd under callgrind imports for tens of seconds, longer on a busy machine)
     rows = []
     try:
         run.enter_bench_namespace(f"mdsvc-counted-{os.getpid()}")

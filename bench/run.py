@@ -199,8 +199,8 @@ class Server:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 
-    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else RUN.start_timeout)
         while time.monotonic() < deadline:
             if condition():
                 return
@@ -237,6 +237,8 @@ class Run:
         self.namespaces: list[str] = []
         self.tmp: str | None = None
         self.keep_tmp = False
+        self.start_timeout = 60.0
+        """Seconds a server may take to listen (bench/counted.py's, under callgrind, take longer)."""
 
     def cleanup(self) -> None:
         for server in list(self.servers):
@@ -567,9 +569,10 @@ def twistd(name: str, role: str, config: str, cpu: str | None, tree: str | None 
     twistd mdsvc of C{role}, of the measured tree or of C{tree}; C{wrap} is put before the
     interpreter's argv (bench/counted.py: valgrind), C{env} added to the process's environment.
     """
+    assert RUN.tmp is not None
     return Server(name, (wrap or []) + TWISTD + ["-n", "--pidfile=", "--logfile=-", "mdsvc", "--role", role, "--config", config],
                   os.path.join(RUN.tmp, f"{name}.log"), cpu, env=dict(mdsvc_env(tree), **(env or {})),
-                  cwd=tree or MDSVC_TREE["path"])  # type: ignore[arg-type]
+                  cwd=tree or MDSVC_TREE["path"])
 
 
 def manage(config: str, *args: str) -> None:
