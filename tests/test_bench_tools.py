@@ -113,3 +113,14 @@ class CountedTests(SynchronousTestCase):
             self.counted.slow_fold_copy(tree, os.path.join(tree, "copy"), 20.0)
         self.assertIn("FOLD_INTERVAL = 1.0", str(caught.exception))
         self.assertIn("(one expected)", str(caught.exception))
+
+    def test_per_request_net_of_idle(self) -> None:
+        """A window's instructions less the idle rate times its seconds, over its requests; the total the same over all windows."""
+        result = {"idle_rate": 1000.0, "windows": [
+            {"requests": 100, "seconds": 2.0, "by_server": {"api": 52_000, "agent": 50_000}},
+            {"requests": 300, "seconds": 4.0, "by_server": {"api": 304_000}},
+        ]}
+        total, each, raw = self.counted.per_request(result)
+        self.assertEqual(each, [1000.0, 1000.0])
+        self.assertEqual(total, (406_000 - 6_000) / 400)
+        self.assertEqual(raw, 406_000 / 400)

@@ -114,7 +114,8 @@ class CountedSmokeTests(SynchronousTestCase):
         keep = tempfile.mkdtemp(prefix="mdsvc-counted-")
         self.addCleanup(shutil.rmtree, keep, True)
         result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "counted.py"), "--shapes", "3", "--windows", "1",
-                                 "--window", "2", "--warmup", "2", "--fold-interval", "1", "--instances", "2", "--keep", keep,
+                                 "--window", "2", "--warmup", "2", "--fold-interval", "1", "--idle", "1", "--instances", "2",
+                                 "--keep", keep,
                                  "--variant", "a=.", "--variant", "b=.:metrics"],
                                 capture_output=True, text=True, timeout=900, cwd=ROOT)
         self.assertEqual(result.returncode, 0, (result.stdout + result.stderr)[-6000:])
