@@ -21,8 +21,8 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from itertools import compress, repeat
-from operator import eq, is_not, sub
+from itertools import compress
+from operator import add, is_not, sub
 from typing import Any
 
 from attrs import define, field
@@ -163,16 +163,35 @@ _KIND, _STARTED, _ANSWERED, _CODE, _FAILURE, _WAITED = (RECORD.index(name) for n
 """Where each field the fold reads is in a record."""
 
 
-def _bucket(latency: Histogram, elapsed: list[float]) -> None:
-    """Observe the sorted C{elapsed} into C{latency}: one bisect per bucket, not per value."""
-    counts = latency.counts
+def _buckets(bounds: tuple[float, ...], ordered: list[float]) -> tuple[list[int], float]:
+    """The sorted C{ordered} as counts per bucket of C{bounds} (the last: above them all) and their sum: one bisect per bucket."""
+    counts = []
     below = 0
-    for bucket, bound in enumerate(latency.bounds):
-        upto = bisect_right(elapsed, bound, below)
-        counts[bucket] += upto - below
+    for bound in bounds:
+        upto = bisect_right(ordered, bound, below)
+        counts.append(upto - below)
         below = upto
-    counts[-1] += len(elapsed) - below
-    latency.sum += sum(elapsed)
+    counts.append(len(ordered) - below)
+    return counts, sum(ordered)
+
+
+def _observe(latency: Histogram, counts: list[int], total: float) -> None:
+    """Add counts per bucket (of the histogram's bounds) and their sum to C{latency}."""
+    latency.counts[:] = map(add, latency.counts, counts)
+    latency.sum += total
+
+
+def _places(kinds: tuple[str, ...], kind: str) -> list[int]:
+    """Where C{kind} is in C{kinds}, found by the tuple's C{index} (a loop in C between two places)."""
+    found: list[int] = []
+    index = kinds.index
+    at = -1
+    try:
+        while True:
+            at = index(kind, at + 1)
+            found.append(at)
+    except ValueError:
+        return found
 
 
 @define(eq=False)
@@ -256,26 +275,32 @@ class NodeMetrics:
                 self.hop(hop).codes[code] += n
         rows = sum(n * len(CHAINS[kind]) for kind, n in by_kind.items())
         hops = {hop for kind in by_kind for hop in CHAINS[kind]}
-        # each hop's latencies: those of the records of the kinds that stand for it, picked (in the
-        # batch's order, before any sorting) only for a hop that not every kind stands for, and
-        # sorted once for all hops of the same kinds
-        theirs_by_hop = {hop: frozenset(kind for kind in by_kind if hop in CHAINS[kind]) for hop in hops}
-        sorted_for: dict[frozenset[str], list[float]] = {}
-        for theirs in set(theirs_by_hop.values()):
-            if len(theirs) < len(by_kind):
-                picked = map(eq, kinds, repeat(next(iter(theirs)))) if len(theirs) == 1 else map(theirs.__contains__, kinds)
-                sorted_for[theirs] = sorted(compress(elapsed, picked))
-        if len(sorted_for) < len(set(theirs_by_hop.values())):  # some hop has every kind: all the batch's latencies
+        # a hop's latency buckets are the sum of those of the kinds of record that stand for it:
+        # each kind's bucketed from its sorted latencies, except the most frequent kind's, which
+        # are those of the whole batch less the others' (so that only the fewer records are picked
+        # out, by their places)
+        if len(by_kind) == 1:
             elapsed.sort()
-            sorted_for[frozenset(by_kind)] = elapsed
-        for hop, theirs in theirs_by_hop.items():
-            _bucket(self.hops[hop].latency, sorted_for[theirs])
+            per_kind = {kinds[0]: _buckets(LATENCY_BUCKETS, elapsed)}  # (every hop meter's histogram has these bounds)
+        else:
+            most = max(by_kind, key=by_kind.__getitem__)
+            per_kind = {kind: _buckets(LATENCY_BUCKETS, sorted([elapsed[at] for at in _places(kinds, kind)]))
+                        for kind in by_kind if kind != most}
+            elapsed.sort()
+            counts, total = _buckets(LATENCY_BUCKETS, elapsed)
+            for other, other_total in list(per_kind.values()):
+                counts = list(map(sub, counts, other))
+                total -= other_total
+            per_kind[most] = (counts, total)
+        for kind, (counts, total) in per_kind.items():
+            for hop in CHAINS[kind]:
+                _observe(self.hops[hop].latency, counts, total)
         waited = self.hops["agent"].waited if "agent" in self.hops else None
         if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
             # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)
             waits = sorted(filter(_IS_SET, batch[_WAITED::WIDTH]))
             if waits:
-                _bucket(waited, waits)
+                _observe(waited, *_buckets(waited.bounds, waits))
         failed = [] if all_ok else [tuple(batch[start:start + WIDTH]) for start in compress(range(0, len(batch), WIDTH), batch[_FAILURE::WIDTH])]
         if failed:  # innermost hop first: the one that made the failure logs it
             failed.sort(key=lambda r: _DEPTH.get(CHAINS[r[0]][0], 9))

@@ -108,6 +108,27 @@ class HopMeterTests(SynchronousTestCase):
         self.assertEqual(self.metrics.hop("api").latency.cumulative()[:1], [("0.0005", 1)])
         self.assertEqual(self.metrics.requests(), {("api", 200): 2, ("agent", 200): 1})
 
+    def test_latency_of_three_kinds(self) -> None:
+        """
+        A batch where no kind stands for every hop: each hop's buckets and sum are those of its
+        records' times exactly, the most frequent kind's as those of the batch less the others'.
+        """
+        proxy, api = self.metrics.hop("proxy"), self.metrics.hop("api")
+        for took in (0.0001, 0.0002, 0.003):  # the listener's, agent's and API's record, all three at once
+            proxy.note(("proxy+agent+api", 1000.0, 1000.0 + took, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", b"/a", "hit", None))
+        proxy.note(("proxy+agent", 1000.0, 1000.02, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", b"/b", "hit", None))
+        api.note(("api", 1000.0, 1000.7, 200, None, "10.0.0.5", None, UUID, b"GET", b"/b", None, None))
+        self.metrics.fold()
+        bounds = [bound for bound, _ in proxy.latency.cumulative()]
+        self.assertEqual(bounds[:8], ["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1"])
+        for meter, expect in ((proxy, (0.0001, 0.0002, 0.003, 0.02)), (self.meter, (0.0001, 0.0002, 0.003, 0.02)),
+                              (api, (0.0001, 0.0002, 0.003, 0.7))):
+            seen = Histogram()
+            for value in expect:
+                seen.observe(value)
+            self.assertEqual(meter.latency.counts, seen.counts, meter.hop)
+            self.assertAlmostEqual(meter.latency.sum, sum(expect), places=6, msg=meter.hop)
+
     def test_torn_batch_dropped(self) -> None:
         """Values that are not whole records are dropped with one error line, never read shifted; the next batch counts."""
         self.meter.note(("agent", 1000.0, 1000.5, 200))
