@@ -99,7 +99,10 @@ class HopMeter:
     the interpreter's free list by the next request), the list holds its L{mdsvc.trace.WIDTH}
     values, and the fold reads each field of every record with one slice. A record kept as a
     tuple of its own cost the request path a fresh allocation, and the garbage collector a
-    traversal, per request. Every value is text, bytes, a number or None (a failure's answer
+    traversal, per request. The fold keeps the list itself (the trace's batch) and gives the
+    meters a new one (their C{note} becomes its C{extend}): a copy would be a new container the
+    collector traverses whole at its next young collection, where the list was young only while
+    it was short. Every value is text, bytes, a number or None (a failure's answer
     object excepted, for its reason and to be logged once). Header values the API notes are
     bytes, made text when read.
 
@@ -181,8 +184,8 @@ def _observe(latency: Histogram, counts: list[int], total: float) -> None:
     latency.sum += total
 
 
-def _places(kinds: tuple[str, ...], kind: str) -> list[int]:
-    """Where C{kind} is in C{kinds}, found by the tuple's C{index} (a loop in C between two places)."""
+def _places(kinds: list[str], kind: str) -> list[int]:
+    """Where C{kind} is in C{kinds}, found by the list's C{index} (a loop in C between two places)."""
     found: list[int] = []
     index = kinds.index
     at = -1
@@ -245,15 +248,18 @@ class NodeMetrics:
         """
         Turn the pending records into counts, latency buckets, trace records and failure lines
         (each failure logged once, by the innermost hop that noted it: the one that made it), in
-        loops that run in C but for the failures and the agent's waits for a remote API. A record
+        loops that run in C but for the failures and the finding of the records of kinds other
+        than the batch's most frequent (one step of Python each). A record
         of several hops (L{mdsvc.trace.CHAINS}) counts for each. Done every second by the process
         (L{mdsvc.operations}), and before anything reads the counts or the trace.
         """
-        pending = self.pending
-        if not pending:
+        batch = self.pending
+        if not batch:
             return
-        batch = tuple(pending)  # (kept by the trace: text and numbers, untracked by the collector once it has seen them, failures aside)
-        pending.clear()  # (the same list: the meters' note is its extend)
+        fresh: list[Any] = []  # (the batch is kept by the trace as it is: text and numbers, failures aside)
+        self.pending = fresh
+        for meter in self.hops.values():
+            meter.note = fresh.extend
         if len(batch) % WIDTH:  # (a note of another width would shift every later field: counted wrong, shown wrong)
             _log.error("Dropped {values} metered values: not whole records of {width}", values=len(batch), width=WIDTH)
             return
