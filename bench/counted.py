@@ -7,8 +7,9 @@ variant's servers of a shape (run.py's, the same config, store, SNAT rules and w
 under valgrind's callgrind with PYTHONHASHSEED=0, wrk loads them (a warm-up not counted), and the
 instructions each server process executed in user space while wrk ran a window of WINDOW seconds
 (callgrind's counters dumped before and after) are divided by the requests wrk had answered in
-that window. A neighbour's load slows the count down but does not change it: two identical trees
-count within a fraction of a per cent of each other (run the A/A to see it).
+that window. A neighbour's load slows the count down but hardly changes it: one tree counted in
+separate runs gave figures within 0.1% (unmetered) and 0.3% (metered: where its folds fall) of
+each other.
 
     python3 bench/unmetered.py /tmp/unmetered
     python3 bench/counted.py --shapes 3,4,5 --variant "off=/tmp/unmetered" --variant "on=.:metrics"
@@ -22,17 +23,18 @@ per request than at full speed. The caches' expiry would make a count depend on 
 server ran (a request that misses costs tens of times one that hits), so here renders and lookups
 are kept an hour ([api] metadata_cache_expiration, [cache] expiration_time): the warm-up fills
 them and the counted windows see every request hit, as all but about 1% do in run.py's runs at
-full speed. The metrics' fold, every second, would run forty times as often per request, over forty times
-fewer records each time; so each variant is counted from a copy of its tree whose fold comes
-every FOLD_INTERVAL seconds (default 20: half as many records a fold as at full speed; a window
-as long holds about one fold). The warm-up's records are folded before the count starts, and the
-last window's count ends after the fold that follows it, so that every record noted while
-counting is folded, once, within the count. What the servers' timers cost a second (connection
-sweeps, the fold with nothing to fold) is counted over IDLE seconds with no load after the
-warm-up and taken off each window for its seconds: at full speed a second holds forty times as
-many requests, and that cost per request is forty times smaller. And glibc's memcpy and memset are told not
-to use C{rep movsb}/C{rep stosb} (GLIBC_TUNABLES), which callgrind counts as one instruction per
-byte where the hardware moves tens of bytes a cycle: they use their vector loops instead.
+full speed. The metrics' fold, every second, would run forty times as often per request, over
+forty times fewer records each time; so each variant is counted from a copy of its tree whose
+fold comes every FOLD_INTERVAL seconds (default 20: half as many records a fold as at full speed;
+a window as long holds about one fold). The warm-up's records are folded before the count
+starts, and the last window's count ends after the fold that follows it, so that every record
+noted while counting is folded, once, within the count. What the servers' timers cost a second
+(connection sweeps, the fold with nothing to fold) is counted over IDLE seconds with no load
+after the warm-up and taken off each window for its seconds: at full speed a second holds forty
+times as many requests, and that cost per request is forty times smaller. And glibc's memcpy and
+memset are told not to use C{rep movsb}/C{rep stosb} (GLIBC_TUNABLES), which callgrind counts as
+one instruction per byte where the hardware moves tens of bytes a cycle: they use their vector
+loops instead.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def slow_fold_copy(tree: str, into: str, interval: float) -> str:
     C{interval} seconds; SystemExit if the line is not there once.
     """
     for part in ("mdsvc", os.path.join("twisted", "plugins")):
-        shutil.copytree(os.path.join(tree, part), os.path.join(into, part), ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache"))
+        shutil.copytree(os.path.join(tree, part), os.path.join(into, part),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache"))
     path = os.path.join(into, "mdsvc", "operations.py")
     with open(path) as f:
         text = f.read()
@@ -127,7 +130,8 @@ def measure(shape: int, n: int, opts: argparse.Namespace, load: argparse.Namespa
     """Variant C{n}'s servers of C{shape} under callgrind: instructions and requests of each window."""
     name = opts.variant[n][0]
     out_prefix = os.path.join(run.RUN.tmp, f"callgrind-{name}-{shape}")  # type: ignore[arg-type]
-    env = dict(env, wrap=VALGRIND + [f"--callgrind-out-file={out_prefix}.%p"], server_env={"PYTHONHASHSEED": "0", "GLIBC_TUNABLES": UNCOUNTED_COPIES})
+    env = dict(env, wrap=VALGRIND + [f"--callgrind-out-file={out_prefix}.%p"],
+               server_env={"PYTHONHASHSEED": "0", "GLIBC_TUNABLES": UNCOUNTED_COPIES})
     servers: list[run.Server] = []
     try:
         port, requests, _ = run.start_shape(shape, load, env, servers)
