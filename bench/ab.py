@@ -100,6 +100,26 @@ def load_together(load: argparse.Namespace, started: list[tuple[int, str, Any]],
     return results
 
 
+def checked_shapes(p: argparse.ArgumentParser, opts: argparse.Namespace) -> list[int]:
+    """The shapes asked for (C{--shapes}), once two variants are given and this runs as root; else C{p.error}."""
+    if len(opts.variant) != 2:
+        p.error("two variants: the first is the reference")
+    shapes = [int(s) for s in opts.shapes.split(",")]
+    if not set(shapes) <= {3, 4, 5}:
+        p.error("shapes: 3, 4 and 5")
+    if os.geteuid() != 0:
+        p.error("needs root: shapes 4 and 5 see their guests through the bench namespace (run.py's)")
+    return shapes
+
+
+def load_options(duration: float, connections: int, instances: int) -> argparse.Namespace:
+    """What run.py's start_shape and wrk read of their options: servers on the first CPU, wrk on the second."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return argparse.Namespace(duration=duration, connections=connections, profile=None, profile_shape=0,
+                              server_cpu=str(cpus[0]) if len(cpus) > 1 else None, client_cpu=str(cpus[1]) if len(cpus) > 1 else None,
+                              instances=instances, storm=0)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", type=variant, action="append", required=True, metavar="NAME=TREE[:metrics]")
@@ -111,17 +131,8 @@ def main() -> int:
     p.add_argument("--together", action="store_true",
                    help="load both variants at once in each slice (sharing the server CPU) and compare server CPU per request")
     opts = p.parse_args()
-    if len(opts.variant) != 2:
-        p.error("two variants: the first is the reference")
-    shapes = [int(s) for s in opts.shapes.split(",")]
-    if not set(shapes) <= {3, 4, 5}:
-        p.error("shapes: 3, 4 and 5")
-    if os.geteuid() != 0:
-        p.error("needs root: shapes 4 and 5 see their guests through the bench namespace (run.py's)")
-    cpus = sorted(os.sched_getaffinity(0))
-    load = argparse.Namespace(duration=opts.slice, connections=opts.connections, profile=None, profile_shape=0,
-                              server_cpu=str(cpus[0]) if len(cpus) > 1 else None, client_cpu=str(cpus[1]) if len(cpus) > 1 else None,
-                              instances=opts.instances, storm=0)
+    shapes = checked_shapes(p, opts)
+    load = load_options(opts.slice, opts.connections, opts.instances)
     run.preflight(argparse.Namespace(shape_list=shapes, namespaces=0))
     run.RUN.tmp = tempfile.mkdtemp(prefix="mdsvc-ab-")
     try:

@@ -198,20 +198,11 @@ def main() -> int:
     opts = p.parse_args()
     if opts.keep:
         os.makedirs(opts.keep, exist_ok=True)
-    if len(opts.variant) != 2:
-        p.error("two variants: the first is the reference")
-    shapes = [int(s) for s in opts.shapes.split(",")]
-    if not set(shapes) <= {3, 4, 5}:
-        p.error("shapes: 3, 4 and 5")
-    if os.geteuid() != 0:
-        p.error("needs root: shapes 4 and 5 see their guests through the bench namespace (run.py's)")
+    shapes = ab.checked_shapes(p, opts)
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if not shutil.which(tool):
             p.error(f"needs {tool}: apt-get install valgrind (wrk: bash bench/install.sh)")
-    cpus = sorted(os.sched_getaffinity(0))
-    load = argparse.Namespace(duration=opts.window, connections=opts.connections, profile=None, profile_shape=0,
-                              server_cpu=str(cpus[0]) if len(cpus) > 1 else None, client_cpu=str(cpus[1]) if len(cpus) > 1 else None,
-                              instances=opts.instances, storm=0)
+    load = ab.load_options(opts.window, opts.connections, opts.instances)
     run.preflight(argparse.Namespace(shape_list=shapes, namespaces=0))
     run.RUN.tmp = tempfile.mkdtemp(prefix="mdsvc-counted-")
     run.RUN.start_timeout = 600.0  # (a twistd under callgrind imports for tens of seconds, longer on a busy machine)

@@ -17,8 +17,12 @@ from twisted.trial.unittest import SynchronousTestCase
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _unmetered() -> object:
-    spec = importlib.util.spec_from_file_location("bench_unmetered", os.path.join(ROOT, "bench", "unmetered.py"))
+def _bench_module(name: str) -> object:
+    """bench/NAME.py, imported as the scripts import each other (bench/ on the path)."""
+    bench = os.path.join(ROOT, "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(bench, f"{name}.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -31,7 +35,7 @@ class UnmeteredTests(SynchronousTestCase):
     def setUp(self) -> None:
         with open(os.path.join(ROOT, "mdsvc", "tap.py")) as f:
             self.tap = f.read()
-        self.unmeter = _unmetered().unmeter  # type: ignore[attr-defined]
+        self.unmeter = _bench_module("unmetered").unmeter  # type: ignore[attr-defined]
 
     def test_no_meter_left(self) -> None:
         """Every place tap.py hands a hop its meter is changed; nothing else is."""
@@ -47,18 +51,6 @@ class UnmeteredTests(SynchronousTestCase):
             self.unmeter(changed)
         self.assertIn("upstream.front = metrics.hop(\"proxy\")", str(caught.exception))
         self.assertIn("(one expected)", str(caught.exception))
-
-
-def _bench_module(name: str) -> object:
-    """bench/NAME.py, imported as the scripts import each other (bench/ on the path)."""
-    bench = os.path.join(ROOT, "bench")
-    if bench not in sys.path:
-        sys.path.insert(0, bench)
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(bench, f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class CountedTests(SynchronousTestCase):
