@@ -294,7 +294,7 @@ class NodeMetrics:
                         for kind in by_kind if kind != most}
             elapsed.sort()
             counts, total = _buckets(LATENCY_BUCKETS, elapsed)
-            for other, other_total in list(per_kind.values()):
+            for other, other_total in per_kind.values():
                 counts = list(map(sub, counts, other))
                 total -= other_total
             per_kind[most] = (counts, total)
