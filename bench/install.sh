@@ -2,7 +2,8 @@
 # What bench/run.py needs on a fresh Debian 12 machine, installed only where missing (idempotent;
 # about a second when everything is there):
 #   - Debian's wrk (the load generator) and haproxy (shape 2, Neutron's namespace proxy);
-#   - iproute2 (ip netns, for --namespaces) and util-linux (taskset);
+#   - iproute2 (ip netns, for --namespaces), iptables (the guests' SNAT rules of shapes 4 and 5,
+#     ab.py and counted.py) and util-linux (taskset);
 #   - valgrind (bench/counted.py: the servers' instructions per request, under callgrind);
 #   - the Nova peer (shape 6): PyPI `nova`, `gunicorn` and `PyMySQL` (Nova on MariaDB: the store = nova
 #     tests and benchmark) in their OWN virtualenv, so Nova's pinned
@@ -18,7 +19,7 @@ VENV=${MDSVC_BENCH_NOVA_VENV:-/var/cache/mdsvc-bench/nova-venv}
 export DEBIAN_FRONTEND=noninteractive
 
 missing=""
-for tool in wrk:wrk haproxy:haproxy ip:iproute2 taskset:util-linux callgrind_control:valgrind; do
+for tool in wrk:wrk haproxy:haproxy ip:iproute2 iptables-restore:iptables taskset:util-linux callgrind_control:valgrind; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || missing="$missing ${tool##*:}"
 done
 if [ -n "$missing" ]; then
