@@ -550,7 +550,8 @@ class LeanHTTPProtocol(Protocol):
     def _serve(self, item: tuple[HTTPRequest, bool] | _Refusal) -> None:
         every = self.factory.meter_every
         if every is not None:
-            self._began = every.now()
+            now = every.now  # (an attribute, not a method: loaded as one; see HopMeter)
+            self._began = now()
         if isinstance(item, _Refusal):
             self._write(error_response(item.code, item.text), None, keep=False)
             return
@@ -604,19 +605,20 @@ class LeanHTTPProtocol(Protocol):
         factory = self.factory
         meter = factory.meter
         if meter is not None:
-            now = meter.now()  # the answer's time, and the start of the idle time that follows
+            clock = meter.now  # (an attribute, not a method: loaded as one; see HopMeter)
+            now = clock()  # the answer's time, and the start of the idle time that follows
             if request is None:  # the protocol's own refusal
                 meter.answered(response, self._began or now, self.source or self._peer, factory.scope, None, b"-", b"-", None)
             elif factory.meter_every is not None:
                 inner = meter.inner  # an agent of this process that answered within this call: one record for both
+                note = meter.note
                 if inner is None:
-                    meter.note((meter.hop, self._began, now, response.code, response if response.reason is not None else None,
-                                self.source or self._peer, factory.scope, None, request.method, request.target, None, None))
+                    note((meter.hop, self._began, now, response.code, response if response.reason is not None else None,
+                          self.source or self._peer, factory.scope, None, request.method, request.target, None, None))
                 else:
                     meter.inner = None
-                    meter.note((inner[0], self._began, now, response.code, response if response.reason is not None else None,
-                                self.source or self._peer, factory.scope, inner[1], request.method, request.target, inner[2],
-                                inner[3]))
+                    note((inner[0], self._began, now, response.code, response if response.reason is not None else None,
+                          self.source or self._peer, factory.scope, inner[1], request.method, request.target, inner[2], inner[3]))
             if keep:
                 self._idle_since = now
                 self._idle_limit = factory.idle_timeout

@@ -100,11 +100,15 @@ class HopMeter:
     values, and the fold reads each field of every record with one slice. A record kept as a
     tuple of its own cost the request path a fresh allocation, and the garbage collector a
     traversal, per request. The fold keeps the list itself (the trace's batch) and gives the
-    meters a new one (their C{note} becomes its C{extend}): a copy would be a new container the
-    collector traverses whole at its next young collection, where the list was young only while
-    it was short. Every value is text, bytes, a number or None (a failure's answer
+    meters another (their C{note} becomes its C{extend}), one the trace gave back emptied
+    (L{mdsvc.trace.TraceRing.spare}), which the collector's young collections no longer
+    traverse: a copy would be a new container traversed whole at the next one. Every value is text, bytes, a number or None (a failure's answer
     object excepted, for its reason and to be logged once). Header values the API notes are
     bytes, made text when read.
+
+    C{now} and C{note} are attributes holding callables, not methods: the hot paths load them
+    into locals (C{note = meter.note; note(...)}), since C{meter.note(...)} compiles to a method
+    load that the interpreter cannot specialize for an attribute and takes its slow path for.
 
     Hops of one process that answer within the outer one's call are noted once, by the
     outermost: the API answering the agent at once is noted in the agent's record (C{agent+api});
@@ -256,7 +260,10 @@ class NodeMetrics:
         batch = self.pending
         if not batch:
             return
-        fresh: list[Any] = []  # (the batch is kept by the trace as it is: text and numbers, failures aside)
+        # the batch is kept by the trace as it is (text and numbers, failures aside); the meters
+        # fill a list the trace gave back, in the collector's oldest generation (TraceRing.spare)
+        spare = self.trace.spare
+        fresh: list[Any] = spare.pop() if spare else []
         self.pending = fresh
         for meter in self.hops.values():
             meter.note = fresh.extend

@@ -54,6 +54,10 @@ DEFAULT_SIZE = 4096
 """Records kept per hop of a process (about a hundred and fifty cloud-init boots)."""
 
 
+_SPARE_LISTS = 4
+"""Emptied lists kept for reuse: the meters take one a fold, the ring gives back what falls off."""
+
+
 class TraceRing:
     """
     The most recent records of a process, at least C{size} for each hop it answers at, kept as
@@ -61,7 +65,15 @@ class TraceRing:
     and made into rows of L{FIELDS}, one per hop a record stands for, only when read, so that keeping
     them costs the request path nothing more.
 
+    The ring owns the batches it is given: one that is a list is emptied when it falls off (or at
+    once, when nothing is kept) and put in L{spare}, where the process's meters take their next
+    pending list (L{mdsvc.metrics.NodeMetrics.fold}). A list that has lived a few seconds is in
+    the garbage collector's oldest generation, which its young collections (several a second
+    under load) do not traverse; a fresh pending list was young, and was traversed, its tens of
+    thousands of values read back from memory, by the collection that moved it on.
+
     @ivar size: rows kept per hop (whole batches fall off, the oldest first).
+    @ivar spare: emptied lists of batches that fell off, to be filled again.
     """
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
@@ -70,6 +82,7 @@ class TraceRing:
         self._held = 0
         self._hops: set[str] = set()
         self._next = 1
+        self.spare: list[list[Any]] = []
 
     def keep(self, batch: Sequence[Any], rows: int, hops: Iterable[str]) -> None:
         """
@@ -80,13 +93,22 @@ class TraceRing:
         first = self._next
         self._next += rows
         if not self.size:
+            self._recycle(batch)
             return
         self._hops.update(hops)
         self._batches.append((first, rows, batch))
         self._held += rows
         limit = self.size * len(self._hops)
         while self._held - self._batches[0][1] >= limit:
-            self._held -= self._batches.popleft()[1]
+            _, dropped, old = self._batches.popleft()
+            self._held -= dropped
+            self._recycle(old)
+
+    def _recycle(self, batch: Sequence[Any]) -> None:
+        """A batch no longer kept: emptied into L{spare} if it is a list (a few at most are needed)."""
+        if type(batch) is list and len(self.spare) < _SPARE_LISTS:
+            batch.clear()
+            self.spare.append(batch)
 
     def __len__(self) -> int:
         """How many rows are held."""

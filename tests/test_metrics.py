@@ -183,6 +183,44 @@ class TraceRingTests(SynchronousTestCase):
         self.assertEqual([r["seq"] for r in ring.select(after=8)], [9, 10])
         self.assertEqual(ring.select(limit=1)[0]["latency"], 0.5)
 
+    def test_fallen_lists_reused(self) -> None:
+        """
+        A list that falls off comes back emptied in C{spare}, and the fold makes it the meters'
+        pending list: what they note lands in it, and every fold's counts and rows stay right.
+        """
+        metrics = NodeMetrics("api", Clock(), TraceRing(2))
+        meter = metrics.hop("api")
+        lists = []
+        for n in range(6):
+            lists.append(metrics.pending)
+            meter.note(self.record("api", 2 * n))
+            meter.note(self.record("api", 2 * n + 1))
+            metrics.fold()
+        # the first batch fell off at the second fold (after it took its new list): the third
+        # fold gives the meters the first list again, and from then on three lists take turns
+        self.assertIs(lists[3], lists[0])
+        self.assertEqual([[id(y) for y in lists].index(id(x)) for x in lists], [0, 1, 2, 0, 1, 2])
+        self.assertEqual(metrics.requests(), {("api", 200): 12})
+        self.assertEqual([r["path"] for r in metrics.select()], ["/10", "/11"])
+        # of the three, one is kept (the last batch), one pending, one waits emptied (the batch before)
+        self.assertEqual([[id(y) for y in lists].index(id(x)) for x in metrics.trace.spare], [1])
+        self.assertEqual(metrics.trace.spare, [[]])
+
+    def test_nothing_kept_lists_reused(self) -> None:
+        """Size 0: the batch is emptied into C{spare} at once."""
+        ring = TraceRing(0)
+        batch = self.flat([self.record("api", 0)])
+        ring.keep(batch, 1, {"api"})
+        self.assertEqual((ring.spare, ring.spare[0] is batch, ring.select()), ([[]], True, []))
+
+    def test_other_batches_not_emptied(self) -> None:
+        """A batch that is not a list (a caller's tuple) falls off as it is."""
+        ring = TraceRing(1)
+        first = tuple(self.flat([self.record("api", 0)]))
+        ring.keep(first, 1, {"api"})
+        ring.keep(self.flat([self.record("api", 1)]), 1, {"api"})
+        self.assertEqual((len(first), ring.spare), (WIDTH, []))
+
 
 class AgentMeteringTests(SynchronousTestCase):
     """The agent notes its answers (instance, lookup cache outcome, reason) and its refusals."""

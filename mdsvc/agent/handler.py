@@ -138,7 +138,8 @@ class MetadataAgent:
 
     async def _handle(self, request: GuestRequest, front: Any = None) -> HTTPResponse:
         meter = self.meter
-        started = meter.now() if meter is not None and front is None else 0.0
+        now = meter.now if meter is not None else None  # (loaded as an attribute, not as a method: see HopMeter)
+        started = now() if now is not None and front is None else 0.0
         # the instance, the lookup cache's outcome, seconds the API took, whether the API of this
         # process answered at once (noted in this hop's record)
         seen: list[Any] = [None, None, None, False]
@@ -168,9 +169,10 @@ class MetadataAgent:
             if front is not None:  # the listener calling, within its call, notes next: its record stands for this hop
                 front.inner = (PROXY_AGENT_API if seen[3] else PROXY_AGENT, seen[0], seen[1], seen[2])
             else:
-                meter.note((AGENT_API if seen[3] else "agent", started, meter.now(), response.code,
-                            response if response.reason is not None else None, ip, request.network_id or request.router_id,
-                            seen[0], request.method, request.target, seen[1], seen[2]))
+                note = meter.note
+                note((AGENT_API if seen[3] else "agent", started, now(), response.code,  # type: ignore[misc]
+                      response if response.reason is not None else None, ip, request.network_id or request.router_id,
+                      seen[0], request.method, request.target, seen[1], seen[2]))
         return response
 
     async def _answer(self, request: GuestRequest, seen: list[Any]) -> HTTPResponse:

@@ -52,7 +52,8 @@ class APIHandler:
             if isinstance(answer, Answer):
                 return ok(answer)
             return answer.addBoth(self._done, request)
-        started = meter.now()
+        now = meter.now  # (the meter's callables loaded as attributes, not as methods: see HopMeter)
+        started = now()
         try:
             answer = self.app.handle(request.method, request.path, request.headers, _peer(request), request.body)
         except Exception:
@@ -60,9 +61,10 @@ class APIHandler:
         if isinstance(answer, Answer):  # answered at once: from the render cache (or the version list of /)
             response = ok(answer)
             headers = request.headers  # (the first values as sent: bytes, made text when read)
-            meter.note(("api", started, meter.now(), response.code, None, headers.get(b"x-forwarded-for", _NO_VALUE)[0] or request.peer,
-                        None, headers.get(b"x-instance-id", _NO_VALUE)[0], request.method, request.target,
-                        None if answer is ROOT_ANSWER else "hit", None))
+            note = meter.note
+            note(("api", started, now(), response.code, None, headers.get(b"x-forwarded-for", _NO_VALUE)[0] or request.peer,
+                  None, headers.get(b"x-instance-id", _NO_VALUE)[0], request.method, request.target,
+                  None if answer is ROOT_ANSWER else "hit", None))
             return response
         # what the cache did, as its get decided it, before any wait (a provider's address is
         # looked up first: its outcome is the previous request's)
