@@ -102,8 +102,9 @@ class HopMeter:
     traversal, per request. The fold keeps the list itself (the trace's batch) and gives the
     meters another (their C{note} becomes its C{extend}), one the trace gave back emptied
     (L{mdsvc.trace.TraceRing.spare}), which the collector's young collections no longer
-    traverse: a copy would be a new container traversed whole at the next one. Every value is text, bytes, a number or None (a failure's answer
-    object excepted, for its reason and to be logged once). Header values the API notes are
+    traverse: a copy would be a new container traversed whole at the next one. Every value is
+    text, bytes, a number or None (a failure's answer object excepted, for its reason and to be
+    logged once). Header values the API notes are
     bytes, made text when read.
 
     C{now} and C{note} are attributes holding callables, not methods: the hot paths load them

@@ -214,12 +214,11 @@ class TraceRingTests(SynchronousTestCase):
         self.assertEqual((ring.spare, ring.spare[0] is batch, ring.select()), ([[]], True, []))
 
     def test_other_batches_not_emptied(self) -> None:
-        """A batch that is not a list (a caller's tuple) falls off as it is."""
+        """A batch that is not a list (a caller's tuple) falls off as it is, not into C{spare}."""
         ring = TraceRing(1)
-        first = tuple(self.flat([self.record("api", 0)]))
-        ring.keep(first, 1, {"api"})
+        ring.keep(tuple(self.flat([self.record("api", 0)])), 1, {"api"})
         ring.keep(self.flat([self.record("api", 1)]), 1, {"api"})
-        self.assertEqual((len(first), ring.spare), (WIDTH, []))
+        self.assertEqual((ring.spare, [r["path"] for r in ring.select()]), ([], ["/1"]))
 
 
 class AgentMeteringTests(SynchronousTestCase):
