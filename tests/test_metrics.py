@@ -421,6 +421,34 @@ class APIHandlerMeteringTests(SynchronousTestCase):
                          ("10.0.0.5", 403, None, "invalid X-Instance-ID-Signature"))
 
 
+    def test_answered_at_once(self) -> None:
+        """
+        An answer given at once from the render cache is noted with the instance the app found
+        (the cache entry's own string, shared by every record of the instance) and the first
+        forwarded address, as the app identified them (a miss, noted when its answer came, the
+        same address); the version list of C{/}, answered before any identification, with the
+        instance header as sent and no cache outcome.
+        """
+        h = Harness(self, secret="k")
+        h.store.add(fixture())
+        metrics = NodeMetrics("api", h.clock)
+        handler = APIHandler(h.app, meter=metrics.hop("api"))
+        headers = dict(h.signed(xff="10.0.0.5, 192.0.2.1"))
+        for _ in range(3):  # a miss (a store read), then two answers at once
+            _, channel = request(handler, b"GET", b"/latest/meta-data/hostname", headers)
+            self.assertEqual(response(channel).code, 200)  # type: ignore[union-attr]
+        noted = records(metrics.pending)
+        self.assertEqual([(r[5], r[7], r[10]) for r in noted],
+                         [("10.0.0.5", UUID.encode(), "miss"), ("10.0.0.5", UUID, "hit"), ("10.0.0.5", UUID, "hit")])
+        self.assertIs(noted[1][7], noted[2][7])
+        _, channel = request(handler, b"GET", b"/", {b"X-Forwarded-For": b"10.0.0.9"})
+        self.assertEqual(response(channel).code, 200)  # type: ignore[union-attr]
+        self.assertEqual(records(metrics.pending)[-1][5:11], ("10.0.0.9", None, None, b"GET", b"/", None))
+        rows = metrics.select(address="10.0.0.5")
+        self.assertEqual([(r["instance"], r["cache"], r["path"]) for r in rows],
+                         [(UUID, "miss", "/latest/meta-data/hostname")] + [(UUID, "hit", "/latest/meta-data/hostname")] * 2)
+
+
 class MeteredBackendTests(SynchronousTestCase):
     """Lookups and stores report their time and their errors under their name."""
 

@@ -55,6 +55,10 @@ class MetadataApp:
         and vendors' plugins: L{mdsvc.api.factory.build_vendordata_providers}).
     @ivar tokens: with C{[api] imds_tokens} on, the session tokens (L{mdsvc.api.tokens}); None
         when off (Nova's behaviour: C{PUT /latest/api/token} is an unknown path, 404).
+    @ivar answered_instance: the uuid of the instance the last answer given at once from the
+        render cache was for (the entry's own string), set with that answer; what the API's hop
+        meter notes (L{mdsvc.api.handler}), read before the next request is handled.
+    @ivar answered_address: the guest's address the identity of that answer carried, or None.
     """
 
     store: IInstanceStore
@@ -71,6 +75,8 @@ class MetadataApp:
     _not_found_lines: LogThrottle = field(default=None, init=False, repr=False)
     _unavailable_lines: LogThrottle = field(default=None, init=False, repr=False)
     _day: tuple[float, float, str] = field(default=(0.0, 0.0, ""), init=False, repr=False)
+    answered_instance: str | None = field(default=None, init=False, repr=False)
+    answered_address: str | None = field(default=None, init=False, repr=False)
     _log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -337,7 +343,11 @@ class MetadataApp:
             resolved = md.resolve(segments, identity.address, self.today())
         except MetadataError:
             return None  # answered (and logged) by the full path
-        return resolved if isinstance(resolved, Answer) else None
+        if isinstance(resolved, Answer):
+            self.answered_instance = md.instance.uuid
+            self.answered_address = identity.address
+            return resolved
+        return None
 
     async def answer(
         self, method: bytes, segments: tuple[str, ...], identity: ByInstanceId | ByAddress | ByProvider, body: bytes,

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mdsvc.api.app import ROOT_ANSWER, MetadataApp, ok
+from mdsvc.api.identify import first_forwarded
 from mdsvc.api.metadata import Answer
 from mdsvc.hop import canonical_ip
 from mdsvc.http import HTTPRequest, HTTPResponse
@@ -60,11 +61,14 @@ class APIHandler:
             return self._note(self._failure(request, Failure()), request, started, None)
         if isinstance(answer, Answer):  # answered at once: from the render cache (or the version list of /)
             response = ok(answer)
-            headers = request.headers  # (the first values as sent: bytes, made text when read)
             note = meter.note
-            note(("api", started, now(), response.code, None, headers.get(b"x-forwarded-for", _NO_VALUE)[0] or request.peer,
-                  None, headers.get(b"x-instance-id", _NO_VALUE)[0], request.method, request.target,
-                  None if answer is ROOT_ANSWER else "hit", None))
+            if answer is not ROOT_ANSWER:  # (the instance and address the app identified: no header read again)
+                app = self.app
+                note(("api", started, now(), 200, None, app.answered_address or request.peer, None, app.answered_instance,
+                      request.method, request.target, "hit", None))
+            else:
+                note(("api", started, now(), 200, None, _address(request), None, request.headers.get(b"x-instance-id", _NO_VALUE)[0],
+                      request.method, request.target, None, None))
             return response
         # what the cache did, as its get decided it, before any wait (a provider's address is
         # looked up first: its outcome is the previous request's)
@@ -81,7 +85,7 @@ class APIHandler:
     def _note(self, response: HTTPResponse, request: HTTPRequest, started: float, cache: str | None) -> HTTPResponse:
         """Note the answer with the hop's meter: the instance the agent named, the guest's address."""
         self.meter.note(("api", started, self.meter.now(), response.code, response if response.reason is not None else None,
-                         request.header(b"x-forwarded-for") or request.peer, None, request.header(b"x-instance-id"),
+                         _address(request), None, request.header(b"x-instance-id"),
                          request.method, request.target, cache, None))
         return response
 
@@ -91,6 +95,11 @@ class APIHandler:
 
 _NO_VALUE = (None,)
 """What a header that was not sent gives as its first value, in a record."""
+
+
+def _address(request: HTTPRequest) -> str | None:
+    """The guest's address as a record notes it: the first X-Forwarded-For address (as the app identifies it), else the peer's."""
+    return first_forwarded(request.header(b"x-forwarded-for")) or request.peer
 
 
 def traced_cache(app: MetadataApp) -> Any:
