@@ -162,10 +162,6 @@ class HTTPResponse:
 Handler = Callable[[HTTPRequest], "HTTPResponse | Deferred[HTTPResponse]"]
 
 
-_METHODS = {method: method for method in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH")}
-"""The methods guests send, each one bytes object that every request naming it shares."""
-
-
 class _DateCache:
     """The Date header, formatted once per second."""
 
@@ -474,7 +470,6 @@ class LeanHTTPProtocol(Protocol):
         if len(request_line) != 3 or request_line[0] != self._parser.get_method():
             raise _Refusal(400, "Malformed request line.")
         method, target, version = request_line
-        method = _METHODS.get(method, method)  # (one object per method: a request kept in a trace keeps no copy)
         if len(target) > MAX_TARGET:
             raise _Refusal(414, "The request target is too long.")
         if version != b"HTTP/1.1" and version != b"HTTP/1.0":

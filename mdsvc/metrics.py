@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from itertools import compress
-from operator import add, is_not, sub
+from operator import add, is_not, lt, sub
 from typing import Any
 
 from attrs import define, field
@@ -171,16 +171,24 @@ _KIND, _STARTED, _ANSWERED, _CODE, _FAILURE, _WAITED = (RECORD.index(name) for n
 """Where each field the fold reads is in a record."""
 
 
-def _buckets(bounds: tuple[float, ...], ordered: list[float]) -> tuple[list[int], float]:
-    """The sorted C{ordered} as counts per bucket of C{bounds} (the last: above them all) and their sum: one bisect per bucket."""
-    counts = []
+def _buckets(bounds: tuple[float, ...], values: list[float]) -> tuple[list[int], float]:
+    """
+    C{values}, in any order, as counts per bucket of C{bounds} (the last: above them all) and
+    their sum. Most latencies are below the first bound: those above it are picked out in one
+    pass in C (a builtin comparison, not a method of the bound, which costs twice as much),
+    and only they are sorted and bisected, once per bucket; sorting the batch cost three
+    times the pass.
+    """
+    above = list(filter(partial(lt, bounds[0]), values))
+    counts = [len(values) - len(above)]
+    above.sort()
     below = 0
-    for bound in bounds:
-        upto = bisect_right(ordered, bound, below)
+    for bound in bounds[1:]:
+        upto = bisect_right(above, bound, below)
         counts.append(upto - below)
         below = upto
-    counts.append(len(ordered) - below)
-    return counts, sum(ordered)
+    counts.append(len(above) - below)
+    return counts, sum(values)
 
 
 def _observe(latency: Histogram, counts: list[int], total: float) -> None:
@@ -290,17 +298,15 @@ class NodeMetrics:
         rows = sum(n * len(CHAINS[kind]) for kind, n in by_kind.items())
         hops = {hop for kind in by_kind for hop in CHAINS[kind]}
         # a hop's latency buckets are the sum of those of the kinds of record that stand for it:
-        # each kind's bucketed from its sorted latencies, except the most frequent kind's, which
+        # each kind's bucketed from its latencies, except the most frequent kind's, which
         # are those of the whole batch less the others' (so that only the fewer records are picked
         # out, by their places)
         if len(by_kind) == 1:
-            elapsed.sort()
             per_kind = {kinds[0]: _buckets(LATENCY_BUCKETS, elapsed)}  # (every hop meter's histogram has these bounds)
         else:
             most = max(by_kind, key=by_kind.__getitem__)
-            per_kind = {kind: _buckets(LATENCY_BUCKETS, sorted([elapsed[at] for at in _places(kinds, kind)]))
+            per_kind = {kind: _buckets(LATENCY_BUCKETS, [elapsed[at] for at in _places(kinds, kind)])
                         for kind in by_kind if kind != most}
-            elapsed.sort()
             counts, total = _buckets(LATENCY_BUCKETS, elapsed)
             for other, other_total in per_kind.values():
                 counts = list(map(sub, counts, other))
@@ -312,7 +318,7 @@ class NodeMetrics:
         waited = self.hops["agent"].waited if "agent" in self.hops else None
         if waited is not None and ("api" not in self.hops or waited is not self.hops["api"].latency):
             # (an agent with the API in its process times no wait: its agent_to_api is the API's own latency)
-            waits = sorted(filter(_IS_SET, batch[_WAITED::WIDTH]))
+            waits = list(filter(_IS_SET, batch[_WAITED::WIDTH]))
             if waits:
                 _observe(waited, *_buckets(waited.bounds, waits))
         failed = [] if all_ok else [tuple(batch[start:start + WIDTH]) for start in compress(range(0, len(batch), WIDTH), batch[_FAILURE::WIDTH])]

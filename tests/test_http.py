@@ -92,16 +92,6 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual([(r.target, r.body) for r in h.seen], [(b"/", b"abcd"), (b"/2", b""), (b"/3", b"")])
         self.assertEqual(len(responses(c.written())), 3)
 
-    def test_methods_shared(self) -> None:
-        """Requests naming the same known method share one object (a kept record keeps no copy); another method is its own."""
-        h = Recorder()
-        c = Connection(h)
-        c.protocol.dataReceived(GET + GET + b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nHEAD / HTTP/1.1\r\nHost: h\r\n\r\nMKCOL / HTTP/1.1\r\nHost: h\r\n\r\n")
-        first, second, head, again, other = (r.method for r in h.seen)
-        self.assertEqual((first, head, other), (b"GET", b"HEAD", b"MKCOL"))
-        self.assertIs(first, second)
-        self.assertIs(head, again)
-
     def test_every_segmentation_parses_alike(self) -> None:
         """A request split at every possible byte boundary, or sent a byte at a time, parses the same."""
         raw = b"POST /x?y HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nContent-Length: 2\r\n\r\nok" + GET

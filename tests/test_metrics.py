@@ -129,6 +129,26 @@ class HopMeterTests(SynchronousTestCase):
             self.assertEqual(meter.latency.counts, seen.counts, meter.hop)
             self.assertAlmostEqual(meter.latency.sum, sum(expect), places=6, msg=meter.hop)
 
+    def test_latency_buckets_in_any_order(self) -> None:
+        """
+        Times noted in no order, some exactly on a bound, some below the first, one above the
+        last: the buckets are those of each value observed alone (a value on a bound in that
+        bound's bucket), in a batch of one kind and in the waits of an agent timing a remote API.
+        """
+        took = (0.5, 0.0001, 0.0005, 40.0, 0.0025, 0.0005, 0.002, 0.00001, 1.0, 0.3)
+        metrics = NodeMetrics("network-node", self.clock)
+        agent = metrics.hop("agent")
+        for value in took:
+            agent.note(("agent", 0.0, value, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", b"/a", "hit", value))
+        metrics.fold()
+        seen = Histogram()
+        for value in took:
+            seen.observe(value)
+        self.assertEqual(agent.latency.counts, seen.counts)
+        self.assertEqual(metrics.stage("agent_to_api").counts, seen.counts)
+        self.assertEqual(seen.counts[:4], [4, 0, 2, 0])  # (0.0005 twice in the first bucket, 0.0025 and 0.002 in the third)
+        self.assertAlmostEqual(agent.latency.sum, sum(took), places=9)
+
     def test_torn_batch_dropped(self) -> None:
         """Values that are not whole records are dropped with one error line, never read shifted; the next batch counts."""
         self.meter.note(("agent", 1000.0, 1000.5, 200))
