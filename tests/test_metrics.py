@@ -440,7 +440,6 @@ class APIHandlerMeteringTests(SynchronousTestCase):
         self.assertEqual((record["address"], record["status"], record["cache"], record["reason"]),
                          ("10.0.0.5", 403, None, "invalid X-Instance-ID-Signature"))
 
-
     def test_answered_at_once(self) -> None:
         """
         An answer given at once from the render cache is noted with the instance the app found
