@@ -104,8 +104,8 @@ class HopMeter:
     (L{mdsvc.trace.TraceRing.spare}), which the collector's young collections no longer
     traverse: a copy would be a new container traversed whole at the next one. Every value is
     text, bytes, a number or None (a failure's answer object excepted, for its reason and to be
-    logged once). Header values the API notes (the instance an answer that waited was named for)
-    are bytes, made text when read.
+    logged once). Header values the API notes (the X-Instance-ID of an answer not given from its
+    render cache) are bytes, made text when read.
 
     C{now} and C{note} are attributes holding callables, not methods: the hot paths load them
     into locals (C{note = meter.note; note(...)}), since C{meter.note(...)} compiles to a method

@@ -67,8 +67,8 @@ class APIHandler:
                 note(("api", started, now(), 200, None, app.answered_address or request.peer, None, app.answered_instance,
                       request.method, request.target, "hit", None))
             else:
-                note(("api", started, now(), 200, None, _address(request), None, request.headers.get(b"x-instance-id", _NO_VALUE)[0],
-                      request.method, request.target, None, None))
+                note(("api", started, now(), 200, None, _address(request), None, request.header(b"x-instance-id"), request.method,
+                      request.target, None, None))
             return response
         # what the cache did, as its get decided it, before any wait (a provider's address is
         # looked up first: its outcome is the previous request's)
@@ -91,10 +91,6 @@ class APIHandler:
 
     def _failure(self, request: HTTPRequest, failure: Failure) -> HTTPResponse:
         return self.app.failed(failure, request.method, request.target, _peer(request), request.header(b"accept"))
-
-
-_NO_VALUE = (None,)
-"""What a header that was not sent gives as its first value, in a record."""
 
 
 def _address(request: HTTPRequest) -> str | None:
