@@ -21,6 +21,16 @@ With --together both variants are loaded at once in every slice, a wrk each: the
 the server CPU as the scheduler sees fit, and whatever else the machine does in that slice slows
 both; the figure compared is then server CPU per request (the ratio printed is the first
 variant's over the second's: the second's throughput relative to the first's at equal CPU).
+
+With --runs N the servers of both variants are started afresh N times per shape, SLICES slices
+each: one run's ratio depends on its processes as well as on the trees (two identical trees
+came out 0.998 to 1.007 apart, two trees that differ by a few hundred instructions a request
+0.967 to 1.002), so a difference of 1% is told by several runs, not by more slices of one. It
+prints each run's ratio, then the mean of the runs' ratios with its 95% interval (Student's t
+over the runs), and the ratio of all runs' totals.
+
+    python3 bench/ab.py --together --shapes 3 --runs 6 --slices 20 \\
+        --variant "off=/tmp/unmetered" --variant "on=.:metrics"
 """
 
 from __future__ import annotations
@@ -126,12 +136,15 @@ def main() -> int:
     p.add_argument("--shapes", default="3,4,5", help="of run.py's 3 (api), 4 (network-node + api), 5 (all-in-one)")
     p.add_argument("--slices", type=int, default=20, help="loads of each variant per shape")
     p.add_argument("--slice", type=int, default=3, help="seconds of each load")
+    p.add_argument("--runs", type=int, default=1, help="times both variants' servers are started afresh per shape, SLICES slices each")
     p.add_argument("--instances", type=int, default=200)
     p.add_argument("--connections", type=int, default=50, help="wrk connections (run.py's default)")
     p.add_argument("--together", action="store_true",
                    help="load both variants at once in each slice (sharing the server CPU) and compare server CPU per request")
     opts = p.parse_args()
     shapes = checked_shapes(p, opts)
+    if opts.runs < 1 or opts.slices < 1:
+        p.error("--runs and --slices: at least 1")
     load = load_options(opts.slice, opts.connections, opts.instances)
     run.preflight(argparse.Namespace(shape_list=shapes, namespaces=0))
     run.RUN.tmp = tempfile.mkdtemp(prefix="mdsvc-ab-")
@@ -139,7 +152,8 @@ def main() -> int:
         run.enter_bench_namespace(f"mdsvc-ab-{os.getpid()}")
         envs = prepare_variants(opts.variant, load)
         how = "both at once" if opts.together else "alternating (A B B A ...)"
-        print(f"{opts.slices} loads of {opts.slice} s per variant and shape, {how}; wrk -t1 "
+        runs = f", in each of {opts.runs} runs with fresh servers" if opts.runs > 1 else ""
+        print(f"{opts.slices} loads of {opts.slice} s per variant and shape{runs}, {how}; wrk -t1 "
               f"-c{opts.connections}, servers on CPU {load.server_cpu}, wrk on CPU {load.client_cpu}", flush=True)
         rows = [measure(shape, opts, load, envs) for shape in shapes]
     finally:
@@ -153,21 +167,96 @@ def main() -> int:
         print(f"| shape | {first}: req/s (CPU µs/req) | {second}: req/s (CPU µs/req) | {second} / {first} | "
               f"pairs: median (quartiles) |")
     print("|---|---|---|---|---|")
-    for row in rows:
+    for row, _ in rows:
         print(row)
+    if opts.runs > 1:
+        print()
+        print(f"| shape | {first} / {second} of each run | mean of the runs (95% interval) | all runs' totals |" if opts.together else
+              f"| shape | {second} / {first} of each run | mean of the runs (95% interval) | all runs' totals |")
+        print("|---|---|---|---|")
+        for _, pooled in rows:
+            print(pooled)
     return 0
 
 
-def measure(shape: int, opts: argparse.Namespace, load: argparse.Namespace, envs: list[dict[str, Any]]) -> str:
-    """Start both variants' servers of C{shape}, load them in turn, stop them: the table row."""
+def measure(shape: int, opts: argparse.Namespace, load: argparse.Namespace, envs: list[dict[str, Any]]) -> tuple[str, str]:
+    """
+    C{opts.runs} runs of C{shape} (L{measure_run}): the table row of all their slices together,
+    and the row of the runs' ratios (L{pooled}).
+    """
+    totals = [[0, 0.0, 0.0], [0, 0.0, 0.0]]  # requests, seconds, server CPU seconds
+    rates: list[list[float]] = [[], []]
+    costs: list[list[float]] = [[], []]  # server CPU µs per request, each slice
+    ratios = []
+    for number in range(opts.runs):
+        run_totals = measure_run(shape, opts, load, envs, rates, costs, number + 1 if opts.runs > 1 else None)
+        for total, run_total in zip(totals, run_totals, strict=True):
+            total[:] = map(sum, zip(total, run_total, strict=True))
+        ratios.append(ratio(run_totals, opts.together))
+        if opts.runs > 1:
+            print(f"shape {shape} run {number + 1}: {ratios[-1]:.3f}", flush=True)
+    rps = [t[0] / t[1] for t in totals]
+    cpu = [t[2] * 1e6 / t[0] for t in totals]
+    mean, low, high = pooled(ratios)
+    each = ", ".join(f"{r:.3f}" for r in ratios)
+    runs_row = f"| {run.SHAPE_NAMES[shape]} | {each} | {mean:.3f} ({low:.3f}-{high:.3f}) | {ratio(totals, opts.together):.3f} |"
+    if opts.together:  # (the CPU both had is shared as the scheduler saw fit: compare what a request cost)
+        pairs = [a / b for a, b in zip(costs[0], costs[1], strict=True)]
+        q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
+        return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.1f}) | {rps[1]:,.0f} ({cpu[1]:.1f}) | {cpu[0] / cpu[1]:.3f} | "
+                f"{median:.3f} ({q1:.3f}-{q3:.3f}) |"), runs_row
+    pairs = [b / a for a, b in zip(rates[0], rates[1], strict=True)]
+    q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
+    return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.0f}) | {rps[1]:,.0f} ({cpu[1]:.0f}) | {rps[1] / rps[0]:.3f} | "
+            f"{median:.3f} ({q1:.3f}-{q3:.3f}) |"), runs_row
+
+
+def ratio(totals: list[list[float]], together: bool) -> float:
+    """
+    The figure compared, from each variant's C{[requests, seconds, server CPU seconds]}: with
+    C{together}, the first's server CPU per request over the second's; else the second's
+    requests a second over the first's.
+    """
+    (requests_a, seconds_a, cpu_a), (requests_b, seconds_b, cpu_b) = totals
+    if together:
+        return (cpu_a / requests_a) / (cpu_b / requests_b)
+    return (requests_b / seconds_b) / (requests_a / seconds_a)
+
+
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+"""Student's t, two-sided 95%, for 1 to 30 degrees of freedom (1.96 beyond)."""
+
+
+def pooled(ratios: list[float]) -> tuple[float, float, float]:
+    """The mean of the runs' ratios and its 95% interval (Student's t; no interval, the mean twice, for one run)."""
+    mean = statistics.fmean(ratios)
+    if len(ratios) < 2:
+        return mean, mean, mean
+    t = T_975[len(ratios) - 2] if len(ratios) - 1 <= len(T_975) else 1.96
+    half = t * statistics.stdev(ratios) / len(ratios) ** 0.5
+    return mean, mean - half, mean + half
+
+
+def measure_run(
+    shape: int, opts: argparse.Namespace, load: argparse.Namespace, envs: list[dict[str, Any]], rates: list[list[float]],
+    costs: list[list[float]], number: int | None,
+) -> list[list[float]]:
+    """
+    Start both variants' servers of C{shape}, load them C{opts.slices} times (each slice's
+    requests a second and CPU per request added to C{rates} and C{costs}), stop them: each
+    variant's C{[requests, seconds, server CPU seconds]}.
+    """
     servers: list[list[run.Server]] = [[], []]
+    label = f"shape {shape} run {number}" if number is not None else f"shape {shape}"
     try:
-        started = [run.start_shape(shape, load, env, servers[n]) for n, env in enumerate(envs)]
+        # (the second run starts the second variant's servers first, and so on: neither is always the older process)
+        first = (1, 0) if number is not None and number % 2 == 0 else (0, 1)
+        starts = {n: run.start_shape(shape, load, envs[n], servers[n]) for n in first}
+        started = [starts[0], starts[1]]
         for n in (0, 1):  # a slice each not counted: caches filled, connections made, the interpreter warm
             run.wrk(load, started[n][0], started[n][1], servers[n])
         totals = [[0, 0.0, 0.0], [0, 0.0, 0.0]]  # requests, seconds, server CPU seconds
-        rates: list[list[float]] = [[], []]
-        costs: list[list[float]] = [[], []]  # server CPU µs per request, each slice
         for i in range(opts.slices):
             order = (0, 1) if i % 2 == 0 else (1, 0)
             if opts.together:
@@ -183,23 +272,13 @@ def measure(shape: int, opts: argparse.Namespace, load: argparse.Namespace, envs
                 totals[n][2] += stats["cpu_us"] * stats["requests"] / 1e6
                 rates[n].append(stats["rps"])
                 costs[n].append(stats["cpu_us"])
-            print(f"shape {shape} slice {i + 1}: " + ", ".join(f"{opts.variant[n][0]} {rates[n][-1]:,.0f} req/s "
-                                                               f"({costs[n][-1]:.1f} µs)" for n in (0, 1)), flush=True)
+            print(f"{label} slice {i + 1}: " + ", ".join(f"{opts.variant[n][0]} {rates[n][-1]:,.0f} req/s "
+                                                        f"({costs[n][-1]:.1f} µs)" for n in (0, 1)), flush=True)
     finally:
         for group in servers:
             for s in reversed(group):
                 s.stop()
-    rps = [t[0] / t[1] for t in totals]
-    cpu = [t[2] * 1e6 / t[0] for t in totals]
-    if opts.together:  # (the CPU both had is shared as the scheduler saw fit: compare what a request cost)
-        pairs = [a / b for a, b in zip(costs[0], costs[1], strict=True)]
-        q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
-        return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.1f}) | {rps[1]:,.0f} ({cpu[1]:.1f}) | {cpu[0] / cpu[1]:.3f} | "
-                f"{median:.3f} ({q1:.3f}-{q3:.3f}) |")
-    pairs = [b / a for a, b in zip(rates[0], rates[1], strict=True)]
-    q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
-    return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.0f}) | {rps[1]:,.0f} ({cpu[1]:.0f}) | {rps[1] / rps[0]:.3f} | "
-            f"{median:.3f} ({q1:.3f}-{q3:.3f}) |")
+    return totals
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """
 bench/unmetered.py's edits against this checkout's mdsvc/tap.py (each matches once, and no hop meter is left
-wired), and bench/counted.py's parts that need no valgrind.
+wired), bench/counted.py's parts that need no valgrind, and bench/ab.py's figures.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from typing import Any
@@ -116,3 +117,42 @@ class CountedTests(SynchronousTestCase):
         self.assertEqual(each, [1000.0, 1000.0])
         self.assertEqual(total, (406_000 - 6_000) / 400)
         self.assertEqual(raw, 406_000 / 400)
+
+
+class ABTests(SynchronousTestCase):
+    """bench/ab.py's figures: the ratio compared, and the mean of several runs' ratios with its interval."""
+
+    def setUp(self) -> None:
+        self.ab: Any = _bench_module("ab")
+
+    def test_ratio_together(self) -> None:
+        """Loaded together: the first variant's server CPU per request over the second's."""
+        totals = [[1000, 10.0, 0.070], [900, 10.0, 0.072]]  # 70 µs a request, 80 µs a request
+        self.assertAlmostEqual(self.ab.ratio(totals, True), 70 / 80)
+
+    def test_ratio_alternating(self) -> None:
+        """Loaded in turn: the second variant's requests a second over the first's."""
+        totals = [[1000, 10.0, 0.070], [900, 9.0, 0.072]]  # 100 and 100 a second
+        self.assertAlmostEqual(self.ab.ratio(totals, False), 1.0)
+        self.assertAlmostEqual(self.ab.ratio([[1000, 10.0, 0.0], [1100, 10.0, 0.0]], False), 1.1)
+
+    def test_pooled_interval(self) -> None:
+        """The mean of the runs and Student's 95% interval around it (t of n - 1 degrees of freedom)."""
+        mean, low, high = self.ab.pooled([0.96, 0.97, 0.98])
+        self.assertAlmostEqual(mean, 0.97)
+        half = 4.303 * 0.01 / 3 ** 0.5  # t(2) = 4.303; the runs' standard deviation is 0.01
+        self.assertAlmostEqual(low, 0.97 - half)
+        self.assertAlmostEqual(high, 0.97 + half)
+
+    def test_pooled_many_runs(self) -> None:
+        """Past thirty degrees of freedom the normal quantile, 1.96."""
+        ratios = [0.99, 1.01] * 20
+        mean, low, high = self.ab.pooled(ratios)
+        spread = 1.96 * statistics.stdev(ratios) / 40 ** 0.5
+        self.assertAlmostEqual(mean, 1.0)
+        self.assertAlmostEqual(high - mean, spread)
+        self.assertAlmostEqual(mean - low, spread)
+
+    def test_pooled_one_run(self) -> None:
+        """One run has no interval: its ratio three times."""
+        self.assertEqual(self.ab.pooled([0.97]), (0.97, 0.97, 0.97))
