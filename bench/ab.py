@@ -23,9 +23,10 @@ both; the figure compared is then server CPU per request (the ratio printed is t
 variant's over the second's: the second's throughput relative to the first's at equal CPU).
 
 With --runs N the servers of both variants are started afresh N times per shape, SLICES slices
-each: one run's ratio depends on its processes as well as on the trees (two identical trees
-came out 0.998 to 1.007 apart, two trees that differ by a few hundred instructions a request
-0.967 to 1.002), so a difference of 1% is told by several runs, not by more slices of one. It
+each: one run's ratio depends on its processes as well as on the trees (a tree against a copy
+of itself came out 0.998 to 1.007 in three runs; two trees 0.5% apart by bench/counted.py's
+count, 0.967 to 1.002 in five), so a difference of 1% is told by several runs, not by more
+slices of one. It
 prints each run's ratio, then the mean of the runs' ratios with its 95% interval (Student's t
 over the runs), and the ratio of all runs' totals.
 
