@@ -26,9 +26,8 @@ With --runs N the servers of both variants are started afresh N times per shape,
 each: one run's ratio depends on its processes as well as on the trees (a tree against a copy
 of itself came out 0.998 to 1.007 in three runs; two trees 0.5% apart by bench/counted.py's
 count, 0.967 to 1.002 in five), so a difference of 1% is told by several runs, not by more
-slices of one. It
-prints each run's ratio, then the mean of the runs' ratios with its 95% interval (Student's t
-over the runs), and the ratio of all runs' totals.
+slices of one. It prints each run's ratio, then the mean of the runs' ratios with its 95%
+interval (Student's t over the runs), and the ratio of all runs' totals.
 
     python3 bench/ab.py --together --shapes 3 --runs 6 --slices 20 \\
         --variant "off=/tmp/unmetered" --variant "on=.:metrics"
@@ -175,8 +174,8 @@ def main() -> int:
         print(f"| shape | {first} / {second} of each run | mean of the runs (95% interval) | all runs' totals |" if opts.together else
               f"| shape | {second} / {first} of each run | mean of the runs (95% interval) | all runs' totals |")
         print("|---|---|---|---|")
-        for _, pooled in rows:
-            print(pooled)
+        for _, runs_row in rows:
+            print(runs_row)
     return 0
 
 
