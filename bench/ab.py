@@ -197,17 +197,18 @@ def measure(shape: int, opts: argparse.Namespace, load: argparse.Namespace, envs
             print(f"shape {shape} run {number + 1}: {ratios[-1]:.3f}", flush=True)
     rps = [t[0] / t[1] for t in totals]
     cpu = [t[2] * 1e6 / t[0] for t in totals]
+    overall = ratio(totals, opts.together)
     mean, low, high = pooled(ratios)
     each = ", ".join(f"{r:.3f}" for r in ratios)
-    runs_row = f"| {run.SHAPE_NAMES[shape]} | {each} | {mean:.3f} ({low:.3f}-{high:.3f}) | {ratio(totals, opts.together):.3f} |"
+    runs_row = f"| {run.SHAPE_NAMES[shape]} | {each} | {mean:.3f} ({low:.3f}-{high:.3f}) | {overall:.3f} |"
     if opts.together:  # (the CPU both had is shared as the scheduler saw fit: compare what a request cost)
         pairs = [a / b for a, b in zip(costs[0], costs[1], strict=True)]
         q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
-        return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.1f}) | {rps[1]:,.0f} ({cpu[1]:.1f}) | {cpu[0] / cpu[1]:.3f} | "
+        return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.1f}) | {rps[1]:,.0f} ({cpu[1]:.1f}) | {overall:.3f} | "
                 f"{median:.3f} ({q1:.3f}-{q3:.3f}) |"), runs_row
     pairs = [b / a for a, b in zip(rates[0], rates[1], strict=True)]
     q1, median, q3 = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else (pairs[0],) * 3
-    return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.0f}) | {rps[1]:,.0f} ({cpu[1]:.0f}) | {rps[1] / rps[0]:.3f} | "
+    return (f"| {run.SHAPE_NAMES[shape]} | {rps[0]:,.0f} ({cpu[0]:.0f}) | {rps[1]:,.0f} ({cpu[1]:.0f}) | {overall:.3f} | "
             f"{median:.3f} ({q1:.3f}-{q3:.3f}) |"), runs_row
 
 

@@ -61,15 +61,13 @@ class APIHandler:
             return self._note(self._failure(request, Failure()), request, started, None)
         if isinstance(answer, Answer):  # answered at once: from the render cache (or the version list of /)
             response = ok(answer)
-            note = meter.note
             if answer is not ROOT_ANSWER:  # (the instance and address the app identified: no header read again)
                 app = self.app
+                note = meter.note
                 note(("api", started, now(), 200, None, app.answered_address or request.peer, None, app.answered_instance,
                       request.method, request.target, "hit", None))
-            else:
-                note(("api", started, now(), 200, None, _address(request), None, request.header(b"x-instance-id"), request.method,
-                      request.target, None, None))
-            return response
+                return response
+            return self._note(response, request, started, None)  # (/: the instance the agent named, as any other answer)
         # what the cache did, as its get decided it, before any wait (a provider's address is
         # looked up first: its outcome is the previous request's)
         outcome = self._cache.outcome if self._cache is not None else None
