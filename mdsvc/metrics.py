@@ -124,8 +124,8 @@ class HopMeter:
     @ivar now: the clock's C{seconds} (the reactor's is C{time.time}).
     @ivar note: adds the values of one record to the process's pending records.
     @ivar inner: (a namespace proxy's listeners) what the agent of this process that answered
-        within the listener's call knows: C{(hops, instance, lookup cache outcome, seconds it
-        waited for a remote API)}, or None.
+        within the listener's call knows: C{[hops, instance, lookup cache outcome, seconds it
+        waited for a remote API]} (the agent's own list, taken as it is), or None.
     """
 
     __slots__ = ("hop", "clock", "codes", "latency", "now", "note", "waited", "inner")
@@ -138,7 +138,7 @@ class HopMeter:
         self.now = clock.seconds
         self.note = note
         self.waited = waited
-        self.inner: tuple[str, Any, str | None, float | None] | None = None
+        self.inner: list[Any] | None = None
 
     def answered(
         self, response: Any, started: float, address: Any, scope: str | None, instance: Any, method: bytes, path: bytes,

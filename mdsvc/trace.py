@@ -48,6 +48,13 @@ CHAINS: dict[str, tuple[str, ...]] = {
 """The hops one record stands for, innermost first: a hop of its own, or hops of one process
 that answered within the outer one's call, noted once by the outermost (L{mdsvc.metrics.HopMeter})."""
 
+WITHOUT_API = {AGENT_API: "agent", PROXY_AGENT_API: PROXY_AGENT}
+"""An agent's record's hops once the API's answer is noted in a record of its own."""
+
+WITH_API = {alone: hops for hops, alone in WITHOUT_API.items()} | {hops: hops for hops in WITHOUT_API}
+"""An agent's record's hops once the API of its process answered within the agent's call (the
+same again for a request signed twice: L{mdsvc.agent.handler.MetadataAgent.previous_secrets})."""
+
 _INNER_FIRST = {"api": 0, "agent": 1, "proxy": 2}
 
 DEFAULT_SIZE = 4096
@@ -181,4 +188,4 @@ def as_dict(record: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AGENT_API", "CHAINS", "DEFAULT_SIZE", "FIELDS", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "WIDTH", "TraceRing", "as_dict", "records"]
+__all__ = ["AGENT_API", "CHAINS", "WITH_API", "WITHOUT_API", "DEFAULT_SIZE", "FIELDS", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "WIDTH", "TraceRing", "as_dict", "records"]

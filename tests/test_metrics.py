@@ -24,7 +24,7 @@ from mdsvc.lookup.cache import CachingLookup
 from mdsvc.metered import MeteredLookup, MeteredStore
 from mdsvc.metrics import RECORD, Histogram, NodeMetrics
 from mdsvc.testing import MemoryInstanceStore, MemoryLookup
-from mdsvc.trace import WIDTH, TraceRing, records
+from mdsvc.trace import WIDTH, WITH_API, TraceRing, records
 from tests.http import request, response
 from tests.test_api_resource import UUID, Harness, fixture
 
@@ -396,7 +396,7 @@ class _AtOnceAPI:
         raise AssertionError("the metered agent calls forward_within")
 
     def forward_within(self, request: Any, seen: list[Any]) -> Deferred[HTTPResponse]:
-        seen[3] = True
+        seen[0] = WITH_API[seen[0]]  # answered at once: the agent's record stands for the API too
         if request.instance_id == self.gone:
             return succeed(error_response(404, None, reason="no such instance"))
         return succeed(HTTPResponse(200, (), b"ok"))
@@ -421,6 +421,39 @@ class AskedTwiceTests(SynchronousTestCase):
         self.assertEqual(metrics.requests(), {("api", 404): 1, ("api", 200): 1, ("agent", 200): 1})
         self.assertEqual([(r["hop"], r["status"], r["instance"]) for r in metrics.select(address="10.0.0.5")],
                          [("api", 404, "old-vm"), ("api", 200, "new-vm"), ("agent", 200, "new-vm")])
+
+
+    def test_signed_twice(self) -> None:
+        """
+        The API of this process refuses the new secret at once and takes the previous one (a
+        rotation): one record for both hops, its status the second answer's.
+        """
+        clock = Clock()
+        metrics = NodeMetrics("all-in-one", clock)
+        lookup = MemoryLookup({("network", NETWORK, "10.0.0.5"): ("vm", "p")})
+        api = _PreviousSecretAPI("old")
+        agent = MetadataAgent(lookup, api, "new", clock=clock, meter=metrics.hop("agent"),  # type: ignore[arg-type]
+                              previous_secrets=("old",))
+        answer = self.successResultOf(agent.handle(GuestRequest(b"GET", b"/latest", b"", "10.0.0.5", None, NETWORK, None)))
+        self.assertEqual((answer.code, api.asked), (200, 2))
+        self.assertEqual([(r[0], r[3], r[7]) for r in records(metrics.pending)], [("agent+api", 200, "vm")])
+
+
+class _PreviousSecretAPI:
+    """An API of this process that answers at once, and only requests signed with C{secret}."""
+
+    meter = "metered"
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.asked = 0
+
+    def forward_within(self, request: Any, seen: list[Any]) -> Deferred[HTTPResponse]:
+        self.asked += 1
+        seen[0] = WITH_API[seen[0]]
+        if request.signature != sign(self.secret, request.instance_id):
+            return succeed(error_response(403, None))
+        return succeed(HTTPResponse(200, (), b"ok"))
 
 
 class APIHandlerMeteringTests(SynchronousTestCase):

@@ -37,7 +37,7 @@ from mdsvc.hop import (
 )
 from mdsvc.http import HTTPResponse
 from mdsvc.interfaces import ICachingLookup, IInstanceLookup, LookupUnavailable
-from mdsvc.trace import AGENT_API, PROXY_AGENT, PROXY_AGENT_API
+from mdsvc.trace import PROXY_AGENT, WITHOUT_API
 from mdsvc.wire import UnsafeRequest, is_identifier, loggable
 
 MEMO_SIZE = 65536
@@ -92,6 +92,7 @@ class MetadataAgent:
     in_flight_refused: int = field(default=0, init=False)
     _caching: Any = field(default=None, init=False, repr=False)
     _within: Any = field(default=None, init=False, repr=False)
+    _api_clock: Any = field(default=None, init=False, repr=False)
     _signatures: dict[str, str] = field(factory=dict, init=False, repr=False)
     _forgotten: dict[tuple[Any, ...], float] = field(factory=dict, init=False, repr=False)
     _in_flight: dict[tuple[Any, ...], int] = field(factory=dict, init=False, repr=False)
@@ -108,6 +109,8 @@ class MetadataAgent:
             self._caching = getattr(self.lookup, "tracker", self.lookup)
         if self.meter is not None and getattr(self.api, "meter", None) is not None:
             self._within = getattr(self.api, "forward_within", None)  # an API in this process: one record for both
+        if self.meter is not None and self.time_api:
+            self._api_clock = self.meter.now  # each answer's record says how long the API took
 
     def handle(self, request: GuestRequest) -> Deferred[HTTPResponse]:
         """See L{IAgentHop.handle}: the Deferred never fails (except on cancellation)."""
@@ -138,11 +141,17 @@ class MetadataAgent:
 
     async def _handle(self, request: GuestRequest, front: Any = None) -> HTTPResponse:
         meter = self.meter
-        now = meter.now if meter is not None else None  # (loaded as an attribute, not as a method: see HopMeter)
-        started = now() if now is not None and front is None else 0.0
-        # the instance, the lookup cache's outcome, seconds the API took, whether the API of this
-        # process answered at once (noted in this hop's record)
-        seen: list[Any] = [None, None, None, False]
+        # what this hop's record says: the hops it stands for (with the API of this
+        # process once it answered at once: L{mdsvc.api.inprocess.InProcessAPI.forward_within}),
+        # the instance, the lookup cache's outcome, seconds the API took
+        if front is not None:  # the listener's record, with the listener's times, stands for this hop
+            seen: list[Any] = [PROXY_AGENT, None, None, None]
+            started = 0.0
+        else:
+            seen = ["agent", None, None, None]
+            if meter is not None:
+                now = meter.now  # (loaded as an attribute, not as a method: see HopMeter)
+                started = now()
         ip = request.address
         try:
             if self.limiter is not None and (self.rate_limit_family is None or (":" in ip) == (self.rate_limit_family == 6)):
@@ -165,19 +174,17 @@ class MetadataAgent:
                     del self._in_flight[guest]
         except HopError as e:
             response = self._refusal(e, request)
-        if meter is not None:
-            if front is not None:  # the listener calling, within its call, notes next: its record stands for this hop
-                front.inner = (PROXY_AGENT_API if seen[3] else PROXY_AGENT, seen[0], seen[1], seen[2])
-            else:
-                note = meter.note
-                note((AGENT_API if seen[3] else "agent", started, now(), response.code,  # type: ignore[misc]
-                      response if response.reason is not None else None, ip, request.network_id or request.router_id,
-                      seen[0], request.method, request.target, seen[1], seen[2]))
+        if front is not None:  # the listener calling, within its call, notes next: its record stands for this hop
+            front.inner = seen
+        elif meter is not None:
+            note = meter.note
+            note((seen[0], started, now(), response.code, response if response.reason is not None else None, ip,
+                  request.network_id or request.router_id, seen[1], request.method, request.target, seen[2], seen[3]))
         return response
 
     async def _answer(self, request: GuestRequest, seen: list[Any]) -> HTTPResponse:
         found = await self._lookup(request, seen)
-        seen[0] = found[0]
+        seen[1] = found[0]
         response = await self._forward(request, found, seen)
         if response.code == 404 and ICachingLookup.providedBy(self.lookup):
             # The port may have moved to a new instance since it was cached (neutron spec §4):
@@ -198,9 +205,9 @@ class MetadataAgent:
             if again != found:
                 self._log.info("{ip}: the metadata API does not know instance {instance}; the address now belongs to "
                                "instance {now}: asking again for it", ip=request.address, instance=found[0], now=again[0])
-                seen[0] = again[0]
-                if seen[3]:  # the API's first answer, given at once: a record of its own (the agent's is for the second)
-                    seen[3] = False
+                seen[1] = again[0]
+                if seen[0] in WITHOUT_API:  # the API's first answer, given at once: a record of its own (the agent's is for the second)
+                    seen[0] = WITHOUT_API[seen[0]]
                     self.meter.note(("api", self.meter.now(), self.meter.now(), response.code,
                                      response if response.reason is not None else None, request.address, None, found[0],
                                      request.method, request.target, None, None))
@@ -228,7 +235,7 @@ class MetadataAgent:
         try:
             pending = self.lookup.lookup(request.address, network_id=network_id, router_id=router_id, mac=request.mac)
             if seen is not None and self._caching is not None:
-                seen[1] = self._caching.outcome  # decided by the call itself, before any wait
+                seen[2] = self._caching.outcome  # decided by the call itself, before any wait
             found = await pending
         except LookupUnavailable as e:
             raise HopError(503, "The instance lookup service is temporarily unavailable. Please try again later.", "warn") from e
@@ -272,8 +279,9 @@ class MetadataAgent:
         self._told_previous = False
 
     async def _send(self, signed: SignedRequest, seen: list[Any] | None) -> HTTPResponse:
-        timed = seen is not None and self.time_api and self.meter is not None
-        sent = self.meter.now() if timed else 0.0
+        clock = self._api_clock
+        timed = clock is not None and seen is not None
+        sent = clock() if timed else 0.0
         try:
             if self._within is not None and seen is not None:
                 return await self._within(signed, seen)
@@ -287,7 +295,7 @@ class MetadataAgent:
             raise HopError(400, f"The request cannot be forwarded: {e}.", "error") from e
         finally:
             if timed:
-                seen[2] = self.meter.now() - sent  # type: ignore[index]
+                seen[3] = clock() - sent  # type: ignore[index]
 
     def _relay(self, response: HTTPResponse) -> HTTPResponse:
         if response.code == 200 or response.code in RELAYED_ERRORS:

@@ -20,6 +20,7 @@ from mdsvc.api.identify import ByInstanceId
 from mdsvc.api.metadata import Answer
 from mdsvc.hop import IAPIHop, SignedRequest
 from mdsvc.http import HTTPResponse
+from mdsvc.trace import WITH_API
 
 
 @implementer(IAPIHop)
@@ -59,12 +60,13 @@ class InProcessAPI:
     def forward_within(self, request: SignedRequest, seen: list[Any]) -> Deferred[HTTPResponse]:
         """
         L{forward} for the metered agent of this process: an answer given at once is not noted
-        here but in the agent's own record, which stands for both hops (C{seen[3]} set to True;
-        L{mdsvc.metrics.HopMeter}); a later one is noted here, timed.
+        here but in the agent's own record, which stands for both hops (its hops, C{seen[0]},
+        become those with the API: L{mdsvc.trace.WITH_API}; L{mdsvc.metrics.HopMeter}); a later
+        one is noted here, timed.
         """
         result = self._answer(request)
         if type(result) is HTTPResponse:
-            seen[3] = True
+            seen[0] = WITH_API[seen[0]]
             return succeed(result)
         started = self.meter.now()  # (what ran before the wait took microseconds)
         outcome = self._cache.outcome if self._cache is not None else None
