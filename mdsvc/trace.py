@@ -188,4 +188,5 @@ def as_dict(record: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AGENT_API", "CHAINS", "WITH_API", "WITHOUT_API", "DEFAULT_SIZE", "FIELDS", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "WIDTH", "TraceRing", "as_dict", "records"]
+__all__ = ["AGENT_API", "CHAINS", "DEFAULT_SIZE", "FIELDS", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "WIDTH", "WITHOUT_API", "WITH_API",
+           "TraceRing", "as_dict", "records"]

@@ -422,7 +422,6 @@ class AskedTwiceTests(SynchronousTestCase):
         self.assertEqual([(r["hop"], r["status"], r["instance"]) for r in metrics.select(address="10.0.0.5")],
                          [("api", 404, "old-vm"), ("api", 200, "new-vm"), ("agent", 200, "new-vm")])
 
-
     def test_signed_twice(self) -> None:
         """
         The API of this process refuses the new secret at once and takes the previous one (a
