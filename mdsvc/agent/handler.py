@@ -146,7 +146,6 @@ class MetadataAgent:
         # the instance, the lookup cache's outcome, seconds the API took
         if front is not None:  # the listener's record, with the listener's times, stands for this hop
             seen: list[Any] = [PROXY_AGENT, None, None, None]
-            started = 0.0
         else:
             seen = ["agent", None, None, None]
             if meter is not None:
