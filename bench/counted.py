@@ -23,10 +23,10 @@ per request than at full speed. The caches' expiry would make a count depend on 
 server ran (a request that misses costs tens of times one that hits), so here renders and lookups
 are kept an hour ([api] metadata_cache_expiration, [cache] expiration_time): the warm-up fills
 them and the counted windows see every request hit, as all but about 1% do in run.py's runs at
-full speed. The metrics' fold, every second, would run forty times as often per request, over
-forty times fewer records each time; so each variant is counted from a copy of its tree whose
-fold comes every FOLD_INTERVAL seconds (default 20: half as many records a fold as at full speed;
-a window as long holds about one fold). The warm-up's records are folded before the count
+full speed. The metrics' fold, ten times a second, would run forty times as often per request,
+over forty times fewer records each time; so each variant is counted from a copy of its tree
+whose fold comes every FOLD_INTERVAL seconds (default 4: about as many records a fold as at full
+speed). The warm-up's records are folded before the count
 starts, and the last window's count ends after the fold that follows it, so that every record
 noted while counting is folded, once, within the count. What the servers' timers cost a second
 (connection sweeps, the fold with nothing to fold) is counted over IDLE seconds with no load
@@ -67,7 +67,7 @@ expiration_time = 3600
 UNCOUNTED_COPIES = "glibc.cpu.x86_rep_movsb_threshold=4294967295:glibc.cpu.x86_rep_stosb_threshold=4294967295"
 """GLIBC_TUNABLES for the servers: memcpy and memset in vector loops, counted as the work they are."""
 
-FOLD_LINE = "FOLD_INTERVAL = 1.0\n"
+FOLD_LINE = "FOLD_INTERVAL = 0.1\n"
 """The line of C{mdsvc/operations.py} that says how often a process folds its records."""
 
 
@@ -190,8 +190,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=15, help="seconds of wrk load before counting")
     p.add_argument("--instances", type=int, default=20, help="instances booting (the warm-up must reach each one's every path)")
     p.add_argument("--connections", type=int, default=8, help="wrk connections")
-    p.add_argument("--fold-interval", type=float, default=20.0, metavar="SECONDS",
-                   help="how often the counted servers fold their records (see above; 1 is what a node does)")
+    p.add_argument("--fold-interval", type=float, default=4.0, metavar="SECONDS",
+                   help="how often the counted servers fold their records (see above; 0.1 is what a node does)")
     p.add_argument("--idle", type=float, default=10.0, metavar="SECONDS",
                    help="seconds counted with no load, to take what timers cost off the windows")
     p.add_argument("--keep", metavar="DIR", help="copy each counted window's callgrind dump of each server there")

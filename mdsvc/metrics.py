@@ -4,8 +4,8 @@ What a process counts about itself, in plain integers and lists: nothing on the 
 into prometheus_client (L{mdsvc.exposition} reads these at scrape time).
 
   - L{HopMeter}: where a hop (C{proxy}, C{agent}, C{api}) notes each answer: one tuple appended
-    to a list, all the request path pays. L{NodeMetrics.fold} (every second, and before anything
-    is read) turns them into counts by status, latency buckets, records of the process's trace
+    to a list, all the request path pays. L{NodeMetrics.fold} (ten times a second, and before
+    anything is read) turns them into counts by status, latency buckets, records of the process's trace
     ring (L{mdsvc.trace.TraceRing}) and, for a failure a hop made, one log line with the
     instance, the hop and the reason (L{mdsvc.failures}).
   - L{Histogram}: fixed buckets, fed with one C{bisect} and two additions.
@@ -99,10 +99,11 @@ class HopMeter:
     the interpreter's free list by the next request), the list holds its L{mdsvc.trace.WIDTH}
     values, and the fold reads each field of every record with one slice. A record kept as a
     tuple of its own cost the request path a fresh allocation, and the garbage collector a
-    traversal, per request. The fold keeps the list itself (the trace's batch) and gives the
-    meters another (their C{note} becomes its C{extend}), one the trace gave back emptied
-    (L{mdsvc.trace.TraceRing.spare}), which the collector's young collections no longer
-    traverse: a copy would be a new container traversed whole at the next one. Every value is
+    traversal, per request. The fold hands the list to the trace, which keeps its values in
+    columns and gives it back emptied (L{mdsvc.trace.TraceRing.spare}), and gives the meters
+    the one given back before (their C{note} becomes its C{extend}): a list the collector's
+    young collections no longer traverse, where a new one would be traversed whole at the
+    next. Every value is
     text, bytes, a number or None (a failure's answer object excepted, for its reason and to be
     logged once). Header values the API notes (the X-Instance-ID of an answer not given from its
     render cache) are bytes, made text when read.
@@ -263,8 +264,8 @@ class NodeMetrics:
         (each failure logged once, by the innermost hop that noted it: the one that made it), in
         loops that run in C but for the failures and the finding of the records of kinds other
         than the batch's most frequent (one step of Python each). A record
-        of several hops (L{mdsvc.trace.CHAINS}) counts for each. Done every second by the process
-        (L{mdsvc.operations}), and before anything reads the counts or the trace.
+        of several hops (L{mdsvc.trace.CHAINS}) counts for each. Done every L{mdsvc.operations.FOLD_INTERVAL}
+        seconds by the process, and before anything reads the counts or the trace.
         """
         batch = self.pending
         if not batch:
@@ -321,7 +322,8 @@ class NodeMetrics:
             waits = list(filter(_IS_SET, batch[_WAITED::WIDTH]))
             if waits:
                 _observe(waited, *_buckets(waited.bounds, waits))
-        failed = [] if all_ok else [tuple(batch[start:start + WIDTH]) for start in compress(range(0, len(batch), WIDTH), batch[_FAILURE::WIDTH])]
+        # (a failed record's fields as the trace keeps them, trace.KEPT: all but the waited seconds, last)
+        failed = [] if all_ok else [tuple(batch[start:start + WIDTH - 1]) for start in compress(range(0, len(batch), WIDTH), batch[_FAILURE::WIDTH])]
         if failed:  # innermost hop first: the one that made the failure logs it
             failed.sort(key=lambda r: _DEPTH.get(CHAINS[r[0]][0], 9))
             for record in failed:

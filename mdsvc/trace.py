@@ -12,6 +12,7 @@ node's L{mdsvc.redact.Redactor} as well.
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -62,30 +63,49 @@ DEFAULT_SIZE = 4096
 
 
 _SPARE_LISTS = 4
-"""Emptied lists kept for reuse: the meters take one a fold, the ring gives back what falls off."""
+"""Emptied lists kept for reuse: the meters take one a fold, the ring gives back each batch it is given."""
+
+KEPT = RECORD[:-1]
+"""What the ring keeps of a record: all but the seconds an agent waited (only counted)."""
+
+_FLOATS = frozenset(("started", "answered"))
+"""Fields kept as machine numbers (L{array}) rather than objects."""
+
+_SHARED = frozenset(("address", "scope", "instance", "method", "path"))
+"""Fields whose values a request path made afresh (parsed from the request): kept as one object per distinct value."""
 
 
 class TraceRing:
     """
-    The most recent records of a process, at least C{size} for each hop it answers at, kept as
-    the hops noted them (flat batches of L{RECORD}s, L{WIDTH} values each: the answer object of a failure, times, address...)
-    and made into rows of L{FIELDS}, one per hop a record stands for, only when read, so that keeping
-    them costs the request path nothing more.
+    The most recent records of a process, at least C{size} for each hop it answers at, kept in
+    columns (one per field of L{KEPT}) and made into rows of L{FIELDS}, one per hop a record
+    stands for, only when read.
 
-    The ring owns the batches it is given: one that is a list is emptied when it falls off (or at
-    once, when nothing is kept) and put in L{spare}, where the process's meters take their next
-    pending list (L{mdsvc.metrics.NodeMetrics.fold}). A list that has lived a few seconds is in
-    the garbage collector's oldest generation, which its young collections (several a second
-    under load) do not traverse; a fresh pending list was young, and was traversed, its tens of
-    thousands of values read back from memory, by the collection that moved it on.
+    What a ring holds is what the request paths no longer use. A batch kept as the hops noted
+    it held two fresh floats and the path, address, method and network id each request parsed
+    for itself: thousands of objects a second, alive for seconds, each taking a block the next
+    request could have reused while still warm in the processor's cache, and freed long after,
+    cold. The boot-mix benchmark's network node lost about two per cent of its throughput to
+    that, more than the noting itself. So each batch is made into columns when kept: times as
+    arrays of machine numbers, and the parsed values as one object per distinct value of the
+    batch (a guest asks the same few paths from the same address), which leaves the requests'
+    own objects to die at the fold; the columns are tuples, which the garbage collector stops
+    tracking once it finds them holding no containers.
+
+    The flat batch itself (a list) is emptied at once and put in L{spare}, where the process's
+    meters take their next pending list (L{mdsvc.metrics.NodeMetrics.fold}). A list that has
+    lived a few seconds is in the garbage collector's oldest generation, which its young
+    collections (several a second under load) do not traverse; a fresh pending list was young,
+    and was traversed, its tens of thousands of values read back from memory, by the
+    collection that moved it on.
 
     @ivar size: rows kept per hop (whole batches fall off, the oldest first).
-    @ivar spare: emptied lists of batches that fell off, to be filled again.
+    @ivar spare: emptied lists of batches kept, to be filled again.
     """
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = max(size, 0)  # 0: nothing kept
-        self._batches: deque[tuple[int, int, Sequence[Any]]] = deque()  # (the first row's number, rows, flat records)
+        self._batches: deque[tuple[int, int, tuple[Sequence[Any], ...]]] = deque()  # (the first row's number, rows, columns)
         self._held = 0
         self._hops: set[str] = set()
         self._next = 1
@@ -95,27 +115,36 @@ class TraceRing:
         """
         Keep a flat batch of records (L{WIDTH} values each, oldest first) making C{rows} rows of the C{hops} named,
         numbered on from the last batch; the oldest batches fall off while C{size} rows per hop
-        are held without them.
+        are held without them. A batch that is a list is emptied into L{spare}.
         """
         first = self._next
         self._next += rows
-        if not self.size:
-            self._recycle(batch)
-            return
-        self._hops.update(hops)
-        self._batches.append((first, rows, batch))
-        self._held += rows
-        limit = self.size * len(self._hops)
-        while self._held - self._batches[0][1] >= limit:
-            _, dropped, old = self._batches.popleft()
-            self._held -= dropped
-            self._recycle(old)
-
-    def _recycle(self, batch: Sequence[Any]) -> None:
-        """A batch no longer kept: emptied into L{spare} if it is a list (a few at most are needed)."""
+        if self.size:
+            self._hops.update(hops)
+            self._batches.append((first, rows, self._columns(batch)))
+            self._held += rows
+            limit = self.size * len(self._hops)
+            while self._held - self._batches[0][1] >= limit:
+                _, dropped, _ = self._batches.popleft()
+                self._held -= dropped
         if type(batch) is list and len(self.spare) < _SPARE_LISTS:
             batch.clear()
             self.spare.append(batch)
+
+    def _columns(self, batch: Sequence[Any]) -> tuple[Sequence[Any], ...]:
+        """The fields of L{KEPT} of a flat batch, a column each (in C loops: no step of Python per record)."""
+        memo: dict[Any, Any] = {}  # (one batch's: it holds nothing the batch's columns do not)
+        shared = memo.setdefault
+        columns: list[Sequence[Any]] = []
+        for at, name in enumerate(KEPT):
+            values = batch[at::WIDTH]
+            if name in _FLOATS:
+                columns.append(array("d", values))
+            elif name in _SHARED:
+                columns.append(tuple(map(shared, values, values)))
+            else:
+                columns.append(tuple(values))
+        return tuple(columns)
 
     def __len__(self) -> int:
         """How many rows are held."""
@@ -129,12 +158,11 @@ class TraceRing:
         numbered after C{after}, in the order they were answered, at most the C{limit} newest.
         """
         picked = []
-        for first, rows, batch in self._batches:
+        for first, rows, columns in self._batches:
             if first + rows <= after + 1:
                 continue
             seq = first
-            for start in range(0, len(batch), WIDTH):
-                record = batch[start:start + WIDTH]
+            for record in zip(*columns, strict=True):
                 for hop in CHAINS[record[0]]:
                     if seq > after:
                         found = row(seq, hop, record)
@@ -149,11 +177,12 @@ class TraceRing:
 
 def row(seq: int, hop: str, record: Sequence[Any]) -> tuple[Any, ...]:
     """
-    The row of C{hop} of a kept record (L{RECORD}) as the tuple of L{FIELDS} (header values the
-    API noted made text). Of a record standing for several hops, the listener's row has no
-    instance or cache; the API's no scope, and the cache outcome of an answer given at once.
+    The row of C{hop} of a kept record (the fields of L{KEPT}, in order) as the tuple of
+    L{FIELDS} (header values the API noted made text). Of a record standing for several hops,
+    the listener's row has no instance or cache; the API's no scope, and the cache outcome of an
+    answer given at once.
     """
-    kind, started, answered, code, failure, address, scope, instance, method, path, cache, _ = record
+    kind, started, answered, code, failure, address, scope, instance, method, path, cache = record
     if kind is not hop and kind != hop:
         if hop == "proxy":
             instance = cache = None
@@ -188,5 +217,5 @@ def as_dict(record: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AGENT_API", "CHAINS", "DEFAULT_SIZE", "FIELDS", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "WIDTH", "WITHOUT_API", "WITH_API",
+__all__ = ["AGENT_API", "CHAINS", "DEFAULT_SIZE", "FIELDS", "KEPT", "PROXY_AGENT", "PROXY_AGENT_API", "RECORD", "WIDTH", "WITHOUT_API", "WITH_API",
            "TraceRing", "as_dict", "records"]

@@ -89,13 +89,13 @@ class CountedTests(SynchronousTestCase):
             original = f.read()
         with open(os.path.join(into, "mdsvc", "operations.py")) as f:
             copied = f.read()
-        self.assertIn("\nFOLD_INTERVAL = 1.0\n", original)
-        self.assertEqual(copied, original.replace("\nFOLD_INTERVAL = 1.0\n", "\nFOLD_INTERVAL = 20.0\n"))
+        self.assertIn("\nFOLD_INTERVAL = 0.1\n", original)
+        self.assertEqual(copied, original.replace("\nFOLD_INTERVAL = 0.1\n", "\nFOLD_INTERVAL = 20.0\n"))
         self.assertTrue(os.path.exists(os.path.join(into, "mdsvc", "tap.py")))
         self.assertTrue(os.path.exists(os.path.join(into, "twisted", "plugins", "mdsvc_plugin.py")))
 
     def test_changed_fold_refused(self) -> None:
-        """A tree whose fold interval is no longer that line is refused in one line, never counted folding every second."""
+        """A tree whose fold interval is no longer that line is refused in one line, never counted folding as often as a node."""
         tree = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, tree, True)
         os.makedirs(os.path.join(tree, "mdsvc"))
@@ -104,7 +104,7 @@ class CountedTests(SynchronousTestCase):
             f.write("FOLD_INTERVAL = 2.0\n")
         with self.assertRaises(SystemExit) as caught:
             self.counted.slow_fold_copy(tree, os.path.join(tree, "copy"), 20.0)
-        self.assertIn("FOLD_INTERVAL = 1.0", str(caught.exception))
+        self.assertIn("FOLD_INTERVAL = 0.1", str(caught.exception))
         self.assertIn("(one expected)", str(caught.exception))
 
     def test_per_request_net_of_idle(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -24,7 +25,7 @@ from mdsvc.lookup.cache import CachingLookup
 from mdsvc.metered import MeteredLookup, MeteredStore
 from mdsvc.metrics import RECORD, Histogram, NodeMetrics
 from mdsvc.testing import MemoryInstanceStore, MemoryLookup
-from mdsvc.trace import WIDTH, WITH_API, TraceRing, records
+from mdsvc.trace import KEPT, WIDTH, WITH_API, TraceRing, records
 from tests.http import request, response
 from tests.test_api_resource import UUID, Harness, fixture
 
@@ -203,10 +204,11 @@ class TraceRingTests(SynchronousTestCase):
         self.assertEqual([r["seq"] for r in ring.select(after=8)], [9, 10])
         self.assertEqual(ring.select(limit=1)[0]["latency"], 0.5)
 
-    def test_fallen_lists_reused(self) -> None:
+    def test_batch_lists_reused(self) -> None:
         """
-        A list that falls off comes back emptied in C{spare}, and the fold makes it the meters'
-        pending list: what they note lands in it, and every fold's counts and rows stay right.
+        The list of a batch the ring keeps comes back emptied in C{spare} at once, and the next
+        fold makes it the meters' pending list: two lists take turns, what the meters note lands
+        in them, and every fold's counts and rows stay right.
         """
         metrics = NodeMetrics("api", Clock(), TraceRing(2))
         meter = metrics.hop("api")
@@ -216,29 +218,50 @@ class TraceRingTests(SynchronousTestCase):
             meter.note(self.record("api", 2 * n))
             meter.note(self.record("api", 2 * n + 1))
             metrics.fold()
-        # the first batch fell off at the second fold (after it took its new list): the third
-        # fold gives the meters the first list again, and from then on three lists take turns
-        self.assertIs(lists[3], lists[0])
-        self.assertEqual([[id(y) for y in lists].index(id(x)) for x in lists], [0, 1, 2, 0, 1, 2])
+        # the first fold had no list given back (a new one); from the second on, the one given back takes its turn
+        self.assertEqual([[id(y) for y in lists].index(id(x)) for x in lists], [0, 1, 0, 1, 0, 1])
         self.assertEqual(metrics.requests(), {("api", 200): 12})
         self.assertEqual([r["path"] for r in metrics.select()], ["/10", "/11"])
-        # of the three, one is kept (the last batch), one pending, one waits emptied (the batch before)
-        self.assertEqual([[id(y) for y in lists].index(id(x)) for x in metrics.trace.spare], [1])
-        self.assertEqual(metrics.trace.spare, [[]])
+        self.assertEqual((metrics.trace.spare, metrics.trace.spare[0] is lists[1]), ([[]], True))
 
     def test_nothing_kept_lists_reused(self) -> None:
-        """Size 0: the batch is emptied into C{spare} at once."""
+        """Size 0: the batch is emptied into C{spare} at once, and nothing is kept."""
         ring = TraceRing(0)
         batch = self.flat([self.record("api", 0)])
         ring.keep(batch, 1, {"api"})
-        self.assertEqual((ring.spare, ring.spare[0] is batch, ring.select()), ([[]], True, []))
+        self.assertEqual((ring.spare, ring.spare[0] is batch, ring.select(), len(ring)), ([[]], True, [], 0))
 
     def test_other_batches_not_emptied(self) -> None:
-        """A batch that is not a list (a caller's tuple) falls off as it is, not into C{spare}."""
-        ring = TraceRing(1)
-        ring.keep(tuple(self.flat([self.record("api", 0)])), 1, {"api"})
-        ring.keep(self.flat([self.record("api", 1)]), 1, {"api"})
-        self.assertEqual((ring.spare, [r["path"] for r in ring.select()]), ([], ["/1"]))
+        """A batch that is not a list (a caller's tuple) is kept and left as it is, not put in C{spare}."""
+        ring = TraceRing(2)
+        batch = tuple(self.flat([self.record("api", 0)]))
+        ring.keep(batch, 1, {"api"})
+        self.assertEqual((ring.spare, len(batch), [r["path"] for r in ring.select()]), ([], WIDTH, ["/0"]))
+
+    def test_kept_in_columns(self) -> None:
+        """
+        The ring keeps what it was given, not the requests' own objects: times as machine
+        numbers, and one object per distinct parsed value (path, address, network, method,
+        instance) of a batch, the first seen; rows read back as the values noted.
+        """
+        ring = TraceRing(8)
+        first = ("api", 1.25, 1.5, 200, None, "10.0.0.5", NETWORK, UUID, b"GET", b"/latest/meta-data/", "hit", 0.01)
+        again = ("api", 2.0, 2.75, 404, None, *map(_fresh, first[5:10]), None, None)
+        self.assertEqual([a is b for a, b in zip(first[5:10], again[5:10], strict=True)], [False] * 5)
+        ring.keep(self.flat([first, again]), 2, {"api"})
+        ((_, _, columns),) = ring._batches
+        self.assertEqual((len(columns), type(columns[KEPT.index("started")])), (len(KEPT), array))
+        self.assertEqual([columns[KEPT.index(name)][1] is first[KEPT.index(name)] for name in ("address", "scope", "instance", "method", "path")],
+                         [True] * 5)
+        rows = ring.select()
+        self.assertEqual([(r["time"], r["latency"], r["status"], r["path"], r["method"], r["cache"]) for r in rows],
+                         [(1.5, 0.25, 200, "/latest/meta-data/", "GET", "hit"), (2.75, 0.75, 404, "/latest/meta-data/", "GET", None)])
+
+
+def _fresh(value: Any) -> Any:
+    """An object equal to C{value} (text or bytes) but not the same one, as a request parses its own."""
+    half = len(value) // 2
+    return value[:half] + value[half:]
 
 
 class AgentMeteringTests(SynchronousTestCase):
