@@ -72,7 +72,13 @@ _FLOATS = frozenset(("started", "answered"))
 """Fields kept as machine numbers (L{array}) rather than objects."""
 
 _SHARED = frozenset(("address", "scope", "instance", "method", "path"))
-"""Fields whose values a request path made afresh (parsed from the request): kept as one object per distinct value."""
+"""
+Fields whose values a request path made afresh, parsed from the request (the path and method
+at every hop, the address, network id and instance from headers at the agent and the API):
+kept as one object per distinct value. (Keeping the method's few bytes and the network id as
+they were parsed, which spares the fold a dict lookup of about 65 ns a record for each, measured
+worse, not better: bench/README.md, "December 4, later".)
+"""
 
 
 class TraceRing:
@@ -85,12 +91,12 @@ class TraceRing:
     it held two fresh floats and the path, address, method and network id each request parsed
     for itself: thousands of objects a second, alive for seconds, each taking a block the next
     request could have reused while still warm in the processor's cache, and freed long after,
-    cold. The boot-mix benchmark's network node lost about two per cent of its throughput to
-    that, more than the noting itself. So each batch is made into columns when kept: times as
-    arrays of machine numbers, and the parsed values as one object per distinct value of the
-    batch (a guest asks the same few paths from the same address), which leaves the requests'
-    own objects to die at the fold; the columns are tuples, which the garbage collector stops
-    tracking once it finds them holding no containers.
+    cold. The boot-mix benchmark's network node and API lost about one and a half per cent of
+    their throughput to that, half of what metering cost them. So each batch is made into
+    columns when kept: times as arrays of machine numbers, and the parsed values as one object
+    per distinct value of the batch (a guest asks the same few paths from the same address),
+    which leaves the requests' own objects to die at the fold; the columns are tuples, which
+    the garbage collector stops tracking once it finds them holding no containers.
 
     The flat batch itself (a list) is emptied at once and put in L{spare}, where the process's
     meters take their next pending list (L{mdsvc.metrics.NodeMetrics.fold}). A list that has

@@ -156,3 +156,26 @@ class ABTests(SynchronousTestCase):
     def test_pooled_one_run(self) -> None:
         """One run has no interval: its ratio three times."""
         self.assertEqual(self.ab.pooled([0.97]), (0.97, 0.97, 0.97))
+
+
+class FoldTests(SynchronousTestCase):
+    """bench/fold.py times this checkout's fold over records as a network node notes them."""
+
+    def test_fold_cost(self) -> None:
+        """A figure a record, from folds that counted every record and kept them in the trace."""
+        fold: Any = _bench_module("fold")
+        from mdsvc import metrics
+        from mdsvc.trace import WIDTH
+
+        folded: list[int] = []
+        real = metrics.NodeMetrics.fold
+
+        def counting(self: Any) -> None:
+            folded.append(len(self.pending))
+            real(self)
+
+        self.patch(metrics.NodeMetrics, "fold", counting)
+        cost = fold.fold_cost(10, 7)
+        self.assertEqual(folded, [10 * WIDTH] * 7)
+        self.assertGreater(cost, 0.0)
+        self.assertLess(cost, 0.01)  # (seconds a record: a fold that hung or slept would show)
