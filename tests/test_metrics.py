@@ -240,7 +240,7 @@ class TraceRingTests(SynchronousTestCase):
 
     def test_kept_in_columns(self) -> None:
         """
-        The ring keeps what it was given, not the requests' own objects: times as machine
+        The ring keeps a batch's values, not the requests' own objects: times as machine
         numbers, and one object per distinct parsed value (path, address, network, method,
         instance) of a batch, the first seen; rows read back as the values noted.
         """
