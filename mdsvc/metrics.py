@@ -28,7 +28,7 @@ from typing import Any
 from attrs import define, field
 from twisted.logger import Logger
 
-from mdsvc.trace import CHAINS, RECORD, WIDTH, TraceRing, row
+from mdsvc.trace import CHAINS, KEPT, RECORD, WIDTH, TraceRing, row
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Upper bounds (seconds) of the latency buckets: a cached answer takes well under a millisecond,
@@ -322,8 +322,7 @@ class NodeMetrics:
             waits = list(filter(_IS_SET, batch[_WAITED::WIDTH]))
             if waits:
                 _observe(waited, *_buckets(waited.bounds, waits))
-        # (a failed record's fields as the trace keeps them, trace.KEPT: all but the waited seconds, last)
-        failed = [] if all_ok else [tuple(batch[start:start + WIDTH - 1]) for start in compress(range(0, len(batch), WIDTH), batch[_FAILURE::WIDTH])]
+        failed = [] if all_ok else [tuple(batch[start:start + len(KEPT)]) for start in compress(range(0, len(batch), WIDTH), batch[_FAILURE::WIDTH])]
         if failed:  # innermost hop first: the one that made the failure logs it
             failed.sort(key=lambda r: _DEPTH.get(CHAINS[r[0]][0], 9))
             for record in failed:

@@ -76,8 +76,8 @@ _SHARED = frozenset(("address", "scope", "instance", "method", "path"))
 Fields whose values a request path made afresh, parsed from the request (the path and method
 at every hop, the address, network id and instance from headers at the agent and the API):
 kept as one object per distinct value. (Keeping the method's few bytes and the network id as
-they were parsed, which spares the fold a dict lookup of about 65 ns a record for each, measured
-worse, not better: bench/README.md, "December 4, later".)
+they were parsed, and a column of None unshared, which spares the fold a dict lookup of about
+65 ns a record for each, measured worse, not better: bench/README.md, "December 4, later".)
 """
 
 
@@ -89,10 +89,11 @@ class TraceRing:
 
     What a ring holds is what the request paths no longer use. A batch kept as the hops noted
     it held two fresh floats and the path, address, method and network id each request parsed
-    for itself: thousands of objects a second, alive for seconds, each taking a block the next
-    request could have reused while still warm in the processor's cache, and freed long after,
-    cold. The boot-mix benchmark's network node and API lost about one and a half per cent of
-    their throughput to that, half of what metering cost them. So each batch is made into
+    for itself: thousands of objects a second, alive for seconds (most likely each taking a block
+    the next request would have reused while still warm in the processor's cache, and freed
+    long after, cold: no instruction count shows it). The boot-mix benchmark's network node and
+    API lost about one and a half per cent of their throughput to that, half of what metering
+    cost them (a ring that keeps nothing, against one that kept the batches). So each batch is made into
     columns when kept: times as arrays of machine numbers, and the parsed values as one object
     per distinct value of the batch (a guest asks the same few paths from the same address),
     which leaves the requests' own objects to die at the fold; the columns are tuples, which
